@@ -1,0 +1,3 @@
+module github.com/paystream/paystream
+
+go 1.26.0
