@@ -1,0 +1,21 @@
+-- One row per micro-batch, written after its other tables (DESIGN §3,
+-- invariant 6). records = end_offset - start_offset
+--                       = loaded + duplicates + errors + late (+ gaps the log
+-- skipped, e.g. transaction markers, counted in skipped).
+CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
+  batch_id           STRING    NOT NULL,
+  kafka_topic        STRING    NOT NULL,
+  kafka_partition    INT64     NOT NULL,
+  start_offset       INT64     NOT NULL, -- inclusive
+  end_offset         INT64     NOT NULL, -- exclusive
+  records            INT64     NOT NULL,
+  loaded             INT64     NOT NULL,
+  duplicates         INT64     NOT NULL,
+  errors             INT64     NOT NULL, -- rejected other than late
+  late               INT64     NOT NULL,
+  skipped            INT64     NOT NULL,
+  amount_by_currency ARRAY<STRUCT<currency STRING, amount NUMERIC, events INT64>>,
+  loaded_at          TIMESTAMP NOT NULL
+)
+PARTITION BY DATE(loaded_at)
+CLUSTER BY kafka_partition, start_offset;
