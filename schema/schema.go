@@ -13,9 +13,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"path"
+	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
@@ -32,8 +33,9 @@ var (
 
 // Statement is one DDL file with its project and dataset filled in.
 type Statement struct {
-	Name string // file name, e.g. "01_transactions.sql"
-	SQL  string
+	Name   string // file name, e.g. "01_transactions.sql"
+	Object string // table or view it creates, e.g. "transactions"
+	SQL    string
 }
 
 // Statements returns the DDL in the order it must run, for project and
@@ -51,32 +53,95 @@ func Statements(project, dataset string) ([]Statement, error) {
 			return nil, err
 		}
 		sql := strings.NewReplacer("{{project}}", project, "{{dataset}}", dataset).Replace(string(b))
-		out = append(out, Statement{Name: name, SQL: sql})
+		object := strings.TrimSuffix(name[strings.Index(name, "_")+1:], ".sql")
+		out = append(out, Statement{Name: name, Object: object, SQL: sql})
 	}
 	return out, nil
 }
 
-// Apply creates the dataset when missing, then runs every statement in
-// order, waiting for each. location is the dataset's location for a new
-// dataset ("" lets BigQuery choose).
-func Apply(ctx context.Context, client *bigquery.Client, dataset, location string) error {
+// Options tune Apply to the server it talks to.
+type Options struct {
+	// Location of a new dataset ("" lets BigQuery choose).
+	Location string
+	// Emulator drops the PARTITION BY and CLUSTER BY clauses, which the
+	// BigQuery emulator rejects ("CREATE TABLE with PARTITION BY is
+	// unsupported"). They change cost and speed, never results.
+	Emulator bool
+}
+
+// partitionClauses matches the table options the emulator cannot parse.
+var partitionClauses = regexp.MustCompile(`(?m)^(PARTITION|CLUSTER) BY .*$`)
+
+// Apply creates the dataset and every table that is missing, then
+// (re)creates the views, in file order. It is idempotent: tables that exist
+// are left alone — with their data — because the emulator does not honour
+// CREATE TABLE IF NOT EXISTS and real BigQuery needs no second try.
+func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Options) error {
 	ds := client.Dataset(dataset)
-	if err := ds.Create(ctx, &bigquery.DatasetMetadata{Location: location}); err != nil && !isAlreadyExists(err) {
-		return fmt.Errorf("create dataset %s: %w", dataset, err)
+	if err := ensureDataset(ctx, ds, opts.Location); err != nil {
+		return err
 	}
 	stmts, err := Statements(client.Project(), dataset)
 	if err != nil {
 		return err
 	}
 	for _, s := range stmts {
-		if err := run(ctx, client, s.SQL); err != nil {
-			return fmt.Errorf("apply %s: %w", path.Base(s.Name), err)
+		if slices.Contains(Tables, s.Object) {
+			_, err := ds.Table(s.Object).Metadata(ctx)
+			if err == nil {
+				continue
+			}
+			if !hasCode(err, http.StatusNotFound) {
+				return fmt.Errorf("look up table %s.%s: %w", dataset, s.Object, err)
+			}
+		}
+		sql := s.SQL
+		if opts.Emulator {
+			sql = partitionClauses.ReplaceAllString(sql, "")
+			// Nor does it honour CREATE OR REPLACE VIEW; a view holds no
+			// data, so dropping it first is the same.
+			// (Its tables.delete refuses views, with a 500 the client
+			// retries forever, hence DROP VIEW.)
+			if slices.Contains(Views, s.Object) {
+				drop := fmt.Sprintf("DROP VIEW IF EXISTS `%s.%s.%s`", client.Project(), dataset, s.Object)
+				if err := run(ctx, client, drop); err != nil {
+					return fmt.Errorf("replace view %s.%s: %w", dataset, s.Object, err)
+				}
+			}
+		}
+		if err := run(ctx, client, sql); err != nil {
+			return fmt.Errorf("apply %s: %w", s.Name, err)
 		}
 	}
 	return nil
 }
 
+// ensureDataset looks before it creates: the emulator answers a second
+// create with HTTP 500, not BigQuery's 409.
+func ensureDataset(ctx context.Context, ds *bigquery.Dataset, location string) error {
+	_, err := ds.Metadata(ctx)
+	if err == nil {
+		return nil
+	}
+	if !hasCode(err, http.StatusNotFound) {
+		return fmt.Errorf("look up dataset %s: %w", ds.DatasetID, err)
+	}
+	if err := ds.Create(ctx, &bigquery.DatasetMetadata{Location: location}); err != nil {
+		if _, lookErr := ds.Metadata(ctx); lookErr == nil {
+			return nil // created by a concurrent apply
+		}
+		return fmt.Errorf("create dataset %s: %w", ds.DatasetID, err)
+	}
+	return nil
+}
+
+// statementTimeout bounds one DDL statement; the client retries 5xx answers
+// without end, and a stuck apply must fail, not hang.
+const statementTimeout = 2 * time.Minute
+
 func run(ctx context.Context, client *bigquery.Client, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
+	defer cancel()
 	job, err := client.Query(sql).Run(ctx)
 	if err != nil {
 		return err
@@ -88,7 +153,7 @@ func run(ctx context.Context, client *bigquery.Client, sql string) error {
 	return status.Err()
 }
 
-func isAlreadyExists(err error) bool {
+func hasCode(err error, code int) bool {
 	var gerr *googleapi.Error
-	return errors.As(err, &gerr) && gerr.Code == http.StatusConflict
+	return errors.As(err, &gerr) && gerr.Code == code
 }

@@ -1,0 +1,64 @@
+// Package kafkalog reads the payments topic as what it is to paystream: an
+// immutable log of partitions, offsets and records.
+package kafkalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Partitions returns the topic's partitions, in order.
+func Partitions(ctx context.Context, brokers []string, topic string) ([]kafka.Partition, error) {
+	if len(brokers) == 0 {
+		return nil, errors.New("no Kafka brokers given")
+	}
+	conn, err := (&kafka.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", brokers[0])
+	if err != nil {
+		return nil, fmt.Errorf("connect to Kafka at %s: %w", brokers[0], err)
+	}
+	defer conn.Close()
+	parts, err := conn.ReadPartitions(topic)
+	if err != nil {
+		return nil, fmt.Errorf("read partitions of topic %s: %w", topic, err)
+	}
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("topic %s does not exist on %s", topic, brokers[0])
+	}
+	ordered := make([]kafka.Partition, len(parts))
+	for _, p := range parts {
+		if p.ID < 0 || p.ID >= len(parts) {
+			return nil, fmt.Errorf("topic %s: unexpected partition id %d", topic, p.ID)
+		}
+		ordered[p.ID] = p
+	}
+	return ordered, nil
+}
+
+// HighWatermarks returns each partition's next offset (the end of its log).
+func HighWatermarks(ctx context.Context, brokers []string, topic string) ([]int64, error) {
+	parts, err := Partitions(ctx, brokers, topic)
+	if err != nil {
+		return nil, err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range parts {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p.ID))
+	}
+	resp, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of topic %s: %w", topic, err)
+	}
+	out := make([]int64, len(parts))
+	for _, po := range resp.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out, nil
+}

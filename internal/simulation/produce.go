@@ -1,0 +1,112 @@
+package simulation
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/paystream/paystream/internal/kafkalog"
+)
+
+// ProduceOptions say where the records go and how many.
+type ProduceOptions struct {
+	Brokers []string
+	Topic   string
+	// Events is how many records to send. With Rate > 0 they are paced at
+	// Rate records per second of wall time; otherwise sent as fast as the
+	// broker takes them.
+	Events int
+	Rate   float64
+	// Progress, when set, gets a line every few seconds.
+	Progress io.Writer
+}
+
+// chunk is how many records go to the writer at once; kafka-go batches
+// them per partition and keeps each partition's order.
+const chunk = 2000
+
+// Produce sends opts.Events records from a generator built with genOpts
+// (whose Partitions is replaced by the topic's partition count) and returns
+// the manifest, with the partitions' offsets before and after.
+func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifest, error) {
+	if opts.Events < 0 {
+		return Manifest{}, fmt.Errorf("events must not be negative, got %d", opts.Events)
+	}
+	parts, err := kafkalog.Partitions(ctx, opts.Brokers, opts.Topic)
+	if err != nil {
+		return Manifest{}, err
+	}
+	genOpts.Partitions = len(parts)
+	if opts.Rate > 0 {
+		genOpts.EventRate = opts.Rate
+	}
+	gen, err := NewGenerator(genOpts)
+	if err != nil {
+		return Manifest{}, err
+	}
+	start, err := kafkalog.HighWatermarks(ctx, opts.Brokers, opts.Topic)
+	if err != nil {
+		return Manifest{}, err
+	}
+
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(opts.Brokers...),
+		Topic:        opts.Topic,
+		Balancer:     partitionFromMessage{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    chunk,
+		BatchBytes:   8 << 20,
+		BatchTimeout: 5 * time.Millisecond,
+		MaxAttempts:  10,
+	}
+	defer w.Close()
+
+	began := time.Now()
+	lastReport := began
+	msgs := make([]kafka.Message, 0, chunk)
+	for sent := 0; sent < opts.Events; {
+		msgs = msgs[:0]
+		for len(msgs) < chunk && sent+len(msgs) < opts.Events {
+			r := gen.Next()
+			msgs = append(msgs, kafka.Message{Partition: r.Partition, Key: r.Key, Value: r.Value})
+			if opts.Rate > 0 && len(msgs) >= max(1, int(opts.Rate/20)) {
+				break // keep paced sends small so they leave on time
+			}
+		}
+		if opts.Rate > 0 {
+			due := began.Add(time.Duration(float64(sent) / opts.Rate * float64(time.Second)))
+			select {
+			case <-time.After(time.Until(due)):
+			case <-ctx.Done():
+				return gen.Manifest(), ctx.Err()
+			}
+		}
+		if err := w.WriteMessages(ctx, msgs...); err != nil {
+			return gen.Manifest(), fmt.Errorf("produce to %s after %d records: %w", opts.Topic, sent, err)
+		}
+		sent += len(msgs)
+		if opts.Progress != nil && (time.Since(lastReport) > 2*time.Second || sent == opts.Events) {
+			lastReport = time.Now()
+			fmt.Fprintf(opts.Progress, "simulator: %d/%d records sent (%.0f/s)\n", sent, opts.Events, float64(sent)/time.Since(began).Seconds())
+		}
+	}
+	m := gen.Manifest()
+	m.Topic = opts.Topic
+	m.StartOffsets = start
+	if m.EndOffsets, err = kafkalog.HighWatermarks(ctx, opts.Brokers, opts.Topic); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// partitionFromMessage sends each message to the partition the generator
+// chose (the Java-compatible murmur2 hash of its key), so the manifest knows
+// every record's partition.
+type partitionFromMessage struct{}
+
+func (partitionFromMessage) Balance(msg kafka.Message, partitions ...int) int {
+	return msg.Partition
+}
