@@ -102,7 +102,7 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 			// data, so dropping it first is the same.
 			// (Its tables.delete refuses views, with a 500 the client
 			// retries forever, hence DROP VIEW.)
-			if slices.Contains(Views, s.Object) {
+			if slices.Contains(Views, s.Object) && exists(ctx, ds.Table(s.Object)) {
 				drop := fmt.Sprintf("DROP VIEW IF EXISTS `%s.%s.%s`", client.Project(), dataset, s.Object)
 				if err := run(ctx, client, drop); err != nil {
 					return fmt.Errorf("replace view %s.%s: %w", dataset, s.Object, err)
@@ -151,6 +151,11 @@ func run(ctx context.Context, client *bigquery.Client, sql string) error {
 		return err
 	}
 	return status.Err()
+}
+
+func exists(ctx context.Context, t *bigquery.Table) bool {
+	_, err := t.Metadata(ctx)
+	return err == nil
 }
 
 func hasCode(err error, code int) bool {

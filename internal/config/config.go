@@ -76,7 +76,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Namespace, "temporal-namespace", c.Namespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of the paystream workers")
 	fs.Func("kafka-brokers", fmt.Sprintf("comma-separated Kafka bootstrap brokers (default %q)", strings.Join(c.KafkaBrokers, ",")), func(v string) error {
-		c.KafkaBrokers = splitList(v)
+		c.KafkaBrokers = SplitList(v)
 		return nil
 	})
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of payment events")
@@ -134,7 +134,8 @@ func EnvName(flagName string) string {
 	return "PAYSTREAM_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func splitList(v string) []string {
+// SplitList splits a comma-separated list, dropping empty items.
+func SplitList(v string) []string {
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {

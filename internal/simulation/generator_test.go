@@ -3,9 +3,7 @@ package simulation
 import (
 	"bytes"
 	"math"
-	"math/big"
 	"testing"
-	"time"
 
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -42,25 +40,19 @@ func TestSameSeedSameBytes(t *testing.T) {
 	}
 }
 
-// TestRecordsAreWhatTheyClaim classifies every record the way DESIGN §4
-// defines it — parse, then per partition: duplicate of an earlier valid
-// record, or behind the watermark — independently of the generator, and
-// checks the manifest against that classification.
+// TestRecordsAreWhatTheyClaim classifies every record with the Oracle —
+// DESIGN §4's rules, independent of the generator — and checks each kind
+// and the manifest against that classification.
 func TestRecordsAreWhatTheyClaim(t *testing.T) {
 	opts := DefaultOptions()
 	const n = 50000
 	recs, m := generate(t, opts, n)
 
-	type seen struct {
-		seq int
-		ev  payment.Event
-	}
-	firstValid := map[string]seen{}
-	maxTime := make([]time.Time, opts.Partitions)
-	gotKinds := map[Kind]int{}
-	gotReasons := map[string]int{}
-	minorByCurrency := map[string]*big.Rat{}
-	valid := 0
+	oracle := NewOracle(opts.AllowedLateness)
+	var tally Tally
+	nextOffset := map[int]int64{}
+	seqAt := map[[2]int64]int{} // partition, offset -> Seq
+	wantOutcome := map[Kind]Outcome{KindValid: OutcomeLoaded, KindDuplicateRetry: OutcomeDuplicate, KindDuplicateReplay: OutcomeDuplicate, KindLate: OutcomeLate}
 	for _, r := range recs {
 		if string(r.Key) != r.TransactionID {
 			t.Fatalf("record %d: key %q is not its transaction_id %q", r.Seq, r.Key, r.TransactionID)
@@ -68,84 +60,49 @@ func TestRecordsAreWhatTheyClaim(t *testing.T) {
 		if want := (&Generator{partitons: []int{0, 1, 2, 3, 4, 5, 6, 7}}).partitionOf(r.Key); r.Partition != want {
 			t.Fatalf("record %d: partition %d, key hashes to %d", r.Seq, r.Partition, want)
 		}
-		e, err := payment.Parse(r.Value)
-		if err != nil {
-			reason := string(payment.ReasonOf(err))
-			if reason != r.Kind.ExpectedReason() {
-				t.Fatalf("record %d (%s) rejected as %q, want %q: %v", r.Seq, r.Kind, reason, r.Kind.ExpectedReason(), err)
-			}
-			gotReasons[reason]++
-			gotKinds[r.Kind]++
+		off := nextOffset[r.Partition]
+		nextOffset[r.Partition]++
+		seqAt[[2]int64{int64(r.Partition), off}] = r.Seq
+		v := oracle.Observe(r.Partition, off, r.Value)
+		tally.Add(v)
+		want, ok := wantOutcome[r.Kind]
+		if !ok {
+			want = OutcomeRejected
+		}
+		if v.Outcome != want || (want == OutcomeRejected && string(v.Reason) != r.Kind.ExpectedReason()) {
+			t.Fatalf("record %d claims %s, oracle says %s %s", r.Seq, r.Kind, v.Outcome, v.Reason)
+		}
+		if v.Outcome != OutcomeDuplicate {
 			continue
 		}
-		p := r.Partition
-		if orig, dup := firstValid[e.TransactionID]; dup {
-			if !r.Kind.IsDuplicate() || r.DuplicateOf != orig.seq {
-				t.Fatalf("record %d (%s) repeats record %d, claims DuplicateOf %d", r.Seq, r.Kind, orig.seq, r.DuplicateOf)
-			}
-			if r.Kind == KindDuplicateRetry && !bytes.Equal(r.Value, recs[orig.seq].Value) {
-				t.Fatalf("retry %d does not repeat the bytes of %d", r.Seq, orig.seq)
-			}
-			if orig.ev.Amount != e.Amount || orig.ev.Currency != e.Currency || orig.ev.CustomerID != e.CustomerID ||
-				orig.ev.MerchantID != e.MerchantID || orig.ev.CardID != e.CardID {
-				t.Fatalf("duplicate %d changes the transaction of %d", r.Seq, orig.seq)
-			}
-			if maxTime[p].Sub(orig.ev.EventTime) > opts.AllowedLateness {
-				t.Fatalf("duplicate %d arrives after its original left the dedup window", r.Seq)
-			}
-			if e.EventTime.After(maxTime[p]) {
-				maxTime[p] = e.EventTime
-			}
-			gotKinds[r.Kind]++
-			continue
+		origSeq := seqAt[[2]int64{int64(r.Partition), v.DuplicateOf}]
+		if r.DuplicateOf != origSeq {
+			t.Fatalf("record %d repeats record %d, claims DuplicateOf %d", r.Seq, origSeq, r.DuplicateOf)
 		}
-		if !maxTime[p].IsZero() && e.EventTime.Before(maxTime[p].Add(-opts.AllowedLateness)) {
-			if r.Kind != KindLate {
-				t.Fatalf("record %d (%s) is behind the watermark of partition %d", r.Seq, r.Kind, p)
-			}
-			gotReasons["late"]++
-			gotKinds[KindLate]++
-			continue
+		if v.IdenticalBytes != (r.Kind == KindDuplicateRetry) {
+			t.Fatalf("record %d (%s): identical bytes = %v", r.Seq, r.Kind, v.IdenticalBytes)
 		}
-		if r.Kind != KindValid {
-			t.Fatalf("record %d claims %s but is a valid on-time event", r.Seq, r.Kind)
+		orig, _ := payment.Parse(recs[origSeq].Value)
+		e := v.Event
+		if orig.Amount != e.Amount || orig.Currency != e.Currency || orig.CustomerID != e.CustomerID ||
+			orig.MerchantID != e.MerchantID || orig.CardID != e.CardID {
+			t.Fatalf("duplicate %d changes the transaction of %d", r.Seq, origSeq)
 		}
-		firstValid[e.TransactionID] = seen{r.Seq, e}
-		if e.EventTime.After(maxTime[p]) {
-			maxTime[p] = e.EventTime
-		}
-		valid++
-		if minorByCurrency[e.Currency] == nil {
-			minorByCurrency[e.Currency] = new(big.Rat)
-		}
-		minorByCurrency[e.Currency].Add(minorByCurrency[e.Currency], e.Amount.Rat())
-		gotKinds[KindValid]++
 	}
 
-	if m.Records != n || m.UniqueIDs != valid {
-		t.Errorf("manifest: %d records, %d unique IDs; classified %d records, %d valid", m.Records, m.UniqueIDs, n, valid)
+	if problems := tally.Mismatches(m); len(problems) > 0 {
+		t.Errorf("manifest disagrees with the oracle: %v", problems)
+	}
+	if m.Records != n || tally.IdenticalRetries != m.RecordsByKind[KindDuplicateRetry] {
+		t.Errorf("manifest: %d records, %d retries; generated %d, oracle found %d identical", m.Records, m.RecordsByKind[KindDuplicateRetry], n, tally.IdenticalRetries)
 	}
 	for _, k := range Kinds {
-		if m.RecordsByKind[k] != gotKinds[k] {
-			t.Errorf("manifest says %d %s, classification found %d", m.RecordsByKind[k], k, gotKinds[k])
-		}
-		if gotKinds[k] == 0 {
+		if m.RecordsByKind[k] == 0 {
 			t.Errorf("no %s record in %d", k, n)
-		}
-	}
-	for reason, c := range gotReasons {
-		if m.ErrorsByReason[reason] != c {
-			t.Errorf("manifest expects %d errors %q, classification found %d", m.ErrorsByReason[reason], reason, c)
 		}
 	}
 	if len(m.CountByCurrency) < 8 {
 		t.Errorf("only %d currencies, want at least 8", len(m.CountByCurrency))
-	}
-	for cur, sum := range minorByCurrency {
-		scale, _ := payment.MinorUnits(cur)
-		if want := sum.FloatString(scale); m.AmountByCurrency[cur] != want {
-			t.Errorf("%s: manifest amount %s, parsed events sum to %s", cur, m.AmountByCurrency[cur], want)
-		}
 	}
 	checkRatio := func(name string, got int, want float64) {
 		if r := float64(got) / n; math.Abs(r-want) > want*0.25+0.001 {
@@ -157,7 +114,7 @@ func TestRecordsAreWhatTheyClaim(t *testing.T) {
 	checkRatio("late", m.RecordsByKind[KindLate], opts.LateRatio)
 	for _, pattern := range []string{"country_mismatch", "large_round_amount", "high_risk_mcc", "card_velocity"} {
 		if m.Suspicious[pattern] == 0 {
-			t.Errorf("no %s pattern among %d valid events", pattern, valid)
+			t.Errorf("no %s pattern among %d valid events", pattern, tally.Loaded)
 		}
 	}
 }

@@ -2,8 +2,12 @@ package simulation
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
 	"maps"
 	"os"
+	"slices"
+	"text/tabwriter"
 	"time"
 
 	"github.com/paystream/paystream/internal/payment"
@@ -136,4 +140,18 @@ func ReadManifest(path string) (Manifest, error) {
 	}
 	err = json.Unmarshal(b, &m)
 	return m, err
+}
+
+// WriteReport writes the manifest as a short table.
+func (m Manifest) WriteReport(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "records sent\t%d\t\n", m.Records)
+	for _, k := range Kinds {
+		fmt.Fprintf(tw, "  %s\t%d\t\n", k, m.RecordsByKind[k])
+	}
+	fmt.Fprintf(tw, "unique valid on-time IDs\t%d\t\n", m.UniqueIDs)
+	for _, c := range slices.Sorted(maps.Keys(m.AmountByCurrency)) {
+		fmt.Fprintf(tw, "  %s\t%d events\t%s\t\n", c, m.CountByCurrency[c], m.AmountByCurrency[c])
+	}
+	tw.Flush()
 }

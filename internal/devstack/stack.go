@@ -1,0 +1,387 @@
+// Package devstack runs paystream's three servers on one machine, for the
+// demo, for every end-to-end test and for anyone evaluating the project:
+// the Temporal dev server with its web UI and the BigQuery emulator as child
+// processes (built from tools/go.mod on first use), and a Kafka-protocol
+// broker (kfake) in-process. State lives in one directory, so a restart
+// keeps Temporal history, Kafka data and BigQuery tables.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/searchattr"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/schema"
+)
+
+// Config says where the stack keeps state and listens. The zero ports of
+// DefaultConfig's are the documented defaults; tests pick free ones.
+type Config struct {
+	StateDir string
+	// Root is the paystream checkout (tools/ and bin/ live there); found
+	// from the working directory when empty.
+	Root string
+
+	Host             string
+	TemporalPort     int
+	TemporalUIPort   int
+	KafkaPort        int
+	BigQueryPort     int
+	BigQueryGRPCPort int
+
+	Partitions int
+	Topic      string
+	Project    string
+	Dataset    string
+
+	// ReadyTimeout bounds the wait for all servers to answer.
+	ReadyTimeout time.Duration
+	// Log gets progress lines; nil discards them.
+	Log io.Writer
+}
+
+// DefaultConfig is the stack on its documented ports.
+func DefaultConfig() Config {
+	return Config{
+		StateDir:         ".state/devstack",
+		Host:             "127.0.0.1",
+		TemporalPort:     7233,
+		TemporalUIPort:   8233,
+		KafkaPort:        9092,
+		BigQueryPort:     9050,
+		BigQueryGRPCPort: 9060,
+		Partitions:       8,
+		Topic:            config.DefaultTopic,
+		Project:          config.DefaultBigQueryProject,
+		Dataset:          config.DefaultBigQueryDataset,
+		ReadyTimeout:     2 * time.Minute,
+	}
+}
+
+// Stack is a running devstack.
+type Stack struct {
+	cfg      Config
+	log      io.Writer
+	temporal *process
+	emulator *process
+	kafka    *kfake.Cluster
+}
+
+// Endpoint is one address a user or a binary connects to.
+type Endpoint struct {
+	Name    string
+	Address string
+}
+
+// Start brings the stack up and returns once every server answers and the
+// topic and schema exist. On error nothing it started is left running.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	if cfg.Partitions < 1 {
+		return nil, fmt.Errorf("partitions must be at least 1, got %d", cfg.Partitions)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultConfig().ReadyTimeout
+	}
+	if err := checkPortsFree(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Root == "" {
+		if cfg.Root, err = FindRoot("."); err != nil {
+			return nil, err
+		}
+	}
+	binDir, err := EnsureTools(ctx, cfg.Root, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+
+	s := &Stack{cfg: cfg, log: cfg.Log}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+
+	fmt.Fprintf(s.log, "devstack: state in %s\n", cfg.StateDir)
+	tArgs := []string{"server", "start-dev",
+		"--ip", cfg.Host, "--port", strconv.Itoa(cfg.TemporalPort), "--ui-port", strconv.Itoa(cfg.TemporalUIPort),
+		"--db-filename", filepath.Join(cfg.StateDir, "temporal.db"),
+		"--namespace", config.DefaultNamespace, "--log-level", "warn",
+		// Runs an activity on the worker that completes the workflow task
+		// scheduling it, saving a round trip per activity (DESIGN §6).
+		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+	}
+	for _, d := range searchattr.Definitions() {
+		tArgs = append(tArgs, "--search-attribute", d.Name+"="+d.Type)
+	}
+	if s.temporal, err = startProcess("temporal dev server", filepath.Join(binDir, TemporalBinary), tArgs, filepath.Join(cfg.StateDir, "temporal.log")); err != nil {
+		return nil, err
+	}
+	if s.emulator, err = startProcess("bigquery emulator", filepath.Join(binDir, EmulatorBinary), []string{
+		"--project=" + cfg.Project, "--host=" + cfg.Host,
+		"--port=" + strconv.Itoa(cfg.BigQueryPort), "--grpc-port=" + strconv.Itoa(cfg.BigQueryGRPCPort),
+		"--database=" + filepath.Join(cfg.StateDir, "bigquery.db"), "--log-level=warn",
+	}, filepath.Join(cfg.StateDir, "bigquery.log")); err != nil {
+		return nil, err
+	}
+	if s.kafka, err = kfake.NewCluster(
+		kfake.Ports(cfg.KafkaPort),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, s.KafkaAddress())
+		}),
+		kfake.DataDir(filepath.Join(cfg.StateDir, "kafka")),
+		kfake.SeedTopics(int32(cfg.Partitions), cfg.Topic),
+	); err != nil {
+		return nil, fmt.Errorf("start Kafka broker on %s: %w", s.KafkaAddress(), err)
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
+	defer cancel()
+	if err := s.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// waitReady waits for each server in turn, then checks the topic and
+// applies the schema.
+func (s *Stack) waitReady(ctx context.Context) error {
+	if err := s.poll(ctx, "Kafka broker", nil, func(ctx context.Context) error {
+		parts, err := kafkalog.Partitions(ctx, s.KafkaBrokers(), s.cfg.Topic)
+		if err != nil {
+			return err
+		}
+		if len(parts) != s.cfg.Partitions {
+			// Changing the count would move keys to other partitions and
+			// split a transaction's duplicates apart.
+			return permanent(fmt.Errorf("topic %s in %s has %d partitions, not the %d asked for: use another --state-dir, or --partitions %d",
+				s.cfg.Topic, s.cfg.StateDir, len(parts), s.cfg.Partitions, len(parts)))
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := s.poll(ctx, "BigQuery emulator", s.emulator, func(ctx context.Context) error {
+		return httpOK(ctx, s.BigQueryEndpoint()+"/bigquery/v2/projects/"+s.cfg.Project+"/datasets")
+	}); err != nil {
+		return err
+	}
+	if err := s.poll(ctx, "Temporal frontend", s.temporal, func(ctx context.Context) error {
+		c, err := s.DialTemporal(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return err
+		}
+		_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: config.DefaultNamespace})
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := s.poll(ctx, "Temporal web UI", s.temporal, func(ctx context.Context) error {
+		return httpOK(ctx, s.TemporalUIURL())
+	}); err != nil {
+		return err
+	}
+	bq, err := warehouse.Open(ctx, s.cfg.Project, s.BigQueryEndpoint())
+	if err != nil {
+		return err
+	}
+	defer bq.Close()
+	if err := schema.Apply(ctx, bq, s.cfg.Dataset, schema.Options{Emulator: true}); err != nil {
+		return fmt.Errorf("apply BigQuery schema: %w", err)
+	}
+	fmt.Fprintf(s.log, "devstack: schema applied to %s.%s\n", s.cfg.Project, s.cfg.Dataset)
+	return nil
+}
+
+// permanentError stops poll from trying again.
+type permanentError struct{ error }
+
+func permanent(err error) error { return permanentError{err} }
+
+// poll calls check until it succeeds, the server process dies, or ctx ends.
+func (s *Stack) poll(ctx context.Context, what string, p *process, check func(context.Context) error) error {
+	began := time.Now()
+	for {
+		attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := check(attemptCtx)
+		cancel()
+		if err == nil {
+			fmt.Fprintf(s.log, "devstack: %s ready (%s)\n", what, time.Since(began).Round(100*time.Millisecond))
+			return nil
+		}
+		var perm permanentError
+		if errors.As(err, &perm) {
+			return perm.error
+		}
+		if p != nil {
+			if dead, why := p.exited(); dead {
+				return why
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer within %s: %w", what, s.cfg.ReadyTimeout, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func httpOK(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// checkPortsFree fails fast, naming the port, when something already
+// listens where a server must: otherwise the child would die with an error
+// in its log file and the user would only see a readiness timeout.
+func checkPortsFree(cfg Config) error {
+	for _, p := range []struct {
+		port int
+		what string
+		flag string
+	}{
+		{cfg.TemporalPort, "Temporal gRPC", "--temporal-port"},
+		{cfg.TemporalUIPort, "Temporal web UI", "--temporal-ui-port"},
+		{cfg.KafkaPort, "Kafka", "--kafka-port"},
+		{cfg.BigQueryPort, "BigQuery emulator HTTP", "--bigquery-port"},
+		{cfg.BigQueryGRPCPort, "BigQuery emulator gRPC", "--bigquery-grpc-port"},
+	} {
+		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(p.port))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("port %d (%s) on %s is already in use: stop what holds it (is another devstack running?) or pass %s", p.port, p.what, cfg.Host, p.flag)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// Stop stops every server, Kafka last so its data is flushed after no one
+// writes any more. It is safe to call more than once.
+func (s *Stack) Stop() {
+	for _, p := range []*process{s.temporal, s.emulator} {
+		if p != nil {
+			p.stop(15 * time.Second)
+		}
+	}
+	if s.kafka != nil {
+		s.kafka.Close()
+		s.kafka = nil
+	}
+	fmt.Fprintln(s.log, "devstack: stopped")
+}
+
+// Exited returns a channel closed when a server child process ends on its
+// own, and which one.
+func (s *Stack) Exited() <-chan error {
+	ch := make(chan error, 1)
+	go func() {
+		select {
+		case <-s.temporal.done:
+			_, err := s.temporal.exited()
+			ch <- err
+		case <-s.emulator.done:
+			_, err := s.emulator.exited()
+			ch <- err
+		}
+	}()
+	return ch
+}
+
+// Addresses.
+func (s *Stack) TemporalAddress() string {
+	return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.TemporalPort))
+}
+func (s *Stack) TemporalUIURL() string {
+	return "http://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.TemporalUIPort))
+}
+func (s *Stack) KafkaAddress() string {
+	return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.KafkaPort))
+}
+func (s *Stack) KafkaBrokers() []string { return []string{s.KafkaAddress()} }
+func (s *Stack) BigQueryEndpoint() string {
+	return "http://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryPort))
+}
+
+// Kafka is the in-process broker, for tests that inject faults.
+func (s *Stack) Kafka() *kfake.Cluster { return s.kafka }
+
+// StateDir is the absolute state directory.
+func (s *Stack) StateDir() string { return s.cfg.StateDir }
+
+// ClientConfig is the configuration the worker, starter and simulator need
+// to use this stack.
+func (s *Stack) ClientConfig() config.Config {
+	c := config.Default()
+	c.TemporalAddress = s.TemporalAddress()
+	c.KafkaBrokers = s.KafkaBrokers()
+	c.Topic = s.cfg.Topic
+	c.BigQueryProject = s.cfg.Project
+	c.BigQueryDataset = s.cfg.Dataset
+	c.BigQueryEndpoint = s.BigQueryEndpoint()
+	return c
+}
+
+// Endpoints lists what the stack serves, for printing.
+func (s *Stack) Endpoints() []Endpoint {
+	return []Endpoint{
+		{"Temporal gRPC", s.TemporalAddress()},
+		{"Temporal web UI", s.TemporalUIURL()},
+		{"Kafka bootstrap", s.KafkaAddress() + " (topic " + s.cfg.Topic + ", " + strconv.Itoa(s.cfg.Partitions) + " partitions)"},
+		{"BigQuery API", s.BigQueryEndpoint() + " (project " + s.cfg.Project + ", dataset " + s.cfg.Dataset + ")"},
+		{"BigQuery Storage gRPC", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryGRPCPort))},
+		{"Logs", filepath.Join(s.cfg.StateDir, "{temporal,bigquery}.log")},
+	}
+}
+
+// DialTemporal connects a Temporal client to the stack, with the SDK's
+// own logging silenced.
+func (s *Stack) DialTemporal(ctx context.Context) (client.Client, error) {
+	return client.DialContext(ctx, client.Options{
+		HostPort:  s.TemporalAddress(),
+		Namespace: config.DefaultNamespace,
+		Logger:    sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+	})
+}

@@ -1,0 +1,89 @@
+package kafkalog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Record is one record of a partition.
+type Record struct {
+	Partition int
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Time      time.Time
+}
+
+// ErrOffsetOutOfRange means the range starts before the log's first offset
+// (deleted by retention) or ends past its last: no retry will bring those
+// records back.
+var ErrOffsetOutOfRange = errors.New("offset out of range")
+
+// ReadRange calls fn for every record of topic/partition with an offset in
+// [start, end), in offset order. The log is immutable, so every call for the
+// same range sees the same records. Offsets without a record (transaction
+// markers, compacted records) are skipped.
+func ReadRange(ctx context.Context, brokers []string, topic string, partition int, start, end int64, fn func(Record) error) error {
+	if start >= end {
+		return nil
+	}
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
+	conn, err := dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	first, last, err := conn.ReadOffsets()
+	if err != nil {
+		return fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
+	}
+	if start < first || end > last {
+		return fmt.Errorf("%s/%d range [%d, %d) outside the log [%d, %d): %w", topic, partition, start, end, first, last, ErrOffsetOutOfRange)
+	}
+	next := start
+	for next < end {
+		before := next
+		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
+			return fmt.Errorf("seek %s/%d to %d: %w", topic, partition, next, err)
+		}
+		batch := conn.ReadBatch(1, 16<<20)
+		for next < end {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			if m.Offset < next {
+				continue // the broker returns whole record batches
+			}
+			if m.Offset >= end {
+				next = end
+				break
+			}
+			if err := fn(Record{Partition: partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}); err != nil {
+				batch.Close()
+				return err
+			}
+			next = m.Offset + 1
+		}
+		if o := batch.Offset(); o > next {
+			next = min(o, end) // past records the client skips, e.g. transaction markers
+		}
+		if err := batch.Close(); err != nil && !errors.Is(err, kafka.ErrGenerationEnded) {
+			return fmt.Errorf("read %s/%d at offset %d: %w", topic, partition, next, err)
+		}
+		if next == before && next < end {
+			return fmt.Errorf("read %s/%d: no progress at offset %d", topic, partition, next)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,161 @@
+package simulation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+)
+
+// Outcome is where a record of the log must end up.
+type Outcome string
+
+const (
+	OutcomeLoaded    Outcome = "loaded"    // a row in transactions
+	OutcomeDuplicate Outcome = "duplicate" // a row in dedup_audit
+	OutcomeLate      Outcome = "late"      // ingest_errors, reason late
+	OutcomeRejected  Outcome = "rejected"  // ingest_errors, reason from the parser
+)
+
+// Verdict is the oracle's answer for one record.
+type Verdict struct {
+	Outcome        Outcome
+	Reason         payment.Reason // for OutcomeRejected
+	TransactionID  string
+	DuplicateOf    int64 // offset of the original, for OutcomeDuplicate
+	IdenticalBytes bool  // a duplicate repeating its original byte for byte
+	Event          payment.Event
+}
+
+// Oracle classifies a partition's records by the rules of DESIGN §4, in
+// the plainest way: it remembers every valid record forever. It is the
+// reference the pipeline's bounded dedup index is tested against, and the
+// read-back check of the simulator's manifest. Feed it each partition's
+// records in offset order.
+type Oracle struct {
+	lateness time.Duration
+	parts    map[int]*oraclePartition
+}
+
+type oraclePartition struct {
+	maxEventTime time.Time
+	firstValid   map[string]oracleOriginal
+}
+
+type oracleOriginal struct {
+	offset    int64
+	eventTime time.Time
+	raw       string
+}
+
+// NewOracle returns an oracle for the given allowed lateness.
+func NewOracle(lateness time.Duration) *Oracle {
+	return &Oracle{lateness: lateness, parts: map[int]*oraclePartition{}}
+}
+
+// Observe classifies the record at partition/offset.
+func (o *Oracle) Observe(partition int, offset int64, value []byte) Verdict {
+	p := o.parts[partition]
+	if p == nil {
+		p = &oraclePartition{firstValid: map[string]oracleOriginal{}}
+		o.parts[partition] = p
+	}
+	e, err := payment.Parse(value)
+	if err != nil {
+		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
+	}
+	v := Verdict{TransactionID: e.TransactionID, Event: e}
+	orig, seen := p.firstValid[e.TransactionID]
+	watermark := p.maxEventTime.Add(-o.lateness)
+	switch {
+	case seen && !orig.eventTime.Before(watermark):
+		v.Outcome, v.DuplicateOf, v.IdenticalBytes = OutcomeDuplicate, orig.offset, orig.raw == string(value)
+	case !p.maxEventTime.IsZero() && e.EventTime.Before(watermark):
+		v.Outcome = OutcomeLate
+	default:
+		v.Outcome = OutcomeLoaded
+		p.firstValid[e.TransactionID] = oracleOriginal{offset: offset, eventTime: e.EventTime, raw: string(value)}
+	}
+	if v.Outcome != OutcomeLate && e.EventTime.After(p.maxEventTime) {
+		p.maxEventTime = e.EventTime
+	}
+	return v
+}
+
+// Tally counts verdicts the way the manifest counts kinds.
+type Tally struct {
+	Loaded           int
+	Duplicates       int
+	IdenticalRetries int
+	Late             int
+	ByReason         map[payment.Reason]int
+	MinorByCurrency  map[string]int64
+}
+
+// Add counts v.
+func (t *Tally) Add(v Verdict) {
+	if t.ByReason == nil {
+		t.ByReason = map[payment.Reason]int{}
+		t.MinorByCurrency = map[string]int64{}
+	}
+	switch v.Outcome {
+	case OutcomeLoaded:
+		t.Loaded++
+		t.MinorByCurrency[v.Event.Currency] += v.Event.Amount.Minor
+	case OutcomeDuplicate:
+		t.Duplicates++
+		if v.IdenticalBytes {
+			t.IdenticalRetries++
+		}
+	case OutcomeLate:
+		t.Late++
+	case OutcomeRejected:
+		t.ByReason[v.Reason]++
+	}
+}
+
+// Mismatches lists every figure where the tally and the manifest differ;
+// empty means they agree.
+func (t Tally) Mismatches(m Manifest) []string {
+	var out []string
+	check := func(what string, got, want any) {
+		if got != want {
+			out = append(out, fmt.Sprintf("%s: read back %v, manifest %v", what, got, want))
+		}
+	}
+	check("loaded (unique valid on-time IDs)", t.Loaded, m.UniqueIDs)
+	check("duplicates", t.Duplicates, m.Duplicates)
+	check("late", t.Late, m.RecordsByKind[KindLate])
+	for _, reason := range []payment.Reason{payment.ReasonMalformedJSON, payment.ReasonMissingField, payment.ReasonInvalidField} {
+		check("rejected "+string(reason), t.ByReason[reason], m.ErrorsByReason[string(reason)])
+	}
+	for cur, want := range m.AmountByCurrency {
+		scale, _ := payment.MinorUnits(cur)
+		check("amount "+cur, payment.Amount{Minor: t.MinorByCurrency[cur], Scale: scale}.String(), want)
+	}
+	return out
+}
+
+// ReadBack reads the records a Produce run wrote — each partition's
+// [StartOffsets, EndOffsets) of the manifest — classifies them with a fresh
+// Oracle and returns the tally. It is the consumer's view of the run, to
+// compare with the manifest.
+func ReadBack(ctx context.Context, brokers []string, m Manifest, lateness time.Duration) (Tally, error) {
+	t := Tally{ByReason: map[payment.Reason]int{}, MinorByCurrency: map[string]int64{}}
+	oracle := NewOracle(lateness)
+	if len(m.StartOffsets) != m.Partitions || len(m.EndOffsets) != m.Partitions {
+		return t, fmt.Errorf("manifest has no offsets for its %d partitions", m.Partitions)
+	}
+	for p := range m.Partitions {
+		err := kafkalog.ReadRange(ctx, brokers, m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
+			t.Add(oracle.Observe(p, r.Offset, r.Value))
+			return nil
+		})
+		if err != nil {
+			return t, err
+		}
+	}
+	return t, nil
+}
