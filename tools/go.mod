@@ -1,4 +1,4 @@
-module paystream/tools
+module github.com/paystream/paystream/tools
 
 go 1.26
 

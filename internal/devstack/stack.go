@@ -385,3 +385,17 @@ func (s *Stack) DialTemporal(ctx context.Context) (client.Client, error) {
 		Logger:    sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
 	})
 }
+
+// UseFreePorts points every port of cfg at a free loopback port, so tests
+// can run next to a developer's devstack and to each other.
+func UseFreePorts(cfg *Config) error {
+	for _, p := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
+		if err != nil {
+			return err
+		}
+		*p = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	return nil
+}

@@ -16,11 +16,16 @@ import (
 	"time"
 )
 
-// Tool binaries built from tools/go.mod into bin/.
+// Tool binaries built from tools/go.mod into bin/: the two pinned servers,
+// and EmulatorBinary, the emulator wrapped so that it keeps its datasets
+// across restarts (see tools/cmd/paystream-bigquery-emulator).
 const (
-	TemporalBinary = "temporal"
-	EmulatorBinary = "bigquery-emulator"
+	TemporalBinary         = "temporal"
+	UpstreamEmulatorBinary = "bigquery-emulator"
+	EmulatorBinary         = "paystream-bigquery-emulator"
 )
+
+var toolBinaries = []string{TemporalBinary, UpstreamEmulatorBinary, EmulatorBinary}
 
 const modulePath = "github.com/paystream/paystream"
 
@@ -82,10 +87,10 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	if err != nil {
 		return "", errors.New("the go command is not on PATH; it is needed to build the pinned tool servers")
 	}
-	fmt.Fprintf(log, "devstack: building %s and %s into %s from tools/go.mod\n", TemporalBinary, EmulatorBinary, binDir)
+	fmt.Fprintf(log, "devstack: building %s into %s from tools/go.mod\n", strings.Join(toolBinaries, ", "), binDir)
 	fmt.Fprintln(log, "devstack: the first build compiles ZetaSQL with clang: about 8-12 minutes and up to 7 GB of RAM; later builds come from the Go build cache")
 	began := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", binDir+string(filepath.Separator), "tool")
+	cmd := exec.CommandContext(ctx, goBin, "build", "-o", binDir+string(filepath.Separator), "tool", "./cmd/...")
 	cmd.Dir = toolsDir
 	cmd.Env = append(os.Environ(), "CC=clang", "CXX=clang++", "CGO_ENABLED=1")
 	out, err := cmd.StdoutPipe()
@@ -105,7 +110,7 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return "", fmt.Errorf("build tool servers (cd tools && CC=clang CXX=clang++ go build -o ../bin/ tool): %w\n%s", err, strings.Join(tail, "\n"))
+		return "", fmt.Errorf("build tool servers (cd tools && CC=clang CXX=clang++ go build -o ../bin/ tool ./cmd/...): %w\n%s", err, strings.Join(tail, "\n"))
 	}
 	if err := os.WriteFile(filepath.Join(binDir, ".tools-stamp"), []byte(stamp), 0o644); err != nil {
 		return "", err
@@ -114,22 +119,32 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	return binDir, nil
 }
 
-// toolsStamp identifies the pinned versions: a hash of tools/go.mod and
-// go.sum. A change of pin rebuilds bin/.
+// toolsStamp identifies what bin/ must be built from: a hash of
+// tools/go.mod, go.sum and the wrapper's source. A change rebuilds bin/.
 func toolsStamp(toolsDir string) (string, error) {
+	files := []string{"go.mod", "go.sum"}
+	wrappers, err := filepath.Glob(filepath.Join(toolsDir, "cmd", "*", "*.go"))
+	if err != nil {
+		return "", err
+	}
+	for _, w := range wrappers {
+		rel, _ := filepath.Rel(toolsDir, w)
+		files = append(files, rel)
+	}
 	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
+	for _, f := range files {
 		b, err := os.ReadFile(filepath.Join(toolsDir, f))
 		if err != nil {
-			return "", fmt.Errorf("read pinned tool versions: %w", err)
+			return "", fmt.Errorf("read pinned tool sources: %w", err)
 		}
+		fmt.Fprintf(h, "%s %d\n", f, len(b))
 		h.Write(b)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func toolsCurrent(binDir, stamp string) bool {
-	for _, name := range []string{TemporalBinary, EmulatorBinary} {
+	for _, name := range toolBinaries {
 		if fi, err := os.Stat(filepath.Join(binDir, name)); err != nil || fi.Mode()&0o111 == 0 {
 			return false
 		}

@@ -1,0 +1,241 @@
+package devstack_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"github.com/segmentio/kafka-go"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/searchattr"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/schema"
+)
+
+// TestStackServesAndKeepsStateAcrossRestart starts the real servers, checks
+// that each answers and holds what paystream needs, writes one thing to
+// each, restarts the stack on the same state dir and finds all three again.
+func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	cfg := devstacktest.Config(t, 3)
+	s := devstacktest.Start(t, cfg)
+
+	// Each endpoint answers.
+	tc, err := s.DialTemporal(ctx)
+	if err != nil {
+		t.Fatalf("dial Temporal: %v", err)
+	}
+	if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		t.Fatalf("Temporal health: %v", err)
+	}
+	for _, url := range []string{s.TemporalUIURL(), s.BigQueryEndpoint() + "/bigquery/v2/projects/" + cfg.Project + "/datasets"} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %s", url, resp.Status)
+		}
+	}
+
+	// Kafka has the topic with the partitions asked for.
+	parts, err := kafkalog.Partitions(ctx, s.KafkaBrokers(), cfg.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 3 {
+		t.Fatalf("topic %s has %d partitions, want 3", cfg.Topic, len(parts))
+	}
+
+	// paystream's search attributes are registered with their types.
+	sa, err := tc.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: config.DefaultNamespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range searchattr.Definitions() {
+		got, ok := sa.GetCustomAttributes()[d.Name]
+		if !ok {
+			t.Errorf("search attribute %s not registered", d.Name)
+			continue
+		}
+		if want := map[string]enumspb.IndexedValueType{"Keyword": enumspb.INDEXED_VALUE_TYPE_KEYWORD, "Int": enumspb.INDEXED_VALUE_TYPE_INT, "Double": enumspb.INDEXED_VALUE_TYPE_DOUBLE}[d.Type]; got != want {
+			t.Errorf("search attribute %s has type %v, want %v", d.Name, got, want)
+		}
+	}
+
+	// The schema exists, queried through the BigQuery client.
+	bq, err := warehouse.Open(ctx, cfg.Project, s.BigQueryEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq.Close()
+	var found []string
+	it := bq.Dataset(cfg.Dataset).Tables(ctx)
+	for {
+		tbl, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		found = append(found, tbl.TableID)
+	}
+	for _, name := range append(slices.Clone(schema.Tables), schema.Views...) {
+		if !slices.Contains(found, name) {
+			t.Errorf("dataset %s lacks %s (has %v)", cfg.Dataset, name, found)
+		}
+	}
+	md, err := bq.Dataset(cfg.Dataset).Table("transactions").Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if typ := fieldType(md.Schema, "amount"); typ != bigquery.NumericFieldType {
+		t.Errorf("transactions.amount is %q, want NUMERIC", typ)
+	}
+	for _, view := range schema.Views {
+		if n := count(ctx, t, bq, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", cfg.Project, cfg.Dataset, view)); n != 0 {
+			t.Errorf("view %s has %d rows on an empty dataset", view, n)
+		}
+	}
+
+	// One record, one workflow, one row.
+	record := []byte(`{"probe":"survives restart"}`)
+	w := &kafka.Writer{Addr: kafka.TCP(s.KafkaBrokers()...), Topic: cfg.Topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("probe-key"), Value: record}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	probePartition := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte("probe-key")}, 0, 1, 2)
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "devstack-restart-probe", TaskQueue: "no-worker-listens"}, "Probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.Close()
+	insert := fmt.Sprintf("INSERT INTO `%s.%s.transactions` (transaction_id, event_time, amount, currency, customer_id, merchant_id, card_id, payment_method, status, batch_id, kafka_partition, kafka_offset, loaded_at) "+
+		"VALUES ('tx-restart', TIMESTAMP '2026-01-01 00:00:00+00', NUMERIC '12.34', 'USD', 'c', 'm', 'k', 'card', 'captured', 'probe', 0, 0, CURRENT_TIMESTAMP())", cfg.Project, cfg.Dataset)
+	if err := runQuery(ctx, bq, insert); err != nil {
+		t.Fatal(err)
+	}
+
+	s.Stop()
+	s = devstacktest.Start(t, cfg)
+
+	var got [][]byte
+	err = kafkalog.ReadRange(ctx, s.KafkaBrokers(), cfg.Topic, probePartition, 0, 1, func(r kafkalog.Record) error {
+		got = append(got, r.Value)
+		return nil
+	})
+	if err != nil || len(got) != 1 || string(got[0]) != string(record) {
+		t.Errorf("after restart, partition %d offset 0 holds %q (err %v), want %q", probePartition, got, err, record)
+	}
+	tc, err = s.DialTemporal(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	desc, err := tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+	if err != nil {
+		t.Errorf("after restart, workflow %s: %v", run.GetID(), err)
+	} else if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Errorf("after restart, workflow %s is %v, want running", run.GetID(), st)
+	}
+	bq2, err := warehouse.Open(ctx, cfg.Project, s.BigQueryEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq2.Close()
+	q := fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.transactions` WHERE transaction_id = 'tx-restart' AND amount = NUMERIC '12.34'", cfg.Project, cfg.Dataset)
+	if n := count(ctx, t, bq2, q); n != 1 {
+		t.Errorf("after restart, %d rows of tx-restart with amount 12.34, want 1", n)
+	}
+
+	// Asking for another partition count on existing state is refused
+	// with a reason, not silently ignored.
+	s.Stop()
+	other := cfg
+	other.Partitions = 5
+	_, err = devstack.Start(ctx, other)
+	if err == nil || !strings.Contains(err.Error(), "has 3 partitions, not the 5 asked for") {
+		t.Errorf("restart with --partitions 5 on a 3-partition state dir: err = %v", err)
+	}
+}
+
+// TestPortInUseIsAClearError checks every port: the error names the port
+// and comes at once, before anything is started.
+func TestPortInUseIsAClearError(t *testing.T) {
+	cfg := devstacktest.Config(t, 1)
+	for _, port := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
+		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", cfg.Host, *port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		_, err = devstack.Start(context.Background(), cfg)
+		ln.Close()
+		if err == nil {
+			t.Fatalf("started although port %d was taken", *port)
+		}
+		if want := fmt.Sprintf("port %d", *port); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "already in use") {
+			t.Errorf("error %q does not say %s is already in use", err, want)
+		}
+		if d := time.Since(began); d > 5*time.Second {
+			t.Errorf("port conflict took %s to report", d)
+		}
+	}
+}
+
+func fieldType(s bigquery.Schema, name string) bigquery.FieldType {
+	for _, f := range s {
+		if f.Name == name {
+			return f.Type
+		}
+	}
+	return ""
+}
+
+func runQuery(ctx context.Context, bq *bigquery.Client, sql string) error {
+	job, err := bq.Query(sql).Run(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := job.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	return st.Err()
+}
+
+func count(ctx context.Context, t *testing.T, bq *bigquery.Client, sql string) int64 {
+	t.Helper()
+	it, err := bq.Query(sql).Read(ctx)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	var row []bigquery.Value
+	if err := it.Next(&row); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	if err := it.Next(&row); !errors.Is(err, iterator.Done) {
+		t.Fatalf("%s: more than one row", sql)
+	}
+	return row[0].(int64)
+}
+
