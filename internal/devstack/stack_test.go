@@ -238,4 +238,3 @@ func count(ctx context.Context, t *testing.T, bq *bigquery.Client, sql string) i
 	}
 	return row[0].(int64)
 }
-
