@@ -122,6 +122,12 @@ func (m Manifest) clone() Manifest {
 	return c
 }
 
+// AllowedLatenessDuration is AllowedLateness parsed (0 when unreadable).
+func (m Manifest) AllowedLatenessDuration() time.Duration {
+	d, _ := time.ParseDuration(m.AllowedLateness)
+	return d
+}
+
 // WriteFile writes the manifest as indented JSON.
 func (m Manifest) WriteFile(path string) error {
 	b, err := json.MarshalIndent(m, "", "  ")
