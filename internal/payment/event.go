@@ -48,6 +48,12 @@ const (
 	ReasonMissingField Reason = "missing_field"
 	// ReasonInvalidField: a field has the wrong type or breaks its rule.
 	ReasonInvalidField Reason = "invalid_field"
+	// ReasonLate: event_time behind the partition's watermark (DESIGN §4);
+	// quarantined, replayable by an operator.
+	ReasonLate Reason = "late"
+	// ReasonConflict: a transaction_id seen again inside the window with
+	// another amount or currency.
+	ReasonConflict Reason = "conflict"
 )
 
 // Error says why a record was rejected. Field is "" for whole-record

@@ -56,7 +56,7 @@ func (k Kind) ExpectedReason() string {
 	case KindWrongType, KindNegativeAmount, KindUnknownCurrency:
 		return string(payment.ReasonInvalidField)
 	case KindLate:
-		return "late"
+		return string(payment.ReasonLate)
 	}
 	return ""
 }

@@ -41,13 +41,16 @@ type Oracle struct {
 
 type oraclePartition struct {
 	maxEventTime time.Time
-	firstValid   map[string]oracleOriginal
+	ids          map[string]*oracleID
 }
 
-type oracleOriginal struct {
-	offset    int64
-	eventTime time.Time
-	raw       string
+// oracleID is what the oracle knows of one transaction_id, forever.
+type oracleID struct {
+	loadedAt int64     // offset of the loaded record
+	newest   time.Time // newest event_time of its valid, not-late records
+	raw      string
+	amount   payment.Amount
+	currency string
 }
 
 // NewOracle returns an oracle for the given allowed lateness.
@@ -59,7 +62,7 @@ func NewOracle(lateness time.Duration) *Oracle {
 func (o *Oracle) Observe(partition int, offset int64, value []byte) Verdict {
 	p := o.parts[partition]
 	if p == nil {
-		p = &oraclePartition{firstValid: map[string]oracleOriginal{}}
+		p = &oraclePartition{ids: map[string]*oracleID{}}
 		o.parts[partition] = p
 	}
 	e, err := payment.Parse(value)
@@ -67,18 +70,25 @@ func (o *Oracle) Observe(partition int, offset int64, value []byte) Verdict {
 		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
 	}
 	v := Verdict{TransactionID: e.TransactionID, Event: e}
-	orig, seen := p.firstValid[e.TransactionID]
+	id := p.ids[e.TransactionID]
 	watermark := p.maxEventTime.Add(-o.lateness)
 	switch {
-	case seen && !orig.eventTime.Before(watermark):
-		v.Outcome, v.DuplicateOf, v.IdenticalBytes = OutcomeDuplicate, orig.offset, orig.raw == string(value)
+	case id != nil && !id.newest.Before(watermark):
+		// A valid record of the same ID inside the window came earlier.
+		v.Outcome, v.DuplicateOf, v.IdenticalBytes = OutcomeDuplicate, id.loadedAt, id.raw == string(value)
+		if id.amount != e.Amount || id.currency != e.Currency {
+			v.Outcome, v.Reason = OutcomeRejected, payment.ReasonConflict
+		}
+		if e.EventTime.After(id.newest) {
+			id.newest = e.EventTime
+		}
 	case !p.maxEventTime.IsZero() && e.EventTime.Before(watermark):
 		v.Outcome = OutcomeLate
 	default:
 		v.Outcome = OutcomeLoaded
-		p.firstValid[e.TransactionID] = oracleOriginal{offset: offset, eventTime: e.EventTime, raw: string(value)}
+		p.ids[e.TransactionID] = &oracleID{loadedAt: offset, newest: e.EventTime, raw: string(value), amount: e.Amount, currency: e.Currency}
 	}
-	if v.Outcome != OutcomeLate && e.EventTime.After(p.maxEventTime) {
+	if e.EventTime.After(p.maxEventTime) {
 		p.maxEventTime = e.EventTime
 	}
 	return v
