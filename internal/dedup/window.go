@@ -20,6 +20,7 @@ package dedup
 
 import (
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/paystream/paystream/internal/payment"
@@ -58,6 +59,9 @@ type Verdict struct {
 	// DuplicateOf is the offset of the loaded record a Duplicate or
 	// Conflict repeats.
 	DuplicateOf int64
+	// Identical is true when a Duplicate repeats its original byte for
+	// byte: a producer retry rather than a client replay.
+	Identical bool
 }
 
 type entry struct {
@@ -66,6 +70,7 @@ type entry struct {
 	newest     time.Time // newest event_time of the ID's valid, not-late records
 	amount     payment.Amount
 	currency   string
+	rawHash    uint64 // of the loaded record's bytes
 }
 
 // Window is one partition's dedup state. Not safe for concurrent use.
@@ -108,8 +113,8 @@ func (w *Window) ObserveInvalid(offset int64) (Verdict, error) {
 	return Verdict{Decision: Invalid}, nil
 }
 
-// Observe decides the valid event e at offset.
-func (w *Window) Observe(offset int64, e *payment.Event) (Verdict, error) {
+// Observe decides the valid event e, parsed from raw, at offset.
+func (w *Window) Observe(offset int64, e *payment.Event, raw []byte) (Verdict, error) {
 	if err := w.advance(offset); err != nil {
 		return Verdict{}, err
 	}
@@ -118,9 +123,9 @@ func (w *Window) Observe(offset int64, e *payment.Event) (Verdict, error) {
 	ent := w.entries[e.TransactionID]
 	switch {
 	case ent != nil && !ent.newest.Before(wm):
-		v = Verdict{Decision: Duplicate, DuplicateOf: ent.origOffset}
+		v = Verdict{Decision: Duplicate, DuplicateOf: ent.origOffset, Identical: ent.rawHash == hashOf(raw)}
 		if ent.amount != e.Amount || ent.currency != e.Currency {
-			v.Decision = Conflict
+			v.Decision, v.Identical = Conflict, false
 		}
 		if e.EventTime.After(ent.newest) {
 			ent.newest = e.EventTime
@@ -129,7 +134,7 @@ func (w *Window) Observe(offset int64, e *payment.Event) (Verdict, error) {
 		v = Verdict{Decision: Late}
 	default:
 		v = Verdict{Decision: Loaded}
-		w.entries[e.TransactionID] = &entry{origOffset: offset, maxAtOrig: w.newest, newest: e.EventTime, amount: e.Amount, currency: e.Currency}
+		w.entries[e.TransactionID] = &entry{origOffset: offset, maxAtOrig: w.newest, newest: e.EventTime, amount: e.Amount, currency: e.Currency, rawHash: hashOf(raw)}
 	}
 	if e.EventTime.After(w.newest) {
 		w.newest = e.EventTime
@@ -138,6 +143,12 @@ func (w *Window) Observe(offset int64, e *payment.Event) (Verdict, error) {
 		w.sweep()
 	}
 	return v, nil
+}
+
+func hashOf(raw []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(raw)
+	return h.Sum64()
 }
 
 func (w *Window) advance(offset int64) error {

@@ -25,7 +25,7 @@ func observe(t *testing.T, w *Window, r rec) Verdict {
 	if err != nil {
 		v, err = w.ObserveInvalid(r.offset)
 	} else {
-		v, err = w.Observe(r.offset, &e)
+		v, err = w.Observe(r.offset, &e, r.value)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +92,7 @@ func TestWarmColdAndOracleAgree(t *testing.T) {
 			} else if vo.Outcome == simulation.OutcomeRejected {
 				want = Invalid
 			}
-			if vw.Decision != want || (want == Duplicate && vw.DuplicateOf != vo.DuplicateOf) {
+			if vw.Decision != want || (want == Duplicate && (vw.DuplicateOf != vo.DuplicateOf || vw.Identical != vo.IdenticalBytes)) {
 				t.Fatalf("offset %d: window says %v of %d, oracle %v of %d", r.offset, vw.Decision, vw.DuplicateOf, vo.Outcome, vo.DuplicateOf)
 			}
 			counts[vw.Decision]++
@@ -130,7 +130,7 @@ func TestStraddlingReplayIsRebuiltExactly(t *testing.T) {
 		{7, []byte(`{"transaction_id":"E"`)},
 	}
 	want := []Verdict{
-		{Loaded, 0}, {Duplicate, 0}, {Loaded, 0}, {Duplicate, 0}, {Loaded, 0}, {Conflict, 0}, {Late, 0}, {Invalid, 0},
+		{Loaded, 0, false}, {Duplicate, 0, false}, {Loaded, 0, false}, {Duplicate, 0, false}, {Loaded, 0, false}, {Conflict, 0, false}, {Late, 0, false}, {Invalid, 0, false},
 	}
 	for split := int64(0); split <= int64(len(log)); split++ {
 		warm := New(lateness, 0, time.Time{})
@@ -160,7 +160,7 @@ func TestMemoryIsBoundedByTheWindow(t *testing.T) {
 	peak := 0
 	for i := range 24 * 3600 * perSecond {
 		e := payment.Event{TransactionID: fmt.Sprintf("tx-%d", i), EventTime: t0.Add(time.Duration(i) * time.Second / perSecond), Currency: "EUR", Amount: payment.Amount{Minor: 1, Scale: 2}}
-		if _, err := w.Observe(int64(i), &e); err != nil {
+		if _, err := w.Observe(int64(i), &e, nil); err != nil {
 			t.Fatal(err)
 		}
 		peak = max(peak, w.Len())

@@ -87,3 +87,22 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 	}
 	return nil
 }
+
+// Bounds returns a partition's first offset still in the log and its high
+// watermark (the offset the next record will get).
+func Bounds(ctx context.Context, brokers []string, topic string, partition int) (first, end int64, err error) {
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
+	conn, err := dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return 0, 0, fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(deadline)
+	}
+	first, end, err = conn.ReadOffsets()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
+	}
+	return first, end, nil
+}

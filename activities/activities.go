@@ -1,0 +1,106 @@
+// Package activities holds paystream's Temporal activities: plan a range,
+// dedup it, enrich it, load it, commit its offsets. Each re-reads its range
+// from Kafka — the log is immutable, so every attempt sees the same records —
+// and returns only offsets, counts and scores, never event data.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/kafkalog"
+)
+
+// Activities are registered on the worker as one struct; its fields are
+// the connections they share.
+type Activities struct {
+	Brokers       []string
+	ConsumerGroup string
+	BigQuery      *bigquery.Client
+	Dataset       string
+	Log           *zap.Logger
+
+	windows windowCache
+}
+
+// Error types that retrying cannot fix; the workflows do not retry them.
+const (
+	ErrTypeOffsetOutOfRange = "OffsetOutOfRange"
+	ErrTypeLoadFailed       = "LoadFailed"
+)
+
+// readRange reads [start, end) of a partition, heartbeating as it goes, and
+// turns "offsets deleted by retention" into a non-retryable error.
+func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {
+	n := 0
+	err := kafkalog.ReadRange(ctx, a.Brokers, topic, partition, start, end, func(r kafkalog.Record) error {
+		if n++; n%5000 == 0 && activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, r.Offset)
+		}
+		return fn(r)
+	})
+	if errors.Is(err, kafkalog.ErrOffsetOutOfRange) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeOffsetOutOfRange, err)
+	}
+	return err
+}
+
+func (a *Activities) logger(ctx context.Context, spec batch.Spec) *zap.Logger {
+	l := a.Log
+	if l == nil {
+		l = zap.NewNop()
+	}
+	attempt := int32(0)
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).Attempt
+	}
+	return l.With(zap.String("batch_id", spec.ID()), zap.Int("partition", spec.Partition),
+		zap.Int64("offset", spec.Start), zap.Int64("end_offset", spec.End), zap.Int32("attempt", attempt))
+}
+
+// windowCache keeps each partition's dedup window on this worker between
+// batches. A window is taken out while a Dedup uses it, so two attempts for
+// one partition never share one; a miss only costs a rebuild from the log.
+type windowCache struct {
+	mu sync.Mutex
+	m  map[string]*dedup.Window
+}
+
+func (c *windowCache) take(key string) *dedup.Window {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := c.m[key]
+	delete(c.m, key)
+	return w
+}
+
+func (c *windowCache) put(key string, w *dedup.Window) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*dedup.Window{}
+	}
+	c.m[key] = w
+}
+
+// Forget empties the cache, as a restarted worker has it (tests).
+func (a *Activities) Forget() {
+	a.windows.mu.Lock()
+	defer a.windows.mu.Unlock()
+	a.windows.m = nil
+}
+
+func windowKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }
+
+// since formats a duration for logs.
+func since(t time.Time) zap.Field { return zap.Duration("took", time.Since(t)) }

@@ -1,0 +1,38 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// CommitInput is the offset to commit for a partition: the end of the last
+// loaded batch, which is the next offset to read.
+type CommitInput struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// CommitOffsets records the consumer-group offset after every table of the
+// batch is loaded (invariant 5), so standard lag tooling sees paystream's
+// progress. Committing the same offset again is harmless.
+func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
+	client := &kafka.Client{Addr: kafka.TCP(a.Brokers...), Timeout: 10 * time.Second}
+	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+		GroupID:      a.ConsumerGroup,
+		GenerationID: -1, // a simple (not group-managed) consumer
+		Topics:       map[string][]kafka.OffsetCommit{in.Topic: {{Partition: in.Partition, Offset: in.Offset}}},
+	})
+	if err != nil {
+		return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", in.Offset, in.Topic, in.Partition, a.ConsumerGroup, err)
+	}
+	for _, p := range resp.Topics[in.Topic] {
+		if p.Error != nil {
+			return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", in.Offset, in.Topic, in.Partition, a.ConsumerGroup, p.Error)
+		}
+	}
+	return nil
+}

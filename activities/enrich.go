@@ -1,0 +1,41 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/fraud"
+	"github.com/paystream/paystream/internal/kafkalog"
+)
+
+// Enrich scores the batch's loaded records with the fraud rules. Its result
+// is recorded in history, so a retried Load applies these scores and never
+// scores again (invariant 3).
+func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisions) (batch.Enrichment, error) {
+	began := time.Now()
+	scorer := fraud.NewScorer()
+	out := batch.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
+	outcomes := newOutcomes(d)
+	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
+		e, ok := outcomes.loaded(r)
+		if !ok {
+			return nil
+		}
+		s := scorer.Score(&e)
+		out.Scores = append(out.Scores, s.Score)
+		out.Reasons = append(out.Reasons, s.Reasons)
+		return nil
+	})
+	if err != nil {
+		return batch.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
+	}
+	if len(out.Scores) != d.Loaded {
+		return batch.Enrichment{}, fmt.Errorf("enrich %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
+	}
+	a.logger(ctx, spec).Info("enrich done", zap.Int("scored", len(out.Scores)), since(began))
+	return out, nil
+}

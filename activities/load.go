@@ -1,0 +1,329 @@
+package activities
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/fraud"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/warehouse"
+)
+
+// LoadInput is a batch with its recorded decisions.
+type LoadInput struct {
+	Spec       batch.Spec
+	Decisions  batch.Decisions
+	Enrichment batch.Enrichment
+}
+
+// Tables in the order Load writes them: batch_ledger last, so a ledger row
+// means every other table of the batch is loaded (invariant 6).
+var loadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger"}
+
+// Load writes the batch to every table, one load job per table with a job
+// ID derived from (batch ID, table), applying the recorded decisions and
+// scores. Run twice, or twice at once, it appends once.
+func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, error) {
+	began := time.Now()
+	spec := in.Spec
+	log := a.logger(ctx, spec)
+	rows, totals, err := a.buildRows(ctx, in, time.Now().UTC())
+	if err != nil {
+		return batch.Totals{}, err
+	}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	for _, table := range loadOrder {
+		if rows[table].Len() == 0 {
+			continue // nothing to write, nothing to repeat
+		}
+		if activity.IsActivity(ctx) {
+			loader.Heartbeat = func() { activity.RecordHeartbeat(ctx, table) }
+			activity.RecordHeartbeat(ctx, table)
+		}
+		jobID := func(attempt int) string { return batch.LoadJobID(spec.ID(), table, attempt) }
+		if err := loader.Load(ctx, table, jobID, rows[table].Bytes()); err != nil {
+			if errors.Is(err, warehouse.ErrLoadFailed) {
+				return batch.Totals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", spec.ID(), table, err), ErrTypeLoadFailed, err)
+			}
+			return batch.Totals{}, fmt.Errorf("load %s into %s: %w", spec.ID(), table, err)
+		}
+	}
+	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
+		zap.Int("late", totals.Late), since(began))
+	return totals, nil
+}
+
+// Row shapes of the tables (schema/*.sql). Optional strings are omitted
+// when empty, which loads them as NULL.
+type txRow struct {
+	TransactionID    string `json:"transaction_id"`
+	EventTime        string `json:"event_time"`
+	Amount           string `json:"amount"`
+	Currency         string `json:"currency"`
+	CustomerID       string `json:"customer_id"`
+	MerchantID       string `json:"merchant_id"`
+	MerchantCategory string `json:"merchant_category,omitempty"`
+	CardID           string `json:"card_id"`
+	CardLast4        string `json:"card_last4,omitempty"`
+	CardCountry      string `json:"card_country,omitempty"`
+	PaymentMethod    string `json:"payment_method"`
+	Status           string `json:"status"`
+	Region           string `json:"region,omitempty"`
+	Country          string `json:"country,omitempty"`
+	DeviceID         string `json:"device_id,omitempty"`
+	DeviceType       string `json:"device_type,omitempty"`
+	IPAddress        string `json:"ip_address,omitempty"`
+	Extra            string `json:"extra,omitempty"`
+	BatchID          string `json:"batch_id"`
+	KafkaPartition   int    `json:"kafka_partition"`
+	KafkaOffset      int64  `json:"kafka_offset"`
+	LoadedAt         string `json:"loaded_at"`
+}
+
+type enrichedRow struct {
+	txRow
+	FraudScore   int      `json:"fraud_score"`
+	FraudReasons []string `json:"fraud_reasons"`
+	RiskLevel    string   `json:"risk_level"`
+}
+
+type metricRow struct {
+	Minute         string `json:"minute"`
+	Currency       string `json:"currency"`
+	Region         string `json:"region"`
+	EventCount     int    `json:"event_count"`
+	AmountSum      string `json:"amount_sum"`
+	FraudCount     int    `json:"fraud_count"`
+	DuplicateCount int    `json:"duplicate_count"`
+	BatchID        string `json:"batch_id"`
+	KafkaPartition int    `json:"kafka_partition"`
+	KafkaOffset    int64  `json:"kafka_offset"`
+	LoadedAt       string `json:"loaded_at"`
+}
+
+type dedupRow struct {
+	TransactionID     string `json:"transaction_id"`
+	EventTime         string `json:"event_time"`
+	KafkaPartition    int    `json:"kafka_partition"`
+	KafkaOffset       int64  `json:"kafka_offset"`
+	DuplicateOfOffset int64  `json:"duplicate_of_offset"`
+	IdenticalBytes    bool   `json:"identical_bytes"`
+	BatchID           string `json:"batch_id"`
+	LoadedAt          string `json:"loaded_at"`
+}
+
+type errorRow struct {
+	KafkaTopic     string `json:"kafka_topic"`
+	KafkaPartition int    `json:"kafka_partition"`
+	KafkaOffset    int64  `json:"kafka_offset"`
+	KafkaKey       string `json:"kafka_key,omitempty"`
+	KafkaTimestamp string `json:"kafka_timestamp"`
+	Reason         string `json:"reason"`
+	Detail         string `json:"detail,omitempty"`
+	Raw            string `json:"raw"`
+	RawEncoding    string `json:"raw_encoding"`
+	TransactionID  string `json:"transaction_id,omitempty"`
+	EventTime      string `json:"event_time,omitempty"`
+	BatchID        string `json:"batch_id"`
+	LoadedAt       string `json:"loaded_at"`
+}
+
+type ledgerAmount struct {
+	Currency string `json:"currency"`
+	Amount   string `json:"amount"`
+	Events   int    `json:"events"`
+}
+
+type ledgerRow struct {
+	BatchID          string         `json:"batch_id"`
+	KafkaTopic       string         `json:"kafka_topic"`
+	KafkaPartition   int            `json:"kafka_partition"`
+	StartOffset      int64          `json:"start_offset"`
+	EndOffset        int64          `json:"end_offset"`
+	Records          int64          `json:"records"`
+	Loaded           int            `json:"loaded"`
+	Duplicates       int            `json:"duplicates"`
+	Errors           int            `json:"errors"`
+	Late             int            `json:"late"`
+	Skipped          int64          `json:"skipped"`
+	AmountByCurrency []ledgerAmount `json:"amount_by_currency"`
+	LoadedAt         string         `json:"loaded_at"`
+}
+
+type metricKey struct {
+	minute           time.Time
+	currency, region string
+}
+
+type metricAcc struct {
+	events, fraud, dups int
+	minor               int64
+	scale               int
+}
+
+// buildRows re-reads the batch and turns it into newline-delimited JSON per
+// table, with the totals that go into the ledger.
+func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
+	spec, d := in.Spec, in.Decisions
+	id := spec.ID()
+	loadedAt := now.Format(time.RFC3339Nano)
+	rows := map[string]*bytes.Buffer{}
+	encs := map[string]*json.Encoder{}
+	for _, t := range loadOrder {
+		rows[t] = &bytes.Buffer{}
+		encs[t] = json.NewEncoder(rows[t])
+	}
+	metrics := map[metricKey]*metricAcc{}
+	metric := func(e *payment.Event) *metricAcc {
+		k := metricKey{e.EventTime.Truncate(time.Minute), e.Currency, e.Region}
+		if metrics[k] == nil {
+			metrics[k] = &metricAcc{scale: e.Amount.Scale}
+		}
+		return metrics[k]
+	}
+	amounts := map[string]*metricAcc{}
+	totals := batch.Totals{AmountByCurrency: map[string]string{}}
+	o := newOutcomes(d)
+	loadedIdx := 0
+	var encErr error
+	put := func(table string, row any) {
+		if err := encs[table].Encode(row); err != nil && encErr == nil {
+			encErr = err
+		}
+	}
+	present := int64(0)
+	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
+		present++
+		out := o.of(r)
+		e := &out.event
+		switch out.decision {
+		case dedup.Loaded:
+			if loadedIdx >= len(in.Enrichment.Scores) {
+				return fmt.Errorf("more loaded records than scores (%d)", len(in.Enrichment.Scores))
+			}
+			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
+			loadedIdx++
+			tx := toTxRow(e, id, r, loadedAt)
+			put("transactions", tx)
+			reasons := score.ReasonCodes()
+			if reasons == nil {
+				reasons = []string{}
+			}
+			put("transactions_enriched", enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
+			m := metric(e)
+			m.events++
+			m.minor += e.Amount.Minor
+			if score.RiskLevel() == "high" {
+				m.fraud++
+				totals.HighRisk++
+			}
+			if amounts[e.Currency] == nil {
+				amounts[e.Currency] = &metricAcc{scale: e.Amount.Scale}
+			}
+			amounts[e.Currency].events++
+			amounts[e.Currency].minor += e.Amount.Minor
+			totals.Loaded++
+		case dedup.Duplicate:
+			metric(e).dups++
+			put("dedup_audit", dedupRow{TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), KafkaPartition: r.Partition,
+				KafkaOffset: r.Offset, DuplicateOfOffset: out.of, IdenticalBytes: out.identical, BatchID: id, LoadedAt: loadedAt})
+			totals.Duplicates++
+		case dedup.Late:
+			put("ingest_errors", toErrorRow(spec, r, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
+			totals.Late++
+		case dedup.Conflict:
+			detail := fmt.Sprintf("transaction_id was loaded at offset %d with another amount or currency", out.of)
+			put("ingest_errors", toErrorRow(spec, r, string(payment.ReasonConflict), detail, e, id, loadedAt))
+			totals.Errors++
+		case dedup.Invalid:
+			var pe *payment.Error
+			reason, detail := string(payment.ReasonOf(out.parseErr)), out.parseErr.Error()
+			if errors.As(out.parseErr, &pe) {
+				detail = pe.Detail
+				if pe.Field != "" {
+					detail = pe.Field + ": " + pe.Detail
+				}
+			}
+			put("ingest_errors", toErrorRow(spec, r, reason, detail, nil, id, loadedAt))
+			totals.Errors++
+		}
+		return nil
+	})
+	if err == nil {
+		err = encErr
+	}
+	if err != nil {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+	}
+	if loadedIdx != len(in.Enrichment.Scores) || totals.Loaded != d.Loaded {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))
+	}
+
+	for _, k := range slices.SortedFunc(maps.Keys(metrics), func(x, y metricKey) int {
+		return cmp.Or(x.minute.Compare(y.minute), strings.Compare(x.currency, y.currency), strings.Compare(x.region, y.region))
+	}) {
+		m := metrics[k]
+		put("metrics_minute", metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
+			AmountSum: payment.Amount{Minor: m.minor, Scale: m.scale}.String(), FraudCount: m.fraud, DuplicateCount: m.dups,
+			BatchID: id, KafkaPartition: spec.Partition, KafkaOffset: spec.Start, LoadedAt: loadedAt})
+	}
+	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
+		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
+		Skipped: spec.End - spec.Start - present, AmountByCurrency: []ledgerAmount{}, LoadedAt: loadedAt}
+	for _, c := range slices.Sorted(maps.Keys(amounts)) {
+		amt := payment.Amount{Minor: amounts[c].minor, Scale: amounts[c].scale}.String()
+		ledger.AmountByCurrency = append(ledger.AmountByCurrency, ledgerAmount{Currency: c, Amount: amt, Events: amounts[c].events})
+		totals.AmountByCurrency[c] = amt
+	}
+	put("batch_ledger", ledger)
+	totals.Records = int(present)
+	totals.Skipped = int(ledger.Skipped)
+	return rows, totals, encErr
+}
+
+func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string) txRow {
+	return txRow{
+		TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), Amount: e.Amount.String(),
+		Currency: e.Currency, CustomerID: e.CustomerID, MerchantID: e.MerchantID, MerchantCategory: e.MerchantCategory,
+		CardID: e.CardID, CardLast4: e.CardLast4, CardCountry: e.CardCountry, PaymentMethod: e.PaymentMethod,
+		Status: e.Status, Region: e.Region, Country: e.Country, DeviceID: e.DeviceID, DeviceType: e.DeviceType,
+		IPAddress: e.IPAddress, Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition,
+		KafkaOffset: r.Offset, LoadedAt: loadedAt,
+	}
+}
+
+// toErrorRow keeps the record's bytes as they were: text when UTF-8,
+// base64 otherwise, so nothing rejected is ever lost.
+func toErrorRow(spec batch.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) errorRow {
+	row := errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimestamp: r.Time.UTC().Format(time.RFC3339Nano),
+		Reason: reason, Detail: detail, Raw: string(r.Value), RawEncoding: "utf8", BatchID: batchID, LoadedAt: loadedAt}
+	if !utf8.Valid(r.Value) {
+		row.Raw, row.RawEncoding = base64.StdEncoding.EncodeToString(r.Value), "base64"
+	}
+	if utf8.Valid(r.Key) {
+		row.KafkaKey = string(r.Key)
+	} else {
+		row.KafkaKey = "base64:" + base64.StdEncoding.EncodeToString(r.Key)
+	}
+	if e != nil {
+		row.TransactionID, row.EventTime = e.TransactionID, e.EventTime.Format(time.RFC3339Nano)
+	}
+	return row
+}

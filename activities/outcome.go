@@ -1,0 +1,61 @@
+package activities
+
+import (
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+)
+
+// outcomes applies recorded Decisions to re-read records: what Dedup
+// turned away is looked up by offset; everything else is loaded if it
+// parses and invalid if not. Nothing here decides anew (invariant 3).
+type outcomes struct {
+	turnedAway map[int64]turnedAway
+}
+
+type turnedAway struct {
+	decision  dedup.Decision
+	of        int64
+	identical bool
+}
+
+func newOutcomes(d batch.Decisions) outcomes {
+	o := outcomes{turnedAway: make(map[int64]turnedAway, len(d.DuplicateOffsets)+len(d.ConflictOffsets)+len(d.LateOffsets))}
+	for i, off := range d.DuplicateOffsets {
+		o.turnedAway[off] = turnedAway{dedup.Duplicate, d.DuplicateOf[i], i < len(d.DuplicateIdentical) && d.DuplicateIdentical[i]}
+	}
+	for i, off := range d.ConflictOffsets {
+		o.turnedAway[off] = turnedAway{dedup.Conflict, d.ConflictOf[i], false}
+	}
+	for _, off := range d.LateOffsets {
+		o.turnedAway[off] = turnedAway{dedup.Late, 0, false}
+	}
+	return o
+}
+
+// outcome is one record with its recorded decision.
+type outcome struct {
+	decision  dedup.Decision
+	of        int64 // offset a duplicate or conflict repeats
+	identical bool
+	event     payment.Event
+	parseErr  error
+}
+
+func (o outcomes) of(r kafkalog.Record) outcome {
+	e, err := payment.Parse(r.Value)
+	if err != nil {
+		return outcome{decision: dedup.Invalid, parseErr: err}
+	}
+	if t, ok := o.turnedAway[r.Offset]; ok {
+		return outcome{decision: t.decision, of: t.of, identical: t.identical, event: e}
+	}
+	return outcome{decision: dedup.Loaded, event: e}
+}
+
+// loaded returns the record's event when it is to be loaded.
+func (o outcomes) loaded(r kafkalog.Record) (payment.Event, bool) {
+	out := o.of(r)
+	return out.event, out.decision == dedup.Loaded
+}

@@ -1,0 +1,86 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/paystream/paystream/internal/kafkalog"
+)
+
+// PlanInput asks for the next range of a partition.
+type PlanInput struct {
+	Topic      string
+	Partition  int
+	Next       int64
+	MaxRecords int
+	MaxBytes   int64
+	// PollFor is how long to wait for new records when caught up, instead
+	// of a workflow spinning timers.
+	PollFor time.Duration
+}
+
+// PlanResult is the planned range [Next, End); End == Next means nothing
+// arrived while polling.
+type PlanResult struct {
+	End           int64
+	HighWatermark int64
+}
+
+// errStop ends a ReadRange early.
+var errStop = errors.New("stop")
+
+// PlanBatch picks the end of the next batch: at most MaxRecords records and,
+// past the first record, at most MaxBytes of keys and values.
+func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
+	deadline := time.Now().Add(in.PollFor)
+	for {
+		first, hw, err := kafkalog.Bounds(ctx, a.Brokers, in.Topic, in.Partition)
+		if err != nil {
+			return PlanResult{}, err
+		}
+		if in.Next < first {
+			msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, first)
+			return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
+		}
+		if hw > in.Next {
+			return a.planRange(ctx, in, hw)
+		}
+		if time.Now().After(deadline) {
+			return PlanResult{End: in.Next, HighWatermark: hw}, nil
+		}
+		activity.RecordHeartbeat(ctx, hw)
+		select {
+		case <-ctx.Done():
+			return PlanResult{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (PlanResult, error) {
+	limit := min(hw, in.Next+int64(max(in.MaxRecords, 1)))
+	if in.MaxBytes <= 0 {
+		return PlanResult{End: limit, HighWatermark: hw}, nil
+	}
+	end, size := in.Next, int64(0)
+	err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
+		size += int64(len(r.Key) + len(r.Value))
+		if size > in.MaxBytes && r.Offset > in.Next {
+			return errStop
+		}
+		end = r.Offset + 1
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return PlanResult{}, err
+	}
+	if !errors.Is(err, errStop) {
+		end = limit // offsets past the last record (markers) belong to this range
+	}
+	return PlanResult{End: end, HighWatermark: hw}, nil
+}

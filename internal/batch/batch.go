@@ -1,0 +1,107 @@
+// Package batch holds what the workflows and activities pass each other
+// about one micro-batch: offsets, IDs, counts and scores — never the events
+// themselves, which activities re-read from Kafka (DESIGN §3, invariant 1).
+package batch
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Range is a partition's offsets [Start, End).
+type Range struct {
+	Topic     string
+	Partition int
+	Start     int64
+	End       int64
+}
+
+// ID is the batch ID and the MicroBatch workflow ID: derived from the range,
+// so one range is one batch, forever (invariant 2).
+func (r Range) ID() string {
+	return fmt.Sprintf("batch/%s/%d/%d-%d", r.Topic, r.Partition, r.Start, r.End)
+}
+
+// IngestID is the PartitionIngest workflow ID of a partition.
+func IngestID(topic string, partition int) string {
+	return fmt.Sprintf("ingest/%s/%d", topic, partition)
+}
+
+// LoadJobID is the BigQuery job ID of the attempt-th load job of a batch
+// into table (invariant 4). BigQuery job IDs allow letters, digits, '_'
+// and '-', so the batch ID is spelled with those and prefixed by a hash of
+// itself, which keeps two topics that spell alike apart.
+func LoadJobID(batchID, table string, attempt int) string {
+	sum := sha256.Sum256([]byte(batchID))
+	clean := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			return r
+		}
+		return '_'
+	}, batchID)
+	return fmt.Sprintf("paystream_%s_%s_%s_r%d", hex.EncodeToString(sum[:6]), clean, table, attempt)
+}
+
+// Window is where the dedup window of a partition starts: the offset a cold
+// worker replays from and the partition's newest event_time just before it.
+type Window struct {
+	Start  int64
+	Newest time.Time
+}
+
+// Spec is everything a MicroBatch needs.
+type Spec struct {
+	Range
+	Window          Window // dedup window bounds at Range.Start
+	AllowedLateness time.Duration
+}
+
+// Decisions are the Dedup activity's result, recorded once in history
+// (invariant 3): the offsets the dedup window turned away. Every other
+// record is loaded if it parses and filed as invalid if it does not —
+// a pure function of its bytes, so Load can recompute that part.
+type Decisions struct {
+	DuplicateOffsets []int64 // loaded elsewhere: these go to dedup_audit
+	DuplicateOf      []int64 // the loaded record each one repeats
+	// DuplicateIdentical marks producer retries (same bytes as the original).
+	DuplicateIdentical []bool
+	ConflictOffsets    []int64 // same ID, other amount or currency: ingest_errors
+	ConflictOf         []int64
+	LateOffsets        []int64 // behind the watermark: ingest_errors
+
+	Records int // records present in the range (offsets without one are skipped)
+	Loaded  int
+	Invalid int
+
+	Next Window // the window's bounds at Range.End, for the next batch
+}
+
+// Enrichment is the Enrich activity's result: one score per loaded record,
+// in offset order (fraud.Score's fields, kept as plain arrays).
+type Enrichment struct {
+	Scores  []uint8
+	Reasons []uint16
+}
+
+// Totals is what Load wrote, the batch's answer to reconciliation.
+type Totals struct {
+	Records          int
+	Loaded           int
+	Duplicates       int
+	Errors           int // invalid and conflicting
+	Late             int
+	Skipped          int
+	HighRisk         int
+	AmountByCurrency map[string]string // loaded amounts, exact decimals
+}
+
+// Result is the MicroBatch workflow's result.
+type Result struct {
+	BatchID string
+	Totals  Totals
+	Next    Window
+}

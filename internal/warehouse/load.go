@@ -1,0 +1,111 @@
+package warehouse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/googleapi"
+)
+
+// MaxLoadAttempts bounds the job IDs tried for one (batch, table): a load
+// that fails this often fails for a reason retrying will not fix (a schema
+// mismatch, say) and needs an operator.
+const MaxLoadAttempts = 8
+
+// ErrLoadFailed wraps a load job's own error after MaxLoadAttempts jobs.
+var ErrLoadFailed = errors.New("load job failed")
+
+// createTimeout bounds one job insert. The Go client retries HTTP 5xx, and
+// the emulator answers a duplicate job ID with 500 "already created"; after
+// the timeout we look the job up instead.
+const createTimeout = 2 * time.Minute
+
+// Loader appends newline-delimited JSON rows to tables with load jobs whose
+// IDs the caller derives from the batch, so that no retry, concurrent
+// attempt or zombie can append the same rows twice (DESIGN §3, invariant 4).
+type Loader struct {
+	Client  *bigquery.Client
+	Dataset string
+	// Heartbeat, when set, is called while jobs run, so the activity's
+	// heartbeat timeout catches a stalled load.
+	Heartbeat func()
+}
+
+// Load makes rows be in table exactly once. jobID(n) names the n-th job
+// to try. It walks the IDs in order: an existing job is looked up and waited
+// for, never re-created; the next ID is tried only after a job definitively
+// failed, and a failed load job wrote nothing, so at most one job can ever
+// succeed.
+func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int) string, rows []byte) error {
+	var lastErr error
+	for attempt := range MaxLoadAttempts {
+		id := jobID(attempt)
+		job, err := l.Client.JobFromID(ctx, id)
+		switch {
+		case err == nil:
+		case hasCode(err, http.StatusNotFound):
+			job, err = l.create(ctx, table, id, rows)
+			if err != nil {
+				// Maybe created by a concurrent attempt, or by this
+				// one before a lost answer: the ID decides.
+				var lookErr error
+				if job, lookErr = l.Client.JobFromID(ctx, id); lookErr != nil {
+					return fmt.Errorf("create load job %s: %w", id, err)
+				}
+			}
+		default:
+			return fmt.Errorf("look up load job %s: %w", id, err)
+		}
+		status, err := l.wait(ctx, job)
+		if err != nil {
+			return fmt.Errorf("wait for load job %s: %w", id, err)
+		}
+		if status.Err() == nil {
+			return nil
+		}
+		lastErr = status.Err()
+	}
+	return fmt.Errorf("%w: table %s, %d jobs: %v", ErrLoadFailed, table, MaxLoadAttempts, lastErr)
+}
+
+func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bigquery.Job, error) {
+	ctx, cancel := context.WithTimeout(ctx, createTimeout)
+	defer cancel()
+	src := bigquery.NewReaderSource(bytes.NewReader(rows))
+	src.SourceFormat = bigquery.JSON
+	loader := l.Client.Dataset(l.Dataset).Table(table).LoaderFrom(src)
+	loader.JobID = id
+	loader.WriteDisposition = bigquery.WriteAppend
+	loader.CreateDisposition = bigquery.CreateNever
+	return loader.Run(ctx)
+}
+
+func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (*bigquery.JobStatus, error) {
+	for {
+		status, err := job.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if status.Done() {
+			return status, nil
+		}
+		if l.Heartbeat != nil {
+			l.Heartbeat()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func hasCode(err error, code int) bool {
+	var gerr *googleapi.Error
+	return errors.As(err, &gerr) && gerr.Code == code
+}
