@@ -164,6 +164,8 @@ type ledgerRow struct {
 	Late             int            `json:"late"`
 	Skipped          int64          `json:"skipped"`
 	AmountByCurrency []ledgerAmount `json:"amount_by_currency"`
+	NextWindowStart  int64          `json:"next_window_start"`
+	NextWindowNewest string         `json:"next_window_newest,omitempty"`
 	LoadedAt         string         `json:"loaded_at"`
 }
 
@@ -286,7 +288,10 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	}
 	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
 		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
-		Skipped: spec.End - spec.Start - present, AmountByCurrency: []ledgerAmount{}, LoadedAt: loadedAt}
+		Skipped: spec.End - spec.Start - present, AmountByCurrency: []ledgerAmount{}, NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
+	if !d.Next.Newest.IsZero() {
+		ledger.NextWindowNewest = d.Next.Newest.Format(time.RFC3339Nano)
+	}
 	for _, c := range slices.Sorted(maps.Keys(amounts)) {
 		amt := payment.Amount{Minor: amounts[c].minor, Scale: amounts[c].scale}.String()
 		ledger.AmountByCurrency = append(ledger.AmountByCurrency, ledgerAmount{Currency: c, Amount: amt, Events: amounts[c].events})

@@ -15,6 +15,10 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   late               INT64     NOT NULL,
   skipped            INT64     NOT NULL,
   amount_by_currency ARRAY<STRUCT<currency STRING, amount NUMERIC, events INT64>>,
+  -- Where the partition's dedup window starts after this batch, so that
+  -- `starter start` can resume a partition exactly (DESIGN §4).
+  next_window_start  INT64     NOT NULL,
+  next_window_newest STRING,             -- RFC 3339, nanoseconds kept; NULL before any valid event
   loaded_at          TIMESTAMP NOT NULL
 )
 PARTITION BY DATE(loaded_at)

@@ -1,0 +1,244 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"github.com/segmentio/kafka-go"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/workflows"
+)
+
+// Operator runs the starter's actions against one deployment.
+type Operator struct {
+	Config   config.Config
+	Temporal client.Client
+	BigQuery *bigquery.Client
+	Tuning   Tuning
+}
+
+// resumePoint is where a partition's ingestion continues: after its last
+// ledgered batch, with the dedup window that batch handed on.
+type resumePoint struct {
+	next   int64
+	window batch.Window
+}
+
+// resumePoints reads the last ledger row of every partition. The ledger,
+// written after a batch's tables, is the authority: the committed Kafka
+// offset can only trail it.
+func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error) {
+	q := o.BigQuery.Query(fmt.Sprintf(
+		"SELECT kafka_partition, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
+			"WHERE kafka_topic = @topic AND end_offset = (SELECT MAX(end_offset) FROM `%s.%s.batch_ledger` AS l2 "+
+			"WHERE l2.kafka_topic = @topic AND l2.kafka_partition = batch_ledger.kafka_partition)",
+		o.BigQuery.Project(), o.Config.BigQueryDataset, o.BigQuery.Project(), o.Config.BigQueryDataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read batch_ledger: %w", err)
+	}
+	out := map[int]resumePoint{}
+	for {
+		var row struct {
+			Partition int64               `bigquery:"kafka_partition"`
+			End       int64               `bigquery:"end_offset"`
+			WStart    int64               `bigquery:"next_window_start"`
+			WNewest   bigquery.NullString `bigquery:"next_window_newest"`
+		}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read batch_ledger: %w", err)
+		}
+		rp := resumePoint{next: row.End, window: batch.Window{Start: row.WStart}}
+		if row.WNewest.Valid {
+			if rp.window.Newest, err = time.Parse(time.RFC3339Nano, row.WNewest.StringVal); err != nil {
+				return nil, fmt.Errorf("batch_ledger of partition %d: next_window_newest: %w", row.Partition, err)
+			}
+		}
+		out[int(row.Partition)] = rp
+	}
+}
+
+// StartResult says what start did for one partition.
+type StartResult struct {
+	Partition  int
+	WorkflowID string
+	From       int64
+	Already    bool // it was running already
+}
+
+// Start starts one PartitionIngest per partition of the topic. A partition
+// whose workflow runs already is left alone, so starting twice is harmless.
+func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
+	parts, err := kafkalog.Partitions(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return nil, err
+	}
+	resume, err := o.resumePoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []StartResult
+	for p := range parts {
+		first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, p)
+		if err != nil {
+			return out, err
+		}
+		rp, ok := resume[p]
+		if !ok {
+			rp = resumePoint{next: first, window: batch.Window{Start: first}}
+		}
+		id := batch.IngestID(o.Config.Topic, p)
+		if desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
+			desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true})
+			continue
+		}
+		// USE_EXISTING keeps a start racing with another one harmless.
+		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                       id,
+			TaskQueue:                o.Config.TaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		}, workflows.PartitionIngest, workflows.IngestInput{
+			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
+			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor,
+			AllowedLateness: o.Config.AllowedLateness,
+		})
+		if err != nil {
+			return out, fmt.Errorf("start %s: %w", id, err)
+		}
+		out = append(out, StartResult{Partition: p, WorkflowID: id, From: rp.next})
+	}
+	return out, nil
+}
+
+// Stop asks every partition's workflow to stop after its current batch.
+func (o *Operator) Stop(ctx context.Context) ([]string, error) {
+	parts, err := kafkalog.Partitions(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return nil, err
+	}
+	var stopped []string
+	for p := range parts {
+		id := batch.IngestID(o.Config.Topic, p)
+		err := o.Temporal.CancelWorkflow(ctx, id, "")
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			continue
+		}
+		if err != nil {
+			return stopped, fmt.Errorf("stop %s: %w", id, err)
+		}
+		stopped = append(stopped, id)
+	}
+	return stopped, nil
+}
+
+// PartitionStatus is one row of `starter status`.
+type PartitionStatus struct {
+	Partition     int
+	State         string // running, stopped, not started, failed, ...
+	Committed     int64  // consumer-group offset; -1 when none
+	HighWatermark int64
+	Lag           int64
+	BatchesDone   int64
+	LastBatch     string
+	LastError     string
+}
+
+// Status reports every partition: Kafka's view (committed offset, high
+// watermark, lag) and the workflow's (state, batches, last error).
+func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return nil, err
+	}
+	committed, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PartitionStatus, len(hws))
+	for p := range hws {
+		st := PartitionStatus{Partition: p, Committed: committed[p], HighWatermark: hws[p], State: "not started"}
+		st.Lag = hws[p] - max(committed[p], 0)
+		id := batch.IngestID(o.Config.Topic, p)
+		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+		if err == nil {
+			st.State = stateName(desc.GetWorkflowExecutionInfo().GetStatus())
+			if st.State == "running" {
+				if v, err := o.Temporal.QueryWorkflow(ctx, id, "", workflows.ProgressQuery); err == nil {
+					var pr workflows.Progress
+					if v.Get(&pr) == nil {
+						st.BatchesDone, st.LastBatch, st.LastError = pr.BatchesDone, pr.LastBatch, pr.LastError
+					}
+				}
+			}
+		} else if !errors.As(err, new(*serviceerror.NotFound)) {
+			return nil, fmt.Errorf("describe %s: %w", id, err)
+		}
+		out[p] = st
+	}
+	return out, nil
+}
+
+func stateName(s enumspb.WorkflowExecutionStatus) string {
+	switch s {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return "running"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return "stopped"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return "completed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return "failed"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return "terminated"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return "timed out"
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return "running"
+	}
+	return s.String()
+}
+
+// CommittedOffsets returns the group's committed offset per partition,
+// -1 where it has none.
+func CommittedOffsets(ctx context.Context, brokers []string, group, topic string, partitions int) ([]int64, error) {
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err != nil {
+		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
+	}
+	out := make([]int64, partitions)
+	for i := range out {
+		out[i] = -1
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Error == nil && p.Partition < partitions {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}

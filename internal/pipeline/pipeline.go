@@ -1,0 +1,107 @@
+// Package pipeline wires paystream together for the binaries and tests:
+// a worker with its activities, and the operator actions of the starter
+// (start, stop, status, backfill, reconcile).
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/zap"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/workflows"
+)
+
+// Tuning is how big batches are and how ingestion waits when caught up.
+type Tuning struct {
+	MaxRecords int
+	MaxBytes   int64
+	PollFor    time.Duration
+}
+
+// DefaultTuning suits the devstack: the emulator loads ~30k wide rows/s,
+// so 5,000-record batches keep each load to a fraction of a second.
+func DefaultTuning() Tuning {
+	return Tuning{MaxRecords: 5000, MaxBytes: 8 << 20, PollFor: 5 * time.Second}
+}
+
+// DialTemporal connects to Temporal with the SDK's logs sent to log.
+func DialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.Namespace,
+		Logger:    sdkLogger(log),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}
+
+func sdkLogger(log *zap.Logger) sdklog.Logger {
+	if log == nil {
+		return sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	}
+	return zapSDKLogger{log.Sugar()}
+}
+
+// zapSDKLogger lets the Temporal SDK log through zap.
+type zapSDKLogger struct{ s *zap.SugaredLogger }
+
+func (l zapSDKLogger) Debug(msg string, kv ...interface{}) { l.s.Debugw(msg, kv...) }
+func (l zapSDKLogger) Info(msg string, kv ...interface{})  { l.s.Infow(msg, kv...) }
+func (l zapSDKLogger) Warn(msg string, kv ...interface{})  { l.s.Warnw(msg, kv...) }
+func (l zapSDKLogger) Error(msg string, kv ...interface{}) { l.s.Errorw(msg, kv...) }
+
+// Worker is a running paystream worker.
+type Worker struct {
+	worker.Worker
+	Activities *activities.Activities
+	bq         *bigquery.Client
+}
+
+// WorkerOptions size the worker.
+type WorkerOptions struct {
+	MaxConcurrentActivities int
+	MaxConcurrentWorkflows  int
+}
+
+// NewWorker builds a worker for cfg's task queue with every workflow and
+// activity registered. Start or Run it; Stop it to let running activities
+// finish (or hand back after the worker's stop timeout).
+func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts WorkerOptions, log *zap.Logger) (*Worker, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		return nil, err
+	}
+	acts := &activities.Activities{
+		Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup,
+		BigQuery: bq, Dataset: cfg.BigQueryDataset, Log: log,
+	}
+	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
+		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflows,
+		WorkerStopTimeout:                      30 * time.Second,
+	})
+	workflows.Register(w, acts)
+	return &Worker{Worker: w, Activities: acts, bq: bq}, nil
+}
+
+// Stop stops polling, waits for running activities up to the stop timeout,
+// and closes the BigQuery client.
+func (w *Worker) Stop() {
+	w.Worker.Stop()
+	w.bq.Close()
+}

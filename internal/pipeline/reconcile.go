@@ -1,0 +1,221 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math/big"
+	"slices"
+	"text/tabwriter"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// Check is one line of the reconciliation report.
+type Check struct {
+	Name string
+	Got  string
+	Want string
+	OK   bool
+}
+
+// Report is the reconciliation's outcome.
+type Report struct {
+	Checks []Check
+}
+
+// OK is true when every check passed.
+func (r Report) OK() bool {
+	for _, c := range r.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(r.Checks) > 0
+}
+
+// Failed counts the checks that did not pass.
+func (r Report) Failed() int {
+	n := 0
+	for _, c := range r.Checks {
+		if !c.OK {
+			n++
+		}
+	}
+	return n
+}
+
+// Write prints the report as a table.
+func (r Report) Write(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tGOT\tWANT\t")
+	for _, c := range r.Checks {
+		mark := "ok"
+		if !c.OK {
+			mark = "MISMATCH"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, c.Got, c.Want, mark)
+	}
+	tw.Flush()
+}
+
+func (r *Report) add(name string, got, want any) {
+	g, w := fmt.Sprint(got), fmt.Sprint(want)
+	r.Checks = append(r.Checks, Check{Name: name, Got: g, Want: w, OK: g == w})
+}
+
+// Reconcile compares Kafka, the batch ledger and the tables: the three
+// recon views, each partition's ledger ranges (contiguous, reaching the high
+// watermark and the committed offset), and — with a manifest — the loaded,
+// duplicate and rejected figures and the amounts per currency, to the cent.
+func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest) (Report, error) {
+	var r Report
+	ds := fmt.Sprintf("`%s.%s", o.BigQuery.Project(), o.Config.BigQueryDataset)
+	one := func(sql string) (int64, error) {
+		rows, err := queryRows(ctx, o.BigQuery, sql)
+		if err != nil {
+			return 0, err
+		}
+		if len(rows) != 1 || rows[0][0] == nil {
+			return 0, nil
+		}
+		return rows[0][0].(int64), nil
+	}
+
+	dups, err := one("SELECT COUNT(*) FROM " + ds + ".recon_duplicates`")
+	if err != nil {
+		return r, err
+	}
+	r.add("recon_duplicates: transaction_ids loaded twice", dups, 0)
+	unbalanced, err := one("SELECT COUNTIF(NOT balanced) FROM " + ds + ".recon_batch_totals`")
+	if err != nil {
+		return r, err
+	}
+	r.add("recon_batch_totals: unbalanced batches", unbalanced, 0)
+	badDays, err := one("SELECT COUNTIF(NOT balanced) FROM " + ds + ".recon_daily`")
+	if err != nil {
+		return r, err
+	}
+	r.add("recon_daily: unbalanced days", badDays, 0)
+
+	// Per partition: ranges contiguous from the log's start to its end.
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return r, err
+	}
+	committed, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	if err != nil {
+		return r, err
+	}
+	ranges, err := queryRows(ctx, o.BigQuery, "SELECT kafka_partition, start_offset, end_offset FROM "+ds+".batch_ledger` ORDER BY kafka_partition, start_offset")
+	if err != nil {
+		return r, err
+	}
+	byPart := map[int64][][2]int64{}
+	for _, row := range ranges {
+		p := row[0].(int64)
+		byPart[p] = append(byPart[p], [2]int64{row[1].(int64), row[2].(int64)})
+	}
+	gaps, maxEnd := 0, make([]int64, len(hws))
+	for p := range hws {
+		first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, p)
+		if err != nil {
+			return r, err
+		}
+		next := first
+		for _, rg := range byPart[int64(p)] {
+			if rg[0] != next {
+				gaps++
+			}
+			next = rg[1]
+		}
+		maxEnd[p] = next
+	}
+	r.add("batch_ledger: gaps or overlaps between ranges", gaps, 0)
+	r.add("batch_ledger: highest end_offset per partition", maxEnd, hws)
+	r.add("consumer group: committed offset per partition", committed, hws)
+
+	if manifest == nil {
+		return r, nil
+	}
+	m := manifest
+	loaded, err := one("SELECT COUNT(*) FROM " + ds + ".transactions`")
+	if err != nil {
+		return r, err
+	}
+	r.add("transactions: rows = unique valid on-time IDs", loaded, m.UniqueIDs)
+	distinct, err := one("SELECT COUNT(DISTINCT transaction_id) FROM " + ds + ".transactions`")
+	if err != nil {
+		return r, err
+	}
+	r.add("transactions: distinct transaction_ids", distinct, m.UniqueIDs)
+	sums, err := queryRows(ctx, o.BigQuery, "SELECT currency, CAST(SUM(amount) AS STRING), COUNT(*) FROM "+ds+".transactions` GROUP BY currency")
+	if err != nil {
+		return r, err
+	}
+	gotSums := map[string]string{}
+	for _, row := range sums {
+		cur := row[0].(string)
+		gotSums[cur] = normalizeAmount(row[1].(string), cur)
+	}
+	for _, cur := range slices.Sorted(maps.Keys(m.AmountByCurrency)) {
+		r.add("transactions: amount "+cur, gotSums[cur], m.AmountByCurrency[cur])
+	}
+	if extra := len(gotSums) - len(m.AmountByCurrency); extra != 0 {
+		r.add("transactions: currencies", len(gotSums), len(m.AmountByCurrency))
+	}
+	dedupRows, err := one("SELECT COUNT(*) FROM " + ds + ".dedup_audit`")
+	if err != nil {
+		return r, err
+	}
+	r.add("dedup_audit: rows = duplicates sent", dedupRows, m.Duplicates)
+	reasons, err := queryRows(ctx, o.BigQuery, "SELECT reason, COUNT(*) FROM "+ds+".ingest_errors` GROUP BY reason")
+	if err != nil {
+		return r, err
+	}
+	gotReasons := map[string]int64{}
+	for _, row := range reasons {
+		gotReasons[row[0].(string)] = row[1].(int64)
+	}
+	for _, reason := range slices.Sorted(maps.Keys(m.ErrorsByReason)) {
+		r.add("ingest_errors: "+reason, gotReasons[reason], m.ErrorsByReason[reason])
+	}
+	return r, nil
+}
+
+// normalizeAmount writes a NUMERIC as the currency's minor digits, the
+// manifest's form ("12.5" USD -> "12.50").
+func normalizeAmount(s, currency string) string {
+	scale, _ := payment.MinorUnits(currency)
+	rat, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return s
+	}
+	return rat.FloatString(scale)
+}
+
+func queryRows(ctx context.Context, bq *bigquery.Client, sql string) ([][]bigquery.Value, error) {
+	it, err := bq.Query(sql).Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", sql, err)
+	}
+	var out [][]bigquery.Value
+	for {
+		var row []bigquery.Value
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("query %q: %w", sql, err)
+		}
+		out = append(out, row)
+	}
+}

@@ -1,0 +1,72 @@
+// Package workflows holds paystream's Temporal workflows: PartitionIngest,
+// one per Kafka partition, plans contiguous offset ranges and runs a
+// MicroBatch child for each; MicroBatch dedups, enriches and loads one range.
+// Their inputs and results are offsets, IDs, counts and scores: the events
+// stay in Kafka (DESIGN §3).
+package workflows
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/searchattr"
+)
+
+// a names the activity methods for ExecuteActivity; the worker registers
+// a real *activities.Activities under the same names.
+var a *activities.Activities
+
+// Activity options, set deliberately:
+//   - retries never stop on their own (a batch must not be skipped), backing
+//     off to a minute, except for errors retrying cannot fix;
+//   - heartbeat timeouts catch a dead or stalled worker within seconds, so
+//     a retry runs elsewhere (a zombie that wakes up later cannot write
+//     twice: load job IDs decide).
+var (
+	retry = &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        time.Minute,
+		NonRetryableErrorTypes: []string{activities.ErrTypeOffsetOutOfRange, activities.ErrTypeLoadFailed},
+	}
+	readOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute, // a cold rebuild reads a whole window
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy:         retry,
+	}
+	loadOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         retry,
+	}
+)
+
+// MicroBatch runs one batch: Dedup and Enrich decide, once, recorded in
+// history; Load applies the decisions to every table, idempotently.
+func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
+	readCtx := workflow.WithActivityOptions(ctx, readOptions)
+	var d batch.Decisions
+	if err := workflow.ExecuteActivity(readCtx, a.Dedup, spec).Get(ctx, &d); err != nil {
+		return batch.Result{}, err
+	}
+	var enr batch.Enrichment
+	if err := workflow.ExecuteActivity(readCtx, a.Enrich, spec, d).Get(ctx, &enr); err != nil {
+		return batch.Result{}, err
+	}
+	var totals batch.Totals
+	loadCtx := workflow.WithActivityOptions(ctx, loadOptions)
+	if err := workflow.ExecuteActivity(loadCtx, a.Load, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}).Get(ctx, &totals); err != nil {
+		return batch.Result{}, err
+	}
+	// Counts become searchable in the web UI once the batch is done.
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		searchattr.BatchLoaded.ValueSet(float64(totals.Loaded)),
+		searchattr.BatchDuplicates.ValueSet(float64(totals.Duplicates)),
+		searchattr.BatchRejected.ValueSet(float64(totals.Errors+totals.Late)),
+	)
+	return batch.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
+}
