@@ -93,8 +93,10 @@ func (c *windowCache) put(key string, w *dedup.Window) {
 	c.m[key] = w
 }
 
-// Forget empties the cache, as a restarted worker has it (tests).
-func (a *Activities) Forget() {
+// ForgetDedupWindows empties a's window cache, as a restarted worker has
+// it. (A function, not a method: every exported method of Activities is
+// registered as an activity.)
+func ForgetDedupWindows(a *Activities) {
 	a.windows.mu.Lock()
 	defer a.windows.mu.Unlock()
 	a.windows.m = nil

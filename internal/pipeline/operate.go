@@ -39,9 +39,9 @@ type resumePoint struct {
 // offset can only trail it.
 func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error) {
 	q := o.BigQuery.Query(fmt.Sprintf(
-		"SELECT kafka_partition, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
-			"WHERE kafka_topic = @topic AND end_offset = (SELECT MAX(end_offset) FROM `%s.%s.batch_ledger` AS l2 "+
-			"WHERE l2.kafka_topic = @topic AND l2.kafka_partition = batch_ledger.kafka_partition)",
+		"SELECT l.kafka_partition, l.end_offset, l.next_window_start, l.next_window_newest FROM `%s.%s.batch_ledger` AS l "+
+			"WHERE l.kafka_topic = @topic AND l.end_offset = (SELECT MAX(l2.end_offset) FROM `%s.%s.batch_ledger` AS l2 "+
+			"WHERE l2.kafka_topic = @topic AND l2.kafka_partition = l.kafka_partition)",
 		o.BigQuery.Project(), o.Config.BigQueryDataset, o.BigQuery.Project(), o.Config.BigQueryDataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}}
 	it, err := q.Read(ctx)
@@ -228,12 +228,15 @@ func CommittedOffsets(ctx context.Context, brokers []string, group, topic string
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
 	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
-	}
 	out := make([]int64, partitions)
 	for i := range out {
 		out[i] = -1
+	}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return out, nil // nothing committed yet
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
 	}
 	for _, p := range resp.Topics[topic] {
 		if p.Error == nil && p.Partition < partitions {
