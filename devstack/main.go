@@ -16,10 +16,13 @@ import (
 	"os/signal"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 const usage = `usage: devstack <command> [flags]
@@ -119,9 +122,10 @@ func printEndpoints(s *devstack.Stack) {
 	w.Flush()
 }
 
-// demo runs the stack on a fresh state dir, produces simulated payments,
-// reads them back from Kafka and checks them against the simulator's
-// manifest, then stops (or stays up with --keep).
+// demo runs the whole pipeline on a fresh stack: produce simulated
+// payments, ingest them with an in-process worker until caught up, then
+// reconcile BigQuery against the simulator's manifest. It exits 0 only when
+// every figure matches.
 func demo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("devstack demo", flag.ContinueOnError)
 	cfg := stackFlags(fs)
@@ -129,9 +133,12 @@ func demo(ctx context.Context, args []string) error {
 	fs.Lookup("state-dir").DefValue = ""
 	fs.Lookup("state-dir").Usage = "state directory (default: a fresh temporary one, removed at exit unless --keep)"
 	gen := simulation.DefaultOptions()
+	tuning := pipeline.DefaultTuning()
 	events := fs.Int("events", 100000, "payment records to produce")
 	fs.Uint64Var(&gen.Seed, "seed", gen.Seed, "simulator seed")
+	fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
 	keep := fs.Bool("keep", false, "keep the stack running after the demo, until Ctrl-C")
+	timeout := fs.Duration("timeout", 30*time.Minute, "give up when not caught up by then")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
@@ -151,36 +158,62 @@ func demo(ctx context.Context, args []string) error {
 	}
 	defer s.Stop()
 	printEndpoints(s)
+	clientCfg := s.ClientConfig()
 
-	fmt.Printf("\nProducing %d simulated payments (seed %d) ...\n", *events, gen.Seed)
+	fmt.Printf("\n1. Producing %d simulated payments (seed %d) ...\n", *events, gen.Seed)
 	m, err := simulation.Produce(ctx, gen, simulation.ProduceOptions{
 		Brokers: s.KafkaBrokers(), Topic: cfg.Topic, Events: *events, Progress: os.Stdout,
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Println("\nWhat the simulator sent (its manifest):")
 	m.WriteReport(os.Stdout)
 
-	fmt.Println("\nReading every record back from Kafka and classifying it (DESIGN §4) ...")
-	tally, err := simulation.ReadBack(ctx, s.KafkaBrokers(), m, gen.AllowedLateness)
+	fmt.Println("\n2. Starting a worker and one PartitionIngest workflow per partition ...")
+	tc, err := pipeline.DialTemporal(ctx, clientCfg, nil)
 	if err != nil {
 		return err
 	}
-	problems := tally.Mismatches(m)
-	fmt.Printf("  loaded %d, duplicates %d, late %d, rejected %d: ", tally.Loaded, tally.Duplicates, tally.Late,
-		tally.ByReason["malformed_json"]+tally.ByReason["missing_field"]+tally.ByReason["invalid_field"])
-	if len(problems) > 0 {
-		fmt.Println("MISMATCH")
-		for _, p := range problems {
-			fmt.Println("   ", p)
-		}
-		return fmt.Errorf("%d figures differ between Kafka and the manifest", len(problems))
+	defer tc.Close()
+	w, err := pipeline.NewWorker(ctx, clientCfg, tc, pipeline.WorkerOptions{}, nil)
+	if err != nil {
+		return err
 	}
-	fmt.Println("every figure matches the manifest")
-	fmt.Printf("\nTemporal web UI: %s\n", s.TemporalUIURL())
+	if err := w.Start(); err != nil {
+		return err
+	}
+	defer w.Stop()
+	bq, err := warehouse.Open(ctx, clientCfg.BigQueryProject, clientCfg.BigQueryEndpoint)
+	if err != nil {
+		return err
+	}
+	defer bq.Close()
+	op := &pipeline.Operator{Config: clientCfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
+	if _, err := op.Start(ctx); err != nil {
+		return err
+	}
+	fmt.Printf("   watch it in the Temporal web UI: %s/namespaces/default/workflows\n", s.TemporalUIURL())
+
+	fmt.Println("\n3. Waiting until every partition is caught up ...")
+	waitCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := op.WaitCaughtUp(waitCtx, os.Stdout); err != nil {
+		return err
+	}
+
+	fmt.Println("\n4. Reconciling BigQuery against the simulator's manifest ...")
+	report, err := op.Reconcile(ctx, &m)
+	if err != nil {
+		return err
+	}
+	report.Write(os.Stdout)
+	fmt.Printf("\nTemporal web UI: %s/namespaces/default/workflows\n", s.TemporalUIURL())
+	if !report.OK() {
+		return fmt.Errorf("%d reconciliation checks failed", report.Failed())
+	}
+	fmt.Println("Every figure matches: nothing lost, nothing doubled.")
 	if *keep {
-		fmt.Printf("State kept in %s. The stack stays up; Ctrl-C stops it.\n", s.StateDir())
+		fmt.Printf("State kept in %s. The stack and worker stay up; Ctrl-C stops them.\n", s.StateDir())
 		select {
 		case <-ctx.Done():
 		case err := <-s.Exited():

@@ -60,29 +60,12 @@ func startEnv(t *testing.T, partitions int, tuning pipeline.Tuning) *env {
 	return &env{stack: s, worker: w, operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
-// waitCaughtUp waits until every partition's committed offset reaches its
-// high watermark.
 func (e *env) waitCaughtUp(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st, err := e.operator.Status(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := true
-		for _, p := range st {
-			if p.Committed != p.HighWatermark {
-				done = false
-			}
-		}
-		if done {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not caught up after %s: %+v", timeout, st)
-		}
-		time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := e.operator.WaitCaughtUp(ctx, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -244,4 +245,139 @@ func CommittedOffsets(ctx context.Context, brokers []string, group, topic string
 		}
 	}
 	return out, nil
+}
+
+// BackfillResult says what backfill did with one batch.
+type BackfillResult struct {
+	BatchID string
+	Outcome string // "already loaded", "loaded"
+}
+
+// Backfill re-drives partition's batches within [from, to), along the
+// ledger's batch boundaries. A batch that completed keeps its ID and is
+// refused a second run, so backfilling an ingested range is a no-op that
+// says so; a range missing from the ledger between ingested batches is
+// loaded with the dedup window its predecessor handed on. Offsets past the
+// ingested frontier are refused: PartitionIngest owns them.
+func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) ([]BackfillResult, error) {
+	if from >= to {
+		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
+	}
+	q := o.BigQuery.Query(fmt.Sprintf("SELECT start_offset, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
+		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY start_offset", o.BigQuery.Project(), o.Config.BigQueryDataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "partition", Value: partition}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read batch_ledger: %w", err)
+	}
+	first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	var specs []batch.Spec
+	window, next := batch.Window{Start: first}, first
+	for {
+		var row struct {
+			Start, End, WStart int64
+			WNewest            bigquery.NullString
+		}
+		var vals []bigquery.Value
+		err := it.Next(&vals)
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read batch_ledger: %w", err)
+		}
+		row.Start, row.End, row.WStart = vals[0].(int64), vals[1].(int64), vals[2].(int64)
+		if vals[3] != nil {
+			row.WNewest = bigquery.NullString{StringVal: vals[3].(string), Valid: true}
+		}
+		if row.Start > next { // a hole in the ledger: load it as its own batch
+			specs = append(specs, o.spec(partition, next, row.Start, window))
+		}
+		specs = append(specs, o.spec(partition, row.Start, row.End, window))
+		window = batch.Window{Start: row.WStart}
+		if row.WNewest.Valid {
+			if window.Newest, err = time.Parse(time.RFC3339Nano, row.WNewest.StringVal); err != nil {
+				return nil, fmt.Errorf("batch_ledger: next_window_newest: %w", err)
+			}
+		}
+		next = row.End
+	}
+	if to > next {
+		return nil, fmt.Errorf("backfill: partition %d is ingested up to offset %d; offsets past it belong to ingestion (starter start)", partition, next)
+	}
+	var out []BackfillResult
+	for _, spec := range specs {
+		if spec.End <= from || spec.Start >= to {
+			continue
+		}
+		run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                    spec.ID(),
+			TaskQueue:             o.Config.TaskQueue,
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		}, workflows.MicroBatch, spec)
+		var already *serviceerror.WorkflowExecutionAlreadyStarted
+		if errors.As(err, &already) {
+			out = append(out, BackfillResult{BatchID: spec.ID(), Outcome: "already loaded"})
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("backfill %s: %w", spec.ID(), err)
+		}
+		if err := run.Get(ctx, nil); err != nil {
+			return out, fmt.Errorf("backfill %s: %w", spec.ID(), err)
+		}
+		out = append(out, BackfillResult{BatchID: spec.ID(), Outcome: "loaded"})
+	}
+	return out, nil
+}
+
+func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.Spec {
+	return batch.Spec{Range: batch.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end}, Window: w, AllowedLateness: o.Config.AllowedLateness}
+}
+
+// WaitCaughtUp waits until every partition's committed offset reaches its
+// high watermark, writing a progress line every few seconds to progress
+// (when set).
+func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
+	began := time.Now()
+	lastReport := time.Time{}
+	var startCommitted int64 = -1
+	for {
+		st, err := o.Status(ctx)
+		if err != nil {
+			return err
+		}
+		var committed, total int64
+		done := true
+		for _, p := range st {
+			committed += max(p.Committed, 0)
+			total += p.HighWatermark
+			if p.Committed != p.HighWatermark {
+				done = false
+			}
+			if p.State == "failed" || p.State == "terminated" {
+				return fmt.Errorf("partition %d is %s", p.Partition, p.State)
+			}
+		}
+		if startCommitted < 0 {
+			startCommitted = committed
+		}
+		if progress != nil && (done || time.Since(lastReport) >= 2*time.Second) {
+			lastReport = time.Now()
+			rate := float64(committed-startCommitted) / time.Since(began).Seconds()
+			fmt.Fprintf(progress, "  %d/%d records ingested (%.0f%%), %.0f records/s, %s elapsed\n",
+				committed, total, 100*float64(committed)/float64(max(total, 1)), rate, time.Since(began).Round(time.Second))
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not caught up: %w", ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

@@ -1,0 +1,83 @@
+// Command worker runs a paystream worker: the pool you scale on
+// Kubernetes. It polls the task queue for PartitionIngest and MicroBatch
+// workflows and runs their activities against Kafka and BigQuery.
+//
+// Settings are flags or PAYSTREAM_* environment variables; the defaults
+// reach the local devstack, so `go run ./worker` needs none.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/pipeline"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+func run(args []string) error {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	var opts pipeline.WorkerOptions
+	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
+	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := config.Parse(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	level, err := zapcore.ParseLevel(*logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logCfg := zap.NewProductionConfig()
+	logCfg.Level = zap.NewAtomicLevelAt(level)
+	log, err := logCfg.Build()
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tc, err := pipeline.DialTemporal(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	w, err := pipeline.NewWorker(ctx, cfg, tc, opts, log)
+	if err != nil {
+		return err
+	}
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
+	}
+	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", cfg.TemporalAddress),
+		zap.Strings("kafka", cfg.KafkaBrokers), zap.String("bigquery_project", cfg.BigQueryProject))
+	<-ctx.Done()
+	// Stop polling, let running activities finish for up to the stop
+	// timeout; what does not finish is retried by another worker, and its
+	// writes are idempotent.
+	log.Info("worker stopping")
+	w.Stop()
+	return nil
+}
