@@ -29,6 +29,10 @@ type Activities struct {
 	BigQuery      *bigquery.Client
 	Dataset       string
 	Log           *zap.Logger
+	// RebuildEveryBatch makes Dedup rebuild its window from the log for
+	// every batch, as a worker without a cache would: for tests that prove
+	// a cold worker decides like a warm one.
+	RebuildEveryBatch bool
 
 	windows windowCache
 }

@@ -22,7 +22,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	log := a.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
 	w := a.windows.take(key)
-	if w == nil || w.Next() != spec.Start {
+	if w == nil || w.Next() != spec.Start || a.RebuildEveryBatch {
 		var err error
 		if w, err = a.rebuildWindow(ctx, spec); err != nil {
 			return batch.Decisions{}, err

@@ -24,6 +24,9 @@ type IngestInput struct {
 	AllowedLateness time.Duration
 	// PollFor is how long PlanBatch waits for new records when caught up.
 	PollFor time.Duration
+	// MaxBatchesPerRun continues-as-new after this many batches even if
+	// Temporal does not suggest it yet (0: 500).
+	MaxBatchesPerRun int
 
 	// Running totals, kept across continue-as-new for status.
 	BatchesDone int64
@@ -68,7 +71,11 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("stopped at offset", in.Next)
 		}
-		if batches >= maxBatchesPerRun || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		limit := in.MaxBatchesPerRun
+		if limit <= 0 {
+			limit = maxBatchesPerRun
+		}
+		if batches >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		var plan activities.PlanResult

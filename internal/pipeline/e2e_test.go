@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -112,13 +113,52 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("reconciliation failed:\n%s", out.String())
 	}
 
-	// Every record read back from Kafka, judged by the oracle, is where
-	// it must be: duplicates in dedup_audit pointing at their originals,
-	// rejected and late records in ingest_errors with their bytes.
+	checkAgainstOracle(t, e, m)
+
+	// One range, one batch, forever: a completed batch ID refuses a second
+	// run, and backfilling an ingested range loads nothing again.
+	first := rows(t, e, fmt.Sprintf("SELECT batch_id, end_offset FROM `%s.%s.batch_ledger` WHERE kafka_partition = 0 AND start_offset = 0", e.operator.BigQuery.Project(), cfg.BigQueryDataset))
+	if len(first) != 1 {
+		t.Fatal("no ledger row for partition 0's first batch")
+	}
+	_, err = e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: first[0][0].(string), TaskQueue: cfg.TaskQueue,
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY, WorkflowExecutionErrorWhenAlreadyStarted: true}, "MicroBatch", batch.Spec{})
+	if !errors.As(err, new(*serviceerror.WorkflowExecutionAlreadyStarted)) {
+		t.Errorf("second run of completed batch %s: err = %v, want already started", first[0][0], err)
+	}
+	backfilled, err := e.operator.Backfill(ctx, 0, 0, m.EndOffsets[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(backfilled) < 2 {
+		t.Errorf("backfill of partition 0 touched %d batches, want all of them", len(backfilled))
+	}
+	for _, b := range backfilled {
+		if b.Outcome != "already loaded" {
+			t.Errorf("backfill of ingested %s: %s", b.BatchID, b.Outcome)
+		}
+	}
+	if report, err := e.operator.Reconcile(ctx, &m); err != nil || !report.OK() {
+		var out strings.Builder
+		report.Write(&out)
+		t.Errorf("after backfill and a second batch start, reconciliation: %v\n%s", err, out.String())
+	}
+
+	checkHistoryHoldsNoEventData(t, e, m)
+}
+
+// checkAgainstOracle judges every record read back from Kafka with the
+// oracle and finds it where it must be: duplicates in dedup_audit pointing
+// at their originals, rejected and late records in ingest_errors with their
+// bytes.
+func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
+	t.Helper()
+	ctx := context.Background()
+	cfg := e.operator.Config
 	oracle := simulation.NewOracle(cfg.AllowedLateness)
 	wantDups := map[string]bool{}
 	wantErrs := map[string]string{}
-	for p := range 3 {
+	for p := range m.Partitions {
 		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
 			v := oracle.Observe(p, r.Offset, r.Value)
 			switch v.Outcome {
@@ -169,7 +209,6 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 
-	checkHistoryHoldsNoEventData(t, e, m)
 }
 
 // checkHistoryHoldsNoEventData reads the raw history of a batch and of a
@@ -283,4 +322,49 @@ func rows(t *testing.T, e *env, sql string) [][]bigquery.Value {
 		}
 		out = append(out, row)
 	}
+}
+
+// TestColdWorkersAndContinueAsNewDecideAlike runs the pipeline with a
+// worker that rebuilds its dedup window from the log for every batch and
+// with continue-as-new every two batches: the answer must be the warm one,
+// the oracle's.
+func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor, tuning.MaxBatchesPerRun = 700, time.Second, 2
+	e := startEnv(t, 2, tuning)
+	e.worker.Activities.RebuildEveryBatch = true
+	cfg := e.operator.Config
+	opts := simulation.DefaultOptions()
+	opts.Seed, opts.EventRate = 9, 20 // slow event time: the window spans the whole run
+	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 6000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	firstRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(cfg.Topic, 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitCaughtUp(t, 10*time.Minute)
+	lastRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(cfg.Topic, 0), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if firstRun.GetWorkflowExecutionInfo().GetExecution().GetRunId() == lastRun.GetWorkflowExecutionInfo().GetExecution().GetRunId() {
+		t.Fatal("partition 0 never continued as new; the test would prove nothing about it")
+	}
+	report, err := e.operator.Reconcile(ctx, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.OK() {
+		var out strings.Builder
+		report.Write(&out)
+		t.Errorf("reconciliation failed:\n%s", out.String())
+	}
+	checkAgainstOracle(t, e, m)
 }

@@ -118,7 +118,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		}, workflows.PartitionIngest, workflows.IngestInput{
 			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
 			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor,
-			AllowedLateness: o.Config.AllowedLateness,
+			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness,
 		})
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)
@@ -317,6 +317,9 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 			ID:                    spec.ID(),
 			TaskQueue:             o.Config.TaskQueue,
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+			// Without this the SDK answers a refused start with a
+			// handle on the existing run, and we could not tell.
+			WorkflowExecutionErrorWhenAlreadyStarted: true,
 		}, workflows.MicroBatch, spec)
 		var already *serviceerror.WorkflowExecutionAlreadyStarted
 		if errors.As(err, &already) {

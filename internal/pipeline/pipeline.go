@@ -26,6 +26,9 @@ type Tuning struct {
 	MaxRecords int
 	MaxBytes   int64
 	PollFor    time.Duration
+	// MaxBatchesPerRun forces continue-as-new that often (0: the
+	// workflow's default); tests use it to cross run boundaries.
+	MaxBatchesPerRun int
 }
 
 // DefaultTuning suits the devstack: the emulator loads ~30k wide rows/s,
