@@ -49,9 +49,13 @@ type Progress struct {
 // ProgressQuery is the name of PartitionIngest's query.
 const ProgressQuery = "progress"
 
-// maxBatchesPerRun bounds one run's history (about 20 events per batch)
-// far below Temporal's limits even when it does not suggest continue-as-new.
-const maxBatchesPerRun = 500
+// One run's history is kept far below Temporal's limits (51,200 events,
+// 50 MB) even before the server suggests continue-as-new: a batch adds
+// about 20 events, an empty poll while caught up about 6.
+const (
+	maxBatchesPerRun = 500
+	maxHistoryEvents = 10000
+)
 
 // PartitionIngest ingests one partition forever: plan the next range,
 // run its MicroBatch, commit the offset, repeat; continue-as-new when the
@@ -67,7 +71,8 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         retry,
 	})
-	for batches := 0; ; batches++ {
+	batches := 0
+	for {
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("stopped at offset", in.Next)
 		}
@@ -75,7 +80,8 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 		if limit <= 0 {
 			limit = maxBatchesPerRun
 		}
-		if batches >= limit || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		info := workflow.GetInfo(ctx)
+		if batches >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistoryEvents {
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		var plan activities.PlanResult
@@ -110,6 +116,7 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 			}
 			continue
 		}
+		batches++
 		in.Next, in.Window = spec.End, res.Next
 		in.BatchesDone++
 		in.RecordsDone += spec.End - spec.Start

@@ -1,0 +1,160 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/batch"
+)
+
+var (
+	t0        = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	decisions = batch.Decisions{
+		DuplicateOffsets: []int64{7}, DuplicateOf: []int64{3}, DuplicateIdentical: []bool{true},
+		LateOffsets: []int64{9}, Records: 100, Loaded: 97, Invalid: 1,
+		Next: batch.Window{Start: 42, Newest: t0},
+	}
+	enrichment = batch.Enrichment{Scores: make([]uint8, 97), Reasons: make([]uint16, 97)}
+)
+
+func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	s.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(PartitionIngest)
+	env.RegisterWorkflow(MicroBatch)
+	env.RegisterActivity(&activities.Activities{})
+	return env
+}
+
+// journal records activity calls in order, from the mocks.
+type journal struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (j *journal) add(s string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.calls = append(j.calls, s)
+}
+
+// TestMicroBatchLoadsTheRecordedDecisions: Dedup and Enrich run once; a
+// Load that fails and is retried gets exactly their recorded results and
+// decides nothing itself (invariant 3).
+func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
+	env := newEnv(t)
+	spec := batch.Spec{Range: batch.Range{Topic: "payments", Partition: 2, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
+	env.OnActivity("Dedup", mock.Anything, spec).Return(decisions, nil).Once()
+	env.OnActivity("Enrich", mock.Anything, spec, decisions).Return(enrichment, nil).Once()
+	loads := 0
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		loads++
+		if in.Spec.ID() != spec.ID() || len(in.Decisions.DuplicateOffsets) != 1 || in.Decisions.DuplicateOf[0] != 3 || in.Decisions.LateOffsets[0] != 9 ||
+			len(in.Enrichment.Scores) != 97 || in.Decisions.Next != decisions.Next {
+			t.Errorf("Load got %+v, not the recorded decisions", in)
+		}
+		if loads == 1 {
+			return batch.Totals{}, errors.New("BigQuery unavailable")
+		}
+		return batch.Totals{Loaded: 97, Duplicates: 1, Late: 1, Errors: 1}, nil
+	})
+	env.ExecuteWorkflow(MicroBatch, spec)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var res batch.Result
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if loads != 2 || res.Totals.Loaded != 97 || res.Next != decisions.Next || res.BatchID != "batch/payments/2/0-100" {
+		t.Errorf("loads %d, result %+v", loads, res)
+	}
+	env.AssertExpectations(t)
+}
+
+// plan mocks PlanBatch: one range [0, 100), then the log's end as an
+// error retrying cannot fix, which ends the workflow where a test can look.
+func plan(env *testsuite.TestWorkflowEnvironment) {
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		if in.Next == 0 {
+			return activities.PlanResult{End: 100, HighWatermark: 100}, nil
+		}
+		return activities.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", activities.ErrTypeOffsetOutOfRange, nil)
+	})
+}
+
+// TestOffsetsFollowTheData: a batch whose load fails commits no offset;
+// the same batch ID runs again and the offset is committed once, after its
+// load (invariant 5), for the batch whose ID derives from its range
+// (invariant 2).
+func TestOffsetsFollowTheData(t *testing.T) {
+	env := newEnv(t)
+	var j journal
+	plan(env)
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	loads := 0
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.LoadInput) (batch.Totals, error) {
+		loads++
+		j.add("load by " + activity.GetInfo(ctx).WorkflowExecution.ID)
+		if loads == 1 {
+			return batch.Totals{}, temporal.NewNonRetryableApplicationError("schema mismatch", activities.ErrTypeLoadFailed, nil)
+		}
+		return batch.Totals{Loaded: 97}, nil
+	})
+	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
+		j.add("commit " + in.Topic + "/" + string(rune('0'+in.Partition)) + " " + time.Duration(in.Offset).String())
+		return nil
+	})
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOffsetOutOfRange {
+		t.Fatalf("workflow ended with %v, want the test log's end", err)
+	}
+	want := []string{"load by batch/payments/0/0-100", "load by batch/payments/0/0-100", "commit payments/0 100ns"}
+	if len(j.calls) != len(want) {
+		t.Fatalf("calls %q, want %q", j.calls, want)
+	}
+	for i := range want {
+		if j.calls[i] != want[i] {
+			t.Fatalf("calls %q, want %q", j.calls, want)
+		}
+	}
+}
+
+// TestContinueAsNewCarriesTheWindow: after a batch, the next run starts at
+// its end with the dedup window bounds Dedup handed on.
+func TestContinueAsNewCarriesTheWindow(t *testing.T) {
+	env := newEnv(t)
+	plan(env)
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(batch.Totals{Loaded: 97}, nil)
+	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(nil)
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	var next IngestInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Next != 100 || next.Window != decisions.Next || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
+		t.Errorf("continued with %+v", next)
+	}
+}
