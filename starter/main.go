@@ -88,8 +88,8 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up when the servers have not answered by then")
-	tuning := pipeline.DefaultTuning()
-	var args commandArgs
+	args := commandArgs{tuning: pipeline.DefaultTuning()}
+	tuning := &args.tuning
 	switch name {
 	case "schema apply":
 		fs.StringVar(&args.location, "bigquery-location", "", "location of a new dataset, e.g. EU or US (default: BigQuery's)")
@@ -113,7 +113,6 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		fmt.Fprint(os.Stderr, usage)
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
-	args.tuning = tuning
 	if err := config.Parse(fs, rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// TestOperatorCommands drives the CLI as an operator would against the
+// real stack with a worker running: start (twice), status --json until
+// caught up, reconcile with the manifest, backfill, stop.
+func TestOperatorCommands(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	cfg := s.ClientConfig()
+	for _, kv := range [][2]string{
+		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
+		{"bigquery-endpoint", cfg.BigQueryEndpoint},
+	} {
+		t.Setenv(config.EnvName(kv[0]), kv[1]) // flags also come from the environment
+	}
+	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 3000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "manifest.json")
+	if err := m.WriteFile(manifest); err != nil {
+		t.Fatal(err)
+	}
+
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, args, &out)
+		return out.String(), err
+	}
+	out, err := cli("start", "--max-records", "800", "--poll-for", "1s")
+	if err != nil || strings.Count(out, "started at offset 0") != 2 {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	if out, err = cli("start"); err != nil || strings.Count(out, "already running") != 2 {
+		t.Fatalf("second start: %v\n%s", err, out)
+	}
+
+	var status []pipeline.PartitionStatus
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		out, err := cli("status", "--json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(out), &status); err != nil {
+			t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+		}
+		if status[0].Lag == 0 && status[1].Lag == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not caught up: %s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	for p, st := range status {
+		if st.State != "running" || st.Committed != m.EndOffsets[p] || st.HighWatermark != m.EndOffsets[p] || st.BatchesDone < 2 {
+			t.Errorf("partition %d status %+v; want running, committed = high watermark = %d, at least 2 batches", p, st, m.EndOffsets[p])
+		}
+	}
+
+	if out, err = cli("reconcile", "--manifest", manifest); err != nil || !strings.Contains(out, "every check passed") {
+		t.Fatalf("reconcile: %v\n%s", err, out)
+	}
+	if out, err = cli("backfill", "--partition", "1", "--from", "0", "--to", fmt.Sprint(m.EndOffsets[1])); err != nil || strings.Contains(out, ": loaded") || !strings.Contains(out, "already loaded") {
+		t.Fatalf("backfill of an ingested range: %v\n%s", err, out)
+	}
+	if _, err = cli("backfill", "--partition", "1", "--from", "0", "--to", fmt.Sprint(m.EndOffsets[1]+10)); err == nil || !strings.Contains(err.Error(), "ingested up to offset") {
+		t.Fatalf("backfill past the frontier: %v", err)
+	}
+	if out, err = cli("stop"); err != nil || strings.Count(out, "stopping after its current batch") != 2 {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+
+	// A broken manifest figure makes reconcile fail with exit code 1.
+	m.UniqueIDs++
+	if err := m.WriteFile(manifest); err != nil {
+		t.Fatal(err)
+	}
+	out, err = cli("reconcile", "--manifest", manifest)
+	if !errors.Is(err, errMismatch) || !strings.Contains(out, "MISMATCH") {
+		t.Fatalf("reconcile against a wrong manifest: %v\n%s", err, out)
+	}
+}
+
+func TestUsageErrorsAreOneLine(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"schema"}, {"start", "--bogus"}, {"backfill", "--partition", "1"}, {"status", "extra"}} {
+		err := run(context.Background(), args, os.Stdout)
+		if !errors.As(err, new(usageError)) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v, want a one-line usage error", args, err)
+		}
+	}
+}
