@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -145,6 +146,22 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	checkHistoryHoldsNoEventData(t, e, m)
+
+	// Batches are found in the web UI by partition and offset.
+	ledgerRows := rows(t, e, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.batch_ledger` WHERE kafka_partition = 1", e.operator.BigQuery.Project(), cfg.BigQueryDataset))
+	query := "KafkaTopic = 'payments' AND KafkaPartition = 1 AND BatchEndOffset > 0 AND BatchLoaded > 0"
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		resp, err := e.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		if err != nil {
+			t.Fatalf("list %q: %v", query, err)
+		}
+		if int64(len(resp.GetExecutions())) == ledgerRows[0][0].(int64) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("search %q finds %d batches, the ledger has %d", query, len(resp.GetExecutions()), ledgerRows[0][0])
+		}
+	}
 }
 
 // checkAgainstOracle judges every record read back from Kafka with the
