@@ -73,28 +73,12 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 // Row shapes of the tables (schema/*.sql). Optional strings are omitted
 // when empty, which loads them as NULL.
 type txRow struct {
-	TransactionID    string `json:"transaction_id"`
-	EventTime        string `json:"event_time"`
-	Amount           string `json:"amount"`
-	Currency         string `json:"currency"`
-	CustomerID       string `json:"customer_id"`
-	MerchantID       string `json:"merchant_id"`
-	MerchantCategory string `json:"merchant_category,omitempty"`
-	CardID           string `json:"card_id"`
-	CardLast4        string `json:"card_last4,omitempty"`
-	CardCountry      string `json:"card_country,omitempty"`
-	PaymentMethod    string `json:"payment_method"`
-	Status           string `json:"status"`
-	Region           string `json:"region,omitempty"`
-	Country          string `json:"country,omitempty"`
-	DeviceID         string `json:"device_id,omitempty"`
-	DeviceType       string `json:"device_type,omitempty"`
-	IPAddress        string `json:"ip_address,omitempty"`
-	Extra            string `json:"extra,omitempty"`
-	BatchID          string `json:"batch_id"`
-	KafkaPartition   int    `json:"kafka_partition"`
-	KafkaOffset      int64  `json:"kafka_offset"`
-	LoadedAt         string `json:"loaded_at"`
+	payment.Wire
+	Extra          string `json:"extra,omitempty"`
+	BatchID        string `json:"batch_id"`
+	KafkaPartition int    `json:"kafka_partition"`
+	KafkaOffset    int64  `json:"kafka_offset"`
+	LoadedAt       string `json:"loaded_at"`
 }
 
 type enrichedRow struct {
@@ -304,14 +288,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 }
 
 func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string) txRow {
-	return txRow{
-		TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), Amount: e.Amount.String(),
-		Currency: e.Currency, CustomerID: e.CustomerID, MerchantID: e.MerchantID, MerchantCategory: e.MerchantCategory,
-		CardID: e.CardID, CardLast4: e.CardLast4, CardCountry: e.CardCountry, PaymentMethod: e.PaymentMethod,
-		Status: e.Status, Region: e.Region, Country: e.Country, DeviceID: e.DeviceID, DeviceType: e.DeviceType,
-		IPAddress: e.IPAddress, Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition,
-		KafkaOffset: r.Offset, LoadedAt: loadedAt,
-	}
+	return txRow{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition, KafkaOffset: r.Offset, LoadedAt: loadedAt}
 }
 
 // toErrorRow keeps the record's bytes as they were: text when UTF-8,

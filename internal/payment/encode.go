@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// wireEvent is the contract's JSON shape, field for field.
-type wireEvent struct {
+// Wire is the contract's JSON shape, field for field; the BigQuery
+// transactions table uses the same names for its columns.
+type Wire struct {
 	TransactionID    string `json:"transaction_id"`
 	EventTime        string `json:"event_time"`
 	Amount           string `json:"amount"`
@@ -27,17 +28,23 @@ type wireEvent struct {
 	IPAddress        string `json:"ip_address,omitempty"`
 }
 
-// Encode writes e in the contract's JSON form, amount as a decimal string
-// and unknown fields from Extra appended. Parse(Encode(e)) returns e.
-func Encode(e Event) []byte {
-	b, err := json.Marshal(wireEvent{
+// ToWire returns e's fields in their JSON form: event_time in RFC 3339
+// UTC, the amount as a decimal string.
+func ToWire(e *Event) Wire {
+	return Wire{
 		TransactionID: e.TransactionID, EventTime: e.EventTime.UTC().Format(time.RFC3339Nano),
 		Amount: e.Amount.String(), Currency: e.Currency, CustomerID: e.CustomerID,
 		MerchantID: e.MerchantID, MerchantCategory: e.MerchantCategory, CardID: e.CardID,
 		CardLast4: e.CardLast4, CardCountry: e.CardCountry, PaymentMethod: e.PaymentMethod,
 		Status: e.Status, Region: e.Region, Country: e.Country, DeviceID: e.DeviceID,
 		DeviceType: e.DeviceType, IPAddress: e.IPAddress,
-	})
+	}
+}
+
+// Encode writes e in the contract's JSON form, amount as a decimal string
+// and unknown fields from Extra appended. Parse(Encode(e)) returns e.
+func Encode(e Event) []byte {
+	b, err := json.Marshal(ToWire(&e))
 	if err != nil {
 		// Only strings go in; json.Marshal cannot fail on them.
 		panic(err)
