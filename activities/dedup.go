@@ -80,7 +80,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec) (*dedup
 }
 
 func observe(w *dedup.Window, r kafkalog.Record) (dedup.Verdict, error) {
-	e, err := payment.Parse(r.Value)
+	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
 	if err != nil {
 		return w.ObserveInvalid(r.Offset)
 	}

@@ -44,7 +44,7 @@ type outcome struct {
 }
 
 func (o outcomes) of(r kafkalog.Record) outcome {
-	e, err := payment.Parse(r.Value)
+	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
 	if err != nil {
 		return outcome{decision: dedup.Invalid, parseErr: err}
 	}

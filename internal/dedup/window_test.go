@@ -85,7 +85,7 @@ func TestWarmColdAndOracleAgree(t *testing.T) {
 			if vw != vc {
 				t.Fatalf("offset %d: warm says %v of %d, cold (rebuilt from %d) says %v of %d", r.offset, vw.Decision, vw.DuplicateOf, wsStart, vc.Decision, vc.DuplicateOf)
 			}
-			vo := oracle.Observe(0, r.offset, r.value)
+			vo := oracle.Observe(0, r.offset, []byte(mustID(r.value)), r.value, time.Time{})
 			want := map[simulation.Outcome]Decision{simulation.OutcomeLoaded: Loaded, simulation.OutcomeDuplicate: Duplicate, simulation.OutcomeLate: Late}[vo.Outcome]
 			if vo.Reason == payment.ReasonConflict {
 				want = Conflict
@@ -185,4 +185,14 @@ func TestOutOfOrderOffsetsAreRefused(t *testing.T) {
 	if _, err := w.ObserveInvalid(10); err == nil {
 		t.Fatal("offset 10 accepted twice")
 	}
+}
+
+// mustID is the transaction_id the simulator used as the record's key
+// (the records here carry no key of their own).
+func mustID(value []byte) string {
+	e, err := payment.Parse(value)
+	if err != nil {
+		return "key"
+	}
+	return e.TransactionID
 }

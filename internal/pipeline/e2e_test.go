@@ -177,7 +177,7 @@ func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
 	wantErrs := map[string]string{}
 	for p := range m.Partitions {
 		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
-			v := oracle.Observe(p, r.Offset, r.Value)
+			v := oracle.Observe(p, r.Offset, r.Key, r.Value, r.Time)
 			switch v.Outcome {
 			case simulation.OutcomeDuplicate:
 				wantDups[fmt.Sprintf("%d/%d->%d", p, r.Offset, v.DuplicateOf)] = true

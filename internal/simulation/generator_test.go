@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -63,7 +64,7 @@ func TestRecordsAreWhatTheyClaim(t *testing.T) {
 		off := nextOffset[r.Partition]
 		nextOffset[r.Partition]++
 		seqAt[[2]int64{int64(r.Partition), off}] = r.Seq
-		v := oracle.Observe(r.Partition, off, r.Value)
+		v := oracle.Observe(r.Partition, off, r.Key, r.Value, time.Time{})
 		tally.Add(v)
 		want, ok := wantOutcome[r.Kind]
 		if !ok {

@@ -59,13 +59,13 @@ func NewOracle(lateness time.Duration) *Oracle {
 }
 
 // Observe classifies the record at partition/offset.
-func (o *Oracle) Observe(partition int, offset int64, value []byte) Verdict {
+func (o *Oracle) Observe(partition int, offset int64, key, value []byte, timestamp time.Time) Verdict {
 	p := o.parts[partition]
 	if p == nil {
 		p = &oraclePartition{ids: map[string]*oracleID{}}
 		o.parts[partition] = p
 	}
-	e, err := payment.Parse(value)
+	e, err := payment.ParseRecord(key, value, timestamp)
 	if err != nil {
 		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
 	}
@@ -160,7 +160,7 @@ func ReadBack(ctx context.Context, brokers []string, m Manifest, lateness time.D
 	}
 	for p := range m.Partitions {
 		err := kafkalog.ReadRange(ctx, brokers, m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
-			t.Add(oracle.Observe(p, r.Offset, r.Value))
+			t.Add(oracle.Observe(p, r.Offset, r.Key, r.Value, r.Time))
 			return nil
 		})
 		if err != nil {
