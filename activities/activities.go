@@ -18,6 +18,7 @@ import (
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
@@ -28,7 +29,9 @@ type Activities struct {
 	ConsumerGroup string
 	BigQuery      *bigquery.Client
 	Dataset       string
-	Log           *zap.Logger
+	// Emulator is set when BigQuery is the emulator (see warehouse.Loader).
+	Emulator bool
+	Log      *zap.Logger
 	// RebuildEveryBatch makes Dedup rebuild its window from the log for
 	// every batch, as a worker without a cache would: for tests that prove
 	// a cold worker decides like a warm one.
@@ -48,7 +51,10 @@ const (
 func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {
 	n := 0
 	err := kafkalog.ReadRange(ctx, a.Brokers, topic, partition, start, end, func(r kafkalog.Record) error {
-		if n++; n%5000 == 0 && activity.IsActivity(ctx) {
+		if n++; n == 100 {
+			faults.At("read")
+		}
+		if n%5000 == 0 && activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, r.Offset)
 		}
 		return fn(r)

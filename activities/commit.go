@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/paystream/paystream/internal/faults"
 )
 
 // CommitInput is the offset to commit for a partition: the end of the last
@@ -20,6 +22,7 @@ type CommitInput struct {
 // batch is loaded (invariant 5), so standard lag tooling sees paystream's
 // progress. Committing the same offset again is harmless.
 func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
+	faults.At("commit")
 	client := &kafka.Client{Addr: kafka.TCP(a.Brokers...), Timeout: 10 * time.Second}
 	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
 		GroupID:      a.ConsumerGroup,

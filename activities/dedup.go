@@ -9,6 +9,7 @@ import (
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -56,6 +57,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	if err != nil {
 		return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
+	faults.At("dedup")
 	w.AdvanceTo(spec.End)
 	d.Next.Start, d.Next.Newest = w.Bounds()
 	a.windows.put(key, w)

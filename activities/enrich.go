@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
@@ -33,6 +34,7 @@ func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisi
 	if err != nil {
 		return batch.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}
+	faults.At("enrich")
 	if len(out.Scores) != d.Loaded {
 		return batch.Enrichment{}, fmt.Errorf("enrich %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
 	}

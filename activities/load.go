@@ -20,6 +20,7 @@ import (
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
@@ -48,7 +49,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err != nil {
 		return batch.Totals{}, err
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Emulator: a.Emulator}
 	for _, table := range loadOrder {
 		if rows[table].Len() == 0 {
 			continue // nothing to write, nothing to repeat
@@ -64,6 +65,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 			}
 			return batch.Totals{}, fmt.Errorf("load %s into %s: %w", spec.ID(), table, err)
 		}
+		faults.At("load:" + table)
 	}
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))

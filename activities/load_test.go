@@ -34,7 +34,7 @@ func stackWithPayments(t *testing.T, n int) (*devstack.Stack, *Activities, simul
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bq.Close() })
-	return s, &Activities{Brokers: s.KafkaBrokers(), ConsumerGroup: "paystream", BigQuery: bq, Dataset: cfg.Dataset}, m
+	return s, &Activities{Brokers: s.KafkaBrokers(), ConsumerGroup: "paystream", BigQuery: bq, Dataset: cfg.Dataset, Emulator: true}, m
 }
 
 func decide(t *testing.T, a *Activities, spec batch.Spec) LoadInput {

@@ -35,12 +35,12 @@ var (
 	}
 	readOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute, // a cold rebuild reads a whole window
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    10 * time.Second, // they heartbeat every 5,000 records
 		RetryPolicy:         retry,
 	}
 	loadOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    20 * time.Second, // every table, and while a job runs
 		RetryPolicy:         retry,
 	}
 )

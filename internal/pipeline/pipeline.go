@@ -91,7 +91,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	}
 	acts := &activities.Activities{
 		Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup,
-		BigQuery: bq, Dataset: cfg.BigQueryDataset, Log: log,
+		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,

@@ -5,6 +5,7 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/option"
@@ -16,7 +17,8 @@ import (
 func Open(ctx context.Context, project, endpoint string) (*bigquery.Client, error) {
 	var opts []option.ClientOption
 	if endpoint != "" {
-		opts = append(opts, option.WithEndpoint(endpoint), option.WithoutAuthentication())
+		opts = append(opts, option.WithEndpoint(endpoint),
+			option.WithHTTPClient(&http.Client{Transport: emulatorTransport{http.DefaultTransport}}))
 	}
 	c, err := bigquery.NewClient(ctx, project, opts...)
 	if err != nil {

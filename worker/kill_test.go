@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/faults"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
+)
+
+// buildWorker compiles this command once per test binary.
+func buildWorker(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "worker")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build worker: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// workerProcess runs the worker binary against s, with extra environment.
+func workerProcess(t *testing.T, bin string, s *devstack.Stack, env ...string) *exec.Cmd {
+	t.Helper()
+	cfg := s.ClientConfig()
+	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), env...)
+	logFile, err := os.CreateTemp("/tmp", "worker-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+	})
+	return cmd
+}
+
+// faultEnv is a stack with a stream produced and an operator.
+type faultEnv struct {
+	stack    *devstack.Stack
+	operator *pipeline.Operator
+	manifest simulation.Manifest
+}
+
+func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
+	t.Helper()
+	ctx := context.Background()
+	s := devstacktest.Start(t, devstacktest.Config(t, partitions))
+	cfg := s.ClientConfig()
+	opts := simulation.DefaultOptions()
+	opts.Seed = seed
+	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bq.Close() })
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 700, time.Second
+	return &faultEnv{stack: s, manifest: m, operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+}
+
+// reconcile waits until caught up and checks every figure against the
+// manifest: nothing lost, nothing doubled.
+func (f *faultEnv) reconcile(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := f.operator.WaitCaughtUp(ctx, nil); err != nil {
+		st, _ := f.operator.Status(context.Background())
+		t.Fatalf("%v: %+v", err, st)
+	}
+	report, err := f.operator.Reconcile(ctx, &f.manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.OK() {
+		var out strings.Builder
+		report.Write(&out)
+		t.Fatalf("after recovery, reconciliation failed:\n%s", out.String())
+	}
+}
+
+// TestWorkerKilledAtEveryStage kills the worker process with SIGKILL at
+// each stage of a batch in turn — reading Kafka, inside Dedup, inside
+// Enrich, between the load of one table and the next, after the loads but
+// before the offset commit — then starts a fresh worker: the books must
+// balance to the cent.
+func TestWorkerKilledAtEveryStage(t *testing.T) {
+	bin := buildWorker(t)
+	points := []string{"read:3", "dedup:2", "enrich:2", "load:transactions", "load:transactions_enriched:2", "load:dedup_audit",
+		"load:ingest_errors:2", "load:batch_ledger", "commit:2"}
+	for i, point := range points {
+		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
+			f := newFaultEnv(t, 2, 3000, uint64(10+i))
+			doomed := workerProcess(t, bin, f.stack, faults.EnvKillAt+"="+point)
+			if _, err := f.operator.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			died := make(chan error, 1)
+			go func() { died <- doomed.Wait() }()
+			select {
+			case <-died:
+				if ws, ok := doomed.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+					t.Fatalf("worker ended with %v, not killed at %s", doomed.ProcessState, point)
+				}
+			case <-time.After(3 * time.Minute):
+				t.Fatalf("worker never reached %s", point)
+			}
+			workerProcess(t, bin, f.stack)
+			f.reconcile(t)
+		})
+	}
+}
+
+// TestWorkerKilledAtRandom kills the worker from outside at random moments
+// while a longer stream is ingested, restarting it each time. `make soak`
+// runs it for minutes (PAYSTREAM_SOAK=10m); CI runs a short round.
+func TestWorkerKilledAtRandom(t *testing.T) {
+	duration := 20 * time.Second
+	if d, err := time.ParseDuration(os.Getenv("PAYSTREAM_SOAK")); err == nil {
+		duration = d
+	}
+	events := 6000 + int(duration.Seconds())*300
+	bin := buildWorker(t)
+	f := newFaultEnv(t, 4, events, 99)
+	if _, err := f.operator.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	kills := 0
+	for end := time.Now().Add(duration); time.Now().Before(end); kills++ {
+		w := workerProcess(t, bin, f.stack)
+		time.Sleep(time.Duration(500+rng.IntN(4000)) * time.Millisecond)
+		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = w.Wait()
+	}
+	t.Logf("killed the worker %d times over %s of a %d-record stream", kills, duration, events)
+	workerProcess(t, bin, f.stack)
+	f.reconcile(t)
+	fmt.Fprintf(os.Stderr, "soak: %d kills, %d records, reconciled\n", kills, f.manifest.Records)
+}
