@@ -1,7 +1,7 @@
 # paystream's everyday commands. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test tools vet demo up fuzz
+.PHONY: test tools vet demo up fuzz soak
 
 # Builds the pinned tool servers first (minutes on a new machine, then
 # cached), so no test's timeout is spent compiling ZetaSQL.
@@ -25,3 +25,9 @@ up:
 # internal/payment/testdata/fuzz and becomes a regression seed of `make test`.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=60s ./internal/payment
+
+# Kills the worker at random moments for SOAK (default 10m) while a long
+# stream is ingested, then reconciles to the cent.
+SOAK ?= 10m
+soak: tools
+	PAYSTREAM_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run 'TestWorkerKilledAtRandom' -v ./worker

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -49,7 +50,10 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err != nil {
 		return batch.Totals{}, err
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Emulator: a.Emulator}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	if a.Emulator {
+		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
+	}
 	for _, table := range loadOrder {
 		if rows[table].Len() == 0 {
 			continue // nothing to write, nothing to repeat
@@ -70,6 +74,34 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
+}
+
+// batchRowsLanded tells whether table holds rows of the batch, giving an
+// upload another attempt may still be finishing a few seconds to land.
+func (a *Activities) batchRowsLanded(ctx context.Context, table, batchID string) (bool, error) {
+	q := a.BigQuery.Query(fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s` WHERE batch_id = @batch", a.BigQuery.Project(), a.Dataset, table))
+	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: batchID}}
+	for try := 0; ; try++ {
+		it, err := q.Read(ctx)
+		if err != nil {
+			return false, err
+		}
+		var row []bigquery.Value
+		if err := it.Next(&row); err != nil {
+			return false, err
+		}
+		if n, _ := row[0].(int64); n > 0 || try == 5 {
+			return n > 0, nil
+		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, table)
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Row shapes of the tables (schema/*.sql). Optional strings are omitted

@@ -35,8 +35,10 @@ func workerProcess(t *testing.T, bin string, s *devstack.Stack, env ...string) *
 	t.Helper()
 	cfg := s.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "warn")
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info")
 	cmd.Env = append(os.Environ(), env...)
+	// A test binary killed by its timeout must not leave workers behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logFile, err := os.CreateTemp("/tmp", "worker-*.log")
 	if err != nil {
 		t.Fatal(err)

@@ -3,11 +3,9 @@ package warehouse
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -33,12 +31,12 @@ const createTimeout = 2 * time.Minute
 type Loader struct {
 	Client  *bigquery.Client
 	Dataset string
-	// Emulator loads through a staging table and an INSERT query job
-	// carrying the derived ID. The emulator records a load job before it
-	// has read the upload, so a client killed mid-upload leaves a job that
-	// looks done and wrote nothing; its query jobs commit the job record
-	// and the rows in one transaction, as BigQuery's load jobs do.
-	Emulator bool
+	// FoundJobWrote, when set, is asked about a job this attempt found
+	// rather than created and that says it succeeded: did it write its
+	// rows? The emulator records a load job before it has read the upload,
+	// so a client killed mid-upload leaves a job that says DONE and wrote
+	// nothing; BigQuery creates a load job only once its upload is whole.
+	FoundJobWrote func(ctx context.Context, table string) (bool, error)
 	// Heartbeat, when set, is called while jobs run, so the activity's
 	// heartbeat timeout catches a stalled load.
 	Heartbeat func()
@@ -54,6 +52,7 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 	for attempt := range MaxLoadAttempts {
 		id := jobID(attempt)
 		job, err := l.Client.JobFromID(ctx, id)
+		found := err == nil
 		switch {
 		case err == nil:
 		case hasCode(err, http.StatusNotFound):
@@ -73,6 +72,15 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 		if err != nil {
 			return fmt.Errorf("wait for load job %s: %w", id, err)
 		}
+		if jobErr == nil && found && l.FoundJobWrote != nil {
+			wrote, err := l.FoundJobWrote(ctx, table)
+			if err != nil {
+				return fmt.Errorf("check rows of load job %s: %w", id, err)
+			}
+			if !wrote {
+				jobErr = fmt.Errorf("load job %s is done but wrote no rows (its upload was cut off)", id)
+			}
+		}
 		if jobErr == nil {
 			return nil
 		}
@@ -84,9 +92,6 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bigquery.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, createTimeout)
 	defer cancel()
-	if l.Emulator {
-		return l.createViaStage(ctx, table, id, rows)
-	}
 	src := bigquery.NewReaderSource(bytes.NewReader(rows))
 	src.SourceFormat = bigquery.JSON
 	loader := l.Client.Dataset(l.Dataset).Table(table).LoaderFrom(src)
@@ -96,52 +101,9 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 	return loader.Run(ctx)
 }
 
-// createViaStage loads rows into a staging table of this attempt's own,
-// then copies them into table with a query job whose ID is id.
-func (l *Loader) createViaStage(ctx context.Context, table, id string, rows []byte) (*bigquery.Job, error) {
-	ds := l.Client.Dataset(l.Dataset)
-	md, err := ds.Table(table).Metadata(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read schema of %s: %w", table, err)
-	}
-	var nonce [6]byte
-	_, _ = rand.Read(nonce[:])
-	stageName := fmt.Sprintf("_stage_%s_%x", id, nonce)
-	stage := ds.Table(stageName)
-	if err := stage.Create(ctx, &bigquery.TableMetadata{Schema: md.Schema}); err != nil {
-		return nil, fmt.Errorf("create staging table %s: %w", stageName, err)
-	}
-	defer stage.Delete(context.WithoutCancel(ctx)) //nolint:errcheck // a leftover stage holds no one's rows
-	src := bigquery.NewReaderSource(bytes.NewReader(rows))
-	src.SourceFormat = bigquery.JSON
-	loader := stage.LoaderFrom(src)
-	loader.WriteDisposition = bigquery.WriteAppend
-	job, err := loader.Run(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("stage rows for %s: %w", table, err)
-	}
-	if jobErr, err := l.wait(ctx, job); err != nil || jobErr != nil {
-		return nil, fmt.Errorf("stage rows for %s: %w", table, errors.Join(err, jobErr))
-	}
-	cols := make([]string, len(md.Schema))
-	for i, f := range md.Schema {
-		cols[i] = "`" + f.Name + "`"
-	}
-	list := strings.Join(cols, ", ")
-	q := l.Client.Query(fmt.Sprintf("INSERT INTO `%s.%s.%s` (%s) SELECT %s FROM `%s.%s.%s`",
-		l.Client.Project(), l.Dataset, table, list, list, l.Client.Project(), l.Dataset, stageName))
-	q.JobID = id
-	return q.Run(ctx)
-}
-
 // wait waits until job is done and returns the job's own error (it failed
 // and wrote nothing) apart from an error waiting (try again later).
 func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error) {
-	if l.Emulator && job.LastStatus() != nil && job.LastStatus().Statistics != nil {
-		if _, isQuery := job.LastStatus().Statistics.Details.(*bigquery.QueryStatistics); isQuery {
-			return l.waitQuery(ctx, job)
-		}
-	}
 	for {
 		status, err := job.Status(ctx)
 		if err != nil {
@@ -159,35 +121,6 @@ func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// waitQuery waits for an emulator query job through its results: the
-// emulator's jobs.get says DONE with no error even for a failed job, and
-// only the results call tells. A 4xx answer there is the job's own failure.
-func (l *Loader) waitQuery(ctx context.Context, job *bigquery.Job) (jobErr, err error) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Second):
-				if l.Heartbeat != nil {
-					l.Heartbeat()
-				}
-			}
-		}
-	}()
-	status, err := job.Wait(ctx)
-	var gerr *googleapi.Error
-	if errors.As(err, &gerr) && gerr.Code >= 400 && gerr.Code < 500 {
-		return err, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return status.Err(), nil
 }
 
 func hasCode(err error, code int) bool {

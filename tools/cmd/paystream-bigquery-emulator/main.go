@@ -8,6 +8,12 @@
 // every dataset (a later create fails on a UNIQUE constraint) and every job
 // ID, which paystream's load-job idempotency relies on. This wrapper makes
 // the same server but only adds the project when it is missing.
+//
+// It also runs every request to its end even when the client goes away.
+// The emulator's database transactions follow the request's context; a
+// client killed mid-request (the very fault paystream is tested against)
+// cancelled one half-way and left the server answering every later request
+// with "sql: connection is already closed".
 package main
 
 import (
@@ -57,6 +63,10 @@ func run(project, host string, port, grpcPort int, database, logLevel string) er
 	if err := srv.SetLogLevel(server.LogLevel(logLevel)); err != nil {
 		return err
 	}
+	handler := srv.Handler
+	srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handler.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+	})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
