@@ -79,6 +79,8 @@ func DefaultConfig() Config {
 type Stack struct {
 	cfg      Config
 	log      io.Writer
+	binDir   string
+	tArgs    []string
 	temporal *process
 	emulator *process
 	kafka    *kfake.Cluster
@@ -121,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
 
-	s := &Stack{cfg: cfg, log: cfg.Log}
+	s := &Stack{cfg: cfg, log: cfg.Log, binDir: binDir}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -140,7 +142,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	for _, d := range searchattr.Definitions() {
 		tArgs = append(tArgs, "--search-attribute", d.Name+"="+d.Type)
 	}
-	if s.temporal, err = startProcess("temporal dev server", filepath.Join(binDir, TemporalBinary), tArgs, filepath.Join(cfg.StateDir, "temporal.log")); err != nil {
+	s.tArgs = tArgs
+	if err := s.startTemporal(); err != nil {
 		return nil, err
 	}
 	if s.emulator, err = startProcess("bigquery emulator", filepath.Join(binDir, EmulatorBinary), []string{
@@ -221,6 +224,31 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.log, "devstack: schema applied to %s.%s\n", s.cfg.Project, s.cfg.Dataset)
 	return nil
+}
+
+func (s *Stack) startTemporal() (err error) {
+	s.temporal, err = startProcess("temporal dev server", filepath.Join(s.binDir, TemporalBinary), s.tArgs, filepath.Join(s.cfg.StateDir, "temporal.log"))
+	return err
+}
+
+// RestartTemporal stops the Temporal dev server and starts it again on the
+// same state, as an operator restart or a crash would (fault tests).
+func (s *Stack) RestartTemporal(ctx context.Context) error {
+	s.temporal.stop(15 * time.Second)
+	if err := s.startTemporal(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	return s.poll(ctx, "Temporal frontend", s.temporal, func(ctx context.Context) error {
+		c, err := s.DialTemporal(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
 }
 
 // permanentError stops poll from trying again.
