@@ -153,15 +153,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}, filepath.Join(cfg.StateDir, "bigquery.log")); err != nil {
 		return nil, err
 	}
-	if s.kafka, err = kfake.NewCluster(
-		kfake.Ports(cfg.KafkaPort),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, s.KafkaAddress())
-		}),
-		kfake.DataDir(filepath.Join(cfg.StateDir, "kafka")),
-		kfake.SeedTopics(int32(cfg.Partitions), cfg.Topic),
-	); err != nil {
-		return nil, fmt.Errorf("start Kafka broker on %s: %w", s.KafkaAddress(), err)
+	if err := s.startKafka(); err != nil {
+		return nil, err
 	}
 
 	ctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
@@ -224,6 +217,28 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.log, "devstack: schema applied to %s.%s\n", s.cfg.Project, s.cfg.Dataset)
 	return nil
+}
+
+func (s *Stack) startKafka() (err error) {
+	s.kafka, err = kfake.NewCluster(
+		kfake.Ports(s.cfg.KafkaPort),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, s.KafkaAddress())
+		}),
+		kfake.DataDir(filepath.Join(s.cfg.StateDir, "kafka")),
+		kfake.SeedTopics(int32(s.cfg.Partitions), s.cfg.Topic),
+	)
+	if err != nil {
+		return fmt.Errorf("start Kafka broker on %s: %w", s.KafkaAddress(), err)
+	}
+	return nil
+}
+
+// RestartKafka closes the broker and starts it again from its data
+// directory (fault tests).
+func (s *Stack) RestartKafka() error {
+	s.kafka.Close()
+	return s.startKafka()
 }
 
 func (s *Stack) startTemporal() (err error) {

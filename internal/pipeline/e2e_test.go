@@ -38,15 +38,27 @@ type env struct {
 
 func startEnv(t *testing.T, partitions int, tuning pipeline.Tuning) *env {
 	t.Helper()
+	return startEnvWith(t, partitions, tuning, "")
+}
+
+// startEnvWith starts an env whose worker reaches BigQuery at
+// workerBigQuery when it is set (a fault-injecting proxy); the operator
+// always talks to the emulator directly.
+func startEnvWith(t *testing.T, partitions int, tuning pipeline.Tuning, workerBigQuery string) *env {
+	t.Helper()
 	ctx := context.Background()
 	s := devstacktest.Start(t, devstacktest.Config(t, partitions))
 	cfg := s.ClientConfig()
+	workerCfg := cfg
+	if workerBigQuery != "" {
+		workerCfg.BigQueryEndpoint = workerBigQuery
+	}
 	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
+	w, err := pipeline.NewWorker(ctx, workerCfg, tc, pipeline.WorkerOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,10 +2,18 @@ package pipeline_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
@@ -92,4 +100,110 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 	}
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
+}
+
+// TestKafkaFaultsAndBrokerRestart fails half of the broker's requests for a
+// while, by closing the connection, then restarts the broker from its data
+// directory mid-run.
+func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
+	ctx := context.Background()
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 500, time.Second
+	e := startEnv(t, 2, tuning)
+	cfg := e.operator.Config
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 8000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var faulting atomic.Bool
+	faulting.Store(true)
+	failed := atomic.Int64{}
+	n := atomic.Int64{}
+	e.stack.Kafka().Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+		if !faulting.Load() {
+			e.stack.Kafka().DropControl()
+			return nil, nil, false
+		}
+		e.stack.Kafka().KeepControl()
+		if n.Add(1)%2 == 0 {
+			failed.Add(1)
+			return nil, errors.New("injected fault"), true
+		}
+		return nil, nil, false
+	})
+	time.Sleep(4 * time.Second)
+	faulting.Store(false)
+	if failed.Load() == 0 {
+		t.Fatal("no Kafka request failed; the fault was never injected")
+	}
+	if err := e.stack.RestartKafka(); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCaughtUp(t, 5*time.Minute)
+	reconcileOK(t, e, m)
+	checkAgainstOracle(t, e, m)
+	t.Logf("%d Kafka requests failed by injection, then the broker restarted", failed.Load())
+}
+
+// TestBigQueryFaults puts a reverse proxy in front of the emulator that, in
+// turn, answers 503 before forwarding, forwards and then answers 503 (the
+// job was accepted, the client never hears), and answers slowly.
+func TestBigQueryFaults(t *testing.T) {
+	ctx := context.Background()
+	var target atomic.Value // *url.URL of the emulator
+	var mode atomic.Value   // "", "503", "503-after", "slow"
+	mode.Store("")
+	injected := atomic.Int64{}
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rp := httputil.NewSingleHostReverseProxy(target.Load().(*url.URL))
+		switch mode.Load() {
+		case "503":
+			injected.Add(1)
+			http.Error(w, `{"error":{"code":503,"message":"injected"}}`, http.StatusServiceUnavailable)
+			return
+		case "503-after":
+			if r.Method == http.MethodPost {
+				injected.Add(1)
+				rec := httptest.NewRecorder()
+				rp.ServeHTTP(rec, r)
+				http.Error(w, `{"error":{"code":503,"message":"injected after the fact"}}`, http.StatusServiceUnavailable)
+				return
+			}
+		case "slow":
+			injected.Add(1)
+			time.Sleep(1500 * time.Millisecond)
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 600, time.Second
+	e := startEnvWith(t, 2, tuning, proxy.URL)
+	u, err := url.Parse(e.stack.BigQueryEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Store(u)
+	cfg := e.operator.Config
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 8000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"503", "503-after", "slow", "503-after", ""} {
+		mode.Store(m)
+		time.Sleep(3 * time.Second)
+	}
+	if injected.Load() == 0 {
+		t.Fatal("no BigQuery request was faulted")
+	}
+	e.waitCaughtUp(t, 5*time.Minute)
+	reconcileOK(t, e, m)
+	checkAgainstOracle(t, e, m)
+	t.Logf("%d BigQuery requests faulted", injected.Load())
 }

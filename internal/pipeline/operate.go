@@ -351,7 +351,14 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 	for {
 		st, err := o.Status(ctx)
 		if err != nil {
-			return err
+			// A broker or server restarting is no reason to give up
+			// waiting; the deadline is.
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("not caught up: %w (last status error: %v)", ctx.Err(), err)
+			case <-time.After(time.Second):
+				continue
+			}
 		}
 		var committed, total int64
 		done := true
