@@ -170,3 +170,26 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 	f.reconcile(t)
 	fmt.Fprintf(os.Stderr, "soak: %d kills, %d records, reconciled\n", kills, f.manifest.Records)
 }
+
+// TestZombieLoadWakesAfterItsRetry stalls a Load attempt without heartbeats
+// after its first table, past its heartbeat timeout: Temporal retries it on
+// the other worker, which finishes the batch; then the zombie wakes and
+// carries on writing the remaining tables. The job IDs it walks are the
+// retry's, so nothing lands twice.
+func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
+	bin := buildWorker(t)
+	f := newFaultEnv(t, 1, 2000, 77)
+	zombie := workerProcess(t, bin, f.stack, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
+	if _, err := f.operator.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the zombie takes the first batch
+	workerProcess(t, bin, f.stack)
+	f.reconcile(t)
+	// Let the zombie wake and write, then check again.
+	time.Sleep(40 * time.Second)
+	if zombie.ProcessState != nil {
+		t.Fatalf("the stalled worker exited: %v", zombie.ProcessState)
+	}
+	f.reconcile(t)
+}
