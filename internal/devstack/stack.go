@@ -430,15 +430,22 @@ func (s *Stack) DialTemporal(ctx context.Context) (client.Client, error) {
 }
 
 // UseFreePorts points every port of cfg at a free loopback port, so tests
-// can run next to a developer's devstack and to each other.
+// can run next to a developer's devstack and to each other. The listeners
+// stay open until all ports are picked, so no two roles get the same one.
 func UseFreePorts(cfg *Config) error {
+	var held []net.Listener
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
 	for _, p := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
 		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 		if err != nil {
 			return err
 		}
+		held = append(held, ln)
 		*p = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
 	}
 	return nil
 }
