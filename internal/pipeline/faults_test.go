@@ -19,6 +19,22 @@ import (
 	"github.com/paystream/paystream/internal/simulation"
 )
 
+// produceAndStart produces a simulated stream of n records and starts
+// ingesting it.
+func produceAndStart(t *testing.T, e *env, n int) simulation.Manifest {
+	t.Helper()
+	ctx := context.Background()
+	cfg := e.operator.Config
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 func reconcileOK(t *testing.T, e *env, m simulation.Manifest) {
 	t.Helper()
 	report, err := e.operator.Reconcile(context.Background(), &m)
@@ -40,14 +56,7 @@ func TestTemporalRestartMidRun(t *testing.T) {
 	tuning := pipeline.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnv(t, 2, tuning)
-	cfg := e.operator.Config
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 8000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.operator.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := produceAndStart(t, e, 8000)
 	time.Sleep(2 * time.Second)
 	if err := e.stack.RestartTemporal(ctx); err != nil {
 		t.Fatal(err)
@@ -106,18 +115,10 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 // while, by closing the connection, then restarts the broker from its data
 // directory mid-run.
 func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
-	ctx := context.Background()
 	tuning := pipeline.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnv(t, 2, tuning)
-	cfg := e.operator.Config
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 8000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.operator.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := produceAndStart(t, e, 8000)
 	var faulting atomic.Bool
 	faulting.Store(true)
 	failed := atomic.Int64{}
@@ -152,7 +153,6 @@ func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
 // turn, answers 503 before forwarding, forwards and then answers 503 (the
 // job was accepted, the client never hears), and answers slowly.
 func TestBigQueryFaults(t *testing.T) {
-	ctx := context.Background()
 	var target atomic.Value // *url.URL of the emulator
 	var mode atomic.Value   // "", "503", "503-after", "slow"
 	mode.Store("")
@@ -187,14 +187,7 @@ func TestBigQueryFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	target.Store(u)
-	cfg := e.operator.Config
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 8000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.operator.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m := produceAndStart(t, e, 8000)
 	for _, m := range []string{"503", "503-after", "slow", "503-after", ""} {
 		mode.Store(m)
 		time.Sleep(3 * time.Second)
