@@ -103,15 +103,6 @@ func (c *windowCache) put(key string, w *dedup.Window) {
 	c.m[key] = w
 }
 
-// ForgetDedupWindows empties a's window cache, as a restarted worker has
-// it. (A function, not a method: every exported method of Activities is
-// registered as an activity.)
-func ForgetDedupWindows(a *Activities) {
-	a.windows.mu.Lock()
-	defer a.windows.mu.Unlock()
-	a.windows.m = nil
-}
-
 func windowKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }
 
 // since formats a duration for logs.
