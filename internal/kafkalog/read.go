@@ -31,19 +31,11 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 	if start >= end {
 		return nil
 	}
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
-	conn, err := dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	conn, first, last, err := dialLeader(ctx, brokers, topic, partition)
 	if err != nil {
-		return fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
+		return err
 	}
 	defer conn.Close()
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
-	first, last, err := conn.ReadOffsets()
-	if err != nil {
-		return fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
-	}
 	if start < first || end > last {
 		return fmt.Errorf("%s/%d range [%d, %d) outside the log [%d, %d): %w", topic, partition, start, end, first, last, ErrOffsetOutOfRange)
 	}
@@ -91,18 +83,28 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 // Bounds returns a partition's first offset still in the log and its high
 // watermark (the offset the next record will get).
 func Bounds(ctx context.Context, brokers []string, topic string, partition int) (first, end int64, err error) {
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
-	conn, err := dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	conn, first, end, err := dialLeader(ctx, brokers, topic, partition)
 	if err != nil {
-		return 0, 0, fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
+		return 0, 0, err
 	}
-	defer conn.Close()
+	conn.Close()
+	return first, end, nil
+}
+
+// dialLeader connects to the partition's leader, bounded by ctx's
+// deadline, and reads the log's first offset and high watermark.
+func dialLeader(ctx context.Context, brokers []string, topic string, partition int) (conn *kafka.Conn, first, end int64, err error) {
+	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
+	conn, err = dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
+	}
 	if deadline, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(deadline)
 	}
-	first, end, err = conn.ReadOffsets()
-	if err != nil {
-		return 0, 0, fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
+	if first, end, err = conn.ReadOffsets(); err != nil {
+		conn.Close()
+		return nil, 0, 0, fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
 	}
-	return first, end, nil
+	return conn, first, end, nil
 }
