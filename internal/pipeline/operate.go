@@ -40,7 +40,7 @@ type resumePoint struct {
 // offset can only trail it.
 func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error) {
 	q := o.BigQuery.Query(fmt.Sprintf(
-		"SELECT l.kafka_partition, l.end_offset, l.next_window_start, l.next_window_newest FROM `%s.%s.batch_ledger` AS l "+
+		"SELECT l.kafka_partition, l.start_offset, l.end_offset, l.next_window_start, l.next_window_newest FROM `%s.%s.batch_ledger` AS l "+
 			"WHERE l.kafka_topic = @topic AND l.end_offset = (SELECT MAX(l2.end_offset) FROM `%s.%s.batch_ledger` AS l2 "+
 			"WHERE l2.kafka_topic = @topic AND l2.kafka_partition = l.kafka_partition)",
 		o.BigQuery.Project(), o.Config.BigQueryDataset, o.BigQuery.Project(), o.Config.BigQueryDataset))
@@ -51,12 +51,7 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 	}
 	out := map[int]resumePoint{}
 	for {
-		var row struct {
-			Partition int64               `bigquery:"kafka_partition"`
-			End       int64               `bigquery:"end_offset"`
-			WStart    int64               `bigquery:"next_window_start"`
-			WNewest   bigquery.NullString `bigquery:"next_window_newest"`
-		}
+		var row ledgerRow
 		err := it.Next(&row)
 		if errors.Is(err, iterator.Done) {
 			return out, nil
@@ -64,14 +59,34 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 		if err != nil {
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
-		rp := resumePoint{next: row.End, window: batch.Window{Start: row.WStart}}
-		if row.WNewest.Valid {
-			if rp.window.Newest, err = time.Parse(time.RFC3339Nano, row.WNewest.StringVal); err != nil {
-				return nil, fmt.Errorf("batch_ledger of partition %d: next_window_newest: %w", row.Partition, err)
-			}
+		w, err := row.nextWindow()
+		if err != nil {
+			return nil, err
 		}
-		out[int(row.Partition)] = rp
+		out[int(row.Partition)] = resumePoint{next: row.End, window: w}
 	}
+}
+
+// ledgerRow is the part of a batch_ledger row that says where ingestion
+// goes on after the batch.
+type ledgerRow struct {
+	Partition int64               `bigquery:"kafka_partition"`
+	Start     int64               `bigquery:"start_offset"`
+	End       int64               `bigquery:"end_offset"`
+	WStart    int64               `bigquery:"next_window_start"`
+	WNewest   bigquery.NullString `bigquery:"next_window_newest"`
+}
+
+// nextWindow is the dedup window the batch handed on to the next one.
+func (r ledgerRow) nextWindow() (batch.Window, error) {
+	w := batch.Window{Start: r.WStart}
+	if r.WNewest.Valid {
+		var err error
+		if w.Newest, err = time.Parse(time.RFC3339Nano, r.WNewest.StringVal); err != nil {
+			return w, fmt.Errorf("batch_ledger of partition %d at %d: next_window_newest: %w", r.Partition, r.End, err)
+		}
+	}
+	return w, nil
 }
 
 // StartResult says what start did for one partition.
@@ -263,7 +278,7 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if from >= to {
 		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
 	}
-	q := o.BigQuery.Query(fmt.Sprintf("SELECT start_offset, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
+	q := o.BigQuery.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
 		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY start_offset", o.BigQuery.Project(), o.Config.BigQueryDataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "partition", Value: partition}}
 	it, err := q.Read(ctx)
@@ -277,31 +292,20 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	var specs []batch.Spec
 	window, next := batch.Window{Start: first}, first
 	for {
-		var row struct {
-			Start, End, WStart int64
-			WNewest            bigquery.NullString
-		}
-		var vals []bigquery.Value
-		err := it.Next(&vals)
+		var row ledgerRow
+		err := it.Next(&row)
 		if errors.Is(err, iterator.Done) {
 			break
 		}
 		if err != nil {
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
-		row.Start, row.End, row.WStart = vals[0].(int64), vals[1].(int64), vals[2].(int64)
-		if vals[3] != nil {
-			row.WNewest = bigquery.NullString{StringVal: vals[3].(string), Valid: true}
-		}
 		if row.Start > next { // a hole in the ledger: load it as its own batch
 			specs = append(specs, o.spec(partition, next, row.Start, window))
 		}
 		specs = append(specs, o.spec(partition, row.Start, row.End, window))
-		window = batch.Window{Start: row.WStart}
-		if row.WNewest.Valid {
-			if window.Newest, err = time.Parse(time.RFC3339Nano, row.WNewest.StringVal); err != nil {
-				return nil, fmt.Errorf("batch_ledger: next_window_newest: %w", err)
-			}
+		if window, err = row.nextWindow(); err != nil {
+			return nil, err
 		}
 		next = row.End
 	}
