@@ -188,18 +188,7 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.poll(ctx, "Temporal frontend", s.temporal, func(ctx context.Context) error {
-		c, err := s.DialTemporal(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-			return err
-		}
-		_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: config.DefaultNamespace})
-		return err
-	}); err != nil {
+	if err := s.poll(ctx, "Temporal frontend", s.temporal, s.temporalReady); err != nil {
 		return err
 	}
 	if err := s.poll(ctx, "Temporal web UI", s.temporal, func(ctx context.Context) error {
@@ -255,15 +244,21 @@ func (s *Stack) RestartTemporal(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
-	return s.poll(ctx, "Temporal frontend", s.temporal, func(ctx context.Context) error {
-		c, err := s.DialTemporal(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+	return s.poll(ctx, "Temporal frontend", s.temporal, s.temporalReady)
+}
+
+// temporalReady checks that the frontend answers and serves the namespace.
+func (s *Stack) temporalReady(ctx context.Context) error {
+	c, err := s.DialTemporal(ctx)
+	if err != nil {
 		return err
-	})
+	}
+	defer c.Close()
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return err
+	}
+	_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: config.DefaultNamespace})
+	return err
 }
 
 // permanentError stops poll from trying again.
