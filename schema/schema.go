@@ -9,7 +9,6 @@ package schema
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"net/http"
@@ -19,7 +18,8 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"google.golang.org/api/googleapi"
+
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 //go:embed *.sql
@@ -91,7 +91,7 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 			if err == nil {
 				continue
 			}
-			if !hasCode(err, http.StatusNotFound) {
+			if !warehouse.HasCode(err, http.StatusNotFound) {
 				return fmt.Errorf("look up table %s.%s: %w", dataset, s.Object, err)
 			}
 		}
@@ -123,7 +123,7 @@ func ensureDataset(ctx context.Context, ds *bigquery.Dataset, location string) e
 	if err == nil {
 		return nil
 	}
-	if !hasCode(err, http.StatusNotFound) {
+	if !warehouse.HasCode(err, http.StatusNotFound) {
 		return fmt.Errorf("look up dataset %s: %w", ds.DatasetID, err)
 	}
 	if err := ds.Create(ctx, &bigquery.DatasetMetadata{Location: location}); err != nil {
@@ -156,9 +156,4 @@ func run(ctx context.Context, client *bigquery.Client, sql string) error {
 func exists(ctx context.Context, t *bigquery.Table) bool {
 	_, err := t.Metadata(ctx)
 	return err == nil
-}
-
-func hasCode(err error, code int) bool {
-	var gerr *googleapi.Error
-	return errors.As(err, &gerr) && gerr.Code == code
 }

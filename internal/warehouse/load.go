@@ -55,7 +55,7 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 		found := err == nil
 		switch {
 		case err == nil:
-		case hasCode(err, http.StatusNotFound):
+		case HasCode(err, http.StatusNotFound):
 			job, err = l.create(ctx, table, id, rows)
 			if err != nil {
 				// Maybe created by a concurrent attempt, or by this
@@ -123,7 +123,8 @@ func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error
 	}
 }
 
-func hasCode(err error, code int) bool {
+// HasCode reports whether err is a BigQuery API answer with that HTTP code.
+func HasCode(err error, code int) bool {
 	var gerr *googleapi.Error
 	return errors.As(err, &gerr) && gerr.Code == code
 }
