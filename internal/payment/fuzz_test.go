@@ -1,8 +1,11 @@
 package payment
 
 import (
+	"bytes"
+	"errors"
 	"reflect"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzParse checks that no input panics the parser, that a rejection always
@@ -17,12 +20,14 @@ func FuzzParse(f *testing.F) {
 		`{"amount":"1.00","amount":"2.00"}`,
 		`{"transaction_id":null}`,
 		"{\"transaction_id\":\"\xff\"}",
-		`[]`, `{`, ``, `null`, `{} {}`,
+		`[]`, `{`, ``, `null`, `{} {}`, `1x`, `{"a":truex}`, `{"a":1 "b":2}`, `{"a":1,}`, `{"a":1]`,
+		`{"\u0061mount":"1","amount":"2"}`, `{"x":{"y":[1,{"z":"}"}]},"x":1}`, `{"a":-01}`, `{"a":1.e5}`, ` {"a":"\ud800"} `,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		sameAsReference(t, raw)
 		e, err := Parse(raw)
 		if err != nil {
 			if ReasonOf(err) == "" {
@@ -46,4 +51,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the event:\n %+v\n %+v", e, again)
 		}
 	})
+}
+
+// sameAsReference checks the hand-written splitObject against the
+// encoding/json version: same fields, same extra, same reason and field on
+// a rejection. (Details may word a broken record differently.)
+func sameAsReference(t *testing.T, raw []byte) {
+	t.Helper()
+	if !utf8.Valid(raw) {
+		return // Parse rejects these before either runs
+	}
+	fields, extra, err := splitObject(raw)
+	wantFields, wantExtra, wantErr := referenceSplitObject(raw)
+	if (err == nil) != (wantErr == nil) {
+		t.Fatalf("splitObject(%q): error %v, reference says %v", raw, err, wantErr)
+	}
+	if err != nil {
+		var got, want *Error
+		if !errors.As(err, &got) || !errors.As(wantErr, &want) || got.Reason != want.Reason || got.Field != want.Field {
+			t.Fatalf("splitObject(%q): error %v, reference says %v", raw, err, wantErr)
+		}
+		return
+	}
+	for i, name := range knownFields {
+		if !bytes.Equal(fields[i], wantFields[name]) || (fields[i] == nil) != (wantFields[name] == nil) {
+			t.Fatalf("splitObject(%q): %s = %q, reference says %q", raw, name, fields[i], wantFields[name])
+		}
+	}
+	if !bytes.Equal(extra, wantExtra) {
+		t.Fatalf("splitObject(%q): extra = %q, reference says %q", raw, extra, wantExtra)
+	}
 }
