@@ -32,12 +32,19 @@ type Activities struct {
 	// Emulator is set when BigQuery is the emulator (see warehouse.Loader).
 	Emulator bool
 	Log      *zap.Logger
+	// Discard makes Load build and serialize every table's rows and then
+	// upload only batch_ledger: the benchmark's "discard" sink.
+	Discard bool
 	// RebuildEveryBatch makes Dedup rebuild its window from the log for
 	// every batch, as a worker without a cache would: for tests that prove
 	// a cold worker decides like a warm one.
 	RebuildEveryBatch bool
+	// BatchCacheBytes bounds the parsed batches kept between a batch's
+	// activities (0: DefaultBatchCacheBytes).
+	BatchCacheBytes int
 
 	windows windowCache
+	batches batchCache
 }
 
 // Error types that retrying cannot fix; the workflows do not retry them.

@@ -30,12 +30,18 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 		}
 		log.Info("dedup window rebuilt from the log", zap.Int64("from_offset", spec.Window.Start), zap.Int("ids", w.Len()), since(began))
 	}
+	recs, err := a.batchRecords(ctx, spec)
+	if err != nil {
+		a.windows.put(key, w) // untouched: still ends where the batch starts
+		return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
+	}
 	var d batch.Decisions
-	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
+	for i := range recs {
+		r := &recs[i]
 		d.Records++
 		v, err := observe(w, r)
 		if err != nil {
-			return err
+			return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 		}
 		switch v.Decision {
 		case dedup.Loaded:
@@ -52,10 +58,6 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 		case dedup.Late:
 			d.LateOffsets = append(d.LateOffsets, r.Offset)
 		}
-		return nil
-	})
-	if err != nil {
-		return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
 	faults.At("dedup")
 	w.AdvanceTo(spec.End)
@@ -71,7 +73,8 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec) (*dedup.Window, error) {
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
 	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Window.Start, spec.Start, func(r kafkalog.Record) error {
-		_, err := observe(w, r)
+		e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
+		_, err = observe(w, &parsedRecord{Record: r, event: e, parseErr: err})
 		return err
 	})
 	if err != nil {
@@ -81,10 +84,9 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec) (*dedup
 	return w, nil
 }
 
-func observe(w *dedup.Window, r kafkalog.Record) (dedup.Verdict, error) {
-	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
-	if err != nil {
+func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {
+	if r.parseErr != nil {
 		return w.ObserveInvalid(r.Offset)
 	}
-	return w.Observe(r.Offset, &e, r.Value)
+	return w.Observe(r.Offset, &r.event, r.Value)
 }

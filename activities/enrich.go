@@ -10,7 +10,7 @@ import (
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
-	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/dedup"
 )
 
 // Enrich scores the batch's loaded records with the fraud rules. Its result
@@ -21,18 +21,16 @@ func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisi
 	scorer := fraud.NewScorer()
 	out := batch.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	outcomes := newOutcomes(d)
-	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
-		e, ok := outcomes.loaded(r)
-		if !ok {
-			return nil
-		}
-		s := scorer.Score(&e)
-		out.Scores = append(out.Scores, s.Score)
-		out.Reasons = append(out.Reasons, s.Reasons)
-		return nil
-	})
+	recs, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		return batch.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
+	}
+	for i := range recs {
+		if o := outcomes.of(&recs[i]); o.decision == dedup.Loaded {
+			s := scorer.Score(o.event)
+			out.Scores = append(out.Scores, s.Score)
+			out.Reasons = append(out.Reasons, s.Reasons)
+		}
 	}
 	faults.At("enrich")
 	if len(out.Scores) != d.Loaded {

@@ -58,6 +58,9 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 		if rows[table].Len() == 0 {
 			continue // nothing to write, nothing to repeat
 		}
+		if a.Discard && table != "batch_ledger" {
+			continue
+		}
 		if activity.IsActivity(ctx) {
 			loader.Heartbeat = func() { activity.RecordHeartbeat(ctx, table) }
 			activity.RecordHeartbeat(ctx, table)
@@ -71,6 +74,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 		}
 		faults.At("load:" + table)
 	}
+	a.batches.drop(spec.ID()) // Load is the batch's last reader
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
@@ -228,25 +232,35 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 			encErr = err
 		}
 	}
-	present := int64(0)
-	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
-		present++
+	recs, err := a.batchRecords(ctx, spec)
+	if err != nil {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+	}
+	rows["transactions"].Grow(len(recs) * 700)
+	rows["transactions_enriched"].Grow(len(recs) * 800)
+	var txBuf []byte
+	present := int64(len(recs))
+	for i := range recs {
+		r := &recs[i]
 		out := o.of(r)
-		e := &out.event
+		e := out.event
 		switch out.decision {
 		case dedup.Loaded:
 			if loadedIdx >= len(in.Enrichment.Scores) {
-				return fmt.Errorf("more loaded records than scores (%d)", len(in.Enrichment.Scores))
+				return nil, batch.Totals{}, fmt.Errorf("build rows of %s: more loaded records than scores (%d)", id, len(in.Enrichment.Scores))
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			tx := toTxRow(e, id, r, loadedAt)
-			put("transactions", tx)
+			tx := toTxRow(e, id, r.Record, loadedAt)
+			txBuf = appendTxRow(txBuf[:0], &tx)
+			rows["transactions"].Write(txBuf)
 			reasons := score.ReasonCodes()
 			if reasons == nil {
 				reasons = []string{}
 			}
-			put("transactions_enriched", enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
+			enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
+			txBuf = appendEnrichedRow(txBuf[:0], &enriched)
+			rows["transactions_enriched"].Write(txBuf)
 			m := metric(e)
 			m.events++
 			m.minor += e.Amount.Minor
@@ -266,11 +280,11 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 				KafkaOffset: r.Offset, DuplicateOfOffset: out.of, IdenticalBytes: out.identical, BatchID: id, LoadedAt: loadedAt})
 			totals.Duplicates++
 		case dedup.Late:
-			put("ingest_errors", toErrorRow(spec, r, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
+			put("ingest_errors", toErrorRow(spec, r.Record, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
 			totals.Late++
 		case dedup.Conflict:
 			detail := fmt.Sprintf("transaction_id was loaded at offset %d with another amount or currency", out.of)
-			put("ingest_errors", toErrorRow(spec, r, string(payment.ReasonConflict), detail, e, id, loadedAt))
+			put("ingest_errors", toErrorRow(spec, r.Record, string(payment.ReasonConflict), detail, e, id, loadedAt))
 			totals.Errors++
 		case dedup.Invalid:
 			var pe *payment.Error
@@ -281,16 +295,12 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 					detail = pe.Field + ": " + pe.Detail
 				}
 			}
-			put("ingest_errors", toErrorRow(spec, r, reason, detail, nil, id, loadedAt))
+			put("ingest_errors", toErrorRow(spec, r.Record, reason, detail, nil, id, loadedAt))
 			totals.Errors++
 		}
-		return nil
-	})
-	if err == nil {
-		err = encErr
 	}
-	if err != nil {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+	if encErr != nil {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, encErr)
 	}
 	if loadedIdx != len(in.Enrichment.Scores) || totals.Loaded != d.Loaded {
 		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))

@@ -3,7 +3,6 @@ package activities
 import (
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/dedup"
-	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 )
 
@@ -39,23 +38,16 @@ type outcome struct {
 	decision  dedup.Decision
 	of        int64 // offset a duplicate or conflict repeats
 	identical bool
-	event     payment.Event
+	event     *payment.Event
 	parseErr  error
 }
 
-func (o outcomes) of(r kafkalog.Record) outcome {
-	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
-	if err != nil {
-		return outcome{decision: dedup.Invalid, parseErr: err}
+func (o outcomes) of(r *parsedRecord) outcome {
+	if r.parseErr != nil {
+		return outcome{decision: dedup.Invalid, parseErr: r.parseErr}
 	}
 	if t, ok := o.turnedAway[r.Offset]; ok {
-		return outcome{decision: t.decision, of: t.of, identical: t.identical, event: e}
+		return outcome{decision: t.decision, of: t.of, identical: t.identical, event: &r.event}
 	}
-	return outcome{decision: dedup.Loaded, event: e}
-}
-
-// loaded returns the record's event when it is to be loaded.
-func (o outcomes) loaded(r kafkalog.Record) (payment.Event, bool) {
-	out := o.of(r)
-	return out.event, out.decision == dedup.Loaded
+	return outcome{decision: dedup.Loaded, event: &r.event}
 }

@@ -33,6 +33,12 @@ const (
 	DefaultAllowedLateness  = 10 * time.Minute
 )
 
+// Sinks Load can write to (Config.Sink).
+const (
+	SinkBigQuery = "bigquery"
+	SinkDiscard  = "discard"
+)
+
 // Config holds what the worker, starter and simulator need to reach the
 // three systems and name things in them.
 type Config struct {
@@ -49,6 +55,11 @@ type Config struct {
 	// BigQueryEndpoint overrides the API endpoint (the emulator). Empty
 	// means real BigQuery with Application Default Credentials.
 	BigQueryEndpoint string
+
+	// Sink is where Load writes: "bigquery", or "discard" to build and
+	// serialize every row but upload only batch_ledger, which measures
+	// the pipeline's own ceiling without the warehouse (bench).
+	Sink string
 
 	// AllowedLateness is how far behind the partition's newest event_time
 	// a record may be and still be deduplicated and loaded (DESIGN §4).
@@ -68,6 +79,7 @@ func Default() Config {
 		BigQueryDataset:  DefaultBigQueryDataset,
 		BigQueryEndpoint: DefaultBigQueryEndpoint,
 		AllowedLateness:  DefaultAllowedLateness,
+		Sink:             SinkBigQuery,
 	}
 }
 
@@ -86,6 +98,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BigQueryProject, "bigquery-project", c.BigQueryProject, "BigQuery project")
 	fs.StringVar(&c.BigQueryDataset, "bigquery-dataset", c.BigQueryDataset, "BigQuery dataset")
 	fs.StringVar(&c.BigQueryEndpoint, "bigquery-endpoint", c.BigQueryEndpoint, "BigQuery API endpoint override (the emulator); empty for real BigQuery with Application Default Credentials")
+	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
 }
 
@@ -134,6 +147,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("topic is empty")
 	case c.BigQueryProject == "" || c.BigQueryDataset == "":
 		return fmt.Errorf("bigquery-project and bigquery-dataset must be set")
+	case c.Sink != SinkBigQuery && c.Sink != SinkDiscard:
+		return fmt.Errorf("sink must be %s or %s, got %q", SinkBigQuery, SinkDiscard, c.Sink)
 	case c.AllowedLateness <= 0:
 		return fmt.Errorf("allowed-lateness must be positive, got %v", c.AllowedLateness)
 	}

@@ -92,6 +92,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	acts := &activities.Activities{
 		Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
+		Discard: cfg.Sink == config.SinkDiscard,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,

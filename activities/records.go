@@ -1,0 +1,114 @@
+package activities
+
+import (
+	"context"
+	"sync"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+)
+
+// parsedRecord is one record of a batch with what the parser made of it.
+type parsedRecord struct {
+	kafkalog.Record
+	event    payment.Event
+	parseErr error
+}
+
+// DefaultBatchCacheBytes bounds the batches a worker keeps parsed between
+// a batch's activities: a few dozen 5,000-record batches.
+const DefaultBatchCacheBytes = 128 << 20
+
+// batchRecords returns the batch's records, parsed. Dedup, Enrich and Load
+// each need them; the first to run on this worker reads and parses them and
+// the others reuse that, which is safe because a range of the log never
+// changes and parsing is a pure function of the bytes. A batch whose
+// activities run on different workers is simply read again.
+func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parsedRecord, error) {
+	id := spec.ID()
+	if recs, ok := a.batches.get(id); ok {
+		return recs, nil
+	}
+	recs := make([]parsedRecord, 0, spec.End-spec.Start)
+	size := 0
+	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
+		e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
+		recs = append(recs, parsedRecord{Record: r, event: e, parseErr: err})
+		size += recordCost(r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	limit := a.BatchCacheBytes
+	if limit == 0 {
+		limit = DefaultBatchCacheBytes
+	}
+	a.batches.put(id, recs, size, limit)
+	return recs, nil
+}
+
+// recordCost estimates a parsed record's heap: its bytes, the event's
+// strings (about as long again) and the fixed part.
+func recordCost(r kafkalog.Record) int { return 2*(len(r.Key)+len(r.Value)) + 400 }
+
+// batchCache holds recently parsed batches, oldest evicted first once
+// their estimated size passes the limit.
+type batchCache struct {
+	mu    sync.Mutex
+	order []string
+	m     map[string]cachedBatch
+	size  int
+}
+
+type cachedBatch struct {
+	recs []parsedRecord
+	size int
+}
+
+func (c *batchCache) get(id string) ([]parsedRecord, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.m[id]
+	return b.recs, ok
+}
+
+func (c *batchCache) put(id string, recs []parsedRecord, size, limit int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]cachedBatch{}
+	}
+	if _, ok := c.m[id]; ok || size > limit {
+		return
+	}
+	c.m[id] = cachedBatch{recs, size}
+	c.order = append(c.order, id)
+	c.size += size
+	for c.size > limit && len(c.order) > 0 {
+		c.dropLocked(c.order[0])
+	}
+}
+
+// drop forgets a batch its last reader (Load) is done with.
+func (c *batchCache) drop(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(id)
+}
+
+func (c *batchCache) dropLocked(id string) {
+	b, ok := c.m[id]
+	if !ok {
+		return
+	}
+	delete(c.m, id)
+	c.size -= b.size
+	for i, o := range c.order {
+		if o == id {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+}
