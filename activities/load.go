@@ -35,9 +35,9 @@ type LoadInput struct {
 	Enrichment batch.Enrichment
 }
 
-// Tables in the order Load writes them: batch_ledger last, so a ledger row
+// LoadOrder lists the tables in the order Load writes them: batch_ledger last, so a ledger row
 // means every other table of the batch is loaded (invariant 6).
-var loadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger"}
+var LoadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger"}
 
 // Load writes the batch to every table, one load job per table with a job
 // ID derived from (batch ID, table), applying the recorded decisions and
@@ -54,7 +54,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if a.Emulator {
 		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
 	}
-	for _, table := range loadOrder {
+	for _, table := range LoadOrder {
 		if rows[table].Len() == 0 {
 			continue // nothing to write, nothing to repeat
 		}
@@ -202,15 +202,23 @@ type metricAcc struct {
 	scale               int
 }
 
-// buildRows re-reads the batch and turns it into newline-delimited JSON per
-// table, with the totals that go into the ledger.
+// BuildRows is Load's row building on its own, for the benchmark's plain
+// loader, which loads the same rows without the pipeline around them. (A
+// function, not a method: every exported method of Activities is
+// registered as an activity.)
+func BuildRows(ctx context.Context, a *Activities, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
+	return a.buildRows(ctx, in, now)
+}
+
+// buildRows turns the batch into newline-delimited JSON per table, with the
+// totals that go into the ledger.
 func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
 	loadedAt := now.Format(time.RFC3339Nano)
 	rows := map[string]*bytes.Buffer{}
 	encs := map[string]*json.Encoder{}
-	for _, t := range loadOrder {
+	for _, t := range LoadOrder {
 		rows[t] = &bytes.Buffer{}
 		encs[t] = json.NewEncoder(rows[t])
 	}

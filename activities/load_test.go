@@ -56,7 +56,7 @@ type tableCounts map[string]int64
 func countRows(t *testing.T, a *Activities) tableCounts {
 	t.Helper()
 	out := tableCounts{}
-	for _, table := range loadOrder {
+	for _, table := range LoadOrder {
 		q := fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", a.BigQuery.Project(), a.Dataset, table)
 		it, err := a.BigQuery.Query(q).Read(context.Background())
 		if err != nil {

@@ -347,13 +347,22 @@ func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.S
 
 // WaitCaughtUp waits until every partition's committed offset reaches its
 // high watermark, writing a progress line every few seconds to progress
-// (when set).
+// (when set). It watches Kafka's offsets, which cost the workers nothing,
+// and asks Temporal whether a partition's workflow failed only every few
+// seconds.
 func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 	began := time.Now()
-	lastReport := time.Time{}
+	var lastReport, lastStates time.Time
 	var startCommitted int64 = -1
 	for {
-		st, err := o.Status(ctx)
+		done, committed, total, err := o.caughtUp(ctx)
+		if err == nil && (done || time.Since(lastStates) >= 2*time.Second) {
+			lastStates = time.Now()
+			err = o.checkNotFailed(ctx)
+			if errors.Is(err, errPartitionFailed) {
+				return err
+			}
+		}
 		if err != nil {
 			// A broker or server restarting is no reason to give up
 			// waiting; the deadline is.
@@ -362,18 +371,6 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 				return fmt.Errorf("not caught up: %w (last status error: %v)", ctx.Err(), err)
 			case <-time.After(time.Second):
 				continue
-			}
-		}
-		var committed, total int64
-		done := true
-		for _, p := range st {
-			committed += max(p.Committed, 0)
-			total += p.HighWatermark
-			if p.Committed != p.HighWatermark {
-				done = false
-			}
-			if p.State == "failed" || p.State == "terminated" {
-				return fmt.Errorf("partition %d is %s", p.Partition, p.State)
 			}
 		}
 		if startCommitted < 0 {
@@ -394,4 +391,47 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// caughtUp compares the group's committed offsets with the high watermarks.
+func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, err error) {
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return false, 0, 0, err
+	}
+	offsets, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	if err != nil {
+		return false, 0, 0, err
+	}
+	done = true
+	for p, hw := range hws {
+		committed += max(offsets[p], 0)
+		total += hw
+		if offsets[p] != hw {
+			done = false
+		}
+	}
+	return done, committed, total, nil
+}
+
+var errPartitionFailed = errors.New("partition workflow ended")
+
+// checkNotFailed returns errPartitionFailed when a partition's workflow
+// failed or was terminated: waiting longer would not help.
+func (o *Operator) checkNotFailed(ctx context.Context) error {
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	if err != nil {
+		return err
+	}
+	for p := range hws {
+		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(o.Config.Topic, p), "")
+		if err != nil {
+			continue // not started yet, or Temporal restarting: not a failure
+		}
+		switch st := stateName(desc.GetWorkflowExecutionInfo().GetStatus()); st {
+		case "failed", "terminated":
+			return fmt.Errorf("partition %d is %s: %w", p, st, errPartitionFailed)
+		}
+	}
+	return nil
 }

@@ -71,7 +71,9 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 		msgs = msgs[:0]
 		for len(msgs) < chunk && sent+len(msgs) < opts.Events {
 			r := gen.Next()
-			msgs = append(msgs, kafka.Message{Partition: r.Partition, Key: r.Key, Value: r.Value})
+			// The record's timestamp is when it was produced (CreateTime),
+			// which is what end-to-end latency is measured from.
+			msgs = append(msgs, kafka.Message{Partition: r.Partition, Key: r.Key, Value: r.Value, Time: time.Now()})
 			if opts.Rate > 0 && len(msgs) >= max(1, int(opts.Rate/20)) {
 				break // keep paced sends small so they leave on time
 			}

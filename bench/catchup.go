@@ -1,0 +1,274 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
+)
+
+// catchUp is one catch-up run: events produced first, then ingested from
+// "start" until every partition's committed offset reaches its end, then
+// reconciled against the simulator's manifest.
+type catchUp struct {
+	Driver     string  `json:"driver"` // temporal, loop (same activities, no Temporal), loader (rows only)
+	Sink       string  `json:"sink"`
+	Partitions int     `json:"partitions"`
+	BatchSize  int     `json:"batch_size"`
+	Events     int     `json:"events"`
+	Seconds    float64 `json:"seconds"`
+	EventsPerS float64 `json:"events_per_s"`
+	// Reconciled is true when every reconciliation check passed (for the
+	// discard sink: offsets and ledger totals, as no other rows exist).
+	Reconciled   bool     `json:"reconciled"`
+	Mismatches   []string `json:"mismatches,omitempty"`
+	WorkerPeakMB float64  `json:"worker_peak_rss_mb,omitempty"`
+	Batches      int      `json:"batches,omitempty"`
+}
+
+// temporalRun ingests with a worker process and PartitionIngest workflows.
+func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, config.Config, error) {
+	cfg := e.newRun(sink)
+	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
+	m, err := e.prepare(ctx, cfg, partitions, events)
+	if err != nil {
+		return res, cfg, err
+	}
+	w, err := e.startWorker(ctx, cfg)
+	if err != nil {
+		return res, cfg, err
+	}
+	defer w.stop()
+	op := e.operator(cfg, batchSize)
+	began := time.Now()
+	if _, err := op.Start(ctx); err != nil {
+		return res, cfg, err
+	}
+	if err := op.WaitCaughtUp(ctx, nil); err != nil {
+		return res, cfg, err
+	}
+	res.Seconds = time.Since(began).Seconds()
+	if _, err := op.Stop(ctx); err != nil {
+		return res, cfg, err
+	}
+	res.WorkerPeakMB = float64(w.peakRSS()) / (1 << 20)
+	return res, cfg, e.finish(ctx, op, &m, &res)
+}
+
+// finish reconciles a run and fills in its rate.
+func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.Manifest, res *catchUp) error {
+	res.Events = m.Records
+	res.EventsPerS = float64(m.Records) / res.Seconds
+	rep, err := op.Reconcile(ctx, m)
+	if err != nil {
+		return fmt.Errorf("reconcile %s: %w", op.Config.Topic, err)
+	}
+	res.Reconciled = rep.OK()
+	for _, c := range rep.Checks {
+		if !c.OK {
+			res.Mismatches = append(res.Mismatches, fmt.Sprintf("%s: got %s, want %s", c.Name, c.Got, c.Want))
+		}
+	}
+	batches, err := queryInt(ctx, e.bq, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.batch_ledger`", e.bq.Project(), op.Config.BigQueryDataset))
+	res.Batches = int(batches)
+	return err
+}
+
+// loopRun drives the same activity code with a plain loop per partition
+// in this process: plan, dedup, enrich, load, commit, no Temporal. The
+// ratio to temporalRun is what orchestration costs.
+func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, error) {
+	cfg := e.newRun(sink)
+	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
+	m, err := e.prepare(ctx, cfg, partitions, events)
+	if err != nil {
+		return res, err
+	}
+	acts := e.activities(cfg)
+	tuning := pipeline.DefaultTuning()
+	began := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for p := range partitions {
+		g.Go(func() error {
+			return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
+				if _, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}); err != nil {
+					return err
+				}
+				return acts.CommitOffsets(gctx, activities.CommitInput{Topic: cfg.Topic, Partition: p, Offset: spec.End})
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	res.Seconds = time.Since(began).Seconds()
+	return res, e.finish(ctx, e.operator(cfg, batchSize), &m, &res)
+}
+
+func (e *env) activities(cfg config.Config) *activities.Activities {
+	return &activities.Activities{Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup, BigQuery: e.bq,
+		Dataset: cfg.BigQueryDataset, Emulator: true, Discard: cfg.Sink == config.SinkDiscard}
+}
+
+// eachBatch plans a partition's batches from its start to its current end
+// and runs dedup and enrichment on each, as PartitionIngest and
+// MicroBatch do, handing the decided batch to fn.
+func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
+	fn func(batch.Spec, batch.Decisions, batch.Enrichment) error) error {
+	first, _, err := kafkalog.Bounds(ctx, cfg.KafkaBrokers, cfg.Topic, p)
+	if err != nil {
+		return err
+	}
+	next, window := first, batch.Window{Start: first}
+	for {
+		plan, err := acts.PlanBatch(ctx, activities.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes})
+		if err != nil {
+			return err
+		}
+		if plan.End == next {
+			return nil // everything produced before the run is done
+		}
+		spec := batch.Spec{Range: batch.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness}
+		d, err := acts.Dedup(ctx, spec)
+		if err != nil {
+			return err
+		}
+		enr, err := acts.Enrich(ctx, spec, d)
+		if err != nil {
+			return err
+		}
+		if err := fn(spec, d, enr); err != nil {
+			return err
+		}
+		next, window = plan.End, d.Next
+	}
+}
+
+// loaderRun measures the emulator's own ingest rate for the pipeline's
+// rows: every batch's rows are built first, untimed, then loaded with the
+// same job sizes and one loader per partition, nothing else running.
+func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) (catchUp, error) {
+	cfg := e.newRun(config.SinkBigQuery)
+	res := catchUp{Driver: "loader", Sink: config.SinkBigQuery, Partitions: partitions, BatchSize: batchSize}
+	m, err := e.prepare(ctx, cfg, partitions, events)
+	if err != nil {
+		return res, err
+	}
+	acts := e.activities(cfg)
+	type job struct {
+		id   string
+		rows map[string]*bytes.Buffer
+	}
+	jobs := make([][]job, partitions)
+	for p := range partitions {
+		err := eachBatch(ctx, acts, cfg, p, batchSize, pipeline.DefaultTuning().MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
+			rows, _, err := activities.BuildRows(ctx, acts, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now().UTC())
+			jobs[p] = append(jobs[p], job{spec.ID(), rows})
+			return err
+		})
+		if err != nil {
+			return res, err
+		}
+	}
+	began := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	for p := range partitions {
+		g.Go(func() error {
+			loader := warehouse.Loader{Client: e.bq, Dataset: cfg.BigQueryDataset}
+			for _, j := range jobs[p] {
+				for _, table := range activities.LoadOrder {
+					if j.rows[table].Len() == 0 {
+						continue
+					}
+					if err := loader.Load(gctx, table, func(n int) string { return batch.LoadJobID(j.id, table, n) }, j.rows[table].Bytes()); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return res, err
+	}
+	res.Seconds = time.Since(began).Seconds()
+	// Offsets are not committed by a plain loader; check the tables only.
+	res.Events = m.Records
+	res.EventsPerS = float64(m.Records) / res.Seconds
+	rows, err := queryInt(ctx, e.bq, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.transactions`", e.bq.Project(), cfg.BigQueryDataset))
+	if err != nil {
+		return res, err
+	}
+	res.Reconciled = rows == int64(m.UniqueIDs)
+	if !res.Reconciled {
+		res.Mismatches = []string{fmt.Sprintf("transactions: got %d rows, want %d", rows, m.UniqueIDs)}
+	}
+	return res, nil
+}
+
+// temporalCost is what Temporal stores for a run's workflows.
+type temporalCost struct {
+	Batches              int     `json:"batches"`
+	Events               int     `json:"events"`
+	HistoryEvents        int     `json:"history_events"`
+	HistoryBytes         int64   `json:"history_bytes"`
+	EventsPerBatch       float64 `json:"history_events_per_batch"`
+	BytesPerBatch        float64 `json:"history_bytes_per_batch"`
+	EventsPer1000Records float64 `json:"history_events_per_1000_events"`
+	BytesPer1000Records  float64 `json:"history_bytes_per_1000_events"`
+}
+
+// measureTemporalCost reads every workflow history of a run's task queue:
+// each MicroBatch and every run of each PartitionIngest.
+func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, records int) (temporalCost, error) {
+	var c temporalCost
+	var token []byte
+	for {
+		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: cfg.Namespace, Query: fmt.Sprintf("TaskQueue = '%s'", cfg.TaskQueue), NextPageToken: token,
+		})
+		if err != nil {
+			return c, fmt.Errorf("list workflows of %s: %w", cfg.TaskQueue, err)
+		}
+		for _, ex := range resp.GetExecutions() {
+			if ex.GetType().GetName() == "MicroBatch" {
+				c.Batches++
+			}
+			it := e.temporal.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				ev, err := it.Next()
+				if err != nil {
+					return c, err
+				}
+				c.HistoryEvents++
+				c.HistoryBytes += int64(proto.Size(ev))
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	c.Events = records
+	if c.Batches > 0 {
+		c.EventsPerBatch = float64(c.HistoryEvents) / float64(c.Batches)
+		c.BytesPerBatch = float64(c.HistoryBytes) / float64(c.Batches)
+	}
+	if records > 0 {
+		c.EventsPer1000Records = float64(c.HistoryEvents) * 1000 / float64(records)
+		c.BytesPer1000Records = float64(c.HistoryBytes) * 1000 / float64(records)
+	}
+	return c, nil
+}

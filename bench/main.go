@@ -1,0 +1,163 @@
+// Command bench measures paystream on the one-machine stack and writes a
+// report: bench/results/<date>.json, a Markdown summary and an SVG chart.
+//
+//	go run ./bench            the full run (1,000,000 events, 3 runs each; about an hour)
+//	go run ./bench --smoke    small and quick, for CI: checks the benchmark still runs
+//
+// Every figure comes from real servers: the Temporal dev server, the
+// in-process Kafka-protocol broker and the BigQuery emulator, with workers
+// as separate processes (their memory is measured, and one is killed).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/paystream/paystream/internal/config"
+)
+
+// options is what one benchmark run measures and how long it takes.
+type options struct {
+	Events       int           `json:"events"`
+	Runs         int           `json:"runs"`
+	BatchSizes   []int         `json:"batch_sizes"`
+	Partitions   []int         `json:"partitions"`
+	LoaderEvents int           `json:"loader_events"`
+	SteadyRate   float64       `json:"steady_rate"`
+	SteadyFor    time.Duration `json:"steady_for_ns"`
+	MicroTime    string        `json:"micro_benchtime"`
+	Smoke        bool          `json:"smoke"`
+	OutDir       string        `json:"-"`
+	Quiet        bool          `json:"-"`
+}
+
+func defaultOptions() options {
+	return options{
+		Events:       1_000_000,
+		Runs:         3,
+		BatchSizes:   []int{2000, 5000, 20000},
+		Partitions:   []int{4, 8},
+		LoaderEvents: 100_000,
+		SteadyRate:   5000,
+		SteadyFor:    10 * time.Minute,
+		MicroTime:    "1s",
+		OutDir:       "bench/results",
+	}
+}
+
+// smokeOptions keep every measurement but make each tiny.
+func smokeOptions() options {
+	o := defaultOptions()
+	o.Events, o.Runs, o.BatchSizes, o.Partitions = 6000, 1, []int{2000}, []int{2}
+	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 20*time.Second, "100x", true
+	return o
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	opts, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	rep, err := measure(ctx, opts)
+	if err != nil {
+		return err
+	}
+	paths, err := rep.write(opts.OutDir)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Print(rep.markdown(paths.chart))
+	fmt.Printf("\nwritten: %s, %s, %s\n", paths.json, paths.markdown, paths.chart)
+	return nil
+}
+
+func parseOptions(args []string) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	smoke := false
+	for _, a := range args {
+		if a == "--smoke" || a == "-smoke" || a == "--smoke=true" || a == "-smoke=true" {
+			smoke = true
+		}
+	}
+	o := defaultOptions()
+	if smoke {
+		o = smokeOptions()
+	}
+	fs.Bool("smoke", smoke, "small figures for CI: checks the benchmark runs, its times mean little")
+	fs.IntVar(&o.Events, "events", o.Events, "events produced before each catch-up run")
+	fs.IntVar(&o.Runs, "runs", o.Runs, "runs of each catch-up configuration; figures are their median")
+	fs.Func("batch-sizes", fmt.Sprintf("comma-separated batch sizes (max records) to compare (default %s)", joinInts(o.BatchSizes)), func(v string) error {
+		var err error
+		o.BatchSizes, err = parseInts(v)
+		return err
+	})
+	fs.Func("partitions", fmt.Sprintf("comma-separated partition counts to compare; the first is used for the other figures (default %s)", joinInts(o.Partitions)), func(v string) error {
+		var err error
+		o.Partitions, err = parseInts(v)
+		return err
+	})
+	fs.IntVar(&o.LoaderEvents, "loader-events", o.LoaderEvents, "events whose rows the plain loader loads (its rows are held in memory)")
+	fs.Float64Var(&o.SteadyRate, "steady-rate", o.SteadyRate, "events/s produced in the steady-state run")
+	fs.DurationVar(&o.SteadyFor, "steady-for", o.SteadyFor, "length of the steady-state run (latency, memory, recovery)")
+	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
+	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
+	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
+	if err := config.Parse(fs, args); err != nil {
+		return o, err
+	}
+	switch {
+	case o.Events < 100 || o.Runs < 1 || len(o.BatchSizes) == 0 || len(o.Partitions) == 0:
+		return o, fmt.Errorf("need --events >= 100, --runs >= 1 and at least one batch size and partition count")
+	case o.SteadyRate <= 0 || o.SteadyFor < 10*time.Second:
+		return o, fmt.Errorf("need --steady-rate > 0 and --steady-for >= 10s")
+	}
+	for _, n := range append(append([]int{}, o.BatchSizes...), o.Partitions...) {
+		if n < 1 {
+			return o, fmt.Errorf("batch sizes and partition counts must be positive, got %d", n)
+		}
+	}
+	return o, nil
+}
+
+func parseInts(v string) ([]int, error) {
+	var out []int
+	for _, s := range config.SplitList(v) {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a whole number", s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("empty list")
+	}
+	return out, nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack"
+)
+
+// report is everything one benchmark run measured.
+type report struct {
+	Date    time.Time `json:"date"`
+	Machine machine   `json:"machine"`
+	Options options   `json:"options"`
+	// CatchUp holds the median run of each configuration; Runs all of them.
+	CatchUp  []catchUp    `json:"catch_up"`
+	Runs     []catchUp    `json:"runs"`
+	Overhead overhead     `json:"orchestration_overhead"`
+	Loader   catchUp      `json:"plain_loader"`
+	Temporal temporalCost `json:"temporal_cost"`
+	Steady   steadyState  `json:"steady_state"`
+	Dedup    dedupMemory  `json:"dedup_index"`
+	Micro    []microBench `json:"micro_benchmarks"`
+}
+
+type machine struct {
+	Cores    int    `json:"cores"`
+	CPUModel string `json:"cpu_model"`
+	MemoryGB int    `json:"memory_gb"`
+	Go       string `json:"go"`
+	OS       string `json:"os"`
+}
+
+// overhead compares the Temporal-driven pipeline with the plain loop over
+// the same activities, same sink, batch size and partitions.
+type overhead struct {
+	TemporalEventsPerS float64 `json:"temporal_events_per_s"`
+	LoopEventsPerS     float64 `json:"loop_events_per_s"`
+	// Overhead is 1 - temporal/loop: the share of throughput Temporal costs.
+	Overhead float64 `json:"overhead"`
+	Sink     string  `json:"sink"`
+}
+
+type dedupMemory struct {
+	BytesPerEntry float64 `json:"bytes_per_entry"`
+}
+
+type microBench struct {
+	Name        string             `json:"name"`
+	NsPerOp     float64            `json:"ns_per_op"`
+	BytesPerOp  float64            `json:"bytes_per_op"`
+	AllocsPerOp float64            `json:"allocs_per_op"`
+	Metrics     map[string]float64 `json:"metrics,omitempty"`
+}
+
+func measure(ctx context.Context, o options) (*report, error) {
+	progress := io.Writer(os.Stderr)
+	if o.Quiet {
+		progress = io.Discard
+	}
+	rep := &report{Date: time.Now().UTC(), Machine: describeMachine(), Options: o}
+	root, err := devstack.FindRoot(".")
+	if err != nil {
+		return nil, err
+	}
+	// The micro-benchmarks run first, before the servers take the cores.
+	fmt.Fprintln(progress, "bench: Go micro-benchmarks (parser, dedup index, fraud scorer)")
+	if rep.Micro, err = microBenchmarks(ctx, root, o.MicroTime); err != nil {
+		return nil, err
+	}
+	for _, m := range rep.Micro {
+		if v, ok := m.Metrics["bytes/entry"]; ok {
+			rep.Dedup.BytesPerEntry = v
+		}
+	}
+
+	e, err := startEnv(ctx, progress)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	parts := o.Partitions[0]
+	mid := o.BatchSizes[len(o.BatchSizes)/2]
+
+	// Catch-up: every batch size with both sinks on the first partition
+	// count, then the other partition counts at the middle batch size.
+	type setup struct {
+		sink              string
+		partitions, batch int
+	}
+	var configs []setup
+	for _, sink := range []string{config.SinkBigQuery, config.SinkDiscard} {
+		for _, b := range o.BatchSizes {
+			configs = append(configs, setup{sink, parts, b})
+		}
+	}
+	for _, p := range o.Partitions[1:] {
+		configs = append(configs, setup{config.SinkBigQuery, p, mid})
+	}
+	for _, c := range configs {
+		var runs []catchUp
+		for i := range o.Runs {
+			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, o.Events, c.partitions, c.batch, c.sink)
+			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, o.Events)
+			if err != nil {
+				return nil, err
+			}
+			e.logf("  %.0f events/s in %.1fs, reconciled %v", r.EventsPerS, r.Seconds, r.Reconciled)
+			if c.sink == config.SinkBigQuery && c.partitions == parts && c.batch == mid && i == 0 {
+				if rep.Temporal, err = e.measureTemporalCost(ctx, cfg, r.Events); err != nil {
+					return nil, err
+				}
+			}
+			runs = append(runs, r)
+		}
+		rep.Runs = append(rep.Runs, runs...)
+		rep.CatchUp = append(rep.CatchUp, median(runs))
+	}
+
+	// Orchestration overhead: the plain loop, same sink and sizes.
+	var loops []catchUp
+	for i := range o.Runs {
+		e.logf("plain loop %d/%d: %d events, discard sink", i+1, o.Runs, o.Events)
+		r, err := e.loopRun(ctx, config.SinkDiscard, parts, mid, o.Events)
+		if err != nil {
+			return nil, err
+		}
+		e.logf("  %.0f events/s, reconciled %v", r.EventsPerS, r.Reconciled)
+		loops = append(loops, r)
+	}
+	rep.Runs = append(rep.Runs, loops...)
+	loop := median(loops)
+	rep.CatchUp = append(rep.CatchUp, loop)
+	temporal := find(rep.CatchUp, "temporal", config.SinkDiscard, parts, mid)
+	rep.Overhead = overhead{TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard,
+		Overhead: 1 - temporal.EventsPerS/loop.EventsPerS}
+
+	// The emulator's own rate for the same rows.
+	var loaders []catchUp
+	for i := range o.Runs {
+		e.logf("plain loader %d/%d: rows of %d events", i+1, o.Runs, min(o.LoaderEvents, o.Events))
+		r, err := e.loaderRun(ctx, parts, mid, min(o.LoaderEvents, o.Events))
+		if err != nil {
+			return nil, err
+		}
+		e.logf("  %.0f events/s", r.EventsPerS)
+		loaders = append(loaders, r)
+	}
+	rep.Runs = append(rep.Runs, loaders...)
+	rep.Loader = median(loaders)
+
+	e.logf("steady state: %.0f events/s for %s, worker killed at 3/4", o.SteadyRate, o.SteadyFor)
+	if rep.Steady, err = e.steadyRun(ctx, parts, o.SteadyRate, o.SteadyFor); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// median returns the run with the median rate.
+func median(runs []catchUp) catchUp {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b catchUp) int {
+		switch {
+		case a.EventsPerS < b.EventsPerS:
+			return -1
+		case a.EventsPerS > b.EventsPerS:
+			return 1
+		}
+		return 0
+	})
+	return sorted[len(sorted)/2]
+}
+
+func find(runs []catchUp, driver, sink string, partitions, batchSize int) catchUp {
+	for _, r := range runs {
+		if r.Driver == driver && r.Sink == sink && r.Partitions == partitions && r.BatchSize == batchSize {
+			return r
+		}
+	}
+	return catchUp{}
+}
+
+func describeMachine() machine {
+	m := machine{Cores: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH, CPUModel: "unknown"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if name, ok := strings.CutPrefix(line, "model name"); ok {
+				m.CPUModel = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(name), ":"))
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		fmt.Sscanf(string(b), "MemTotal: %d kB", &kb)
+		m.MemoryGB = int((kb + 1<<19) >> 20)
+	}
+	return m
+}
+
+// microBenchmarks runs the packages' Go benchmarks with allocations.
+func microBenchmarks(ctx context.Context, root, benchtime string) ([]microBench, error) {
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", benchtime,
+		"./internal/payment", "./internal/dedup", "./internal/fraud")
+	cmd.Dir = root
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go test -bench: %w\n%s", err, out.String())
+	}
+	return parseBenchOutput(out.String()), nil
+}
+
+// parseBenchOutput reads `go test -bench` lines: name, iterations, then
+// value-unit pairs.
+func parseBenchOutput(s string) []microBench {
+	var out []microBench
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		mb := microBench{Name: strings.TrimPrefix(f[0], "Benchmark"), Metrics: map[string]float64{}}
+		if i := strings.LastIndexByte(mb.Name, '-'); i > 0 {
+			mb.Name = mb.Name[:i]
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			switch f[i+1] {
+			case "ns/op":
+				mb.NsPerOp = v
+			case "B/op":
+				mb.BytesPerOp = v
+			case "allocs/op":
+				mb.AllocsPerOp = v
+			default:
+				mb.Metrics[f[i+1]] = v
+			}
+		}
+		out = append(out, mb)
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/paystream/paystream/internal/config"
+)
+
+type reportPaths struct{ json, markdown, chart string }
+
+// write saves the report as <date>.json, <date>.md and <date>.svg in dir
+// (smoke runs get a "-smoke" suffix so they never replace a real one).
+func (r *report) write(dir string) (reportPaths, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return reportPaths{}, err
+	}
+	base := r.Date.Format("2006-01-02")
+	if r.Options.Smoke {
+		base += "-smoke"
+	}
+	p := reportPaths{
+		json:     filepath.Join(dir, base+".json"),
+		markdown: filepath.Join(dir, base+".md"),
+		chart:    filepath.Join(dir, base+".svg"),
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return p, err
+	}
+	if err := os.WriteFile(p.json, append(b, '\n'), 0o644); err != nil {
+		return p, err
+	}
+	if err := os.WriteFile(p.chart, []byte(r.svg()), 0o644); err != nil {
+		return p, err
+	}
+	return p, os.WriteFile(p.markdown, []byte(r.markdown(filepath.Base(p.chart))), 0o644)
+}
+
+// Targets of the benchmark issue, on a 2-core machine.
+const (
+	targetEmulatorEventsPerS = 10_000
+	targetLoaderShare        = 0.70
+	targetDiscardEventsPerS  = 50_000
+	targetLatencyP99         = 5.0
+	targetOverhead           = 0.15
+	targetRSSMB              = 300
+	targetRecoveryS          = 10.0
+)
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**not met**"
+}
+
+// markdown is the human summary, with the chart linked.
+func (r *report) markdown(chart string) string {
+	var b strings.Builder
+	o := r.Options
+	parts, mid := o.Partitions[0], o.BatchSizes[len(o.BatchSizes)/2]
+	fmt.Fprintf(&b, "# paystream benchmark, %s\n\n", r.Date.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Machine: %d cores, %s, %d GB RAM, %s, %s. Every server shares those cores.\n", r.Machine.Cores, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.Machine.OS)
+	fmt.Fprintf(&b, "Catch-up runs: %d events each, median of %d runs.", o.Events, o.Runs)
+	if o.Smoke {
+		b.WriteString(" **Smoke mode: figures too small to mean anything.**")
+	}
+	b.WriteString("\n\n![throughput and latency](" + chart + ")\n\n")
+
+	emu := find(r.CatchUp, "temporal", config.SinkBigQuery, parts, mid)
+	disc := find(r.CatchUp, "temporal", config.SinkDiscard, parts, mid)
+	bestDisc := disc
+	for _, c := range r.CatchUp {
+		if c.Driver == "temporal" && c.Sink == config.SinkDiscard && c.EventsPerS > bestDisc.EventsPerS {
+			bestDisc = c
+		}
+	}
+	share := 0.0
+	if r.Loader.EventsPerS > 0 {
+		share = emu.EventsPerS / r.Loader.EventsPerS
+	}
+	s := r.Steady
+	b.WriteString("## Targets\n\n| figure | measured | target | |\n|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| catch-up, emulator sink (%d partitions, batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", parts, mid, emu.EventsPerS, targetEmulatorEventsPerS, verdict(emu.EventsPerS >= targetEmulatorEventsPerS))
+	fmt.Fprintf(&b, "| … as a share of the plain loader's rate for the same rows (%.0f events/s) | %.0f %% | ≥ %.0f %% | %s |\n", r.Loader.EventsPerS, 100*share, 100*targetLoaderShare, verdict(share >= targetLoaderShare))
+	fmt.Fprintf(&b, "| catch-up, discard sink (best: batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", bestDisc.BatchSize, bestDisc.EventsPerS, targetDiscardEventsPerS, verdict(bestDisc.EventsPerS >= targetDiscardEventsPerS))
+	fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s | %s |\n", s.Rate, s.LatencyP50, s.LatencyP95, s.LatencyP99, targetLatencyP99, verdict(s.LatencyP99 <= targetLatencyP99 && s.Rate >= 5000))
+	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink: %.0f vs %.0f events/s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
+	fmt.Fprintf(&b, "| worker peak RSS over %s (first half %.0f MB, second half %.0f MB) | %.0f MB | ≤ %d MB, flat | %s |\n", o.SteadyFor, s.FirstHalfPeakMB, s.LastHalfPeakMB, s.PeakRSSMB, targetRSSMB, verdict(s.PeakRSSMB <= targetRSSMB && s.LastHalfPeakMB <= 1.1*s.FirstHalfPeakMB))
+	fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", s.RecoveryMedianS, s.RecoveryMaxS, targetRecoveryS, verdict(s.RecoveryMaxS <= targetRecoveryS))
+
+	b.WriteString("\n## Catch-up throughput (median runs)\n\n| driver | sink | partitions | batch size | events | seconds | events/s | batches | worker peak RSS | reconciled |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
+		rss := "-"
+		if c.WorkerPeakMB > 0 {
+			rss = fmt.Sprintf("%.0f MB", c.WorkerPeakMB)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.1f | %.0f | %d | %s | %v |\n", c.Driver, c.Sink, c.Partitions, c.BatchSize, c.Events, c.Seconds, c.EventsPerS, c.Batches, rss, c.Reconciled)
+	}
+	b.WriteString("\n\"temporal\" is the product: worker process, PartitionIngest and MicroBatch workflows. \"loop\" runs the same activities from a plain Go loop in one process (no Temporal). \"loader\" only loads rows the pipeline built beforehand, one loader per partition: the emulator's own ceiling. Time runs from `start` until every partition's committed offset reaches its end; the data is then reconciled against the simulator's manifest (the discard sink writes only batch_ledger, so its check is offsets and ledger totals).\n")
+
+	t := r.Temporal
+	b.WriteString("\n## Temporal cost\n\n")
+	fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",
+		t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
+
+	b.WriteString("\n## Steady state\n\n")
+	fmt.Fprintf(&b, "%d events at %.0f events/s over %.0f s on %d partitions; latency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch). Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker had every partition's next batch visible within %.1f s (median %.1f s). Reconciled after the kill: %v.\n",
+		s.Events, s.Rate, s.Seconds, s.Partitions, s.LatencyP50, s.LatencyP95, s.LatencyP99, s.LatencyMax, s.PeakRSSMB, s.RecoveryMaxS, s.RecoveryMedianS, s.Reconciled)
+	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
+
+	b.WriteString("\n## Micro-benchmarks\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
+	for _, m := range r.Micro {
+		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsPerOp, m.BytesPerOp, m.AllocsPerOp)
+	}
+	return b.String()
+}
+
+// svg draws two bar charts side by side: catch-up events/s by batch size
+// per sink, and the steady-state latency percentiles.
+func (r *report) svg() string {
+	const w, h, pad = 900, 360, 50
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
+
+	// Left: throughput by batch size.
+	parts := r.Options.Partitions[0]
+	sinks := []struct{ name, color string }{{config.SinkBigQuery, "#4e79a7"}, {config.SinkDiscard, "#f28e2b"}}
+	maxRate := 1.0
+	for _, c := range r.CatchUp {
+		maxRate = max(maxRate, c.EventsPerS)
+	}
+	chartW, chartH := 480.0, float64(h-2*pad)
+	group := chartW / float64(len(r.Options.BatchSizes))
+	bar := group / 3
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14">catch-up events/s by batch size (%d partitions)</text>`+"\n", pad, parts)
+	for i, size := range r.Options.BatchSizes {
+		x0 := float64(pad) + float64(i)*group
+		for j, s := range sinks {
+			c := find(r.CatchUp, "temporal", s.name, parts, size)
+			bh := c.EventsPerS / maxRate * chartH
+			x := x0 + float64(j)*bar + bar/2
+			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, float64(h-pad)-bh, bar, bh, s.color)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.0f</text>`+"\n", x+bar/2, float64(h-pad)-bh-4, c.EventsPerS)
+		}
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%d</text>`+"\n", x0+group/2, h-pad+16, size)
+	}
+	for j, s := range sinks {
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d">%s sink</text>`+"\n", pad+j*130, h-16, s.color, pad+14+j*130, h-7, html.EscapeString(s.name))
+	}
+	fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%.0f" y2="%d" stroke="black"/>`+"\n", pad, h-pad, float64(pad)+chartW, h-pad)
+
+	// Right: latency percentiles.
+	s := r.Steady
+	lat := []struct {
+		name string
+		v    float64
+	}{{"p50", s.LatencyP50}, {"p95", s.LatencyP95}, {"p99", s.LatencyP99}}
+	maxLat := max(s.LatencyP99, targetLatencyP99)
+	x0 := 600.0
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" font-size="14">steady latency (s) at %.0f events/s</text>`+"\n", x0, s.Rate)
+	for i, l := range lat {
+		bh := l.v / maxLat * chartH
+		x := x0 + float64(i)*80
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="50" height="%.1f" fill="#59a14f"/>`+"\n", x, float64(h-pad)-bh, bh)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%.2f</text>`+"\n", x+25, float64(h-pad)-bh-4, l.v)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x+25, h-pad+16, l.name)
+	}
+	ty := float64(h-pad) - targetLatencyP99/maxLat*chartH
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="red" stroke-dasharray="4"/><text x="%.0f" y="%.1f" fill="red">target p99</text>`+"\n", x0-5, ty, x0+235, ty, x0+180, ty-4)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%d" x2="%.0f" y2="%d" stroke="black"/>`+"\n", x0-5, h-pad, x0+235, h-pad)
+	b.WriteString("</svg>\n")
+	return b.String()
+}

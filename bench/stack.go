@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"github.com/segmentio/kafka-go"
+	"go.temporal.io/sdk/client"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/schema"
+)
+
+// env is the stack every measurement runs on, and the worker binary.
+type env struct {
+	stack     *devstack.Stack
+	temporal  client.Client
+	bq        *bigquery.Client
+	workerBin string
+	dir       string
+	log       io.Writer
+	runs      int // names each run's topic, dataset and task queue apart
+}
+
+func startEnv(ctx context.Context, log io.Writer) (_ *env, err error) {
+	root, err := devstack.FindRoot(".")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "paystream-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, log: log, workerBin: filepath.Join(dir, "worker")}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	build := exec.CommandContext(ctx, "go", "build", "-o", e.workerBin, "./worker")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return nil, fmt.Errorf("build the worker: %w", err)
+	}
+	cfg := devstack.DefaultConfig()
+	cfg.StateDir = filepath.Join(dir, "state")
+	cfg.Partitions = 1
+	cfg.Log = io.Discard
+	if err := devstack.UseFreePorts(&cfg); err != nil {
+		return nil, err
+	}
+	if e.stack, err = devstack.Start(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if e.temporal, err = e.stack.DialTemporal(ctx); err != nil {
+		return nil, err
+	}
+	base := e.stack.ClientConfig()
+	if e.bq, err = warehouse.Open(ctx, base.BigQueryProject, base.BigQueryEndpoint); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.bq != nil {
+		e.bq.Close()
+	}
+	if e.temporal != nil {
+		e.temporal.Close()
+	}
+	if e.stack != nil {
+		e.stack.Stop()
+	}
+	os.RemoveAll(e.dir)
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.log, "bench: "+format+"\n", args...)
+}
+
+// newRun names a fresh topic, dataset, task queue and consumer group, so
+// no run sees another's rows, workflows or offsets.
+func (e *env) newRun(sink string) config.Config {
+	e.runs++
+	cfg := e.stack.ClientConfig()
+	name := fmt.Sprintf("bench-%d", e.runs)
+	cfg.Topic, cfg.TaskQueue, cfg.ConsumerGroup = name, name, name
+	cfg.BigQueryDataset = fmt.Sprintf("bench_%d", e.runs)
+	cfg.Sink = sink
+	return cfg
+}
+
+// prepare creates the run's topic and tables and, when events > 0,
+// produces that many simulated payments.
+func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events int) (simulation.Manifest, error) {
+	kc := &kafka.Client{Addr: kafka.TCP(cfg.KafkaBrokers...), Timeout: 10 * time.Second}
+	resp, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: partitions, ReplicationFactor: 1}}})
+	if err != nil {
+		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
+	}
+	if err := resp.Errors[cfg.Topic]; err != nil {
+		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
+	}
+	for {
+		if parts, err := kafkalog.Partitions(ctx, cfg.KafkaBrokers, cfg.Topic); err == nil && len(parts) == partitions {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return simulation.Manifest{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if err := schema.Apply(ctx, e.bq, cfg.BigQueryDataset, schema.Options{Emulator: true}); err != nil {
+		return simulation.Manifest{}, err
+	}
+	if events == 0 {
+		return simulation.Manifest{}, nil
+	}
+	return simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+}
+
+func (e *env) operator(cfg config.Config, batchSize int) *pipeline.Operator {
+	t := pipeline.DefaultTuning()
+	t.MaxRecords = batchSize
+	return &pipeline.Operator{Config: cfg, Temporal: e.temporal, BigQuery: e.bq, Tuning: t}
+}
+
+// workerProc is a worker binary running for one run, its memory sampled.
+type workerProc struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	mu      sync.Mutex
+	samples []rssSample
+}
+
+type rssSample struct {
+	At  time.Duration // since the worker started
+	RSS int64         // bytes
+}
+
+// startWorker runs the worker binary configured by environment variables,
+// as a container would be, and waits until it polls.
+func (e *env) startWorker(ctx context.Context, cfg config.Config) (*workerProc, error) {
+	cmd := exec.Command(e.workerBin)
+	cmd.Env = append(os.Environ(),
+		"PAYSTREAM_TEMPORAL_ADDRESS="+cfg.TemporalAddress,
+		"PAYSTREAM_TEMPORAL_NAMESPACE="+cfg.Namespace,
+		"PAYSTREAM_TASK_QUEUE="+cfg.TaskQueue,
+		"PAYSTREAM_KAFKA_BROKERS="+strings.Join(cfg.KafkaBrokers, ","),
+		"PAYSTREAM_TOPIC="+cfg.Topic,
+		"PAYSTREAM_CONSUMER_GROUP="+cfg.ConsumerGroup,
+		"PAYSTREAM_BIGQUERY_PROJECT="+cfg.BigQueryProject,
+		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
+		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
+		"PAYSTREAM_SINK="+cfg.Sink,
+	)
+	logFile, err := os.Create(filepath.Join(e.dir, cfg.TaskQueue+".worker.log"))
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = logFile, io.MultiWriter(logFile, pw)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	w := &workerProc{cmd: cmd, done: make(chan struct{})}
+	started := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		once := false
+		for sc.Scan() {
+			if !once && strings.Contains(sc.Text(), "worker started") {
+				once = true
+				close(started)
+			}
+		}
+	}()
+	go func() {
+		cmd.Wait()
+		pw.Close()
+		logFile.Close()
+		close(w.done)
+	}()
+	go w.sample()
+	select {
+	case <-started:
+		return w, nil
+	case <-w.done:
+		out, _ := os.ReadFile(logFile.Name())
+		return nil, fmt.Errorf("worker exited at start: %s", out)
+	case <-ctx.Done():
+		w.kill()
+		return nil, ctx.Err()
+	case <-time.After(time.Minute):
+		w.kill()
+		return nil, fmt.Errorf("worker did not start within a minute; see %s", logFile.Name())
+	}
+}
+
+func (w *workerProc) sample() {
+	began := time.Now()
+	path := fmt.Sprintf("/proc/%d/status", w.cmd.Process.Pid)
+	for {
+		if rss, ok := readRSS(path); ok {
+			w.mu.Lock()
+			w.samples = append(w.samples, rssSample{At: time.Since(began), RSS: rss})
+			w.mu.Unlock()
+		}
+		select {
+		case <-w.done:
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// readRSS reads VmRSS from /proc/<pid>/status.
+func readRSS(path string) (int64, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10, err == nil
+		}
+	}
+	return 0, false
+}
+
+func (w *workerProc) rss() []rssSample {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]rssSample(nil), w.samples...)
+}
+
+func (w *workerProc) peakRSS() int64 {
+	var peak int64
+	for _, s := range w.rss() {
+		peak = max(peak, s.RSS)
+	}
+	return peak
+}
+
+// stop asks the worker to stop as Kubernetes would (SIGTERM) and waits.
+func (w *workerProc) stop() {
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+	case <-time.After(45 * time.Second):
+		w.kill()
+	}
+}
+
+// kill ends the worker at once, as a node failure would.
+func (w *workerProc) kill() {
+	_ = w.cmd.Process.Kill()
+	<-w.done
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// steadyState is the long run at a fixed produce rate: latency from a
+// record's produce time to its batch being visible in BigQuery, the
+// worker's memory over time, and recovery after the worker is killed.
+type steadyState struct {
+	Rate       float64 `json:"rate"`
+	Seconds    float64 `json:"seconds"`
+	Partitions int     `json:"partitions"`
+	Events     int     `json:"events"`
+	// Latency of records in batches visible before the kill, in seconds.
+	LatencyP50 float64 `json:"latency_p50_s"`
+	LatencyP95 float64 `json:"latency_p95_s"`
+	LatencyP99 float64 `json:"latency_p99_s"`
+	LatencyMax float64 `json:"latency_max_s"`
+	// Memory of the first worker until it was killed: peak, and peaks of
+	// the first and second half, which must be alike (flat, not growing).
+	PeakRSSMB       float64     `json:"worker_peak_rss_mb"`
+	FirstHalfPeakMB float64     `json:"first_half_peak_rss_mb"`
+	LastHalfPeakMB  float64     `json:"second_half_peak_rss_mb"`
+	RSS             []rssSample `json:"rss_samples"`
+	// Recovery: seconds from SIGKILL of the worker (a replacement starting
+	// at once, as a Deployment's would) until each partition's next batch
+	// is visible; the slowest partition and the median.
+	RecoveryMaxS    float64  `json:"recovery_max_s"`
+	RecoveryMedianS float64  `json:"recovery_median_s"`
+	Reconciled      bool     `json:"reconciled"`
+	Mismatches      []string `json:"mismatches,omitempty"`
+}
+
+// ledgerSeen is a batch and when the benchmark first saw its ledger row.
+type ledgerSeen struct {
+	partition  int
+	start, end int64
+	loadedAt   time.Time
+	seen       time.Time
+}
+
+func (e *env) steadyRun(ctx context.Context, partitions int, rate float64, length time.Duration) (steadyState, error) {
+	res := steadyState{Rate: rate, Partitions: partitions}
+	cfg := e.newRun(config.SinkBigQuery)
+	if _, err := e.prepare(ctx, cfg, partitions, 0); err != nil {
+		return res, err
+	}
+	first, err := e.startWorker(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	op := e.operator(cfg, pipeline5000)
+	if _, err := op.Start(ctx); err != nil {
+		first.kill()
+		return res, err
+	}
+
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var (
+		mu   sync.Mutex
+		seen []ledgerSeen
+	)
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- e.watchLedger(watchCtx, cfg, &mu, &seen) }()
+
+	events := int(rate * length.Seconds())
+	produced := make(chan error, 1)
+	var manifest simulation.Manifest
+	go func() {
+		var err error
+		manifest, err = simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events, Rate: rate})
+		produced <- err
+	}()
+	began := time.Now()
+
+	// Kill the worker three quarters in; a replacement starts at once.
+	var killedAt time.Time
+	var second *workerProc
+	select {
+	case <-time.After(length * 3 / 4):
+	case err := <-produced:
+		first.kill()
+		return res, fmt.Errorf("producer stopped early: %v", err)
+	}
+	first.kill()
+	killedAt = time.Now()
+	res.RSS = first.rss()
+	if second, err = e.startWorker(ctx, cfg); err != nil {
+		return res, err
+	}
+	defer second.stop()
+	if err := <-produced; err != nil {
+		return res, err
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if err := op.WaitCaughtUp(waitCtx, nil); err != nil {
+		return res, err
+	}
+	res.Seconds = time.Since(began).Seconds()
+	time.Sleep(time.Second) // the watcher's last look
+	stopWatch()
+	if err := <-watchErr; err != nil && !errors.Is(err, context.Canceled) {
+		return res, err
+	}
+	if _, err := op.Stop(ctx); err != nil {
+		return res, err
+	}
+	res.Events = manifest.Records
+
+	rep, err := op.Reconcile(ctx, &manifest)
+	if err != nil {
+		return res, err
+	}
+	res.Reconciled = rep.OK()
+	for _, c := range rep.Checks {
+		if !c.OK {
+			res.Mismatches = append(res.Mismatches, fmt.Sprintf("%s: got %s, want %s", c.Name, c.Got, c.Want))
+		}
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if err := e.latencies(ctx, cfg, partitions, seen, killedAt, &res); err != nil {
+		return res, err
+	}
+	res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
+	res.PeakRSSMB, res.FirstHalfPeakMB, res.LastHalfPeakMB = rssPeaks(res.RSS)
+	return res, nil
+}
+
+// pipeline5000 is the default batch size the steady run uses.
+const pipeline5000 = 5000
+
+// watchLedger polls batch_ledger and notes when each batch first shows.
+// The ledger row is written after a batch's other tables, so when it shows
+// every row of the batch is visible.
+func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex, seen *[]ledgerSeen) error {
+	known := map[string]bool{}
+	q := e.bq.Query(fmt.Sprintf("SELECT batch_id, kafka_partition, start_offset, end_offset, loaded_at FROM `%s.%s.batch_ledger`", e.bq.Project(), cfg.BigQueryDataset))
+	for {
+		it, err := q.Read(ctx)
+		if err == nil {
+			now := time.Now()
+			for {
+				var row struct {
+					BatchID        string    `bigquery:"batch_id"`
+					KafkaPartition int64     `bigquery:"kafka_partition"`
+					StartOffset    int64     `bigquery:"start_offset"`
+					EndOffset      int64     `bigquery:"end_offset"`
+					LoadedAt       time.Time `bigquery:"loaded_at"`
+				}
+				err = it.Next(&row)
+				if errors.Is(err, iterator.Done) {
+					err = nil
+					break
+				}
+				if err != nil {
+					break
+				}
+				if known[row.BatchID] {
+					continue
+				}
+				known[row.BatchID] = true
+				mu.Lock()
+				*seen = append(*seen, ledgerSeen{int(row.KafkaPartition), row.StartOffset, row.EndOffset, row.LoadedAt, now})
+				mu.Unlock()
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("watch batch_ledger: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// latencies reads every record's produce time back from Kafka and measures
+// it against when its batch became visible, for batches visible before the
+// kill: the recovery figure covers the records the kill delayed.
+func (e *env) latencies(ctx context.Context, cfg config.Config, partitions int, seen []ledgerSeen, killedAt time.Time, res *steadyState) error {
+	byPartition := make([][]ledgerSeen, partitions)
+	for _, s := range seen {
+		byPartition[s.partition] = append(byPartition[s.partition], s)
+	}
+	var lat []float64
+	for p := range partitions {
+		batches := byPartition[p]
+		slices.SortFunc(batches, func(a, b ledgerSeen) int { return int(a.start - b.start) })
+		i := 0
+		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, batchesEnd(batches), func(r kafkalog.Record) error {
+			for i < len(batches) && r.Offset >= batches[i].end {
+				i++
+			}
+			if i == len(batches) || r.Offset < batches[i].start {
+				return fmt.Errorf("offset %d of partition %d is in no ledger batch", r.Offset, p)
+			}
+			if batches[i].seen.Before(killedAt) {
+				lat = append(lat, batches[i].seen.Sub(r.Time).Seconds())
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if len(lat) == 0 {
+		return errors.New("no latency measured: no batch was seen before the kill")
+	}
+	slices.Sort(lat)
+	res.LatencyP50, res.LatencyP95, res.LatencyP99 = percentile(lat, 50), percentile(lat, 95), percentile(lat, 99)
+	res.LatencyMax = lat[len(lat)-1]
+	return nil
+}
+
+func batchesEnd(b []ledgerSeen) int64 {
+	if len(b) == 0 {
+		return 0
+	}
+	return b[len(b)-1].end
+}
+
+// recovery is, per partition, the time from the kill until its first batch
+// built after the kill was visible.
+func recovery(seen []ledgerSeen, partitions int, killedAt time.Time) (maxS, medianS float64) {
+	first := make([]float64, partitions)
+	for _, s := range seen {
+		if s.loadedAt.After(killedAt) {
+			d := s.seen.Sub(killedAt).Seconds()
+			if first[s.partition] == 0 || d < first[s.partition] {
+				first[s.partition] = d
+			}
+		}
+	}
+	slices.Sort(first)
+	return first[len(first)-1], percentile(first, 50)
+}
+
+// rssPeaks returns the peak, and the peaks of the first and second half of
+// the run, in MiB; the first 10% are left out of the halves (start-up).
+func rssPeaks(samples []rssSample) (peak, first, second float64) {
+	if len(samples) == 0 {
+		return 0, 0, 0
+	}
+	end := samples[len(samples)-1].At
+	for _, s := range samples {
+		mb := float64(s.RSS) / (1 << 20)
+		peak = max(peak, mb)
+		switch {
+		case s.At < end/10:
+		case s.At < end*11/20:
+			first = max(first, mb)
+		default:
+			second = max(second, mb)
+		}
+	}
+	return peak, first, second
+}
+
+// percentile of sorted values, nearest rank.
+func percentile(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+func queryInt(ctx context.Context, bq *bigquery.Client, sql string) (int64, error) {
+	it, err := bq.Query(sql).Read(ctx)
+	if err != nil {
+		return 0, err
+	}
+	var row []bigquery.Value
+	if err := it.Next(&row); err != nil {
+		return 0, err
+	}
+	n, _ := row[0].(int64)
+	return n, nil
+}
