@@ -1,7 +1,7 @@
 # paystream's everyday commands. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test tools vet demo up fuzz soak
+.PHONY: test tools vet demo up fuzz soak bench bench-smoke
 
 # Builds the pinned tool servers first (minutes on a new machine, then
 # cached), so no test's timeout is spent compiling ZetaSQL.
@@ -31,3 +31,13 @@ fuzz:
 SOAK ?= 10m
 soak: tools
 	PAYSTREAM_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run 'TestWorkerKilledAtRandom' -v ./worker
+
+# Measures throughput, latency, memory, recovery and the micro-benchmarks
+# on the devstack and writes bench/results/<date>.{json,md,svg}. The full
+# run takes about an hour; BENCH_FLAGS adds flags (see `go run ./bench -h`).
+bench: tools
+	$(GO) run ./bench $(BENCH_FLAGS)
+
+# The same with tiny figures, as `make test` runs it (TestSmoke).
+bench-smoke: tools
+	$(GO) run ./bench --smoke --out $${TMPDIR:-/tmp}/paystream-bench

@@ -8,9 +8,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
-	"github.com/paystream/paystream/internal/dedup"
 )
 
 // Enrich scores the batch's loaded records with the fraud rules. Its result

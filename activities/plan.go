@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
@@ -62,18 +63,25 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	}
 }
 
+// planRange reads the records it plans, to bound their bytes, and keeps
+// them parsed for the batch's Dedup, Enrich and Load on this worker (see
+// batchRecords): the batch is then read from Kafka once.
 func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (PlanResult, error) {
 	limit := min(hw, in.Next+int64(max(in.MaxRecords, 1)))
 	if in.MaxBytes <= 0 {
 		return PlanResult{End: limit, HighWatermark: hw}, nil
 	}
 	end, size := in.Next, int64(0)
+	recs := make([]parsedRecord, 0, limit-in.Next)
+	cost := 0
 	err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		if size > in.MaxBytes && r.Offset > in.Next {
 			return errStop
 		}
 		end = r.Offset + 1
+		recs = append(recs, parse(r))
+		cost += recordCost(r)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
@@ -82,5 +90,6 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (Pla
 	if !errors.Is(err, errStop) {
 		end = limit // offsets past the last record (markers) belong to this range
 	}
+	a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, cost)
 	return PlanResult{End: end, HighWatermark: hw}, nil
 }

@@ -33,20 +33,28 @@ func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parse
 	recs := make([]parsedRecord, 0, spec.End-spec.Start)
 	size := 0
 	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
-		e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
-		recs = append(recs, parsedRecord{Record: r, event: e, parseErr: err})
+		recs = append(recs, parse(r))
 		size += recordCost(r)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.cacheBatch(id, recs, size)
+	return recs, nil
+}
+
+func parse(r kafkalog.Record) parsedRecord {
+	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
+	return parsedRecord{Record: r, event: e, parseErr: err}
+}
+
+func (a *Activities) cacheBatch(id string, recs []parsedRecord, size int) {
 	limit := a.BatchCacheBytes
 	if limit == 0 {
 		limit = DefaultBatchCacheBytes
 	}
 	a.batches.put(id, recs, size, limit)
-	return recs, nil
 }
 
 // recordCost estimates a parsed record's heap: its bytes, the event's

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,6 +37,7 @@ type options struct {
 	MicroTime    string        `json:"micro_benchtime"`
 	Smoke        bool          `json:"smoke"`
 	OutDir       string        `json:"-"`
+	CPUProfile   string        `json:"-"`
 	Quiet        bool          `json:"-"`
 }
 
@@ -76,6 +78,17 @@ func run(ctx context.Context, args []string) error {
 	opts, err := parseOptions(args)
 	if err != nil {
 		return err
+	}
+	if opts.CPUProfile != "" {
+		f, err := os.Create(opts.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := measure(ctx, opts)
 	if err != nil {
@@ -122,6 +135,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the Kafka broker and the plain loop run here) to the file")
 	if err := config.Parse(fs, args); err != nil {
 		return o, err
 	}

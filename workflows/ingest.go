@@ -68,7 +68,7 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 	}
 	planCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: in.PollFor + time.Minute,
-		HeartbeatTimeout:    10 * time.Second, // it heartbeats while polling
+		HeartbeatTimeout:    heartbeatTimeout, // it heartbeats while polling
 		RetryPolicy:         retry,
 	})
 	batches := 0

@@ -40,12 +40,13 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 		return fmt.Errorf("%s/%d range [%d, %d) outside the log [%d, %d): %w", topic, partition, start, end, first, last, ErrOffsetOutOfRange)
 	}
 	next := start
+	var seenBytes, seenRecords int64
 	for next < end {
 		before := next
 		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
 			return fmt.Errorf("seek %s/%d to %d: %w", topic, partition, next, err)
 		}
-		batch := conn.ReadBatch(1, 16<<20)
+		batch := conn.ReadBatch(1, fetchBytes(end-next, seenBytes, seenRecords))
 		for next < end {
 			m, err := batch.ReadMessage()
 			if err != nil {
@@ -58,6 +59,8 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 				next = end
 				break
 			}
+			seenBytes += int64(len(m.Key) + len(m.Value) + recordOverhead)
+			seenRecords++
 			if err := fn(Record{Partition: partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}); err != nil {
 				batch.Close()
 				return err
@@ -78,6 +81,28 @@ func ReadRange(ctx context.Context, brokers []string, topic string, partition in
 		}
 	}
 	return nil
+}
+
+// Fetch sizing. A fetch asks for about what the rest of the range needs:
+// asking for the most every time made the broker return (and the client
+// read) up to 16 MiB for a 2 MiB batch. The broker returns at least one
+// record batch whatever the size, so a small guess never stalls.
+const (
+	recordOverhead    = 70      // per record on the wire, roughly
+	guessRecordBytes  = 1 << 10 // before any record was seen
+	minFetchBytes     = 64 << 10
+	maxFetchBytes     = 16 << 20
+	fetchBytesHeadway = 5 // fetch a fifth more than the estimate
+)
+
+func fetchBytes(records, seenBytes, seenRecords int64) int {
+	per := int64(guessRecordBytes)
+	if seenRecords > 0 {
+		per = seenBytes / seenRecords
+	}
+	want := records * per
+	want += want / fetchBytesHeadway
+	return int(min(max(want, minFetchBytes), maxFetchBytes))
 }
 
 // Bounds returns a partition's first offset still in the log and its high

@@ -98,6 +98,9 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflows,
 		WorkerStopTimeout:                      30 * time.Second,
+		// A workflow task cached on a worker that died waits this long
+		// before any worker may take it (default 5 s); part of recovery.
+		StickyScheduleToStartTimeout: 2 * time.Second,
 	})
 	workflows.Register(w, acts)
 	return &Worker{Worker: w, Activities: acts, bq: bq}, nil

@@ -98,6 +98,22 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 	loader.JobID = id
 	loader.WriteDisposition = bigquery.WriteAppend
 	loader.CreateDisposition = bigquery.CreateNever
+	// An upload can take longer than the heartbeat timeout; a live worker
+	// keeps saying so, and a dead one stops.
+	if l.Heartbeat != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(time.Second):
+					l.Heartbeat()
+				}
+			}
+		}()
+	}
 	return loader.Run(ctx)
 }
 

@@ -1,0 +1,55 @@
+package activities
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// BenchmarkBatch is one 5,000-record batch through plan, dedup, enrich and
+// row building (everything Load does but upload), against an in-process
+// Kafka-protocol broker: the worker's CPU per batch without any server.
+func BenchmarkBatch(b *testing.B) {
+	const batchSize = 5000
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cluster.Close()
+	brokers := cluster.ListenAddrs()
+	opts := simulation.DefaultOptions()
+	if _, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: brokers, Topic: "bench", Events: 4 * batchSize}); err != nil {
+		b.Fatal(err)
+	}
+	a := &Activities{Brokers: brokers}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		start := int64(i%4) * batchSize
+		plan, err := a.PlanBatch(ctx, PlanInput{Topic: "bench", Partition: 0, Next: start, MaxRecords: batchSize, MaxBytes: 8 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		spec := batch.Spec{Range: batch.Range{Topic: "bench", Partition: 0, Start: start, End: plan.End}, Window: batch.Window{Start: start}, AllowedLateness: 10 * time.Minute}
+		a.RebuildEveryBatch = false
+		d, err := a.Dedup(ctx, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		enr, err := a.Enrich(ctx, spec, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := a.buildRows(ctx, LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		a.batches.drop(spec.ID())
+	}
+	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "records/s")
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs the whole benchmark in smoke mode, so it never rots. It
+// asserts what every figure must be made of (runs that reconciled, counts,
+// samples), never how fast anything was: times on shared machines are noise.
+func TestSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	o := smokeOptions()
+	o.OutDir, o.Quiet, o.MicroTime = t.TempDir(), true, "1x"
+	rep, err := measure(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths, err := rep.write(o.OutDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 2 sinks x 1 batch size, plus the loop.
+	if got, want := len(rep.CatchUp), 2*len(o.BatchSizes)+len(o.Partitions)-1+1; got != want {
+		t.Errorf("%d catch-up configurations, want %d", got, want)
+	}
+	for _, r := range append(rep.Runs, rep.Loader) {
+		if !r.Reconciled {
+			t.Errorf("%s/%s run did not reconcile: %v", r.Driver, r.Sink, r.Mismatches)
+		}
+		if r.Events != o.Events && r.Driver != "loader" {
+			t.Errorf("%s/%s run ingested %d events, produced %d", r.Driver, r.Sink, r.Events, o.Events)
+		}
+		if r.EventsPerS <= 0 || r.Seconds <= 0 {
+			t.Errorf("%s/%s run has no rate: %+v", r.Driver, r.Sink, r)
+		}
+	}
+	for _, r := range rep.CatchUp {
+		if r.Driver == "temporal" && r.WorkerPeakMB <= 0 {
+			t.Errorf("temporal run without the worker's memory: %+v", r)
+		}
+	}
+	if rep.Loader.Events != min(o.LoaderEvents, o.Events) {
+		t.Errorf("plain loader loaded %d events' rows, want %d", rep.Loader.Events, min(o.LoaderEvents, o.Events))
+	}
+	if rep.Overhead.LoopEventsPerS <= 0 || rep.Overhead.TemporalEventsPerS <= 0 {
+		t.Errorf("overhead not measured: %+v", rep.Overhead)
+	}
+	tc := rep.Temporal
+	if tc.Batches == 0 || tc.HistoryEvents < 10*tc.Batches || tc.HistoryBytes == 0 {
+		t.Errorf("temporal cost implausible: %+v", tc)
+	}
+	s := rep.Steady
+	if want := int(o.SteadyRate * o.SteadyFor.Seconds()); s.Events != want {
+		t.Errorf("steady run produced %d events, want %d", s.Events, want)
+	}
+	if !s.Reconciled {
+		t.Errorf("steady run (worker killed) did not reconcile: %v", s.Mismatches)
+	}
+	if !(0 < s.LatencyP50 && s.LatencyP50 <= s.LatencyP95 && s.LatencyP95 <= s.LatencyP99 && s.LatencyP99 <= s.LatencyMax) {
+		t.Errorf("latency percentiles out of order: %+v", s)
+	}
+	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
+		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
+	}
+	names := map[string]bool{}
+	for _, m := range rep.Micro {
+		names[m.Name] = m.NsPerOp > 0
+	}
+	for _, n := range []string{"Parse", "WindowObserve", "WindowBytesPerEntry", "Score"} {
+		if !names[n] {
+			t.Errorf("micro-benchmark %s missing or without ns/op: %+v", n, rep.Micro)
+		}
+	}
+	if rep.Dedup.BytesPerEntry <= 0 {
+		t.Errorf("dedup bytes per entry not measured")
+	}
+
+	// The files: JSON that reads back, an SVG that is XML, a summary
+	// with every target row.
+	b, err := os.ReadFile(paths.json)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back report
+	if err := json.Unmarshal(b, &back); err != nil || back.Steady.Events != s.Events {
+		t.Errorf("results JSON does not read back: %v", err)
+	}
+	svg, err := os.ReadFile(paths.chart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal(svg, new(struct{})); err != nil {
+		t.Errorf("chart is not well-formed SVG: %v", err)
+	}
+	md, err := os.ReadFile(paths.markdown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "Smoke mode"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	if rep.Machine.Cores <= 0 || rep.Machine.CPUModel == "" {
+		t.Errorf("machine not recorded: %+v", rep.Machine)
+	}
+}
+
+func TestParseOptions(t *testing.T) {
+	o, err := parseOptions([]string{"--smoke", "--batch-sizes", "100,200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.Smoke || o.Events != smokeOptions().Events || len(o.BatchSizes) != 2 || o.BatchSizes[1] != 200 {
+		t.Errorf("options = %+v", o)
+	}
+	for _, bad := range [][]string{{"--batch-sizes", "x"}, {"--events", "5"}, {"--partitions", "0"}, {"--steady-for", "1s"}} {
+		if _, err := parseOptions(bad); err == nil {
+			t.Errorf("parseOptions(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("parseOptions(%q): error is not one line: %q", bad, err)
+		}
+	}
+}
