@@ -41,8 +41,11 @@ type catchUp struct {
 
 // temporalRun ingests with a worker process and PartitionIngest workflows.
 func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, config.Config, error) {
-	cfg := e.newRun(sink)
 	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
+	cfg, err := e.newRun(ctx, sink)
+	if err != nil {
+		return res, cfg, err
+	}
 	m, err := e.prepare(ctx, cfg, partitions, events)
 	if err != nil {
 		return res, cfg, err
@@ -91,8 +94,11 @@ func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.M
 // in this process: plan, dedup, enrich, load, commit, no Temporal. The
 // ratio to temporalRun is what orchestration costs.
 func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, error) {
-	cfg := e.newRun(sink)
 	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
+	cfg, err := e.newRun(ctx, sink)
+	if err != nil {
+		return res, err
+	}
 	m, err := e.prepare(ctx, cfg, partitions, events)
 	if err != nil {
 		return res, err
@@ -161,8 +167,11 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 // rows: every batch's rows are built first, untimed, then loaded with the
 // same job sizes and one loader per partition, nothing else running.
 func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) (catchUp, error) {
-	cfg := e.newRun(config.SinkBigQuery)
 	res := catchUp{Driver: "loader", Sink: config.SinkBigQuery, Partitions: partitions, BatchSize: batchSize}
+	cfg, err := e.newRun(ctx, config.SinkBigQuery)
+	if err != nil {
+		return res, err
+	}
 	m, err := e.prepare(ctx, cfg, partitions, events)
 	if err != nil {
 		return res, err

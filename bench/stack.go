@@ -96,15 +96,26 @@ func (e *env) logf(format string, args ...any) {
 }
 
 // newRun names a fresh topic, dataset, task queue and consumer group, so
-// no run sees another's rows, workflows or offsets.
-func (e *env) newRun(sink string) config.Config {
+// no run sees another's rows, workflows or offsets, and gives it an empty
+// emulator: the emulator slows as its database grows, which would make the
+// order of runs decide their figures.
+func (e *env) newRun(ctx context.Context, sink string) (config.Config, error) {
+	if err := e.stack.ResetBigQuery(ctx); err != nil {
+		return config.Config{}, err
+	}
+	e.bq.Close()
+	base := e.stack.ClientConfig()
+	var err error
+	if e.bq, err = warehouse.Open(ctx, base.BigQueryProject, base.BigQueryEndpoint); err != nil {
+		return config.Config{}, err
+	}
 	e.runs++
 	cfg := e.stack.ClientConfig()
 	name := fmt.Sprintf("bench-%d", e.runs)
 	cfg.Topic, cfg.TaskQueue, cfg.ConsumerGroup = name, name, name
 	cfg.BigQueryDataset = fmt.Sprintf("bench_%d", e.runs)
 	cfg.Sink = sink
-	return cfg
+	return cfg, nil
 }
 
 // prepare creates the run's topic and tables and, when events > 0,

@@ -54,7 +54,10 @@ type ledgerSeen struct {
 
 func (e *env) steadyRun(ctx context.Context, partitions int, rate float64, length time.Duration) (steadyState, error) {
 	res := steadyState{Rate: rate, Partitions: partitions}
-	cfg := e.newRun(config.SinkBigQuery)
+	cfg, err := e.newRun(ctx, config.SinkBigQuery)
+	if err != nil {
+		return res, err
+	}
 	if _, err := e.prepare(ctx, cfg, partitions, 0); err != nil {
 		return res, err
 	}

@@ -146,11 +146,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := s.startTemporal(); err != nil {
 		return nil, err
 	}
-	if s.emulator, err = startProcess("bigquery emulator", filepath.Join(binDir, EmulatorBinary), []string{
-		"--project=" + cfg.Project, "--host=" + cfg.Host,
-		"--port=" + strconv.Itoa(cfg.BigQueryPort), "--grpc-port=" + strconv.Itoa(cfg.BigQueryGRPCPort),
-		"--database=" + filepath.Join(cfg.StateDir, "bigquery.db"), "--log-level=warn",
-	}, filepath.Join(cfg.StateDir, "bigquery.log")); err != nil {
+	if err := s.startEmulator(); err != nil {
 		return nil, err
 	}
 	if err := s.startKafka(); err != nil {
@@ -183,9 +179,7 @@ func (s *Stack) waitReady(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if err := s.poll(ctx, "BigQuery emulator", s.emulator, func(ctx context.Context) error {
-		return httpOK(ctx, s.BigQueryEndpoint()+"/bigquery/v2/projects/"+s.cfg.Project+"/datasets")
-	}); err != nil {
+	if err := s.poll(ctx, "BigQuery emulator", s.emulator, s.emulatorReady); err != nil {
 		return err
 	}
 	if err := s.poll(ctx, "Temporal frontend", s.temporal, s.temporalReady); err != nil {
@@ -228,6 +222,35 @@ func (s *Stack) startKafka() (err error) {
 func (s *Stack) RestartKafka() error {
 	s.kafka.Close()
 	return s.startKafka()
+}
+
+func (s *Stack) startEmulator() (err error) {
+	s.emulator, err = startProcess("bigquery emulator", filepath.Join(s.binDir, EmulatorBinary), []string{
+		"--project=" + s.cfg.Project, "--host=" + s.cfg.Host,
+		"--port=" + strconv.Itoa(s.cfg.BigQueryPort), "--grpc-port=" + strconv.Itoa(s.cfg.BigQueryGRPCPort),
+		"--database=" + filepath.Join(s.cfg.StateDir, "bigquery.db"), "--log-level=warn",
+	}, filepath.Join(s.cfg.StateDir, "bigquery.log"))
+	return err
+}
+
+func (s *Stack) emulatorReady(ctx context.Context) error {
+	return httpOK(ctx, s.BigQueryEndpoint()+"/bigquery/v2/projects/"+s.cfg.Project+"/datasets")
+}
+
+// ResetBigQuery restarts the emulator on an empty database, so that every
+// benchmark run loads into the same state: the emulator slows as its
+// database grows.
+func (s *Stack) ResetBigQuery(ctx context.Context) error {
+	s.emulator.stop(15 * time.Second)
+	if err := os.Remove(filepath.Join(s.cfg.StateDir, "bigquery.db")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := s.startEmulator(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	return s.poll(ctx, "BigQuery emulator", s.emulator, s.emulatorReady)
 }
 
 func (s *Stack) startTemporal() (err error) {
