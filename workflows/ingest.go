@@ -62,26 +62,154 @@ const (
 // history grows. Cancelling it stops at the next batch boundary: a batch
 // once started is finished and committed.
 func PartitionIngest(ctx workflow.Context, in IngestInput) error {
-	progress := Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return progress, nil }); err != nil {
+	progress := &Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return *progress, nil }); err != nil {
 		return err
 	}
-	planCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	// Runs recorded before pipelining replay the loop they ran; every run
+	// started since (including each continue-as-new) pipelines.
+	if workflow.GetVersion(ctx, pipelinedVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return ingestSequential(ctx, in, progress)
+	}
+	return ingestPipelined(ctx, in, progress)
+}
+
+// pipelinedVersion marks runs that plan the next batch while the current
+// one runs and commit offsets in the background.
+const pipelinedVersion = "pipelined-plan-and-commit"
+
+func planOptions(ctx workflow.Context, in IngestInput) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: in.PollFor + time.Minute,
 		HeartbeatTimeout:    heartbeatTimeout, // it heartbeats while polling
 		RetryPolicy:         retry,
 	})
+}
+
+func planFrom(ctx workflow.Context, in IngestInput, next int64) workflow.Future {
+	return workflow.ExecuteActivity(planOptions(ctx, in), a.PlanBatch, activities.PlanInput{
+		Topic: in.Topic, Partition: in.Partition, Next: next,
+		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
+	})
+}
+
+func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
+	limit := in.MaxBatchesPerRun
+	if limit <= 0 {
+		limit = maxBatchesPerRun
+	}
+	info := workflow.GetInfo(ctx)
+	return batches >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistoryEvents
+}
+
+// ingestPipelined overlaps what a batch does not depend on with the batch
+// before it: the plan of batch n+1 runs while batch n loads (its start is
+// batch n's end, known up front), and batch n's offset commit runs while
+// batch n+1 does. Each costs a few Temporal round trips per batch on the
+// critical path otherwise. Commits still happen in order, one at a time,
+// and the last is awaited before continue-as-new or stopping.
+func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
+	// Batches and commits run on a context that ignores cancellation:
+	// stopping never leaves a batch half done or its commit unsent.
+	batchCtx, _ := workflow.NewDisconnectedContext(ctx)
+	var (
+		batches int
+		planned workflow.Future // PlanBatch from in.Next, when already started
+		commit  workflow.Future // CommitOffsets of the last batch, when not yet awaited
+		failed  *batch.Spec     // a batch to run again under the same ID
+	)
+	settle := func() error {
+		if commit == nil {
+			return nil
+		}
+		err := commit.Get(batchCtx, nil)
+		commit = nil
+		return err
+	}
+	for {
+		if ctx.Err() != nil {
+			if err := settle(); err != nil {
+				return err
+			}
+			return temporal.NewCanceledError("stopped at offset", in.Next)
+		}
+		if continueAsNewDue(ctx, in, batches) {
+			if err := settle(); err != nil {
+				return err
+			}
+			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
+		}
+		spec := failed
+		if spec == nil {
+			if planned == nil {
+				planned = planFrom(ctx, in, in.Next)
+			}
+			var plan activities.PlanResult
+			err := planned.Get(ctx, &plan)
+			planned = nil
+			if err != nil {
+				if temporal.IsCanceledError(err) {
+					continue
+				}
+				// Only errors retrying cannot fix reach here; the
+				// last batch's commit still goes out.
+				if cerr := settle(); cerr != nil {
+					return cerr
+				}
+				return err
+			}
+			progress.HighWatermark = plan.HighWatermark
+			progress.CaughtUp = plan.End == in.Next
+			if progress.CaughtUp {
+				continue
+			}
+			spec = &batch.Spec{
+				Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
+				Window:          in.Window,
+				AllowedLateness: in.AllowedLateness,
+			}
+		}
+		failed = nil
+		child := startBatch(batchCtx, *spec)
+		planned = planFrom(ctx, in, spec.End)
+		var res batch.Result
+		if err := child.Get(batchCtx, &res); err != nil {
+			progress.LastError = err.Error()
+			// The range stays ours: wait, then run the same batch ID
+			// again (its failed run allows that; its loads are
+			// idempotent). Never re-plan it: a different range would
+			// load its first records under a second batch ID.
+			failed, planned = spec, nil
+			if sleepErr := workflow.Sleep(ctx, time.Minute); sleepErr != nil {
+				continue // stopping: the loop's top settles and returns
+			}
+			continue
+		}
+		if err := settle(); err != nil {
+			return err
+		}
+		commit = commitOffset(batchCtx, *spec)
+		batches++
+		in.Next, in.Window = spec.End, res.Next
+		in.BatchesDone++
+		in.RecordsDone += spec.End - spec.Start
+		progress.Next, progress.BatchesDone, progress.RecordsDone = in.Next, in.BatchesDone, in.RecordsDone
+		progress.LastBatch, progress.LastError = res.BatchID, ""
+	}
+}
+
+// ingestSequential is the loop of runs recorded before pipelining: plan,
+// batch, commit, one after another. Kept so those histories replay; remove
+// it once no such run can still be open (they continue-as-new within 500
+// batches).
+func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) error {
+	planCtx := planOptions(ctx, in)
 	batches := 0
 	for {
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("stopped at offset", in.Next)
 		}
-		limit := in.MaxBatchesPerRun
-		if limit <= 0 {
-			limit = maxBatchesPerRun
-		}
-		info := workflow.GetInfo(ctx)
-		if batches >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistoryEvents {
+		if continueAsNewDue(ctx, in, batches) {
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		var plan activities.PlanResult
@@ -93,14 +221,13 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 			if temporal.IsCanceledError(err) {
 				continue
 			}
-			return err // only errors retrying cannot fix reach here
+			return err
 		}
 		progress.HighWatermark = plan.HighWatermark
 		progress.CaughtUp = plan.End == in.Next
 		if progress.CaughtUp {
 			continue
 		}
-
 		spec := batch.Spec{
 			Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
 			Window:          in.Window,
@@ -109,8 +236,6 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 		res, err := runBatch(ctx, spec)
 		if err != nil {
 			progress.LastError = err.Error()
-			// The range stays ours: wait, then run the same batch ID again
-			// (its failed run allows that; its loads are idempotent).
 			if sleepErr := workflow.Sleep(ctx, time.Minute); sleepErr != nil {
 				return temporal.NewCanceledError("stopped at offset", in.Next)
 			}
@@ -126,9 +251,18 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 }
 
 // runBatch runs one MicroBatch and commits its offset, on a context that
-// ignores cancellation: stopping ingestion never leaves a batch half done.
+// ignores cancellation (ingestSequential).
 func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	var res batch.Result
+	if err := startBatch(ctx, spec).Get(ctx, &res); err != nil {
+		return batch.Result{}, err
+	}
+	return res, commitOffset(ctx, spec).Get(ctx, nil)
+}
+
+// startBatch starts the batch's MicroBatch child workflow.
+func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFuture {
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: spec.ID(),
 		// A completed batch ID can never run again; a failed one may be
@@ -144,11 +278,11 @@ func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 			searchattr.BatchEndOffset.ValueSet(spec.End),
 		),
 	})
-	var res batch.Result
-	if err := workflow.ExecuteChildWorkflow(childCtx, MicroBatch, spec).Get(ctx, &res); err != nil {
-		return batch.Result{}, err
-	}
+	return workflow.ExecuteChildWorkflow(childCtx, MicroBatch, spec)
+}
+
+// commitOffset commits the batch's end as the group's offset.
+func commitOffset(ctx workflow.Context, spec batch.Spec) workflow.Future {
 	commitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry})
-	err := workflow.ExecuteActivity(commitCtx, a.CommitOffsets, activities.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}).Get(ctx, nil)
-	return res, err
+	return workflow.ExecuteActivity(commitCtx, a.CommitOffsets, activities.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End})
 }

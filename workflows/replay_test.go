@@ -14,7 +14,8 @@ import (
 // current code fails CI when a change would break running workflows.
 var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500.json",
-	"testdata/ingest_payments_0.json",
+	"testdata/ingest_payments_0.json", // before pipelining: replays ingestSequential
+	"testdata/ingest_payments_0_pipelined.json",
 }
 
 func TestReplayRecordedHistories(t *testing.T) {
