@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/dedup"
@@ -35,9 +36,12 @@ type LoadInput struct {
 	Enrichment batch.Enrichment
 }
 
-// LoadOrder lists the tables in the order Load writes them: batch_ledger last, so a ledger row
-// means every other table of the batch is loaded (invariant 6).
-var LoadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger"}
+// LoadOrder lists the tables Load writes, batch_ledger last: the others
+// load at once, the ledger only after all of them, so a ledger row means
+// every other table of the batch is loaded (invariant 6).
+var LoadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", ledgerTable}
+
+const ledgerTable = "batch_ledger"
 
 // Load writes the batch to every table, one load job per table with a job
 // ID derived from (batch ID, table), applying the recorded decisions and
@@ -50,17 +54,18 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err != nil {
 		return batch.Totals{}, err
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	base := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
 	if a.Emulator {
-		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
+		base.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
 	}
-	for _, table := range LoadOrder {
+	load := func(ctx context.Context, table string) error {
 		if rows[table].Len() == 0 {
-			continue // nothing to write, nothing to repeat
+			return nil // nothing to write, nothing to repeat
 		}
-		if a.Discard && table != "batch_ledger" {
-			continue
+		if a.Discard && table != ledgerTable {
+			return nil
 		}
+		loader := base
 		if activity.IsActivity(ctx) {
 			loader.Heartbeat = func() { activity.RecordHeartbeat(ctx, table) }
 			activity.RecordHeartbeat(ctx, table)
@@ -68,11 +73,26 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 		jobID := func(attempt int) string { return batch.LoadJobID(spec.ID(), table, attempt) }
 		if err := loader.Load(ctx, table, jobID, rows[table].Bytes()); err != nil {
 			if errors.Is(err, warehouse.ErrLoadFailed) {
-				return batch.Totals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", spec.ID(), table, err), ErrTypeLoadFailed, err)
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", spec.ID(), table, err), ErrTypeLoadFailed, err)
 			}
-			return batch.Totals{}, fmt.Errorf("load %s into %s: %w", spec.ID(), table, err)
+			return fmt.Errorf("load %s into %s: %w", spec.ID(), table, err)
 		}
 		faults.At("load:" + table)
+		return nil
+	}
+	// The data tables do not depend on each other: their jobs run at once,
+	// so a batch waits for the slowest rather than the sum (load jobs take
+	// seconds on BigQuery). batch_ledger goes last, after all of them
+	// (invariant 6).
+	g, gctx := errgroup.WithContext(ctx)
+	for _, table := range LoadOrder[:len(LoadOrder)-1] {
+		g.Go(func() error { return load(gctx, table) })
+	}
+	if err := g.Wait(); err != nil {
+		return batch.Totals{}, err
+	}
+	if err := load(ctx, ledgerTable); err != nil {
+		return batch.Totals{}, err
 	}
 	a.batches.drop(spec.ID()) // Load is the batch's last reader
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),

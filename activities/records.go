@@ -17,8 +17,11 @@ type parsedRecord struct {
 }
 
 // DefaultBatchCacheBytes bounds the batches a worker keeps parsed between
-// a batch's activities: a few dozen 5,000-record batches.
-const DefaultBatchCacheBytes = 128 << 20
+// a batch's activities. Each partition holds up to two (the one loading and
+// the next, planned meanwhile), about 1.5 KB a record: 256 MiB keeps four
+// partitions of 20,000-record batches, or sixteen of 5,000. A miss costs a
+// re-read from Kafka, never a wrong answer.
+const DefaultBatchCacheBytes = 256 << 20
 
 // batchRecords returns the batch's records, parsed. Dedup, Enrich and Load
 // each need them; the first to run on this worker reads and parses them and

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/pipeline"
 )
@@ -38,6 +39,7 @@ func run(args []string) error {
 	var opts pipeline.WorkerOptions
 	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
+	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", activities.DefaultBatchCacheBytes>>20, "MiB of parsed batches kept between a batch's activities (misses re-read Kafka)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := config.Parse(fs, args); err != nil {
 		return err

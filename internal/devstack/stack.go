@@ -135,6 +135,10 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		"--ip", cfg.Host, "--port", strconv.Itoa(cfg.TemporalPort), "--ui-port", strconv.Itoa(cfg.TemporalUIPort),
 		"--db-filename", filepath.Join(cfg.StateDir, "temporal.db"),
 		"--namespace", config.DefaultNamespace, "--log-level", "warn",
+		// Durable across a killed process (the fault tests) without an
+		// fsync per history write; only a machine crash may lose the last
+		// writes, which a dev stack can afford.
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
 		// Runs an activity on the worker that completes the workflow task
 		// scheduling it, saving a round trip per activity (DESIGN §6).
 		"--dynamic-config-value", "system.enableActivityEagerExecution=true",

@@ -76,6 +76,9 @@ type Worker struct {
 type WorkerOptions struct {
 	MaxConcurrentActivities int
 	MaxConcurrentWorkflows  int
+	// BatchCacheMB bounds the parsed batches kept between a batch's
+	// activities (0: activities.DefaultBatchCacheBytes).
+	BatchCacheMB int
 }
 
 // NewWorker builds a worker for cfg's task queue with every workflow and
@@ -92,7 +95,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	acts := &activities.Activities{
 		Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
-		Discard: cfg.Sink == config.SinkDiscard,
+		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
