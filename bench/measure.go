@@ -110,9 +110,13 @@ func measure(ctx context.Context, o options) (*report, error) {
 	}
 	for _, c := range configs {
 		var runs []catchUp
+		events := o.Events
+		if c.sink == config.SinkBigQuery {
+			events = o.EmulatorEvents
+		}
 		for i := range o.Runs {
-			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, o.Events, c.partitions, c.batch, c.sink)
-			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, o.Events)
+			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, events, c.partitions, c.batch, c.sink)
+			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events)
 			if err != nil {
 				return nil, err
 			}
@@ -149,8 +153,8 @@ func measure(ctx context.Context, o options) (*report, error) {
 	// The emulator's own rate for the same rows.
 	var loaders []catchUp
 	for i := range o.Runs {
-		e.logf("plain loader %d/%d: rows of %d events", i+1, o.Runs, min(o.LoaderEvents, o.Events))
-		r, err := e.loaderRun(ctx, parts, mid, min(o.LoaderEvents, o.Events))
+		e.logf("plain loader %d/%d: rows of %d events", i+1, o.Runs, min(o.LoaderEvents, o.EmulatorEvents))
+		r, err := e.loaderRun(ctx, parts, mid, min(o.LoaderEvents, o.EmulatorEvents))
 		if err != nil {
 			return nil, err
 		}

@@ -66,7 +66,7 @@ func (r *report) markdown(chart string) string {
 	parts, mid := o.Partitions[0], o.BatchSizes[len(o.BatchSizes)/2]
 	fmt.Fprintf(&b, "# paystream benchmark, %s\n\n", r.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Machine: %d cores, %s, %d GB RAM, %s, %s. Every server shares those cores.\n", r.Machine.Cores, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.Machine.OS)
-	fmt.Fprintf(&b, "Catch-up runs: %d events each, median of %d runs.", o.Events, o.Runs)
+	fmt.Fprintf(&b, "Catch-up runs: %d events each (%d into the emulator, which slows as its tables grow), median of %d runs.", o.Events, o.EmulatorEvents, o.Runs)
 	if o.Smoke {
 		b.WriteString(" **Smoke mode: figures too small to mean anything.**")
 	}

@@ -104,6 +104,11 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		// A workflow task cached on a worker that died waits this long
 		// before any worker may take it (default 5 s); part of recovery.
 		StickyScheduleToStartTimeout: 2 * time.Second,
+		// The SDK sends heartbeats at most every 80 % of the heartbeat
+		// timeout, leaving a busy server one second to record them before
+		// it gives up on a live activity (seen on a saturated machine).
+		// Sending them every second leaves four.
+		MaxHeartbeatThrottleInterval: time.Second,
 	})
 	workflows.Register(w, acts)
 	return &Worker{Worker: w, Activities: acts, bq: bq}, nil
