@@ -36,7 +36,10 @@ type catchUp struct {
 	Reconciled   bool     `json:"reconciled"`
 	Mismatches   []string `json:"mismatches,omitempty"`
 	WorkerPeakMB float64  `json:"worker_peak_rss_mb,omitempty"`
-	Batches      int      `json:"batches,omitempty"`
+	// CPUSeconds is the CPU each process used during the run; divided by
+	// Seconds it says how many cores each kept busy.
+	CPUSeconds map[string]float64 `json:"cpu_seconds"`
+	Batches    int                `json:"batches,omitempty"`
 }
 
 // temporalRun ingests with a worker process and PartitionIngest workflows.
@@ -56,6 +59,7 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	}
 	defer w.stop()
 	op := e.operator(cfg, batchSize)
+	cpu := e.startCPU(w)
 	began := time.Now()
 	if _, err := op.Start(ctx); err != nil {
 		return res, cfg, err
@@ -64,6 +68,7 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 		return res, cfg, err
 	}
 	res.Seconds = time.Since(began).Seconds()
+	res.CPUSeconds = cpu.used()
 	if _, err := op.Stop(ctx); err != nil {
 		return res, cfg, err
 	}
@@ -105,6 +110,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	}
 	acts := e.activities(cfg)
 	tuning := pipeline.DefaultTuning()
+	cpu := e.startCPU(nil)
 	began := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for p := range partitions {
@@ -121,6 +127,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		return res, err
 	}
 	res.Seconds = time.Since(began).Seconds()
+	res.CPUSeconds = cpu.used()
 	return res, e.finish(ctx, e.operator(cfg, batchSize), &m, &res)
 }
 
@@ -192,6 +199,7 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 			return res, err
 		}
 	}
+	cpu := e.startCPU(nil)
 	began := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	for p := range partitions {
@@ -214,6 +222,7 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 		return res, err
 	}
 	res.Seconds = time.Since(began).Seconds()
+	res.CPUSeconds = cpu.used()
 	// Offsets are not committed by a plain loader; check the tables only.
 	res.Events = m.Records
 	res.EventsPerS = float64(m.Records) / res.Seconds

@@ -104,6 +104,19 @@ func (r *report) markdown(chart string) string {
 	}
 	b.WriteString("\n\"temporal\" is the product: worker process, PartitionIngest and MicroBatch workflows. \"loop\" runs the same activities from a plain Go loop in one process (no Temporal). \"loader\" only loads rows the pipeline built beforehand, one loader per partition: the emulator's own ceiling. Time runs from `start` until every partition's committed offset reaches its end; the data is then reconciled against the simulator's manifest (the discard sink writes only batch_ledger, so its check is offsets and ledger totals).\n")
 
+	b.WriteString("\n## Where the time goes\n\nCores each process kept busy during the median runs (CPU seconds / wall seconds; the machine has " + fmt.Sprint(r.Machine.Cores) + "):\n\n| driver | sink | batch size | partitions | temporal | bigquery-emulator | worker | bench+kafka |\n|---|---|---|---|---|---|---|---|\n")
+	for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
+		cores := func(name string) string {
+			v, ok := c.CPUSeconds[name]
+			if !ok || c.Seconds == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v/c.Seconds)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s |\n", c.Driver, c.Sink, c.BatchSize, c.Partitions, cores("temporal"), cores("bigquery-emulator"), cores("worker"), cores("bench+kafka"))
+	}
+	b.WriteString("\nThe loop and the loader run their activities in the bench process, with the Kafka broker.\n")
+
 	t := r.Temporal
 	b.WriteString("\n## Temporal cost\n\n")
 	fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",

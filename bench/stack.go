@@ -294,3 +294,49 @@ func lastLine(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return lines[len(lines)-1]
 }
+
+// cpuSeconds is the user+system CPU a process has used, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces; fields follow its ')'.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100
+}
+
+// cpuMeter measures the CPU each part of the stack uses over a run: the
+// stack-level profile that says which part is the limit.
+type cpuMeter struct {
+	pids  map[string]int
+	start map[string]float64
+}
+
+func (e *env) startCPU(worker *workerProc) *cpuMeter {
+	temporal, emulator := e.stack.ServerPIDs()
+	m := &cpuMeter{pids: map[string]int{"temporal": temporal, "bigquery-emulator": emulator, "bench+kafka": os.Getpid()}, start: map[string]float64{}}
+	if worker != nil {
+		m.pids["worker"] = worker.cmd.Process.Pid
+	}
+	for name, pid := range m.pids {
+		m.start[name] = cpuSeconds(pid)
+	}
+	return m
+}
+
+// used returns each process's CPU seconds since startCPU.
+func (m *cpuMeter) used() map[string]float64 {
+	out := map[string]float64{}
+	for name, pid := range m.pids {
+		out[name] = cpuSeconds(pid) - m.start[name]
+	}
+	return out
+}

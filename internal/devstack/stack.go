@@ -241,6 +241,12 @@ func (s *Stack) emulatorReady(ctx context.Context) error {
 	return httpOK(ctx, s.BigQueryEndpoint()+"/bigquery/v2/projects/"+s.cfg.Project+"/datasets")
 }
 
+// ServerPIDs returns the process IDs of the Temporal dev server and the
+// BigQuery emulator (Kafka runs in this process), for measuring their CPU.
+func (s *Stack) ServerPIDs() (temporal, emulator int) {
+	return s.temporal.cmd.Process.Pid, s.emulator.cmd.Process.Pid
+}
+
 // ResetBigQuery restarts the emulator on an empty database, so that every
 // benchmark run loads into the same state: the emulator slows as its
 // database grows.
