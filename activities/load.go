@@ -58,6 +58,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if a.Emulator {
 		base.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
 	}
+	actx := ctx
 	load := func(ctx context.Context, table string) error {
 		if rows[table].Len() == 0 {
 			return nil // nothing to write, nothing to repeat
@@ -66,9 +67,13 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 			return nil
 		}
 		loader := base
-		if activity.IsActivity(ctx) {
-			loader.Heartbeat = func() { activity.RecordHeartbeat(ctx, table) }
-			activity.RecordHeartbeat(ctx, table)
+		if activity.IsActivity(actx) {
+			// Always on the activity's own context: the SDK sends a
+			// throttled heartbeat later with the context it was given,
+			// and one that has ended by then (an errgroup's, say)
+			// makes the SDK cancel the whole activity.
+			loader.Heartbeat = func() { activity.RecordHeartbeat(actx, table) }
+			activity.RecordHeartbeat(actx, table)
 		}
 		jobID := func(attempt int) string { return batch.LoadJobID(spec.ID(), table, attempt) }
 		if err := loader.Load(ctx, table, jobID, rows[table].Bytes()); err != nil {

@@ -101,6 +101,9 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 	loader.JobID = id
 	loader.WriteDisposition = bigquery.WriteAppend
 	loader.CreateDisposition = bigquery.CreateNever
+	// One request from the bytes in hand: the client's default chunking
+	// buffers 16 MiB per upload, and a batch uploads five tables at once.
+	loader.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
 	// An upload can take longer than the heartbeat timeout; a live worker
 	// keeps saying so, and a dead one stops.
 	if l.Heartbeat != nil {
