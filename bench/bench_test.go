@@ -57,18 +57,11 @@ func TestSmoke(t *testing.T) {
 	if tc.Batches == 0 || tc.HistoryEvents < 10*tc.Batches || tc.HistoryBytes == 0 {
 		t.Errorf("temporal cost implausible: %+v", tc)
 	}
-	s := rep.Steady
-	if want := int(o.SteadyRate * o.SteadyFor.Seconds()); s.Events != want {
-		t.Errorf("steady run produced %d events, want %d", s.Events, want)
+	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
+		checkSteady(t, o, s)
 	}
-	if !s.Reconciled {
-		t.Errorf("steady run (worker killed) did not reconcile: %v", s.Mismatches)
-	}
-	if !(0 < s.LatencyP50 && s.LatencyP50 <= s.LatencyP95 && s.LatencyP95 <= s.LatencyP99 && s.LatencyP99 <= s.LatencyMax) {
-		t.Errorf("latency percentiles out of order: %+v", s)
-	}
-	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
-		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
+	if rep.Steady.Sink != "bigquery" || rep.SteadyDiscard.Sink != "discard" {
+		t.Errorf("steady runs' sinks: %q and %q", rep.Steady.Sink, rep.SteadyDiscard.Sink)
 	}
 	names := map[string]bool{}
 	for _, m := range rep.Micro {
@@ -90,7 +83,7 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back report
-	if err := json.Unmarshal(b, &back); err != nil || back.Steady.Events != s.Events {
+	if err := json.Unmarshal(b, &back); err != nil || back.Steady.Events != rep.Steady.Events {
 		t.Errorf("results JSON does not read back: %v", err)
 	}
 	svg, err := os.ReadFile(paths.chart)
@@ -128,5 +121,21 @@ func TestParseOptions(t *testing.T) {
 		} else if strings.Contains(err.Error(), "\n") {
 			t.Errorf("parseOptions(%q): error is not one line: %q", bad, err)
 		}
+	}
+}
+
+func checkSteady(t *testing.T, o options, s steadyState) {
+	t.Helper()
+	if want := int(o.SteadyRate * o.SteadyFor.Seconds()); s.Events != want {
+		t.Errorf("steady run (%s) produced %d events, want %d", s.Sink, s.Events, want)
+	}
+	if !s.Reconciled {
+		t.Errorf("steady run (worker killed) did not reconcile: %v", s.Mismatches)
+	}
+	if !(0 < s.LatencyP50 && s.LatencyP50 <= s.LatencyP95 && s.LatencyP95 <= s.LatencyP99 && s.LatencyP99 <= s.LatencyMax) {
+		t.Errorf("latency percentiles out of order: %+v", s)
+	}
+	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
+		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
 	}
 }

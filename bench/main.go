@@ -65,7 +65,7 @@ func defaultOptions() options {
 func smokeOptions() options {
 	o := defaultOptions()
 	o.Events, o.EmulatorEvents, o.Runs, o.BatchSizes, o.Partitions = 6000, 6000, 1, []int{2000}, []int{2}
-	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 20*time.Second, "100x", true
+	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 12*time.Second, "100x", true
 	return o
 }
 

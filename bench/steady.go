@@ -20,6 +20,7 @@ import (
 // record's produce time to its batch being visible in BigQuery, the
 // worker's memory over time, and recovery after the worker is killed.
 type steadyState struct {
+	Sink       string  `json:"sink"`
 	Rate       float64 `json:"rate"`
 	Seconds    float64 `json:"seconds"`
 	Partitions int     `json:"partitions"`
@@ -44,6 +45,9 @@ type steadyState struct {
 	Mismatches      []string `json:"mismatches,omitempty"`
 }
 
+// The discard sink still writes batch_ledger, so latency is measured the
+// same way with either sink: with discard it is the pipeline's own.
+
 // ledgerSeen is a batch and when the benchmark first saw its ledger row.
 type ledgerSeen struct {
 	partition  int
@@ -52,9 +56,9 @@ type ledgerSeen struct {
 	seen       time.Time
 }
 
-func (e *env) steadyRun(ctx context.Context, partitions int, rate float64, length time.Duration) (steadyState, error) {
-	res := steadyState{Rate: rate, Partitions: partitions}
-	cfg, err := e.newRun(ctx, config.SinkBigQuery)
+func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate float64, length time.Duration) (steadyState, error) {
+	res := steadyState{Sink: sink, Rate: rate, Partitions: partitions}
+	cfg, err := e.newRun(ctx, sink)
 	if err != nil {
 		return res, err
 	}
