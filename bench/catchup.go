@@ -45,11 +45,7 @@ type catchUp struct {
 // temporalRun ingests with a worker process and PartitionIngest workflows.
 func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, config.Config, error) {
 	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
-	cfg, err := e.newRun(ctx, sink)
-	if err != nil {
-		return res, cfg, err
-	}
-	m, err := e.prepare(ctx, cfg, partitions, events)
+	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
 		return res, cfg, err
 	}
@@ -100,11 +96,7 @@ func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.M
 // ratio to temporalRun is what orchestration costs.
 func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, error) {
 	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
-	cfg, err := e.newRun(ctx, sink)
-	if err != nil {
-		return res, err
-	}
-	m, err := e.prepare(ctx, cfg, partitions, events)
+	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
 		return res, err
 	}
@@ -175,11 +167,7 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 // same job sizes and one loader per partition, nothing else running.
 func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) (catchUp, error) {
 	res := catchUp{Driver: "loader", Sink: config.SinkBigQuery, Partitions: partitions, BatchSize: batchSize}
-	cfg, err := e.newRun(ctx, config.SinkBigQuery)
-	if err != nil {
-		return res, err
-	}
-	m, err := e.prepare(ctx, cfg, partitions, events)
+	cfg, m, err := e.newRun(ctx, config.SinkBigQuery, partitions, events)
 	if err != nil {
 		return res, err
 	}

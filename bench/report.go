@@ -130,8 +130,8 @@ func (r *report) markdown(chart string) string {
 
 	b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
 	for _, st := range []steadyState{s, sd} {
-		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker had every partition's next batch visible within %.1f s (median %.1f s). Reconciled after the kill: %v.\n",
-			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, st.RecoveryMaxS, st.RecoveryMedianS, st.Reconciled)
+		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker had every partition's next batch visible within %.1f s (median %.1f s). Reconciled after the kill: %v%s.\n",
+			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, st.RecoveryMaxS, st.RecoveryMedianS, st.Reconciled, behind(st))
 	}
 	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 
@@ -198,4 +198,11 @@ func (r *report) svg() string {
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%d" x2="%.0f" y2="%d" stroke="black"/>`+"\n", x0-5, h-pad, x0+235, h-pad)
 	b.WriteString("</svg>\n")
 	return b.String()
+}
+
+func behind(s steadyState) string {
+	if !s.FellBehind {
+		return ""
+	}
+	return " (" + strings.Join(s.Mismatches, "; ") + ")"
 }

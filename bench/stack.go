@@ -95,19 +95,20 @@ func (e *env) logf(format string, args ...any) {
 	fmt.Fprintf(e.log, "bench: "+format+"\n", args...)
 }
 
-// newRun names a fresh topic, dataset, task queue and consumer group, so
-// no run sees another's rows, workflows or offsets, and gives it an empty
-// emulator: the emulator slows as its database grows, which would make the
-// order of runs decide their figures.
-func (e *env) newRun(ctx context.Context, sink string) (config.Config, error) {
+// newRun sets up a run: a fresh topic of that many partitions with events
+// simulated payments produced (none when 0), a fresh dataset, task queue
+// and consumer group, so no run sees another's rows, workflows or offsets,
+// and an empty emulator: the emulator slows as its database grows, which
+// would make the order of runs decide their figures.
+func (e *env) newRun(ctx context.Context, sink string, partitions, events int) (config.Config, simulation.Manifest, error) {
 	if err := e.stack.ResetBigQuery(ctx); err != nil {
-		return config.Config{}, err
+		return config.Config{}, simulation.Manifest{}, err
 	}
 	e.bq.Close()
 	base := e.stack.ClientConfig()
 	var err error
 	if e.bq, err = warehouse.Open(ctx, base.BigQueryProject, base.BigQueryEndpoint); err != nil {
-		return config.Config{}, err
+		return config.Config{}, simulation.Manifest{}, err
 	}
 	e.runs++
 	cfg := e.stack.ClientConfig()
@@ -115,11 +116,10 @@ func (e *env) newRun(ctx context.Context, sink string) (config.Config, error) {
 	cfg.Topic, cfg.TaskQueue, cfg.ConsumerGroup = name, name, name
 	cfg.BigQueryDataset = fmt.Sprintf("bench_%d", e.runs)
 	cfg.Sink = sink
-	return cfg, nil
+	m, err := e.prepare(ctx, cfg, partitions, events)
+	return cfg, m, err
 }
 
-// prepare creates the run's topic and tables and, when events > 0,
-// produces that many simulated payments.
 func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events int) (simulation.Manifest, error) {
 	kc := &kafka.Client{Addr: kafka.TCP(cfg.KafkaBrokers...), Timeout: 10 * time.Second}
 	resp, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: partitions, ReplicationFactor: 1}}})

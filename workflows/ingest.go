@@ -190,12 +190,17 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		}
 		commit = commitOffset(batchCtx, *spec)
 		batches++
-		in.Next, in.Window = spec.End, res.Next
-		in.BatchesDone++
-		in.RecordsDone += spec.End - spec.Start
-		progress.Next, progress.BatchesDone, progress.RecordsDone = in.Next, in.BatchesDone, in.RecordsDone
-		progress.LastBatch, progress.LastError = res.BatchID, ""
+		advance(&in, progress, spec.Range, res)
 	}
+}
+
+// advance moves the partition past a completed batch.
+func advance(in *IngestInput, progress *Progress, r batch.Range, res batch.Result) {
+	in.Next, in.Window = r.End, res.Next
+	in.BatchesDone++
+	in.RecordsDone += r.End - r.Start
+	progress.Next, progress.BatchesDone, progress.RecordsDone = in.Next, in.BatchesDone, in.RecordsDone
+	progress.LastBatch, progress.LastError = res.BatchID, ""
 }
 
 // ingestSequential is the loop of runs recorded before pipelining: plan,
@@ -242,11 +247,7 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 			continue
 		}
 		batches++
-		in.Next, in.Window = spec.End, res.Next
-		in.BatchesDone++
-		in.RecordsDone += spec.End - spec.Start
-		progress.Next, progress.BatchesDone, progress.RecordsDone = in.Next, in.BatchesDone, in.RecordsDone
-		progress.LastBatch, progress.LastError = res.BatchID, ""
+		advance(&in, progress, spec.Range, res)
 	}
 }
 
