@@ -102,6 +102,20 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("summary lacks %q", want)
 		}
 	}
+	if !strings.Contains(string(md), "What limits the catch-up figures") {
+		t.Errorf("summary lacks the limits")
+	}
+	// --render writes the same summary from the JSON alone.
+	if err := render(paths.json); err != nil {
+		t.Fatal(err)
+	}
+	again, err := os.ReadFile(paths.markdown)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(md) {
+		t.Errorf("--render wrote another summary than the run:\n%s\n---\n%s", again, md)
+	}
 	if rep.Machine.Cores <= 0 || rep.Machine.CPUModel == "" {
 		t.Errorf("machine not recorded: %+v", rep.Machine)
 	}

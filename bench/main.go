@@ -11,11 +11,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -43,6 +45,7 @@ type options struct {
 	Smoke          bool          `json:"smoke"`
 	OutDir         string        `json:"-"`
 	CPUProfile     string        `json:"-"`
+	Render         string        `json:"-"`
 	Quiet          bool          `json:"-"`
 }
 
@@ -84,6 +87,9 @@ func run(ctx context.Context, args []string) error {
 	opts, err := parseOptions(args)
 	if err != nil {
 		return err
+	}
+	if opts.Render != "" {
+		return render(opts.Render)
 	}
 	if opts.CPUProfile != "" {
 		f, err := os.Create(opts.CPUProfile)
@@ -142,6 +148,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&o.Render, "render", "", "measure nothing: write the summary and chart again from this results JSON (e.g. after changing the report)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the Kafka broker and the plain loop run here) to the file")
 	if err := config.Parse(fs, args); err != nil {
 		return o, err
@@ -181,4 +188,24 @@ func joinInts(ns []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ",")
+}
+
+// render writes the Markdown summary and the chart beside an existing
+// results JSON, from its figures.
+func render(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	base := strings.TrimSuffix(path, ".json")
+	if err := os.WriteFile(base+".svg", []byte(rep.svg()), 0o644); err != nil {
+		return err
+	}
+	md := rep.markdown(filepath.Base(base) + ".svg")
+	fmt.Print(md)
+	return os.WriteFile(base+".md", []byte(md), 0o644)
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/paystream/paystream/internal/config"
@@ -100,6 +102,12 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
 	}
 
+	b.WriteString("\nWhat limits the catch-up figures (the busiest process of the run, in cores kept busy; see \"Where the time goes\"):\n\n")
+	fmt.Fprintf(&b, "- emulator sink: %s; the plain loader, which only loads, keeps %s.\n", busiest(emu, r.Machine.Cores), busiest(r.Loader, r.Machine.Cores))
+	fmt.Fprintf(&b, "- discard sink, batches of %d: %s.\n", bestDisc.BatchSize, busiest(bestDisc, r.Machine.Cores))
+	loop := find(r.CatchUp, "loop", config.SinkDiscard, parts, mid)
+	fmt.Fprintf(&b, "- orchestration: the Temporal server keeps %.2f cores busy in the workflow run (discard sink, batches of %d) and %.2f in the plain loop.\n",
+		coresOf(disc, "temporal"), mid, coresOf(loop, "temporal"))
 	b.WriteString("\n## Catch-up throughput (median runs)\n\n| driver | sink | partitions | batch size | events | seconds | events/s | batches | worker peak RSS | reconciled |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
 		rss := "-"
@@ -205,4 +213,26 @@ func behind(s steadyState) string {
 		return ""
 	}
 	return " (" + strings.Join(s.Mismatches, "; ") + ")"
+}
+
+// coresOf is how many cores a process kept busy during a run.
+func coresOf(c catchUp, process string) float64 {
+	if c.Seconds == 0 {
+		return 0
+	}
+	return c.CPUSeconds[process] / c.Seconds
+}
+
+// busiest names the process that used the most CPU in a run.
+func busiest(c catchUp, cores int) string {
+	name, most := "", -1.0
+	for _, p := range slices.Sorted(maps.Keys(c.CPUSeconds)) {
+		if v := coresOf(c, p); v > most {
+			name, most = p, v
+		}
+	}
+	if name == "" {
+		return "not measured"
+	}
+	return fmt.Sprintf("%s, %.2f of %d cores", name, most, cores)
 }
