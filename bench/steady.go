@@ -69,7 +69,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	if err != nil {
 		return res, err
 	}
-	op := e.operator(cfg, pipeline5000)
+	op := e.operator(cfg, steadyBatchSize)
 	if _, err := op.Start(ctx); err != nil {
 		first.kill()
 		return res, err
@@ -163,8 +163,8 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 // producer stopped.
 const catchUpGrace = 2 * time.Minute
 
-// pipeline5000 is the default batch size the steady run uses.
-const pipeline5000 = 5000
+// steadyBatchSize is the batch size of the steady run: the default.
+const steadyBatchSize = 5000
 
 // watchLedger polls batch_ledger and notes when each batch first shows.
 // The ledger row is written after a batch's other tables, so when it shows

@@ -180,9 +180,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			// idempotent). Never re-plan it: a different range would
 			// load its first records under a second batch ID.
 			failed, planned = spec, nil
-			if sleepErr := workflow.Sleep(ctx, time.Minute); sleepErr != nil {
-				continue // stopping: the loop's top settles and returns
-			}
+			_ = workflow.Sleep(ctx, time.Minute) // a stop ends it early; the loop's top settles and returns
 			continue
 		}
 		if err := settle(); err != nil {

@@ -355,10 +355,10 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 	var lastReport, lastStates time.Time
 	var startCommitted int64 = -1
 	for {
-		done, committed, total, err := o.caughtUp(ctx)
+		done, committed, total, partitions, err := o.caughtUp(ctx)
 		if err == nil && (done || time.Since(lastStates) >= 2*time.Second) {
 			lastStates = time.Now()
-			err = o.checkNotFailed(ctx)
+			err = o.checkNotFailed(ctx, partitions)
 			if errors.Is(err, errPartitionFailed) {
 				return err
 			}
@@ -394,14 +394,14 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 }
 
 // caughtUp compares the group's committed offsets with the high watermarks.
-func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, err error) {
+func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, partitions int, err error) {
 	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
 	if err != nil {
-		return false, 0, 0, err
+		return false, 0, 0, 0, err
 	}
 	offsets, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
-		return false, 0, 0, err
+		return false, 0, 0, 0, err
 	}
 	done = true
 	for p, hw := range hws {
@@ -411,19 +411,15 @@ func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total in
 			done = false
 		}
 	}
-	return done, committed, total, nil
+	return done, committed, total, len(hws), nil
 }
 
 var errPartitionFailed = errors.New("partition workflow ended")
 
 // checkNotFailed returns errPartitionFailed when a partition's workflow
 // failed or was terminated: waiting longer would not help.
-func (o *Operator) checkNotFailed(ctx context.Context) error {
-	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
-	if err != nil {
-		return err
-	}
-	for p := range hws {
+func (o *Operator) checkNotFailed(ctx context.Context, partitions int) error {
+	for p := range partitions {
 		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(o.Config.Topic, p), "")
 		if err != nil {
 			continue // not started yet, or Temporal restarting: not a failure
