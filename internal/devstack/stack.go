@@ -12,11 +12,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -468,7 +470,7 @@ func UseFreePorts(cfg *Config) error {
 		}
 	}()
 	for _, p := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
-		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
+		ln, err := listenFree(cfg.Host)
 		if err != nil {
 			return err
 		}
@@ -476,4 +478,27 @@ func UseFreePorts(cfg *Config) error {
 		*p = ln.Addr().(*net.TCPAddr).Port
 	}
 	return nil
+}
+
+// listenFree listens on a free port below the kernel's ephemeral range.
+// A port the kernel hands out for ":0" is also what it gives outgoing
+// connections: between our closing it and a server binding it, a client
+// elsewhere on the machine (a parallel test's) took one, and the server
+// failed with "address already in use".
+func listenFree(host string) (net.Listener, error) {
+	low := 32768 // Linux's default start of ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 12000 {
+				low = n
+			}
+		}
+	}
+	for range 200 {
+		port := 10000 + rand.IntN(low-10000)
+		if ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
+			return ln, nil
+		}
+	}
+	return net.Listen("tcp", net.JoinHostPort(host, "0"))
 }
