@@ -73,7 +73,6 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (Pla
 	}
 	end, size := in.Next, int64(0)
 	recs := make([]parsedRecord, 0, limit-in.Next)
-	cost := 0
 	err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		if size > in.MaxBytes && r.Offset > in.Next {
@@ -81,7 +80,6 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (Pla
 		}
 		end = r.Offset + 1
 		recs = append(recs, parse(r))
-		cost += recordCost(r)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
@@ -90,6 +88,6 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (Pla
 	if !errors.Is(err, errStop) {
 		end = limit // offsets past the last record (markers) belong to this range
 	}
-	a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, cost)
+	a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs)
 	return PlanResult{End: end, HighWatermark: hw}, nil
 }

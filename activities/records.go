@@ -34,16 +34,14 @@ func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parse
 		return recs, nil
 	}
 	recs := make([]parsedRecord, 0, spec.End-spec.Start)
-	size := 0
 	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
 		recs = append(recs, parse(r))
-		size += recordCost(r)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	a.cacheBatch(id, recs, size)
+	a.cacheBatch(id, recs)
 	return recs, nil
 }
 
@@ -52,7 +50,11 @@ func parse(r kafkalog.Record) parsedRecord {
 	return parsedRecord{Record: r, event: e, parseErr: err}
 }
 
-func (a *Activities) cacheBatch(id string, recs []parsedRecord, size int) {
+func (a *Activities) cacheBatch(id string, recs []parsedRecord) {
+	size := 0
+	for i := range recs {
+		size += recordCost(recs[i].Record)
+	}
 	limit := a.BatchCacheBytes
 	if limit == 0 {
 		limit = DefaultBatchCacheBytes

@@ -206,7 +206,6 @@ func advance(in *IngestInput, progress *Progress, r batch.Range, res batch.Resul
 // it once no such run can still be open (they continue-as-new within 500
 // batches).
 func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) error {
-	planCtx := planOptions(ctx, in)
 	batches := 0
 	for {
 		if ctx.Err() != nil {
@@ -216,10 +215,7 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		var plan activities.PlanResult
-		err := workflow.ExecuteActivity(planCtx, a.PlanBatch, activities.PlanInput{
-			Topic: in.Topic, Partition: in.Partition, Next: in.Next,
-			MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
-		}).Get(ctx, &plan)
+		err := planFrom(ctx, in, in.Next).Get(ctx, &plan)
 		if err != nil {
 			if temporal.IsCanceledError(err) {
 				continue
