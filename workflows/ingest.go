@@ -31,6 +31,8 @@ type IngestInput struct {
 	// Running totals, kept across continue-as-new for status.
 	BatchesDone int64
 	RecordsDone int64
+	// Paused is an operator's pause, kept across continue-as-new.
+	Paused bool
 }
 
 // Progress is what the "progress" query answers.
@@ -44,6 +46,14 @@ type Progress struct {
 	LastBatch     string
 	LastError     string
 	CaughtUp      bool
+	// State is one of the State* names; MaxRecords and MaxBytes the batch
+	// size the next plan uses; EventsPerSecond the rate over the last
+	// minute of batches, LastBatchAt when the last one completed.
+	State           string
+	MaxRecords      int
+	MaxBytes        int64
+	EventsPerSecond float64
+	LastBatchAt     time.Time
 }
 
 // ProgressQuery is the name of PartitionIngest's query.
@@ -62,7 +72,7 @@ const (
 // history grows. Cancelling it stops at the next batch boundary: a batch
 // once started is finished and committed.
 func PartitionIngest(ctx workflow.Context, in IngestInput) error {
-	progress := &Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone}
+	progress := &Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: StateIngesting}
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return *progress, nil }); err != nil {
 		return err
 	}
@@ -109,14 +119,21 @@ func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
 // critical path otherwise. Commits still happen in order, one at a time,
 // and the last is awaited before continue-as-new or stopping.
 func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
+	c := &control{paused: in.Paused}
+	progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
+	if err := setControlHandlers(ctx, &in, c, progress); err != nil {
+		return err
+	}
 	// Batches and commits run on a context that ignores cancellation:
 	// stopping never leaves a batch half done or its commit unsent.
 	batchCtx, _ := workflow.NewDisconnectedContext(ctx)
 	var (
-		batches int
-		planned workflow.Future // PlanBatch from in.Next, when already started
-		commit  workflow.Future // CommitOffsets of the last batch, when not yet awaited
-		failed  *batch.Spec     // a batch to run again under the same ID
+		batches   int
+		planned   workflow.Future // PlanBatch from in.Next, when already started
+		plannedAs IngestInput     // the batch size planned's request carried
+		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited
+		failed    *batch.Spec     // a batch to run again under the same ID
+		speed     rate
 	)
 	settle := func() error {
 		if commit == nil {
@@ -127,26 +144,49 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		return err
 	}
 	for {
+		// Here no batch is in flight: the place to stop, pause or drain.
 		if ctx.Err() != nil {
 			if err := settle(); err != nil {
 				return err
 			}
 			return temporal.NewCanceledError("stopped at offset", in.Next)
 		}
+		if (c.paused || c.draining) && failed == nil {
+			if err := settle(); err != nil {
+				return err
+			}
+			if c.draining {
+				progress.State, c.idle = StateDrained, true
+				// Let the drain update answer before the run closes.
+				_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+				return nil
+			}
+			progress.State, c.idle = StatePaused, true
+			_ = workflow.Await(ctx, func() bool { return !c.paused || c.draining })
+			continue // the top again: cancelled, draining or resumed
+		}
+		progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 		if continueAsNewDue(ctx, in, batches) {
 			if err := settle(); err != nil {
 				return err
 			}
+			// An update in flight would be lost with this run; it is
+			// answered first (a pause waits for the top of the next run).
+			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+			in.Paused = c.paused
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		spec := failed
 		if spec == nil {
 			if planned == nil {
-				planned = planFrom(ctx, in, in.Next)
+				planned, plannedAs = planFrom(ctx, in, in.Next), in
 			}
 			var plan activities.PlanResult
 			err := planned.Get(ctx, &plan)
 			planned = nil
+			if err == nil && (plannedAs.MaxRecords != in.MaxRecords || plannedAs.MaxBytes != in.MaxBytes) {
+				continue // planned before a set-batch: plan again at the new size
+			}
 			if err != nil {
 				if temporal.IsCanceledError(err) {
 					continue
@@ -161,6 +201,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			progress.HighWatermark = plan.HighWatermark
 			progress.CaughtUp = plan.End == in.Next
 			if progress.CaughtUp {
+				progress.State = StateCaughtUp
 				continue
 			}
 			spec = &batch.Spec{
@@ -170,15 +211,25 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			}
 		}
 		failed = nil
+		progress.State = StateIngesting
+		if c.draining {
+			progress.State = StateDraining
+		} else if c.paused {
+			progress.State = StatePausing
+		}
 		child := startBatch(batchCtx, *spec)
-		planned = planFrom(ctx, in, spec.End)
+		if !c.paused && !c.draining {
+			planned, plannedAs = planFrom(ctx, in, spec.End), in
+		}
 		var res batch.Result
 		if err := child.Get(batchCtx, &res); err != nil {
 			progress.LastError = err.Error()
+			progress.State = StateBackoff
 			// The range stays ours: wait, then run the same batch ID
 			// again (its failed run allows that; its loads are
 			// idempotent). Never re-plan it: a different range would
-			// load its first records under a second batch ID.
+			// load its first records under a second batch ID. A pause
+			// or drain waits for it too, for the same reason.
 			failed, planned = spec, nil
 			_ = workflow.Sleep(ctx, time.Minute) // a stop ends it early; the loop's top settles and returns
 			continue
@@ -189,6 +240,8 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		commit = commitOffset(batchCtx, *spec)
 		batches++
 		advance(&in, progress, spec.Range, res)
+		progress.LastBatchAt = workflow.Now(ctx)
+		progress.EventsPerSecond = speed.add(progress.LastBatchAt, in.RecordsDone)
 	}
 }
 
@@ -266,6 +319,8 @@ func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFut
 		// If the partition's workflow is terminated, its batch still
 		// finishes rather than stopping between two tables.
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		StaticSummary:     batchSummary(spec),
+		StaticDetails:     batchDetails(spec),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			searchattr.KafkaTopic.ValueSet(spec.Topic),
 			searchattr.KafkaPartition.ValueSet(int64(spec.Partition)),

@@ -55,17 +55,18 @@ var (
 // MicroBatch runs one batch: Dedup and Enrich decide, once, recorded in
 // history; Load applies the decisions to every table, idempotently.
 func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
-	readCtx := workflow.WithActivityOptions(ctx, readOptions)
+	workflow.SetCurrentDetails(ctx, "Deciding duplicates and late records of "+batchSummary(spec))
 	var d batch.Decisions
-	if err := workflow.ExecuteActivity(readCtx, a.Dedup, spec).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
 		return batch.Result{}, err
 	}
 	var enr batch.Enrichment
-	if err := workflow.ExecuteActivity(readCtx, a.Enrich, spec, d).Get(ctx, &enr); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr); err != nil {
 		return batch.Result{}, err
 	}
+	workflow.SetCurrentDetails(ctx, "Loading: "+loadSummary(d))
 	var totals batch.Totals
-	loadCtx := workflow.WithActivityOptions(ctx, loadOptions)
+	loadCtx := withSummary(ctx, loadOptions, loadSummary(d))
 	if err := workflow.ExecuteActivity(loadCtx, a.Load, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}).Get(ctx, &totals); err != nil {
 		return batch.Result{}, err
 	}
@@ -75,5 +76,6 @@ func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 		searchattr.BatchDuplicates.ValueSet(float64(totals.Duplicates)),
 		searchattr.BatchRejected.ValueSet(float64(totals.Errors+totals.Late)),
 	)
+	workflow.SetCurrentDetails(ctx, totalsDetails(spec, totals))
 	return batch.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
 }

@@ -1,0 +1,150 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// Updates an operator sends PartitionIngest (starter pause|resume|drain|
+// set-batch). Each answers once it has taken effect, so the starter can
+// say what happened rather than what it asked for.
+const (
+	PauseUpdate    = "pause"     // finish the batch in flight, commit it, then wait
+	ResumeUpdate   = "resume"    // go on from a pause
+	DrainUpdate    = "drain"     // finish the batch in flight, commit it, then complete
+	SetBatchUpdate = "set-batch" // change the batch size from the next plan on
+)
+
+// Partition states, as Progress.State and `starter status` name them.
+const (
+	StateIngesting = "ingesting"
+	StateCaughtUp  = "caught up"
+	StatePausing   = "pausing"
+	StatePaused    = "paused"
+	StateDraining  = "draining"
+	StateDrained   = "drained"
+	StateBackoff   = "retrying a failed batch"
+)
+
+// MaxBatchRecords bounds set-batch: a batch is held in one worker's memory
+// and its decisions in one history event (2 MB payload limit).
+const MaxBatchRecords = 200_000
+
+// SetBatchInput is set-batch's argument; a zero MaxBytes keeps the current.
+type SetBatchInput struct {
+	MaxRecords int
+	MaxBytes   int64
+}
+
+// ControlResult is every control update's answer: where the partition
+// stands once the update took effect.
+type ControlResult struct {
+	Partition  int
+	State      string
+	Next       int64 // the next offset to ingest; every offset below is committed
+	MaxRecords int
+	MaxBytes   int64
+}
+
+// control is PartitionIngest's operator-facing state. The update handlers
+// change it; the ingest loop reads it between batches, where stopping is
+// safe, and says where it is through progress.State.
+type control struct {
+	paused   bool
+	draining bool
+	// idle is set by the loop when no batch is in flight and the last
+	// commit has settled: a pause or drain has taken effect.
+	idle bool
+}
+
+// setControlHandlers registers the control updates on ctx.
+func setControlHandlers(ctx workflow.Context, in *IngestInput, c *control, progress *Progress) error {
+	result := func() ControlResult {
+		return ControlResult{Partition: in.Partition, State: progress.State, Next: in.Next, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes}
+	}
+	// A pause or drain answers when the loop has reached a batch boundary.
+	awaitIdle := func(ctx workflow.Context) (ControlResult, error) {
+		if err := workflow.Await(ctx, func() bool { return c.idle }); err != nil {
+			return ControlResult{}, err
+		}
+		return result(), nil
+	}
+	notDraining := func(ctx workflow.Context) error {
+		if c.draining {
+			return errors.New("the partition is draining; start it again once drained")
+		}
+		return nil
+	}
+	handlers := []struct {
+		name      string
+		handler   any
+		validator any
+	}{
+		{PauseUpdate, func(ctx workflow.Context) (ControlResult, error) {
+			if !c.paused { // a second pause waits with the first
+				c.paused, c.idle = true, false
+			}
+			return awaitIdle(ctx)
+		}, notDraining},
+		{ResumeUpdate, func(ctx workflow.Context) (ControlResult, error) {
+			c.paused, c.idle = false, false
+			progress.State = StateIngesting
+			return result(), nil
+		}, notDraining},
+		{DrainUpdate, func(ctx workflow.Context) (ControlResult, error) {
+			if !c.draining {
+				c.draining, c.idle = true, false
+			}
+			return awaitIdle(ctx)
+		}, nil},
+		{SetBatchUpdate, func(ctx workflow.Context, s SetBatchInput) (ControlResult, error) {
+			in.MaxRecords = s.MaxRecords
+			if s.MaxBytes > 0 {
+				in.MaxBytes = s.MaxBytes
+			}
+			progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
+			return result(), nil
+		}, func(ctx workflow.Context, s SetBatchInput) error {
+			if s.MaxRecords < 1 || s.MaxRecords > MaxBatchRecords {
+				return fmt.Errorf("batch size %d is outside 1..%d records", s.MaxRecords, MaxBatchRecords)
+			}
+			if s.MaxBytes < 0 {
+				return fmt.Errorf("batch bytes %d is negative", s.MaxBytes)
+			}
+			return nil
+		}},
+	}
+	for _, h := range handlers {
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, h.name, h.handler, workflow.UpdateHandlerOptions{Validator: h.validator}); err != nil {
+			return fmt.Errorf("register update %s: %w", h.name, err)
+		}
+	}
+	return nil
+}
+
+// rate tracks events/s over the batches of the last minute, in workflow
+// time, for status.
+type rate struct {
+	at      []time.Time
+	records []int64
+}
+
+const rateWindow = time.Minute
+
+func (r *rate) add(now time.Time, recordsDone int64) float64 {
+	r.at, r.records = append(r.at, now), append(r.records, recordsDone)
+	for len(r.at) > 2 && now.Sub(r.at[0]) > rateWindow {
+		r.at, r.records = r.at[1:], r.records[1:]
+	}
+	if len(r.at) < 2 {
+		return 0
+	}
+	secs := r.at[len(r.at)-1].Sub(r.at[0]).Seconds()
+	if secs <= 0 {
+		return 0
+	}
+	return float64(r.records[len(r.records)-1]-r.records[0]) / secs
+}

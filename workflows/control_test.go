@@ -1,0 +1,133 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/batch"
+)
+
+// TestOperatorControls drives pause, resume, set-batch and drain through a
+// partition's run: a pause answers at a batch boundary with everything
+// before it committed, nothing runs while paused, a new batch size applies
+// from the next plan, and a drain completes the run with the last batch
+// committed.
+func TestOperatorControls(t *testing.T) {
+	env := newEnv(t)
+	const logEnd = 600
+	var j journal
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		if in.Next >= logEnd {
+			time.Sleep(5 * time.Millisecond) // caught up: the real one polls
+		}
+		return activities.PlanResult{End: min(in.Next+int64(in.MaxRecords), logEnd), HighWatermark: logEnd}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		time.Sleep(20 * time.Millisecond)
+		j.add(fmt.Sprintf("load %d-%d", in.Spec.Start, in.Spec.End))
+		return batch.Totals{Loaded: int(in.Spec.End - in.Spec.Start)}, nil
+	})
+	committed := int64(0)
+	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
+		j.mu.Lock()
+		committed = in.Offset
+		j.mu.Unlock()
+		return nil
+	})
+
+	// Updates answer asynchronously in the test environment: each answer
+	// is kept under its name, with the number of loads at that moment.
+	type answer struct {
+		res       ControlResult
+		err       error
+		loads     int
+		committed int64
+	}
+	answers := map[string]*answer{}
+	loads := func() int {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return len(j.calls)
+	}
+	update := func(key, name string, arg ...any) {
+		ans := &answer{err: fmt.Errorf("update %s never answered", key)}
+		answers[key] = ans
+		env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { ans.err = err },
+			OnComplete: func(v any, err error) {
+				ans.err, ans.loads = err, loads()
+				j.mu.Lock()
+				ans.committed = committed
+				j.mu.Unlock()
+				if err == nil {
+					ans.res = v.(ControlResult)
+				}
+			},
+		}, arg...)
+	}
+	env.RegisterDelayedCallback(func() {
+		update("set-batch 0", SetBatchUpdate, SetBatchInput{MaxRecords: 0})
+		update("set-batch 50", SetBatchUpdate, SetBatchInput{MaxRecords: 50})
+	}, 0)
+	env.RegisterDelayedCallback(func() { update("pause", PauseUpdate) }, 60*time.Millisecond)
+	var whilePaused Progress
+	var loadsWhilePaused int
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(ProgressQuery)
+		if err == nil {
+			err = v.Get(&whilePaused)
+		}
+		if err != nil {
+			t.Errorf("progress query: %v", err)
+		}
+		loadsWhilePaused = loads()
+		update("resume", ResumeUpdate)
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() { update("drain", DrainUpdate) }, time.Hour+time.Second)
+
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("drained run ended with %v, want success", err)
+	}
+	if a := answers["set-batch 0"]; a.err == nil {
+		t.Errorf("set-batch 0 was accepted: %+v", a.res)
+	}
+	if a := answers["set-batch 50"]; a.err != nil || a.res.MaxRecords != 50 {
+		t.Errorf("set-batch 50: %+v", a)
+	}
+	paused := answers["pause"]
+	if paused.err != nil || paused.res.State != StatePaused || paused.res.Next <= 0 || paused.res.Next >= logEnd || paused.res.Next%50 != 0 {
+		t.Errorf("pause answered %+v, want a batch boundary inside the log", paused)
+	}
+	if paused.loads != int(paused.res.Next/50) || paused.committed != paused.res.Next || loadsWhilePaused != paused.loads {
+		t.Errorf("paused at %d after %d loads, committed %d; %d loads an hour later", paused.res.Next, paused.loads, paused.committed, loadsWhilePaused)
+	}
+	if whilePaused.State != StatePaused || whilePaused.Next != paused.res.Next || whilePaused.MaxRecords != 50 {
+		t.Errorf("progress while paused: %+v", whilePaused)
+	}
+	if a := answers["resume"]; a.err != nil || a.res.State != StateIngesting {
+		t.Errorf("resume: %+v", a)
+	}
+	if a := answers["drain"]; a.err != nil || a.res.State != StateDrained || a.res.Next != logEnd {
+		t.Errorf("drain: %+v", a)
+	}
+	if committed != logEnd {
+		t.Errorf("committed %d at the drain, want %d", committed, logEnd)
+	}
+	var want []string
+	for s := int64(0); s < logEnd; s += 50 {
+		want = append(want, fmt.Sprintf("load %d-%d", s, s+50))
+	}
+	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
+		t.Errorf("loads %q, want %q", j.calls, want)
+	}
+}
