@@ -4,11 +4,18 @@
 //	starter schema print       print the DDL as it would be applied
 //	starter start              start one PartitionIngest per partition (idempotent)
 //	starter stop               stop every partition after its current batch
-//	starter status [--json]    per partition: state, committed offset, high watermark, lag, batches, last error
+//	starter pause|resume|drain [--partition 0,2]
+//	                           hold, go on, or finish the current batch and end
+//	starter set-batch --records N [--bytes B] [--partition 0,2]
+//	                           change the batch size from the next plan on
+//	starter status [--json] [--watch]
+//	                           per partition: state, committed offset, high watermark, lag, batches, events/s, last error
 //	starter backfill --partition P --from A --to B
 //	                           re-drive the batches of [A, B); loaded ones stay loaded once
 //	starter reconcile [--manifest FILE]
 //	                           check the recon views, ledger ranges and offsets (and the manifest); exit 1 on a mismatch
+//	starter completion bash|zsh|fish
+//	                           print a shell completion script
 //
 // Every setting is a flag and an environment variable (PAYSTREAM_...); the
 // defaults reach the local devstack. Errors are one line on stderr. Exit
@@ -25,6 +32,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -32,24 +40,40 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/schema"
+	"github.com/paystream/paystream/workflows"
 )
 
-const usage = `usage: starter <command> [flags]
+// commands lists every command with its one-line help, in usage order;
+// usage and the completion scripts are made from it.
+var commands = []struct{ name, help string }{
+	{"schema apply", "create the BigQuery dataset, tables and views (idempotent)"},
+	{"schema print", "print the DDL as it would be applied"},
+	{"start", "start ingesting every partition (idempotent)"},
+	{"stop", "stop every partition after its current batch"},
+	{"pause", "finish the batch in flight, commit it, hold (--partition 0,2; default all)"},
+	{"resume", "go on after a pause"},
+	{"drain", "finish the batch in flight, commit it, end the partition's run"},
+	{"set-batch", "change the batch size (--records, --bytes) from the next plan on"},
+	{"status", "per partition: state, offsets, lag, batches, events/s, last error (--json, --watch)"},
+	{"backfill", "re-drive the batches of --partition P from --from A to --to B; loaded ones stay loaded once"},
+	{"reconcile", "check recon views, ledger ranges and offsets (and --manifest); exit 1 on a mismatch"},
+	{"completion", "print a completion script: starter completion bash|zsh|fish"},
+}
 
-commands:
-  schema apply   create the BigQuery dataset, tables and views (idempotent)
-  schema print   print the DDL as it would be applied
-  start          start ingesting every partition (idempotent)
-  stop           stop every partition after its current batch
-  status         per partition: state, offsets, lag, batches, last error (--json for scripts)
-  backfill       re-drive the batches of --partition P from --from A to --to B; loaded ones stay loaded once
-  reconcile      check recon views, ledger ranges and offsets (and --manifest); exit 1 on a mismatch
-
-Run 'starter <command> -h' for the command's flags. Exit codes: 0 ok, 1 failed or mismatch, 2 usage.
-`
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: starter <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.help)
+	}
+	b.WriteString("\nRun 'starter <command> -h' for the command's flags; each flag can also be set as $PAYSTREAM_<FLAG>.\n" +
+		"Exit codes: 0 ok, 1 failed or mismatch, 2 usage.\n")
+	return b.String()
+}
 
 // usageError is a mistake in the command line (exit code 2).
 type usageError struct{ error }
@@ -74,7 +98,7 @@ func main() {
 
 func run(ctx context.Context, argv []string, out io.Writer) error {
 	if len(argv) == 0 {
-		fmt.Fprint(os.Stderr, usage)
+		fmt.Fprint(os.Stderr, usage())
 		return usageError{errors.New("no command given")}
 	}
 	name, rest := argv[0], argv[1:]
@@ -84,33 +108,19 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		}
 		name, rest = "schema "+rest[0], rest[1:]
 	}
-	cfg := config.Default()
-	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	timeout := fs.Duration("timeout", 2*time.Minute, "give up when the servers have not answered by then")
-	args := commandArgs{tuning: pipeline.DefaultTuning()}
-	tuning := &args.tuning
-	switch name {
-	case "schema apply":
-		fs.StringVar(&args.location, "bigquery-location", "", "location of a new dataset, e.g. EU or US (default: BigQuery's)")
-	case "schema print", "stop":
-	case "start":
-		fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
-		fs.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
-		fs.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
-	case "status":
-		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
-	case "backfill":
-		fs.IntVar(&args.partition, "partition", -1, "partition to backfill (required)")
-		fs.Int64Var(&args.from, "from", -1, "first offset (required)")
-		fs.Int64Var(&args.to, "to", -1, "offset after the last (required)")
-	case "reconcile":
-		fs.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
-	case "-h", "--help", "help":
-		fmt.Fprint(out, usage)
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(out, usage())
 		return nil
-	default:
-		fmt.Fprint(os.Stderr, usage)
+	}
+	if name == "completion" {
+		if len(rest) != 1 {
+			return usageError{errors.New("completion needs a shell: bash, zsh or fish")}
+		}
+		return writeCompletion(out, rest[0])
+	}
+	fs, cfg, args, ok := commandFlags(name)
+	if !ok {
+		fmt.Fprint(os.Stderr, usage())
 		return usageError{fmt.Errorf("unknown command %q", name)}
 	}
 	if err := config.Parse(fs, rest); err != nil {
@@ -125,8 +135,8 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	if name == "backfill" && (args.partition < 0 || args.from < 0 || args.to < 0) {
-		return usageError{errors.New("backfill needs --partition, --from and --to")}
+	if err := args.check(name); err != nil {
+		return usageError{err}
 	}
 	if name == "schema print" {
 		stmts, err := schema.Statements(cfg.BigQueryProject, cfg.BigQueryDataset)
@@ -138,50 +148,142 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		}
 		return nil
 	}
-
-	// The clients retry refused connections until their context ends; an
-	// operator wants an answer, not a hang.
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	err := runWithClients(ctx, cfg, name, out, args)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, errMismatch) {
-		return fmt.Errorf("%s: no answer within %s (is the devstack up? go run ./devstack up): %w", name, *timeout, err)
+	err := runWithClients(ctx, *cfg, name, out, *args)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errMismatch) {
+		return fmt.Errorf("%s: no answer within %s (is the devstack up and a worker running? go run ./devstack up): %w", name, args.timeout, err)
 	}
 	return err
 }
 
+// commandArgs are the command-specific flags.
 type commandArgs struct {
+	timeout      time.Duration
 	location     string
 	jsonOut      bool
+	watch        time.Duration
 	partition    int
+	partitions   partitionList
 	from, to     int64
 	manifestPath string
+	setBatch     workflows.SetBatchInput
 	tuning       pipeline.Tuning
 }
 
+// commandFlags is the flag set of one command, bound to the config and
+// the command's arguments; ok is false for an unknown command.
+func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *commandArgs, ok bool) {
+	c := config.Default()
+	cfg = &c
+	fs = flag.NewFlagSet("starter "+name, flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	args = &commandArgs{tuning: pipeline.DefaultTuning()}
+	// The clients retry refused connections until their context ends; an
+	// operator wants an answer, not a hang. A pause or drain waits for a
+	// batch to finish, so it gets longer.
+	timeout := 2 * time.Minute
+	switch name {
+	case "pause", "drain", "set-batch", "resume":
+		timeout = pipeline.ControlTimeout
+	case "backfill":
+		timeout = time.Hour
+	}
+	fs.DurationVar(&args.timeout, "timeout", timeout, "give up when the servers have not answered by then")
+	tuning := &args.tuning
+	switch name {
+	case "schema apply":
+		fs.StringVar(&args.location, "bigquery-location", "", "location of a new dataset, e.g. EU or US (default: BigQuery's)")
+	case "schema print", "stop":
+	case "start":
+		fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
+		fs.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
+		fs.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
+	case "pause", "resume", "drain":
+		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
+	case "set-batch":
+		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
+		fs.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", workflows.MaxBatchRecords))
+		fs.Int64Var(&args.setBatch.MaxBytes, "bytes", 0, "most bytes of keys and values in one batch (default: unchanged)")
+	case "status":
+		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		fs.DurationVar(&args.watch, "watch", 0, "refresh the table at this interval, e.g. 2s, until Ctrl-C")
+	case "backfill":
+		fs.IntVar(&args.partition, "partition", -1, "partition to backfill (required)")
+		fs.Int64Var(&args.from, "from", -1, "first offset (required)")
+		fs.Int64Var(&args.to, "to", -1, "offset after the last (required)")
+	case "reconcile":
+		fs.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
+	default:
+		return nil, nil, nil, false
+	}
+	return fs, cfg, args, true
+}
+
+// check finds what the flag package cannot: required and combined flags.
+func (a commandArgs) check(name string) error {
+	switch {
+	case name == "backfill" && (a.partition < 0 || a.from < 0 || a.to < 0):
+		return errors.New("backfill needs --partition, --from and --to")
+	case name == "set-batch" && (a.setBatch.MaxRecords < 1 || a.setBatch.MaxRecords > workflows.MaxBatchRecords):
+		return fmt.Errorf("set-batch needs --records between 1 and %d", workflows.MaxBatchRecords)
+	case name == "set-batch" && a.setBatch.MaxBytes < 0:
+		return errors.New("set-batch --bytes must not be negative")
+	case a.watch < 0 || (a.watch > 0 && a.watch < 200*time.Millisecond):
+		return errors.New("--watch needs an interval of at least 200ms")
+	case a.watch > 0 && a.jsonOut:
+		return errors.New("--watch refreshes a table; use --json without it")
+	}
+	return nil
+}
+
+// partitionList is a --partition flag of comma-separated partitions.
+type partitionList []int
+
+func (l *partitionList) String() string {
+	if l == nil {
+		return ""
+	}
+	return strings.Trim(strings.Join(strings.Fields(fmt.Sprint([]int(*l))), ","), "[]")
+}
+
+func (l *partitionList) Set(v string) error {
+	*l = nil
+	for _, f := range strings.Split(v, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p < 0 {
+			return fmt.Errorf("%q is not a partition number", f)
+		}
+		*l = append(*l, p)
+	}
+	return nil
+}
+
 func runWithClients(ctx context.Context, cfg config.Config, name string, out io.Writer, args commandArgs) error {
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	// Every answer is awaited at most args.timeout; --watch applies it to
+	// each refresh and runs until interrupted.
+	opCtx, cancel := context.WithTimeout(ctx, args.timeout)
+	defer cancel()
+	bq, err := warehouse.Open(opCtx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
 	if err != nil {
 		return err
 	}
 	defer bq.Close()
 	if name == "schema apply" {
-		if err := schema.Apply(ctx, bq, cfg.BigQueryDataset, schema.Options{Location: args.location, Emulator: cfg.BigQueryEndpoint != ""}); err != nil {
+		if err := schema.Apply(opCtx, bq, cfg.BigQueryDataset, schema.Options{Location: args.location, Emulator: cfg.BigQueryEndpoint != ""}); err != nil {
 			return fmt.Errorf("schema apply to %s.%s: %w", cfg.BigQueryProject, cfg.BigQueryDataset, err)
 		}
 		fmt.Fprintf(out, "schema applied to %s.%s: %d tables, %d views\n", cfg.BigQueryProject, cfg.BigQueryDataset, len(schema.Tables), len(schema.Views))
 		return nil
 	}
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	tc, err := pipeline.DialTemporal(opCtx, cfg, nil)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	op := &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: args.tuning}
+	op := &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: args.tuning, Progress: progressTo(out)}
 
 	switch name {
 	case "start":
-		res, err := op.Start(ctx)
+		res, err := op.Start(opCtx)
 		for _, r := range res {
 			if r.Already {
 				fmt.Fprintf(out, "%s: already running\n", r.WorkflowID)
@@ -191,7 +293,7 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		}
 		return err
 	case "stop":
-		ids, err := op.Stop(ctx)
+		ids, err := op.Stop(opCtx)
 		for _, id := range ids {
 			fmt.Fprintf(out, "%s: stopping after its current batch\n", id)
 		}
@@ -199,8 +301,21 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 			fmt.Fprintln(out, "nothing was running")
 		}
 		return err
+	case "pause", "resume", "drain", "set-batch":
+		var extra []any
+		if name == "set-batch" {
+			extra = append(extra, args.setBatch)
+		}
+		res, err := op.Control(opCtx, name, args.partitions, extra...)
+		for _, r := range res {
+			fmt.Fprintln(out, controlLine(name, r))
+		}
+		return err
 	case "status":
-		st, err := op.Status(ctx)
+		if args.watch > 0 {
+			return watchStatus(ctx, op, out, args)
+		}
+		st, err := op.Status(opCtx)
 		if err != nil {
 			return err
 		}
@@ -209,14 +324,9 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 			enc.SetIndent("", "  ")
 			return enc.Encode(st)
 		}
-		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PARTITION\tSTATE\tCOMMITTED\tHIGH WATERMARK\tLAG\tBATCHES\tLAST ERROR")
-		for _, p := range st {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Partition, p.State, p.Committed, p.HighWatermark, p.Lag, p.BatchesDone, p.LastError)
-		}
-		return tw.Flush()
+		return writeStatus(out, st)
 	case "backfill":
-		res, err := op.Backfill(ctx, args.partition, args.from, args.to)
+		res, err := op.Backfill(opCtx, args.partition, args.from, args.to)
 		for _, r := range res {
 			fmt.Fprintf(out, "%s: %s\n", r.BatchID, r.Outcome)
 		}
@@ -230,7 +340,7 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 			}
 			m = &mm
 		}
-		report, err := op.Reconcile(ctx, m)
+		report, err := op.Reconcile(opCtx, m)
 		if err != nil {
 			return err
 		}
@@ -242,6 +352,91 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown command %q", name)}
+}
+
+// progressTo is where long operations draw their progress bar: stderr, so
+// a script reading stdout gets only the answer.
+func progressTo(out io.Writer) io.Writer {
+	if out == os.Stdout {
+		return os.Stderr
+	}
+	return nil
+}
+
+// controlLine says what a control update did to one partition.
+func controlLine(name string, r workflows.ControlResult) string {
+	size := fmt.Sprintf("batches of up to %s records", progress.Count(int64(r.MaxRecords)))
+	if r.MaxBytes > 0 {
+		size += fmt.Sprintf(" or %s bytes", progress.Count(r.MaxBytes))
+	}
+	switch name {
+	case "pause":
+		return fmt.Sprintf("partition %d: paused at offset %d; every offset below it is loaded and committed", r.Partition, r.Next)
+	case "drain":
+		return fmt.Sprintf("partition %d: drained at offset %d; its run has ended (starter start goes on from there)", r.Partition, r.Next)
+	case "resume":
+		return fmt.Sprintf("partition %d: %s from offset %d", r.Partition, r.State, r.Next)
+	}
+	return fmt.Sprintf("partition %d: %s from the next plan (now at offset %d)", r.Partition, size, r.Next)
+}
+
+// writeStatus prints the status table with a totals line.
+func writeStatus(out io.Writer, st []pipeline.PartitionStatus) error {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PARTITION\tSTATE\tCOMMITTED\tHIGH WATERMARK\tLAG\tBATCHES\tEVENTS/S\tBATCH SIZE\tLAST ERROR")
+	var lag, batches int64
+	var rate float64
+	for _, p := range st {
+		size := "-"
+		if p.MaxRecords > 0 {
+			size = progress.Count(int64(p.MaxRecords))
+		}
+		committed := "-"
+		if p.Committed >= 0 {
+			committed = progress.Count(p.Committed)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, p.State, committed, progress.Count(p.HighWatermark),
+			progress.Count(p.Lag), progress.Count(p.BatchesDone), progress.Count(int64(p.EventsPerSecond+0.5)), size, oneLine(errors.New(p.LastError)))
+		lag, batches, rate = lag+p.Lag, batches+p.BatchesDone, rate+p.EventsPerSecond
+	}
+	fmt.Fprintf(tw, "all\t\t\t\t%s\t%s\t%s\t\t\n", progress.Count(lag), progress.Count(batches), progress.Count(int64(rate+0.5)))
+	return tw.Flush()
+}
+
+// watchStatus redraws the status table every interval until ctx ends (an
+// interrupt ends it with success). On a terminal it redraws in place.
+func watchStatus(ctx context.Context, op *pipeline.Operator, out io.Writer, args commandArgs) error {
+	terminal := false
+	if f, ok := out.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			terminal = true
+		}
+	}
+	for {
+		refreshCtx, cancel := context.WithTimeout(ctx, args.timeout)
+		st, err := op.Status(refreshCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if terminal {
+			fmt.Fprint(out, "\033[H\033[2J") // home, clear
+		}
+		fmt.Fprintf(out, "%s  topic %s  every %s (Ctrl-C ends)\n", time.Now().Format("15:04:05"), op.Config.Topic, args.watch)
+		if err != nil {
+			fmt.Fprintln(out, "status:", oneLine(err))
+		} else if err := writeStatus(out, st); err != nil {
+			return err
+		}
+		if !terminal {
+			fmt.Fprintln(out)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(args.watch):
+		}
+	}
 }
 
 // oneLine keeps an error to one readable line: client libraries wrap

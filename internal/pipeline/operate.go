@@ -17,6 +17,7 @@ import (
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/workflows"
 )
 
@@ -26,6 +27,9 @@ type Operator struct {
 	Temporal client.Client
 	BigQuery *bigquery.Client
 	Tuning   Tuning
+	// Progress is where backfill and reconcile draw a progress bar
+	// (nil: nowhere).
+	Progress io.Writer
 }
 
 // resumePoint is where a partition's ingestion continues: after its last
@@ -167,14 +171,20 @@ func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 
 // PartitionStatus is one row of `starter status`.
 type PartitionStatus struct {
-	Partition     int
-	State         string // running, stopped, not started, failed, ...
-	Committed     int64  // consumer-group offset; -1 when none
-	HighWatermark int64
-	Lag           int64
-	BatchesDone   int64
-	LastBatch     string
-	LastError     string
+	Partition int
+	// State is the workflow's: ingesting, caught up, pausing, paused,
+	// draining, retrying a failed batch; or, when it is not running:
+	// not started, stopped, drained, failed, terminated, timed out.
+	State           string
+	Committed       int64 // consumer-group offset; -1 when none
+	HighWatermark   int64
+	Lag             int64
+	BatchesDone     int64
+	RecordsDone     int64
+	EventsPerSecond float64 // over the last minute of batches; 0 when none completed in it
+	MaxRecords      int     // batch size of the next plan
+	LastBatch       string
+	LastError       string
 }
 
 // Status reports every partition: Kafka's view (committed offset, high
@@ -197,12 +207,7 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 		if err == nil {
 			st.State = stateName(desc.GetWorkflowExecutionInfo().GetStatus())
 			if st.State == "running" {
-				if v, err := o.Temporal.QueryWorkflow(ctx, id, "", workflows.ProgressQuery); err == nil {
-					var pr workflows.Progress
-					if v.Get(&pr) == nil {
-						st.BatchesDone, st.LastBatch, st.LastError = pr.BatchesDone, pr.LastBatch, pr.LastError
-					}
-				}
+				st.applyProgress(o.queryProgress(ctx, id))
 			}
 		} else if !errors.As(err, new(*serviceerror.NotFound)) {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
@@ -212,6 +217,36 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 	return out, nil
 }
 
+// queryProgress asks a running partition workflow where it is; nil when
+// it cannot answer now (no worker polling, or busy past the deadline).
+func (o *Operator) queryProgress(ctx context.Context, id string) *workflows.Progress {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := o.Temporal.QueryWorkflow(ctx, id, "", workflows.ProgressQuery)
+	if err != nil {
+		return nil
+	}
+	var pr workflows.Progress
+	if v.Get(&pr) != nil {
+		return nil
+	}
+	return &pr
+}
+
+func (st *PartitionStatus) applyProgress(pr *workflows.Progress) {
+	if pr == nil {
+		st.State = "running (no worker answers)"
+		return
+	}
+	st.BatchesDone, st.RecordsDone, st.LastBatch, st.LastError, st.MaxRecords = pr.BatchesDone, pr.RecordsDone, pr.LastBatch, pr.LastError, pr.MaxRecords
+	if pr.State != "" { // runs started before states were reported leave it empty
+		st.State = pr.State
+	}
+	if time.Since(pr.LastBatchAt) < time.Minute {
+		st.EventsPerSecond = pr.EventsPerSecond
+	}
+}
+
 func stateName(s enumspb.WorkflowExecutionStatus) string {
 	switch s {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
@@ -219,7 +254,7 @@ func stateName(s enumspb.WorkflowExecutionStatus) string {
 	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
 		return "stopped"
 	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return "completed"
+		return "drained" // a partition's run completes only when drained
 	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
 		return "failed"
 	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
@@ -274,7 +309,7 @@ type BackfillResult struct {
 // says so; a range missing from the ledger between ingested batches is
 // loaded with the dedup window its predecessor handed on. Offsets past the
 // ingested frontier are refused: PartitionIngest owns them.
-func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) ([]BackfillResult, error) {
+func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) (out []BackfillResult, err error) {
 	if from >= to {
 		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
 	}
@@ -312,11 +347,16 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if to > next {
 		return nil, fmt.Errorf("backfill: partition %d is ingested up to offset %d; offsets past it belong to ingestion (starter start)", partition, next)
 	}
-	var out []BackfillResult
+	var todo []batch.Spec
 	for _, spec := range specs {
-		if spec.End <= from || spec.Start >= to {
-			continue
+		if spec.End > from && spec.Start < to {
+			todo = append(todo, spec)
 		}
+	}
+	bar := progress.New(o.Progress, "batches", int64(len(todo)))
+	defer func() { bar.Done(int64(len(out))) }()
+	for _, spec := range todo {
+		bar.Set(int64(len(out)))
 		run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                    spec.ID(),
 			TaskQueue:             o.Config.TaskQueue,
@@ -350,10 +390,9 @@ func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.S
 // (when set). It watches Kafka's offsets, which cost the workers nothing,
 // and asks Temporal whether a partition's workflow failed only every few
 // seconds.
-func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
-	began := time.Now()
-	var lastReport, lastStates time.Time
-	var startCommitted int64 = -1
+func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error {
+	bar := progress.New(progressTo, "records ingested", 0)
+	var lastStates time.Time
 	for {
 		done, committed, total, partitions, err := o.caughtUp(ctx)
 		if err == nil && (done || time.Since(lastStates) >= 2*time.Second) {
@@ -373,18 +412,12 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progress io.Writer) error {
 				continue
 			}
 		}
-		if startCommitted < 0 {
-			startCommitted = committed
-		}
-		if progress != nil && (done || time.Since(lastReport) >= 2*time.Second) {
-			lastReport = time.Now()
-			rate := float64(committed-startCommitted) / time.Since(began).Seconds()
-			fmt.Fprintf(progress, "  %d/%d records ingested (%.0f%%), %.0f records/s, %s elapsed\n",
-				committed, total, 100*float64(committed)/float64(max(total, 1)), rate, time.Since(began).Round(time.Second))
-		}
+		bar.SetTotal(total)
 		if done {
+			bar.Done(committed)
 			return nil
 		}
+		bar.Set(committed)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not caught up: %w", ctx.Err())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -79,6 +80,22 @@ func (r *Report) add(name string, got, want any) {
 func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest) (Report, error) {
 	var r Report
 	ds := fmt.Sprintf("`%s.%s", o.BigQuery.Project(), o.Config.BigQueryDataset)
+	// The bar counts queries: three for Kafka and the ledger, three views,
+	// and the manifest's one (discard sink) or five.
+	queries := int64(3)
+	if o.Config.Sink != config.SinkDiscard {
+		queries += 3
+	}
+	if manifest != nil {
+		queries += map[bool]int64{true: 1, false: 5}[o.Config.Sink == config.SinkDiscard]
+	}
+	bar := progress.New(o.Progress, "queries", queries)
+	var asked int64
+	defer func() { bar.Done(asked) }()
+	queryRows := func(ctx context.Context, bq *bigquery.Client, sql string) ([][]bigquery.Value, error) {
+		defer func() { asked++; bar.Set(asked) }()
+		return queryRows(ctx, bq, sql)
+	}
 	one := func(sql string) (int64, error) {
 		rows, err := queryRows(ctx, o.BigQuery, sql)
 		if err != nil {
@@ -119,6 +136,8 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	if err != nil {
 		return r, err
 	}
+	asked += 2
+	bar.Set(asked)
 	ranges, err := queryRows(ctx, o.BigQuery, "SELECT kafka_partition, start_offset, end_offset FROM "+ds+".batch_ledger` ORDER BY kafka_partition, start_offset")
 	if err != nil {
 		return r, err

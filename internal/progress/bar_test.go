@@ -1,0 +1,42 @@
+package progress
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLine(t *testing.T) {
+	got := Line(5000, 10000, 1000, 4*time.Second, "records ingested")
+	// 4,000 records in 4 s is 1,000/s; 5,000 left take 5 s.
+	want := "[##########----------] 5,000/10,000 records ingested  50%  1,000/s  5s left  4s elapsed"
+	if got != want {
+		t.Errorf("Line:\n got %q\nwant %q", got, want)
+	}
+	if got := Line(12, 10, 0, 0, "batches"); !strings.HasPrefix(got, "[####################] 12/10 batches 100%") {
+		t.Errorf("past the total: %q", got)
+	}
+}
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4500: "-4,500"} {
+		if got := Count(n); got != want {
+			t.Errorf("Count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestBarWritesLinesOffTerminal(t *testing.T) {
+	var out strings.Builder
+	b := New(&out, "batches", 3)
+	b.Set(1) // first draw
+	b.Set(2) // too soon: skipped
+	b.Done(3)
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "1/3 batches") || !strings.Contains(lines[1], "3/3 batches 100%") {
+		t.Errorf("lines %q", lines)
+	}
+	var nilBar *Bar
+	nilBar.Set(1) // callers without a writer pass nil
+	nilBar.Done(1)
+}
