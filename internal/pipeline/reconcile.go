@@ -15,8 +15,8 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
