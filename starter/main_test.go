@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/workflows"
 )
 
 // TestOperatorCommands drives the CLI as an operator would against the
@@ -76,7 +78,7 @@ func TestOperatorCommands(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &status); err != nil {
 			t.Fatalf("status --json is not JSON: %v\n%s", err, out)
 		}
-		if status[0].Lag == 0 && status[1].Lag == 0 {
+		if status[0].Lag == 0 && status[1].Lag == 0 && status[0].State == workflows.StateCaughtUp && status[1].State == workflows.StateCaughtUp {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -85,9 +87,18 @@ func TestOperatorCommands(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	for p, st := range status {
-		if st.State != "running" || st.Committed != m.EndOffsets[p] || st.HighWatermark != m.EndOffsets[p] || st.BatchesDone < 2 {
-			t.Errorf("partition %d status %+v; want running, committed = high watermark = %d, at least 2 batches", p, st, m.EndOffsets[p])
+		if st.State != workflows.StateCaughtUp || st.Committed != m.EndOffsets[p] || st.HighWatermark != m.EndOffsets[p] || st.BatchesDone < 2 {
+			t.Errorf("partition %d status %+v; want caught up, committed = high watermark = %d, at least 2 batches", p, st, m.EndOffsets[p])
 		}
+	}
+
+	// --watch redraws the table until interrupted, then exits 0.
+	watchCtx, stopWatch := context.WithTimeout(ctx, 1500*time.Millisecond)
+	var watched bytes.Buffer
+	err = run(watchCtx, []string{"status", "--watch", "400ms"}, &watched)
+	stopWatch()
+	if err != nil || strings.Count(watched.String(), "PARTITION") < 2 || strings.Count(watched.String(), workflows.StateCaughtUp) < 4 {
+		t.Errorf("status --watch: %v\n%s", err, watched.String())
 	}
 
 	if out, err = cli("reconcile", "--manifest", manifest); err != nil || !strings.Contains(out, "every check passed") {
@@ -120,5 +131,37 @@ func TestUsageErrorsAreOneLine(t *testing.T) {
 		if !errors.As(err, new(usageError)) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: %v, want a one-line usage error", args, err)
 		}
+	}
+}
+
+// TestCompletion loads the bash script into bash and completes a command
+// and a flag with it; zsh and fish scripts name every command.
+func TestCompletion(t *testing.T) {
+	var script bytes.Buffer
+	if err := run(context.Background(), []string{"completion", "bash"}, &script); err != nil {
+		t.Fatal(err)
+	}
+	for words, want := range map[string]string{"starter set-b": "set-batch", "starter set-batch --rec": "--records", "starter schema ap": "apply"} {
+		cmd := exec.Command("bash", "-c", script.String()+`
+COMP_WORDS=($WORDS); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _starter; echo "${COMPREPLY[@]}"`)
+		cmd.Env = append(os.Environ(), "WORDS="+words)
+		out, err := cmd.CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != want {
+			t.Errorf("completing %q: %v %q, want %q", words, err, out, want)
+		}
+	}
+	for _, shell := range []string{"zsh", "fish"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"completion", shell}, &out); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range commands {
+			if name, _, _ := strings.Cut(c.name, " "); !strings.Contains(out.String(), name) {
+				t.Errorf("%s completion lacks %s", shell, name)
+			}
+		}
+	}
+	if err := run(context.Background(), []string{"completion", "tcsh"}, os.Stdout); !errors.As(err, new(usageError)) {
+		t.Errorf("completion tcsh: %v, want a usage error", err)
 	}
 }

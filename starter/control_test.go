@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/workflows"
+)
+
+// TestControlOnARunningPipeline pauses, resizes, resumes and drains a
+// pipeline that is ingesting, through the CLI against the real stack, and
+// checks after each that offsets and rows say exactly once: a pause holds
+// at a committed batch boundary, nothing moves while paused, batches after
+// set-batch have the new size, a drained partition restarts where it
+// ended, and reconciliation with the manifest passes to the cent.
+func TestControlOnARunningPipeline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	cfg := s.ClientConfig()
+	for _, kv := range [][2]string{
+		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
+		{"bigquery-endpoint", cfg.BigQueryEndpoint},
+	} {
+		t.Setenv(config.EnvName(kv[0]), kv[1])
+	}
+	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 6000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "manifest.json")
+	if err := m.WriteFile(manifest); err != nil {
+		t.Fatal(err)
+	}
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(ctx, args, &out); err != nil {
+			t.Fatalf("starter %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	status := func() []pipeline.PartitionStatus {
+		t.Helper()
+		var st []pipeline.PartitionStatus
+		if err := json.Unmarshal([]byte(cli("status", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	// offsets reads "partition P: ... offset N" lines into N by P.
+	offsets := func(out, verb string) map[int]int64 {
+		t.Helper()
+		got := map[int]int64{}
+		for _, m := range regexp.MustCompile(`partition (\d+): `+verb+` at offset (\d+)`).FindAllStringSubmatch(out, -1) {
+			p, _ := strconv.Atoi(m[1])
+			got[p], _ = strconv.ParseInt(m[2], 10, 64)
+		}
+		return got
+	}
+
+	cli("start", "--max-records", "400", "--poll-for", "1s")
+	paused := offsets(cli("pause"), "paused")
+	if len(paused) != 2 {
+		t.Fatalf("pause answered for %d partitions, want 2", len(paused))
+	}
+	st := status()
+	for p, at := range paused {
+		if st[p].State != workflows.StatePaused || st[p].Committed != at && !(at == 0 && st[p].Committed == -1) {
+			t.Errorf("partition %d after pausing at %d: %+v", p, at, st[p])
+		}
+	}
+	if paused[0] == m.EndOffsets[0] && paused[1] == m.EndOffsets[1] {
+		t.Fatal("both partitions were done before the pause; the test would prove nothing")
+	}
+	time.Sleep(3 * time.Second)
+	for p, later := range status() {
+		if later.Committed != st[p].Committed || later.BatchesDone != st[p].BatchesDone {
+			t.Errorf("partition %d moved while paused: %+v, then %+v", p, st[p], later)
+		}
+	}
+
+	if out := cli("set-batch", "--records", "250"); strings.Count(out, "batches of up to 250 records") != 2 {
+		t.Fatalf("set-batch: %s", out)
+	}
+	if out := cli("resume"); strings.Count(out, "ingesting from offset") != 2 {
+		t.Fatalf("resume: %s", out)
+	}
+	time.Sleep(time.Second)
+	drained := offsets(cli("drain", "--partition", "0"), "drained")
+	if len(drained) != 1 {
+		t.Fatal("drain --partition 0 did not answer for partition 0 alone")
+	}
+	if st := status(); st[0].State != "drained" || st[0].Committed != drained[0] {
+		t.Errorf("partition 0 after draining at %d: %+v", drained[0], st[0])
+	}
+	// A new run takes its batch size from start's flags, as a first one.
+	if out := cli("start", "--max-records", "250", "--poll-for", "1s"); !strings.Contains(out, fmt.Sprintf("started at offset %d", drained[0])) || !strings.Contains(out, "already running") {
+		t.Fatalf("start after drain: %s", out)
+	}
+
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		st := status()
+		if st[0].Lag == 0 && st[1].Lag == 0 && st[0].Committed == m.EndOffsets[0] && st[1].Committed == m.EndOffsets[1] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not caught up: %+v", st)
+		}
+	}
+	if out := cli("reconcile", "--manifest", manifest); !strings.Contains(out, "every check passed") {
+		t.Fatalf("reconcile: %s", out)
+	}
+
+	// Batches planned after the resize hold at most 250 records, and
+	// some hold exactly that: the new size took effect.
+	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq.Close()
+	it, err := bq.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset FROM `%s.%s.batch_ledger` ORDER BY 1, 2", cfg.BigQueryProject, cfg.BigQueryDataset)).Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := 0
+	for {
+		var row []bigquery.Value
+		if err := it.Next(&row); err == iterator.Done {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		p, start, end := int(row[0].(int64)), row[1].(int64), row[2].(int64)
+		limit := int64(400)
+		if start >= paused[p] {
+			limit = 250
+		}
+		if end-start > limit {
+			t.Errorf("batch %d/%d-%d holds %d records, more than %d", p, start, end, end-start, limit)
+		}
+		if start >= paused[p] && end-start == 250 {
+			full++
+		}
+	}
+	if full == 0 {
+		t.Error("no batch after set-batch holds 250 records")
+	}
+}
