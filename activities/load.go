@@ -54,42 +54,17 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err != nil {
 		return batch.Totals{}, err
 	}
-	base := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
-	if a.Emulator {
-		base.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, spec.ID()) }
-	}
-	actx := ctx
 	load := func(ctx context.Context, table string) error {
-		if rows[table].Len() == 0 {
-			return nil // nothing to write, nothing to repeat
-		}
 		if a.Discard && table != ledgerTable {
 			return nil
 		}
-		loader := base
-		if activity.IsActivity(actx) {
-			// Always on the activity's own context: the SDK sends a
-			// throttled heartbeat later with the context it was given,
-			// and one that has ended by then (an errgroup's, say)
-			// makes the SDK cancel the whole activity.
-			loader.Heartbeat = func() { activity.RecordHeartbeat(actx, table) }
-			activity.RecordHeartbeat(actx, table)
-		}
-		jobID := func(attempt int) string { return batch.LoadJobID(spec.ID(), table, attempt) }
-		if err := loader.Load(ctx, table, jobID, rows[table].Bytes()); err != nil {
-			if errors.Is(err, warehouse.ErrLoadFailed) {
-				return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", spec.ID(), table, err), ErrTypeLoadFailed, err)
-			}
-			return fmt.Errorf("load %s into %s: %w", spec.ID(), table, err)
-		}
-		faults.At("load:" + table)
-		return nil
+		return a.loadTable(ctx, spec.ID(), table, rows[table])
 	}
 	// The data tables do not depend on each other: their jobs run at once,
 	// so a batch waits for the slowest rather than the sum (load jobs take
 	// seconds on BigQuery). batch_ledger goes last, after all of them
 	// (invariant 6).
-	g, gctx := errgroup.WithContext(ctx)
+	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
 	for _, table := range LoadOrder[:len(LoadOrder)-1] {
 		g.Go(func() error { return load(gctx, table) })
 	}
@@ -103,6 +78,55 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
+}
+
+// loadTable makes the rows of one batch (or replay) with ID id be in
+// table exactly once: its load jobs' IDs derive from (id, table). ctx may
+// be a group's context derived from the activity's.
+func (a *Activities) loadTable(ctx context.Context, id, table string, rows *bytes.Buffer) error {
+	if rows.Len() == 0 {
+		return nil // nothing to write, nothing to repeat
+	}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	if a.Emulator {
+		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
+	}
+	if actx := activityContext(ctx); actx != nil {
+		// Always on the activity's own context: the SDK sends a
+		// throttled heartbeat later with the context it was given, and
+		// one that has ended by then (an errgroup's, say) makes the SDK
+		// cancel the whole activity.
+		loader.Heartbeat = func() { activity.RecordHeartbeat(actx, table) }
+		activity.RecordHeartbeat(actx, table)
+	}
+	jobID := func(attempt int) string { return batch.LoadJobID(id, table, attempt) }
+	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
+		if errors.Is(err, warehouse.ErrLoadFailed) {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), ErrTypeLoadFailed, err)
+		}
+		return fmt.Errorf("load %s into %s: %w", id, table, err)
+	}
+	faults.At("load:" + table)
+	return nil
+}
+
+type activityContextKey struct{}
+
+// keepActivityContext lets contexts derived from ctx find ctx again with
+// activityContext, for heartbeats.
+func keepActivityContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, activityContextKey{}, ctx)
+}
+
+// activityContext is the activity's own context, or nil outside one.
+func activityContext(ctx context.Context) context.Context {
+	if !activity.IsActivity(ctx) {
+		return nil
+	}
+	if actx, ok := ctx.Value(activityContextKey{}).(context.Context); ok {
+		return actx
+	}
+	return ctx
 }
 
 // batchRowsLanded tells whether table holds rows of the batch, giving an

@@ -3,11 +3,12 @@
 -- its offset range, every table holds the ledger's count, and the per-currency
 -- amounts of transactions equal the ledger's. Batches that have table rows but
 -- no ledger row show up with ledger_rows = 0 (in flight, or a broken load).
+-- Rows of quarantine replays (batch_id replay/...) balance in recon_replays.
 CREATE OR REPLACE VIEW `{{project}}.{{dataset}}.recon_batch_totals` AS
 WITH
   batches AS (
     SELECT batch_id FROM `{{project}}.{{dataset}}.batch_ledger`
-    UNION DISTINCT SELECT batch_id FROM `{{project}}.{{dataset}}.transactions`
+    UNION DISTINCT SELECT batch_id FROM `{{project}}.{{dataset}}.transactions` WHERE NOT STARTS_WITH(batch_id, 'replay/')
     UNION DISTINCT SELECT batch_id FROM `{{project}}.{{dataset}}.dedup_audit`
     UNION DISTINCT SELECT batch_id FROM `{{project}}.{{dataset}}.ingest_errors`
   ),

@@ -27,8 +27,8 @@ var files embed.FS
 
 // Tables and Views name what the DDL creates, in creation order.
 var (
-	Tables = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger"}
-	Views  = []string{"recon_duplicates", "recon_batch_totals", "recon_daily"}
+	Tables = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger", "quarantine_replays"}
+	Views  = []string{"recon_duplicates", "recon_batch_totals", "recon_daily", "recon_replays"}
 )
 
 // Statement is one DDL file with its project and dataset filled in.

@@ -14,6 +14,8 @@
 //	                           re-drive the batches of [A, B); loaded ones stay loaded once
 //	starter reconcile [--manifest FILE]
 //	                           check the recon views, ledger ranges and offsets (and the manifest); exit 1 on a mismatch
+//	starter replay-quarantine [--partition 0,2] [--from A] [--to B] [--dry-run]
+//	                           load the quarantined late records of those batches, exactly once
 //	starter completion bash|zsh|fish
 //	                           print a shell completion script
 //
@@ -30,6 +32,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strconv"
@@ -61,6 +64,7 @@ var commands = []struct{ name, help string }{
 	{"status", "per partition: state, offsets, lag, batches, events/s, last error (--json, --watch)"},
 	{"backfill", "re-drive the batches of --partition P from --from A to --to B; loaded ones stay loaded once"},
 	{"reconcile", "check recon views, ledger ranges and offsets (and --manifest); exit 1 on a mismatch"},
+	{"replay-quarantine", "load quarantined late records once an operator decided they belong (--dry-run lists them)"},
 	{"completion", "print a completion script: starter completion bash|zsh|fish"},
 }
 
@@ -68,7 +72,7 @@ func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: starter <command> [flags]\n\ncommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-13s %s\n", c.name, c.help)
+		fmt.Fprintf(&b, "  %-18s %s\n", c.name, c.help)
 	}
 	b.WriteString("\nRun 'starter <command> -h' for the command's flags; each flag can also be set as $PAYSTREAM_<FLAG>.\n" +
 		"Exit codes: 0 ok, 1 failed or mismatch, 2 usage.\n")
@@ -165,6 +169,7 @@ type commandArgs struct {
 	partitions   partitionList
 	from, to     int64
 	manifestPath string
+	dryRun       bool
 	setBatch     workflows.SetBatchInput
 	tuning       pipeline.Tuning
 }
@@ -184,7 +189,7 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 	switch name {
 	case "pause", "drain", "set-batch", "resume":
 		timeout = pipeline.ControlTimeout
-	case "backfill":
+	case "backfill", "replay-quarantine":
 		timeout = time.Hour
 	}
 	fs.DurationVar(&args.timeout, "timeout", timeout, "give up when the servers have not answered by then")
@@ -212,6 +217,11 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		fs.Int64Var(&args.to, "to", -1, "offset after the last (required)")
 	case "reconcile":
 		fs.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
+	case "replay-quarantine":
+		fs.Var(&args.partitions, "partition", "partitions whose quarantine to replay, e.g. 0,2 (default: all)")
+		fs.Int64Var(&args.from, "from", 0, "replay batches that end after this offset")
+		fs.Int64Var(&args.to, "to", math.MaxInt64, "replay batches that start before this offset (default: all)")
+		fs.BoolVar(&args.dryRun, "dry-run", false, "list the batches and their quarantined records; load nothing")
 	default:
 		return nil, nil, nil, false
 	}
@@ -325,6 +335,8 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 			return enc.Encode(st)
 		}
 		return writeStatus(out, st)
+	case "replay-quarantine":
+		return replayQuarantine(opCtx, op, out, args)
 	case "backfill":
 		res, err := op.Backfill(opCtx, args.partition, args.from, args.to)
 		for _, r := range res {
@@ -352,6 +364,51 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown command %q", name)}
+}
+
+// replayQuarantine lists, and unless --dry-run replays, the quarantined
+// late records of the chosen batches.
+func replayQuarantine(ctx context.Context, op *pipeline.Operator, out io.Writer, args commandArgs) error {
+	batches, err := op.Quarantined(ctx, args.partitions, args.from, args.to)
+	if err != nil {
+		return err
+	}
+	var late int64
+	for _, b := range batches {
+		late += b.Late
+	}
+	if len(batches) == 0 {
+		fmt.Fprintln(out, "no batch in that range has quarantined records")
+		return nil
+	}
+	if args.dryRun {
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "BATCH\tLATE RECORDS")
+		for _, b := range batches {
+			fmt.Fprintf(tw, "%s\t%d\n", b.Range.ID(), b.Late)
+		}
+		tw.Flush()
+		fmt.Fprintf(out, "%d late records in %d batches would be replayed (those already replayed are skipped); run without --dry-run to load them\n", late, len(batches))
+		return nil
+	}
+	res, err := op.ReplayQuarantine(ctx, batches)
+	var loaded, stayed, already int
+	for _, r := range res {
+		if r.Already {
+			already++
+			fmt.Fprintf(out, "%s: already replayed\n", r.ReplayID)
+			continue
+		}
+		loaded, stayed = loaded+r.Totals.Loaded, stayed+r.Totals.Duplicates
+		fmt.Fprintf(out, "%s: loaded %d of %d quarantined records; %d stay (their transaction_id is loaded already)\n",
+			r.ReplayID, r.Totals.Loaded, r.Totals.Quarantined, r.Totals.Duplicates)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replayed %d batches: %d records loaded, %d left in quarantine as duplicates, %d batches replayed before\n",
+		len(res)-already, loaded, stayed, already)
+	return nil
 }
 
 // progressTo is where long operations draw their progress bar: stderr, so

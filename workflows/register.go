@@ -10,5 +10,7 @@ import (
 func Register(w worker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(PartitionIngest)
 	w.RegisterWorkflow(MicroBatch)
+	w.RegisterWorkflow(ReplayQuarantine)
+	w.RegisterWorkflow(QuarantineReplays)
 	w.RegisterActivity(acts)
 }

@@ -174,6 +174,8 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("search %q finds %d batches, the ledger has %d", query, len(resp.GetExecutions()), ledgerRows[0][0])
 		}
 	}
+
+	checkQuarantineReplay(t, e, m)
 }
 
 // checkAgainstOracle judges every record read back from Kafka with the

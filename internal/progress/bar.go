@@ -25,6 +25,8 @@ type Bar struct {
 	start     int64
 	started   bool
 	lastDraw  time.Time
+	lastDone  int64
+	drawn     bool
 	lastWidth int
 }
 
@@ -79,14 +81,16 @@ func (b *Bar) Done(done int64) {
 	if !b.started {
 		b.start, b.started = done, true
 	}
-	b.draw(done)
+	if !b.drawn || b.lastDone != done {
+		b.draw(done)
+	}
 	if b.terminal {
 		fmt.Fprintln(b.w)
 	}
 }
 
 func (b *Bar) draw(done int64) {
-	b.lastDraw = time.Now()
+	b.lastDraw, b.lastDone, b.drawn = time.Now(), done, true
 	line := Line(done, b.total, b.start, time.Since(b.began), b.what)
 	if !b.terminal {
 		fmt.Fprintln(b.w, line)
@@ -114,7 +118,11 @@ func Line(done, total, start int64, elapsed time.Duration, what string) string {
 	s := fmt.Sprintf("%s %s/%s %s %3.0f%%", bar, Count(done), Count(total), what, 100*frac)
 	if secs := elapsed.Seconds(); secs >= 0.5 {
 		rate := float64(done-start) / secs
-		s += fmt.Sprintf("  %s/s", Count(int64(rate+0.5)))
+		if rate < 10 {
+			s += fmt.Sprintf("  %.1f/s", rate)
+		} else {
+			s += fmt.Sprintf("  %s/s", Count(int64(rate+0.5)))
+		}
 		if rate > 0 && done < total {
 			left := time.Duration(float64(total-done) / rate * float64(time.Second))
 			s += fmt.Sprintf("  %s left", left.Round(time.Second))

@@ -16,6 +16,9 @@ func TestLine(t *testing.T) {
 	if got := Line(12, 10, 0, 0, "batches"); !strings.HasPrefix(got, "[####################] 12/10 batches 100%") {
 		t.Errorf("past the total: %q", got)
 	}
+	if got := Line(3, 10, 0, 2*time.Second, "batches"); !strings.Contains(got, "  1.5/s  5s left") {
+		t.Errorf("a slow rate keeps a decimal: %q", got)
+	}
 }
 
 func TestCount(t *testing.T) {
@@ -31,6 +34,7 @@ func TestBarWritesLinesOffTerminal(t *testing.T) {
 	b := New(&out, "batches", 3)
 	b.Set(1) // first draw
 	b.Set(2) // too soon: skipped
+	b.Set(3) // the end: drawn
 	b.Done(3)
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "1/3 batches") || !strings.Contains(lines[1], "3/3 batches 100%") {

@@ -1,0 +1,266 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/fraud"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+)
+
+// A quarantine replay loads the late records of one batch, which the
+// pipeline filed in ingest_errors because it could not prove them unique,
+// once an operator decided they belong in transactions. Like a batch, it
+// decides once (DecideReplay, recorded in history) and applies the
+// decision idempotently (LoadReplay: load job IDs from the replay ID, its
+// ledger row in quarantine_replays last). The records come from
+// ingest_errors' raw bytes, which outlive Kafka's retention.
+
+// ReplayInput names the batch whose quarantined records are replayed.
+type ReplayInput struct {
+	Source batch.Range
+}
+
+// ID is the replay's workflow ID and the batch_id of the rows it loads:
+// one replay per batch, forever.
+func (in ReplayInput) ID() string { return "replay/" + in.Source.ID() }
+
+// ReplayDecision is what DecideReplay found: offsets only.
+type ReplayDecision struct {
+	Quarantined int     // late records of the source batch
+	Offsets     []int64 // to load, in offset order
+	// DuplicateOffsets carry a transaction_id that transactions holds
+	// already, or that an earlier offset of this replay carries: they
+	// stay in quarantine.
+	DuplicateOffsets []int64
+}
+
+// ReplayTotals is what LoadReplay wrote.
+type ReplayTotals struct {
+	Quarantined      int
+	Loaded           int
+	Duplicates       int
+	HighRisk         int
+	AmountByCurrency map[string]string
+}
+
+const replayTable = "quarantine_replays"
+
+// ErrTypeReplayMismatch: the quarantined rows no longer match the recorded
+// decision (someone edited ingest_errors); retrying cannot fix that.
+const ErrTypeReplayMismatch = "ReplayMismatch"
+
+type quarantined struct {
+	record kafkalog.Record
+	event  payment.Event
+}
+
+// quarantinedRecords reads the source batch's late records from
+// ingest_errors, in offset order, parsed.
+func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]quarantined, error) {
+	q := a.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
+		"WHERE batch_id = @batch AND reason = @late ORDER BY kafka_offset", a.BigQuery.Project(), a.Dataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: string(payment.ReasonLate)}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+	}
+	var out []quarantined
+	for {
+		var row struct {
+			Offset   int64     `bigquery:"kafka_offset"`
+			Time     time.Time `bigquery:"kafka_timestamp"`
+			Raw      string    `bigquery:"raw"`
+			Encoding string    `bigquery:"raw_encoding"`
+		}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+		}
+		if len(out) > 0 && out[len(out)-1].record.Offset == row.Offset {
+			continue
+		}
+		raw := []byte(row.Raw)
+		if row.Encoding == "base64" {
+			if raw, err = base64.StdEncoding.DecodeString(row.Raw); err != nil {
+				return nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
+			}
+		}
+		e, err := payment.Parse(raw)
+		if err != nil {
+			// A late record parsed when it was quarantined; a record that
+			// no longer does was changed after.
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("quarantine of %s at offset %d no longer parses: %v",
+				in.Source.ID(), row.Offset, payment.ReasonOf(err)), ErrTypeReplayMismatch, nil)
+		}
+		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time}
+		out = append(out, quarantined{record: rec, event: e})
+	}
+}
+
+// DecideReplay decides which quarantined records of the source batch to
+// load: each whose transaction_id transactions does not hold yet, the
+// first of a repeated one. It runs once per replay (recorded in history);
+// replays run one at a time (QuarantineReplays), so each sees the rows of
+// the ones before.
+func (a *Activities) DecideReplay(ctx context.Context, in ReplayInput) (ReplayDecision, error) {
+	recs, err := a.quarantinedRecords(ctx, in)
+	if err != nil {
+		return ReplayDecision{}, err
+	}
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.event.TransactionID)
+	}
+	loaded := map[string]bool{}
+	if len(ids) > 0 {
+		// Rows this replay loaded in an earlier, interrupted run are not
+		// "loaded already": the rerun decides as the first run did, and
+		// its loads (same job IDs) append nothing twice.
+		q := a.BigQuery.Query(fmt.Sprintf("SELECT DISTINCT transaction_id FROM `%s.%s.transactions` WHERE transaction_id IN UNNEST(@ids) AND batch_id != @replay",
+			a.BigQuery.Project(), a.Dataset))
+		q.Parameters = []bigquery.QueryParameter{{Name: "ids", Value: ids}, {Name: "replay", Value: in.ID()}}
+		it, err := q.Read(ctx)
+		if err != nil {
+			return ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+		}
+		for {
+			var row []bigquery.Value
+			err := it.Next(&row)
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+			}
+			loaded[row[0].(string)] = true
+		}
+	}
+	d := ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
+	for _, r := range recs {
+		if loaded[r.event.TransactionID] {
+			d.DuplicateOffsets = append(d.DuplicateOffsets, r.record.Offset)
+			continue
+		}
+		loaded[r.event.TransactionID] = true
+		d.Offsets = append(d.Offsets, r.record.Offset)
+	}
+	a.logger(ctx, batch.Spec{Range: in.Source}).Info("replay decided", zap.String("replay_id", in.ID()),
+		zap.Int("quarantined", d.Quarantined), zap.Int("to_load", len(d.Offsets)), zap.Int("duplicates", len(d.DuplicateOffsets)))
+	return d, nil
+}
+
+// ReplayLoadInput is a replay with its recorded decision.
+type ReplayLoadInput struct {
+	Replay   ReplayInput
+	Decision ReplayDecision
+}
+
+// LoadReplay loads the decided records into transactions and
+// transactions_enriched under the replay's ID, then its ledger row into
+// quarantine_replays. Run twice, or twice at once, it appends once.
+func (a *Activities) LoadReplay(ctx context.Context, in ReplayLoadInput) (ReplayTotals, error) {
+	id := in.Replay.ID()
+	rows, totals, err := a.replayRows(ctx, in, time.Now().UTC())
+	if err != nil {
+		return ReplayTotals{}, err
+	}
+	for _, table := range []string{"transactions", "transactions_enriched", replayTable} {
+		if err := a.loadTable(ctx, id, table, rows[table]); err != nil {
+			return ReplayTotals{}, err
+		}
+	}
+	a.logger(ctx, batch.Spec{Range: in.Replay.Source}).Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
+	return totals, nil
+}
+
+func (a *Activities) replayRows(ctx context.Context, in ReplayLoadInput, now time.Time) (map[string]*bytes.Buffer, ReplayTotals, error) {
+	id, d := in.Replay.ID(), in.Decision
+	recs, err := a.quarantinedRecords(ctx, in.Replay)
+	if err != nil {
+		return nil, ReplayTotals{}, err
+	}
+	if len(recs) != d.Quarantined {
+		return nil, ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: ingest_errors holds %d late records of the batch, the decision counted %d",
+			id, len(recs), d.Quarantined), ErrTypeReplayMismatch, nil)
+	}
+	byOffset := make(map[int64]*quarantined, len(recs))
+	for i := range recs {
+		byOffset[recs[i].record.Offset] = &recs[i]
+	}
+	loadedAt := now.Format(time.RFC3339Nano)
+	rows := map[string]*bytes.Buffer{"transactions": {}, "transactions_enriched": {}, replayTable: {}}
+	totals := ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets), AmountByCurrency: map[string]string{}}
+	amounts := map[string]*metricAcc{}
+	scorer := fraud.NewScorer()
+	var buf []byte
+	for _, off := range d.Offsets {
+		r := byOffset[off]
+		if r == nil {
+			return nil, ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: offset %d was decided but is not quarantined", id, off), ErrTypeReplayMismatch, nil)
+		}
+		e := &r.event
+		tx := toTxRow(e, id, r.record, loadedAt)
+		buf = appendTxRow(buf[:0], &tx)
+		rows["transactions"].Write(buf)
+		score := scorer.Score(e)
+		reasons := score.ReasonCodes()
+		if reasons == nil {
+			reasons = []string{}
+		}
+		enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
+		buf = appendEnrichedRow(buf[:0], &enriched)
+		rows["transactions_enriched"].Write(buf)
+		if score.RiskLevel() == "high" {
+			totals.HighRisk++
+		}
+		if amounts[e.Currency] == nil {
+			amounts[e.Currency] = &metricAcc{scale: e.Amount.Scale}
+		}
+		amounts[e.Currency].events++
+		amounts[e.Currency].minor += e.Amount.Minor
+		totals.Loaded++
+	}
+	ledger := replayLedgerRow{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
+		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, AmountByCurrency: []ledgerAmount{}, LoadedAt: loadedAt}
+	for _, c := range slices.Sorted(maps.Keys(amounts)) {
+		amt := payment.Amount{Minor: amounts[c].minor, Scale: amounts[c].scale}.String()
+		ledger.AmountByCurrency = append(ledger.AmountByCurrency, ledgerAmount{Currency: c, Amount: amt, Events: amounts[c].events})
+		totals.AmountByCurrency[c] = amt
+	}
+	b, err := json.Marshal(ledger)
+	if err != nil {
+		return nil, ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
+	}
+	rows[replayTable].Write(append(b, '\n'))
+	return rows, totals, nil
+}
+
+type replayLedgerRow struct {
+	BatchID          string         `json:"batch_id"`
+	SourceBatchID    string         `json:"source_batch_id"`
+	KafkaTopic       string         `json:"kafka_topic"`
+	KafkaPartition   int            `json:"kafka_partition"`
+	Quarantined      int            `json:"quarantined"`
+	Loaded           int            `json:"loaded"`
+	Duplicates       int            `json:"duplicates"`
+	AmountByCurrency []ledgerAmount `json:"amount_by_currency"`
+	LoadedAt         string         `json:"loaded_at"`
+}

@@ -1,0 +1,126 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/progress"
+	"github.com/paystream/paystream/workflows"
+)
+
+// QuarantinedBatch is a batch with late records in quarantine.
+type QuarantinedBatch struct {
+	Range batch.Range
+	Late  int64
+}
+
+// Quarantined lists the batches of the given partitions (all when none)
+// within [from, to) that quarantined late records, in partition and
+// offset order: what replay-quarantine would replay.
+func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to int64) ([]QuarantinedBatch, error) {
+	params := []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "from", Value: from}, {Name: "to", Value: to}}
+	onlySome := ""
+	if len(partitions) > 0 {
+		// Only with partitions: the emulator answers an empty array
+		// parameter with an error the client retries forever.
+		parts := make([]int64, 0, len(partitions))
+		for _, p := range partitions {
+			parts = append(parts, int64(p))
+		}
+		onlySome = "AND kafka_partition IN UNNEST(@partitions) "
+		params = append(params, bigquery.QueryParameter{Name: "partitions", Value: parts})
+	}
+	q := o.BigQuery.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset, late FROM `%s.%s.batch_ledger` "+
+		"WHERE kafka_topic = @topic AND late > 0 AND end_offset > @from AND start_offset < @to %sORDER BY kafka_partition, start_offset",
+		o.BigQuery.Project(), o.Config.BigQueryDataset, onlySome))
+	q.Parameters = params
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read batch_ledger: %w", err)
+	}
+	var out []QuarantinedBatch
+	for {
+		var row struct {
+			Partition int64 `bigquery:"kafka_partition"`
+			Start     int64 `bigquery:"start_offset"`
+			End       int64 `bigquery:"end_offset"`
+			Late      int64 `bigquery:"late"`
+		}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read batch_ledger: %w", err)
+		}
+		out = append(out, QuarantinedBatch{Range: batch.Range{Topic: o.Config.Topic, Partition: int(row.Partition), Start: row.Start, End: row.End}, Late: row.Late})
+	}
+}
+
+// ErrReplayRunning means another replay-quarantine of the topic runs.
+var ErrReplayRunning = errors.New("another replay-quarantine of this topic is running; wait for it (starter status shows the pipeline, the web UI the replay)")
+
+// ReplayQuarantine replays the quarantined late records of batches, one
+// batch at a time in one QuarantineReplays run per topic: a second run
+// while one is going is refused. Each batch's replay happens at most once;
+// batches replayed before are reported as already replayed.
+func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBatch) ([]workflows.ReplayOutcome, error) {
+	sources := make([]batch.Range, 0, len(batches))
+	for _, b := range batches {
+		sources = append(sources, b.Range)
+	}
+	id := workflows.QuarantineReplaysID(o.Config.Topic)
+	run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                o.Config.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("replay the quarantine of %d batches of %s", len(sources), o.Config.Topic),
+	}, workflows.QuarantineReplays, sources)
+	if errors.As(err, new(*serviceerror.WorkflowExecutionAlreadyStarted)) {
+		return nil, ErrReplayRunning
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	bar := progress.New(o.Progress, "batches replayed", int64(len(sources)))
+	done := make(chan struct{})
+	var polling sync.WaitGroup
+	polling.Add(1)
+	go func() {
+		defer polling.Done()
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Second):
+			}
+			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), workflows.ProgressQuery); err == nil {
+				var n int64
+				if v.Get(&n) == nil {
+					bar.Set(n)
+				}
+			}
+		}
+	}()
+	var out []workflows.ReplayOutcome
+	err = run.Get(ctx, &out)
+	close(done)
+	polling.Wait()
+	bar.Done(int64(len(out)))
+	if err != nil {
+		return out, fmt.Errorf("%s: %w", id, err)
+	}
+	return out, nil
+}
