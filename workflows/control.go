@@ -125,8 +125,8 @@ func setControlHandlers(ctx workflow.Context, in *IngestInput, c *control, progr
 	return nil
 }
 
-// rate tracks events/s over the batches of the last minute, in workflow
-// time, for status.
+// rate tracks events/s over the last minute, in workflow time, for
+// status: samples of the records done at each batch and idle poll.
 type rate struct {
 	at      []time.Time
 	records []int64

@@ -131,3 +131,20 @@ func TestOperatorControls(t *testing.T) {
 		t.Errorf("loads %q, want %q", j.calls, want)
 	}
 }
+
+// TestRateCountsTheLastMinute: events/s spans the samples of the last
+// minute, so a caught-up partition's rate falls to zero.
+func TestRateCountsTheLastMinute(t *testing.T) {
+	var r rate
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got := r.add(t0, 0); got != 0 {
+		t.Errorf("one sample: %v", got)
+	}
+	if got := r.add(t0.Add(10*time.Second), 5000); got != 500 {
+		t.Errorf("5,000 records in 10 s: %v/s", got)
+	}
+	r.add(t0.Add(70*time.Second), 5000) // idle since
+	if got := r.add(t0.Add(130*time.Second), 5000); got != 0 {
+		t.Errorf("a minute without records: %v/s", got)
+	}
+}

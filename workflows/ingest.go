@@ -143,6 +143,9 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		commit = nil
 		return err
 	}
+	// The rate counts from the run's start and through idle polls, so it
+	// falls to zero when the partition is caught up.
+	speed.add(workflow.Now(ctx), in.RecordsDone)
 	for {
 		// Here no batch is in flight: the place to stop, pause or drain.
 		if ctx.Err() != nil {
@@ -202,6 +205,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			progress.CaughtUp = plan.End == in.Next
 			if progress.CaughtUp {
 				progress.State = StateCaughtUp
+				progress.EventsPerSecond = speed.add(workflow.Now(ctx), in.RecordsDone)
 				continue
 			}
 			spec = &batch.Spec{
