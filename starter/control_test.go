@@ -88,6 +88,56 @@ func TestControlOnARunningPipeline(t *testing.T) {
 		return got
 	}
 
+	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq.Close()
+	query := func(sql string) [][]bigquery.Value {
+		t.Helper()
+		it, err := bq.Query(sql).Read(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		var out [][]bigquery.Value
+		for {
+			var row []bigquery.Value
+			if err := it.Next(&row); err == iterator.Done {
+				return out
+			} else if err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+			out = append(out, row)
+		}
+	}
+	ds := fmt.Sprintf("`%s.%s", cfg.BigQueryProject, cfg.BigQueryDataset)
+	// exactlyOnceSoFar checks a partly ingested stream: no transaction_id
+	// twice, every batch of the partitions in at balanced, and their ledger ending at
+	// its committed offset: nothing loaded that is not committed, nothing
+	// committed that is not loaded.
+	exactlyOnceSoFar := func(when string, at map[int]int64) {
+		t.Helper()
+		if n := query("SELECT COUNT(*) FROM " + ds + ".recon_duplicates`")[0][0]; n != int64(0) {
+			t.Errorf("%s: %v transaction_ids loaded twice", when, n)
+		}
+		for p := range at {
+			// Only partitions at rest: another may have a batch in flight.
+			n := query(fmt.Sprintf("SELECT COUNTIF(NOT balanced) FROM %s.recon_batch_totals` WHERE STARTS_WITH(batch_id, 'batch/%s/%d/')", ds, cfg.Topic, p))[0][0]
+			if n != nil && n != int64(0) {
+				t.Errorf("%s: partition %d has %v unbalanced batches", when, p, n)
+			}
+		}
+		ends := map[int]int64{}
+		for _, row := range query("SELECT kafka_partition, MAX(end_offset) FROM " + ds + ".batch_ledger` GROUP BY 1") {
+			ends[int(row[0].(int64))] = row[1].(int64)
+		}
+		for p, want := range at {
+			if ends[p] != want {
+				t.Errorf("%s: partition %d's ledger ends at %d, want %d", when, p, ends[p], want)
+			}
+		}
+	}
+
 	cli("start", "--max-records", "400", "--poll-for", "1s")
 	paused := offsets(cli("pause"), "paused")
 	if len(paused) != 2 {
@@ -102,6 +152,7 @@ func TestControlOnARunningPipeline(t *testing.T) {
 	if paused[0] == m.EndOffsets[0] && paused[1] == m.EndOffsets[1] {
 		t.Fatal("both partitions were done before the pause; the test would prove nothing")
 	}
+	exactlyOnceSoFar("paused", paused)
 	time.Sleep(3 * time.Second)
 	for p, later := range status() {
 		if later.Committed != st[p].Committed || later.BatchesDone != st[p].BatchesDone {
@@ -123,6 +174,7 @@ func TestControlOnARunningPipeline(t *testing.T) {
 	if st := status(); st[0].State != "drained" || st[0].Committed != drained[0] {
 		t.Errorf("partition 0 after draining at %d: %+v", drained[0], st[0])
 	}
+	exactlyOnceSoFar("partition 0 drained", drained)
 	// A new run takes its batch size from start's flags, as a first one.
 	if out := cli("start", "--max-records", "250", "--poll-for", "1s"); !strings.Contains(out, fmt.Sprintf("started at offset %d", drained[0])) || !strings.Contains(out, "already running") {
 		t.Fatalf("start after drain: %s", out)
@@ -143,23 +195,8 @@ func TestControlOnARunningPipeline(t *testing.T) {
 
 	// Batches planned after the resize hold at most 250 records, and
 	// some hold exactly that: the new size took effect.
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bq.Close()
-	it, err := bq.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset FROM `%s.%s.batch_ledger` ORDER BY 1, 2", cfg.BigQueryProject, cfg.BigQueryDataset)).Read(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	full := 0
-	for {
-		var row []bigquery.Value
-		if err := it.Next(&row); err == iterator.Done {
-			break
-		} else if err != nil {
-			t.Fatal(err)
-		}
+	for _, row := range query("SELECT kafka_partition, start_offset, end_offset FROM " + ds + ".batch_ledger` ORDER BY 1, 2") {
 		p, start, end := int(row[0].(int64)), row[1].(int64), row[2].(int64)
 		limit := int64(400)
 		if start >= paused[p] {
