@@ -279,8 +279,8 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 		}
 		return metrics[k]
 	}
-	amounts := map[string]*metricAcc{}
-	totals := batch.Totals{AmountByCurrency: map[string]string{}}
+	amounts := currencyTotals{}
+	totals := batch.Totals{}
 	o := newOutcomes(d)
 	loadedIdx := 0
 	var encErr error
@@ -308,16 +308,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			tx := toTxRow(e, id, r.Record, loadedAt)
-			txBuf = appendTxRow(txBuf[:0], &tx)
-			rows["transactions"].Write(txBuf)
-			reasons := score.ReasonCodes()
-			if reasons == nil {
-				reasons = []string{}
-			}
-			enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
-			txBuf = appendEnrichedRow(txBuf[:0], &enriched)
-			rows["transactions_enriched"].Write(txBuf)
+			txBuf = appendLoaded(rows, txBuf, e, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
 			m.minor += e.Amount.Minor
@@ -325,11 +316,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 				m.fraud++
 				totals.HighRisk++
 			}
-			if amounts[e.Currency] == nil {
-				amounts[e.Currency] = &metricAcc{scale: e.Amount.Scale}
-			}
-			amounts[e.Currency].events++
-			amounts[e.Currency].minor += e.Amount.Minor
+			amounts.add(e)
 			totals.Loaded++
 		case dedup.Duplicate:
 			metric(e).dups++
@@ -373,19 +360,53 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	}
 	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
 		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
-		Skipped: spec.End - spec.Start - present, AmountByCurrency: []ledgerAmount{}, NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
+		Skipped: spec.End - spec.Start - present, NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
 	if !d.Next.Newest.IsZero() {
 		ledger.NextWindowNewest = d.Next.Newest.Format(time.RFC3339Nano)
 	}
-	for _, c := range slices.Sorted(maps.Keys(amounts)) {
-		amt := payment.Amount{Minor: amounts[c].minor, Scale: amounts[c].scale}.String()
-		ledger.AmountByCurrency = append(ledger.AmountByCurrency, ledgerAmount{Currency: c, Amount: amt, Events: amounts[c].events})
-		totals.AmountByCurrency[c] = amt
-	}
+	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
 	put("batch_ledger", ledger)
 	totals.Records = int(present)
 	totals.Skipped = int(ledger.Skipped)
 	return rows, totals, encErr
+}
+
+// appendLoaded writes a loaded event's transactions and
+// transactions_enriched rows, reusing buf.
+func appendLoaded(rows map[string]*bytes.Buffer, buf []byte, e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) []byte {
+	tx := toTxRow(e, batchID, r, loadedAt)
+	buf = appendTxRow(buf[:0], &tx)
+	rows["transactions"].Write(buf)
+	reasons := score.ReasonCodes()
+	if reasons == nil {
+		reasons = []string{}
+	}
+	enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
+	buf = appendEnrichedRow(buf[:0], &enriched)
+	rows["transactions_enriched"].Write(buf)
+	return buf
+}
+
+// currencyTotals sums loaded amounts per currency in minor units, exactly.
+type currencyTotals map[string]*metricAcc
+
+func (c currencyTotals) add(e *payment.Event) {
+	if c[e.Currency] == nil {
+		c[e.Currency] = &metricAcc{scale: e.Amount.Scale}
+	}
+	c[e.Currency].events++
+	c[e.Currency].minor += e.Amount.Minor
+}
+
+// sums are the totals as ledger rows and as decimal strings by currency.
+func (c currencyTotals) sums() ([]ledgerAmount, map[string]string) {
+	rows, byCurrency := []ledgerAmount{}, map[string]string{}
+	for _, cur := range slices.Sorted(maps.Keys(c)) {
+		amt := payment.Amount{Minor: c[cur].minor, Scale: c[cur].scale}.String()
+		rows = append(rows, ledgerAmount{Currency: cur, Amount: amt, Events: c[cur].events})
+		byCurrency[cur] = amt
+	}
+	return rows, byCurrency
 }
 
 func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string) txRow {

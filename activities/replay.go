@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -207,8 +205,8 @@ func (a *Activities) replayRows(ctx context.Context, in ReplayLoadInput, now tim
 	}
 	loadedAt := now.Format(time.RFC3339Nano)
 	rows := map[string]*bytes.Buffer{"transactions": {}, "transactions_enriched": {}, replayTable: {}}
-	totals := ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets), AmountByCurrency: map[string]string{}}
-	amounts := map[string]*metricAcc{}
+	totals := ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
+	amounts := currencyTotals{}
 	scorer := fraud.NewScorer()
 	var buf []byte
 	for _, off := range d.Offsets {
@@ -217,34 +215,17 @@ func (a *Activities) replayRows(ctx context.Context, in ReplayLoadInput, now tim
 			return nil, ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: offset %d was decided but is not quarantined", id, off), ErrTypeReplayMismatch, nil)
 		}
 		e := &r.event
-		tx := toTxRow(e, id, r.record, loadedAt)
-		buf = appendTxRow(buf[:0], &tx)
-		rows["transactions"].Write(buf)
 		score := scorer.Score(e)
-		reasons := score.ReasonCodes()
-		if reasons == nil {
-			reasons = []string{}
-		}
-		enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
-		buf = appendEnrichedRow(buf[:0], &enriched)
-		rows["transactions_enriched"].Write(buf)
+		buf = appendLoaded(rows, buf, e, id, r.record, loadedAt, score)
 		if score.RiskLevel() == "high" {
 			totals.HighRisk++
 		}
-		if amounts[e.Currency] == nil {
-			amounts[e.Currency] = &metricAcc{scale: e.Amount.Scale}
-		}
-		amounts[e.Currency].events++
-		amounts[e.Currency].minor += e.Amount.Minor
+		amounts.add(e)
 		totals.Loaded++
 	}
 	ledger := replayLedgerRow{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
-		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, AmountByCurrency: []ledgerAmount{}, LoadedAt: loadedAt}
-	for _, c := range slices.Sorted(maps.Keys(amounts)) {
-		amt := payment.Amount{Minor: amounts[c].minor, Scale: amounts[c].scale}.String()
-		ledger.AmountByCurrency = append(ledger.AmountByCurrency, ledgerAmount{Currency: c, Amount: amt, Events: amounts[c].events})
-		totals.AmountByCurrency[c] = amt
-	}
+		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, LoadedAt: loadedAt}
+	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
 	b, err := json.Marshal(ledger)
 	if err != nil {
 		return nil, ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)

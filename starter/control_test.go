@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,10 +14,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
-	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
 )
@@ -32,35 +28,7 @@ import (
 func TestControlOnARunningPipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
-	cfg := s.ClientConfig()
-	for _, kv := range [][2]string{
-		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
-		{"bigquery-endpoint", cfg.BigQueryEndpoint},
-	} {
-		t.Setenv(config.EnvName(kv[0]), kv[1])
-	}
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 6000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest := filepath.Join(t.TempDir(), "manifest.json")
-	if err := m.WriteFile(manifest); err != nil {
-		t.Fatal(err)
-	}
+	cfg, m, manifest := startOperatorStack(t, ctx, 6000)
 	cli := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer

@@ -26,35 +26,7 @@ import (
 func TestOperatorCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
-	cfg := s.ClientConfig()
-	for _, kv := range [][2]string{
-		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
-		{"bigquery-endpoint", cfg.BigQueryEndpoint},
-	} {
-		t.Setenv(config.EnvName(kv[0]), kv[1]) // flags also come from the environment
-	}
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer w.Stop()
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 3000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	manifest := filepath.Join(t.TempDir(), "manifest.json")
-	if err := m.WriteFile(manifest); err != nil {
-		t.Fatal(err)
-	}
+	_, m, manifest := startOperatorStack(t, ctx, 3000)
 
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
@@ -188,4 +160,41 @@ COMP_WORDS=($WORDS); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _starter; echo "${COMP
 	if err := run(context.Background(), []string{"completion", "tcsh"}, os.Stdout); !errors.As(err, new(usageError)) {
 		t.Errorf("completion tcsh: %v, want a usage error", err)
 	}
+}
+
+// startOperatorStack starts a two-partition devstack with a worker,
+// points the CLI at it through the environment (flags also come from
+// there), and produces events with their manifest, written to a file.
+func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.Config, simulation.Manifest, string) {
+	t.Helper()
+	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	cfg := s.ClientConfig()
+	for _, kv := range [][2]string{
+		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
+		{"bigquery-endpoint", cfg.BigQueryEndpoint},
+	} {
+		t.Setenv(config.EnvName(kv[0]), kv[1])
+	}
+	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := filepath.Join(t.TempDir(), "manifest.json")
+	if err := m.WriteFile(manifest); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, m, manifest
 }
