@@ -20,12 +20,15 @@ import (
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/metrics"
 )
 
 // Activities are registered on the worker as one struct; its fields are
 // the connections they share.
 type Activities struct {
-	Brokers       []string
+	Kafka         kafkalog.Cluster
+	// Metrics, when set, counts batches, events, latency, lag, retries.
+	Metrics *metrics.Pipeline
 	ConsumerGroup string
 	BigQuery      *bigquery.Client
 	Dataset       string
@@ -57,7 +60,7 @@ const (
 // turns "offsets deleted by retention" into a non-retryable error.
 func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {
 	n := 0
-	err := kafkalog.ReadRange(ctx, a.Brokers, topic, partition, start, end, func(r kafkalog.Record) error {
+	err := kafkalog.ReadRange(ctx, a.Kafka, topic, partition, start, end, func(r kafkalog.Record) error {
 		if n++; n == 100 {
 			faults.At("read")
 		}

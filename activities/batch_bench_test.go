@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -24,10 +25,10 @@ func BenchmarkBatch(b *testing.B) {
 	defer cluster.Close()
 	brokers := cluster.ListenAddrs()
 	opts := simulation.DefaultOptions()
-	if _, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: brokers, Topic: "bench", Events: 4 * batchSize}); err != nil {
+	if _, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: kafkalog.Plain(brokers), Topic: "bench", Events: 4 * batchSize}); err != nil {
 		b.Fatal(err)
 	}
-	a := &Activities{Brokers: brokers}
+	a := &Activities{Kafka: kafkalog.Plain(brokers)}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

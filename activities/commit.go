@@ -23,7 +23,7 @@ type CommitInput struct {
 // progress. Committing the same offset again is harmless.
 func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
 	faults.At("commit")
-	client := &kafka.Client{Addr: kafka.TCP(a.Brokers...), Timeout: 10 * time.Second}
+	client := a.Kafka.Client(10 * time.Second)
 	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
 		GroupID:      a.ConsumerGroup,
 		GenerationID: -1, // a simple (not group-managed) consumer

@@ -50,6 +50,9 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	began := time.Now()
 	spec := in.Spec
 	log := a.logger(ctx, spec)
+	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
+		a.Metrics.LoadRetried("activity")
+	}
 	rows, totals, err := a.buildRows(ctx, in, time.Now().UTC())
 	if err != nil {
 		return batch.Totals{}, err
@@ -74,6 +77,16 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err := load(ctx, ledgerTable); err != nil {
 		return batch.Totals{}, err
 	}
+	var oldest time.Time
+	if recs, err := a.batchRecords(ctx, spec); err == nil && len(recs) > 0 {
+		oldest = recs[0].Time
+		for i := range recs {
+			if recs[i].Time.Before(oldest) {
+				oldest = recs[i].Time
+			}
+		}
+	}
+	a.Metrics.BatchLoaded(spec.Topic, spec.Partition, totals.Loaded, totals.Duplicates, totals.Errors, totals.Late, oldest, time.Since(began))
 	a.batches.drop(spec.ID()) // Load is the batch's last reader
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
@@ -87,7 +100,7 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	if rows.Len() == 0 {
 		return nil // nothing to write, nothing to repeat
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") }}
 	if a.Emulator {
 		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
 	}

@@ -25,7 +25,7 @@ func stackWithPayments(t *testing.T, n int) (*devstack.Stack, *Activities, simul
 	ctx := context.Background()
 	cfg := devstacktest.Config(t, 1)
 	s := devstacktest.Start(t, cfg)
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: s.KafkaBrokers(), Topic: cfg.Topic, Events: n})
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: s.ClientConfig().Kafka(), Topic: cfg.Topic, Events: n})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func stackWithPayments(t *testing.T, n int) (*devstack.Stack, *Activities, simul
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bq.Close() })
-	return s, &Activities{Brokers: s.KafkaBrokers(), ConsumerGroup: "paystream", BigQuery: bq, Dataset: cfg.Dataset, Emulator: true}, m
+	return s, &Activities{Kafka: s.ClientConfig().Kafka(), ConsumerGroup: "paystream", BigQuery: bq, Dataset: cfg.Dataset, Emulator: true}, m
 }
 
 func decide(t *testing.T, a *Activities, spec batch.Spec) LoadInput {

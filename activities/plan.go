@@ -40,7 +40,10 @@ var errStop = errors.New("stop")
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
 	deadline := time.Now().Add(in.PollFor)
 	for {
-		first, hw, err := kafkalog.Bounds(ctx, a.Brokers, in.Topic, in.Partition)
+		first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
+		if err == nil {
+			a.Metrics.Lag(in.Topic, in.Partition, hw-in.Next)
+		}
 		if err != nil {
 			return PlanResult{}, err
 		}

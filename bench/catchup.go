@@ -124,7 +124,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 }
 
 func (e *env) activities(cfg config.Config) *activities.Activities {
-	return &activities.Activities{Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup, BigQuery: e.bq,
+	return &activities.Activities{Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup, BigQuery: e.bq,
 		Dataset: cfg.BigQueryDataset, Emulator: true, Discard: cfg.Sink == config.SinkDiscard}
 }
 
@@ -133,7 +133,7 @@ func (e *env) activities(cfg config.Config) *activities.Activities {
 // MicroBatch do, handing the decided batch to fn.
 func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
 	fn func(batch.Spec, batch.Decisions, batch.Enrichment) error) error {
-	first, _, err := kafkalog.Bounds(ctx, cfg.KafkaBrokers, cfg.Topic, p)
+	first, _, err := kafkalog.Bounds(ctx, cfg.Kafka(), cfg.Topic, p)
 	if err != nil {
 		return err
 	}

@@ -121,7 +121,7 @@ func (e *env) newRun(ctx context.Context, sink string, partitions, events int) (
 }
 
 func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events int) (simulation.Manifest, error) {
-	kc := &kafka.Client{Addr: kafka.TCP(cfg.KafkaBrokers...), Timeout: 10 * time.Second}
+	kc := cfg.Kafka().Client(10 * time.Second)
 	resp, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: partitions, ReplicationFactor: 1}}})
 	if err != nil {
 		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
@@ -130,7 +130,7 @@ func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events
 		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
 	}
 	for {
-		if parts, err := kafkalog.Partitions(ctx, cfg.KafkaBrokers, cfg.Topic); err == nil && len(parts) == partitions {
+		if parts, err := kafkalog.Partitions(ctx, cfg.Kafka(), cfg.Topic); err == nil && len(parts) == partitions {
 			break
 		}
 		select {
@@ -145,7 +145,7 @@ func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events
 	if events == 0 {
 		return simulation.Manifest{}, nil
 	}
-	return simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+	return simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
 }
 
 func (e *env) operator(cfg config.Config, batchSize int) *pipeline.Operator {

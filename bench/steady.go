@@ -89,7 +89,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	var manifest simulation.Manifest
 	go func() {
 		var err error
-		manifest, err = simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events, Rate: rate})
+		manifest, err = simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Rate: rate})
 		produced <- err
 	}()
 	began := time.Now()
@@ -228,7 +228,7 @@ func (e *env) latencies(ctx context.Context, cfg config.Config, partitions int, 
 		batches := byPartition[p]
 		slices.SortFunc(batches, func(a, b ledgerSeen) int { return int(a.start - b.start) })
 		i := 0
-		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, batchesEnd(batches), func(r kafkalog.Record) error {
+		err := kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, p, 0, batchesEnd(batches), func(r kafkalog.Record) error {
 			for i < len(batches) && r.Offset >= batches[i].end {
 				i++
 			}

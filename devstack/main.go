@@ -162,7 +162,7 @@ func demo(ctx context.Context, args []string) error {
 
 	fmt.Printf("\n1. Producing %d simulated payments (seed %d) ...\n", *events, gen.Seed)
 	m, err := simulation.Produce(ctx, gen, simulation.ProduceOptions{
-		Brokers: s.KafkaBrokers(), Topic: cfg.Topic, Events: *events, Progress: os.Stdout,
+		Kafka: clientCfg.Kafka(), Topic: cfg.Topic, Events: *events, Progress: os.Stdout,
 	})
 	if err != nil {
 		return err

@@ -37,10 +37,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	gen := simulation.DefaultOptions()
 	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "Kafka topic to produce to")
-	fs.Func("kafka-brokers", fmt.Sprintf("comma-separated Kafka bootstrap brokers (default %q)", config.DefaultKafkaBrokers), func(v string) error {
-		cfg.KafkaBrokers = config.SplitList(v)
-		return nil
-	})
+	cfg.RegisterKafkaFlags(fs)
 	events := fs.Int("events", 100000, "records to send (ignored when --rate and --duration are given)")
 	rate := fs.Float64("rate", 0, "records per second; with --duration, paced in real time")
 	duration := fs.Duration("duration", 0, "how long to produce at --rate")
@@ -58,6 +55,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := cfg.Validate(); err != nil { // loads Kafka's TLS and SASL
+		return err
+	}
 	if *startTime == "now" {
 		gen.StartTime = time.Now().UTC().Truncate(time.Millisecond)
 	} else {
@@ -67,7 +67,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		gen.StartTime = t.UTC()
 	}
-	popts := simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: *events, Progress: out}
+	popts := simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: *events, Progress: out}
 	switch {
 	case *rate > 0 && *duration > 0:
 		popts.Rate = *rate

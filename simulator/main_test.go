@@ -61,7 +61,7 @@ func TestSameSeedSameBytesAndManifestMatchesKafka(t *testing.T) {
 		if m.Records != 6000 {
 			t.Errorf("run %d: manifest counts %d records, want 6000", i, m.Records)
 		}
-		tally, err := simulation.ReadBack(ctx, s.KafkaBrokers(), m, m.AllowedLatenessDuration())
+		tally, err := simulation.ReadBack(ctx, kafkalog.Plain(s.KafkaBrokers()), m, m.AllowedLatenessDuration())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +77,7 @@ func TestSameSeedSameBytesAndManifestMatchesKafka(t *testing.T) {
 func readValues(ctx context.Context, t *testing.T, brokers []string, m simulation.Manifest, p int) [][]byte {
 	t.Helper()
 	var out [][]byte
-	err := kafkalog.ReadRange(ctx, brokers, m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
+	err := kafkalog.ReadRange(ctx, kafkalog.Plain(brokers), m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
 		out = append(out, r.Value)
 		return nil
 	})

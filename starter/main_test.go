@@ -188,7 +188,7 @@ func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.C
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,7 +69,7 @@ func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
 	cfg := s.ClientConfig()
 	opts := simulation.DefaultOptions()
 	opts.Seed = seed
-	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: events})
+	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,14 +12,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"net"
+	"net/http"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
 )
 
@@ -41,6 +45,7 @@ func run(args []string) error {
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
 	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", activities.DefaultBatchCacheBytes>>20, "MiB of parsed batches kept between a batch's activities (misses re-read Kafka)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
@@ -61,7 +66,9 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	tc, err := pipeline.DialTemporal(ctx, cfg, log)
+	m := metrics.New()
+	opts.Metrics = m
+	tc, err := pipeline.DialTemporalWithMetrics(ctx, cfg, log, m)
 	if err != nil {
 		return err
 	}
@@ -70,11 +77,21 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *httpAddr != "" {
+		ln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http-addr: %w", err)
+		}
+		srv := &http.Server{Handler: w.HTTPHandler(tc, m), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
 	}
 	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", cfg.TemporalAddress),
-		zap.Strings("kafka", cfg.KafkaBrokers), zap.String("bigquery_project", cfg.BigQueryProject))
+		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject))
 	<-ctx.Done()
 	// Stop polling, let running activities finish for up to the stop
 	// timeout; what does not finish is retried by another worker, and its

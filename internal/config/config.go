@@ -8,6 +8,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,10 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/segmentio/kafka-go/sasl"
+
+	"github.com/paystream/paystream/internal/kafkalog"
 )
 
 // Defaults of the local stack. devstack listens on these and the other
@@ -64,6 +69,34 @@ type Config struct {
 	// AllowedLateness is how far behind the partition's newest event_time
 	// a record may be and still be deduplicated and loaded (DESIGN §4).
 	AllowedLateness time.Duration
+
+	// Kafka security. Secrets come from files or the environment, never
+	// from flags (a command line is visible to every user of the host).
+	KafkaTLS           bool   // TLS to the brokers (system roots unless KafkaTLSCA)
+	KafkaTLSCA         string // PEM file of the CA that signed the brokers
+	KafkaTLSCert       string // client certificate (mutual TLS), PEM file
+	KafkaTLSKey        string // its key, PEM file
+	KafkaSASLMechanism string // "", PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+	KafkaSASLUsername  string
+	// KafkaSASLPasswordFile holds the SASL password; without it the
+	// password is $PAYSTREAM_KAFKA_SASL_PASSWORD.
+	KafkaSASLPasswordFile string
+
+	// Temporal security: mutual TLS (self-hosted or Temporal Cloud) or an
+	// API key (Temporal Cloud), which implies TLS.
+	TemporalTLSCert       string
+	TemporalTLSKey        string
+	TemporalTLSCA         string
+	TemporalTLSServerName string
+	// TemporalAPIKeyFile holds the API key; without it the key is
+	// $PAYSTREAM_TEMPORAL_API_KEY.
+	TemporalAPIKeyFile string
+
+	// Resolved by Validate from the settings above.
+	kafkaTLS       *tls.Config
+	kafkaSASL      sasl.Mechanism
+	temporalTLS    *tls.Config
+	temporalAPIKey string
 }
 
 // Default returns the configuration of the local devstack.
@@ -89,10 +122,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port")
 	fs.StringVar(&c.Namespace, "temporal-namespace", c.Namespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of the paystream workers")
-	fs.Func("kafka-brokers", fmt.Sprintf("comma-separated Kafka bootstrap brokers (default %q)", strings.Join(c.KafkaBrokers, ",")), func(v string) error {
-		c.KafkaBrokers = SplitList(v)
-		return nil
-	})
+	c.RegisterKafkaFlags(fs)
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of payment events")
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", c.ConsumerGroup, "Kafka consumer group whose offsets paystream commits")
 	fs.StringVar(&c.BigQueryProject, "bigquery-project", c.BigQueryProject, "BigQuery project")
@@ -100,7 +130,35 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BigQueryEndpoint, "bigquery-endpoint", c.BigQueryEndpoint, "BigQuery API endpoint override (the emulator); empty for real BigQuery with Application Default Credentials")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
+	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "client certificate for mutual TLS to Temporal, PEM file")
+	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", c.TemporalTLSKey, "its key, PEM file")
+	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", c.TemporalTLSCA, "PEM file of the CA of Temporal's server certificate (default: system roots)")
+	fs.StringVar(&c.TemporalTLSServerName, "temporal-tls-server-name", c.TemporalTLSServerName, "server name to verify Temporal's certificate against (default: from the address)")
+	fs.StringVar(&c.TemporalAPIKeyFile, "temporal-api-key-file", c.TemporalAPIKeyFile, "file holding a Temporal Cloud API key (default: $"+SecretTemporalAPIKey+")")
 }
+
+// RegisterKafkaFlags defines the flags that reach Kafka (brokers, TLS,
+// SASL) on fs: all the simulator needs.
+func (c *Config) RegisterKafkaFlags(fs *flag.FlagSet) {
+	fs.Func("kafka-brokers", fmt.Sprintf("comma-separated Kafka bootstrap brokers (default %q)", strings.Join(c.KafkaBrokers, ",")), func(v string) error {
+		c.KafkaBrokers = SplitList(v)
+		return nil
+	})
+	fs.BoolVar(&c.KafkaTLS, "kafka-tls", c.KafkaTLS, "connect to the brokers with TLS (implied by the other kafka-tls flags)")
+	fs.StringVar(&c.KafkaTLSCA, "kafka-tls-ca", c.KafkaTLSCA, "PEM file of the CA that signed the brokers' certificates (default: system roots)")
+	fs.StringVar(&c.KafkaTLSCert, "kafka-tls-cert", c.KafkaTLSCert, "client certificate for mutual TLS, PEM file")
+	fs.StringVar(&c.KafkaTLSKey, "kafka-tls-key", c.KafkaTLSKey, "client certificate's key, PEM file")
+	fs.StringVar(&c.KafkaSASLMechanism, "kafka-sasl-mechanism", c.KafkaSASLMechanism, "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: none)")
+	fs.StringVar(&c.KafkaSASLUsername, "kafka-sasl-username", c.KafkaSASLUsername, "SASL user name")
+	fs.StringVar(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", c.KafkaSASLPasswordFile, "file holding the SASL password (default: $"+SecretKafkaSASLPassword+")")
+}
+
+// Secrets read from the environment when no file is given. They have no
+// flag on purpose.
+const (
+	SecretKafkaSASLPassword = "PAYSTREAM_KAFKA_SASL_PASSWORD"
+	SecretTemporalAPIKey    = "PAYSTREAM_TEMPORAL_API_KEY"
+)
 
 // Parse parses args into fs, then sets every flag the command line left out
 // from its environment variable (see EnvName), so containers can be
@@ -136,8 +194,9 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	return firstErr
 }
 
-// Validate reports the first setting that cannot work.
-func (c Config) Validate() error {
+// Validate reports the first setting that cannot work, and loads the
+// certificates and secrets the security settings name.
+func (c *Config) Validate() error {
 	switch {
 	case c.TemporalAddress == "":
 		return fmt.Errorf("temporal-address is empty")
@@ -152,8 +211,19 @@ func (c Config) Validate() error {
 	case c.AllowedLateness <= 0:
 		return fmt.Errorf("allowed-lateness must be positive, got %v", c.AllowedLateness)
 	}
-	return nil
+	return c.loadSecurity()
 }
+
+// Kafka is how to reach the brokers, with TLS and SASL once Validate has
+// loaded them.
+func (c Config) Kafka() kafkalog.Cluster {
+	return kafkalog.Cluster{Brokers: c.KafkaBrokers, TLS: c.kafkaTLS, SASL: c.kafkaSASL}
+}
+
+// TemporalTLS and TemporalAPIKey are Temporal's connection security once
+// Validate has loaded it (nil and "" for a plaintext dev server).
+func (c Config) TemporalTLS() *tls.Config { return c.temporalTLS }
+func (c Config) TemporalAPIKey() string    { return c.temporalAPIKey }
 
 // EnvName is the environment variable that sets a flag.
 func EnvName(flagName string) string {

@@ -171,7 +171,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 // applies the schema.
 func (s *Stack) waitReady(ctx context.Context) error {
 	if err := s.poll(ctx, "Kafka broker", nil, func(ctx context.Context) error {
-		parts, err := kafkalog.Partitions(ctx, s.KafkaBrokers(), s.cfg.Topic)
+		parts, err := kafkalog.Partitions(ctx, kafkalog.Plain(s.KafkaBrokers()), s.cfg.Topic)
 		if err != nil {
 			return err
 		}

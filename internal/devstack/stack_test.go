@@ -56,7 +56,7 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 	}
 
 	// Kafka has the topic with the partitions asked for.
-	parts, err := kafkalog.Partitions(ctx, s.KafkaBrokers(), cfg.Topic)
+	parts, err := kafkalog.Partitions(ctx, kafkalog.Plain(s.KafkaBrokers()), cfg.Topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 	s = devstacktest.Start(t, cfg)
 
 	var got [][]byte
-	err = kafkalog.ReadRange(ctx, s.KafkaBrokers(), cfg.Topic, probePartition, 0, 1, func(r kafkalog.Record) error {
+	err = kafkalog.ReadRange(ctx, kafkalog.Plain(s.KafkaBrokers()), cfg.Topic, probePartition, 0, 1, func(r kafkalog.Record) error {
 		got = append(got, r.Value)
 		return nil
 	})

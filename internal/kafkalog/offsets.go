@@ -12,13 +12,13 @@ import (
 )
 
 // Partitions returns the topic's partitions, in order.
-func Partitions(ctx context.Context, brokers []string, topic string) ([]kafka.Partition, error) {
-	if len(brokers) == 0 {
+func Partitions(ctx context.Context, kc Cluster, topic string) ([]kafka.Partition, error) {
+	if len(kc.Brokers) == 0 {
 		return nil, errors.New("no Kafka brokers given")
 	}
-	conn, err := (&kafka.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", brokers[0])
+	conn, err := kc.Dialer(5*time.Second).DialContext(ctx, "tcp", kc.Brokers[0])
 	if err != nil {
-		return nil, fmt.Errorf("connect to Kafka at %s: %w", brokers[0], err)
+		return nil, fmt.Errorf("connect to Kafka at %s: %w", kc, err)
 	}
 	defer conn.Close()
 	parts, err := conn.ReadPartitions(topic)
@@ -26,7 +26,7 @@ func Partitions(ctx context.Context, brokers []string, topic string) ([]kafka.Pa
 		return nil, fmt.Errorf("read partitions of topic %s: %w", topic, err)
 	}
 	if len(parts) == 0 {
-		return nil, fmt.Errorf("topic %s does not exist on %s", topic, brokers[0])
+		return nil, fmt.Errorf("topic %s does not exist on %s", topic, kc.Brokers[0])
 	}
 	ordered := make([]kafka.Partition, len(parts))
 	for _, p := range parts {
@@ -39,12 +39,12 @@ func Partitions(ctx context.Context, brokers []string, topic string) ([]kafka.Pa
 }
 
 // HighWatermarks returns each partition's next offset (the end of its log).
-func HighWatermarks(ctx context.Context, brokers []string, topic string) ([]int64, error) {
-	parts, err := Partitions(ctx, brokers, topic)
+func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, error) {
+	parts, err := Partitions(ctx, kc, topic)
 	if err != nil {
 		return nil, err
 	}
-	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	client := kc.Client(10 * time.Second)
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, p := range parts {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p.ID))

@@ -27,11 +27,11 @@ var ErrOffsetOutOfRange = errors.New("offset out of range")
 // [start, end), in offset order. The log is immutable, so every call for the
 // same range sees the same records. Offsets without a record (transaction
 // markers, compacted records) are skipped.
-func ReadRange(ctx context.Context, brokers []string, topic string, partition int, start, end int64, fn func(Record) error) error {
+func ReadRange(ctx context.Context, kc Cluster, topic string, partition int, start, end int64, fn func(Record) error) error {
 	if start >= end {
 		return nil
 	}
-	conn, first, last, err := dialLeader(ctx, brokers, topic, partition)
+	conn, first, last, err := dialLeader(ctx, kc, topic, partition)
 	if err != nil {
 		return err
 	}
@@ -107,8 +107,8 @@ func fetchBytes(records, seenBytes, seenRecords int64) int {
 
 // Bounds returns a partition's first offset still in the log and its high
 // watermark (the offset the next record will get).
-func Bounds(ctx context.Context, brokers []string, topic string, partition int) (first, end int64, err error) {
-	conn, first, end, err := dialLeader(ctx, brokers, topic, partition)
+func Bounds(ctx context.Context, kc Cluster, topic string, partition int) (first, end int64, err error) {
+	conn, first, end, err := dialLeader(ctx, kc, topic, partition)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -118,9 +118,8 @@ func Bounds(ctx context.Context, brokers []string, topic string, partition int) 
 
 // dialLeader connects to the partition's leader, bounded by ctx's
 // deadline, and reads the log's first offset and high watermark.
-func dialLeader(ctx context.Context, brokers []string, topic string, partition int) (conn *kafka.Conn, first, end int64, err error) {
-	dialer := &kafka.Dialer{Timeout: 10 * time.Second}
-	conn, err = dialer.DialLeader(ctx, "tcp", brokers[0], topic, partition)
+func dialLeader(ctx context.Context, kc Cluster, topic string, partition int) (conn *kafka.Conn, first, end int64, err error) {
+	conn, err = kc.Dialer(10*time.Second).DialLeader(ctx, "tcp", kc.Brokers[0], topic, partition)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
 	}

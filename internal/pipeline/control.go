@@ -22,7 +22,7 @@ import (
 // stops it, with the answers so far.
 func (o *Operator) Control(ctx context.Context, update string, partitions []int, args ...any) ([]workflows.ControlResult, error) {
 	if len(partitions) == 0 {
-		n, err := kafkalog.Partitions(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+		n, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 		if err != nil {
 			return nil, err
 		}

@@ -96,7 +96,7 @@ func TestEndToEnd(t *testing.T) {
 	e := startEnv(t, 3, tuning)
 	cfg := e.operator.Config
 
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 12000})
+	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 12000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
 	wantDups := map[string]bool{}
 	wantErrs := map[string]string{}
 	for p := range m.Partitions {
-		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
+		err := kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
 			v := oracle.Observe(p, r.Offset, r.Key, r.Value, r.Time)
 			switch v.Outcome {
 			case simulation.OutcomeDuplicate:
@@ -250,7 +250,7 @@ func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
 	cfg := e.operator.Config
 	var secrets []string
 	var firstBatch string
-	err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, 0, 0, min(m.EndOffsets[0], 1500), func(r kafkalog.Record) error {
+	err := kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, 0, 0, min(m.EndOffsets[0], 1500), func(r kafkalog.Record) error {
 		if ev, err := payment.Parse(r.Value); err == nil {
 			secrets = append(secrets, ev.CardID, ev.CustomerID, ev.TransactionID, ev.IPAddress)
 		}
@@ -369,7 +369,7 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 	cfg := e.operator.Config
 	opts := simulation.DefaultOptions()
 	opts.Seed, opts.EventRate = 9, 20 // slow event time: the window spans the whole run
-	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 6000})
+	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 6000})
 	if err != nil {
 		t.Fatal(err)
 	}

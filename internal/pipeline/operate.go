@@ -104,7 +104,7 @@ type StartResult struct {
 // Start starts one PartitionIngest per partition of the topic. A partition
 // whose workflow runs already is left alone, so starting twice is harmless.
 func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
-	parts, err := kafkalog.Partitions(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	parts, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return nil, err
 	}
@@ -114,7 +114,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	}
 	var out []StartResult
 	for p := range parts {
-		first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, p)
+		first, _, err := kafkalog.Bounds(ctx, o.Config.Kafka(), o.Config.Topic, p)
 		if err != nil {
 			return out, err
 		}
@@ -149,7 +149,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 
 // Stop asks every partition's workflow to stop after its current batch.
 func (o *Operator) Stop(ctx context.Context) ([]string, error) {
-	parts, err := kafkalog.Partitions(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	parts, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return nil, err
 	}
@@ -190,11 +190,11 @@ type PartitionStatus struct {
 // Status reports every partition: Kafka's view (committed offset, high
 // watermark, lag) and the workflow's (state, batches, last error).
 func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
-	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return nil, err
 	}
-	committed, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	committed, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return nil, err
 	}
@@ -269,12 +269,12 @@ func stateName(s enumspb.WorkflowExecutionStatus) string {
 
 // CommittedOffsets returns the group's committed offset per partition,
 // -1 where it has none.
-func CommittedOffsets(ctx context.Context, brokers []string, group, topic string, partitions int) ([]int64, error) {
+func CommittedOffsets(ctx context.Context, kc kafkalog.Cluster, group, topic string, partitions int) ([]int64, error) {
 	ids := make([]int, partitions)
 	for i := range ids {
 		ids[i] = i
 	}
-	c := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 10 * time.Second}
+	c := kc.Client(10 * time.Second)
 	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
@@ -320,7 +320,7 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if err != nil {
 		return nil, fmt.Errorf("read batch_ledger: %w", err)
 	}
-	first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, partition)
+	first, _, err := kafkalog.Bounds(ctx, o.Config.Kafka(), o.Config.Topic, partition)
 	if err != nil {
 		return nil, err
 	}
@@ -428,11 +428,11 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error
 
 // caughtUp compares the group's committed offsets with the high watermarks.
 func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, partitions int, err error) {
-	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return false, 0, 0, 0, err
 	}
-	offsets, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	offsets, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return false, 0, 0, 0, err
 	}

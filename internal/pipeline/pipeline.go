@@ -17,6 +17,7 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
 )
@@ -39,11 +40,29 @@ func DefaultTuning() Tuning {
 
 // DialTemporal connects to Temporal with the SDK's logs sent to log.
 func DialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {
-	c, err := client.DialContext(ctx, client.Options{
+	return DialTemporalWithMetrics(ctx, cfg, log, nil)
+}
+
+// DialTemporalWithMetrics is DialTemporal with the SDK's metrics exported
+// to m's registry (the worker's /metrics); nil m exports none.
+func DialTemporalWithMetrics(ctx context.Context, cfg config.Config, log *zap.Logger, m *metrics.Pipeline) (client.Client, error) {
+	var metricsHandler client.MetricsHandler
+	if m != nil {
+		metricsHandler = metrics.TemporalHandler(m.Registry)
+	}
+	opts := client.Options{
 		HostPort:  cfg.TemporalAddress,
 		Namespace: cfg.Namespace,
 		Logger:    sdkLogger(log),
-	})
+		// Mutual TLS (self-hosted or Temporal Cloud) or an API key
+		// (Temporal Cloud), as cfg.Validate loaded them.
+		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS()},
+		MetricsHandler:    metricsHandler,
+	}
+	if key := cfg.TemporalAPIKey(); key != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
+	}
+	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
 	}
@@ -70,6 +89,7 @@ type Worker struct {
 	worker.Worker
 	Activities *activities.Activities
 	bq         *bigquery.Client
+	cfg        config.Config
 }
 
 // WorkerOptions size the worker.
@@ -79,6 +99,8 @@ type WorkerOptions struct {
 	// BatchCacheMB bounds the parsed batches kept between a batch's
 	// activities (0: activities.DefaultBatchCacheBytes).
 	BatchCacheMB int
+	// Metrics, when set, receives the activities' figures.
+	Metrics *metrics.Pipeline
 }
 
 // NewWorker builds a worker for cfg's task queue with every workflow and
@@ -93,9 +115,9 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		return nil, err
 	}
 	acts := &activities.Activities{
-		Brokers: cfg.KafkaBrokers, ConsumerGroup: cfg.ConsumerGroup,
+		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
-		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20,
+		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, Metrics: opts.Metrics,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
@@ -111,7 +133,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		MaxHeartbeatThrottleInterval: time.Second,
 	})
 	workflows.Register(w, acts)
-	return &Worker{Worker: w, Activities: acts, bq: bq}, nil
+	return &Worker{Worker: w, Activities: acts, bq: bq, cfg: cfg}, nil
 }
 
 // Stop stops polling, waits for running activities up to the stop timeout,

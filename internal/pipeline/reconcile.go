@@ -133,11 +133,11 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	}
 
 	// Per partition: ranges contiguous from the log's start to its end.
-	hws, err := kafkalog.HighWatermarks(ctx, o.Config.KafkaBrokers, o.Config.Topic)
+	hws, err := kafkalog.HighWatermarks(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return r, err
 	}
-	committed, err := CommittedOffsets(ctx, o.Config.KafkaBrokers, o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	committed, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return r, err
 	}
@@ -154,7 +154,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	}
 	gaps, maxEnd := 0, make([]int64, len(hws))
 	for p := range hws {
-		first, _, err := kafkalog.Bounds(ctx, o.Config.KafkaBrokers, o.Config.Topic, p)
+		first, _, err := kafkalog.Bounds(ctx, o.Config.Kafka(), o.Config.Topic, p)
 		if err != nil {
 			return r, err
 		}

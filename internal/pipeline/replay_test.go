@@ -32,7 +32,7 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 	for p := range m.Partitions {
 		onTime, replayed := map[string]bool{}, map[string]bool{}
 		var late []payment.Event
-		err := kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
+		err := kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, p, 0, m.EndOffsets[p], func(r kafkalog.Record) error {
 			switch v := oracle.Observe(p, r.Offset, r.Key, r.Value, r.Time); v.Outcome {
 			case simulation.OutcomeLoaded:
 				onTime[v.TransactionID] = true

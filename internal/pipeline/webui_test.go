@@ -36,7 +36,7 @@ func TestWebUIShowsBatches(t *testing.T) {
 	tuning.MaxRecords, tuning.PollFor = 1500, time.Second
 	e := startEnv(t, 2, tuning)
 	cfg := e.operator.Config
-	_, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Brokers: cfg.KafkaBrokers, Topic: cfg.Topic, Events: 5000})
+	_, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestWebUIShowsBatches(t *testing.T) {
 	chromiumScreenshot(t, ctx, browser, page, filepath.Join(artifacts, "web-ui-batch.png"), "1400,1100")
 
 	// Nothing a page shows names a card, customer or transaction.
-	err = kafkalog.ReadRange(ctx, cfg.KafkaBrokers, cfg.Topic, partition, start, end, func(r kafkalog.Record) error {
+	err = kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, partition, start, end, func(r kafkalog.Record) error {
 		ev, err := payment.Parse(r.Value)
 		if err != nil {
 			return nil

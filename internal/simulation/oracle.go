@@ -152,14 +152,14 @@ func (t Tally) Mismatches(m Manifest) []string {
 // [StartOffsets, EndOffsets) of the manifest — classifies them with a fresh
 // Oracle and returns the tally. It is the consumer's view of the run, to
 // compare with the manifest.
-func ReadBack(ctx context.Context, brokers []string, m Manifest, lateness time.Duration) (Tally, error) {
+func ReadBack(ctx context.Context, kc kafkalog.Cluster, m Manifest, lateness time.Duration) (Tally, error) {
 	t := Tally{ByReason: map[payment.Reason]int{}, MinorByCurrency: map[string]int64{}}
 	oracle := NewOracle(lateness)
 	if len(m.StartOffsets) != m.Partitions || len(m.EndOffsets) != m.Partitions {
 		return t, fmt.Errorf("manifest has no offsets for its %d partitions", m.Partitions)
 	}
 	for p := range m.Partitions {
-		err := kafkalog.ReadRange(ctx, brokers, m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
+		err := kafkalog.ReadRange(ctx, kc, m.Topic, p, m.StartOffsets[p], m.EndOffsets[p], func(r kafkalog.Record) error {
 			t.Add(oracle.Observe(p, r.Offset, r.Key, r.Value, r.Time))
 			return nil
 		})

@@ -13,7 +13,7 @@ import (
 
 // ProduceOptions say where the records go and how many.
 type ProduceOptions struct {
-	Brokers []string
+	Kafka   kafkalog.Cluster
 	Topic   string
 	// Events is how many records to send. With Rate > 0 they are paced at
 	// Rate records per second of wall time; otherwise sent as fast as the
@@ -35,7 +35,7 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 	if opts.Events < 0 {
 		return Manifest{}, fmt.Errorf("events must not be negative, got %d", opts.Events)
 	}
-	parts, err := kafkalog.Partitions(ctx, opts.Brokers, opts.Topic)
+	parts, err := kafkalog.Partitions(ctx, opts.Kafka, opts.Topic)
 	if err != nil {
 		return Manifest{}, err
 	}
@@ -47,13 +47,14 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 	if err != nil {
 		return Manifest{}, err
 	}
-	start, err := kafkalog.HighWatermarks(ctx, opts.Brokers, opts.Topic)
+	start, err := kafkalog.HighWatermarks(ctx, opts.Kafka, opts.Topic)
 	if err != nil {
 		return Manifest{}, err
 	}
 
 	w := &kafka.Writer{
-		Addr:         kafka.TCP(opts.Brokers...),
+		Addr:         kafka.TCP(opts.Kafka.Brokers...),
+		Transport:    opts.Kafka.Transport(),
 		Topic:        opts.Topic,
 		Balancer:     partitionFromMessage{},
 		RequiredAcks: kafka.RequireAll,
@@ -98,7 +99,7 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 	m := gen.Manifest()
 	m.Topic = opts.Topic
 	m.StartOffsets = start
-	if m.EndOffsets, err = kafkalog.HighWatermarks(ctx, opts.Brokers, opts.Topic); err != nil {
+	if m.EndOffsets, err = kafkalog.HighWatermarks(ctx, opts.Kafka, opts.Topic); err != nil {
 		return m, err
 	}
 	return m, nil

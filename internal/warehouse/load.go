@@ -40,6 +40,9 @@ type Loader struct {
 	// Heartbeat, when set, is called while jobs run, so the activity's
 	// heartbeat timeout catches a stalled load.
 	Heartbeat func()
+	// Retried, when set, is told each time a job failed and the next job
+	// ID is tried (the retries metric).
+	Retried func()
 }
 
 // Load makes rows be in table exactly once. jobID(n) names the n-th job
@@ -88,6 +91,9 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 			return nil
 		}
 		lastErr = jobErr
+		if l.Retried != nil && attempt+1 < MaxLoadAttempts {
+			l.Retried()
+		}
 	}
 	return fmt.Errorf("%w: table %s, %d jobs: %v", ErrLoadFailed, table, MaxLoadAttempts, lastErr)
 }

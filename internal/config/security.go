@@ -1,0 +1,103 @@
+package config
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// loadSecurity reads the certificates and secrets the settings name. Its
+// errors name files and settings, never a secret's value.
+func (c *Config) loadSecurity() error {
+	var err error
+	if c.KafkaTLS || c.KafkaTLSCA != "" || c.KafkaTLSCert != "" || c.KafkaTLSKey != "" {
+		if c.kafkaTLS, err = tlsConfig(c.KafkaTLSCA, c.KafkaTLSCert, c.KafkaTLSKey, ""); err != nil {
+			return fmt.Errorf("kafka-tls: %w", err)
+		}
+	}
+	if c.kafkaSASL, err = c.saslMechanism(); err != nil {
+		return err
+	}
+	c.temporalAPIKey, err = secret(c.TemporalAPIKeyFile, SecretTemporalAPIKey)
+	if err != nil {
+		return fmt.Errorf("temporal-api-key-file: %w", err)
+	}
+	if c.TemporalTLSCert != "" || c.TemporalTLSKey != "" || c.TemporalTLSCA != "" || c.TemporalTLSServerName != "" || c.temporalAPIKey != "" {
+		if c.temporalTLS, err = tlsConfig(c.TemporalTLSCA, c.TemporalTLSCert, c.TemporalTLSKey, c.TemporalTLSServerName); err != nil {
+			return fmt.Errorf("temporal-tls: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) saslMechanism() (sasl.Mechanism, error) {
+	if c.KafkaSASLMechanism == "" {
+		return nil, nil
+	}
+	if c.KafkaSASLUsername == "" {
+		return nil, errors.New("kafka-sasl-mechanism needs kafka-sasl-username")
+	}
+	password, err := secret(c.KafkaSASLPasswordFile, SecretKafkaSASLPassword)
+	if err != nil {
+		return nil, fmt.Errorf("kafka-sasl-password-file: %w", err)
+	}
+	if password == "" {
+		return nil, fmt.Errorf("kafka-sasl-mechanism needs a password: kafka-sasl-password-file or $%s", SecretKafkaSASLPassword)
+	}
+	switch strings.ToUpper(c.KafkaSASLMechanism) {
+	case "PLAIN":
+		return plain.Mechanism{Username: c.KafkaSASLUsername, Password: password}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, c.KafkaSASLUsername, password)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, c.KafkaSASLUsername, password)
+	}
+	return nil, fmt.Errorf("kafka-sasl-mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.KafkaSASLMechanism)
+}
+
+// secret is the content of file, or else of the environment variable env,
+// trimmed of surrounding space (files end in a newline).
+func secret(file, env string) (string, error) {
+	if file == "" {
+		return strings.TrimSpace(os.Getenv(env)), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// tlsConfig builds a client TLS configuration: the CA file's roots (or the
+// system's), and a client certificate when both its files are given.
+func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("a client certificate needs both its cert and key files")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,51 @@
+package kafkalog
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+)
+
+// Cluster is how to reach a Kafka cluster: its bootstrap brokers and,
+// for a secured one, TLS and a SASL mechanism (PLAIN or SCRAM). Every
+// connection paystream makes goes through it.
+type Cluster struct {
+	Brokers []string
+	TLS     *tls.Config    // nil: plaintext
+	SASL    sasl.Mechanism // nil: no authentication
+}
+
+// Plain is a cluster without TLS or SASL, such as the devstack's.
+func Plain(brokers []string) Cluster { return Cluster{Brokers: brokers} }
+
+// String names the brokers and the security, never a credential: a
+// Cluster may be logged.
+func (c Cluster) String() string {
+	sec := "plaintext"
+	if c.TLS != nil {
+		sec = "tls"
+	}
+	if c.SASL != nil {
+		sec += "+sasl/" + c.SASL.Name()
+	}
+	return fmt.Sprintf("%s (%s)", strings.Join(c.Brokers, ","), sec)
+}
+
+// Dialer dials single connections (a partition's leader).
+func (c Cluster) Dialer(timeout time.Duration) *kafka.Dialer {
+	return &kafka.Dialer{Timeout: timeout, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
+}
+
+// Transport carries a Client's or Writer's requests.
+func (c Cluster) Transport() *kafka.Transport {
+	return &kafka.Transport{TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second}
+}
+
+// Client answers metadata, offset and commit requests.
+func (c Cluster) Client(timeout time.Duration) *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: timeout, Transport: c.Transport()}
+}

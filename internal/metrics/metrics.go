@@ -1,0 +1,100 @@
+// Package metrics holds what a worker exports to Prometheus on /metrics:
+// paystream's own figures (batches, events by outcome, batch latency,
+// Kafka lag, load retries) and the Temporal SDK's, through TemporalHandler.
+// The names are the contract of deploy/grafana/paystream.json.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Pipeline is a worker's metrics. A nil *Pipeline records nothing, so
+// code and tests without a registry pass nil.
+type Pipeline struct {
+	Registry *prometheus.Registry
+
+	batches      *prometheus.CounterVec
+	events       *prometheus.CounterVec
+	batchLatency *prometheus.HistogramVec
+	loadDuration *prometheus.HistogramVec
+	lag          *prometheus.GaugeVec
+	loadRetries  *prometheus.CounterVec
+}
+
+// Metric names, as dashboards and alerts use them.
+const (
+	BatchesTotal        = "paystream_batches_total"
+	EventsTotal         = "paystream_events_total"
+	BatchLatencySeconds = "paystream_batch_latency_seconds"
+	LoadDurationSeconds = "paystream_load_duration_seconds"
+	KafkaLag            = "paystream_kafka_lag"
+	LoadRetriesTotal    = "paystream_load_retries_total"
+)
+
+// Event outcomes, the values of EventsTotal's outcome label.
+const (
+	OutcomeLoaded    = "loaded"
+	OutcomeDuplicate = "duplicate"
+	OutcomeError     = "error"
+	OutcomeLate      = "late"
+)
+
+// New returns a worker's metrics on a registry of their own, with the Go
+// runtime's and the process's collectors.
+func New() *Pipeline {
+	reg := prometheus.NewRegistry()
+	p := &Pipeline{
+		Registry: reg,
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: BatchesTotal,
+			Help: "Batches this worker loaded (each batch once, whichever attempt loaded it)."}, []string{"topic", "partition"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: EventsTotal,
+			Help: "Records of loaded batches by outcome: loaded, duplicate, error, late."}, []string{"topic", "partition", "outcome"}),
+		batchLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: BatchLatencySeconds,
+			Help:    "From the Kafka timestamp of a batch's oldest record to its load completing: how stale the freshest rows can be.",
+			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600}}, []string{"topic", "partition"}),
+		loadDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: LoadDurationSeconds,
+			Help:    "Duration of Load activities that succeeded: all tables of one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 12)}, []string{"topic"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: KafkaLag,
+			Help: "Records between a partition's next offset to ingest and its high watermark, at the last plan."}, []string{"topic", "partition"}),
+		loadRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadRetriesTotal,
+			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
+	}
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return p
+}
+
+// BatchLoaded records a batch Load completed.
+func (p *Pipeline) BatchLoaded(topic string, partition int, loaded, duplicates, errors, late int, oldest time.Time, took time.Duration) {
+	if p == nil {
+		return
+	}
+	part := strconv.Itoa(partition)
+	p.batches.WithLabelValues(topic, part).Inc()
+	for outcome, n := range map[string]int{OutcomeLoaded: loaded, OutcomeDuplicate: duplicates, OutcomeError: errors, OutcomeLate: late} {
+		p.events.WithLabelValues(topic, part, outcome).Add(float64(n))
+	}
+	if !oldest.IsZero() {
+		p.batchLatency.WithLabelValues(topic, part).Observe(time.Since(oldest).Seconds())
+	}
+	p.loadDuration.WithLabelValues(topic).Observe(took.Seconds())
+}
+
+// Lag records a partition's lag at a plan.
+func (p *Pipeline) Lag(topic string, partition int, records int64) {
+	if p != nil {
+		p.lag.WithLabelValues(topic, strconv.Itoa(partition)).Set(float64(records))
+	}
+}
+
+// LoadRetried records a retry: kind "activity" (a Load attempt after the
+// first) or "job" (a load job ID after one that failed).
+func (p *Pipeline) LoadRetried(kind string) {
+	if p != nil {
+		p.loadRetries.WithLabelValues(kind).Inc()
+	}
+}
