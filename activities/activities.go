@@ -26,9 +26,9 @@ import (
 // Activities are registered on the worker as one struct; its fields are
 // the connections they share.
 type Activities struct {
-	Kafka         kafkalog.Cluster
+	Kafka kafkalog.Cluster
 	// Metrics, when set, counts batches, events, latency, lag, retries.
-	Metrics *metrics.Pipeline
+	Metrics       *metrics.Pipeline
 	ConsumerGroup string
 	BigQuery      *bigquery.Client
 	Dataset       string

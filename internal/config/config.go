@@ -223,7 +223,7 @@ func (c Config) Kafka() kafkalog.Cluster {
 // TemporalTLS and TemporalAPIKey are Temporal's connection security once
 // Validate has loaded it (nil and "" for a plaintext dev server).
 func (c Config) TemporalTLS() *tls.Config { return c.temporalTLS }
-func (c Config) TemporalAPIKey() string    { return c.temporalAPIKey }
+func (c Config) TemporalAPIKey() string   { return c.temporalAPIKey }
 
 // EnvName is the environment variable that sets a flag.
 func EnvName(flagName string) string {

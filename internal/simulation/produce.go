@@ -13,8 +13,8 @@ import (
 
 // ProduceOptions say where the records go and how many.
 type ProduceOptions struct {
-	Kafka   kafkalog.Cluster
-	Topic   string
+	Kafka kafkalog.Cluster
+	Topic string
 	// Events is how many records to send. With Rate > 0 they are paced at
 	// Rate records per second of wall time; otherwise sent as fast as the
 	// broker takes them.
