@@ -119,11 +119,13 @@ func TestSecuritySettingsFailClearly(t *testing.T) {
 		set  func(*config.Config)
 		want string
 	}{
-		"no user":       {func(c *config.Config) { c.KafkaSASLMechanism = "PLAIN" }, "kafka-sasl-username"},
-		"no password":   {func(c *config.Config) { c.KafkaSASLMechanism, c.KafkaSASLUsername = "PLAIN", "u" }, config.SecretKafkaSASLPassword},
-		"bad mechanism": {func(c *config.Config) { c.KafkaSASLMechanism, c.KafkaSASLUsername, c.KafkaSASLPasswordFile = "GSSAPI", "u", writeFile(t, "p") }, "SCRAM-SHA-512"},
-		"no CA file":    {func(c *config.Config) { c.KafkaTLSCA = "/nonexistent/ca.pem" }, "kafka-tls"},
-		"half a cert":   {func(c *config.Config) { c.TemporalTLSCert = "/x/cert.pem" }, "both its cert and key"},
+		"no user":     {func(c *config.Config) { c.KafkaSASLMechanism = "PLAIN" }, "kafka-sasl-username"},
+		"no password": {func(c *config.Config) { c.KafkaSASLMechanism, c.KafkaSASLUsername = "PLAIN", "u" }, config.SecretKafkaSASLPassword},
+		"bad mechanism": {func(c *config.Config) {
+			c.KafkaSASLMechanism, c.KafkaSASLUsername, c.KafkaSASLPasswordFile = "GSSAPI", "u", writeFile(t, "p")
+		}, "SCRAM-SHA-512"},
+		"no CA file":  {func(c *config.Config) { c.KafkaTLSCA = "/nonexistent/ca.pem" }, "kafka-tls"},
+		"half a cert": {func(c *config.Config) { c.TemporalTLSCert = "/x/cert.pem" }, "both its cert and key"},
 	} {
 		cfg := config.Default()
 		c.set(&cfg)
