@@ -45,9 +45,14 @@ func run(args []string) error {
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
 	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", activities.DefaultBatchCacheBytes>>20, "MiB of parsed batches kept between a batch's activities (misses re-read Kafka)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
+	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
 	if err := config.Parse(fs, args); err != nil {
 		return err
+	}
+	if *checkReady {
+		return checkReadyAt(*httpAddr)
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -98,5 +103,26 @@ func run(args []string) error {
 	// writes are idempotent.
 	log.Info("worker stopping")
 	w.Stop()
+	return nil
+}
+
+// checkReadyAt asks the worker serving at addr whether it is ready.
+func checkReadyAt(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--http-addr: %w", err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(host, port) + pipeline.ReadyzPath)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("not ready: %s", resp.Status)
+	}
 	return nil
 }

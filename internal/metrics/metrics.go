@@ -65,6 +65,11 @@ func New() *Pipeline {
 	}
 	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	// Retries are exported as zero before the first: a rate over a
+	// series that does not exist yet would be empty, not 0.
+	for _, kind := range []string{"activity", "job"} {
+		p.loadRetries.WithLabelValues(kind)
+	}
 	return p
 }
 

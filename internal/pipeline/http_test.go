@@ -2,10 +2,12 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -130,6 +132,9 @@ func TestWorkerServesHealthAndMetrics(t *testing.T) {
 		}
 	}
 
+	// The shipped Grafana dashboard queries only what /metrics exports.
+	checkDashboard(t, "../../deploy/grafana/paystream.json", text)
+
 	// A worker whose Kafka cannot be reached is alive but not ready.
 	broken := cfg
 	broken.KafkaBrokers = []string{"127.0.0.1:1"}
@@ -173,4 +178,39 @@ func grep(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// checkDashboard finds every paystream_, temporal_ and process_ name the
+// dashboard's queries use in a worker's /metrics text.
+func checkDashboard(t *testing.T, path, exported string) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	queries := 0
+	for _, p := range d.Panels {
+		for _, target := range p.Targets {
+			queries++
+			for _, name := range regexp.MustCompile(`\b(?:paystream|temporal|process)_[a-z0-9_]+`).FindAllString(target.Expr, -1) {
+				if !regexp.MustCompile(`(?m)^` + name + `[{ ]`).MatchString(exported) {
+					t.Errorf("dashboard panel %q queries %s, which /metrics does not export", p.Title, name)
+				}
+			}
+		}
+	}
+	if queries < 8 {
+		t.Errorf("the dashboard has %d queries", queries)
+	}
 }

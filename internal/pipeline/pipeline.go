@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,9 @@ type WorkerOptions struct {
 	BatchCacheMB int
 	// Metrics, when set, receives the activities' figures.
 	Metrics *metrics.Pipeline
+	// StopTimeout is how long Stop lets running activities finish
+	// (0: 30 s); keep a pod's termination grace period above it.
+	StopTimeout time.Duration
 }
 
 // NewWorker builds a worker for cfg's task queue with every workflow and
@@ -122,7 +126,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflows,
-		WorkerStopTimeout:                      30 * time.Second,
+		WorkerStopTimeout:                      cmp.Or(opts.StopTimeout, 30*time.Second),
 		// A workflow task cached on a worker that died waits this long
 		// before any worker may take it (default 5 s); part of recovery.
 		StickyScheduleToStartTimeout: 2 * time.Second,

@@ -1,0 +1,19 @@
+# syntax=docker/dockerfile:1
+# paystream's worker, starter and simulator: static binaries on a
+# distroless, non-root image with no shell. The entrypoint is the worker;
+# run the others with --entrypoint /usr/local/bin/starter (or simulator).
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./worker ./starter ./simulator
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/ /usr/local/bin/
+USER 65532:65532
+# /healthz, /readyz, /metrics (PAYSTREAM_HTTP_ADDR=:8080)
+EXPOSE 8080
+ENV PAYSTREAM_HTTP_ADDR=:8080
+ENTRYPOINT ["/usr/local/bin/worker"]

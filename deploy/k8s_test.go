@@ -1,0 +1,267 @@
+package deploy_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+
+	"github.com/paystream/paystream/internal/pipeline"
+)
+
+// kustomization is the part of Kustomize's file these manifests use;
+// decoding strictly into it catches a misspelt field.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Namespace  string   `json:"namespace"`
+	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Path string `json:"path"`
+	} `json:"patches"`
+	Labels []struct {
+		Pairs            map[string]string `json:"pairs"`
+		IncludeSelectors bool              `json:"includeSelectors"`
+	} `json:"labels"`
+	Images []struct {
+		Name    string `json:"name"`
+		NewName string `json:"newName"`
+		NewTag  string `json:"newTag"`
+	} `json:"images"`
+}
+
+// objects are the decoded manifests of one directory, by kind and name.
+type objects struct {
+	deployments map[string]*appsv1.Deployment
+	jobs        map[string]*batchv1.Job
+	configMaps  map[string]*corev1.ConfigMap
+	services    map[string]*corev1.Service
+	pdbs        map[string]*policyv1.PodDisruptionBudget
+	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
+	accounts    map[string]*corev1.ServiceAccount
+}
+
+// decodeDir decodes a kustomization directory strictly: its
+// kustomization.yaml into the struct above, every resource and patch it
+// names into the official Kubernetes type of its kind, rejecting any
+// field the type lacks.
+func decodeDir(t *testing.T, dir string) (kustomization, objects) {
+	t.Helper()
+	var k kustomization
+	strict(t, filepath.Join(dir, "kustomization.yaml"), &k)
+	if k.Kind != "Kustomization" || k.APIVersion != "kustomize.config.k8s.io/v1beta1" {
+		t.Errorf("%s: kind %q, apiVersion %q", dir, k.Kind, k.APIVersion)
+	}
+	o := objects{map[string]*appsv1.Deployment{}, map[string]*batchv1.Job{}, map[string]*corev1.ConfigMap{}, map[string]*corev1.Service{},
+		map[string]*policyv1.PodDisruptionBudget{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{}, map[string]*corev1.ServiceAccount{}}
+	files := k.Resources
+	for _, p := range k.Patches {
+		files = append(files, p.Path)
+	}
+	for _, f := range files {
+		path := filepath.Join(dir, f)
+		if st, err := os.Stat(path); err != nil {
+			t.Errorf("%s names %s: %v", dir, f, err)
+			continue
+		} else if st.IsDir() {
+			continue // a base, decoded on its own
+		}
+		var head struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, &head); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		name := head.Metadata.Name
+		switch head.Kind {
+		case "Deployment":
+			o.deployments[name] = decode[appsv1.Deployment](t, path, raw)
+		case "Job":
+			o.jobs[name] = decode[batchv1.Job](t, path, raw)
+		case "ConfigMap":
+			o.configMaps[name] = decode[corev1.ConfigMap](t, path, raw)
+		case "Service":
+			o.services[name] = decode[corev1.Service](t, path, raw)
+		case "PodDisruptionBudget":
+			o.pdbs[name] = decode[policyv1.PodDisruptionBudget](t, path, raw)
+		case "HorizontalPodAutoscaler":
+			o.hpas[name] = decode[autoscalingv2.HorizontalPodAutoscaler](t, path, raw)
+		case "ServiceAccount":
+			o.accounts[name] = decode[corev1.ServiceAccount](t, path, raw)
+		default:
+			t.Errorf("%s: kind %q has no check here", path, head.Kind)
+		}
+	}
+	return k, o
+}
+
+// decode decodes one manifest strictly; a strategic-merge delete patch's
+// "$patch" directive is Kustomize's, not the type's.
+func decode[T any](t *testing.T, path string, raw []byte) *T {
+	t.Helper()
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	js = bytes.Replace(js, []byte(`"$patch":"delete",`), nil, 1)
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	v := new(T)
+	if err := dec.Decode(v); err != nil {
+		t.Errorf("%s: %v", path, err)
+	}
+	return v
+}
+
+func strict(t *testing.T, path string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(raw, v); err != nil {
+		t.Errorf("%s: %v", path, err)
+	}
+}
+
+// TestKubernetesManifests decodes the base and both overlays strictly and
+// checks the wiring: probe paths and ports the worker serves, variables
+// the binaries read, a grace period above the worker's stop timeout, a
+// locked-down security context, and a PDB, HPA and Service that select
+// the worker.
+func TestKubernetesManifests(t *testing.T) {
+	_, base := decodeDir(t, "k8s/base")
+	worker := base.deployments["paystream-worker"]
+	if worker == nil {
+		t.Fatal("no paystream-worker Deployment")
+	}
+	config := base.configMaps["paystream-config"]
+	if config == nil {
+		t.Fatal("no paystream-config ConfigMap")
+	}
+	spec := worker.Spec.Template.Spec
+	c := spec.Containers[0]
+	if len(c.Ports) != 1 || c.Ports[0].Name != "http" || c.Ports[0].ContainerPort != 8080 {
+		t.Errorf("worker ports %+v, want http 8080", c.Ports)
+	}
+	for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: pipeline.HealthzPath, c.ReadinessProbe: pipeline.ReadyzPath} {
+		if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "http" {
+			t.Errorf("probe %+v, want GET %s on port http", probe, want)
+		}
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if env["PAYSTREAM_HTTP_ADDR"] != ":8080" {
+		t.Errorf("worker PAYSTREAM_HTTP_ADDR = %q, want :8080", env["PAYSTREAM_HTTP_ADDR"])
+	}
+	stop, err := time.ParseDuration(env["PAYSTREAM_STOP_TIMEOUT"])
+	if err != nil || spec.TerminationGracePeriodSeconds == nil || time.Duration(*spec.TerminationGracePeriodSeconds)*time.Second <= stop {
+		t.Errorf("grace period %v s must exceed the stop timeout %q", spec.TerminationGracePeriodSeconds, env["PAYSTREAM_STOP_TIMEOUT"])
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("worker resources %+v: want CPU requests and a memory limit", c.Resources)
+	}
+
+	// Containers set only what their binaries read.
+	checkContainers := func(what string, pod corev1.PodSpec, configs map[string]*corev1.ConfigMap) {
+		for _, c := range pod.Containers {
+			binary, sub := commandOf(c.Command, c.Args)
+			read := envNames(t, binary, sub...)
+			for _, e := range c.Env {
+				if !read[e.Name] {
+					t.Errorf("%s sets %s, which %s %s does not read", what, e.Name, binary, strings.Join(sub, " "))
+				}
+			}
+			for _, from := range c.EnvFrom {
+				cm := configs[from.ConfigMapRef.Name]
+				if cm == nil {
+					t.Errorf("%s takes its environment from ConfigMap %s, which is not here", what, from.ConfigMapRef.Name)
+					continue
+				}
+				for k := range cm.Data {
+					if !read[k] {
+						t.Errorf("%s gets %s from %s, which %s %s does not read", what, k, cm.Name, binary, strings.Join(sub, " "))
+					}
+				}
+			}
+			sc := c.SecurityContext
+			if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+				t.Errorf("%s: container security context %+v: want a read-only root and no privilege escalation", what, sc)
+			}
+		}
+		if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+			t.Errorf("%s does not run as non-root", what)
+		}
+		if pod.ServiceAccountName != "paystream" {
+			t.Errorf("%s runs as service account %q", what, pod.ServiceAccountName)
+		}
+	}
+	for name, d := range base.deployments {
+		checkContainers("Deployment "+name, d.Spec.Template.Spec, base.configMaps)
+	}
+	for name, j := range base.jobs {
+		checkContainers("Job "+name, j.Spec.Template.Spec, base.configMaps)
+	}
+	if base.jobs["paystream-starter"] == nil || base.deployments["paystream-simulator"] == nil {
+		t.Error("the base lacks the starter Job or the simulator Deployment")
+	}
+
+	podLabels := labels.Set(worker.Spec.Template.Labels)
+	if pdb := base.pdbs["paystream-worker"]; pdb == nil || !selects(t, pdb.Spec.Selector.MatchLabels, podLabels) || pdb.Spec.MinAvailable == nil {
+		t.Error("the PodDisruptionBudget does not keep a worker available")
+	}
+	if hpa := base.hpas["paystream-worker"]; hpa == nil || hpa.Spec.ScaleTargetRef.Kind != "Deployment" || hpa.Spec.ScaleTargetRef.Name != worker.Name ||
+		hpa.Spec.MinReplicas == nil || *hpa.Spec.MinReplicas < 2 {
+		t.Error("the HorizontalPodAutoscaler does not scale the worker from 2")
+	}
+	if svc := base.services["paystream-worker"]; svc == nil || !selects(t, svc.Spec.Selector, podLabels) || svc.Spec.Ports[0].TargetPort.String() != "http" {
+		t.Error("the Service does not reach the workers' http port")
+	}
+
+	// Overlays: what they patch exists in the base and decodes; prod's
+	// configuration is read by the binaries too.
+	for _, overlay := range []string{"dev", "prod"} {
+		k, o := decodeDir(t, "k8s/overlays/"+overlay)
+		if k.Namespace == "" || len(k.Resources) != 1 || k.Resources[0] != "../../base" {
+			t.Errorf("overlay %s: namespace %q, resources %v", overlay, k.Namespace, k.Resources)
+		}
+		for name := range o.deployments {
+			if base.deployments[name] == nil {
+				t.Errorf("overlay %s patches Deployment %s, which the base lacks", overlay, name)
+			}
+		}
+		for name, cm := range o.configMaps {
+			read := envNames(t, "worker")
+			for key := range cm.Data {
+				if !read[key] {
+					t.Errorf("overlay %s sets %s in %s, which the worker does not read", overlay, key, name)
+				}
+			}
+		}
+	}
+}
+
+func selects(t *testing.T, selector map[string]string, pod labels.Set) bool {
+	t.Helper()
+	return len(selector) > 0 && labels.SelectorFromSet(selector).Matches(pod)
+}
