@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,8 +14,11 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"go.temporal.io/api/enums/v1"
 	"google.golang.org/api/iterator"
+	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
@@ -179,5 +184,32 @@ func TestControlOnARunningPipeline(t *testing.T) {
 	}
 	if full == 0 {
 		t.Error("no batch after set-batch holds 250 records")
+	}
+
+	// Partition 1's run was paused, resized and resumed: its history,
+	// recorded, lets CI replay runs that received control updates.
+	if dir := os.Getenv("PAYSTREAM_RECORD_HISTORY"); dir != "" {
+		tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tc.Close()
+		it := tc.GetWorkflowHistory(ctx, batch.IngestID(cfg.Topic, 1), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		var events []string
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := protojson.Marshal(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, string(b))
+		}
+		file := filepath.Join(dir, "ingest_payments_1_controlled.json")
+		if err := os.WriteFile(file, []byte(`{"events":[`+strings.Join(events, ",")+`]}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

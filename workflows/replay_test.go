@@ -16,6 +16,9 @@ var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500.json",
 	"testdata/ingest_payments_0.json", // before pipelining: replays ingestSequential
 	"testdata/ingest_payments_0_pipelined.json",
+	// Paused, resized and resumed by updates (starter's
+	// TestControlOnARunningPipeline with PAYSTREAM_RECORD_HISTORY).
+	"testdata/ingest_payments_1_controlled.json",
 }
 
 func TestReplayRecordedHistories(t *testing.T) {
