@@ -48,6 +48,13 @@ type Activities struct {
 
 	windows windowCache
 	batches batchCache
+
+	// Streams is the Storage Write API client of the storagewrite mode;
+	// nil opens a warehouse.StorageWriter on first use (tests set one).
+	Streams StreamWriter
+	// StorageEndpoint is the emulator's Storage API, used when Emulator.
+	StorageEndpoint string
+	streamsMu       sync.Mutex
 }
 
 // Error types that retrying cannot fix; the workflows do not retry them.

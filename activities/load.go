@@ -57,24 +57,11 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err != nil {
 		return batch.Totals{}, err
 	}
-	load := func(ctx context.Context, table string) error {
-		if a.Discard && table != ledgerTable {
-			return nil
+	if len(spec.Streams) > 0 {
+		if totals.Rows, err = a.appendTables(ctx, spec, rows); err != nil {
+			return batch.Totals{}, err
 		}
-		return a.loadTable(ctx, spec.ID(), table, rows[table])
-	}
-	// The data tables do not depend on each other: their jobs run at once,
-	// so a batch waits for the slowest rather than the sum (load jobs take
-	// seconds on BigQuery). batch_ledger goes last, after all of them
-	// (invariant 6).
-	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
-	for _, table := range LoadOrder[:len(LoadOrder)-1] {
-		g.Go(func() error { return load(gctx, table) })
-	}
-	if err := g.Wait(); err != nil {
-		return batch.Totals{}, err
-	}
-	if err := load(ctx, ledgerTable); err != nil {
+	} else if err := a.loadJobs(ctx, spec, rows); err != nil {
 		return batch.Totals{}, err
 	}
 	var oldest time.Time
@@ -91,6 +78,31 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
+}
+
+// loadJobs is Load in load mode: one load job per table.
+func (a *Activities) loadJobs(ctx context.Context, spec batch.Spec, rows map[string]*bytes.Buffer) error {
+	load := func(ctx context.Context, table string) error {
+		if a.Discard && table != ledgerTable {
+			return nil
+		}
+		return a.loadTable(ctx, spec.ID(), table, rows[table])
+	}
+	// The data tables do not depend on each other: their jobs run at once,
+	// so a batch waits for the slowest rather than the sum (load jobs take
+	// seconds on BigQuery). batch_ledger goes last, after all of them
+	// (invariant 6).
+	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
+	for _, table := range LoadOrder[:len(LoadOrder)-1] {
+		g.Go(func() error { return load(gctx, table) })
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := load(ctx, ledgerTable); err != nil {
+		return err
+	}
+	return nil
 }
 
 // loadTable makes the rows of one batch (or replay) with ID id be in

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"maps"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -33,7 +34,14 @@ type IngestInput struct {
 	RecordsDone int64
 	// Paused is an operator's pause, kept across continue-as-new.
 	Paused bool
+	// WriteMode is "storagewrite" for appends to COMMITTED write streams
+	// (DESIGN §3.4); anything else writes with load jobs. Each run
+	// creates its own streams: continue-as-new rotates them.
+	WriteMode string
 }
+
+// WriteModeStorageWrite selects the Storage Write API (IngestInput).
+const WriteModeStorageWrite = "storagewrite"
 
 // Progress is what the "progress" query answers.
 type Progress struct {
@@ -127,6 +135,10 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 	// Batches and commits run on a context that ignores cancellation:
 	// stopping never leaves a batch half done or its commit unsent.
 	batchCtx, _ := workflow.NewDisconnectedContext(ctx)
+	streams, err := createStreams(ctx, in)
+	if err != nil {
+		return err
+	}
 	var (
 		batches   int
 		planned   workflow.Future // PlanBatch from in.Next, when already started
@@ -212,6 +224,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 				Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
 				Window:          in.Window,
 				AllowedLateness: in.AllowedLateness,
+				Streams:         maps.Clone(streams),
 			}
 		}
 		failed = nil
@@ -244,9 +257,32 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		commit = commitOffset(batchCtx, *spec)
 		batches++
 		advance(&in, progress, spec.Range, res)
+		for table, n := range res.Totals.Rows {
+			st := streams[table]
+			st.Offset += int64(n)
+			streams[table] = st
+		}
 		progress.LastBatchAt = workflow.Now(ctx)
 		progress.EventsPerSecond = speed.add(progress.LastBatchAt, in.RecordsDone)
 	}
+}
+
+// createStreams creates the run's write streams in storagewrite mode, one
+// per table at offset 0; nil in load mode.
+func createStreams(ctx workflow.Context, in IngestInput) (map[string]batch.StreamOffset, error) {
+	if in.WriteMode != WriteModeStorageWrite {
+		return nil, nil
+	}
+	opts := workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "create a write stream per table"}
+	var names map[string]string
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.CreateStreams, activities.LoadOrder).Get(ctx, &names); err != nil {
+		return nil, err
+	}
+	streams := make(map[string]batch.StreamOffset, len(names))
+	for table, name := range names {
+		streams[table] = batch.StreamOffset{Name: name}
+	}
+	return streams, nil
 }
 
 // advance moves the partition past a completed batch.

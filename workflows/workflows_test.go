@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -157,4 +158,58 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	if next.Next != 100 || next.Window != decisions.Next || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
 		t.Errorf("continued with %+v", next)
 	}
+}
+
+// TestStorageWriteOffsetsFollowTheRows: in storagewrite mode a run creates
+// one stream per table, each batch appends at the offsets the rows before
+// it ended at, a failed batch is retried at the same offsets, and the
+// next run (continue-as-new) keeps the mode and creates new streams.
+func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity("CreateStreams", mock.Anything, activities.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
+		out := map[string]string{}
+		for _, table := range tables {
+			out[table] = "streams/" + table
+		}
+		return out, nil
+	}).Once()
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		return activities.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(nil)
+	var j journal
+	loads := 0
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		loads++
+		tx := in.Spec.Streams["transactions"]
+		j.add(fmt.Sprintf("%d-%d %s@%d ledger@%d", in.Spec.Start, in.Spec.End, tx.Name, tx.Offset, in.Spec.Streams["batch_ledger"].Offset))
+		if loads == 2 {
+			return batch.Totals{}, temporal.NewNonRetryableApplicationError("stream unavailable", activities.ErrTypeLoadFailed, nil)
+		}
+		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
+	})
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3, WriteMode: WriteModeStorageWrite})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("workflow ended with %v, want continue-as-new", err)
+	}
+	want := []string{
+		"0-100 streams/transactions@0 ledger@0",
+		"100-200 streams/transactions@97 ledger@1", // failed
+		"100-200 streams/transactions@97 ledger@1", // the same batch, the same offsets
+		"200-300 streams/transactions@194 ledger@2",
+	}
+	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
+		t.Errorf("loads\n%q\nwant\n%q", j.calls, want)
+	}
+	var next IngestInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.WriteMode != WriteModeStorageWrite || next.Next != 300 {
+		t.Errorf("continued with %+v", next)
+	}
+	env.AssertExpectations(t)
 }

@@ -58,6 +58,16 @@ type Spec struct {
 	Range
 	Window          Window // dedup window bounds at Range.Start
 	AllowedLateness time.Duration
+	// Streams, in storagewrite mode, is where each table's rows go: its
+	// partition's COMMITTED write stream and the offset this batch's rows
+	// start at. Empty in load mode.
+	Streams map[string]StreamOffset `json:",omitempty"`
+}
+
+// StreamOffset is a position in a Storage Write API stream.
+type StreamOffset struct {
+	Name   string
+	Offset int64
 }
 
 // Decisions are the Dedup activity's result, recorded once in history
@@ -97,6 +107,9 @@ type Totals struct {
 	Skipped          int
 	HighRisk         int
 	AmountByCurrency map[string]string // loaded amounts, exact decimals
+	// Rows, in storagewrite mode, is how many rows each table's stream
+	// received: where the next batch's offsets start.
+	Rows map[string]int `json:",omitempty"`
 }
 
 // Result is the MicroBatch workflow's result.

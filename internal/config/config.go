@@ -35,7 +35,14 @@ const (
 	DefaultBigQueryProject  = "paystream-local"
 	DefaultBigQueryDataset  = "payments"
 	DefaultBigQueryEndpoint = "http://127.0.0.1:9050"
+	DefaultStorageEndpoint  = "127.0.0.1:9060"
 	DefaultAllowedLateness  = 10 * time.Minute
+)
+
+// Write modes (Config.WriteMode): how Load writes to BigQuery.
+const (
+	WriteModeLoad         = "load"         // one load job per table and batch
+	WriteModeStorageWrite = "storagewrite" // appends at offsets to COMMITTED streams (DESIGN §3.4)
 )
 
 // Sinks Load can write to (Config.Sink).
@@ -60,6 +67,12 @@ type Config struct {
 	// BigQueryEndpoint overrides the API endpoint (the emulator). Empty
 	// means real BigQuery with Application Default Credentials.
 	BigQueryEndpoint string
+	// BigQueryStorageEndpoint is the emulator's Storage API (gRPC,
+	// host:port), used with BigQueryEndpoint; real BigQuery needs none.
+	BigQueryStorageEndpoint string
+	// WriteMode is how batches are written: load or storagewrite. The
+	// starter gives it to each partition's workflow, which keeps it.
+	WriteMode string
 
 	// Sink is where Load writes: "bigquery", or "discard" to build and
 	// serialize every row but upload only batch_ledger, which measures
@@ -102,17 +115,19 @@ type Config struct {
 // Default returns the configuration of the local devstack.
 func Default() Config {
 	return Config{
-		TemporalAddress:  DefaultTemporalAddress,
-		Namespace:        DefaultNamespace,
-		TaskQueue:        DefaultTaskQueue,
-		KafkaBrokers:     []string{DefaultKafkaBrokers},
-		Topic:            DefaultTopic,
-		ConsumerGroup:    DefaultConsumerGroup,
-		BigQueryProject:  DefaultBigQueryProject,
-		BigQueryDataset:  DefaultBigQueryDataset,
-		BigQueryEndpoint: DefaultBigQueryEndpoint,
-		AllowedLateness:  DefaultAllowedLateness,
-		Sink:             SinkBigQuery,
+		TemporalAddress:         DefaultTemporalAddress,
+		Namespace:               DefaultNamespace,
+		TaskQueue:               DefaultTaskQueue,
+		KafkaBrokers:            []string{DefaultKafkaBrokers},
+		Topic:                   DefaultTopic,
+		ConsumerGroup:           DefaultConsumerGroup,
+		BigQueryProject:         DefaultBigQueryProject,
+		BigQueryDataset:         DefaultBigQueryDataset,
+		BigQueryEndpoint:        DefaultBigQueryEndpoint,
+		BigQueryStorageEndpoint: DefaultStorageEndpoint,
+		WriteMode:               WriteModeLoad,
+		AllowedLateness:         DefaultAllowedLateness,
+		Sink:                    SinkBigQuery,
 	}
 }
 
@@ -128,6 +143,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BigQueryProject, "bigquery-project", c.BigQueryProject, "BigQuery project")
 	fs.StringVar(&c.BigQueryDataset, "bigquery-dataset", c.BigQueryDataset, "BigQuery dataset")
 	fs.StringVar(&c.BigQueryEndpoint, "bigquery-endpoint", c.BigQueryEndpoint, "BigQuery API endpoint override (the emulator); empty for real BigQuery with Application Default Credentials")
+	fs.StringVar(&c.BigQueryStorageEndpoint, "bigquery-storage-endpoint", c.BigQueryStorageEndpoint, "the emulator's Storage API host:port (gRPC), used with --bigquery-endpoint")
+	fs.StringVar(&c.WriteMode, "write-mode", c.WriteMode, "how batches are written: load (a load job per table; minutes between batches) or storagewrite (COMMITTED write streams; real time)")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
 	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "client certificate for mutual TLS to Temporal, PEM file")
@@ -206,6 +223,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("topic is empty")
 	case c.BigQueryProject == "" || c.BigQueryDataset == "":
 		return fmt.Errorf("bigquery-project and bigquery-dataset must be set")
+	case c.WriteMode != WriteModeLoad && c.WriteMode != WriteModeStorageWrite:
+		return fmt.Errorf("write-mode must be %s or %s, got %q", WriteModeLoad, WriteModeStorageWrite, c.WriteMode)
 	case c.Sink != SinkBigQuery && c.Sink != SinkDiscard:
 		return fmt.Errorf("sink must be %s or %s, got %q", SinkBigQuery, SinkDiscard, c.Sink)
 	case c.AllowedLateness <= 0:

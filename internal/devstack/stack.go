@@ -434,6 +434,7 @@ func (s *Stack) ClientConfig() config.Config {
 	c.BigQueryProject = s.cfg.Project
 	c.BigQueryDataset = s.cfg.Dataset
 	c.BigQueryEndpoint = s.BigQueryEndpoint()
+	c.BigQueryStorageEndpoint = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryGRPCPort))
 	return c
 }
 

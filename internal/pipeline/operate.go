@@ -137,7 +137,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		}, workflows.PartitionIngest, workflows.IngestInput{
 			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
 			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor,
-			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness,
+			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
 		})
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)

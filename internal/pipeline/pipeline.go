@@ -122,6 +122,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, Metrics: opts.Metrics,
+		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
