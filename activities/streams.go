@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
+	"time"
 
+	"fmt"
+	"go.uber.org/zap"
+
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
@@ -63,9 +67,19 @@ func (a *Activities) appendTables(ctx context.Context, spec batch.Spec, rows map
 			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("append %s: encode %s: %v", spec.ID(), table, err), ErrTypeLoadFailed, err)
 		}
 	}
+	log := a.logger(ctx, spec)
 	appendOne := func(ctx context.Context, table string) error {
 		st := spec.Streams[table]
+		began := time.Now()
+		if a.Emulator {
+			// The emulator's SQLite answers concurrent appends with
+			// "database table is locked", and ignores offsets, so a
+			// retry would append twice: one append at a time there.
+			a.emulatorAppends.Lock()
+			defer a.emulatorAppends.Unlock()
+		}
 		err := warehouse.AppendOnce(ctx, w, st.Name, table, st.Offset, encoded[table])
+		log.Debug("append", zap.String("table", table), zap.Int64("stream_offset", st.Offset), zap.Int("rows", len(encoded[table])), zap.Error(err), since(began))
 		if errors.Is(err, warehouse.ErrOffsetAhead) {
 			// The stream lacks rows the workflow's offsets say are there:
 			// no retry brings them back.
@@ -75,6 +89,24 @@ func (a *Activities) appendTables(ctx context.Context, spec batch.Spec, rows map
 			return fmt.Errorf("append %s to %s: %w", spec.ID(), table, err)
 		}
 		return nil
+	}
+	// Appends (and, on the emulator, waiting for a turn) can outlast the
+	// heartbeat timeout: keep saying this attempt is alive.
+	if actx := activityContext(ctx); actx != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			tick := time.NewTicker(time.Second)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					activity.RecordHeartbeat(actx, "append")
+				}
+			}
+		}()
 	}
 	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
 	for _, table := range LoadOrder[:len(LoadOrder)-1] {

@@ -2,14 +2,12 @@ package warehouse
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math/big"
-	"slices"
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	"cloud.google.com/go/bigquery/storage/managedwriter/adapt"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -33,7 +31,11 @@ func NewRowEncoder(schema bigquery.Schema) (*RowEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, err := adapt.StorageSchemaToProto2Descriptor(ts, "root")
+	// NUMERIC goes as its decimal string, which the API documents as
+	// accepted and parses exactly, rather than the adapter's default
+	// packed bytes (which the emulator reads as 0).
+	d, err := adapt.StorageSchemaToProtoDescriptorWithOptions(ts, "root", adapt.WithProtoMapping(adapt.ProtoMapping{
+		FieldType: storagepb.TableFieldSchema_NUMERIC, Type: descriptorpb.FieldDescriptorProto_TYPE_STRING}))
 	if err != nil {
 		return nil, err
 	}
@@ -81,32 +83,9 @@ func (e *RowEncoder) Encode(ndjson []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// numericBytes encodes a NUMERIC as the Storage Write API takes it in a
-// bytes field: the unscaled value (scale 9) as a little-endian two's
-// complement integer. Exact: a decimal with more than 9 fraction digits
-// is refused, never rounded.
-func numericBytes(decimal string) ([]byte, error) {
-	r, ok := new(big.Rat).SetString(decimal)
-	if !ok {
-		return nil, fmt.Errorf("%q is not a decimal", decimal)
-	}
-	r.Mul(r, new(big.Rat).SetInt(big.NewInt(1_000_000_000)))
-	if !r.IsInt() {
-		return nil, fmt.Errorf("%q has more than 9 fraction digits", decimal)
-	}
-	n := r.Num()
-	if n.Sign() < 0 {
-		// Two's complement of a negative n in 16 bytes: 2^128 + n.
-		n = new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), 128), n)
-	}
-	be := n.FillBytes(make([]byte, 16))
-	slices.Reverse(be)
-	return be, nil
-}
-
 // toProtoJSON rewrites a JSON row in place into what the row message's
 // JSON form expects: TIMESTAMP as microseconds since the epoch, NUMERIC
-// in its bytes encoding, nested records likewise.
+// as its decimal string, nested records likewise.
 func toProtoJSON(row map[string]any, schema bigquery.Schema) error {
 	for _, f := range schema {
 		v, ok := row[f.Name]
@@ -150,11 +129,7 @@ func convertValue(v any, f *bigquery.FieldSchema) (any, error) {
 		}
 		return t.UnixMicro(), nil
 	case bigquery.NumericFieldType:
-		b, err := numericBytes(fmt.Sprint(v)) // json.Number or string: the decimal as written
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", f.Name, err)
-		}
-		return base64.StdEncoding.EncodeToString(b), nil // protojson's form of bytes
+		return fmt.Sprint(v), nil // json.Number or string: the decimal as written
 	case bigquery.RecordFieldType:
 		m, ok := v.(map[string]any)
 		if !ok {

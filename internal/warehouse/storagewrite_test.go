@@ -3,7 +3,6 @@ package warehouse
 import (
 	"context"
 	"errors"
-	"math/big"
 	"slices"
 	"sync"
 	"testing"
@@ -134,27 +133,8 @@ func TestRowEncoderWritesWhatLoadJobsWrite(t *testing.T) {
 	}
 	for i, want := range []string{"12.34", "-0.001"} {
 		m := list.Get(i).Message()
-		b := m.Get(m.Descriptor().Fields().ByName("amount")).Bytes()
-		if got := decodeNumeric(b); got.Cmp(mustRat(want)) != 0 {
-			t.Errorf("amount %d = %s, want %s", i, got.FloatString(9), want)
+		if got := m.Get(m.Descriptor().Fields().ByName("amount")).String(); got != want {
+			t.Errorf("amount %d = %q, want %q", i, got, want)
 		}
 	}
-	if _, err := numericBytes("0.0000000001"); err == nil {
-		t.Error("a NUMERIC with 10 fraction digits was rounded, not refused")
-	}
-}
-
-func decodeNumeric(le []byte) *big.Rat {
-	be := slices.Clone(le)
-	slices.Reverse(be)
-	n := new(big.Int).SetBytes(be)
-	if len(be) > 0 && be[0]&0x80 != 0 {
-		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(be))))
-	}
-	return new(big.Rat).SetFrac(n, big.NewInt(1_000_000_000))
-}
-
-func mustRat(s string) *big.Rat {
-	r, _ := new(big.Rat).SetString(s)
-	return r
 }

@@ -95,7 +95,9 @@ func (w *StorageWriter) managed(ctx context.Context, stream, table string) (*man
 	if ms := w.streams[stream]; ms != nil {
 		return ms, nil
 	}
-	ms, err := w.client.NewManagedStream(ctx, managedwriter.WithStreamName(stream), managedwriter.WithSchemaDescriptor(enc.Descriptor))
+	// The stream connection outlives the activity that opened it: later
+	// batches append on it, so it is not bound to this call's context.
+	ms, err := w.client.NewManagedStream(context.WithoutCancel(ctx), managedwriter.WithStreamName(stream), managedwriter.WithSchemaDescriptor(enc.Descriptor))
 	if err != nil {
 		return nil, fmt.Errorf("open write stream %s: %w", stream, err)
 	}
