@@ -14,11 +14,10 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"go.temporal.io/api/enums/v1"
 	"google.golang.org/api/iterator"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
@@ -194,21 +193,8 @@ func TestControlOnARunningPipeline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tc.Close()
-		it := tc.GetWorkflowHistory(ctx, batch.IngestID(cfg.Topic, 1), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		var events []string
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := protojson.Marshal(ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			events = append(events, string(b))
-		}
 		file := filepath.Join(dir, "ingest_payments_1_controlled.json")
-		if err := os.WriteFile(file, []byte(`{"events":[`+strings.Join(events, ",")+`]}`), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(devstacktest.HistoryJSON(t, tc, batch.IngestID(cfg.Topic, 1))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,7 +17,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/devstack"
@@ -288,20 +287,7 @@ func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
 
 func historyJSON(t *testing.T, tc client.Client, workflowID string) string {
 	t.Helper()
-	it := tc.GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	var events []string
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := protojson.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, string(b))
-	}
-	raw := `{"events":[` + strings.Join(events, ",") + `]}`
+	raw := devstacktest.HistoryJSON(t, tc, workflowID)
 	// Payloads are base64 in the JSON form: decode every one, so what a
 	// person would see in the web UI is searched too.
 	var doc any
