@@ -10,6 +10,7 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
@@ -34,14 +35,11 @@ type IngestInput struct {
 	RecordsDone int64
 	// Paused is an operator's pause, kept across continue-as-new.
 	Paused bool
-	// WriteMode is "storagewrite" for appends to COMMITTED write streams
-	// (DESIGN §3.4); anything else writes with load jobs. Each run
-	// creates its own streams: continue-as-new rotates them.
+	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
+	// write streams (DESIGN §3.4); anything else writes with load jobs.
+	// Each run creates its own streams: continue-as-new rotates them.
 	WriteMode string
 }
-
-// WriteModeStorageWrite selects the Storage Write API (IngestInput).
-const WriteModeStorageWrite = "storagewrite"
 
 // Progress is what the "progress" query answers.
 type Progress struct {
@@ -270,7 +268,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 // createStreams creates the run's write streams in storagewrite mode, one
 // per table at offset 0; nil in load mode.
 func createStreams(ctx workflow.Context, in IngestInput) (map[string]batch.StreamOffset, error) {
-	if in.WriteMode != WriteModeStorageWrite {
+	if in.WriteMode != config.WriteModeStorageWrite {
 		return nil, nil
 	}
 	opts := workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "create a write stream per table"}

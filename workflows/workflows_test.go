@@ -19,6 +19,7 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/config"
 )
 
 var (
@@ -190,7 +191,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 		}
 		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
 	})
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3, WriteMode: WriteModeStorageWrite})
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3, WriteMode: config.WriteModeStorageWrite})
 	var can *workflow.ContinueAsNewError
 	if err := env.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("workflow ended with %v, want continue-as-new", err)
@@ -208,7 +209,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
-	if next.WriteMode != WriteModeStorageWrite || next.Next != 300 {
+	if next.WriteMode != config.WriteModeStorageWrite || next.Next != 300 {
 		t.Errorf("continued with %+v", next)
 	}
 	env.AssertExpectations(t)
