@@ -140,7 +140,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 	var (
 		batches   int
 		planned   workflow.Future // PlanBatch from in.Next, when already started
-		plannedAs IngestInput     // the batch size planned's request carried
+		plannedAs batchSize       // the size planned's request carried
 		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited
 		failed    *batch.Spec     // a batch to run again under the same ID
 		speed     rate
@@ -178,7 +178,6 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			_ = workflow.Await(ctx, func() bool { return !c.paused || c.draining })
 			continue // the top again: cancelled, draining or resumed
 		}
-		progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 		if continueAsNewDue(ctx, in, batches) {
 			if err := settle(); err != nil {
 				return err
@@ -192,12 +191,12 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		spec := failed
 		if spec == nil {
 			if planned == nil {
-				planned, plannedAs = planFrom(ctx, in, in.Next), in
+				planned, plannedAs = planFrom(ctx, in, in.Next), sizeOf(in)
 			}
 			var plan activities.PlanResult
 			err := planned.Get(ctx, &plan)
 			planned = nil
-			if err == nil && (plannedAs.MaxRecords != in.MaxRecords || plannedAs.MaxBytes != in.MaxBytes) {
+			if err == nil && plannedAs != sizeOf(in) {
 				continue // planned before a set-batch: plan again at the new size
 			}
 			if err != nil {
@@ -234,7 +233,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		}
 		child := startBatch(batchCtx, *spec)
 		if !c.paused && !c.draining {
-			planned, plannedAs = planFrom(ctx, in, spec.End), in
+			planned, plannedAs = planFrom(ctx, in, spec.End), sizeOf(in)
 		}
 		var res batch.Result
 		if err := child.Get(batchCtx, &res); err != nil {
@@ -282,6 +281,14 @@ func createStreams(ctx workflow.Context, in IngestInput) (map[string]batch.Strea
 	}
 	return streams, nil
 }
+
+// batchSize is how much a plan may take: what set-batch changes.
+type batchSize struct {
+	records int
+	bytes   int64
+}
+
+func sizeOf(in IngestInput) batchSize { return batchSize{in.MaxRecords, in.MaxBytes} }
 
 // advance moves the partition past a completed batch.
 func advance(in *IngestInput, progress *Progress, r batch.Range, res batch.Result) {
