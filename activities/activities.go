@@ -55,7 +55,6 @@ type Activities struct {
 	// StorageEndpoint is the emulator's Storage API, used when Emulator.
 	StorageEndpoint string
 	streamsMu       sync.Mutex
-	emulatorAppends sync.Mutex
 }
 
 // Error types that retrying cannot fix; the workflows do not retry them.

@@ -71,13 +71,6 @@ func (a *Activities) appendTables(ctx context.Context, spec batch.Spec, rows map
 	appendOne := func(ctx context.Context, table string) error {
 		st := spec.Streams[table]
 		began := time.Now()
-		if a.Emulator {
-			// The emulator's SQLite answers concurrent appends with
-			// "database table is locked", and ignores offsets, so a
-			// retry would append twice: one append at a time there.
-			a.emulatorAppends.Lock()
-			defer a.emulatorAppends.Unlock()
-		}
 		err := warehouse.AppendOnce(ctx, w, st.Name, table, st.Offset, encoded[table])
 		log.Debug("append", zap.String("table", table), zap.Int64("stream_offset", st.Offset), zap.Int("rows", len(encoded[table])), zap.Error(err), since(began))
 		if errors.Is(err, warehouse.ErrOffsetAhead) {

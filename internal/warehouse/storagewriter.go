@@ -24,6 +24,10 @@ type StorageWriter struct {
 	mu       sync.Mutex
 	encoders map[string]*RowEncoder
 	streams  map[string]*managedwriter.ManagedStream
+	// oneAtATime serializes appends on the emulator, whose SQLite answers
+	// concurrent ones with "database table is locked" (and, ignoring
+	// offsets, cannot refuse the retry that would follow).
+	oneAtATime *sync.Mutex
 }
 
 // NewStorageWriter connects to the Storage Write API of bq's project:
@@ -39,7 +43,11 @@ func NewStorageWriter(ctx context.Context, bq *bigquery.Client, dataset, emulato
 	if err != nil {
 		return nil, fmt.Errorf("open the Storage Write API of %s: %w", bq.Project(), err)
 	}
-	return &StorageWriter{client: c, bq: bq, dataset: dataset, encoders: map[string]*RowEncoder{}, streams: map[string]*managedwriter.ManagedStream{}}, nil
+	w := &StorageWriter{client: c, bq: bq, dataset: dataset, encoders: map[string]*RowEncoder{}, streams: map[string]*managedwriter.ManagedStream{}}
+	if emulator != "" {
+		w.oneAtATime = &sync.Mutex{}
+	}
+	return w, nil
 }
 
 // CreateStream creates a COMMITTED stream on table: rows appended to it
@@ -67,6 +75,10 @@ func (w *StorageWriter) Encode(ctx context.Context, table string, ndjson []byte)
 // Append writes rows to stream at offset, all or nothing; the answer is
 // the API's (AppendOnce reads ALREADY_EXISTS and OUT_OF_RANGE).
 func (w *StorageWriter) Append(ctx context.Context, stream, table string, offset int64, rows [][]byte) error {
+	if w.oneAtATime != nil {
+		w.oneAtATime.Lock()
+		defer w.oneAtATime.Unlock()
+	}
 	ms, err := w.managed(ctx, stream, table)
 	if err != nil {
 		return err
