@@ -456,7 +456,7 @@ func writeStatus(out io.Writer, st []pipeline.PartitionStatus) error {
 			committed = progress.Count(p.Committed)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, p.State, committed, progress.Count(p.HighWatermark),
-			progress.Count(p.Lag), progress.Count(p.BatchesDone), progress.Count(int64(p.EventsPerSecond+0.5)), size, oneLine(errors.New(p.LastError)))
+			progress.Count(p.Lag), progress.Count(p.BatchesDone), progress.Count(int64(p.EventsPerSecond+0.5)), size, firstLine(p.LastError))
 		lag, batches, rate = lag+p.Lag, batches+p.BatchesDone, rate+p.EventsPerSecond
 	}
 	fmt.Fprintf(tw, "all\t\t\t\t%s\t%s\t%s\t\t\n", progress.Count(lag), progress.Count(batches), progress.Count(int64(rate+0.5)))
@@ -501,7 +501,9 @@ func watchStatus(ctx context.Context, op *pipeline.Operator, out io.Writer, args
 
 // oneLine keeps an error to one readable line: client libraries wrap
 // multi-line detail that belongs in logs, not in an operator's terminal.
-func oneLine(err error) string {
-	msg, _, _ := strings.Cut(err.Error(), "\n")
-	return msg
+func oneLine(err error) string { return firstLine(err.Error()) }
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }

@@ -92,12 +92,13 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	bar := progress.New(o.Progress, "queries", queries)
 	var asked int64
 	defer func() { bar.Done(asked) }()
-	queryRows := func(ctx context.Context, bq *bigquery.Client, sql string) ([][]bigquery.Value, error) {
+	// ask runs one query and moves the bar.
+	ask := func(sql string) ([][]bigquery.Value, error) {
 		defer func() { asked++; bar.Set(asked) }()
-		return queryRows(ctx, bq, sql)
+		return queryRows(ctx, o.BigQuery, sql)
 	}
 	one := func(sql string) (int64, error) {
-		rows, err := queryRows(ctx, o.BigQuery, sql)
+		rows, err := ask(sql)
 		if err != nil {
 			return 0, err
 		}
@@ -143,7 +144,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	}
 	asked += 2
 	bar.Set(asked)
-	ranges, err := queryRows(ctx, o.BigQuery, "SELECT kafka_partition, start_offset, end_offset FROM "+ds+".batch_ledger` ORDER BY kafka_partition, start_offset")
+	ranges, err := ask("SELECT kafka_partition, start_offset, end_offset FROM " + ds + ".batch_ledger` ORDER BY kafka_partition, start_offset")
 	if err != nil {
 		return r, err
 	}
@@ -181,7 +182,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 		for _, n := range m.ErrorsByReason {
 			errorsSent += n
 		}
-		totals, err := queryRows(ctx, o.BigQuery, "SELECT SUM(loaded), SUM(duplicates), SUM(errors) + SUM(late) FROM "+ds+".batch_ledger`")
+		totals, err := ask("SELECT SUM(loaded), SUM(duplicates), SUM(errors) + SUM(late) FROM " + ds + ".batch_ledger`")
 		if err != nil {
 			return r, err
 		}
@@ -206,7 +207,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 		return r, err
 	}
 	r.add("transactions: distinct transaction_ids", distinct, m.UniqueIDs)
-	sums, err := queryRows(ctx, o.BigQuery, "SELECT currency, CAST(SUM(amount) AS STRING), COUNT(*) FROM "+pipelineRows+" GROUP BY currency")
+	sums, err := ask("SELECT currency, CAST(SUM(amount) AS STRING), COUNT(*) FROM " + pipelineRows + " GROUP BY currency")
 	if err != nil {
 		return r, err
 	}
@@ -226,7 +227,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 		return r, err
 	}
 	r.add("dedup_audit: rows = duplicates sent", dedupRows, m.Duplicates)
-	reasons, err := queryRows(ctx, o.BigQuery, "SELECT reason, COUNT(*) FROM "+ds+".ingest_errors` GROUP BY reason")
+	reasons, err := ask("SELECT reason, COUNT(*) FROM " + ds + ".ingest_errors` GROUP BY reason")
 	if err != nil {
 		return r, err
 	}
