@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"maps"
 	"time"
 
@@ -39,6 +40,11 @@ type IngestInput struct {
 	// write streams (DESIGN §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.
 	WriteMode string
+	// Pending is a batch that failed at Next and was not run again
+	// before this run began (a continue-as-new or a stop came first). It
+	// runs first, under the same ID and range: re-planning the range
+	// could load its first records under a second batch ID.
+	Pending *batch.Spec `json:",omitempty"`
 }
 
 // Progress is what the "progress" query answers.
@@ -127,6 +133,9 @@ func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
 func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
 	c := &control{paused: in.Paused}
 	progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
+	if p := in.Pending; p != nil && (p.Topic != in.Topic || p.Partition != in.Partition || p.Start != in.Next) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", p.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
+	}
 	if err := setControlHandlers(ctx, &in, c, progress); err != nil {
 		return err
 	}
@@ -142,7 +151,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		planned   workflow.Future // PlanBatch from in.Next, when already started
 		plannedAs batchSize       // the size planned's request carried
 		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited
-		failed    *batch.Spec     // a batch to run again under the same ID
+		failed    = in.Pending    // a batch to run again under the same ID
 		speed     rate
 	)
 	settle := func() error {
@@ -185,7 +194,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			// An update in flight would be lost with this run; it is
 			// answered first (a pause waits for the top of the next run).
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-			in.Paused = c.paused
+			in.Paused, in.Pending = c.paused, failed
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		spec := failed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,19 @@ func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 type journal struct {
 	mu    sync.Mutex
 	calls []string
+}
+
+// split prints the calls other than plans in order, then the plans.
+func (j *journal) split() string {
+	var rest, plans []string
+	for _, c := range j.calls {
+		if strings.HasPrefix(c, "plan ") {
+			plans = append(plans, c)
+		} else {
+			rest = append(rest, c)
+		}
+	}
+	return "[" + strings.Join(rest, " ") + " | " + strings.Join(plans, " ") + "]"
 }
 
 func (j *journal) add(s string) {
@@ -213,4 +227,77 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 		t.Errorf("continued with %+v", next)
 	}
 	env.AssertExpectations(t)
+}
+
+// TestAFailedBatchOutlivesItsRun: a batch that failed is retried as it
+// was, under the same ID and range, even across continue-as-new and at a
+// batch size that would plan another range; only then does planning go on
+// from its end.
+func TestAFailedBatchOutlivesItsRun(t *testing.T) {
+	in := IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second}
+	run := func(in IngestInput, loadErr error, suggestAt time.Duration) (*journal, error) {
+		env := newEnv(t)
+		j := &journal{}
+		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+			j.add(fmt.Sprintf("plan %d", in.Next))
+			if in.Next >= 140 {
+				return activities.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", activities.ErrTypeOffsetOutOfRange, nil)
+			}
+			return activities.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
+		})
+		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+			j.add("load " + in.Spec.ID())
+			return batch.Totals{Loaded: 97}, loadErr
+		})
+		env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
+			j.add(fmt.Sprintf("commit %d", in.Offset))
+			return nil
+		})
+		if suggestAt > 0 {
+			env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, suggestAt)
+		}
+		env.ExecuteWorkflow(PartitionIngest, in)
+		return j, env.GetWorkflowError()
+	}
+
+	// The batch fails; while the run waits to retry it, Temporal suggests
+	// continue-as-new, and the next run is handed the batch.
+	j, err := run(in, temporal.NewNonRetryableApplicationError("schema mismatch", activities.ErrTypeLoadFailed, nil), 30*time.Second)
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("first run ended with %v, want continue-as-new", err)
+	}
+	// Planning runs beside the batch, so only the plans' offsets are
+	// compared, not their order.
+	if want := "[load batch/payments/0/0-100 | plan 0 plan 100]"; j.split() != want {
+		t.Errorf("first run called %s, want %s", j.split(), want)
+	}
+	var next IngestInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if want := "batch/payments/0/0-100"; next.Pending == nil || next.Pending.ID() != want || next.Next != 0 {
+		t.Fatalf("continued at %d with pending batch %+v, want %s", next.Next, next.Pending, want)
+	}
+
+	// The next run, at a smaller batch size, loads it first, commits its
+	// end, and plans from there.
+	next.MaxRecords = 40
+	j, err = run(next, nil, 0)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOffsetOutOfRange {
+		t.Fatalf("second run ended with %v, want the test log's end", err)
+	}
+	if want := "[load batch/payments/0/0-100 commit 100 load batch/payments/0/100-140 commit 140 | plan 100 plan 140]"; j.split() != want {
+		t.Errorf("second run called %s, want %s", j.split(), want)
+	}
+
+	// A pending batch that does not start where the run does is refused.
+	bad := next
+	bad.Next = 100
+	if _, err := run(bad, nil, 0); !errors.As(err, &appErr) || appErr.Type() != "BadPendingBatch" {
+		t.Errorf("a pending batch at another offset: %v", err)
+	}
 }
