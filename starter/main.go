@@ -300,6 +300,8 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		for _, r := range res {
 			if r.Already {
 				fmt.Fprintf(out, "%s: already running\n", r.WorkflowID)
+			} else if r.Pending != "" {
+				fmt.Fprintf(out, "%s: started at offset %d, first running failed batch %s again\n", r.WorkflowID, r.From, r.Pending)
 			} else {
 				fmt.Fprintf(out, "%s: started at offset %d\n", r.WorkflowID, r.From)
 			}

@@ -1,12 +1,16 @@
 package pipeline_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +21,7 @@ import (
 
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/workflows"
 )
 
 // produceAndStart produces a simulated stream of n records and starts
@@ -199,4 +204,107 @@ func TestBigQueryFaults(t *testing.T) {
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
 	t.Logf("%d BigQuery requests faulted", injected.Load())
+}
+
+// TestStopWhileABatchRetries: every partition's first batch writes its
+// data tables and then fails for good on the ledger, so each partition
+// waits to run it again. Stopped there and started again at another batch
+// size, each partition must run that very batch again, not re-plan its
+// range under a new batch ID and write its rows a second time.
+func TestStopWhileABatchRetries(t *testing.T) {
+	ctx := context.Background()
+	var target atomic.Value // *url.URL of the emulator
+	var failLedger atomic.Bool
+	failLedger.Store(true)
+	refused := atomic.Int64{}
+	jobID := regexp.MustCompile(`"jobId":"([^"]+)"`)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failLedger.Load() && r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/upload/") {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if m := jobID.FindSubmatch(body); m != nil && bytes.Contains(body, []byte(`"tableId":"batch_ledger"`)) {
+				// The job is accepted and fails, as a load into a table
+				// whose schema was changed by hand would.
+				refused.Add(1)
+				w.Header().Set("Content-Type", "application/json")
+				fmt.Fprintf(w, `{"kind":"bigquery#job","jobReference":{"projectId":"p","jobId":%q},"status":{"state":"DONE",`+
+					`"errorResult":{"reason":"invalid","message":"injected: ledger refused"},"errors":[{"reason":"invalid","message":"injected: ledger refused"}]}}`, m[1])
+				return
+			}
+		}
+		httputil.NewSingleHostReverseProxy(target.Load().(*url.URL)).ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 500, time.Second
+	e := startEnvWith(t, 2, tuning, proxy.URL)
+	u, err := url.Parse(e.stack.BigQueryEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Store(u)
+	m := produceAndStart(t, e, 3000)
+
+	waitStates(t, e, workflows.StateBackoff)
+	if refused.Load() == 0 {
+		t.Fatal("no ledger load was refused")
+	}
+	if _, err := e.operator.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitStates(t, e, "stopped")
+	// The data tables hold the failed batches' rows, the ledger nothing.
+	table := func(name string) string {
+		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+	}
+	if n := rows(t, e, "SELECT COUNT(*) FROM "+table("transactions"))[0][0].(int64); n == 0 {
+		t.Fatal("the failed batches wrote no transactions; the test needs them to")
+	}
+
+	failLedger.Store(false)
+	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
+	res, err := e.operator.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Pending == "" || r.From != 0 {
+			t.Fatalf("partition %d started at %d with pending batch %q, want its failed batch at 0", r.Partition, r.From, r.Pending)
+		}
+	}
+	e.waitCaughtUp(t, 3*time.Minute)
+	for _, r := range res {
+		if n := rows(t, e, "SELECT COUNT(*) FROM "+table("batch_ledger")+" WHERE batch_id = '"+r.Pending+"'")[0][0].(int64); n != 1 {
+			t.Errorf("batch %s has %d ledger rows, want 1: it did not run again as it was", r.Pending, n)
+		}
+	}
+	reconcileOK(t, e, m)
+	checkAgainstOracle(t, e, m)
+}
+
+// waitStates waits until every partition's status is state.
+func waitStates(t *testing.T, e *env, state string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		sts, err := e.operator.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		all := len(sts) > 0
+		for _, st := range sts {
+			all = all && st.State == state
+		}
+		if all {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions did not all reach %q: %+v", state, sts)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }

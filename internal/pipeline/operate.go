@@ -99,6 +99,9 @@ type StartResult struct {
 	WorkflowID string
 	From       int64
 	Already    bool // it was running already
+	// Pending is the ID of a batch that failed at From and runs again
+	// first, as it was; empty when the partition has none.
+	Pending string
 }
 
 // Start starts one PartitionIngest per partition of the topic. A partition
@@ -128,6 +131,10 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true})
 			continue
 		}
+		pending, err := o.pendingBatch(ctx, p, rp.next)
+		if err != nil {
+			return out, err
+		}
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                       id,
@@ -138,11 +145,16 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
 			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor,
 			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
+			Pending: pending,
 		})
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)
 		}
-		out = append(out, StartResult{Partition: p, WorkflowID: id, From: rp.next})
+		r := StartResult{Partition: p, WorkflowID: id, From: rp.next}
+		if pending != nil {
+			r.Pending = pending.ID()
+		}
+		out = append(out, r)
 	}
 	return out, nil
 }
