@@ -363,6 +363,8 @@ func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 	return res, commitOffset(ctx, spec).Get(ctx, nil)
 }
 
+const batchTaskTimeout = 5 * time.Second
+
 // startBatch starts the batch's MicroBatch child workflow.
 func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFuture {
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
@@ -370,6 +372,11 @@ func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFut
 		// A completed batch ID can never run again; a failed one may be
 		// retried, which is safe because its load job IDs are the same.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		// Dedup and Enrich run inside the batch's workflow task; if its
+		// worker dies, another takes the task after this long (the
+		// default is 10 s). The SDK keeps a live one going by heartbeating
+		// it at 80 %.
+		WorkflowTaskTimeout: batchTaskTimeout,
 		// If the partition's workflow is terminated, its batch still
 		// finishes rather than stopping between two tables.
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,

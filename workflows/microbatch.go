@@ -20,12 +20,46 @@ import (
 // a real *activities.Activities under the same names.
 var a *activities.Activities
 
+// localDecisionsVersion marks MicroBatch runs that decide with local
+// activities; runs recorded before replay with activities.
+const localDecisionsVersion = "local-dedup-and-enrich"
+
+// decide runs Dedup and then Enrich on the batch.
+func decide(ctx workflow.Context, spec batch.Spec) (batch.Decisions, batch.Enrichment, error) {
+	var d batch.Decisions
+	var enr batch.Enrichment
+	if workflow.GetVersion(ctx, localDecisionsVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
+			return d, enr, err
+		}
+		err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr)
+		return d, enr, err
+	}
+	if err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
+		return d, enr, err
+	}
+	err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr)
+	return d, enr, err
+}
+
+// withLocalSummary gives Dedup and Enrich readOptions' timeout and retries
+// as local activities.
+func withLocalSummary(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: readOptions.StartToCloseTimeout,
+		RetryPolicy:         readOptions.RetryPolicy,
+		Summary:             summary,
+	})
+}
+
 // heartbeatTimeout is how soon a killed worker's activity is retried
 // elsewhere; it bounds recovery after a worker dies (the benchmark
-// measures it). Workers send heartbeats every second (pipeline.NewWorker);
-// 5 s proved too tight on a saturated 2-core machine, where the server
-// recorded them late and timed out live loads.
-const heartbeatTimeout = 8 * time.Second
+// measures it). Workers send heartbeats every second
+// (pipeline.NewWorker), so a live activity has four seconds to get one
+// recorded. 5 s once timed out live loads on a saturated 2-core machine,
+// when the SDK sent heartbeats only every 4 s (80 % of the timeout),
+// leaving one; 8 s was the stopgap until they went out every second.
+const heartbeatTimeout = 5 * time.Second
 
 // Activity options, set deliberately:
 //   - retries never stop on their own (a batch must not be skipped), backing
@@ -54,14 +88,18 @@ var (
 
 // MicroBatch runs one batch: Dedup and Enrich decide, once, recorded in
 // history; Load applies the decisions to every table, idempotently.
+//
+// Dedup and Enrich run as local activities: their results are recorded
+// in history as markers, exactly as activity results are, but they run in
+// the worker's own workflow task, which saves the server two activity
+// tasks and two workflow tasks per batch (the orchestration overhead the
+// benchmark measures) and keeps the parsed batch on the worker that
+// decides it. A worker dying inside one loses its workflow task, which
+// another worker takes after workflowTaskTimeout.
 func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 	workflow.SetCurrentDetails(ctx, "Deciding duplicates and late records of "+batchSummary(spec))
-	var d batch.Decisions
-	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
-		return batch.Result{}, err
-	}
-	var enr batch.Enrichment
-	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr); err != nil {
+	d, enr, err := decide(ctx, spec)
+	if err != nil {
 		return batch.Result{}, err
 	}
 	workflow.SetCurrentDetails(ctx, "Loading: "+loadSummary(d))
