@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -48,6 +49,7 @@ func run(args []string) error {
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
+	withPprof := fs.Bool("pprof", false, "also serve Go's /debug/pprof/ profiles at --http-addr (keep that address private)")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
@@ -87,7 +89,11 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--http-addr: %w", err)
 		}
-		srv := &http.Server{Handler: w.HTTPHandler(tc, m), ReadHeaderTimeout: 5 * time.Second}
+		handler := w.HTTPHandler(tc, m)
+		if *withPprof {
+			handler = withProfiles(handler)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
@@ -104,6 +110,18 @@ func run(args []string) error {
 	log.Info("worker stopping")
 	w.Stop()
 	return nil
+}
+
+// withProfiles serves Go's profiles under /debug/pprof/ beside h: how the
+// benchmark finds where a worker's CPU goes.
+func withProfiles(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
 }
 
 // checkReadyAt asks the worker serving at addr whether it is ready.
