@@ -140,7 +140,7 @@ func TestParseOptions(t *testing.T) {
 
 func checkSteady(t *testing.T, o options, s steadyState) {
 	t.Helper()
-	if want := int(o.SteadyRate * o.SteadyFor.Seconds()); s.Events != want {
+	if want := int(o.SteadyRate * steadyLength(o, s).Seconds()); s.Events != want {
 		t.Errorf("steady run (%s) produced %d events, want %d", s.Sink, s.Events, want)
 	}
 	if !s.Reconciled {

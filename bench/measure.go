@@ -167,12 +167,12 @@ func measure(ctx context.Context, o options) (*report, error) {
 	rep.Runs = append(rep.Runs, loaders...)
 	rep.Loader = median(loaders)
 
-	e.logf("steady state, emulator sink: %.0f events/s for %s, worker killed at 3/4", o.SteadyRate, o.SteadyFor)
-	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.SteadyFor); err != nil {
+	e.logf("steady state, emulator sink: %.0f events/s for %s", o.SteadyRate, o.EmulatorSteadyFor)
+	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.EmulatorSteadyFor); err != nil {
 		return nil, err
 	}
 	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.Steady.LatencyP99, rep.Steady.RecoveryMaxS)
-	e.logf("steady state, discard sink: %.0f events/s for %s, worker killed at 3/4", o.SteadyRate, o.SteadyFor)
+	e.logf("steady state, discard sink: %.0f events/s for %s", o.SteadyRate, o.SteadyFor)
 	if rep.SteadyDiscard, err = e.steadyRun(ctx, config.SinkDiscard, parts, o.SteadyRate, o.SteadyFor); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/paystream/paystream/internal/config"
 )
@@ -96,7 +97,11 @@ func (r *report) markdown(chart string) string {
 	}
 	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink: %.0f vs %.0f events/s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
 	for _, st := range []steadyState{s, sd} {
-		fmt.Fprintf(&b, "| worker peak RSS over %s, %s sink (first half %.0f MB, second half %.0f MB) | %.0f MB | ≤ %d MB, flat | %s |\n", o.SteadyFor, st.Sink, st.FirstHalfPeakMB, st.LastHalfPeakMB, st.PeakRSSMB, targetRSSMB, verdict(st.PeakRSSMB <= targetRSSMB && st.LastHalfPeakMB <= 1.1*st.FirstHalfPeakMB))
+		halves := "first half %.0f MB, second half %.0f MB"
+		if st.WindowFilledS > 0 {
+			halves = fmt.Sprintf("after the window filled at %.0f s: ", st.WindowFilledS) + halves
+		}
+		fmt.Fprintf(&b, "| worker peak RSS over %s, %s sink (%s) | %.0f MB | ≤ %d MB, flat | %s |\n", steadyLength(o, st), st.Sink, fmt.Sprintf(halves, st.FirstHalfPeakMB, st.LastHalfPeakMB), st.PeakRSSMB, targetRSSMB, verdict(st.PeakRSSMB <= targetRSSMB && st.LastHalfPeakMB <= 1.1*st.FirstHalfPeakMB))
 	}
 	for _, st := range []steadyState{s, sd} {
 		fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
@@ -235,4 +240,12 @@ func busiest(c catchUp, cores int) string {
 		return "not measured"
 	}
 	return fmt.Sprintf("%s, %.2f of %d cores", name, most, cores)
+}
+
+// steadyLength is how long st's steady run was planned to be.
+func steadyLength(o options, st steadyState) time.Duration {
+	if st.Sink == config.SinkBigQuery {
+		return o.EmulatorSteadyFor
+	}
+	return o.SteadyFor
 }

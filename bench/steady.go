@@ -32,6 +32,9 @@ type steadyState struct {
 	LatencyMax float64 `json:"latency_max_s"`
 	// Memory of the first worker until it was killed: peak, and peaks of
 	// the first and second half, which must be alike (flat, not growing).
+	// When the worker ran past the lateness window (WindowFilledS), the
+	// halves are of the time after it: before, the window is filling.
+	WindowFilledS   float64     `json:"window_filled_s,omitempty"`
 	PeakRSSMB       float64     `json:"worker_peak_rss_mb"`
 	FirstHalfPeakMB float64     `json:"first_half_peak_rss_mb"`
 	LastHalfPeakMB  float64     `json:"second_half_peak_rss_mb"`
@@ -89,16 +92,26 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	var manifest simulation.Manifest
 	go func() {
 		var err error
-		manifest, err = simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Rate: rate})
+		// Event time advances at the produce rate, as a live stream's
+		// does, so the lateness window holds what it would in production.
+		opts := simulation.DefaultOptions()
+		opts.EventRate = rate
+		manifest, err = simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Rate: rate})
 		produced <- err
 	}()
 	began := time.Now()
 
-	// Kill the worker three quarters in; a replacement starts at once.
+	// Kill the worker three quarters in (a minute before the end of a long
+	// run, so memory is seen as long as it can be); a replacement starts
+	// at once.
 	var killedAt time.Time
 	var second *workerProc
+	killAfter := length * 3 / 4
+	if length >= 5*time.Minute {
+		killAfter = length - time.Minute
+	}
 	select {
-	case <-time.After(length * 3 / 4):
+	case <-time.After(killAfter):
 	case err := <-produced:
 		first.kill()
 		return res, fmt.Errorf("producer stopped early: %v", err)
@@ -155,7 +168,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 		return res, err
 	}
 	res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
-	res.PeakRSSMB, res.FirstHalfPeakMB, res.LastHalfPeakMB = rssPeaks(res.RSS)
+	res.PeakRSSMB, res.FirstHalfPeakMB, res.LastHalfPeakMB, res.WindowFilledS = rssPeaks(res.RSS, cfg.AllowedLateness)
 	return res, nil
 }
 
@@ -278,23 +291,31 @@ func recovery(seen []ledgerSeen, partitions int, killedAt time.Time) (maxS, medi
 
 // rssPeaks returns the peak, and the peaks of the first and second half of
 // the run, in MiB; the first 10% are left out of the halves (start-up).
-func rssPeaks(samples []rssSample) (peak, first, second float64) {
+// When the samples go on two minutes past window (event time runs at the
+// produce rate, so the lateness window is full by then), the halves are of
+// the time after it, and filled says when that was.
+func rssPeaks(samples []rssSample, window time.Duration) (peak, first, second, filledS float64) {
 	if len(samples) == 0 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	end := samples[len(samples)-1].At
+	from := end / 10
+	if end >= window+2*time.Minute {
+		from, filledS = window, window.Seconds()
+	}
+	mid := from + (end-from)/2
 	for _, s := range samples {
 		mb := float64(s.RSS) / (1 << 20)
 		peak = max(peak, mb)
 		switch {
-		case s.At < end/10:
-		case s.At < end*11/20:
+		case s.At < from:
+		case s.At < mid:
 			first = max(first, mb)
 		default:
 			second = max(second, mb)
 		}
 	}
-	return peak, first, second
+	return peak, first, second, filledS
 }
 
 // percentile of sorted values, nearest rank.
