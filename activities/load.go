@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -75,6 +76,9 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	}
 	a.Metrics.BatchLoaded(spec.Topic, spec.Partition, totals.Loaded, totals.Duplicates, totals.Errors, totals.Late, oldest, time.Since(began))
 	a.batches.drop(spec.ID()) // Load is the batch's last reader
+	// Only after success: an upload cut off by an error may still be
+	// read by the HTTP transport after its call returned.
+	releaseRows(rows)
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
@@ -284,8 +288,22 @@ func BuildRows(ctx context.Context, a *Activities, in LoadInput, now time.Time) 
 	return a.buildRows(ctx, in, now)
 }
 
+// rowBuffers keeps the row buffers of finished batches for the next ones.
+// A batch's rows run to tens of megabytes; allocating them afresh costs
+// zeroing and page faults that took 29 % of a discard worker's CPU at
+// batches of 20,000.
+var rowBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// releaseRows hands a batch's row buffers back once nothing reads them.
+func releaseRows(rows map[string]*bytes.Buffer) {
+	for _, b := range rows {
+		rowBuffers.Put(b)
+	}
+}
+
 // buildRows turns the batch into newline-delimited JSON per table, with the
-// totals that go into the ledger.
+// totals that go into the ledger. Release them with releaseRows once
+// written.
 func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
@@ -293,7 +311,8 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	rows := map[string]*bytes.Buffer{}
 	encs := map[string]*json.Encoder{}
 	for _, t := range LoadOrder {
-		rows[t] = &bytes.Buffer{}
+		rows[t] = rowBuffers.Get().(*bytes.Buffer)
+		rows[t].Reset()
 		encs[t] = json.NewEncoder(rows[t])
 	}
 	metrics := map[metricKey]*metricAcc{}

@@ -46,7 +46,9 @@ func (d *documentedStreams) Append(_ context.Context, stream, _ string, offset i
 	case offset > end:
 		return status.Error(codes.OutOfRange, "offset beyond the end")
 	}
-	d.rows[stream] = append(d.rows[stream], rows...)
+	for _, r := range rows { // the caller's, as a server's copy would not be
+		d.rows[stream] = append(d.rows[stream], bytes.Clone(r))
+	}
 	return nil
 }
 

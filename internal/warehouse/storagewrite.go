@@ -25,7 +25,8 @@ type Appender interface {
 	// CreateStream creates a COMMITTED stream on table and names it.
 	CreateStream(ctx context.Context, table string) (string, error)
 	// Append writes rows (serialized protos of table's row message) to
-	// stream at offset, all or nothing.
+	// stream at offset, all or nothing. The rows are the caller's again
+	// once it returns.
 	Append(ctx context.Context, stream, table string, offset int64, rows [][]byte) error
 }
 
