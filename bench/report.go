@@ -104,6 +104,10 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "| worker peak RSS over %s, %s sink (%s) | %.0f MB | ≤ %d MB, flat | %s |\n", steadyLength(o, st), st.Sink, fmt.Sprintf(halves, st.FirstHalfPeakMB, st.LastHalfPeakMB), st.PeakRSSMB, targetRSSMB, verdict(st.PeakRSSMB <= targetRSSMB && st.LastHalfPeakMB <= 1.1*st.FirstHalfPeakMB))
 	}
 	for _, st := range []steadyState{s, sd} {
+		if st.RecoveryMaxS <= 0 {
+			fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink | not seen: a partition had no batch visible after the kill before the run ended | ≤ %.0f s | %s |\n", st.Sink, targetRecoveryS, verdict(false))
+			continue
+		}
 		fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
 	}
 
@@ -143,8 +147,12 @@ func (r *report) markdown(chart string) string {
 
 	b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
 	for _, st := range []steadyState{s, sd} {
-		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker had every partition's next batch visible within %.1f s (median %.1f s). Reconciled after the kill: %v%s.\n",
-			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, st.RecoveryMaxS, st.RecoveryMedianS, st.Reconciled, behind(st))
+		recovered := fmt.Sprintf("had every partition's next batch visible within %.1f s (median %.1f s)", st.RecoveryMaxS, st.RecoveryMedianS)
+		if st.RecoveryMaxS <= 0 {
+			recovered = "had not made every partition's next batch visible when the run ended"
+		}
+		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker %s. Reconciled after the kill: %v%s.\n",
+			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, recovered, st.Reconciled, behind(st))
 	}
 	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 

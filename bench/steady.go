@@ -274,7 +274,8 @@ func batchesEnd(b []ledgerSeen) int64 {
 }
 
 // recovery is, per partition, the time from the kill until its first batch
-// built after the kill was visible.
+// built after the kill was visible; -1 when some partition had none by the
+// end of the run (a backlog the run did not work off).
 func recovery(seen []ledgerSeen, partitions int, killedAt time.Time) (maxS, medianS float64) {
 	first := make([]float64, partitions)
 	for _, s := range seen {
@@ -284,6 +285,9 @@ func recovery(seen []ledgerSeen, partitions int, killedAt time.Time) (maxS, medi
 				first[s.partition] = d
 			}
 		}
+	}
+	if slices.Contains(first, 0) {
+		return -1, -1
 	}
 	slices.Sort(first)
 	return first[len(first)-1], percentile(first, 50)
