@@ -15,7 +15,7 @@ import (
 var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500.json",
 	"testdata/batch_payments_0_0-1500_local.json", // Dedup and Enrich as local activities
-	"testdata/ingest_payments_0.json", // before pipelining: replays ingestSequential
+	"testdata/ingest_payments_0.json",             // before pipelining: replays ingestSequential
 	"testdata/ingest_payments_0_pipelined.json",
 	// Paused, resized and resumed by updates (starter's
 	// TestControlOnARunningPipeline with PAYSTREAM_RECORD_HISTORY).
