@@ -95,7 +95,7 @@ var (
 // tasks and two workflow tasks per batch (the orchestration overhead the
 // benchmark measures) and keeps the parsed batch on the worker that
 // decides it. A worker dying inside one loses its workflow task, which
-// another worker takes after workflowTaskTimeout.
+// another worker takes after batchTaskTimeout.
 func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 	workflow.SetCurrentDetails(ctx, "Deciding duplicates and late records of "+batchSummary(spec))
 	d, enr, err := decide(ctx, spec)
