@@ -94,15 +94,8 @@ func TestStorageWriteLoadsOnce(t *testing.T) {
 	window := batch.Window{}
 	for _, r := range [][2]int64{{0, 1500}, {1500, m.EndOffsets[0]}} {
 		spec := batch.Spec{Range: batch.Range{Topic: "payments", Start: r[0], End: r[1]}, Window: window, AllowedLateness: 10 * time.Minute, Streams: clone(streams)}
-		d, err := a.Dedup(ctx, spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		enr, err := a.Enrich(ctx, spec, d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in := LoadInput{Spec: spec, Decisions: d, Enrichment: enr}
+		in := decide(t, a, spec)
+		d := in.Decisions
 		var wg sync.WaitGroup
 		results := make([]batch.Totals, 3)
 		errs := make([]error, 3)
