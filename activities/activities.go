@@ -63,6 +63,18 @@ const (
 	ErrTypeLoadFailed       = "LoadFailed"
 )
 
+// heartbeatEvery sends a heartbeat at every 5,000th step n of a long loop
+// in an activity (a no-op outside one): often enough for the heartbeat
+// timeout on a busy machine, rarely enough to cost nothing.
+func heartbeatEvery(ctx context.Context, n int, detail any) {
+	if n%5000 != 0 {
+		return
+	}
+	if actx := activityContext(ctx); actx != nil {
+		activity.RecordHeartbeat(actx, detail)
+	}
+}
+
 // readRange reads [start, end) of a partition, heartbeating as it goes, and
 // turns "offsets deleted by retention" into a non-retryable error.
 func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {
@@ -71,9 +83,7 @@ func (a *Activities) readRange(ctx context.Context, topic string, partition int,
 		if n++; n == 100 {
 			faults.At("read")
 		}
-		if n%5000 == 0 && activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, r.Offset)
-		}
+		heartbeatEvery(ctx, n, r.Offset)
 		return fn(r)
 	})
 	if errors.Is(err, kafkalog.ErrOffsetOutOfRange) {

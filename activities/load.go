@@ -344,9 +344,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	for i := range recs {
 		// Building a large batch's rows takes seconds on a busy machine;
 		// the heartbeat timeout is five.
-		if i%5000 == 4999 && activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(activityContext(ctx), "rows")
-		}
+		heartbeatEvery(ctx, i+1, "rows")
 		r := &recs[i]
 		out := o.of(r)
 		e := out.event
