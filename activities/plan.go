@@ -23,6 +23,11 @@ type PlanInput struct {
 	// PollFor is how long to wait for new records when caught up, instead
 	// of a workflow spinning timers.
 	PollFor time.Duration
+	// Linger is how long, from the call, a batch short of MaxRecords
+	// waits to fill: a live stream then makes a batch per Linger instead
+	// of one per record burst, and each batch costs a workflow, a ledger
+	// row and load jobs whatever its size.
+	Linger time.Duration
 }
 
 // PlanResult is the planned range [Next, End); End == Next means nothing
@@ -38,7 +43,8 @@ var errStop = errors.New("stop")
 // PlanBatch picks the end of the next batch: at most MaxRecords records and,
 // past the first record, at most MaxBytes of keys and values.
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
-	deadline := time.Now().Add(in.PollFor)
+	began := time.Now()
+	deadline := began.Add(in.PollFor)
 	for {
 		first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
 		if err == nil {
@@ -51,10 +57,11 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 			msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, first)
 			return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
 		}
-		if hw > in.Next {
+		short := hw-in.Next < int64(in.MaxRecords)
+		if hw > in.Next && (!short || time.Since(began) >= in.Linger) {
 			return a.planRange(ctx, in, hw)
 		}
-		if time.Now().After(deadline) {
+		if hw == in.Next && time.Now().After(deadline) {
 			return PlanResult{End: in.Next, HighWatermark: hw}, nil
 		}
 		activity.RecordHeartbeat(ctx, hw)

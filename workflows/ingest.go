@@ -27,6 +27,8 @@ type IngestInput struct {
 	AllowedLateness time.Duration
 	// PollFor is how long PlanBatch waits for new records when caught up.
 	PollFor time.Duration
+	// Linger is how long a batch short of MaxRecords waits to fill.
+	Linger time.Duration
 	// MaxBatchesPerRun continues-as-new after this many batches even if
 	// Temporal does not suggest it yet (0: 500).
 	MaxBatchesPerRun int
@@ -112,6 +114,7 @@ func planFrom(ctx workflow.Context, in IngestInput, next int64) workflow.Future 
 	return workflow.ExecuteActivity(planOptions(ctx, in), a.PlanBatch, activities.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
+		Linger: in.Linger,
 	})
 }
 

@@ -143,7 +143,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		}, workflows.PartitionIngest, workflows.IngestInput{
 			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
-			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor,
+			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
 			Pending: pending,
 		})
