@@ -181,6 +181,17 @@ func TestKubernetesManifests(t *testing.T) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("worker resources %+v: want CPU requests and a memory limit", c.Resources)
 	}
+	// The GC must know the container's limit, or a full dedup window's
+	// GC headroom alone can pass it.
+	memFromLimit := false
+	for _, e := range c.Env {
+		if e.Name == "PAYSTREAM_MEMORY_LIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil {
+			memFromLimit = e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+		}
+	}
+	if !memFromLimit {
+		t.Error("worker PAYSTREAM_MEMORY_LIMIT does not come from its limits.memory")
+	}
 
 	// Containers set only what their binaries read.
 	checkContainers := func(what string, pod corev1.PodSpec, configs map[string]*corev1.ConfigMap) {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/memlimit"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
 )
@@ -49,6 +50,7 @@ func run(args []string) error {
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
+	memoryLimit := fs.String("memory-limit", "", "the container's memory limit, e.g. 768Mi; the Go GC keeps the heap under 90% of it (default: the cgroup's limit; GOMEMLIMIT wins over both)")
 	withPprof := fs.Bool("pprof", false, "also serve Go's /debug/pprof/ profiles at --http-addr (keep that address private)")
 	if err := config.Parse(fs, args); err != nil {
 		return err
@@ -58,6 +60,13 @@ func run(args []string) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	var memLimit int64
+	if *memoryLimit != "" {
+		var err error
+		if memLimit, err = memlimit.Parse(*memoryLimit); err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
 	}
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
@@ -70,6 +79,12 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+
+	if soft, err := memlimit.Apply(memLimit); err != nil {
+		log.Warn("no GC memory limit", zap.Error(err))
+	} else if soft > 0 {
+		log.Info("GC memory limit", zap.Int64("bytes", soft))
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
