@@ -129,7 +129,10 @@ func TestParseOptions(t *testing.T) {
 	if !o.Smoke || o.Events != smokeOptions().Events || len(o.BatchSizes) != 2 || o.BatchSizes[1] != 200 {
 		t.Errorf("options = %+v", o)
 	}
-	for _, bad := range [][]string{{"--batch-sizes", "x"}, {"--events", "5"}, {"--partitions", "0"}, {"--steady-for", "1s"}} {
+	if o, err := parseOptions([]string{"--only", "steady,micro"}); err != nil || !o.measures("steady") || o.measures("catch-up") {
+		t.Errorf("--only steady,micro: %v, options %+v", err, o)
+	}
+	for _, bad := range [][]string{{"--batch-sizes", "x"}, {"--events", "5"}, {"--partitions", "0"}, {"--steady-for", "1s"}, {"--only", "steady,fast"}, {"--worker-memory-limit", "lots"}} {
 		if _, err := parseOptions(bad); err == nil {
 			t.Errorf("parseOptions(%q) accepted", bad)
 		} else if strings.Contains(err.Error(), "\n") {

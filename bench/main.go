@@ -19,12 +19,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/memlimit"
 )
 
 // options is what one benchmark run measures and how long it takes.
@@ -45,11 +47,17 @@ type options struct {
 	// cannot take 5,000 events/s, so a long run only grows its backlog.
 	EmulatorSteadyFor time.Duration `json:"emulator_steady_for_ns"`
 	MicroTime         string        `json:"micro_benchtime"`
-	Smoke             bool          `json:"smoke"`
-	OutDir            string        `json:"-"`
-	CPUProfile        string        `json:"-"`
-	Render            string        `json:"-"`
-	Quiet             bool          `json:"-"`
+	// WorkerMemoryLimit is the memory limit of the container the worker
+	// is taken to run in (its --memory-limit): the GC keeps under 90 %.
+	WorkerMemoryLimit string `json:"worker_memory_limit"`
+	// Only names the parts measured (micro, catch-up, steady); all when
+	// empty. A partial report leaves the others at zero.
+	Only       []string `json:"only,omitempty"`
+	Smoke      bool     `json:"smoke"`
+	OutDir     string   `json:"-"`
+	CPUProfile string   `json:"-"`
+	Render     string   `json:"-"`
+	Quiet      bool     `json:"-"`
 }
 
 func defaultOptions() options {
@@ -66,6 +74,7 @@ func defaultOptions() options {
 		SteadyFor:         15 * time.Minute,
 		EmulatorSteadyFor: 2 * time.Minute,
 		MicroTime:         "1s",
+		WorkerMemoryLimit: "300MiB",
 		OutDir:            "bench/results",
 	}
 }
@@ -153,6 +162,16 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.SteadyFor, "steady-for", o.SteadyFor, "length of the discard sink's steady-state run (latency, memory, recovery)")
 	fs.DurationVar(&o.EmulatorSteadyFor, "emulator-steady-for", o.EmulatorSteadyFor, "length of the emulator sink's steady-state run")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
+	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
+	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady (default: all; the others are left at zero)", func(v string) error {
+		for _, p := range config.SplitList(v) {
+			if !slices.Contains(benchParts, p) {
+				return fmt.Errorf("unknown part %q: want some of %s", p, strings.Join(benchParts, ", "))
+			}
+		}
+		o.Only = config.SplitList(v)
+		return nil
+	})
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: write the summary and chart again from this results JSON (e.g. after changing the report)")
@@ -166,12 +185,25 @@ func parseOptions(args []string) (options, error) {
 	case o.SteadyRate <= 0 || o.SteadyFor < 10*time.Second || o.EmulatorSteadyFor < 10*time.Second:
 		return o, fmt.Errorf("need --steady-rate > 0, --steady-for >= 10s and --emulator-steady-for >= 10s")
 	}
+	if o.WorkerMemoryLimit != "" {
+		if _, err := memlimit.Parse(o.WorkerMemoryLimit); err != nil {
+			return o, fmt.Errorf("--worker-memory-limit: %w", err)
+		}
+	}
 	for _, n := range append(append([]int{}, o.BatchSizes...), o.Partitions...) {
 		if n < 1 {
 			return o, fmt.Errorf("batch sizes and partition counts must be positive, got %d", n)
 		}
 	}
 	return o, nil
+}
+
+// benchParts are what --only chooses from.
+var benchParts = []string{"micro", "catch-up", "steady"}
+
+// measures tells whether the run measures part.
+func (o options) measures(part string) bool {
+	return len(o.Only) == 0 || slices.Contains(o.Only, part)
 }
 
 func parseInts(v string) ([]int, error) {

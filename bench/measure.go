@@ -78,9 +78,11 @@ func measure(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	// The micro-benchmarks run first, before the servers take the cores.
-	fmt.Fprintln(progress, "bench: Go micro-benchmarks (parser, dedup index, fraud scorer)")
-	if rep.Micro, err = microBenchmarks(ctx, root, o.MicroTime); err != nil {
-		return nil, err
+	if o.measures("micro") {
+		fmt.Fprintln(progress, "bench: Go micro-benchmarks (parser, dedup index, fraud scorer)")
+		if rep.Micro, err = microBenchmarks(ctx, root, o.MicroTime); err != nil {
+			return nil, err
+		}
 	}
 	for _, m := range rep.Micro {
 		if v, ok := m.Metrics["bytes/entry"]; ok {
@@ -92,10 +94,36 @@ func measure(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.workerMemoryLimit = o.WorkerMemoryLimit
 	defer e.close()
 	parts := o.Partitions[0]
-	mid := o.BatchSizes[len(o.BatchSizes)/2]
 
+	if o.measures("catch-up") {
+		if err := e.catchUps(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	if !o.measures("steady") {
+		return rep, nil
+	}
+	e.logf("steady state, emulator sink: %.0f events/s for %s", o.SteadyRate, o.EmulatorSteadyFor)
+	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.EmulatorSteadyFor); err != nil {
+		return nil, err
+	}
+	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.Steady.LatencyP99, rep.Steady.RecoveryMaxS)
+	e.logf("steady state, discard sink: %.0f events/s for %s", o.SteadyRate, o.SteadyFor)
+	if rep.SteadyDiscard, err = e.steadyRun(ctx, config.SinkDiscard, parts, o.SteadyRate, o.SteadyFor); err != nil {
+		return nil, err
+	}
+	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.SteadyDiscard.LatencyP99, rep.SteadyDiscard.RecoveryMaxS)
+	return rep, nil
+}
+
+// catchUps measures catch-up throughput with both sinks, the plain loop
+// and the plain loader, and the Temporal cost per batch.
+func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
+	parts := o.Partitions[0]
+	mid := o.BatchSizes[len(o.BatchSizes)/2]
 	// Catch-up: every batch size with both sinks on the first partition
 	// count, then the other partition counts at the middle batch size.
 	type setup struct {
@@ -121,12 +149,12 @@ func measure(ctx context.Context, o options) (*report, error) {
 			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, events, c.partitions, c.batch, c.sink)
 			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			e.logf("  %.0f events/s in %.1fs, reconciled %v", r.EventsPerS, r.Seconds, r.Reconciled)
 			if c.sink == config.SinkBigQuery && c.partitions == parts && c.batch == mid && i == 0 {
 				if rep.Temporal, err = e.measureTemporalCost(ctx, cfg, r.Events); err != nil {
-					return nil, err
+					return err
 				}
 			}
 			runs = append(runs, r)
@@ -141,7 +169,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 		e.logf("plain loop %d/%d: %d events, discard sink", i+1, o.Runs, o.Events)
 		r, err := e.loopRun(ctx, config.SinkDiscard, parts, mid, o.Events)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		e.logf("  %.0f events/s, reconciled %v", r.EventsPerS, r.Reconciled)
 		loops = append(loops, r)
@@ -159,7 +187,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 		e.logf("plain loader %d/%d: rows of %d events", i+1, o.Runs, min(o.LoaderEvents, o.EmulatorEvents))
 		r, err := e.loaderRun(ctx, parts, mid, min(o.LoaderEvents, o.EmulatorEvents))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		e.logf("  %.0f events/s", r.EventsPerS)
 		loaders = append(loaders, r)
@@ -167,17 +195,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 	rep.Runs = append(rep.Runs, loaders...)
 	rep.Loader = median(loaders)
 
-	e.logf("steady state, emulator sink: %.0f events/s for %s", o.SteadyRate, o.EmulatorSteadyFor)
-	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.EmulatorSteadyFor); err != nil {
-		return nil, err
-	}
-	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.Steady.LatencyP99, rep.Steady.RecoveryMaxS)
-	e.logf("steady state, discard sink: %.0f events/s for %s", o.SteadyRate, o.SteadyFor)
-	if rep.SteadyDiscard, err = e.steadyRun(ctx, config.SinkDiscard, parts, o.SteadyRate, o.SteadyFor); err != nil {
-		return nil, err
-	}
-	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.SteadyDiscard.LatencyP99, rep.SteadyDiscard.RecoveryMaxS)
-	return rep, nil
+	return nil
 }
 
 // median returns the run with the median rate.

@@ -33,9 +33,11 @@ type env struct {
 	temporal  client.Client
 	bq        *bigquery.Client
 	workerBin string
-	dir       string
-	log       io.Writer
-	runs      int // names each run's topic, dataset and task queue apart
+	// workerMemoryLimit is the worker's --memory-limit ("": none).
+	workerMemoryLimit string
+	dir               string
+	log               io.Writer
+	runs              int // names each run's topic, dataset and task queue apart
 }
 
 func startEnv(ctx context.Context, log io.Writer) (_ *env, err error) {
@@ -182,6 +184,7 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config) (*workerProc, 
 		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
+		"PAYSTREAM_MEMORY_LIMIT="+e.workerMemoryLimit,
 	)
 	logFile, err := os.Create(filepath.Join(e.dir, cfg.TaskQueue+".worker.log"))
 	if err != nil {
