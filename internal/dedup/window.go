@@ -141,6 +141,9 @@ func New(lateness time.Duration, start int64, newest time.Time) *Window {
 	return &Window{lateness: lateness, next: start, newest: newest, entries: map[fingerprint]entry{}, sweepSize: 1024}
 }
 
+// Lateness is the allowed lateness the Window decides with.
+func (w *Window) Lateness() time.Duration { return w.lateness }
+
 // Next is the offset the Window expects next.
 func (w *Window) Next() int64 { return w.next }
 
