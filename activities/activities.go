@@ -45,8 +45,15 @@ type Activities struct {
 	// BatchCacheBytes bounds the parsed batches kept between a batch's
 	// activities (0: DefaultBatchCacheBytes).
 	BatchCacheBytes int
+	// StateDir, when set, is a local directory where Dedup keeps each
+	// partition's window every SnapshotEvery (0: DefaultSnapshotEvery), so
+	// a restarted worker need not replay the whole lateness window.
+	StateDir      string
+	SnapshotEvery time.Duration
 
-	windows windowCache
+	windows       windowCache
+	snapshots     *windowSnapshots
+	snapshotsOnce sync.Once
 	batches batchCache
 
 	// Streams is the Storage Write API client of the storagewrite mode;

@@ -23,18 +23,19 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	log := a.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
 	w := a.windows.take(key)
-	if w == nil || w.Next() != spec.Start || a.RebuildEveryBatch {
-		var err error
-		if w, err = a.rebuildWindow(ctx, spec); err != nil {
-			return batch.Decisions{}, err
-		}
-		log.Info("dedup window rebuilt from the log", zap.Int64("from_offset", spec.Window.Start), zap.Int("ids", w.Len()), since(began))
-	}
 	recs, err := a.batchRecords(ctx, spec)
 	if err != nil {
-		a.windows.put(key, w) // untouched: still ends where the batch starts
+		if w != nil {
+			a.windows.put(key, w) // untouched: still ends where it ended
+		}
 		return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
+	if w == nil || w.Next() != spec.Start || a.RebuildEveryBatch {
+		if w, err = a.rebuildWindow(ctx, spec, recs); err != nil {
+			return batch.Decisions{}, err
+		}
+	}
+	a.maybeSnapshot(spec, w, recs)
 	var d batch.Decisions
 	for i := range recs {
 		r := &recs[i]
@@ -68,9 +69,28 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	return d, nil
 }
 
-// rebuildWindow replays [spec.Window.Start, spec.Start) into a new window:
-// exactly the window a warm worker would hold (see dedup.Window.Bounds).
-func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec) (*dedup.Window, error) {
+// rebuildWindow makes the window at spec.Start on a worker that does not
+// hold it: from the partition's snapshot and the records after it when
+// there is a usable one, else by replaying [spec.Window.Start, spec.Start)
+// into a new window, exactly the one a warm worker would hold (see
+// dedup.Window.Bounds).
+func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []parsedRecord) (*dedup.Window, error) {
+	began := time.Now()
+	log := a.logger(ctx, spec)
+	if !a.RebuildEveryBatch {
+		w, replayed, err := a.windowFromSnapshot(ctx, spec, recs)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err != nil {
+			log.Warn("dedup snapshot not used; replaying the window from the log", zap.Error(err))
+		}
+		if w != nil {
+			log.Info("dedup window loaded from its snapshot", zap.Int64("snapshot_offset", spec.Start-int64(replayed)), zap.Int("replayed", replayed),
+				zap.Int("ids", w.Len()), since(began))
+			return w, nil
+		}
+	}
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
 	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Window.Start, spec.Start, func(r kafkalog.Record) error {
 		e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
@@ -81,7 +101,26 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec) (*dedup
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
 	w.AdvanceTo(spec.Start)
+	log.Info("dedup window rebuilt from the log", zap.Int64("from_offset", spec.Window.Start), zap.Int64("records", spec.Start-spec.Window.Start),
+		zap.Int("ids", w.Len()), since(began))
 	return w, nil
+}
+
+// maybeSnapshot writes the window, still at the batch's start, when the
+// partition's snapshot is due. A failure costs only a longer rebuild after
+// a restart, so it is logged, not returned.
+func (a *Activities) maybeSnapshot(spec batch.Spec, w *dedup.Window, recs []parsedRecord) {
+	store := a.snapshotStore()
+	key := windowKey(spec.Topic, spec.Partition)
+	if store == nil || len(recs) == 0 || recs[0].Offset != spec.Start || !store.due(key, time.Now()) {
+		return
+	}
+	began := time.Now()
+	if err := store.save(spec.Topic, spec.Partition, w, recs[0].Record); err != nil {
+		a.logger(context.Background(), spec).Warn("dedup snapshot not written", zap.Error(err))
+		return
+	}
+	a.logger(context.Background(), spec).Info("dedup snapshot written", zap.Int("ids", w.Len()), since(began))
 }
 
 func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {

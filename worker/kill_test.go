@@ -30,12 +30,15 @@ func buildWorker(t *testing.T) string {
 	return bin
 }
 
-// workerProcess runs the worker binary against s, with extra environment.
-func workerProcess(t *testing.T, bin string, s *devstack.Stack, env ...string) *exec.Cmd {
+// workerProcess runs the worker binary against f's stack, with extra
+// environment. Every worker of a test shares one state directory, as
+// restarts of a container share its pod's emptyDir: a restarted worker
+// loads the dedup windows the killed one wrote.
+func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.Cmd {
 	t.Helper()
-	cfg := s.ClientConfig()
+	cfg := f.stack.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info")
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--state-dir", f.stateDir)
 	cmd.Env = append(os.Environ(), env...)
 	// A test binary killed by its timeout must not leave workers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -60,6 +63,7 @@ type faultEnv struct {
 	stack    *devstack.Stack
 	operator *pipeline.Operator
 	manifest simulation.Manifest
+	stateDir string
 }
 
 func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
@@ -85,7 +89,7 @@ func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
 	t.Cleanup(func() { bq.Close() })
 	tuning := pipeline.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	return &faultEnv{stack: s, manifest: m, operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return &faultEnv{stack: s, manifest: m, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
 // reconcile waits until caught up and checks every figure against the
@@ -121,7 +125,7 @@ func TestWorkerKilledAtEveryStage(t *testing.T) {
 	for i, point := range points {
 		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
 			f := newFaultEnv(t, 2, 3000, uint64(10+i))
-			doomed := workerProcess(t, bin, f.stack, faults.EnvKillAt+"="+point)
+			doomed := workerProcess(t, bin, f, faults.EnvKillAt+"="+point)
 			if _, err := f.operator.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -135,8 +139,19 @@ func TestWorkerKilledAtEveryStage(t *testing.T) {
 			case <-time.After(3 * time.Minute):
 				t.Fatalf("worker never reached %s", point)
 			}
-			workerProcess(t, bin, f.stack)
+			replacement := workerProcess(t, bin, f)
 			f.reconcile(t)
+			if point == "dedup:2" {
+				// Killed inside Dedup after the batch's snapshot: the
+				// retry starts from it and replays nothing.
+				logged, err := os.ReadFile(replacement.Stdout.(*os.File).Name())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(string(logged), `"msg":"dedup window loaded from its snapshot"`) {
+					t.Errorf("the replacement worker did not load the killed one's dedup snapshot; its log:\n%s", logged)
+				}
+			}
 		})
 	}
 }
@@ -158,7 +173,7 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills := 0
 	for end := time.Now().Add(duration); time.Now().Before(end); kills++ {
-		w := workerProcess(t, bin, f.stack)
+		w := workerProcess(t, bin, f)
 		time.Sleep(time.Duration(500+rng.IntN(4000)) * time.Millisecond)
 		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -166,7 +181,7 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 		_ = w.Wait()
 	}
 	t.Logf("killed the worker %d times over %s of a %d-record stream", kills, duration, events)
-	workerProcess(t, bin, f.stack)
+	workerProcess(t, bin, f)
 	f.reconcile(t)
 	fmt.Fprintf(os.Stderr, "soak: %d kills, %d records, reconciled\n", kills, f.manifest.Records)
 }
@@ -179,12 +194,12 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
 	bin := buildWorker(t)
 	f := newFaultEnv(t, 1, 2000, 77)
-	zombie := workerProcess(t, bin, f.stack, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
+	zombie := workerProcess(t, bin, f, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
 	if _, err := f.operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // the zombie takes the first batch
-	workerProcess(t, bin, f.stack)
+	workerProcess(t, bin, f)
 	f.reconcile(t)
 	// Let the zombie wake and write, then check again.
 	time.Sleep(40 * time.Second)

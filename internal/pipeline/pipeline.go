@@ -106,6 +106,9 @@ type WorkerOptions struct {
 	// BatchCacheMB bounds the parsed batches kept between a batch's
 	// activities (0: activities.DefaultBatchCacheBytes).
 	BatchCacheMB int
+	// StateDir is where Dedup keeps each partition's window for a fast
+	// restart (empty: nowhere; a restart replays the window from Kafka).
+	StateDir string
 	// Metrics, when set, receives the activities' figures.
 	Metrics *metrics.Pipeline
 	// StopTimeout is how long Stop lets running activities finish
@@ -128,6 +131,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, Metrics: opts.Metrics,
+		StateDir:        opts.StateDir,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
 	w := worker.New(tc, cfg.TaskQueue, worker.Options{

@@ -1,0 +1,173 @@
+package activities
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/kafkalog"
+)
+
+// DefaultSnapshotEvery is how often Dedup writes a partition's window to
+// the state directory: a restarted worker replays at most that much of the
+// log on top of the snapshot instead of the whole lateness window.
+const DefaultSnapshotEvery = 30 * time.Second
+
+// windowSnapshots keeps the latest dedup window of each partition in a
+// local directory (a pod's emptyDir), so a worker restarted in place loads
+// it instead of replaying up to 750,000 records a partition from Kafka.
+//
+// A snapshot is taken at the start of a batch, before any of its records
+// is decided: it is then the window a retry of that batch needs, and every
+// later batch replays forward from it. It is tied to its log by an anchor,
+// the hash of the record at its Next offset, which the loader checks
+// against Kafka before trusting it; a snapshot that is torn, from another
+// log, at another lateness, or outside the batch's window bounds is not
+// used, and the window is rebuilt from the log as without one. Workers may
+// share the directory: any snapshot of a partition's log is as good as
+// another, since the window is a function of the log alone.
+type windowSnapshots struct {
+	dir   string
+	every time.Duration
+	mu    sync.Mutex
+	saved map[string]time.Time // partition key → when last written
+}
+
+// snapshotStore is the Activities' windowSnapshots; nil without a StateDir.
+func (a *Activities) snapshotStore() *windowSnapshots {
+	a.snapshotsOnce.Do(func() {
+		if a.StateDir != "" {
+			a.snapshots = &windowSnapshots{dir: a.StateDir, every: cmp.Or(a.SnapshotEvery, DefaultSnapshotEvery)}
+		}
+	})
+	return a.snapshots
+}
+
+func (s *windowSnapshots) path(topic string, partition int) string {
+	return filepath.Join(s.dir, url.PathEscape(topic)+"-"+strconv.Itoa(partition)+".window")
+}
+
+// due tells whether the partition's window is due to be written again.
+func (s *windowSnapshots) due(key string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Sub(s.saved[key]) >= s.every
+}
+
+// save writes w, whose Next is the offset of first, atomically: a reader
+// sees the old snapshot or the new one, never a part.
+func (s *windowSnapshots) save(topic string, partition int, w *dedup.Window, first kafkalog.Record) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	dst := s.path(topic, partition)
+	f, err := os.CreateTemp(s.dir, filepath.Base(dst)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after the rename, a no-op
+	if err := w.WriteSnapshot(f, anchorOf(first)); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), dst); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.saved == nil {
+		s.saved = map[string]time.Time{}
+	}
+	s.saved[windowKey(topic, partition)] = time.Now()
+	return nil
+}
+
+// load reads the partition's snapshot; (nil, 0, nil) when there is none.
+func (s *windowSnapshots) load(topic string, partition int) (*dedup.Window, uint64, error) {
+	f, err := os.Open(s.path(topic, partition))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	return dedup.ReadSnapshot(f)
+}
+
+// anchorOf hashes what identifies a record of a log: its offset, time, key
+// and value.
+func anchorOf(r kafkalog.Record) uint64 {
+	h := fnv.New64a()
+	var b [16]byte
+	binary.LittleEndian.PutUint64(b[:8], uint64(r.Offset))
+	binary.LittleEndian.PutUint64(b[8:], uint64(r.Time.UnixNano()))
+	h.Write(b[:])
+	binary.LittleEndian.PutUint64(b[:8], uint64(len(r.Key)))
+	h.Write(b[:8])
+	h.Write(r.Key)
+	h.Write(r.Value)
+	return h.Sum64()
+}
+
+// errNotThisLog stops a replay whose first record is not the snapshot's.
+var errNotThisLog = errors.New("the snapshot's anchor record is not in this log")
+
+// windowFromSnapshot returns the window at spec.Start from the partition's
+// snapshot and the records after it, and how many it replayed; nil when
+// there is no usable snapshot (why, in the error, when it is worth a log).
+func (a *Activities) windowFromSnapshot(ctx context.Context, spec batch.Spec, recs []parsedRecord) (*dedup.Window, int, error) {
+	store := a.snapshotStore()
+	if store == nil {
+		return nil, 0, nil
+	}
+	w, anchor, err := store.load(spec.Topic, spec.Partition)
+	if err != nil || w == nil {
+		return nil, 0, err
+	}
+	from := w.Next()
+	switch {
+	case w.Lateness() != spec.AllowedLateness:
+		return nil, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s", from, w.Lateness(), spec.AllowedLateness)
+	case from < spec.Window.Start || from > spec.Start:
+		return nil, 0, fmt.Errorf("snapshot at offset %d is outside the batch's window [%d, %d]", from, spec.Window.Start, spec.Start)
+	case from == spec.Start:
+		if len(recs) == 0 || recs[0].Offset != from || anchorOf(recs[0].Record) != anchor {
+			return nil, 0, fmt.Errorf("snapshot at offset %d: %w", from, errNotThisLog)
+		}
+		return w, 0, nil
+	}
+	replayed := 0
+	err = a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
+		if replayed == 0 && (r.Offset != from || anchorOf(r) != anchor) {
+			return errNotThisLog
+		}
+		replayed++
+		rec := parse(r)
+		_, err := observe(w, &rec)
+		return err
+	})
+	if err == nil && replayed == 0 {
+		err = errNotThisLog
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+	}
+	w.AdvanceTo(spec.Start)
+	return w, replayed, nil
+}

@@ -1,0 +1,122 @@
+package activities
+
+import (
+	"context"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// snapshotLog is a one-partition topic "snap" of n simulated records whose
+// event time runs slowly enough that a one-minute window fills and moves.
+func snapshotLog(t *testing.T, n int, seed uint64) kafkalog.Cluster {
+	t.Helper()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "snap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	kafka := kafkalog.Plain(cluster.ListenAddrs())
+	opts := simulation.DefaultOptions()
+	opts.Seed, opts.EventRate = seed, 20
+	if _, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: kafka, Topic: "snap", Events: n}); err != nil {
+		t.Fatal(err)
+	}
+	return kafka
+}
+
+const snapLateness = time.Minute
+
+// warmChain dedups [0, n) in batches of size on one warm worker and
+// returns each batch's spec and decisions.
+func warmChain(t *testing.T, a *Activities, n, size int64) ([]batch.Spec, []batch.Decisions) {
+	t.Helper()
+	var specs []batch.Spec
+	var decided []batch.Decisions
+	window := batch.Window{}
+	for start := int64(0); start < n; start += size {
+		spec := batch.Spec{Range: batch.Range{Topic: "snap", Start: start, End: min(start+size, n)}, Window: window, AllowedLateness: snapLateness}
+		d, err := a.Dedup(context.Background(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		specs, decided, window = append(specs, spec), append(decided, d), d.Next
+	}
+	return specs, decided
+}
+
+// restarted is a worker with nothing in memory, sharing dir, whose logs
+// the test reads.
+func restarted(kafka kafkalog.Cluster, dir string) (*Activities, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.InfoLevel)
+	return &Activities{Kafka: kafka, StateDir: dir, Log: zap.New(core)}, logs
+}
+
+// TestRestartLoadsTheWindowSnapshot: a worker restarted in place decides
+// a batch from its partition's snapshot exactly as the lost warm worker
+// did, whether it retries the batch the snapshot was taken at or goes on
+// to the next one, and replays only the records after the snapshot.
+func TestRestartLoadsTheWindowSnapshot(t *testing.T) {
+	const n, size = 8000, 1000
+	kafka := snapshotLog(t, n, 11)
+	dir := t.TempDir()
+	// Writes a snapshot at the start of every batch, the last at 7000.
+	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	specs, want := warmChain(t, warm, n, size)
+	if len(want[7].DuplicateOffsets) == 0 || len(want[7].LateOffsets) == 0 {
+		t.Fatalf("the last batch has no duplicates or no late records (%+v): the test proves little", want[7])
+	}
+
+	// The retry of the last batch: the snapshot is its window.
+	a, logs := restarted(kafka, dir)
+	if got, err := a.Dedup(context.Background(), specs[7]); err != nil || !reflect.DeepEqual(got, want[7]) {
+		t.Fatalf("retry from the snapshot decided %+v, %v; the warm worker %+v", got, err, want[7])
+	}
+	if loaded := logs.FilterMessage("dedup window loaded from its snapshot").All(); len(loaded) != 1 || loaded[0].ContextMap()["replayed"] != int64(0) {
+		t.Errorf("retry: want the snapshot loaded with nothing replayed; logs %v", logs.All())
+	}
+
+	// The batch after a snapshot taken one batch earlier: replays 1,000.
+	earlier, _ := os.ReadFile(warm.snapshotStore().path("snap", 0))
+	warm2 := &Activities{Kafka: kafka, StateDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
+	warmChain(t, warm2, 6000, size) // last snapshot at 5000
+	moved, _ := os.ReadFile(warm2.snapshotStore().path("snap", 0))
+	if err := os.WriteFile(warm.snapshotStore().path("snap", 0), moved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, logs = restarted(kafka, dir)
+	if got, err := a.Dedup(context.Background(), specs[6]); err != nil || !reflect.DeepEqual(got, want[6]) {
+		t.Fatalf("next batch from the snapshot decided %+v, %v; the warm worker %+v", got, err, want[6])
+	}
+	if loaded := logs.FilterMessage("dedup window loaded from its snapshot").All(); len(loaded) != 1 || loaded[0].ContextMap()["replayed"] != int64(size) {
+		t.Errorf("next batch: want the snapshot loaded with %d records replayed; logs %v", size, logs.All())
+	}
+
+	// A torn snapshot, one from another log under the same topic name,
+	// and one past the batch are not used: the window is replayed from
+	// the log, and the decisions are still the warm worker's.
+	other := &Activities{Kafka: snapshotLog(t, 7000, 12), StateDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
+	warmChain(t, other, 6000, size) // last snapshot at 5000, where specs[5] starts
+	foreign, _ := os.ReadFile(other.snapshotStore().path("snap", 0))
+	for name, file := range map[string][]byte{"torn": earlier[:len(earlier)/2], "another log's": foreign, "later than the batch": earlier} {
+		if err := os.WriteFile(warm.snapshotStore().path("snap", 0), file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		a, logs := restarted(kafka, dir)
+		if got, err := a.Dedup(context.Background(), specs[5]); err != nil || !reflect.DeepEqual(got, want[5]) {
+			t.Fatalf("%s snapshot: decided %+v, %v; the warm worker %+v", name, got, err, want[5])
+		}
+		if logs.FilterMessage("dedup window loaded from its snapshot").Len() != 0 || logs.FilterMessage("dedup window rebuilt from the log").Len() != 1 {
+			t.Errorf("%s snapshot: want it refused and the window replayed from the log; logs %v", name, logs.All())
+		}
+	}
+}
