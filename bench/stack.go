@@ -185,6 +185,9 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config) (*workerProc, 
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
 		"PAYSTREAM_MEMORY_LIMIT="+e.workerMemoryLimit,
+		// Shared by a killed worker and its replacement, as a container's
+		// restarts share its pod's emptyDir.
+		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "state"),
 	)
 	logFile, err := os.Create(filepath.Join(e.dir, cfg.TaskQueue+".worker.log"))
 	if err != nil {

@@ -192,6 +192,16 @@ func TestKubernetesManifests(t *testing.T) {
 	if !memFromLimit {
 		t.Error("worker PAYSTREAM_MEMORY_LIMIT does not come from its limits.memory")
 	}
+	// The state directory must be writable under a read-only root.
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		for _, v := range spec.Volumes {
+			mounted = mounted || (m.Name == v.Name && v.EmptyDir != nil && m.MountPath == env["PAYSTREAM_STATE_DIR"] && !m.ReadOnly)
+		}
+	}
+	if !mounted {
+		t.Errorf("worker PAYSTREAM_STATE_DIR %q is not a writable emptyDir mount", env["PAYSTREAM_STATE_DIR"])
+	}
 
 	// Containers set only what their binaries read.
 	checkContainers := func(what string, pod corev1.PodSpec, configs map[string]*corev1.ConfigMap) {
