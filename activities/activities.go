@@ -54,7 +54,7 @@ type Activities struct {
 	windows       windowCache
 	snapshots     *windowSnapshots
 	snapshotsOnce sync.Once
-	batches batchCache
+	batches       batchCache
 
 	// Streams is the Storage Write API client of the storagewrite mode;
 	// nil opens a warehouse.StorageWriter on first use (tests set one).
