@@ -16,6 +16,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/pipeline"
 )
 
 // report is everything one benchmark run measured.
@@ -24,12 +25,15 @@ type report struct {
 	Machine machine   `json:"machine"`
 	Options options   `json:"options"`
 	// CatchUp holds the median run of each configuration; Runs all of them.
-	CatchUp  []catchUp    `json:"catch_up"`
-	Runs     []catchUp    `json:"runs"`
-	Overhead overhead     `json:"orchestration_overhead"`
-	Loader   catchUp      `json:"plain_loader"`
-	Temporal temporalCost `json:"temporal_cost"`
-	Steady   steadyState  `json:"steady_state"`
+	CatchUp []catchUp `json:"catch_up"`
+	Runs    []catchUp `json:"runs"`
+	// Overhead is at the default batch size (see overheadBatchSize);
+	// OverheadBySize at each one measured.
+	Overhead       overhead     `json:"orchestration_overhead"`
+	OverheadBySize []overhead   `json:"orchestration_overhead_by_batch_size,omitempty"`
+	Loader         catchUp      `json:"plain_loader"`
+	Temporal       temporalCost `json:"temporal_cost"`
+	Steady         steadyState  `json:"steady_state"`
 	// SteadyDiscard is the same run with the discard sink: the pipeline's
 	// own latency, memory and recovery, without the emulator's load time.
 	SteadyDiscard steadyState  `json:"steady_state_discard"`
@@ -48,6 +52,7 @@ type machine struct {
 // overhead compares the Temporal-driven pipeline with the plain loop over
 // the same activities, same sink, batch size and partitions.
 type overhead struct {
+	BatchSize          int     `json:"batch_size,omitempty"`
 	TemporalEventsPerS float64 `json:"temporal_events_per_s"`
 	LoopEventsPerS     float64 `json:"loop_events_per_s"`
 	// Overhead is 1 - temporal/loop: the share of throughput Temporal costs.
@@ -163,23 +168,31 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		rep.CatchUp = append(rep.CatchUp, median(runs))
 	}
 
-	// Orchestration overhead: the plain loop, same sink and sizes.
-	var loops []catchUp
-	for i := range o.Runs {
-		e.logf("plain loop %d/%d: %d events, discard sink", i+1, o.Runs, o.Events)
-		r, err := e.loopRun(ctx, config.SinkDiscard, parts, mid, o.Events)
-		if err != nil {
-			return err
+	// Orchestration overhead: the plain loop, same sink and sizes. It
+	// shrinks as batches grow (Temporal's cost is per batch); the target
+	// is judged at the batch size `starter start` uses.
+	for _, size := range o.BatchSizes {
+		var loops []catchUp
+		for i := range o.Runs {
+			e.logf("plain loop %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, o.Events, size)
+			r, err := e.loopRun(ctx, config.SinkDiscard, parts, size, o.Events)
+			if err != nil {
+				return err
+			}
+			e.logf("  %.0f events/s, reconciled %v", r.EventsPerS, r.Reconciled)
+			loops = append(loops, r)
 		}
-		e.logf("  %.0f events/s, reconciled %v", r.EventsPerS, r.Reconciled)
-		loops = append(loops, r)
+		rep.Runs = append(rep.Runs, loops...)
+		loop := median(loops)
+		rep.CatchUp = append(rep.CatchUp, loop)
+		temporal := find(rep.CatchUp, "temporal", config.SinkDiscard, parts, size)
+		oh := overhead{BatchSize: size, TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard,
+			Overhead: 1 - temporal.EventsPerS/loop.EventsPerS}
+		rep.OverheadBySize = append(rep.OverheadBySize, oh)
+		if size == overheadBatchSize(o) {
+			rep.Overhead = oh
+		}
 	}
-	rep.Runs = append(rep.Runs, loops...)
-	loop := median(loops)
-	rep.CatchUp = append(rep.CatchUp, loop)
-	temporal := find(rep.CatchUp, "temporal", config.SinkDiscard, parts, mid)
-	rep.Overhead = overhead{TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard,
-		Overhead: 1 - temporal.EventsPerS/loop.EventsPerS}
 
 	// The emulator's own rate for the same rows.
 	var loaders []catchUp
@@ -196,6 +209,16 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 	rep.Loader = median(loaders)
 
 	return nil
+}
+
+// overheadBatchSize is the batch size the overhead target is judged at:
+// the default of `starter start` when it is among those measured, else
+// the middle one.
+func overheadBatchSize(o options) int {
+	if d := pipeline.DefaultTuning().MaxRecords; slices.Contains(o.BatchSizes, d) {
+		return d
+	}
+	return o.BatchSizes[len(o.BatchSizes)/2]
 }
 
 // median returns the run with the median rate.
