@@ -49,7 +49,7 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	if err != nil {
 		return res, cfg, err
 	}
-	w, err := e.startWorker(ctx, cfg)
+	w, err := e.startWorker(ctx, cfg, "")
 	if err != nil {
 		return res, cfg, err
 	}

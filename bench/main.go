@@ -47,8 +47,9 @@ type options struct {
 	// cannot take 5,000 events/s, so a long run only grows its backlog.
 	EmulatorSteadyFor time.Duration `json:"emulator_steady_for_ns"`
 	MicroTime         string        `json:"micro_benchtime"`
-	// WorkerMemoryLimit is the memory limit of the container the worker
-	// is taken to run in (its --memory-limit): the GC keeps under 90 %.
+	// WorkerMemoryLimit is the memory limit of the container the steady
+	// runs' worker is taken to run in (its --memory-limit): the GC keeps
+	// under 90 %. Catch-up runs have none: their batches are larger.
 	WorkerMemoryLimit string `json:"worker_memory_limit"`
 	// Only names the parts measured (micro, catch-up, steady); all when
 	// empty. A partial report leaves the others at zero.
@@ -162,7 +163,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.SteadyFor, "steady-for", o.SteadyFor, "length of the discard sink's steady-state run (latency, memory, recovery)")
 	fs.DurationVar(&o.EmulatorSteadyFor, "emulator-steady-for", o.EmulatorSteadyFor, "length of the emulator sink's steady-state run")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
-	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
+	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the steady runs' worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
 	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady (default: all; the others are left at zero)", func(v string) error {
 		for _, p := range config.SplitList(v) {
 			if !slices.Contains(benchParts, p) {

@@ -152,6 +152,10 @@ func (r *report) markdown(chart string) string {
 		t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
 
 	b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
+	if o.WorkerMemoryLimit != "" {
+		fmt.Fprintf(&b, "The worker runs as in a container with a %s memory limit (`--memory-limit`: the GC keeps the heap under 90 %% of it), and a killed worker's replacement shares its state directory, as a restarted container shares its pod's emptyDir.\n\n", o.WorkerMemoryLimit)
+	}
+
 	for _, st := range []steadyState{s, sd} {
 		recovered := fmt.Sprintf("had every partition's next batch visible within %.1f s (median %.1f s)", st.RecoveryMaxS, st.RecoveryMedianS)
 		if st.RecoveryMaxS <= 0 {

@@ -33,7 +33,7 @@ type env struct {
 	temporal  client.Client
 	bq        *bigquery.Client
 	workerBin string
-	// workerMemoryLimit is the worker's --memory-limit ("": none).
+	// workerMemoryLimit is the steady runs' worker's --memory-limit.
 	workerMemoryLimit string
 	dir               string
 	log               io.Writer
@@ -171,7 +171,9 @@ type rssSample struct {
 
 // startWorker runs the worker binary configured by environment variables,
 // as a container would be, and waits until it polls.
-func (e *env) startWorker(ctx context.Context, cfg config.Config) (*workerProc, error) {
+// startWorker runs the worker for cfg; memoryLimit is its --memory-limit
+// ("" for none).
+func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit string) (*workerProc, error) {
 	cmd := exec.Command(e.workerBin)
 	cmd.Env = append(os.Environ(),
 		"PAYSTREAM_TEMPORAL_ADDRESS="+cfg.TemporalAddress,
@@ -184,7 +186,7 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config) (*workerProc, 
 		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
-		"PAYSTREAM_MEMORY_LIMIT="+e.workerMemoryLimit,
+		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
 		// Shared by a killed worker and its replacement, as a container's
 		// restarts share its pod's emptyDir.
 		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "state"),

@@ -68,7 +68,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	if err != nil {
 		return res, err
 	}
-	first, err := e.startWorker(ctx, cfg)
+	first, err := e.startWorker(ctx, cfg, e.workerMemoryLimit)
 	if err != nil {
 		return res, err
 	}
@@ -119,7 +119,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	first.kill()
 	killedAt = time.Now()
 	res.RSS = first.rss()
-	if second, err = e.startWorker(ctx, cfg); err != nil {
+	if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
 		return res, err
 	}
 	defer second.stop()
