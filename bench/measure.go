@@ -27,7 +27,7 @@ type report struct {
 	// CatchUp holds the median run of each configuration; Runs all of them.
 	CatchUp []catchUp `json:"catch_up"`
 	Runs    []catchUp `json:"runs"`
-	// Overhead is at the default batch size (see overheadBatchSize);
+	// Overhead is at the headline batch size (see headlineBatchSize);
 	// OverheadBySize at each one measured.
 	Overhead       overhead     `json:"orchestration_overhead"`
 	OverheadBySize []overhead   `json:"orchestration_overhead_by_batch_size,omitempty"`
@@ -128,7 +128,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 // and the plain loader, and the Temporal cost per batch.
 func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 	parts := o.Partitions[0]
-	mid := o.BatchSizes[len(o.BatchSizes)/2]
+	mid := headlineBatchSize(o)
 	// Catch-up: every batch size with both sinks on the first partition
 	// count, then the other partition counts at the middle batch size.
 	type setup struct {
@@ -189,7 +189,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		oh := overhead{BatchSize: size, TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard,
 			Overhead: 1 - temporal.EventsPerS/loop.EventsPerS}
 		rep.OverheadBySize = append(rep.OverheadBySize, oh)
-		if size == overheadBatchSize(o) {
+		if size == headlineBatchSize(o) {
 			rep.Overhead = oh
 		}
 	}
@@ -211,10 +211,11 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 	return nil
 }
 
-// overheadBatchSize is the batch size the overhead target is judged at:
-// the default of `starter start` when it is among those measured, else
-// the middle one.
-func overheadBatchSize(o options) int {
+// headlineBatchSize is the batch size the targets are judged at, the
+// Temporal cost measured at, and the other partition counts and the plain
+// loader run at: the default of `starter start` when it is among those
+// measured, else the middle one.
+func headlineBatchSize(o options) int {
 	if d := pipeline.DefaultTuning().MaxRecords; slices.Contains(o.BatchSizes, d) {
 		return d
 	}

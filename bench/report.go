@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/pipeline"
 )
 
 type reportPaths struct{ json, markdown, chart string }
@@ -66,7 +67,7 @@ func verdict(ok bool) string {
 func (r *report) markdown(chart string) string {
 	var b strings.Builder
 	o := r.Options
-	parts, mid := o.Partitions[0], o.BatchSizes[len(o.BatchSizes)/2]
+	parts, mid := o.Partitions[0], headlineBatchSize(o)
 	fmt.Fprintf(&b, "# paystream benchmark, %s\n\n", r.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Machine: %d cores, %s, %d GB RAM, %s, %s. Every server shares those cores.\n", r.Machine.Cores, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.Machine.OS)
 	fmt.Fprintf(&b, "Catch-up runs: %d events each (%d into the emulator, which slows as its tables grow), median of %d runs.", o.Events, o.EmulatorEvents, o.Runs)
@@ -95,7 +96,11 @@ func (r *report) markdown(chart string) string {
 	for _, st := range []steadyState{s, sd} {
 		fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, %s sink (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n", st.Rate, st.Sink, st.LatencyP50, st.LatencyP95, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000))
 	}
-	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d, the default: %.0f vs %.0f events/s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
+	isDefault := ""
+	if r.Overhead.BatchSize == pipeline.DefaultTuning().MaxRecords {
+		isDefault = ", the default"
+	}
+	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d%s: %.0f vs %.0f events/s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, isDefault, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
 	for _, st := range []steadyState{s, sd} {
 		halves := "first half %.0f MB, second half %.0f MB"
 		if st.WindowFilledS > 0 {

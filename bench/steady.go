@@ -13,6 +13,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -72,7 +73,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	if err != nil {
 		return res, err
 	}
-	op := e.operator(cfg, steadyBatchSize)
+	op := e.operator(cfg, pipeline.DefaultTuning().MaxRecords)
 	if _, err := op.Start(ctx); err != nil {
 		first.kill()
 		return res, err
@@ -175,9 +176,6 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 // catchUpGrace is how long the steady run waits for the backlog once the
 // producer stopped.
 const catchUpGrace = 2 * time.Minute
-
-// steadyBatchSize is the batch size of the steady run: the default.
-const steadyBatchSize = 5000
 
 // watchLedger polls batch_ledger and notes when each batch first shows.
 // The ledger row is written after a batch's other tables, so when it shows

@@ -36,13 +36,15 @@ type Tuning struct {
 	MaxBatchesPerRun int
 }
 
-// DefaultTuning suits the devstack: the emulator loads ~30k wide rows/s,
-// so 5,000-record batches keep each load to a fraction of a second. A
-// second of linger keeps a live stream to about a batch a second per
-// partition, which halves the Temporal server's work per event at
-// 5,000 events/s and adds at most that second to latency.
+// DefaultTuning: every batch costs Temporal the same (a workflow, about
+// 37 history events) and BigQuery a load job per table (1,500 a table a
+// day), whatever its size, so batches are large when there is a backlog:
+// 20,000 records, 16 MiB (about 30 MB parsed on the worker). The
+// benchmark measured catch-up at 20,000 faster than at 5,000 with either
+// sink, the emulator included. A second of linger keeps a live stream to
+// about a batch a second per partition, adding at most that to latency.
 func DefaultTuning() Tuning {
-	return Tuning{MaxRecords: 5000, MaxBytes: 8 << 20, PollFor: 5 * time.Second, Linger: time.Second}
+	return Tuning{MaxRecords: 20000, MaxBytes: 16 << 20, PollFor: 5 * time.Second, Linger: time.Second}
 }
 
 // DialTemporal connects to Temporal with the SDK's logs sent to log.
