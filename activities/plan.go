@@ -24,9 +24,10 @@ type PlanInput struct {
 	// of a workflow spinning timers.
 	PollFor time.Duration
 	// Linger is how long, from the call, a batch short of MaxRecords
-	// waits to fill: a live stream then makes a batch per Linger instead
-	// of one per record burst, and each batch costs a workflow, a ledger
-	// row and load jobs whatever its size.
+	// waits to fill while records keep arriving: a live stream then makes
+	// a batch per Linger instead of one per record burst, and each batch
+	// costs a workflow, a ledger row and load jobs whatever its size. A
+	// log that stopped growing (the end of a backlog) is cut at once.
 	Linger time.Duration
 }
 
@@ -45,6 +46,7 @@ var errStop = errors.New("stop")
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
+	lastHW := int64(-1)
 	for {
 		first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
 		if err == nil {
@@ -58,9 +60,11 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 			return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
 		}
 		short := hw-in.Next < int64(in.MaxRecords)
-		if hw > in.Next && (!short || time.Since(began) >= in.Linger) {
+		growing := lastHW < 0 || hw > lastHW
+		if hw > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
 			return a.planRange(ctx, in, hw)
 		}
+		lastHW = hw
 		if hw == in.Next && time.Now().After(deadline) {
 			return PlanResult{End: in.Next, HighWatermark: hw}, nil
 		}

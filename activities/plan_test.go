@@ -54,27 +54,47 @@ func TestPlanBatchLingers(t *testing.T) {
 	}
 
 	// Without linger a short batch is cut at once.
-	if res, _ := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw)}); res.End != hw {
+	if res, _ := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: 0}); res.End != hw {
 		t.Errorf("no linger: batch ends at %d, want the high watermark %d", res.End, hw)
 	}
-	// With linger and nothing more arriving, it waits the linger out and
-	// takes what there is.
-	linger := 400 * time.Millisecond
-	if res, took := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: linger}); res.End != hw || took < linger {
-		t.Errorf("linger %s, nothing new: batch ends at %d after %s, want %d after at least the linger", linger, res.End, took, hw)
+	// With linger, a log that is not growing (the end of a backlog) is
+	// cut without waiting the linger out.
+	if res, took := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: time.Minute}); res.End != hw || took > 30*time.Second {
+		t.Errorf("linger, log not growing: batch ends at %d after %s, want %d at once", res.End, took, hw)
 	}
-	// Records arriving during the linger fill the batch, which is cut at
-	// MaxRecords without waiting the rest of a long linger.
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		produce(2 * int(hw))
-	}()
-	res, took := plan(PlanInput{Next: 0, MaxRecords: 2 * int(hw), Linger: time.Minute})
-	if res.End != 2*hw {
-		t.Errorf("batch filled during the linger ends at %d, want MaxRecords later at %d", res.End, 2*hw)
+	// While records keep arriving the batch waits, up to the linger or
+	// until it is full, whichever comes first.
+	trickle := func() (stop func()) {
+		done, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for {
+				select {
+				case <-done:
+					return
+				case <-time.After(20 * time.Millisecond):
+					produce(20)
+				}
+			}
+		}()
+		return func() { close(done); <-stopped }
 	}
-	if took >= 30*time.Second {
-		t.Errorf("a full batch waited %s: the linger should end when it fills", took)
+	stop := trickle()
+	res, took := plan(PlanInput{Next: 0, MaxRecords: int(hw) + 200, Linger: time.Minute})
+	stop()
+	if res.End != hw+200 || took > 30*time.Second {
+		t.Errorf("records arriving: batch ends at %d after %s, want full at %d, well before the linger", res.End, took, hw+200)
+	}
+	_, hw, err = kafkalog.Bounds(ctx, kafka, "plan", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	linger := 500 * time.Millisecond
+	stop = trickle()
+	res, took = plan(PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: linger})
+	stop()
+	if res.End <= hw || took < linger {
+		t.Errorf("records arriving, never full: batch ends at %d after %s, want past %d after the linger %s", res.End, took, hw, linger)
 	}
 	// Caught up: an empty range after PollFor, whatever the linger.
 	_, hw, err = kafkalog.Bounds(ctx, kafka, "plan", 0)

@@ -168,6 +168,24 @@ func (r *report) markdown(chart string) string {
 		}
 		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker %s. Reconciled after the kill: %v%s.\n",
 			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, recovered, st.Reconciled, behind(st))
+		if st.LoadP50S > 0 {
+			what := "the Load activity (five data load jobs at once, then batch_ledger's)"
+			if st.Sink == config.SinkDiscard {
+				what = "the Load activity (with this sink only the batch_ledger load job into the emulator)"
+			}
+			fmt.Fprintf(&b, "  Worker log: %s took p50 %.2f s, p95 %.2f s a batch before the kill.", what, st.LoadP50S, st.LoadP95S)
+			if st.WindowRestoredBy != "" {
+				fmt.Fprintf(&b, " The replacement got its slowest dedup window back by %s in %.2f s.", st.WindowRestoredBy, st.WindowRestoreMaxS)
+			}
+			b.WriteString("\n")
+		}
+		if len(st.Cores) > 0 {
+			b.WriteString("  Cores kept busy until the kill:")
+			for _, name := range slices.Sorted(maps.Keys(st.Cores)) {
+				fmt.Fprintf(&b, " %s %.2f,", name, st.Cores[name])
+			}
+			b.WriteString(" of " + fmt.Sprint(r.Machine.Cores) + ".\n")
+		}
 	}
 	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 

@@ -169,6 +169,12 @@ type rssSample struct {
 	RSS int64         // bytes
 }
 
+// workerLog is where the worker of cfg's run logs; a replacement worker
+// starts it afresh.
+func (e *env) workerLog(cfg config.Config) string {
+	return filepath.Join(e.dir, cfg.TaskQueue+".worker.log")
+}
+
 // startWorker runs the worker binary configured by environment variables,
 // as a container would be, and waits until it polls.
 // startWorker runs the worker for cfg; memoryLimit is its --memory-limit
@@ -191,7 +197,7 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		// restarts share its pod's emptyDir.
 		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "state"),
 	)
-	logFile, err := os.Create(filepath.Join(e.dir, cfg.TaskQueue+".worker.log"))
+	logFile, err := os.Create(e.workerLog(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +48,16 @@ type steadyState struct {
 	// is visible; the slowest partition and the median.
 	RecoveryMaxS    float64 `json:"recovery_max_s"`
 	RecoveryMedianS float64 `json:"recovery_median_s"`
+	// What the worker's log says of where a batch's time went: the Load
+	// activity (with the discard sink, only the batch_ledger load job
+	// into the emulator) before the kill, median and p95, and how the
+	// replacement got its dedup windows back (slowest partition).
+	LoadP50S          float64 `json:"load_p50_s"`
+	LoadP95S          float64 `json:"load_p95_s"`
+	WindowRestoreMaxS float64 `json:"window_restore_max_s"`
+	WindowRestoredBy  string  `json:"window_restored_by,omitempty"`
+	// Cores each process kept busy from the start until the kill.
+	Cores map[string]float64 `json:"cores,omitempty"`
 	// FellBehind: still not caught up catchUpGrace after the producer
 	// stopped, so the rate is more than the sink sustains.
 	FellBehind bool     `json:"fell_behind"`
@@ -101,6 +114,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 		produced <- err
 	}()
 	began := time.Now()
+	cpu := e.startCPU(first)
 
 	// Kill the worker three quarters in (a minute before the end of a long
 	// run, so memory is seen as long as it can be); a replacement starts
@@ -117,9 +131,18 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 		first.kill()
 		return res, fmt.Errorf("producer stopped early: %v", err)
 	}
+	res.Cores = map[string]float64{}
+	for name, s := range cpu.used() {
+		res.Cores[name] = s / time.Since(began).Seconds()
+	}
 	first.kill()
 	killedAt = time.Now()
 	res.RSS = first.rss()
+	logPath := e.workerLog(cfg)
+	if loads := logDurations(logPath, "load done"); len(loads) > 0 {
+		slices.Sort(loads)
+		res.LoadP50S, res.LoadP95S = percentile(loads, 50), percentile(loads, 95)
+	}
 	if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
 		return res, err
 	}
@@ -169,6 +192,15 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 		return res, err
 	}
 	res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
+	// The replacement's log: each partition's window came from a snapshot
+	// or from a replay of the log.
+	for by, msg := range map[string]string{"snapshot": "dedup window loaded from its snapshot", "replay of the log": "dedup window rebuilt from the log"} {
+		for _, d := range logDurations(logPath, msg) {
+			if d > res.WindowRestoreMaxS {
+				res.WindowRestoreMaxS, res.WindowRestoredBy = d, by
+			}
+		}
+	}
 	res.PeakRSSMB, res.FirstHalfPeakMB, res.LastHalfPeakMB, res.WindowFilledS = rssPeaks(res.RSS, cfg.AllowedLateness)
 	return res, nil
 }
@@ -331,6 +363,26 @@ func rssPeaks(samples []rssSample, window time.Duration) (peak, first, second, f
 		}
 	}
 	return peak, first, second, filledS
+}
+
+// logDurations returns the "took" seconds of every line of a worker's JSON
+// log whose message is msg.
+func logDurations(path, msg string) []float64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []float64
+	for line := range strings.SplitSeq(string(b), "\n") {
+		var entry struct {
+			Msg  string  `json:"msg"`
+			Took float64 `json:"took"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == msg {
+			out = append(out, entry.Took)
+		}
+	}
+	return out
 }
 
 // percentile of sorted values, nearest rank.
