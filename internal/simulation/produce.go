@@ -70,14 +70,19 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 	msgs := make([]kafka.Message, 0, chunk)
 	for sent := 0; sent < opts.Events; {
 		msgs = msgs[:0]
-		for len(msgs) < chunk && sent+len(msgs) < opts.Events {
+		// Paced sends are small so they leave on time, unless the
+		// producer has fallen behind its schedule: then it sends what is
+		// owed at once, or each send's round trip would cap the rate.
+		paced := chunk
+		if opts.Rate > 0 {
+			owed := int(time.Since(began).Seconds()*opts.Rate) - sent
+			paced = min(chunk, max(1, int(opts.Rate/20), owed))
+		}
+		for len(msgs) < paced && sent+len(msgs) < opts.Events {
 			r := gen.Next()
 			// The record's timestamp is when it was produced (CreateTime),
 			// which is what end-to-end latency is measured from.
 			msgs = append(msgs, kafka.Message{Partition: r.Partition, Key: r.Key, Value: r.Value, Time: time.Now()})
-			if opts.Rate > 0 && len(msgs) >= max(1, int(opts.Rate/20)) {
-				break // keep paced sends small so they leave on time
-			}
 		}
 		if opts.Rate > 0 {
 			due := began.Add(time.Duration(float64(sent) / opts.Rate * float64(time.Second)))
