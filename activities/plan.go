@@ -46,7 +46,10 @@ var errStop = errors.New("stop")
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
-	lastHW := int64(-1)
+	// The log counts as growing while its end moved in the last two
+	// polls: one quiet poll is a producer's hiccup, not the end of a
+	// backlog.
+	hws := [2]int64{-1, -1}
 	for {
 		first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
 		if err == nil {
@@ -60,11 +63,11 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 			return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
 		}
 		short := hw-in.Next < int64(in.MaxRecords)
-		growing := lastHW < 0 || hw > lastHW
+		growing := hws[0] < 0 || hw > hws[0]
 		if hw > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
 			return a.planRange(ctx, in, hw)
 		}
-		lastHW = hw
+		hws = [2]int64{hws[1], hw}
 		if hw == in.Next && time.Now().After(deadline) {
 			return PlanResult{End: in.Next, HighWatermark: hw}, nil
 		}

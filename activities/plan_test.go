@@ -65,19 +65,15 @@ func TestPlanBatchLingers(t *testing.T) {
 	// While records keep arriving the batch waits, up to the linger or
 	// until it is full, whichever comes first.
 	trickle := func() (stop func()) {
-		done, stopped := make(chan struct{}), make(chan struct{})
+		pctx, cancel := context.WithCancel(ctx)
+		stopped := make(chan struct{})
 		go func() {
 			defer close(stopped)
-			for {
-				select {
-				case <-done:
-					return
-				case <-time.After(20 * time.Millisecond):
-					produce(20)
-				}
-			}
+			// One paced producer: a send every 50 ms, well inside the
+			// two 100 ms polls a quiet log gets.
+			_, _ = simulation.Produce(pctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "plan", Events: 1 << 30, Rate: 400})
 		}()
-		return func() { close(done); <-stopped }
+		return func() { cancel(); <-stopped }
 	}
 	stop := trickle()
 	res, took := plan(PlanInput{Next: 0, MaxRecords: int(hw) + 200, Linger: time.Minute})

@@ -112,13 +112,24 @@ func measure(ctx context.Context, o options) (*report, error) {
 		return rep, nil
 	}
 	e.logf("steady state, emulator sink: %.0f events/s for %s", o.SteadyRate, o.EmulatorSteadyFor)
+	// A steady run that fails (a server timing out under the load) is
+	// reported with its error, not allowed to throw away what the rest
+	// of the run measured.
 	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.EmulatorSteadyFor); err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		rep.Steady.Error = err.Error()
+		e.logf("  failed: %v", err)
 	}
 	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.Steady.LatencyP99, rep.Steady.RecoveryMaxS)
 	e.logf("steady state, discard sink: %.0f events/s for %s", o.SteadyRate, o.SteadyFor)
 	if rep.SteadyDiscard, err = e.steadyRun(ctx, config.SinkDiscard, parts, o.SteadyRate, o.SteadyFor); err != nil {
-		return nil, err
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		rep.SteadyDiscard.Error = err.Error()
+		e.logf("  failed: %v", err)
 	}
 	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.SteadyDiscard.LatencyP99, rep.SteadyDiscard.RecoveryMaxS)
 	return rep, nil

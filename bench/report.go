@@ -168,6 +168,9 @@ func (r *report) markdown(chart string) string {
 		}
 		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker %s. Reconciled after the kill: %v%s.\n",
 			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, recovered, st.Reconciled, behind(st))
+		if st.Error != "" {
+			fmt.Fprintf(&b, "  **The run did not finish:** %s. The figures above are those it had by then.\n", st.Error)
+		}
 		if st.LoadP50S > 0 {
 			what := "the Load activity (five data load jobs at once, then batch_ledger's)"
 			if st.Sink == config.SinkDiscard {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -192,6 +193,8 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
+		// Any free port: a fixed one collides with whatever else runs.
+		"PAYSTREAM_HTTP_ADDR="+cmp.Or(os.Getenv("PAYSTREAM_HTTP_ADDR"), "127.0.0.1:0"),
 		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
 		// Shared by a killed worker and its replacement, as a container's
 		// restarts share its pod's emptyDir.

@@ -63,6 +63,9 @@ type steadyState struct {
 	FellBehind bool     `json:"fell_behind"`
 	Reconciled bool     `json:"reconciled"`
 	Mismatches []string `json:"mismatches,omitempty"`
+	// Error is why the run did not finish; its other figures are those
+	// it had by then.
+	Error string `json:"error,omitempty"`
 }
 
 // The discard sink still writes batch_ledger, so latency is measured the
