@@ -111,27 +111,27 @@ func measure(ctx context.Context, o options) (*report, error) {
 	if !o.measures("steady") {
 		return rep, nil
 	}
-	e.logf("steady state, emulator sink: %.0f events/s for %s", o.SteadyRate, o.EmulatorSteadyFor)
-	// A steady run that fails (a server timing out under the load) is
-	// reported with its error, not allowed to throw away what the rest
-	// of the run measured.
-	if rep.Steady, err = e.steadyRun(ctx, config.SinkBigQuery, parts, o.SteadyRate, o.EmulatorSteadyFor); err != nil {
-		if ctx.Err() != nil {
-			return nil, err
+	steady := []struct {
+		sink   string
+		length time.Duration
+		into   *steadyState
+	}{{config.SinkBigQuery, o.EmulatorSteadyFor, &rep.Steady}, {config.SinkDiscard, o.SteadyFor, &rep.SteadyDiscard}}
+	for _, run := range steady {
+		e.logf("steady state, %s sink: %.0f events/s for %s", run.sink, o.SteadyRate, run.length)
+		st, err := e.steadyRun(ctx, run.sink, parts, o.SteadyRate, run.length)
+		// A steady run that fails (a server timing out under the load)
+		// is reported with its error, not allowed to throw away what
+		// the rest of the run measured.
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			st.Error = err.Error()
+			e.logf("  failed: %v", err)
 		}
-		rep.Steady.Error = err.Error()
-		e.logf("  failed: %v", err)
+		*run.into = st
+		e.logf("  latency p99 %.2f s, recovery %.1f s", st.LatencyP99, st.RecoveryMaxS)
 	}
-	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.Steady.LatencyP99, rep.Steady.RecoveryMaxS)
-	e.logf("steady state, discard sink: %.0f events/s for %s", o.SteadyRate, o.SteadyFor)
-	if rep.SteadyDiscard, err = e.steadyRun(ctx, config.SinkDiscard, parts, o.SteadyRate, o.SteadyFor); err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		rep.SteadyDiscard.Error = err.Error()
-		e.logf("  failed: %v", err)
-	}
-	e.logf("  latency p99 %.2f s, recovery %.1f s", rep.SteadyDiscard.LatencyP99, rep.SteadyDiscard.RecoveryMaxS)
 	return rep, nil
 }
 
