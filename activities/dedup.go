@@ -11,7 +11,6 @@ import (
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/payment"
 )
 
 // Dedup decides every record of the batch against the partition's dedup
@@ -35,7 +34,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 			return batch.Decisions{}, err
 		}
 	}
-	a.maybeSnapshot(spec, w, recs)
+	a.maybeSnapshot(log, spec, w, recs)
 	var d batch.Decisions
 	for i := range recs {
 		r := &recs[i]
@@ -78,7 +77,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 	began := time.Now()
 	log := a.logger(ctx, spec)
 	if !a.RebuildEveryBatch {
-		w, replayed, err := a.windowFromSnapshot(ctx, spec, recs)
+		w, from, replayed, err := a.windowFromSnapshot(ctx, spec, recs)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -86,18 +85,13 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 			log.Warn("dedup snapshot not used; replaying the window from the log", zap.Error(err))
 		}
 		if w != nil {
-			log.Info("dedup window loaded from its snapshot", zap.Int64("snapshot_offset", spec.Start-int64(replayed)), zap.Int("replayed", replayed),
+			log.Info("dedup window loaded from its snapshot", zap.Int64("snapshot_offset", from), zap.Int("replayed", replayed),
 				zap.Int("ids", w.Len()), since(began))
 			return w, nil
 		}
 	}
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
-	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Window.Start, spec.Start, func(r kafkalog.Record) error {
-		e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
-		_, err = observe(w, &parsedRecord{Record: r, event: e, parseErr: err})
-		return err
-	})
-	if err != nil {
+	if _, err := a.replay(ctx, spec, w, spec.Window.Start, nil); err != nil {
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
 	w.AdvanceTo(spec.Start)
@@ -106,10 +100,29 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 	return w, nil
 }
 
+// replay observes the records of [from, spec.Start) into w, in offset
+// order, and returns how many there were; vet, when set, must accept the
+// first record before anything is observed.
+func (a *Activities) replay(ctx context.Context, spec batch.Spec, w *dedup.Window, from int64, vet func(kafkalog.Record) error) (int, error) {
+	n := 0
+	err := a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
+		if n == 0 && vet != nil {
+			if err := vet(r); err != nil {
+				return err
+			}
+		}
+		n++
+		rec := parse(r)
+		_, err := observe(w, &rec)
+		return err
+	})
+	return n, err
+}
+
 // maybeSnapshot writes the window, still at the batch's start, when the
 // partition's snapshot is due. A failure costs only a longer rebuild after
 // a restart, so it is logged, not returned.
-func (a *Activities) maybeSnapshot(spec batch.Spec, w *dedup.Window, recs []parsedRecord) {
+func (a *Activities) maybeSnapshot(log *zap.Logger, spec batch.Spec, w *dedup.Window, recs []parsedRecord) {
 	store := a.snapshotStore()
 	key := windowKey(spec.Topic, spec.Partition)
 	if store == nil || len(recs) == 0 || recs[0].Offset != spec.Start || !store.due(key, time.Now()) {
@@ -117,10 +130,10 @@ func (a *Activities) maybeSnapshot(spec batch.Spec, w *dedup.Window, recs []pars
 	}
 	began := time.Now()
 	if err := store.save(spec.Topic, spec.Partition, w, recs[0].Record); err != nil {
-		a.logger(context.Background(), spec).Warn("dedup snapshot not written", zap.Error(err))
+		log.Warn("dedup snapshot not written", zap.Error(err))
 		return
 	}
-	a.logger(context.Background(), spec).Info("dedup snapshot written", zap.Int("ids", w.Len()), since(began))
+	log.Info("dedup snapshot written", zap.Int("ids", w.Len()), since(began))
 }
 
 func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {

@@ -69,24 +69,9 @@ func (s *windowSnapshots) due(key string, now time.Time) bool {
 // save writes w, whose Next is the offset of first, atomically: a reader
 // sees the old snapshot or the new one, never a part.
 func (s *windowSnapshots) save(topic string, partition int, w *dedup.Window, first kafkalog.Record) error {
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return err
-	}
 	dst := s.path(topic, partition)
-	f, err := os.CreateTemp(s.dir, filepath.Base(dst)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after the rename, a no-op
-	if err := w.WriteSnapshot(f, anchorOf(first)); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), dst); err != nil {
-		return err
+	if err := s.write(dst, w, anchorOf(first)); err != nil {
+		return fmt.Errorf("dedup snapshot %s at offset %d: %w", dst, w.Next(), err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,6 +80,25 @@ func (s *windowSnapshots) save(topic string, partition int, w *dedup.Window, fir
 	}
 	s.saved[windowKey(topic, partition)] = time.Now()
 	return nil
+}
+
+func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) error {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.dir, filepath.Base(dst)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name()) // after the rename, a no-op
+	if err := w.WriteSnapshot(f, anchor); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), dst)
 }
 
 // load reads the partition's snapshot; (nil, 0, nil) when there is none.
@@ -129,45 +133,41 @@ func anchorOf(r kafkalog.Record) uint64 {
 var errNotThisLog = errors.New("the snapshot's anchor record is not in this log")
 
 // windowFromSnapshot returns the window at spec.Start from the partition's
-// snapshot and the records after it, and how many it replayed; nil when
+// snapshot and the records after it, the snapshot's offset and how many records it replayed; nil when
 // there is no usable snapshot (why, in the error, when it is worth a log).
-func (a *Activities) windowFromSnapshot(ctx context.Context, spec batch.Spec, recs []parsedRecord) (*dedup.Window, int, error) {
+func (a *Activities) windowFromSnapshot(ctx context.Context, spec batch.Spec, recs []parsedRecord) (w *dedup.Window, from int64, replayed int, err error) {
 	store := a.snapshotStore()
 	if store == nil {
-		return nil, 0, nil
+		return nil, 0, 0, nil
 	}
 	w, anchor, err := store.load(spec.Topic, spec.Partition)
 	if err != nil || w == nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	from := w.Next()
+	from = w.Next()
 	switch {
 	case w.Lateness() != spec.AllowedLateness:
-		return nil, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s", from, w.Lateness(), spec.AllowedLateness)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s", from, w.Lateness(), spec.AllowedLateness)
 	case from < spec.Window.Start || from > spec.Start:
-		return nil, 0, fmt.Errorf("snapshot at offset %d is outside the batch's window [%d, %d]", from, spec.Window.Start, spec.Start)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d is outside the batch's window [%d, %d]", from, spec.Window.Start, spec.Start)
 	case from == spec.Start:
 		if len(recs) == 0 || recs[0].Offset != from || anchorOf(recs[0].Record) != anchor {
-			return nil, 0, fmt.Errorf("snapshot at offset %d: %w", from, errNotThisLog)
+			return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, errNotThisLog)
 		}
-		return w, 0, nil
+		return w, from, 0, nil
 	}
-	replayed := 0
-	err = a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
-		if replayed == 0 && (r.Offset != from || anchorOf(r) != anchor) {
+	replayed, err = a.replay(ctx, spec, w, from, func(r kafkalog.Record) error {
+		if r.Offset != from || anchorOf(r) != anchor {
 			return errNotThisLog
 		}
-		replayed++
-		rec := parse(r)
-		_, err := observe(w, &rec)
-		return err
+		return nil
 	})
 	if err == nil && replayed == 0 {
 		err = errNotThisLog
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
 	}
 	w.AdvanceTo(spec.Start)
-	return w, replayed, nil
+	return w, from, replayed, nil
 }
