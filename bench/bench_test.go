@@ -152,6 +152,10 @@ func checkSteady(t *testing.T, o options, s steadyState) {
 	if !(0 < s.LatencyP50 && s.LatencyP50 <= s.LatencyP95 && s.LatencyP95 <= s.LatencyP99 && s.LatencyP99 <= s.LatencyMax) {
 		t.Errorf("latency percentiles out of order: %+v", s)
 	}
+	if s.LoadP50S <= 0 || s.WindowRestoredBy == "" || s.Cores["worker"] <= 0 {
+		t.Errorf("steady run (%s): load time %.2f s, windows restored by %q, worker cores %.2f: not read from the worker's log or /proc",
+			s.Sink, s.LoadP50S, s.WindowRestoredBy, s.Cores["worker"])
+	}
 	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
 		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
 	}

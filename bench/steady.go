@@ -216,9 +216,10 @@ const catchUpGrace = 2 * time.Minute
 // The ledger row is written after a batch's other tables, so when it shows
 // every row of the batch is visible.
 //
-// Each query is a job, and the emulator rewrites its whole list of jobs
-// with every new one, so a watcher that asks often for the whole table
-// slows the emulator more as the run goes on (real BigQuery does not).
+// Each query is a job, and the emulator reads every job of the project on
+// every request (and rewrites their list with each new one), so a watcher
+// that asks often slows the emulator more as the run goes on (real
+// BigQuery does not).
 // It asks twice a second, and only for rows loaded lately: a ledger row's
 // loaded_at is set when its batch's rows are built, seconds before it is
 // visible, so a minute behind the newest one seen misses none.
