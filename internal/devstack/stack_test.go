@@ -16,6 +16,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/api/googleapi"
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/internal/config"
@@ -134,6 +135,17 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 	if err := runQuery(ctx, bq, insert); err != nil {
 		t.Fatal(err)
 	}
+	// A load job keeps its ID: paystream's loads are idempotent by job ID.
+	probeTable := bq.Dataset(cfg.Dataset).Table("restart_probe")
+	if err := probeTable.Create(ctx, &bigquery.TableMetadata{Schema: bigquery.Schema{{Name: "x", Type: bigquery.IntegerFieldType}}}); err != nil {
+		t.Fatal(err)
+	}
+	const probeJobID = "devstack-restart-probe-job"
+	if job, err := probeLoad(probeTable, probeJobID).Run(ctx); err != nil {
+		t.Fatal(err)
+	} else if st, err := job.Wait(ctx); err != nil || st.Err() != nil {
+		t.Fatalf("load job %s: %v %v", probeJobID, err, st.Err())
+	}
 
 	s.Stop()
 	s = devstacktest.Start(t, cfg)
@@ -165,6 +177,35 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 	q := fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.transactions` WHERE transaction_id = 'tx-restart' AND amount = NUMERIC '12.34'", cfg.Project, cfg.Dataset)
 	if n := count(ctx, t, bq2, q); n != 1 {
 		t.Errorf("after restart, %d rows of tx-restart with amount 12.34, want 1", n)
+	}
+	// The emulator is patched to read jobs by ID (tools/README.md): the
+	// job is still found, listed, and its ID still refused.
+	if _, err := bq2.JobFromID(ctx, probeJobID); err != nil {
+		t.Errorf("after restart, job %s: %v", probeJobID, err)
+	}
+	listed := false
+	for jobs := bq2.Jobs(ctx); ; {
+		j, err := jobs.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("list jobs: %v", err)
+		}
+		listed = listed || j.ID() == probeJobID
+	}
+	if !listed {
+		t.Errorf("after restart, jobs.list lacks job %s", probeJobID)
+	}
+	// (The emulator refuses an upload's job ID with its own 500 "already
+	// created"; warehouse.Loader knows both that and BigQuery's 409.)
+	var apiErr *googleapi.Error
+	if _, err := probeLoad(bq2.Dataset(cfg.Dataset).Table("restart_probe"), probeJobID).Run(ctx); !errors.As(err, &apiErr) ||
+		(apiErr.Code != http.StatusConflict && !strings.Contains(apiErr.Message, "already created")) {
+		t.Errorf("after restart, a second job with ID %s: err = %v, want it refused as a duplicate", probeJobID, err)
+	}
+	if n := count(ctx, t, bq2, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.restart_probe`", cfg.Project, cfg.Dataset)); n != 1 {
+		t.Errorf("after restart and a repeated load job, restart_probe has %d rows, want 1", n)
 	}
 
 	// Asking for another partition count on existing state is refused
@@ -209,6 +250,15 @@ func fieldType(s bigquery.Schema, name string) bigquery.FieldType {
 		}
 	}
 	return ""
+}
+
+// probeLoad loads one row into table under a fixed job ID.
+func probeLoad(table *bigquery.Table, jobID string) *bigquery.Loader {
+	src := bigquery.NewReaderSource(strings.NewReader(`{"x": 1}` + "\n"))
+	src.SourceFormat = bigquery.JSON
+	l := table.LoaderFrom(src)
+	l.JobID = jobID
+	return l
 }
 
 func runQuery(ctx context.Context, bq *bigquery.Client, sql string) error {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +92,11 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	fmt.Fprintf(log, "devstack: building %s into %s from tools/go.mod\n", strings.Join(toolBinaries, ", "), binDir)
 	fmt.Fprintln(log, "devstack: the first build compiles ZetaSQL with clang: about 8-12 minutes and up to 7 GB of RAM; later builds come from the Go build cache")
 	began := time.Now()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", binDir+string(filepath.Separator), "tool", "./cmd/...")
+	modfile, err := patchedToolsModfile(ctx, goBin, toolsDir, binDir)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, goBin, "build", "-modfile", modfile, "-o", binDir+string(filepath.Separator), "tool", "./cmd/...")
 	cmd.Dir = toolsDir
 	cmd.Env = append(os.Environ(), "CC=clang", "CXX=clang++", "CGO_ENABLED=1")
 	out, err := cmd.StdoutPipe()
@@ -110,7 +116,7 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return "", fmt.Errorf("build tool servers (cd tools && CC=clang CXX=clang++ go build -o ../bin/ tool ./cmd/...): %w\n%s", err, strings.Join(tail, "\n"))
+		return "", fmt.Errorf("build tool servers (cd tools && CC=clang CXX=clang++ go build -modfile %s -o ../bin/ tool ./cmd/...): %w\n%s", modfile, err, strings.Join(tail, "\n"))
 	}
 	if err := os.WriteFile(filepath.Join(binDir, ".tools-stamp"), []byte(stamp), 0o644); err != nil {
 		return "", err
@@ -119,13 +125,108 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	return binDir, nil
 }
 
+// emulatorPatchDir holds files that replace or join the pinned BigQuery
+// emulator's source at the same paths (see tools/README.md).
+const emulatorPatchDir = "_bigquery-emulator-patch"
+
+// patchedToolsModfile copies the pinned emulator's source to
+// bin/.src/bigquery-emulator with tools/_bigquery-emulator-patch laid over
+// it, and returns a copy of tools/go.mod (and go.sum) that builds from
+// that copy: the modfile to build with. (go build -overlay would be
+// simpler but refuses files in the module cache.)
+func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (string, error) {
+	const module = "github.com/goccy/bigquery-emulator"
+	dl := exec.CommandContext(ctx, goBin, "mod", "download", "-json", module)
+	dl.Dir = toolsDir
+	out, err := dl.Output()
+	if err != nil {
+		return "", fmt.Errorf("download %s to patch it: %w", module, err)
+	}
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("download %s: no source directory in %q", module, out)
+	}
+	src := filepath.Join(binDir, ".src", "bigquery-emulator")
+	if err := os.RemoveAll(src); err != nil {
+		return "", err
+	}
+	if err := copyTree(mod.Dir, src); err != nil {
+		return "", fmt.Errorf("copy %s: %w", module, err)
+	}
+	if err := copyTree(filepath.Join(toolsDir, emulatorPatchDir), src); err != nil {
+		return "", fmt.Errorf("patch %s: %w", module, err)
+	}
+	gomod, err := os.ReadFile(filepath.Join(toolsDir, "go.mod"))
+	if err != nil {
+		return "", err
+	}
+	gomod = fmt.Appendf(gomod, "\nreplace %s => %s\n", module, src)
+	gosum, err := os.ReadFile(filepath.Join(toolsDir, "go.sum"))
+	if err != nil {
+		return "", err
+	}
+	modfile := filepath.Join(binDir, ".tools.mod")
+	if err := os.WriteFile(modfile, gomod, 0o644); err != nil {
+		return "", err
+	}
+	return modfile, os.WriteFile(filepath.Join(binDir, ".tools.sum"), gosum, 0o644)
+}
+
+// copyTree copies the regular files under from to the same paths under
+// to, writable (the module cache's are not).
+func copyTree(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+	})
+}
+
+// emulatorPatches lists the patch files, relative to the patch directory.
+func emulatorPatches(toolsDir string) ([]string, error) {
+	root := filepath.Join(toolsDir, emulatorPatchDir)
+	var files []string
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		files = append(files, rel)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the emulator's patches: %w", err)
+	}
+	return files, nil
+}
+
 // toolsStamp identifies what bin/ must be built from: a hash of
-// tools/go.mod, go.sum and the wrapper's source. A change rebuilds bin/.
+// tools/go.mod, go.sum, the wrapper's source and the emulator's patches. A
+// change rebuilds bin/.
 func toolsStamp(toolsDir string) (string, error) {
 	files := []string{"go.mod", "go.sum"}
 	wrappers, err := filepath.Glob(filepath.Join(toolsDir, "cmd", "*", "*.go"))
 	if err != nil {
 		return "", err
+	}
+	patches, err := emulatorPatches(toolsDir)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range patches {
+		wrappers = append(wrappers, filepath.Join(toolsDir, emulatorPatchDir, p))
 	}
 	for _, w := range wrappers {
 		rel, _ := filepath.Rel(toolsDir, w)
