@@ -23,6 +23,15 @@ type parsedRecord struct {
 // re-read from Kafka, never a wrong answer.
 const DefaultBatchCacheBytes = 256 << 20
 
+// BatchCacheBytesFor is the batch cache for a worker whose GC keeps its
+// heap under gcLimit bytes (math.MaxInt64: no limit): a quarter of it, at
+// most DefaultBatchCacheBytes. The dedup windows need most of the rest; a
+// cache that crowds them makes the GC run without pause (a 300 MiB worker
+// with a full 256 MiB cache spent its cores in GC and missed heartbeats).
+func BatchCacheBytesFor(gcLimit int64) int {
+	return int(min(gcLimit/4, DefaultBatchCacheBytes))
+}
+
 // batchRecords returns the batch's records, parsed. Dedup, Enrich and Load
 // each need them; the first to run on this worker reads and parses them and
 // the others reuse that, which is safe because a range of the log never

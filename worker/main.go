@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -45,7 +46,7 @@ func run(args []string) error {
 	var opts pipeline.WorkerOptions
 	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
-	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", activities.DefaultBatchCacheBytes>>20, "MiB of parsed batches kept between a batch's activities (misses re-read Kafka)")
+	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", 0, fmt.Sprintf("MiB of parsed batches kept between a batch's activities; misses re-read Kafka (0: a quarter of the GC memory limit, at most %d)", activities.DefaultBatchCacheBytes>>20))
 	fs.StringVar(&opts.StateDir, "state-dir", "", "local directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
@@ -86,6 +87,11 @@ func run(args []string) error {
 	} else if soft > 0 {
 		log.Info("GC memory limit", zap.Int64("bytes", soft))
 	}
+	if opts.BatchCacheMB == 0 {
+		// The limit in force, whichever of GOMEMLIMIT, the flag or the
+		// cgroup set it.
+		opts.BatchCacheMB = activities.BatchCacheBytesFor(debug.SetMemoryLimit(-1)) >> 20
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -118,7 +124,7 @@ func run(args []string) error {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
 	}
 	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", cfg.TemporalAddress),
-		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject))
+		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject), zap.Int("batch_cache_mb", opts.BatchCacheMB))
 	<-ctx.Done()
 	// Stop polling, let running activities finish for up to the stop
 	// timeout; what does not finish is retried by another worker, and its
