@@ -159,4 +159,8 @@ func checkSteady(t *testing.T, o options, s steadyState) {
 	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
 		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
 	}
+	// The heap profile's summary and at least one holder.
+	if len(s.HeapTop) < 3 || !strings.HasPrefix(s.HeapTop[0], "Showing nodes") {
+		t.Errorf("steady run (%s): no heap profile summary: %q", s.Sink, s.HeapTop)
+	}
 }

@@ -189,6 +189,13 @@ func (r *report) markdown(chart string) string {
 			}
 			b.WriteString(" of " + fmt.Sprint(r.Machine.Cores) + ".\n")
 		}
+		if len(st.HeapTop) > 0 {
+			b.WriteString("  The worker's live heap before the kill (`go tool pprof -top`):\n\n  ```\n")
+			for _, l := range st.HeapTop {
+				b.WriteString("  " + l + "\n")
+			}
+			b.WriteString("  ```\n")
+		}
 	}
 	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 

@@ -2,10 +2,11 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -159,10 +160,11 @@ func (e *env) operator(cfg config.Config, batchSize int) *pipeline.Operator {
 
 // workerProc is a worker binary running for one run, its memory sampled.
 type workerProc struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	mu      sync.Mutex
-	samples []rssSample
+	cmd      *exec.Cmd
+	httpAddr string // where it serves /metrics and /debug/pprof/
+	done     chan struct{}
+	mu       sync.Mutex
+	samples  []rssSample
 }
 
 type rssSample struct {
@@ -181,6 +183,16 @@ func (e *env) workerLog(cfg config.Config) string {
 // startWorker runs the worker for cfg; memoryLimit is its --memory-limit
 // ("" for none).
 func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit string) (*workerProc, error) {
+	httpAddr := os.Getenv("PAYSTREAM_HTTP_ADDR")
+	if httpAddr == "" {
+		// Any free port: a fixed one collides with whatever else runs.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		httpAddr = ln.Addr().String()
+		ln.Close()
+	}
 	cmd := exec.Command(e.workerBin)
 	cmd.Env = append(os.Environ(),
 		"PAYSTREAM_TEMPORAL_ADDRESS="+cfg.TemporalAddress,
@@ -193,8 +205,8 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
-		// Any free port: a fixed one collides with whatever else runs.
-		"PAYSTREAM_HTTP_ADDR="+cmp.Or(os.Getenv("PAYSTREAM_HTTP_ADDR"), "127.0.0.1:0"),
+		"PAYSTREAM_HTTP_ADDR="+httpAddr,
+		"PAYSTREAM_PPROF=true", // the steady run takes a heap profile
 		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
 		// Shared by a killed worker and its replacement, as a container's
 		// restarts share its pod's emptyDir.
@@ -211,7 +223,7 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		logFile.Close()
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
-	w := &workerProc{cmd: cmd, done: make(chan struct{})}
+	w := &workerProc{cmd: cmd, httpAddr: httpAddr, done: make(chan struct{})}
 	started := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -356,4 +368,38 @@ func (m *cpuMeter) used() map[string]float64 {
 		out[name] = cpuSeconds(pid) - m.start[name]
 	}
 	return out
+}
+
+// heapTop takes w's heap profile (live bytes after a GC) and returns what
+// `go tool pprof -top` makes of it: the summary line and the largest
+// holders. path is where the profile is kept.
+func (w *workerProc) heapTop(ctx context.Context, path string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("heap profile: %s %v", resp.Status, err)
+	}
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		return nil, err
+	}
+	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=10", "-sample_index=inuse_space", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("go tool pprof -top %s: %w", path, err)
+	}
+	var top []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		// Keep the totals and the table; drop the file, type and time lines.
+		if strings.HasPrefix(l, "Showing nodes") || strings.HasPrefix(strings.TrimSpace(l), "flat") || strings.Contains(l, "%") && !strings.Contains(l, ":") {
+			top = append(top, strings.TrimRight(l, " "))
+		}
+	}
+	return top, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -58,6 +59,9 @@ type steadyState struct {
 	WindowRestoredBy  string  `json:"window_restored_by,omitempty"`
 	// Cores each process kept busy from the start until the kill.
 	Cores map[string]float64 `json:"cores,omitempty"`
+	// HeapTop is `go tool pprof -top` of the worker's live heap just
+	// before the kill: what holds its memory.
+	HeapTop []string `json:"heap_top,omitempty"`
 	// FellBehind: still not caught up catchUpGrace after the producer
 	// stopped, so the rate is more than the sink sustains.
 	FellBehind bool     `json:"fell_behind"`
@@ -138,6 +142,11 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	for name, s := range cpu.used() {
 		res.Cores[name] = s / time.Since(began).Seconds()
 	}
+	if top, err := first.heapTop(ctx, filepath.Join(e.dir, "heap-"+sink+".pb.gz")); err != nil {
+		res.HeapTop = []string{err.Error()}
+	} else {
+		res.HeapTop = top
+	}
 	first.kill()
 	killedAt = time.Now()
 	res.RSS = first.rss()
@@ -216,13 +225,11 @@ const catchUpGrace = 2 * time.Minute
 // The ledger row is written after a batch's other tables, so when it shows
 // every row of the batch is visible.
 //
-// Each query is a job, and the emulator reads every job of the project on
-// every request (and rewrites their list with each new one), so a watcher
-// that asks often slows the emulator more as the run goes on (real
-// BigQuery does not).
-// It asks twice a second, and only for rows loaded lately: a ledger row's
-// loaded_at is set when its batch's rows are built, seconds before it is
-// visible, so a minute behind the newest one seen misses none.
+// Each query is a job that the emulator keeps, with its result, so the
+// watcher asks no more than it must: twice a second, and only for rows
+// loaded lately. A ledger row's loaded_at is set when its batch's rows are
+// built, seconds before it is visible, so a minute behind the newest one
+// seen misses none.
 func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex, seen *[]ledgerSeen) error {
 	known := map[string]bool{}
 	q := e.bq.Query(fmt.Sprintf("SELECT batch_id, kafka_partition, start_offset, end_offset, loaded_at FROM `%s.%s.batch_ledger` WHERE loaded_at >= @since",
