@@ -55,6 +55,7 @@ type Activities struct {
 	snapshots     *windowSnapshots
 	snapshotsOnce sync.Once
 	batches       batchCache
+	rowBuffers    bufferPool
 
 	// Streams is the Storage Write API client of the storagewrite mode;
 	// nil opens a warehouse.StorageWriter on first use (tests set one).

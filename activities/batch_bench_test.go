@@ -47,10 +47,12 @@ func BenchmarkBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := a.buildRows(ctx, LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now()); err != nil {
+		rows, _, err := a.buildRows(ctx, LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now())
+		if err != nil {
 			b.Fatal(err)
 		}
 		a.batches.drop(spec.ID())
+		a.releaseRows(rows) // as Load does once the rows are written
 	}
 	b.ReportMetric(float64(b.N*batchSize)/b.Elapsed().Seconds(), "records/s")
 }

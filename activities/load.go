@@ -11,7 +11,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -78,7 +77,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	a.batches.drop(spec.ID()) // Load is the batch's last reader
 	// Only after success: an upload cut off by an error may still be
 	// read by the HTTP transport after its call returned.
-	releaseRows(rows)
+	a.releaseRows(rows)
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
@@ -288,31 +287,33 @@ func BuildRows(ctx context.Context, a *Activities, in LoadInput, now time.Time) 
 	return a.buildRows(ctx, in, now)
 }
 
-// rowBuffers keeps the row buffers of finished batches for the next ones.
-// A batch's rows run to tens of megabytes; allocating them afresh costs
-// zeroing and page faults that took 29 % of a discard worker's CPU at
-// batches of 20,000.
-var rowBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
-
 // releaseRows hands a batch's row buffers back once nothing reads them.
-func releaseRows(rows map[string]*bytes.Buffer) {
+// The buffers kept are bounded by half the batch cache's bound: both are
+// parsed or built batches, and both scale with the worker's memory.
+func (a *Activities) releaseRows(rows map[string]*bytes.Buffer) {
 	for _, b := range rows {
-		rowBuffers.Put(b)
+		a.rowBuffers.put(b, a.batchCacheLimit()/2)
 	}
 }
 
 // buildRows turns the batch into newline-delimited JSON per table, with the
-// totals that go into the ledger. Release them with releaseRows once
+// totals that go into the ledger. Release them with a.releaseRows once
 // written.
 func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
 	loadedAt := now.Format(time.RFC3339Nano)
+	recs, err := a.batchRecords(ctx, spec)
+	if err != nil {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+	}
+	// Room for a batch of loaded records up front: growing by doubling
+	// copies (and zeroes) each row twice over.
+	rowBytes := map[string]int{"transactions": len(recs) * 700, "transactions_enriched": len(recs) * 800}
 	rows := map[string]*bytes.Buffer{}
 	encs := map[string]*json.Encoder{}
 	for _, t := range LoadOrder {
-		rows[t] = rowBuffers.Get().(*bytes.Buffer)
-		rows[t].Reset()
+		rows[t] = a.rowBuffers.get(rowBytes[t])
 		encs[t] = json.NewEncoder(rows[t])
 	}
 	metrics := map[metricKey]*metricAcc{}
@@ -333,12 +334,6 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 			encErr = err
 		}
 	}
-	recs, err := a.batchRecords(ctx, spec)
-	if err != nil {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
-	}
-	rows["transactions"].Grow(len(recs) * 700)
-	rows["transactions_enriched"].Grow(len(recs) * 800)
 	var txBuf []byte
 	present := int64(len(recs))
 	for i := range recs {

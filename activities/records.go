@@ -64,11 +64,14 @@ func (a *Activities) cacheBatch(id string, recs []parsedRecord) {
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	limit := a.BatchCacheBytes
-	if limit == 0 {
-		limit = DefaultBatchCacheBytes
+	a.batches.put(id, recs, size, a.batchCacheLimit())
+}
+
+func (a *Activities) batchCacheLimit() int {
+	if a.BatchCacheBytes == 0 {
+		return DefaultBatchCacheBytes
 	}
-	a.batches.put(id, recs, size, limit)
+	return a.BatchCacheBytes
 }
 
 // recordCost estimates a parsed record's heap: its bytes, the event's
