@@ -53,9 +53,15 @@ func TestSmoke(t *testing.T) {
 	if rep.Overhead.LoopEventsPerS <= 0 || rep.Overhead.TemporalEventsPerS <= 0 {
 		t.Errorf("overhead not measured: %+v", rep.Overhead)
 	}
-	tc := rep.Temporal
-	if tc.Batches == 0 || tc.HistoryEvents < 10*tc.Batches || tc.HistoryBytes == 0 {
-		t.Errorf("temporal cost implausible: %+v", tc)
+	for _, tc := range []temporalCost{rep.Temporal, rep.TemporalDiscard} {
+		if tc.Batches == 0 || tc.HistoryEvents < 10*tc.Batches || tc.HistoryBytes == 0 {
+			t.Errorf("temporal cost implausible: %+v", tc)
+		}
+		// Every batch decides and loads; the parts add up to less than
+		// the run.
+		if bd := tc.Breakdown; bd.DecideS <= 0 || bd.LoadS <= 0 || bd.OtherS < 0 || bd.GapS < 0 {
+			t.Errorf("batch time breakdown not measured: %+v", bd)
+		}
 	}
 	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
 		checkSteady(t, o, s)

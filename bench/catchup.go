@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
@@ -235,6 +237,84 @@ type temporalCost struct {
 	BytesPerBatch        float64 `json:"history_bytes_per_batch"`
 	EventsPer1000Records float64 `json:"history_events_per_1000_events"`
 	BytesPer1000Records  float64 `json:"history_bytes_per_1000_events"`
+	// Where a batch's time went, from the histories' event times: medians
+	// over the run's batches, in seconds. Gap: from a partition's batch
+	// completing to its next MicroBatch starting (the PartitionIngest's
+	// workflow task and the child's start). Decide: the workflow tasks
+	// that run Dedup and Enrich as local activities. Load: the Load
+	// activity running. Other: the rest of the MicroBatch (its other
+	// workflow tasks, scheduling Load, round trips through the server).
+	Breakdown batchBreakdown `json:"breakdown"`
+}
+
+type batchBreakdown struct {
+	GapS    float64 `json:"gap_s"`
+	DecideS float64 `json:"decide_s"`
+	LoadS   float64 `json:"load_s"`
+	OtherS  float64 `json:"other_s"`
+}
+
+// breakdown holds the per-batch durations measureTemporalCost collects.
+type breakdown struct{ gap, decide, load, other []float64 }
+
+// microBatch adds one MicroBatch's history to b.
+func (b *breakdown) microBatch(events []*history.HistoryEvent) {
+	if len(events) == 0 {
+		return
+	}
+	var decide, load time.Duration
+	var wftStarted, loadStarted, end time.Time
+	scheduled := false
+	for _, ev := range events {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			wftStarted = at
+		case enums.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			if !scheduled {
+				decide += at.Sub(wftStarted)
+			}
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			scheduled = true
+		case enums.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+			loadStarted = at
+		case enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			load = at.Sub(loadStarted)
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+			end = at
+		}
+	}
+	if end.IsZero() || load == 0 {
+		return // not a whole batch
+	}
+	total := end.Sub(events[0].GetEventTime().AsTime())
+	b.decide = append(b.decide, decide.Seconds())
+	b.load = append(b.load, load.Seconds())
+	b.other = append(b.other, (total - decide - load).Seconds())
+}
+
+// partitionIngest adds the gaps between one PartitionIngest run's batches.
+func (b *breakdown) partitionIngest(events []*history.HistoryEvent) {
+	var lastDone time.Time
+	for _, ev := range events {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
+			lastDone = at
+		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+			if !lastDone.IsZero() {
+				b.gap = append(b.gap, at.Sub(lastDone).Seconds())
+			}
+		}
+	}
+}
+
+func (b *breakdown) medians() batchBreakdown {
+	med := func(xs []float64) float64 {
+		slices.Sort(xs)
+		return percentile(xs, 50)
+	}
+	return batchBreakdown{GapS: med(b.gap), DecideS: med(b.decide), LoadS: med(b.load), OtherS: med(b.other)}
 }
 
 // measureTemporalCost reads every workflow history of a run's task queue:
@@ -242,6 +322,7 @@ type temporalCost struct {
 func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, records int) (temporalCost, error) {
 	var c temporalCost
 	var token []byte
+	var times breakdown
 	for {
 		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: cfg.Namespace, Query: fmt.Sprintf("TaskQueue = '%s'", cfg.TaskQueue), NextPageToken: token,
@@ -254,6 +335,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 				c.Batches++
 			}
 			it := e.temporal.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			var events []*history.HistoryEvent
 			for it.HasNext() {
 				ev, err := it.Next()
 				if err != nil {
@@ -261,6 +343,13 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 				}
 				c.HistoryEvents++
 				c.HistoryBytes += int64(proto.Size(ev))
+				events = append(events, ev)
+			}
+			switch ex.GetType().GetName() {
+			case "MicroBatch":
+				times.microBatch(events)
+			case "PartitionIngest":
+				times.partitionIngest(events)
 			}
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
@@ -268,6 +357,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 		}
 	}
 	c.Events = records
+	c.Breakdown = times.medians()
 	if c.Batches > 0 {
 		c.EventsPerBatch = float64(c.HistoryEvents) / float64(c.Batches)
 		c.BytesPerBatch = float64(c.HistoryBytes) / float64(c.Batches)

@@ -33,7 +33,10 @@ type report struct {
 	OverheadBySize []overhead   `json:"orchestration_overhead_by_batch_size,omitempty"`
 	Loader         catchUp      `json:"plain_loader"`
 	Temporal       temporalCost `json:"temporal_cost"`
-	Steady         steadyState  `json:"steady_state"`
+	// TemporalDiscard is the same for the discard sink's run, the one
+	// the orchestration overhead is measured on.
+	TemporalDiscard temporalCost `json:"temporal_cost_discard"`
+	Steady          steadyState  `json:"steady_state"`
 	// SteadyDiscard is the same run with the discard sink: the pipeline's
 	// own latency, memory and recovery, without the emulator's load time.
 	SteadyDiscard steadyState  `json:"steady_state_discard"`
@@ -168,8 +171,12 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 				return err
 			}
 			e.logf("  %.0f events/s in %.1fs, reconciled %v", r.EventsPerS, r.Seconds, r.Reconciled)
-			if c.sink == config.SinkBigQuery && c.partitions == parts && c.batch == mid && i == 0 {
-				if rep.Temporal, err = e.measureTemporalCost(ctx, cfg, r.Events); err != nil {
+			if c.partitions == parts && c.batch == mid && i == 0 {
+				cost := &rep.Temporal
+				if c.sink == config.SinkDiscard {
+					cost = &rep.TemporalDiscard
+				}
+				if *cost, err = e.measureTemporalCost(ctx, cfg, r.Events); err != nil {
 					return err
 				}
 			}

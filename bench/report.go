@@ -155,6 +155,18 @@ func (r *report) markdown(chart string) string {
 	b.WriteString("\n## Temporal cost\n\n")
 	fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",
 		t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
+	b.WriteString("\nWhere a batch's time goes, from the workflow histories' event times (median seconds per batch, batches of " + fmt.Sprint(mid) + " on " + fmt.Sprint(parts) + " partitions). " +
+		"Between batches: from a batch completing to the partition's next MicroBatch starting. Decide: Dedup and Enrich, local activities in a workflow task. Load: the Load activity. Other: the MicroBatch's remaining workflow tasks and round trips through the server.\n\n")
+	b.WriteString("| sink | between batches | decide | load | other | orchestration share |\n|---|---|---|---|---|---|\n")
+	for _, c := range []struct {
+		sink string
+		t    temporalCost
+	}{{config.SinkBigQuery, r.Temporal}, {config.SinkDiscard, r.TemporalDiscard}} {
+		bd := c.t.Breakdown
+		if total := bd.GapS + bd.DecideS + bd.LoadS + bd.OtherS; total > 0 {
+			fmt.Fprintf(&b, "| %s | %.3f | %.3f | %.3f | %.3f | %.0f %% |\n", c.sink, bd.GapS, bd.DecideS, bd.LoadS, bd.OtherS, 100*(bd.GapS+bd.OtherS)/total)
+		}
+	}
 
 	b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
 	if o.WorkerMemoryLimit != "" {
