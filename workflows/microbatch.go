@@ -63,13 +63,16 @@ const heartbeatTimeout = 5 * time.Second
 
 // Activity options, set deliberately:
 //   - retries never stop on their own (a batch must not be skipped), backing
-//     off to a minute, except for errors retrying cannot fix;
+//     off to a minute, except for errors retrying cannot fix; the first
+//     comes after a quarter second, not a second, because the common
+//     retry is of an activity whose worker died, and every second of
+//     that wait is a second of recovery;
 //   - heartbeat timeouts catch a dead or stalled worker within seconds, so
 //     a retry runs elsewhere (a zombie that wakes up later cannot write
 //     twice: load job IDs decide).
 var (
 	retry = &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
+		InitialInterval:        250 * time.Millisecond,
 		BackoffCoefficient:     2,
 		MaximumInterval:        time.Minute,
 		NonRetryableErrorTypes: []string{activities.ErrTypeOffsetOutOfRange, activities.ErrTypeLoadFailed},
