@@ -45,12 +45,18 @@ type Activities struct {
 	// BatchCacheBytes bounds the parsed batches kept between a batch's
 	// activities (0: DefaultBatchCacheBytes).
 	BatchCacheBytes int
+	// MaxBatchBytes, when set, bounds the batches this worker plans by
+	// their parsed size, below the request's MaxRecords and MaxBytes when
+	// those would not fit its memory (see MaxBatchBytesFor).
+	MaxBatchBytes int
 	// StateDir, when set, is a local directory where Dedup keeps each
 	// partition's window every SnapshotEvery (0: DefaultSnapshotEvery), so
 	// a restarted worker need not replay the whole lateness window.
 	StateDir      string
 	SnapshotEvery time.Duration
 
+	client        *kafkalog.Client // offset commits; see kafkaClient
+	clientOnce    sync.Once
 	windows       windowCache
 	snapshots     *windowSnapshots
 	snapshotsOnce sync.Once
@@ -63,6 +69,24 @@ type Activities struct {
 	// StorageEndpoint is the emulator's Storage API, used when Emulator.
 	StorageEndpoint string
 	streamsMu       sync.Mutex
+}
+
+// kafkaClient is the worker's one client for offset commits: a client
+// holds connections and a metadata refresh, so it is made once, not per
+// batch.
+func (a *Activities) kafkaClient() *kafkalog.Client {
+	a.clientOnce.Do(func() { a.client = a.Kafka.Client(10 * time.Second) })
+	return a.client
+}
+
+// Close releases a's Kafka client; call it once the worker has stopped.
+// (A function, not a method: every exported method of Activities is
+// registered as an activity.)
+func Close(a *Activities) {
+	a.clientOnce.Do(func() {}) // no client made after this
+	if a.client != nil {
+		a.client.Close()
+	}
 }
 
 // Error types that retrying cannot fix; the workflows do not retry them.

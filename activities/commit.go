@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -23,8 +22,7 @@ type CommitInput struct {
 // progress. Committing the same offset again is harmless.
 func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
 	faults.At("commit")
-	client := a.Kafka.Client(10 * time.Second)
-	resp, err := client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{
 		GroupID:      a.ConsumerGroup,
 		GenerationID: -1, // a simple (not group-managed) consumer
 		Topics:       map[string][]kafka.OffsetCommit{in.Topic: {{Partition: in.Partition, Offset: in.Offset}}},

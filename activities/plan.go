@@ -50,18 +50,23 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	// polls: one quiet poll is a producer's hiccup, not the end of a
 	// backlog.
 	hws := [2]int64{-1, -1}
-	for {
-		first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
-		if err == nil {
-			a.Metrics.Lag(in.Topic, in.Partition, hw-in.Next)
+	// The log's start is checked once; while the plan waits, only its
+	// end is polled, over the worker's kept client.
+	first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	if in.Next < first {
+		msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, first)
+		return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
+	}
+	for polls := 0; ; polls++ {
+		if polls > 0 {
+			if hw, err = a.kafkaClient().HighWatermark(ctx, in.Topic, in.Partition); err != nil {
+				return PlanResult{}, err
+			}
 		}
-		if err != nil {
-			return PlanResult{}, err
-		}
-		if in.Next < first {
-			msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, first)
-			return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
-		}
+		a.Metrics.Lag(in.Topic, in.Partition, hw-in.Next)
 		short := hw-in.Next < int64(in.MaxRecords)
 		growing := hws[0] < 0 || hw > hws[0]
 		if hw > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
@@ -80,7 +85,9 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	}
 }
 
-// planRange reads the records it plans, to bound their bytes, and keeps
+// planRange reads the records it plans, to bound their bytes (the
+// request's MaxBytes of keys and values, and the worker's MaxBatchBytes
+// once parsed), and keeps
 // them parsed for the batch's Dedup, Enrich and Load on this worker (see
 // batchRecords): the batch is then read from Kafka once.
 func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (PlanResult, error) {
@@ -88,11 +95,12 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (Pla
 	if in.MaxBytes <= 0 {
 		return PlanResult{End: limit, HighWatermark: hw}, nil
 	}
-	end, size := in.Next, int64(0)
+	end, size, parsed := in.Next, int64(0), 0
 	recs := make([]parsedRecord, 0, limit-in.Next)
 	err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
-		if size > in.MaxBytes && r.Offset > in.Next {
+		parsed += recordCost(r)
+		if (size > in.MaxBytes || a.MaxBatchBytes > 0 && parsed > a.MaxBatchBytes) && r.Offset > in.Next {
 			return errStop
 		}
 		end = r.Offset + 1

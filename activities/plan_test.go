@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -99,5 +100,47 @@ func TestPlanBatchLingers(t *testing.T) {
 	}
 	if res, _ := plan(PlanInput{Next: hw, MaxRecords: 10, PollFor: 300 * time.Millisecond, Linger: time.Second}); res.End != hw {
 		t.Errorf("caught up: batch ends at %d, want an empty range at %d", res.End, hw)
+	}
+}
+
+// TestPlanBatchFitsTheWorkersMemory: a worker with MaxBatchBytes cuts a
+// batch where its parsed size would pass that bound, below the request's
+// MaxRecords, and always takes at least one record.
+func TestPlanBatchFitsTheWorkersMemory(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "fit"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	kafka := kafkalog.Plain(cluster.ListenAddrs())
+	if _, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "fit", Events: 100}); err != nil {
+		t.Fatal(err)
+	}
+	// The parsed size of the first ten records.
+	tenCost := 0
+	if err := kafkalog.ReadRange(ctx, kafka, "fit", 0, 0, 10, func(r kafkalog.Record) error {
+		tenCost += recordCost(r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		maxBatchBytes int
+		wantEnd       int64
+	}{{tenCost, 10}, {1, 1}} {
+		a := &Activities{Kafka: kafka, MaxBatchBytes: c.maxBatchBytes}
+		res, err := a.PlanBatch(ctx, PlanInput{Topic: "fit", Next: 0, MaxRecords: 1000, MaxBytes: 8 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.End != c.wantEnd {
+			t.Errorf("MaxBatchBytes %d: batch ends at %d, want %d", c.maxBatchBytes, res.End, c.wantEnd)
+		}
+		id := batch.Range{Topic: "fit", Partition: 0, Start: 0, End: res.End}.ID()
+		if recs, ok := a.batches.get(id); !ok || int64(len(recs)) != c.wantEnd {
+			t.Errorf("MaxBatchBytes %d: %d records cached for %s (cached: %v), want %d", c.maxBatchBytes, len(recs), id, ok, c.wantEnd)
+		}
+		Close(a)
 	}
 }

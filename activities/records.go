@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"math"
 	"sync"
 
 	"github.com/paystream/paystream/internal/batch"
@@ -30,6 +31,20 @@ const DefaultBatchCacheBytes = 256 << 20
 // with a full 256 MiB cache spent its cores in GC and missed heartbeats).
 func BatchCacheBytesFor(gcLimit int64) int {
 	return int(min(gcLimit/4, DefaultBatchCacheBytes))
+}
+
+// MaxBatchBytesFor is the parsed size of the largest batch a worker whose
+// GC keeps its heap under gcLimit bytes plans: a thirty-second of it, so
+// the batches it can hold at once (two a partition, one deciding while
+// the one before loads, on four partitions) stay within a quarter of it,
+// beside the dedup windows. 0 (no bound) without a limit. With a backlog
+// a 300 MiB worker took full 20,000-record batches (about 30 MB each
+// parsed) on four partitions to 402 MB.
+func MaxBatchBytesFor(gcLimit int64) int {
+	if gcLimit <= 0 || gcLimit == math.MaxInt64 {
+		return 0
+	}
+	return int(gcLimit / 32)
 }
 
 // batchRecords returns the batch's records, parsed. Dedup, Enrich and Load

@@ -103,6 +103,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		return res, err
 	}
 	acts := e.activities(cfg)
+	defer activities.Close(acts)
 	tuning := pipeline.DefaultTuning()
 	cpu := e.startCPU(nil)
 	began := time.Now()
@@ -174,6 +175,7 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 		return res, err
 	}
 	acts := e.activities(cfg)
+	defer activities.Close(acts)
 	type job struct {
 		id   string
 		rows map[string]*bytes.Buffer

@@ -126,6 +126,7 @@ func (e *env) newRun(ctx context.Context, sink string, partitions, events int) (
 
 func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events int) (simulation.Manifest, error) {
 	kc := cfg.Kafka().Client(10 * time.Second)
+	defer kc.Close()
 	resp, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: partitions, ReplicationFactor: 1}}})
 	if err != nil {
 		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)

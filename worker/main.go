@@ -87,11 +87,13 @@ func run(args []string) error {
 	} else if soft > 0 {
 		log.Info("GC memory limit", zap.Int64("bytes", soft))
 	}
+	// The limit in force, whichever of GOMEMLIMIT, the flag or the cgroup
+	// set it, sizes what the worker holds besides its dedup windows.
+	gcLimit := debug.SetMemoryLimit(-1)
 	if opts.BatchCacheMB == 0 {
-		// The limit in force, whichever of GOMEMLIMIT, the flag or the
-		// cgroup set it.
-		opts.BatchCacheMB = activities.BatchCacheBytesFor(debug.SetMemoryLimit(-1)) >> 20
+		opts.BatchCacheMB = activities.BatchCacheBytesFor(gcLimit) >> 20
 	}
+	opts.MaxBatchBytes = activities.MaxBatchBytesFor(gcLimit)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -124,7 +126,7 @@ func run(args []string) error {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
 	}
 	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", cfg.TemporalAddress),
-		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject), zap.Int("batch_cache_mb", opts.BatchCacheMB))
+		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject), zap.Int("batch_cache_mb", opts.BatchCacheMB), zap.Int("max_batch_bytes", opts.MaxBatchBytes))
 	<-ctx.Done()
 	// Stop polling, let running activities finish for up to the stop
 	// timeout; what does not finish is retried by another worker, and its

@@ -45,6 +45,7 @@ func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, err
 		return nil, err
 	}
 	client := kc.Client(10 * time.Second)
+	defer client.Close()
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, p := range parts {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p.ID))
@@ -61,4 +62,25 @@ func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, err
 		out[po.Partition] = po.LastOffset
 	}
 	return out, nil
+}
+
+// HighWatermark returns a partition's next offset (the end of its log)
+// over the client's kept connections: for polling, where dialing the
+// leader each time (as Bounds does) would cost a connection, and with
+// TLS or SASL a handshake, every poll.
+func (c *Client) HighWatermark(ctx context.Context, topic string, partition int) (int64, error) {
+	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}}})
+	if err != nil {
+		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+	}
+	for _, po := range resp.Topics[topic] {
+		if po.Partition != partition {
+			continue
+		}
+		if po.Error != nil {
+			return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, po.Error)
+		}
+		return po.LastOffset, nil
+	}
+	return 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
 }

@@ -287,6 +287,7 @@ func CommittedOffsets(ctx context.Context, kc kafkalog.Cluster, group, topic str
 		ids[i] = i
 	}
 	c := kc.Client(10 * time.Second)
+	defer c.Close()
 	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)

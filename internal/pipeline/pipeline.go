@@ -108,6 +108,9 @@ type WorkerOptions struct {
 	// BatchCacheMB bounds the parsed batches kept between a batch's
 	// activities (0: activities.DefaultBatchCacheBytes).
 	BatchCacheMB int
+	// MaxBatchBytes bounds the batches the worker plans by their parsed
+	// size (0: only the starter's --max-records and --max-bytes do).
+	MaxBatchBytes int
 	// StateDir is where Dedup keeps each partition's window for a fast
 	// restart (empty: nowhere; a restart replays the window from Kafka).
 	StateDir string
@@ -132,7 +135,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	acts := &activities.Activities{
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
-		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, Metrics: opts.Metrics,
+		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, MaxBatchBytes: opts.MaxBatchBytes, Metrics: opts.Metrics,
 		StateDir:        opts.StateDir,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
@@ -154,8 +157,9 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 }
 
 // Stop stops polling, waits for running activities up to the stop timeout,
-// and closes the BigQuery client.
+// and closes the BigQuery and Kafka clients.
 func (w *Worker) Stop() {
 	w.Worker.Stop()
 	w.bq.Close()
+	activities.Close(w.Activities)
 }

@@ -52,9 +52,11 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 		return Manifest{}, err
 	}
 
+	transport := opts.Kafka.Transport()
+	defer transport.CloseIdleConnections() // after w.Close, which leaves it open
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(opts.Kafka.Brokers...),
-		Transport:    opts.Kafka.Transport(),
+		Transport:    transport,
 		Topic:        opts.Topic,
 		Balancer:     partitionFromMessage{},
 		RequiredAcks: kafka.RequireAll,
