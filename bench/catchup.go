@@ -240,8 +240,10 @@ type temporalCost struct {
 	EventsPer1000Records float64 `json:"history_events_per_1000_events"`
 	BytesPer1000Records  float64 `json:"history_bytes_per_1000_events"`
 	// Where a batch's time went, from the histories' event times: medians
-	// over the run's batches, in seconds. Gap: from a partition's batch
-	// completing to its next MicroBatch starting (the PartitionIngest's
+	// over the run's batches, in seconds. Between a partition's batch
+	// completing and its next MicroBatch starting, the part spent waiting
+	// for that batch's PlanBatch (reading and parsing it from Kafka, which
+	// the plain loop does too) and the rest (the PartitionIngest's
 	// workflow task and the child's start). Decide: the workflow tasks
 	// that run Dedup and Enrich as local activities. Load: the Load
 	// activity running. Other: the rest of the MicroBatch (its other
@@ -250,14 +252,15 @@ type temporalCost struct {
 }
 
 type batchBreakdown struct {
-	GapS    float64 `json:"gap_s"`
-	DecideS float64 `json:"decide_s"`
-	LoadS   float64 `json:"load_s"`
-	OtherS  float64 `json:"other_s"`
+	PlanWaitS float64 `json:"plan_wait_s"`
+	GapS      float64 `json:"gap_s"`
+	DecideS   float64 `json:"decide_s"`
+	LoadS     float64 `json:"load_s"`
+	OtherS    float64 `json:"other_s"`
 }
 
 // breakdown holds the per-batch durations measureTemporalCost collects.
-type breakdown struct{ gap, decide, load, other []float64 }
+type breakdown struct{ planWait, gap, decide, load, other []float64 }
 
 // microBatch adds one MicroBatch's history to b.
 func (b *breakdown) microBatch(events []*history.HistoryEvent) {
@@ -297,16 +300,26 @@ func (b *breakdown) microBatch(events []*history.HistoryEvent) {
 
 // partitionIngest adds the gaps between one PartitionIngest run's batches.
 func (b *breakdown) partitionIngest(events []*history.HistoryEvent) {
-	var lastDone time.Time
+	var lastDone, planDone time.Time
+	plans := map[int64]bool{} // scheduled event IDs of PlanBatch
 	for _, ev := range events {
 		at := ev.GetEventTime().AsTime()
 		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			plans[ev.GetEventId()] = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName() == "PlanBatch"
+		case enums.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			if plans[ev.GetActivityTaskCompletedEventAttributes().GetScheduledEventId()] {
+				planDone = at
+			}
 		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED:
 			lastDone = at
 		case enums.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
-			if !lastDone.IsZero() {
-				b.gap = append(b.gap, at.Sub(lastDone).Seconds())
+			if lastDone.IsZero() {
+				continue
 			}
+			wait := max(planDone.Sub(lastDone), 0) // the plan finished after the batch before
+			b.planWait = append(b.planWait, wait.Seconds())
+			b.gap = append(b.gap, (at.Sub(lastDone) - wait).Seconds())
 		}
 	}
 }
@@ -316,7 +329,7 @@ func (b *breakdown) medians() batchBreakdown {
 		slices.Sort(xs)
 		return percentile(xs, 50)
 	}
-	return batchBreakdown{GapS: med(b.gap), DecideS: med(b.decide), LoadS: med(b.load), OtherS: med(b.other)}
+	return batchBreakdown{PlanWaitS: med(b.planWait), GapS: med(b.gap), DecideS: med(b.decide), LoadS: med(b.load), OtherS: med(b.other)}
 }
 
 // measureTemporalCost reads every workflow history of a run's task queue:
