@@ -5,10 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
-
 	"github.com/paystream/paystream/internal/batch"
-	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -18,17 +15,8 @@ import (
 func BenchmarkBatch(b *testing.B) {
 	const batchSize = 5000
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
-	opts := simulation.DefaultOptions()
-	if _, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: kafkalog.Plain(brokers), Topic: "bench", Events: 4 * batchSize}); err != nil {
-		b.Fatal(err)
-	}
-	a := &Activities{Kafka: kafkalog.Plain(brokers)}
+	kc, _ := simulatedLog(b, "bench", simulation.DefaultOptions(), 4*batchSize)
+	a := &Activities{Kafka: kc}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/paystream/paystream/internal/batch"
@@ -17,19 +16,7 @@ import (
 // more records, and is cut as soon as it is full.
 func TestPlanBatchLingers(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "plan"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	kafka := kafkalog.Plain(cluster.ListenAddrs())
-	produce := func(n int) {
-		t.Helper()
-		if _, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "plan", Events: n}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	produce(100)
+	kafka, _ := simulatedLog(t, "plan", simulation.DefaultOptions(), 100)
 	_, hw, err := kafkalog.Bounds(ctx, kafka, "plan", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -108,15 +95,7 @@ func TestPlanBatchLingers(t *testing.T) {
 // MaxRecords, and always takes at least one record.
 func TestPlanBatchFitsTheWorkersMemory(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "fit"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	kafka := kafkalog.Plain(cluster.ListenAddrs())
-	if _, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "fit", Events: 100}); err != nil {
-		t.Fatal(err)
-	}
+	kafka, _ := simulatedLog(t, "fit", simulation.DefaultOptions(), 100)
 	// The parsed size of the first ten records.
 	tenCost := 0
 	if err := kafkalog.ReadRange(ctx, kafka, "fit", 0, 0, 10, func(r kafkalog.Record) error {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -20,17 +19,9 @@ import (
 // event time runs slowly enough that a one-minute window fills and moves.
 func snapshotLog(t *testing.T, n int, seed uint64) kafkalog.Cluster {
 	t.Helper()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "snap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cluster.Close)
-	kafka := kafkalog.Plain(cluster.ListenAddrs())
 	opts := simulation.DefaultOptions()
 	opts.Seed, opts.EventRate = seed, 20
-	if _, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: kafka, Topic: "snap", Events: n}); err != nil {
-		t.Fatal(err)
-	}
+	kafka, _ := simulatedLog(t, "snap", opts, n)
 	return kafka
 }
 

@@ -10,13 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paystream/paystream/internal/batch"
-	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -69,16 +67,7 @@ func (d *documentedStreams) Encode(_ context.Context, _ string, ndjson []byte) (
 // without retry.
 func TestStorageWriteLoadsOnce(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "payments"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	kc := kafkalog.Plain(cluster.ListenAddrs())
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kc, Topic: "payments", Events: 3000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kc, m := simulatedLog(t, "payments", simulation.DefaultOptions(), 3000)
 	fake := &documentedStreams{rows: map[string][][]byte{}}
 	a := &Activities{Kafka: kc, Streams: fake}
 	names, err := a.CreateStreams(ctx, LoadOrder)
