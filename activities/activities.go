@@ -55,7 +55,7 @@ type Activities struct {
 	StateDir      string
 	SnapshotEvery time.Duration
 
-	client        *kafkalog.Client // offset commits; see kafkaClient
+	client        *kafkalog.Client // see kafkaClient
 	clientOnce    sync.Once
 	windows       windowCache
 	snapshots     *windowSnapshots
@@ -71,9 +71,9 @@ type Activities struct {
 	streamsMu       sync.Mutex
 }
 
-// kafkaClient is the worker's one client for offset commits: a client
-// holds connections and a metadata refresh, so it is made once, not per
-// batch.
+// kafkaClient is the worker's one client for offset commits and
+// PlanBatch's polls of the log's end: a client holds connections and a
+// metadata refresh, so it is made once, not per batch or poll.
 func (a *Activities) kafkaClient() *kafkalog.Client {
 	a.clientOnce.Do(func() { a.client = a.Kafka.Client(10 * time.Second) })
 	return a.client

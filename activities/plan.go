@@ -87,9 +87,9 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 
 // planRange reads the records it plans, to bound their bytes (the
 // request's MaxBytes of keys and values, and the worker's MaxBatchBytes
-// once parsed), and keeps
-// them parsed for the batch's Dedup, Enrich and Load on this worker (see
-// batchRecords): the batch is then read from Kafka once.
+// once parsed), and keeps them parsed for the batch's Dedup, Enrich and
+// Load on this worker (see batchRecords): the batch is then read from
+// Kafka once.
 func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (PlanResult, error) {
 	limit := min(hw, in.Next+int64(max(in.MaxRecords, 1)))
 	if in.MaxBytes <= 0 {
