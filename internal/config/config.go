@@ -19,6 +19,7 @@ import (
 
 	"github.com/segmentio/kafka-go/sasl"
 
+	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
@@ -227,8 +228,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("write-mode must be %s or %s, got %q", WriteModeLoad, WriteModeStorageWrite, c.WriteMode)
 	case c.Sink != SinkBigQuery && c.Sink != SinkDiscard:
 		return fmt.Errorf("sink must be %s or %s, got %q", SinkBigQuery, SinkDiscard, c.Sink)
-	case c.AllowedLateness <= 0:
-		return fmt.Errorf("allowed-lateness must be positive, got %v", c.AllowedLateness)
+	case c.AllowedLateness <= 0 || c.AllowedLateness > dedup.MaxLateness:
+		return fmt.Errorf("allowed-lateness must be positive and at most %v, got %v", dedup.MaxLateness, c.AllowedLateness)
 	}
 	return c.loadSecurity()
 }

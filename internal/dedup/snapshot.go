@@ -12,18 +12,24 @@ import (
 
 // A snapshot is a Window written out so a restarted worker can load it
 // instead of replaying the whole lateness window from Kafka (750,000
-// records a partition at 5,000 events/s). Its layout, little-endian:
+// records a partition at 5,000 events/s). Its layout, little-endian, in
+// 8-byte words unless said:
 //
-//	magic "PSDW1\n", lateness, next, has newest, newest (sec, nsec), anchor, held IDs
-//	per held ID: fingerprint (16 bytes), then the entry's fields (48 bytes)
+//	magic "PSDW2\n", lateness, next, has newest, newest (sec, nsec), anchor, base, checkpoints, held IDs
+//	per checkpoint: offset, has newest, newest (sec, nsec)
+//	per held ID: tag, fingerprint's second half, offset, newest (ns after base), content and raw hashes (4 bytes each)
 //	CRC-32C of all of the above
 //
 // The anchor is the caller's: something that ties the snapshot to the log it
 // came from (the activities hash the record at Next). Only IDs still inside
 // the window are written.
-const snapshotMagic = "PSDW1\n"
+const snapshotMagic = "PSDW2\n"
 
-const snapshotEntrySize = 16 + 48
+const (
+	snapshotHeadWords  = 9
+	snapshotCheckpoint = 4 * 8
+	snapshotEntrySize  = 4*8 + 2*4
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -35,36 +41,35 @@ var ErrBadSnapshot = errors.New("not a whole dedup snapshot")
 func (w *Window) WriteSnapshot(out io.Writer, anchor uint64) error {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(out, crc), 1<<20)
-	wm := instantOf(w.Watermark())
+	cut := w.ns(w.Watermark())
+	live := func(i int) bool { return w.ids.tags[i] != 0 && w.ids.slots[i].newest >= cut }
 	held := 0
-	for _, ent := range w.entries {
-		if !ent.newest().before(wm) {
+	for i := range w.ids.tags {
+		if live(i) {
 			held++
 		}
 	}
-	newest, hasNewest := instantOf(w.newest), uint64(0)
-	if !w.newest.IsZero() {
-		hasNewest = 1
-	}
-	var head [len(snapshotMagic) + 7*8]byte
+	var head [len(snapshotMagic) + snapshotHeadWords*8]byte
 	copy(head[:], snapshotMagic)
-	b := head[len(snapshotMagic):]
-	for i, v := range []uint64{uint64(w.lateness), uint64(w.next), hasNewest, uint64(newest.sec), uint64(newest.nsec), anchor, uint64(held)} {
-		binary.LittleEndian.PutUint64(b[8*i:], v)
-	}
+	putWords(head[len(snapshotMagic):], uint64(w.lateness), uint64(w.next))
+	putTime(head[len(snapshotMagic)+16:], w.newest)
+	putWords(head[len(snapshotMagic)+40:], anchor, uint64(w.base), uint64(len(w.checkpoints)), uint64(held))
 	bw.Write(head[:])
+	for _, c := range w.checkpoints {
+		var rec [snapshotCheckpoint]byte
+		putWords(rec[:], uint64(c.offset))
+		putTime(rec[8:], c.newest)
+		bw.Write(rec[:])
+	}
 	var rec [snapshotEntrySize]byte
-	for fp, ent := range w.entries {
-		if ent.newest().before(wm) {
+	for i, tag := range w.ids.tags {
+		if !live(i) {
 			continue // forgotten at the next sweep anyway
 		}
-		copy(rec[:16], fp[:])
-		b := rec[16:]
-		for i, v := range []uint64{uint64(ent.origOffset), uint64(ent.maxAtSec), uint64(ent.newestSec), ent.content, ent.rawHash} {
-			binary.LittleEndian.PutUint64(b[8*i:], v)
-		}
-		binary.LittleEndian.PutUint32(b[40:], uint32(ent.maxAtNsec))
-		binary.LittleEndian.PutUint32(b[44:], uint32(ent.newestNsec))
+		s := &w.ids.slots[i]
+		putWords(rec[:], tag, s.fpHi, uint64(s.origOffset), uint64(s.newest))
+		binary.LittleEndian.PutUint32(rec[32:], s.content)
+		binary.LittleEndian.PutUint32(rec[36:], s.rawHash)
 		bw.Write(rec[:])
 	}
 	if err := bw.Flush(); err != nil {
@@ -83,31 +88,44 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 	crc := crc32.New(castagnoli)
 	br := bufio.NewReaderSize(in, 1<<20)
 	body := io.TeeReader(br, crc)
-	var head [len(snapshotMagic) + 7*8]byte
+	var head [len(snapshotMagic) + snapshotHeadWords*8]byte
 	if _, err := io.ReadFull(body, head[:]); err != nil || string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, 0, fmt.Errorf("%w: no header", ErrBadSnapshot)
 	}
 	h := head[len(snapshotMagic):]
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(h[8*i:]) }
-	lateness, next, hasNewest, anchor, held := time.Duration(u(0)), int64(u(1)), u(2), u(5), u(6)
-	if lateness <= 0 || next < 0 || hasNewest > 1 || held > 1<<40 {
+	newest, newestOK := getTime(h[16:])
+	lateness, next, anchor, base, checkpoints, held := time.Duration(u(0)), int64(u(1)), u(5), int64(u(6)), u(7), u(8)
+	if lateness <= 0 || lateness > MaxLateness || next < 0 || !newestOK || checkpoints == 0 || checkpoints > 1<<32 || held > 1<<40 {
 		return nil, 0, fmt.Errorf("%w: header out of range", ErrBadSnapshot)
 	}
-	w := &Window{lateness: lateness, next: next, entries: make(map[fingerprint]entry, min(held, 1<<22)), sweepSize: max(1024, int(held))}
-	if hasNewest == 1 {
-		w.newest = instant{int64(u(3)), int32(u(4))}.time()
+	w := &Window{lateness: lateness, next: next, newest: newest, base: base, ids: newIndex(int(held) * 5 / 3)}
+	var cp [snapshotCheckpoint]byte
+	for range checkpoints {
+		if _, err := io.ReadFull(body, cp[:]); err != nil {
+			return nil, 0, fmt.Errorf("%w: cut short", ErrBadSnapshot)
+		}
+		c := checkpoint{offset: int64(binary.LittleEndian.Uint64(cp[:]))}
+		var ok bool
+		if c.newest, ok = getTime(cp[8:]); !ok || c.offset > next || len(w.checkpoints) > 0 && c.offset <= w.checkpoints[len(w.checkpoints)-1].offset {
+			return nil, 0, fmt.Errorf("%w: checkpoints out of order", ErrBadSnapshot)
+		}
+		w.checkpoints = append(w.checkpoints, c)
 	}
 	var rec [snapshotEntrySize]byte
 	for range held {
 		if _, err := io.ReadFull(body, rec[:]); err != nil {
 			return nil, 0, fmt.Errorf("%w: cut short", ErrBadSnapshot)
 		}
-		var fp fingerprint
-		copy(fp[:], rec[:16])
-		b := rec[16:]
-		v := func(i int) uint64 { return binary.LittleEndian.Uint64(b[8*i:]) }
-		w.entries[fp] = entry{origOffset: int64(v(0)), maxAtSec: int64(v(1)), newestSec: int64(v(2)), content: v(3), rawHash: v(4),
-			maxAtNsec: int32(binary.LittleEndian.Uint32(b[40:])), newestNsec: int32(binary.LittleEndian.Uint32(b[44:]))}
+		v := func(i int) uint64 { return binary.LittleEndian.Uint64(rec[8*i:]) }
+		tag := v(0)
+		s := slot{fpHi: v(1), origOffset: int64(v(2)), newest: int64(v(3)),
+			content: binary.LittleEndian.Uint32(rec[32:]), rawHash: binary.LittleEndian.Uint32(rec[36:])}
+		i, dup := w.ids.find(tag, s.fpHi)
+		if tag == 0 || dup || s.origOffset < w.checkpoints[0].offset || s.origOffset >= next {
+			return nil, 0, fmt.Errorf("%w: an ID out of place", ErrBadSnapshot)
+		}
+		w.ids.put(i, tag, s)
 	}
 	want := crc.Sum32()
 	var sum [4]byte
@@ -118,4 +136,31 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 		return nil, 0, fmt.Errorf("%w: bytes after the checksum", ErrBadSnapshot)
 	}
 	return w, anchor, nil
+}
+
+// putWords writes each value as a little-endian 8-byte word.
+func putWords(b []byte, vs ...uint64) {
+	for i, v := range vs {
+		binary.LittleEndian.PutUint64(b[8*i:], uint64(v))
+	}
+}
+
+// putTime writes t in three words: whether it is set, seconds, nanoseconds.
+func putTime(b []byte, t time.Time) {
+	if t.IsZero() {
+		putWords(b, 0, 0, 0)
+		return
+	}
+	putWords(b, 1, uint64(t.Unix()), uint64(t.Nanosecond()))
+}
+
+func getTime(b []byte) (time.Time, bool) {
+	set, sec, nsec := binary.LittleEndian.Uint64(b), int64(binary.LittleEndian.Uint64(b[8:])), binary.LittleEndian.Uint64(b[16:])
+	switch {
+	case set == 0 && sec == 0 && nsec == 0:
+		return time.Time{}, true
+	case set != 1 || nsec >= 1e9:
+		return time.Time{}, false
+	}
+	return instant{sec, int32(nsec)}.time(), true
 }

@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"time"
 
 	"github.com/paystream/paystream/internal/payment"
@@ -66,16 +67,12 @@ type Verdict struct {
 	Identical bool
 }
 
-// The index holds, per transaction_id, a 48-byte entry under a 16-byte
-// fingerprint, and nothing the garbage collector has to scan: at 5,000
-// events/s a 10-minute lateness window holds three million IDs, and the
-// IDs themselves, as strings in a map, cost more than the rest together.
-//
-// fingerprint is the first 16 bytes of an ID's SHA-256. Two different IDs
-// share one with probability 2^-128; with three million IDs held that is
-// about 10^-26 per window, far below the rate of undetected hardware
-// errors. A collision-resistant hash keeps a producer from crafting an ID
-// that shadows another payment's.
+// fingerprint is the first 16 bytes of an ID's SHA-256: the index holds
+// it instead of the ID, whose string would cost more than the rest of an
+// entry together. Two different IDs share one with probability 2^-128;
+// with three million IDs held that is about 10^-26 per window, far below
+// the rate of undetected hardware errors. A collision-resistant hash keeps
+// a producer from crafting an ID that shadows another payment's.
 type fingerprint [16]byte
 
 func fingerprintOf(id string) fingerprint {
@@ -92,53 +89,62 @@ type instant struct {
 
 func instantOf(t time.Time) instant { return instant{t.Unix(), int32(t.Nanosecond())} }
 
-func (i instant) before(j instant) bool {
-	return i.sec < j.sec || i.sec == j.sec && i.nsec < j.nsec
-}
-
 func (i instant) time() time.Time { return time.Unix(i.sec, int64(i.nsec)).UTC() }
 
-// entry is one held ID. Its times are split so the struct packs into 48
-// bytes (two instants would pad to 64).
-type entry struct {
-	origOffset int64  // the loaded record
-	maxAtSec   int64  // the partition's newest event_time just before it
-	newestSec  int64  // newest event_time of the ID's valid, not-late records
-	content    uint64 // hash of the loaded record's amount and currency
-	rawHash    uint64 // of the loaded record's bytes
-	maxAtNsec  int32
-	newestNsec int32
-}
-
-func (e *entry) newest() instant    { return instant{e.newestSec, e.newestNsec} }
-func (e *entry) maxAtOrig() instant { return instant{e.maxAtSec, e.maxAtNsec} }
-
 // contentOf hashes what makes a repeat a conflict when it differs. A
-// conflict taken for a plain duplicate (a 2^-64 chance) still loads
-// nothing twice: both are kept out of transactions.
-func contentOf(e *payment.Event) uint64 {
-	h := fnv.New64a()
+// conflict taken for a plain duplicate (a 2^-32 chance) still loads
+// nothing twice: the repeat is kept out of transactions either way, and
+// is only filed under dedup_audit rather than ingest_errors.
+func contentOf(e *payment.Event) uint32 {
+	h := fnv.New32a()
 	var b [9]byte
 	binary.LittleEndian.PutUint64(b[:8], uint64(e.Amount.Minor))
 	b[8] = byte(e.Amount.Scale)
 	h.Write(b[:])
 	h.Write([]byte(e.Currency))
-	return h.Sum64()
+	return h.Sum32()
+}
+
+// MaxLateness is the longest allowed lateness a Window takes. It keeps the
+// times it holds as int64 nanoseconds from a base second, which it moves
+// when a time drifts 100 years from it; every time it holds lies within the
+// lateness of the newest, so each fits.
+const MaxLateness = 100 * 365 * 24 * time.Hour
+
+// rebaseAfter is how far, in seconds, a held time may lie from the base;
+// 292 years is the int64 limit.
+const rebaseAfter = int64(MaxLateness / time.Second)
+
+// checkpointEvery is how many offsets apart the Window notes the partition's
+// newest event_time, so Bounds can name where a replay starts without each
+// entry carrying it.
+const checkpointEvery = 1024
+
+// checkpoint is the partition's newest event_time just before offset.
+type checkpoint struct {
+	offset int64
+	newest time.Time
 }
 
 // Window is one partition's dedup state. Not safe for concurrent use.
 type Window struct {
-	lateness  time.Duration
-	next      int64     // the offset the next record must have at least
-	newest    time.Time // newest event_time of any valid record so far
-	entries   map[fingerprint]entry
-	sweepSize int
+	lateness    time.Duration
+	next        int64     // the offset the next record must have at least
+	newest      time.Time // newest event_time of any valid record so far
+	base        int64     // the second held times are counted from
+	ids         index
+	checkpoints []checkpoint // in offset order; the first is at or before every held ID's offset
 }
 
 // New returns a Window that starts at offset start, having seen valid
 // records up to event time newest (zero for a partition's beginning).
+// lateness must be in (0, MaxLateness]; the configuration checks it.
 func New(lateness time.Duration, start int64, newest time.Time) *Window {
-	return &Window{lateness: lateness, next: start, newest: newest, entries: map[fingerprint]entry{}, sweepSize: 1024}
+	if lateness <= 0 || lateness > MaxLateness {
+		panic(fmt.Sprintf("dedup: allowed lateness %v outside (0, %v]", lateness, MaxLateness))
+	}
+	return &Window{lateness: lateness, next: start, newest: newest, base: newest.Unix(), ids: newIndex(0),
+		checkpoints: []checkpoint{{start, newest}}}
 }
 
 // Lateness is the allowed lateness the Window decides with.
@@ -151,15 +157,20 @@ func (w *Window) Next() int64 { return w.next }
 func (w *Window) Newest() time.Time { return w.newest }
 
 // Watermark is Newest minus the allowed lateness; zero before any record.
-func (w *Window) Watermark() time.Time {
-	if w.newest.IsZero() {
+func (w *Window) Watermark() time.Time { return watermark(w.newest, w.lateness) }
+
+func watermark(newest time.Time, lateness time.Duration) time.Time {
+	if newest.IsZero() {
 		return time.Time{}
 	}
-	return w.newest.Add(-w.lateness)
+	return newest.Add(-lateness)
 }
 
 // Len is the number of IDs held (live or not yet swept).
-func (w *Window) Len() int { return len(w.entries) }
+func (w *Window) Len() int { return w.ids.n }
+
+// Bytes is the memory the Window's table of IDs takes.
+func (w *Window) Bytes() int { return w.ids.bytes() }
 
 // ObserveInvalid records that the record at offset failed to parse.
 func (w *Window) ObserveInvalid(offset int64) (Verdict, error) {
@@ -175,48 +186,121 @@ func (w *Window) Observe(offset int64, e *payment.Event, raw []byte) (Verdict, e
 		return Verdict{}, err
 	}
 	wm := w.Watermark()
-	at := instantOf(e.EventTime)
+	newest := w.newest
+	if e.EventTime.After(newest) {
+		newest = e.EventTime
+	}
+	tag, hi := split(fingerprintOf(e.TransactionID))
+	i, held := w.ids.find(tag, hi)
 	var v Verdict
-	fp := fingerprintOf(e.TransactionID)
-	ent, held := w.entries[fp]
 	switch {
-	case held && !ent.newest().before(instantOf(wm)):
-		v = Verdict{Decision: Duplicate, DuplicateOf: ent.origOffset, Identical: ent.rawHash == hashOf(raw)}
-		if ent.content != contentOf(e) {
+	case held && w.ids.slots[i].newest >= w.ns(wm):
+		s := w.ids.slots[i]
+		v = Verdict{Decision: Duplicate, DuplicateOf: s.origOffset, Identical: s.rawHash == hashOf(raw)}
+		if s.content != contentOf(e) {
 			v.Decision, v.Identical = Conflict, false
 		}
-		if ent.newest().before(at) {
-			ent.newestSec, ent.newestNsec = at.sec, at.nsec
-			w.entries[fp] = ent
+		if w.ns(e.EventTime) > s.newest {
+			w.hold(tag, s, e.EventTime, newest)
 		}
 	case !wm.IsZero() && e.EventTime.Before(wm):
 		v = Verdict{Decision: Late}
 	default:
 		v = Verdict{Decision: Loaded}
-		maxAt := instantOf(w.newest)
-		w.entries[fp] = entry{origOffset: offset, maxAtSec: maxAt.sec, maxAtNsec: maxAt.nsec, newestSec: at.sec, newestNsec: at.nsec,
-			content: contentOf(e), rawHash: hashOf(raw)}
+		w.hold(tag, slot{fpHi: hi, origOffset: offset, content: contentOf(e), rawHash: hashOf(raw)}, e.EventTime, newest)
 	}
-	if e.EventTime.After(w.newest) {
-		w.newest = e.EventTime
-	}
-	// Sweeping at an eighth over the last live count keeps the map near
-	// the live window: Go maps never shrink, so a peak stays paid for.
-	if len(w.entries) >= w.sweepSize+w.sweepSize/8 {
-		w.sweep()
-	}
+	w.newest = newest
 	return v, nil
 }
 
-func hashOf(raw []byte) uint64 {
-	h := fnv.New64a()
+// hold puts s, with newest time at, under the fingerprint whose tag is
+// given, in place of what it held. newest is the partition's newest
+// event_time once this record is decided; at is within the lateness of it.
+func (w *Window) hold(tag uint64, s slot, at, newest time.Time) {
+	if d := at.Unix() - w.base; d > rebaseAfter || d < -rebaseAfter {
+		w.rebase(at.Unix(), newest, s.origOffset)
+	}
+	i, held := w.ids.find(tag, s.fpHi)
+	if !held && w.ids.n+1 > len(w.ids.tags)*4/5 {
+		w.makeRoom(newest, s.origOffset)
+		i, _ = w.ids.find(tag, s.fpHi)
+	}
+	s.newest = w.ns(at)
+	if held {
+		w.ids.slots[i] = s
+	} else {
+		w.ids.put(i, tag, s)
+	}
+}
+
+// ns is t in nanoseconds after the base, saturated for a t outside int64
+// nanoseconds of it: a held time never is, so comparisons stay exact.
+func (w *Window) ns(t time.Time) int64 {
+	const limit = 9e9 // seconds; 9e18 ns
+	switch d := t.Unix() - w.base; {
+	case d > limit:
+		return math.MaxInt64
+	case d < -limit:
+		return math.MinInt64
+	default:
+		return d*1e9 + int64(t.Nanosecond())
+	}
+}
+
+// rebase counts held times from base instead, after forgetting the IDs that
+// fall behind the watermark of newest. Every ID kept is within the lateness
+// of newest, and so of base, which is the second of a time in that range.
+// holding is the offset of the ID about to be held.
+func (w *Window) rebase(base int64, newest time.Time, holding int64) {
+	w.forgetBehind(newest, holding)
+	// The kept times are within MaxLateness of both bases, so the shift
+	// is at most twice that: no overflow.
+	shift := (w.base - base) * 1e9
+	for i, tag := range w.ids.tags {
+		if tag != 0 {
+			w.ids.slots[i].newest += shift
+		}
+	}
+	w.base = base
+}
+
+// makeRoom sweeps a table that is four-fifths full, then sizes it so the
+// IDs it still holds fill it to three-fifths: a table kept between 60 and
+// 80 % full costs about 57 bytes a held ID and keeps probe runs short.
+func (w *Window) makeRoom(newest time.Time, holding int64) {
+	w.forgetBehind(newest, holding)
+	size, n := len(w.ids.tags), w.ids.n
+	if n > size*13/20 || (n < size/4 && size > minIndexSlots) {
+		w.ids = w.ids.resized(n * 5 / 3)
+	}
+}
+
+// forgetBehind forgets IDs whose newest event_time is behind the watermark
+// of newest: the watermark never goes back, so they can never be
+// duplicated again. The checkpoints kept cover them and holding, the
+// offset of an ID about to be held, which may be out of the table: a
+// duplicate that keeps an old ID in the window after its time fell behind.
+func (w *Window) forgetBehind(newest time.Time, holding int64) {
+	cut := w.ns(watermark(newest, w.lateness))
+	oldest, any := w.ids.removeIf(func(s *slot) bool { return s.newest < cut })
+	if !any || holding < oldest {
+		oldest = holding
+	}
+	w.dropCheckpointsBefore(oldest)
+}
+
+func hashOf(raw []byte) uint32 {
+	h := fnv.New32a()
 	h.Write(raw)
-	return h.Sum64()
+	return h.Sum32()
 }
 
 func (w *Window) advance(offset int64) error {
 	if offset < w.next {
 		return fmt.Errorf("dedup: offset %d observed after %d: records must come in offset order, once", offset, w.next-1)
+	}
+	if last := w.checkpoints[len(w.checkpoints)-1]; offset >= last.offset+checkpointEvery {
+		w.checkpoints = append(w.checkpoints, checkpoint{offset, w.newest})
 	}
 	w.next = offset + 1
 	return nil
@@ -230,29 +314,40 @@ func (w *Window) AdvanceTo(end int64) {
 	}
 }
 
-// sweep forgets IDs whose newest event_time is behind the watermark: the
-// watermark never goes back, so they can never be duplicated again.
-func (w *Window) sweep() {
-	wm := instantOf(w.Watermark())
-	for fp, ent := range w.entries {
-		if ent.newest().before(wm) {
-			delete(w.entries, fp)
+// Bounds returns where a replay must start to rebuild this Window exactly:
+// an offset at or before the oldest loaded record still inside the window,
+// and the partition's newest event_time just before it.
+//
+// Starting earlier than that oldest record rebuilds the same Window: a
+// replay decides each record by the same watermark as the original run,
+// since that depends on the event times alone, and the newest time it
+// holds for an ID is never later than the original's, since it saw fewer
+// of that ID's records. An ID the original loaded after the start, and
+// holds now, was out of the original's window when it was loaded, so it
+// was out of the replay's too: the replay loads it at the same offset, and
+// from there on holds the same time for it. IDs the original no longer
+// holds are behind the watermark in the replay as well.
+func (w *Window) Bounds() (start int64, newest time.Time) {
+	cut := w.ns(w.Watermark())
+	start, any := int64(0), false
+	for i, tag := range w.ids.tags {
+		if s := &w.ids.slots[i]; tag != 0 && s.newest >= cut && (!any || s.origOffset < start) {
+			start, any = s.origOffset, true
 		}
 	}
-	w.sweepSize = max(1024, len(w.entries))
+	if !any {
+		return w.next, w.newest
+	}
+	w.dropCheckpointsBefore(start)
+	return w.checkpoints[0].offset, w.checkpoints[0].newest
 }
 
-// Bounds returns where a replay must start to rebuild this Window exactly:
-// the offset of the oldest loaded record still inside the window, and the
-// partition's newest event_time just before it. Every record that can still
-// decide anything is at or after that offset.
-func (w *Window) Bounds() (start int64, newest time.Time) {
-	start, newest = w.next, w.newest
-	wm := instantOf(w.Watermark())
-	for _, ent := range w.entries {
-		if !ent.newest().before(wm) && ent.origOffset < start {
-			start, newest = ent.origOffset, ent.maxAtOrig().time()
-		}
+// dropCheckpointsBefore keeps the last checkpoint at or before offset and
+// those after it: the oldest held ID's offset never goes back.
+func (w *Window) dropCheckpointsBefore(offset int64) {
+	keep := 0
+	for keep+1 < len(w.checkpoints) && w.checkpoints[keep+1].offset <= offset {
+		keep++
 	}
-	return start, newest
+	w.checkpoints = w.checkpoints[keep:]
 }

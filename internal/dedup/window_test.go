@@ -1,6 +1,7 @@
 package dedup
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -195,4 +196,69 @@ func mustID(value []byte) string {
 		return "key"
 	}
 	return e.TransactionID
+}
+
+// TestEventTimesCenturiesApart feeds event times that leap between years
+// 1 and 9999, so the Window must move the base its held times are counted
+// from, with lateness up to the largest allowed. Every verdict must match
+// the oracle's, and a Window rebuilt from Bounds or read from a snapshot
+// midway must decide the rest as the warm one does.
+func TestEventTimesCenturiesApart(t *testing.T) {
+	years := []int{1, 2, 60, 150, 1969, 2026, 2126, 2200, 5000, 9998}
+	for _, late := range []time.Duration{10 * time.Minute, 80 * 365 * 24 * time.Hour, MaxLateness} {
+		rng := rand.New(rand.NewPCG(uint64(late), 9))
+		log := make([]rec, 4000)
+		year := years[0]
+		for i := range log {
+			if rng.IntN(200) == 0 {
+				year = years[rng.IntN(len(years))]
+			}
+			at := time.Date(year+rng.IntN(2), time.Month(1+rng.IntN(12)), 1, 0, rng.IntN(60), 0, rng.IntN(1e9), time.UTC)
+			log[i] = rec{int64(i), event(fmt.Sprintf("tx-%d", rng.IntN(60)), at, []string{"1.00", "2.00"}[rng.IntN(40)/39])}
+		}
+		oracle := simulation.NewOracle(late)
+		warm := New(late, 0, time.Time{})
+		counts := map[Decision]int{}
+		// Windows made midway, which must decide on as warm does.
+		followers := map[string]*Window{}
+		for i, r := range log {
+			if i%500 == 250 {
+				s, newest := warm.Bounds()
+				cold := New(late, s, newest)
+				for _, r := range log[s:i] {
+					observe(t, cold, r)
+				}
+				var buf bytes.Buffer
+				if err := warm.WriteSnapshot(&buf, 0); err != nil {
+					t.Fatal(err)
+				}
+				loaded, _, err := ReadSnapshot(&buf)
+				if err != nil {
+					t.Fatalf("lateness %v, snapshot at %d: %v", late, i, err)
+				}
+				followers = map[string]*Window{fmt.Sprintf("rebuilt from %d", s): cold, fmt.Sprintf("snapshot at %d", i): loaded}
+			}
+			id := mustID(r.value)
+			vo := oracle.Observe(0, r.offset, []byte(id), r.value, time.Time{})
+			vw := observe(t, warm, r)
+			for name, f := range followers {
+				if vf := observe(t, f, r); vf != vw {
+					t.Fatalf("lateness %v, offset %d: warm says %+v, the window %s %+v", late, r.offset, vw, name, vf)
+				}
+			}
+			want := map[simulation.Outcome]Decision{simulation.OutcomeLoaded: Loaded, simulation.OutcomeDuplicate: Duplicate, simulation.OutcomeLate: Late}[vo.Outcome]
+			if vo.Reason == payment.ReasonConflict {
+				want = Conflict
+			}
+			if vw.Decision != want || (want == Duplicate && vw.DuplicateOf != vo.DuplicateOf) {
+				t.Fatalf("lateness %v, offset %d (%s): window says %v of %d, oracle %v of %d", late, r.offset, id, vw.Decision, vw.DuplicateOf, vo.Outcome, vo.DuplicateOf)
+			}
+			counts[vw.Decision]++
+		}
+		for _, d := range []Decision{Loaded, Duplicate, Late, Conflict} {
+			if counts[d] == 0 {
+				t.Errorf("lateness %v: no %v record: the test proves nothing about it (%v)", late, d, counts)
+			}
+		}
+	}
 }

@@ -1,0 +1,26 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paystream/paystream/internal/dedup"
+)
+
+// TestAllowedLatenessIsBounded: the dedup window holds event times as
+// nanoseconds from a base it moves, which works for a lateness up to
+// dedup.MaxLateness; a longer one is refused at start, in one line.
+func TestAllowedLatenessIsBounded(t *testing.T) {
+	for _, c := range []struct {
+		lateness time.Duration
+		ok       bool
+	}{{time.Nanosecond, true}, {dedup.MaxLateness, true}, {0, false}, {-time.Minute, false}, {dedup.MaxLateness + 1, false}} {
+		cfg := Default()
+		cfg.AllowedLateness = c.lateness
+		err := cfg.Validate()
+		if (err == nil) != c.ok || err != nil && (!strings.Contains(err.Error(), "allowed-lateness") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("lateness %v: error %v, want ok=%v", c.lateness, err, c.ok)
+		}
+	}
+}
