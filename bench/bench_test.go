@@ -165,6 +165,9 @@ func checkSteady(t *testing.T, o options, s steadyState) {
 	if s.RecoveryMaxS <= 0 || s.RecoveryMedianS <= 0 || len(s.RSS) == 0 || s.PeakRSSMB <= 0 {
 		t.Errorf("recovery or memory not measured: recovery %.1f/%.1f s, %d RSS samples", s.RecoveryMaxS, s.RecoveryMedianS, len(s.RSS))
 	}
+	if s.DedupWindowMB <= 0 {
+		t.Errorf("steady run (%s): the dedup windows' memory outside the heap was not read from /metrics", s.Sink)
+	}
 	// The heap profile's summary and at least one holder.
 	if len(s.HeapTop) < 3 || !strings.HasPrefix(s.HeapTop[0], "Showing nodes") {
 		t.Errorf("steady run (%s): no heap profile summary: %q", s.Sink, s.HeapTop)

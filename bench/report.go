@@ -203,6 +203,9 @@ func (r *report) markdown(chart string) string {
 			}
 			b.WriteString(" of " + fmt.Sprint(r.Machine.Cores) + ".\n")
 		}
+		if st.DedupWindowMB > 0 {
+			fmt.Fprintf(&b, "  The dedup windows' tables held %.0f MB outside the Go heap before the kill.\n", st.DedupWindowMB)
+		}
 		if len(st.HeapTop) > 0 {
 			b.WriteString("  The worker's live heap before the kill (`go tool pprof -top`):\n\n  ```\n")
 			for _, l := range st.HeapTop {

@@ -371,6 +371,29 @@ func (m *cpuMeter) used() map[string]float64 {
 	return out
 }
 
+// metric reads one unlabelled figure from w's /metrics.
+func (w *workerProc) metric(ctx context.Context, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("metrics: %s %v", resp.Status, err)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("metrics: no %s", name)
+}
+
 // heapTop takes w's heap profile (live bytes after a GC) and returns what
 // `go tool pprof -top` makes of it: the summary line and the largest
 // holders. path is where the profile is kept.

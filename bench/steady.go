@@ -17,6 +17,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -62,6 +63,9 @@ type steadyState struct {
 	// HeapTop is `go tool pprof -top` of the worker's live heap just
 	// before the kill: what holds its memory.
 	HeapTop []string `json:"heap_top,omitempty"`
+	// DedupWindowMB is what the dedup windows' tables held outside the Go
+	// heap just before the kill: part of the RSS, not of HeapTop.
+	DedupWindowMB float64 `json:"dedup_window_mb,omitempty"`
 	// FellBehind: still not caught up catchUpGrace after the producer
 	// stopped, so the rate is more than the sink sustains.
 	FellBehind bool     `json:"fell_behind"`
@@ -141,6 +145,11 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	res.Cores = map[string]float64{}
 	for name, s := range cpu.used() {
 		res.Cores[name] = s / time.Since(began).Seconds()
+	}
+	if v, err := first.metric(ctx, metrics.DedupWindowBytes); err != nil {
+		e.logf("  dedup window bytes not read: %v", err)
+	} else {
+		res.DedupWindowMB = v / 1e6
 	}
 	if top, err := first.heapTop(ctx, filepath.Join(e.dir, "heap-"+sink+".pb.gz")); err != nil {
 		res.HeapTop = []string{err.Error()}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/memlimit"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
@@ -97,6 +99,11 @@ func run(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if gcLimit < math.MaxInt64 {
+		// The dedup windows' tables are outside the Go heap, where the
+		// limit does not see them; it comes down as they grow.
+		go memlimit.Follow(ctx, gcLimit, dedup.OffHeapBytes, time.Second)
+	}
 	m := metrics.New()
 	opts.Metrics = m
 	tc, err := pipeline.DialTemporalWithMetrics(ctx, cfg, log, m)

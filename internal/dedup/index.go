@@ -3,6 +3,7 @@ package dedup
 import (
 	"encoding/binary"
 	"math/bits"
+	"runtime"
 	"unsafe"
 )
 
@@ -20,7 +21,8 @@ import (
 type index struct {
 	tags  []uint64 // fingerprint bytes 0..8; 0 marks an empty slot
 	slots []slot
-	n     int // slots in use
+	n     int      // slots in use
+	mem   *mapping // the memory tags and slots are in
 }
 
 // slot is one held ID: the rest of its fingerprint and its entry.
@@ -32,11 +34,24 @@ type slot struct {
 	rawHash    uint32 // of the loaded record's bytes
 }
 
-const minIndexSlots = 1024
+const (
+	minIndexSlots = 1024
+	slotBytes     = 8 + int(unsafe.Sizeof(slot{})) // a tag and a slot
+)
 
-func newIndex(capacity int) index {
+// newIndex returns an empty table of at least capacity slots. Its memory
+// is outside the Go heap where the system allows (see mapping), and is
+// given back when the table is resized or no longer reachable.
+func newIndex(capacity int) *index {
 	capacity = max(capacity, minIndexSlots)
-	return index{tags: make([]uint64, capacity), slots: make([]slot, capacity)}
+	m := allocate(capacity * slotBytes)
+	x := &index{
+		tags:  unsafe.Slice((*uint64)(unsafe.Pointer(&m.b[0])), capacity),
+		slots: unsafe.Slice((*slot)(unsafe.Pointer(&m.b[capacity*8])), capacity),
+		mem:   m,
+	}
+	runtime.AddCleanup(x, (*mapping).free, m)
+	return x
 }
 
 // split is a fingerprint's tag and its second half. A tag of 0 would read
@@ -130,8 +145,9 @@ func (x *index) removeIf(drop func(*slot) bool) (minOffset int64, any bool) {
 	return minOffset, any
 }
 
-// resized returns a table of the given size holding x's slots.
-func (x *index) resized(capacity int) index {
+// resize moves x's slots to a table of the given size, in place, and
+// gives back the old table's memory.
+func (x *index) resize(capacity int) {
 	y := newIndex(capacity)
 	for i, tag := range x.tags {
 		if tag != 0 {
@@ -139,8 +155,10 @@ func (x *index) resized(capacity int) index {
 			y.put(j, tag, x.slots[i])
 		}
 	}
-	return y
+	x.mem.free()
+	x.tags, x.slots, x.n = y.tags, y.slots, y.n
+	x.mem.b, y.mem.b = y.mem.b, nil // y's cleanup now frees nothing
 }
 
 // bytes is the memory the table takes.
-func (x *index) bytes() int { return len(x.tags) * int(8+unsafe.Sizeof(slot{})) }
+func (x *index) bytes() int { return len(x.tags) * slotBytes }

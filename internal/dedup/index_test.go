@@ -2,8 +2,13 @@ package dedup
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
+
+	"github.com/paystream/paystream/internal/payment"
 )
 
 // TestIndexAgreesWithAMap inserts, overwrites and removes fingerprints at
@@ -66,10 +71,50 @@ func TestIndexAgreesWithAMap(t *testing.T) {
 			}
 		}
 		if step%1000 == 0 {
-			x = x.resized(x.n*5/3 + rng.IntN(300))
+			x.resize(x.n*5/3 + rng.IntN(300))
 		}
 		if step%25 == 0 || step%97 == 0 {
 			check(step)
 		}
 	}
+}
+
+// TestTablesGiveTheirMemoryBack: a table's memory is outside the Go heap,
+// so nothing but the table gives it back. Resizing must free the old one,
+// and a dropped Window must free its own once collected.
+func TestTablesGiveTheirMemoryBack(t *testing.T) {
+	before := settledOffHeapBytes()
+	func() {
+		w := New(time.Hour, 0, time.Time{})
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		for i := range 100_000 { // grows the table a dozen times
+			e := payment.Event{TransactionID: fmt.Sprint("tx-", i), EventTime: t0.Add(time.Duration(i) * time.Millisecond), Currency: "EUR"}
+			if _, err := w.Observe(int64(i), &e, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if held := OffHeapBytes() - before; offHeapSupported && held != int64(w.Bytes()) {
+			t.Errorf("windows hold %d bytes off the heap; the one live window's table is %d", held, w.Bytes())
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for OffHeapBytes() != before && time.Now().Before(deadline) {
+		runtime.GC() // cleanups run after the collection that finds the Window gone
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := OffHeapBytes(); got != before {
+		t.Errorf("%d bytes still held off the heap after the window was dropped", got-before)
+	}
+}
+
+// settledOffHeapBytes is OffHeapBytes once earlier tests' dropped windows
+// have given theirs back.
+func settledOffHeapBytes() int64 {
+	last := int64(-1)
+	for n := OffHeapBytes(); n != last; n = OffHeapBytes() {
+		last = n
+		runtime.GC()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return last
 }

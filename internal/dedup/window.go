@@ -132,7 +132,7 @@ type Window struct {
 	next        int64     // the offset the next record must have at least
 	newest      time.Time // newest event_time of any valid record so far
 	base        int64     // the second held times are counted from
-	ids         index
+	ids         *index
 	checkpoints []checkpoint // in offset order; the first is at or before every held ID's offset
 }
 
@@ -271,7 +271,7 @@ func (w *Window) makeRoom(newest time.Time, holding int64) {
 	w.forgetBehind(newest, holding)
 	size, n := len(w.ids.tags), w.ids.n
 	if n > size*13/20 || (n < size/4 && size > minIndexSlots) {
-		w.ids = w.ids.resized(n * 5 / 3)
+		w.ids.resize(n * 5 / 3)
 	}
 }
 

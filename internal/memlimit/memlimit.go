@@ -8,6 +8,7 @@
 package memlimit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Share is the part of the container's limit given to the Go heap; the
@@ -93,4 +95,27 @@ func Apply(limit int64) (int64, error) {
 	soft := int64(float64(limit) * Share)
 	debug.SetMemoryLimit(soft)
 	return soft, nil
+}
+
+// Lowered is the GC limit that leaves room for outside bytes the process
+// holds outside the Go heap under limit, the limit for all of it. It
+// keeps at least a quarter of limit, so a worker whose windows outgrow its
+// container still runs, collecting often, instead of thrashing on a limit
+// of nothing; the container's own limit is then the one that stops it.
+func Lowered(limit, outside int64) int64 { return max(limit-outside, limit/4) }
+
+// Follow keeps the GC limit at Lowered(limit, outside()) until ctx ends,
+// checking every interval: the runtime counts only the Go heap against its
+// limit, and the dedup windows live outside it (dedup.OffHeapBytes).
+func Follow(ctx context.Context, limit int64, outside func() int64, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		debug.SetMemoryLimit(Lowered(limit, outside()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

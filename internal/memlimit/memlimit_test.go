@@ -1,8 +1,11 @@
 package memlimit
 
 import (
+	"context"
 	"runtime/debug"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -48,4 +51,34 @@ func TestApply(t *testing.T) {
 	if set, _ := Apply(300 << 20); set != 0 {
 		t.Errorf("with GOMEMLIMIT in the environment Apply set %d; it should leave the runtime's", set)
 	}
+}
+
+// TestFollowLeavesRoomForMemoryOutsideTheHeap: as the dedup windows grow
+// outside the Go heap, the GC limit comes down by as much, and never below
+// a quarter of the container's share.
+func TestFollowLeavesRoomForMemoryOutsideTheHeap(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	const limit = 600 << 20
+	var outside atomic.Int64
+	outside.Store(100 << 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { Follow(ctx, limit, outside.Load, time.Millisecond); close(done) }()
+	waitFor := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for debug.SetMemoryLimit(-1) != want && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := debug.SetMemoryLimit(-1); got != want {
+			t.Fatalf("GC limit %d MiB, want %d MiB", got>>20, want>>20)
+		}
+	}
+	waitFor(500 << 20)
+	outside.Store(550 << 20)
+	waitFor(limit / 4)
+	outside.Store(0)
+	waitFor(limit)
+	cancel()
+	<-done
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paystream/paystream/internal/dedup"
 )
 
 // Pipeline is a worker's metrics. A nil *Pipeline records nothing, so
@@ -32,6 +34,7 @@ const (
 	LoadDurationSeconds = "paystream_load_duration_seconds"
 	KafkaLag            = "paystream_kafka_lag"
 	LoadRetriesTotal    = "paystream_load_retries_total"
+	DedupWindowBytes    = "paystream_dedup_window_bytes"
 )
 
 // Event outcomes, the values of EventsTotal's outcome label.
@@ -63,7 +66,11 @@ func New() *Pipeline {
 		loadRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadRetriesTotal,
 			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
 	}
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries,
+	// The Go collector cannot see the windows' tables: they are outside
+	// the Go heap, yet the bulk of a worker's memory.
+	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
+		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, windowBytes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.

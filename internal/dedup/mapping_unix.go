@@ -1,0 +1,23 @@
+//go:build unix
+
+package dedup
+
+import "syscall"
+
+const offHeapSupported = true
+
+// allocate maps size bytes of zeroed memory from the system, or falls back
+// to the Go heap when it will not.
+func allocate(size int) *mapping {
+	b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		return &mapping{b: make([]byte, size)}
+	}
+	offHeapBytes.Add(int64(size))
+	return &mapping{b: b, offHeap: true}
+}
+
+func unmap(b []byte) {
+	// Munmap fails only for a range that is not a mapping; these are.
+	_ = syscall.Munmap(b)
+}
