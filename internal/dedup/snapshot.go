@@ -112,20 +112,27 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 		}
 		w.checkpoints = append(w.checkpoints, c)
 	}
-	var rec [snapshotEntrySize]byte
-	for range held {
-		if _, err := io.ReadFull(body, rec[:]); err != nil {
+	// Entries are read a block at a time: one read and one checksum
+	// update per entry cost more than putting it in the table.
+	block := make([]byte, 1638*snapshotEntrySize)
+	for left := held; left > 0; {
+		n := min(left, uint64(len(block)/snapshotEntrySize))
+		left -= n
+		recs := block[:n*snapshotEntrySize]
+		if _, err := io.ReadFull(body, recs); err != nil {
 			return nil, 0, fmt.Errorf("%w: cut short", ErrBadSnapshot)
 		}
-		v := func(i int) uint64 { return binary.LittleEndian.Uint64(rec[8*i:]) }
-		tag := v(0)
-		s := slot{fpHi: v(1), origOffset: int64(v(2)), newest: int64(v(3)),
-			content: binary.LittleEndian.Uint32(rec[32:]), rawHash: binary.LittleEndian.Uint32(rec[36:])}
-		i, dup := w.ids.find(tag, s.fpHi)
-		if tag == 0 || dup || s.origOffset < w.checkpoints[0].offset || s.origOffset >= next {
-			return nil, 0, fmt.Errorf("%w: an ID out of place", ErrBadSnapshot)
+		for ; len(recs) > 0; recs = recs[snapshotEntrySize:] {
+			v := func(i int) uint64 { return binary.LittleEndian.Uint64(recs[8*i:]) }
+			tag := v(0)
+			s := slot{fpHi: v(1), origOffset: int64(v(2)), newest: int64(v(3)),
+				content: binary.LittleEndian.Uint32(recs[32:]), rawHash: binary.LittleEndian.Uint32(recs[36:])}
+			i, dup := w.ids.find(tag, s.fpHi)
+			if tag == 0 || dup || s.origOffset < w.checkpoints[0].offset || s.origOffset >= next {
+				return nil, 0, fmt.Errorf("%w: an ID out of place", ErrBadSnapshot)
+			}
+			w.ids.put(i, tag, s)
 		}
-		w.ids.put(i, tag, s)
 	}
 	want := crc.Sum32()
 	var sum [4]byte
