@@ -50,7 +50,7 @@ func TestIndexAgreesWithAMap(t *testing.T) {
 		case ok:
 			x.slots[i].origOffset = int64(step)
 			want[fp] = int64(step)
-		case x.n+1 <= len(x.tags)*4/5:
+		case !x.full():
 			x.put(i, tag, slot{fpHi: hi, origOffset: int64(step)})
 			want[fp] = int64(step)
 		}
@@ -71,7 +71,7 @@ func TestIndexAgreesWithAMap(t *testing.T) {
 			}
 		}
 		if step%1000 == 0 {
-			x.resize(x.n*5/3 + rng.IntN(300))
+			x.resize(slotsFor(x.n) + rng.IntN(300))
 		}
 		if step%25 == 0 || step%97 == 0 {
 			check(step)

@@ -99,7 +99,7 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 	if lateness <= 0 || lateness > MaxLateness || next < 0 || !newestOK || checkpoints == 0 || checkpoints > 1<<32 || held > 1<<40 {
 		return nil, 0, fmt.Errorf("%w: header out of range", ErrBadSnapshot)
 	}
-	w := &Window{lateness: lateness, next: next, newest: newest, base: base, ids: newIndex(int(held) * 5 / 3)}
+	w := &Window{lateness: lateness, next: next, newest: newest, base: base, ids: newIndex(slotsFor(int(held)))}
 	var cp [snapshotCheckpoint]byte
 	for range checkpoints {
 		if _, err := io.ReadFull(body, cp[:]); err != nil {

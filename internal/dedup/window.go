@@ -221,7 +221,7 @@ func (w *Window) hold(tag uint64, s slot, at, newest time.Time) {
 		w.rebase(at.Unix(), newest, s.origOffset)
 	}
 	i, held := w.ids.find(tag, s.fpHi)
-	if !held && w.ids.n+1 > len(w.ids.tags)*4/5 {
+	if !held && w.ids.full() {
 		w.makeRoom(newest, s.origOffset)
 		i, _ = w.ids.find(tag, s.fpHi)
 	}
@@ -264,14 +264,12 @@ func (w *Window) rebase(base int64, newest time.Time, holding int64) {
 	w.base = base
 }
 
-// makeRoom sweeps a table that is four-fifths full, then sizes it so the
-// IDs it still holds fill it to three-fifths: a table kept between 60 and
-// 80 % full costs about 57 bytes a held ID and keeps probe runs short.
+// makeRoom sweeps a full table, then resizes it if what it still holds
+// does not fit it (see index.misfit).
 func (w *Window) makeRoom(newest time.Time, holding int64) {
 	w.forgetBehind(newest, holding)
-	size, n := len(w.ids.tags), w.ids.n
-	if n > size*13/20 || (n < size/4 && size > minIndexSlots) {
-		w.ids.resize(n * 5 / 3)
+	if w.ids.misfit() {
+		w.ids.resize(slotsFor(w.ids.n))
 	}
 }
 
