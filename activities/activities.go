@@ -107,6 +107,43 @@ func heartbeatEvery(ctx context.Context, n int, detail any) {
 	}
 }
 
+// keepAlive heartbeats the activity every second, with detail, until the
+// returned stop is called; outside an activity it does nothing. A call
+// into BigQuery can block longer than the heartbeat timeout. On the
+// emulator, once its tables had grown, the query by which a retried Load
+// checks whether its job's rows landed took over 5 s. The attempt was
+// timed out, the next one asked again and waited as long, and the batch
+// never finished (the benchmark's steady run, after the worker kill). The
+// heartbeat timeout is there to notice a worker that died;
+// StartToCloseTimeout and the clients' own timeouts bound a call that
+// hangs.
+func keepAlive(ctx context.Context, detail any) (stop func()) {
+	actx := activityContext(ctx)
+	if actx == nil {
+		return func() {}
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-actx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(actx, detail)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
 // readRange reads [start, end) of a partition, heartbeating as it goes, and
 // turns "offsets deleted by retention" into a non-retryable error.
 func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {

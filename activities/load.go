@@ -53,6 +53,7 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1 {
 		a.Metrics.LoadRetried("activity")
 	}
+	defer keepAlive(ctx, "load")()
 	rows, totals, err := a.buildRows(ctx, in, time.Now().UTC())
 	if err != nil {
 		return batch.Totals{}, err
@@ -119,14 +120,6 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	if a.Emulator {
 		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
 	}
-	if actx := activityContext(ctx); actx != nil {
-		// Always on the activity's own context: the SDK sends a
-		// throttled heartbeat later with the context it was given, and
-		// one that has ended by then (an errgroup's, say) makes the SDK
-		// cancel the whole activity.
-		loader.Heartbeat = func() { activity.RecordHeartbeat(actx, table) }
-		activity.RecordHeartbeat(actx, table)
-	}
 	jobID := func(attempt int) string { return batch.LoadJobID(id, table, attempt) }
 	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
 		if errors.Is(err, warehouse.ErrLoadFailed) {
@@ -173,9 +166,6 @@ func (a *Activities) batchRowsLanded(ctx context.Context, table, batchID string)
 		}
 		if n, _ := row[0].(int64); n > 0 || try == 5 {
 			return n > 0, nil
-		}
-		if activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, table)
 		}
 		select {
 		case <-ctx.Done():

@@ -175,6 +175,7 @@ type ReplayLoadInput struct {
 // transactions_enriched under the replay's ID, then its ledger row into
 // quarantine_replays. Run twice, or twice at once, it appends once.
 func (a *Activities) LoadReplay(ctx context.Context, in ReplayLoadInput) (ReplayTotals, error) {
+	defer keepAlive(ctx, "load")()
 	id := in.Replay.ID()
 	rows, totals, err := a.replayRows(ctx, in, time.Now().UTC())
 	if err != nil {

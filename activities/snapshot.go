@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -57,6 +58,35 @@ func (a *Activities) snapshotStore() *windowSnapshots {
 
 func (s *windowSnapshots) path(topic string, partition int) string {
 	return filepath.Join(s.dir, url.PathEscape(topic)+"-"+strconv.Itoa(partition)+".window")
+}
+
+// SnapshotPartitions lists the partitions, by topic, that have a dedup
+// snapshot in dir: the partitions a worker that used dir was running.
+// A dir that does not exist has none.
+func SnapshotPartitions(dir string) (map[string][]int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list dedup snapshots: %w", err)
+	}
+	out := map[string][]int{}
+	for _, e := range entries {
+		// Named by path: the escaped topic, a dash, the partition.
+		name, ok := strings.CutSuffix(e.Name(), ".window")
+		cut := strings.LastIndexByte(name, '-')
+		if !ok || cut < 0 {
+			continue
+		}
+		topic, err1 := url.PathUnescape(name[:cut])
+		partition, err2 := strconv.Atoi(name[cut+1:])
+		if err1 != nil || err2 != nil || partition < 0 {
+			continue
+		}
+		out[topic] = append(out[topic], partition)
+	}
+	return out, nil
 }
 
 // due tells whether the partition's window is due to be written again.

@@ -3,7 +3,9 @@ package activities
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -109,5 +112,41 @@ func TestRestartLoadsTheWindowSnapshot(t *testing.T) {
 		if logs.FilterMessage("dedup window loaded from its snapshot").Len() != 0 || logs.FilterMessage("dedup window rebuilt from the log").Len() != 1 {
 			t.Errorf("%s snapshot: want it refused and the window replayed from the log; logs %v", name, logs.All())
 		}
+	}
+}
+
+// TestSnapshotPartitionsNamesWhatWasWritten: a restarted worker learns
+// from its state directory which partitions its predecessor ran, topic
+// names with dashes and slashes included.
+func TestSnapshotPartitionsNamesWhatWasWritten(t *testing.T) {
+	dir := t.TempDir()
+	s := &windowSnapshots{dir: dir}
+	w := dedup.New(time.Minute, 0, time.Time{})
+	for _, tp := range []struct {
+		topic     string
+		partition int
+	}{{"pay-ments", 0}, {"pay-ments", 11}, {"a/b", 3}} {
+		if err := s.write(s.path(tp.topic, tp.partition), w, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Neither a half-written snapshot nor a stray file is a partition.
+	for _, stray := range []string{"pay-ments-4.window.123.tmp", "notes.txt", "x.window"} {
+		if err := os.WriteFile(filepath.Join(dir, stray), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := SnapshotPartitions(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ps := range got {
+		slices.Sort(ps)
+	}
+	if want := map[string][]int{"pay-ments": {0, 11}, "a/b": {3}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("snapshot partitions %v, want %v", got, want)
+	}
+	if got, err := SnapshotPartitions(filepath.Join(dir, "none")); err != nil || len(got) != 0 {
+		t.Errorf("a missing directory: %v, %v; want none", got, err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"go.uber.org/zap"
 
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 
@@ -84,23 +83,7 @@ func (a *Activities) appendTables(ctx context.Context, spec batch.Spec, rows map
 		return nil
 	}
 	// Appends (and, on the emulator, waiting for a turn) can outlast the
-	// heartbeat timeout: keep saying this attempt is alive.
-	if actx := activityContext(ctx); actx != nil {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			tick := time.NewTicker(time.Second)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					activity.RecordHeartbeat(actx, "append")
-				}
-			}
-		}()
-	}
+	// heartbeat timeout: Load keeps the attempt alive (keepAlive).
 	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
 	for _, table := range LoadOrder[:len(LoadOrder)-1] {
 		g.Go(func() error { return appendOne(gctx, table) })

@@ -84,7 +84,7 @@ var (
 	}
 	loadOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    heartbeatTimeout, // every table, during uploads and while a job runs
+		HeartbeatTimeout:    heartbeatTimeout, // every second while it runs (activities.keepAlive)
 		RetryPolicy:         retry,
 	}
 )

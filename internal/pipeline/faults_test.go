@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/workflows"
@@ -155,16 +158,56 @@ func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
 }
 
 // TestBigQueryFaults puts a reverse proxy in front of the emulator that, in
-// turn, answers 503 before forwarding, forwards and then answers 503 (the
-// job was accepted, the client never hears), and answers slowly.
+// turn, holds the check a retried ledger job makes longer than the
+// heartbeat timeout (the emulator's queries take that long once its tables
+// have grown), answers 503 before forwarding, forwards and then answers
+// 503 (the job was accepted, the client never hears), and answers slowly.
 func TestBigQueryFaults(t *testing.T) {
+	ctx := context.Background()
 	var target atomic.Value // *url.URL of the emulator
-	var mode atomic.Value   // "", "503", "503-after", "slow"
+	var mode atomic.Value   // "", "stall", "503", "503-after", "slow"
 	mode.Store("")
 	injected := atomic.Int64{}
+	var stallMu sync.Mutex
+	refusedInStall, stalled := map[string]bool{}, map[string]bool{} // ledger job IDs; batch IDs
+	batchParam := regexp.MustCompile(`"name":"batch","parameterType":\{"type":"STRING"\},"parameterValue":\{"value":"([^"]+)"`)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rp := httputil.NewSingleHostReverseProxy(target.Load().(*url.URL))
-		switch mode.Load() {
+		current := mode.Load()
+		if current == "stall" {
+			// The ledger job is accepted and the client hears 503: its
+			// retry finds the job, and Load asks whether its rows landed.
+			if id, err := ledgerLoadJob(r); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			} else if id != "" {
+				stallMu.Lock()
+				refusedInStall[id] = true
+				stallMu.Unlock()
+				current = "503-after"
+			}
+		}
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/queries") {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if m := batchParam.FindSubmatch(body); m != nil && bytes.Contains(body, []byte("batch_ledger")) {
+				stallMu.Lock()
+				hold := refusedInStall[batch.LoadJobID(string(m[1]), "batch_ledger", 0)] && !stalled[string(m[1])]
+				if hold {
+					stalled[string(m[1])] = true
+				}
+				stallMu.Unlock()
+				if hold {
+					injected.Add(1)
+					time.Sleep(7 * time.Second) // the heartbeat timeout is 5 s
+				}
+			}
+		}
+		switch current {
 		case "503":
 			injected.Add(1)
 			http.Error(w, `{"error":{"code":503,"message":"injected"}}`, http.StatusServiceUnavailable)
@@ -193,7 +236,8 @@ func TestBigQueryFaults(t *testing.T) {
 	}
 	target.Store(u)
 	m := produceAndStart(t, e, 8000)
-	for _, m := range []string{"503", "503-after", "slow", "503-after", ""} {
+	// The stall comes first, so a Load it holds is a first attempt.
+	for _, m := range []string{"stall", "503", "503-after", "slow", "503-after", ""} {
 		mode.Store(m)
 		time.Sleep(3 * time.Second)
 	}
@@ -204,6 +248,40 @@ func TestBigQueryFaults(t *testing.T) {
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
 	t.Logf("%d BigQuery requests faulted", injected.Load())
+
+	// A Load attempt waiting on a slow call is alive: it must not be
+	// timed out and run again.
+	stallMu.Lock()
+	defer stallMu.Unlock()
+	if len(stalled) == 0 {
+		t.Fatal("no retried ledger job's check was held: the test proves nothing")
+	}
+	for id := range stalled {
+		if n := loadAttempts(ctx, t, e, id); n != 1 {
+			t.Errorf("batch %s: Load finished on attempt %d after a 7 s call, want 1: a live attempt was timed out", id, n)
+		}
+	}
+}
+
+// loadAttempts is the attempt on which batch id's Load activity finished.
+func loadAttempts(ctx context.Context, t *testing.T, e *env, id string) int32 {
+	t.Helper()
+	it := e.operator.Temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	loads := map[int64]bool{} // scheduled event IDs of Load
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatalf("history of %s: %v", id, err)
+		}
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "Load" {
+			loads[ev.GetEventId()] = true
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && loads[a.GetScheduledEventId()] {
+			return a.GetAttempt()
+		}
+	}
+	t.Fatalf("batch %s: no Load started in its history", id)
+	return 0
 }
 
 // TestStopWhileABatchRetries: every partition's first batch writes its
@@ -217,22 +295,20 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	var failLedger atomic.Bool
 	failLedger.Store(true)
 	refused := atomic.Int64{}
-	jobID := regexp.MustCompile(`"jobId":"([^"]+)"`)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if failLedger.Load() && r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/upload/") {
-			body, err := io.ReadAll(r.Body)
+		if failLedger.Load() {
+			id, err := ledgerLoadJob(r)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			if m := jobID.FindSubmatch(body); m != nil && bytes.Contains(body, []byte(`"tableId":"batch_ledger"`)) {
+			if id != "" {
 				// The job is accepted and fails, as a load into a table
 				// whose schema was changed by hand would.
 				refused.Add(1)
 				w.Header().Set("Content-Type", "application/json")
 				fmt.Fprintf(w, `{"kind":"bigquery#job","jobReference":{"projectId":"p","jobId":%q},"status":{"state":"DONE",`+
-					`"errorResult":{"reason":"invalid","message":"injected: ledger refused"},"errors":[{"reason":"invalid","message":"injected: ledger refused"}]}}`, m[1])
+					`"errorResult":{"reason":"invalid","message":"injected: ledger refused"},"errors":[{"reason":"invalid","message":"injected: ledger refused"}]}}`, id)
 				return
 			}
 		}
@@ -284,6 +360,26 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	}
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
+}
+
+var loadJobID = regexp.MustCompile(`"jobId":"([^"]+)"`)
+
+// ledgerLoadJob is the job ID of r when r creates a load job into
+// batch_ledger, "" for any other request. It leaves r's body to be read
+// again.
+func ledgerLoadJob(r *http.Request) (string, error) {
+	if r.Method != http.MethodPost || !strings.Contains(r.URL.Path, "/upload/") {
+		return "", nil
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return "", err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if m := loadJobID.FindSubmatch(body); m != nil && bytes.Contains(body, []byte(`"tableId":"batch_ledger"`)) {
+		return string(m[1]), nil
+	}
+	return "", nil
 }
 
 // waitStates waits until every partition's status is state.

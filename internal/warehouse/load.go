@@ -37,9 +37,6 @@ type Loader struct {
 	// so a client killed mid-upload leaves a job that says DONE and wrote
 	// nothing; BigQuery creates a load job only once its upload is whole.
 	FoundJobWrote func(ctx context.Context, table string) (bool, error)
-	// Heartbeat, when set, is called while jobs run, so the activity's
-	// heartbeat timeout catches a stalled load.
-	Heartbeat func()
 	// Retried, when set, is told each time a job failed and the next job
 	// ID is tried (the retries metric).
 	Retried func()
@@ -110,22 +107,6 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 	// One request from the bytes in hand: the client's default chunking
 	// buffers 16 MiB per upload, and a batch uploads five tables at once.
 	loader.MediaOptions = []googleapi.MediaOption{googleapi.ChunkSize(0)}
-	// An upload can take longer than the heartbeat timeout; a live worker
-	// keeps saying so, and a dead one stops.
-	if l.Heartbeat != nil {
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			for {
-				select {
-				case <-done:
-					return
-				case <-time.After(time.Second):
-					l.Heartbeat()
-				}
-			}
-		}()
-	}
 	return loader.Run(ctx)
 }
 
@@ -142,9 +123,6 @@ func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error
 		}
 		if status.Done() {
 			return status.Err(), nil
-		}
-		if l.Heartbeat != nil {
-			l.Heartbeat()
 		}
 		select {
 		case <-ctx.Done():
