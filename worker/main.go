@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -129,6 +130,9 @@ func run(args []string) error {
 		defer srv.Close()
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
 	}
+	if opts.StateDir != "" {
+		releaseStickyWorkflows(ctx, tc, cfg, opts.StateDir, log)
+	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
 	}
@@ -141,6 +145,30 @@ func run(args []string) error {
 	log.Info("worker stopping")
 	w.Stop()
 	return nil
+}
+
+// releaseStickyWorkflows hands the workflows of the partitions this
+// worker's predecessor ran (their snapshots are in stateDir) from its
+// sticky queue back to the task queue (see pipeline.ReleaseStickyWorkflows).
+// Failing costs only a slower recovery, so it is logged, not returned.
+func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Config, stateDir string, log *zap.Logger) {
+	began := time.Now()
+	partitions, err := activities.SnapshotPartitions(stateDir)
+	if err != nil || len(partitions) == 0 {
+		if err != nil {
+			log.Warn("sticky workflows not released", zap.Error(err))
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := pipeline.ReleaseStickyWorkflows(ctx, tc, cfg.Namespace, partitions)
+	if err != nil {
+		log.Warn("sticky workflows not all released", zap.Int("released", n), zap.Error(err))
+		return
+	}
+	log.Info("workflows of the partitions in the state directory released to the task queue", zap.Int("workflows", n),
+		zap.Duration("took", time.Since(began)))
 }
 
 // withProfiles serves Go's profiles under /debug/pprof/ beside h: how the

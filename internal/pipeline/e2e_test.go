@@ -114,6 +114,13 @@ func TestEndToEnd(t *testing.T) {
 	}
 	e.waitCaughtUp(t, 10*time.Minute)
 
+	// A worker restarted with its predecessor's state directory releases
+	// those partitions' workflows from the dead worker's sticky queue:
+	// here each caught-up partition's PartitionIngest, and only theirs.
+	if n, err := pipeline.ReleaseStickyWorkflows(ctx, e.operator.Temporal, cfg.Namespace, map[string][]int{cfg.Topic: {0, 2}, "other-topic": {1}}); err != nil || n != 2 {
+		t.Errorf("released %d workflows of partitions 0 and 2 (%v), want their 2 PartitionIngest runs", n, err)
+	}
+
 	report, err := e.operator.Reconcile(ctx, &m)
 	if err != nil {
 		t.Fatal(err)
