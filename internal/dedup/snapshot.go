@@ -169,5 +169,5 @@ func getTime(b []byte) (time.Time, bool) {
 	case set != 1 || nsec >= 1e9:
 		return time.Time{}, false
 	}
-	return instant{sec, int32(nsec)}.time(), true
+	return time.Unix(sec, int64(nsec)).UTC(), true
 }

@@ -80,17 +80,6 @@ func fingerprintOf(id string) fingerprint {
 	return fingerprint(sum[:16])
 }
 
-// instant is a time as seconds and nanoseconds since the Unix epoch:
-// event times span years 1 to 9999, beyond what int64 nanoseconds hold.
-type instant struct {
-	sec  int64
-	nsec int32
-}
-
-func instantOf(t time.Time) instant { return instant{t.Unix(), int32(t.Nanosecond())} }
-
-func (i instant) time() time.Time { return time.Unix(i.sec, int64(i.nsec)).UTC() }
-
 // contentOf hashes what makes a repeat a conflict when it differs. A
 // conflict taken for a plain duplicate (a 2^-32 chance) still loads
 // nothing twice: the repeat is kept out of transactions either way, and
