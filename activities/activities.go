@@ -102,8 +102,8 @@ func heartbeatEvery(ctx context.Context, n int, detail any) {
 	if n%5000 != 0 {
 		return
 	}
-	if actx := activityContext(ctx); actx != nil {
-		activity.RecordHeartbeat(actx, detail)
+	if activity.IsActivity(ctx) {
+		activity.RecordHeartbeat(ctx, detail)
 	}
 }
 
@@ -116,10 +116,11 @@ func heartbeatEvery(ctx context.Context, n int, detail any) {
 // never finished (the benchmark's steady run, after the worker kill). The
 // heartbeat timeout is there to notice a worker that died;
 // StartToCloseTimeout and the clients' own timeouts bound a call that
-// hangs.
+// hangs. ctx must be the activity's own context: the SDK sends a throttled
+// heartbeat later with the context it was given, and one that has ended
+// by then makes it cancel the whole activity.
 func keepAlive(ctx context.Context, detail any) (stop func()) {
-	actx := activityContext(ctx)
-	if actx == nil {
+	if !activity.IsActivity(ctx) {
 		return func() {}
 	}
 	done, stopped := make(chan struct{}), make(chan struct{})
@@ -131,10 +132,10 @@ func keepAlive(ctx context.Context, detail any) (stop func()) {
 			select {
 			case <-done:
 				return
-			case <-actx.Done():
+			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(actx, detail)
+				activity.RecordHeartbeat(ctx, detail)
 			}
 		}
 	}()

@@ -96,7 +96,7 @@ func (a *Activities) loadJobs(ctx context.Context, spec batch.Spec, rows map[str
 	// so a batch waits for the slowest rather than the sum (load jobs take
 	// seconds on BigQuery). batch_ledger goes last, after all of them
 	// (invariant 6).
-	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
+	g, gctx := errgroup.WithContext(ctx)
 	for _, table := range LoadOrder[:len(LoadOrder)-1] {
 		g.Go(func() error { return load(gctx, table) })
 	}
@@ -129,25 +129,6 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	}
 	faults.At("load:" + table)
 	return nil
-}
-
-type activityContextKey struct{}
-
-// keepActivityContext lets contexts derived from ctx find ctx again with
-// activityContext, for heartbeats.
-func keepActivityContext(ctx context.Context) context.Context {
-	return context.WithValue(ctx, activityContextKey{}, ctx)
-}
-
-// activityContext is the activity's own context, or nil outside one.
-func activityContext(ctx context.Context) context.Context {
-	if !activity.IsActivity(ctx) {
-		return nil
-	}
-	if actx, ok := ctx.Value(activityContextKey{}).(context.Context); ok {
-		return actx
-	}
-	return ctx
 }
 
 // batchRowsLanded tells whether table holds rows of the batch, giving an

@@ -84,7 +84,7 @@ func (a *Activities) appendTables(ctx context.Context, spec batch.Spec, rows map
 	}
 	// Appends (and, on the emulator, waiting for a turn) can outlast the
 	// heartbeat timeout: Load keeps the attempt alive (keepAlive).
-	g, gctx := errgroup.WithContext(keepActivityContext(ctx))
+	g, gctx := errgroup.WithContext(ctx)
 	for _, table := range LoadOrder[:len(LoadOrder)-1] {
 		g.Go(func() error { return appendOne(gctx, table) })
 	}
