@@ -46,20 +46,17 @@ func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, err
 	}
 	client := kc.Client(10 * time.Second)
 	defer client.Close()
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range parts {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p.ID))
+	ids := make([]int, len(parts))
+	for i, p := range parts {
+		ids[i] = p.ID
 	}
-	resp, err := client.ListOffsets(ctx, req)
+	ends, err := client.lastOffsets(ctx, topic, ids)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of topic %s: %w", topic, err)
+		return nil, err
 	}
 	out := make([]int64, len(parts))
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
-		out[po.Partition] = po.LastOffset
+	for p, end := range ends {
+		out[p] = end
 	}
 	return out, nil
 }
@@ -69,18 +66,33 @@ func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, err
 // leader each time (as Bounds does) would cost a connection, and with
 // TLS or SASL a handshake, every poll.
 func (c *Client) HighWatermark(ctx context.Context, topic string, partition int) (int64, error) {
-	resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}}})
+	ends, err := c.lastOffsets(ctx, topic, []int{partition})
 	if err != nil {
-		return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, err)
+		return 0, err
 	}
+	end, ok := ends[partition]
+	if !ok {
+		return 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
+	}
+	return end, nil
+}
+
+// lastOffsets asks for the end of each of the topic's given partitions.
+func (c *Client) lastOffsets(ctx context.Context, topic string, partitions []int) (map[int]int64, error) {
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+	}
+	resp, err := c.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of topic %s: %w", topic, err)
+	}
+	out := map[int]int64{}
 	for _, po := range resp.Topics[topic] {
-		if po.Partition != partition {
-			continue
-		}
 		if po.Error != nil {
-			return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, po.Error)
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
 		}
-		return po.LastOffset, nil
+		out[po.Partition] = po.LastOffset
 	}
-	return 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
+	return out, nil
 }
