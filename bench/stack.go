@@ -371,20 +371,29 @@ func (m *cpuMeter) used() map[string]float64 {
 	return out
 }
 
-// metric reads one unlabelled figure from w's /metrics.
-func (w *workerProc) metric(ctx context.Context, name string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+"/metrics", nil)
+// get reads path from w's HTTP server.
+func (w *workerProc) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+path, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("metrics: %s %v", resp.Status, err)
+		return nil, fmt.Errorf("GET %s: %s %v", path, resp.Status, err)
+	}
+	return body, nil
+}
+
+// metric reads one unlabelled figure from w's /metrics.
+func (w *workerProc) metric(ctx context.Context, name string) (float64, error) {
+	body, err := w.get(ctx, "/metrics")
+	if err != nil {
+		return 0, err
 	}
 	for _, l := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(l, name+" "); ok {
@@ -398,18 +407,9 @@ func (w *workerProc) metric(ctx context.Context, name string) (float64, error) {
 // `go tool pprof -top` makes of it: the summary line and the largest
 // holders. path is where the profile is kept.
 func (w *workerProc) heapTop(ctx context.Context, path string) ([]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+"/debug/pprof/heap?gc=1", nil)
+	body, err := w.get(ctx, "/debug/pprof/heap?gc=1")
 	if err != nil {
 		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("heap profile: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("heap profile: %s %v", resp.Status, err)
 	}
 	if err := os.WriteFile(path, body, 0o644); err != nil {
 		return nil, err
