@@ -56,8 +56,12 @@ func (a *Activities) snapshotStore() *windowSnapshots {
 	return a.snapshots
 }
 
+// A partition's snapshot is named for it: the escaped topic, a dash, the
+// partition, then snapshotSuffix (SnapshotPartitions reads names back).
+const snapshotSuffix = ".window"
+
 func (s *windowSnapshots) path(topic string, partition int) string {
-	return filepath.Join(s.dir, url.PathEscape(topic)+"-"+strconv.Itoa(partition)+".window")
+	return filepath.Join(s.dir, url.PathEscape(topic)+"-"+strconv.Itoa(partition)+snapshotSuffix)
 }
 
 // SnapshotPartitions lists the partitions, by topic, that have a dedup
@@ -73,8 +77,7 @@ func SnapshotPartitions(dir string) (map[string][]int, error) {
 	}
 	out := map[string][]int{}
 	for _, e := range entries {
-		// Named by path: the escaped topic, a dash, the partition.
-		name, ok := strings.CutSuffix(e.Name(), ".window")
+		name, ok := strings.CutSuffix(e.Name(), snapshotSuffix)
 		cut := strings.LastIndexByte(name, '-')
 		if !ok || cut < 0 {
 			continue
