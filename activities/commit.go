@@ -19,7 +19,9 @@ type CommitInput struct {
 
 // CommitOffsets records the consumer-group offset after every table of the
 // batch is loaded (invariant 5), so standard lag tooling sees paystream's
-// progress. Committing the same offset again is harmless.
+// progress. Committing the same offset again is harmless. Load calls it as
+// its last step; it stays an activity for PartitionIngest runs recorded
+// before that, which schedule it after each batch.
 func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
 	faults.At("commit")
 	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{

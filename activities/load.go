@@ -45,7 +45,8 @@ const ledgerTable = "batch_ledger"
 
 // Load writes the batch to every table, one load job per table with a job
 // ID derived from (batch ID, table), applying the recorded decisions and
-// scores. Run twice, or twice at once, it appends once.
+// scores, then commits the batch's end as the consumer group's offset.
+// Run twice, or twice at once, it appends once.
 func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, error) {
 	began := time.Now()
 	spec := in.Spec
@@ -64,6 +65,15 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 		}
 	} else if err := a.loadJobs(ctx, spec, rows); err != nil {
 		return batch.Totals{}, err
+	}
+	// Every table, the ledger last, is loaded: only now may the group's
+	// offset move past the batch (invariant 5). Committing here rather
+	// than in an activity of its own saves each batch a Temporal round
+	// trip; a retried Load commits the same offset again, which is
+	// harmless, and an attempt that lost its activity (its heartbeat is
+	// refused) has its context cancelled, so it does not commit late.
+	if err := a.CommitOffsets(ctx, CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}); err != nil {
+		return batch.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
 	}
 	var oldest time.Time
 	if recs, err := a.batchRecords(ctx, spec); err == nil && len(recs) > 0 {

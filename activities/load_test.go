@@ -14,6 +14,7 @@ import (
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -112,4 +113,41 @@ func TestLoadAppendsOnce(t *testing.T) {
 	if again := countRows(t, a); fmt.Sprint(again) != fmt.Sprint(once) {
 		t.Fatalf("after loading the same batch 4 times: %v, after once: %v", again, once)
 	}
+}
+
+// TestLoadCommitsTheOffsetLast: the consumer group's offset moves to the
+// batch's end only once every table is loaded (invariant 5). A Load whose
+// tables cannot be written commits nothing; the same batch loaded after
+// that commits its end.
+func TestLoadCommitsTheOffsetLast(t *testing.T) {
+	_, a, m := stackWithPayments(t, 500)
+	spec := batch.Spec{Range: batch.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
+	in := decide(t, a, spec)
+	ctx := context.Background()
+
+	broken := &Activities{Kafka: a.Kafka, ConsumerGroup: a.ConsumerGroup, BigQuery: a.BigQuery, Dataset: "no_such_dataset", Emulator: true}
+	defer Close(broken)
+	if _, err := broken.Load(ctx, in); err == nil {
+		t.Fatal("a load into a missing dataset succeeded")
+	}
+	if got := committedOffset(t, a, m.Topic); got != -1 {
+		t.Fatalf("after a failed load the group's offset is %d, want none (-1)", got)
+	}
+	if _, err := a.Load(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if got := committedOffset(t, a, m.Topic); got != spec.End {
+		t.Fatalf("after the load the group's offset is %d, want the batch's end %d", got, spec.End)
+	}
+}
+
+// committedOffset is the group's committed offset of partition 0, -1 when
+// it has none.
+func committedOffset(t *testing.T, a *Activities, topic string) int64 {
+	t.Helper()
+	offsets, err := kafkalog.CommittedOffsets(context.Background(), a.Kafka, a.ConsumerGroup, topic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offsets[0]
 }

@@ -94,7 +94,7 @@ func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.M
 }
 
 // loopRun drives the same activity code with a plain loop per partition
-// in this process: plan, dedup, enrich, load, commit, no Temporal. The
+// in this process: plan, dedup, enrich, load (which commits), no Temporal. The
 // ratio to temporalRun is what orchestration costs.
 func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, error) {
 	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
@@ -111,10 +111,8 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	for p := range partitions {
 		g.Go(func() error {
 			return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
-				if _, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}); err != nil {
-					return err
-				}
-				return acts.CommitOffsets(gctx, activities.CommitInput{Topic: cfg.Topic, Partition: p, Offset: spec.End})
+				_, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
+				return err
 			})
 		})
 	}

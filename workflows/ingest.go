@@ -82,7 +82,7 @@ const (
 )
 
 // PartitionIngest ingests one partition forever: plan the next range,
-// run its MicroBatch, commit the offset, repeat; continue-as-new when the
+// run its MicroBatch (whose Load commits the offset), repeat; continue-as-new when the
 // history grows. Cancelling it stops at the next batch boundary: a batch
 // once started is finished and committed.
 func PartitionIngest(ctx workflow.Context, in IngestInput) error {
@@ -101,6 +101,12 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 // pipelinedVersion marks runs that plan the next batch while the current
 // one runs and commit offsets in the background.
 const pipelinedVersion = "pipelined-plan-and-commit"
+
+// commitInLoadVersion marks runs whose batches' Load commits the offset
+// itself; runs recorded before it schedule CommitOffsets after each batch.
+// A batch of such a run commits twice during an upgrade, which is
+// harmless.
+const commitInLoadVersion = "offset-commit-in-load"
 
 func planOptions(ctx workflow.Context, in IngestInput) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -129,11 +135,13 @@ func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
 
 // ingestPipelined overlaps what a batch does not depend on with the batch
 // before it: the plan of batch n+1 runs while batch n loads (its start is
-// batch n's end, known up front), and batch n's offset commit runs while
-// batch n+1 does. Each costs a few Temporal round trips per batch on the
-// critical path otherwise. Commits still happen in order, one at a time,
-// and the last is awaited before continue-as-new or stopping.
+// batch n's end, known up front). Each costs a few Temporal round trips
+// per batch on the critical path otherwise. The offset is committed by
+// the batch's Load; in runs recorded before that, batch n's CommitOffsets
+// runs while batch n+1 does, in order, one at a time, the last awaited
+// before continue-as-new or stopping.
 func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
+	commitsInLoad := workflow.GetVersion(ctx, commitInLoadVersion, workflow.DefaultVersion, 1) == 1
 	c := &control{paused: in.Paused}
 	progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 	if p := in.Pending; p != nil && (p.Topic != in.Topic || p.Partition != in.Partition || p.Start != in.Next) {
@@ -153,7 +161,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		batches   int
 		planned   workflow.Future // PlanBatch from in.Next, when already started
 		plannedAs batchSize       // the size planned's request carried
-		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited
+		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited (runs before commitInLoadVersion)
 		failed    = in.Pending    // a batch to run again under the same ID
 		speed     rate
 	)
@@ -260,10 +268,12 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			_ = workflow.Sleep(ctx, time.Minute) // a stop ends it early; the loop's top settles and returns
 			continue
 		}
-		if err := settle(); err != nil {
-			return err
+		if !commitsInLoad {
+			if err := settle(); err != nil {
+				return err
+			}
+			commit = commitOffset(batchCtx, *spec)
 		}
-		commit = commitOffset(batchCtx, *spec)
 		batches++
 		advance(&in, progress, spec.Range, res)
 		for table, n := range res.Totals.Rows {

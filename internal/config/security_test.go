@@ -13,7 +13,6 @@ import (
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -65,7 +64,7 @@ func TestKafkaOverTLSAndSASL(t *testing.T) {
 			if err != nil || tally.Loaded != m.UniqueIDs || tally.Duplicates != m.Duplicates {
 				t.Fatalf("read back %d loaded and %d duplicates, the manifest says %d and %d: %v", tally.Loaded, tally.Duplicates, m.UniqueIDs, m.Duplicates, err)
 			}
-			if _, err := pipeline.CommittedOffsets(ctx, kc, cfg.ConsumerGroup, topic, 2); err != nil {
+			if _, err := kafkalog.CommittedOffsets(ctx, kc, cfg.ConsumerGroup, topic, 2); err != nil {
 				t.Fatalf("fetch committed offsets: %v", err)
 			}
 

@@ -96,3 +96,34 @@ func (c *Client) lastOffsets(ctx context.Context, topic string, partitions []int
 	}
 	return out, nil
 }
+
+// CommittedOffsets returns the group's committed offset per partition,
+// -1 where it has none.
+func CommittedOffsets(ctx context.Context, kc Cluster, group, topic string, partitions int) ([]int64, error) {
+	ids := make([]int, partitions)
+	for i := range ids {
+		ids[i] = i
+	}
+	c := kc.Client(10 * time.Second)
+	defer c.Close()
+	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	if err != nil {
+		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
+	}
+	out := make([]int64, partitions)
+	for i := range out {
+		out[i] = -1
+	}
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return out, nil // nothing committed yet
+	}
+	if resp.Error != nil {
+		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
+	}
+	for _, p := range resp.Topics[topic] {
+		if p.Error == nil && p.Partition < partitions {
+			out[p.Partition] = p.CommittedOffset
+		}
+	}
+	return out, nil
+}

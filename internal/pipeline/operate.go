@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/segmentio/kafka-go"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -206,7 +205,7 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 	if err != nil {
 		return nil, err
 	}
-	committed, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	committed, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return nil, err
 	}
@@ -277,37 +276,6 @@ func stateName(s enumspb.WorkflowExecutionStatus) string {
 		return "running"
 	}
 	return s.String()
-}
-
-// CommittedOffsets returns the group's committed offset per partition,
-// -1 where it has none.
-func CommittedOffsets(ctx context.Context, kc kafkalog.Cluster, group, topic string, partitions int) ([]int64, error) {
-	ids := make([]int, partitions)
-	for i := range ids {
-		ids[i] = i
-	}
-	c := kc.Client(10 * time.Second)
-	defer c.Close()
-	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
-	if err != nil {
-		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
-	}
-	out := make([]int64, partitions)
-	for i := range out {
-		out[i] = -1
-	}
-	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
-		return out, nil // nothing committed yet
-	}
-	if resp.Error != nil {
-		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Error == nil && p.Partition < partitions {
-			out[p.Partition] = p.CommittedOffset
-		}
-	}
-	return out, nil
 }
 
 // BackfillResult says what backfill did with one batch.
@@ -445,7 +413,7 @@ func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total in
 	if err != nil {
 		return false, 0, 0, 0, err
 	}
-	offsets, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	offsets, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return false, 0, 0, 0, err
 	}

@@ -138,7 +138,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	if err != nil {
 		return r, err
 	}
-	committed, err := CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	committed, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {
 		return r, err
 	}
