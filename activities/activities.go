@@ -97,12 +97,15 @@ const (
 
 // heartbeatEvery sends a heartbeat at every 5,000th step n of a long loop
 // in an activity (a no-op outside one): often enough for the heartbeat
-// timeout on a busy machine, rarely enough to cost nothing.
+// timeout on a busy machine, rarely enough to cost nothing. None is sent
+// in an attempt's first second: the SDK sends the first heartbeat at
+// once, which would cost the server a write for every plan of a batch,
+// and a loop that ends within the heartbeat timeout needs none.
 func heartbeatEvery(ctx context.Context, n int, detail any) {
-	if n%5000 != 0 {
+	if n%5000 != 0 || !activity.IsActivity(ctx) {
 		return
 	}
-	if activity.IsActivity(ctx) {
+	if time.Since(activity.GetInfo(ctx).StartedTime) >= time.Second {
 		activity.RecordHeartbeat(ctx, detail)
 	}
 }
