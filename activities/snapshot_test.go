@@ -150,3 +150,78 @@ func TestSnapshotPartitionsNamesWhatWasWritten(t *testing.T) {
 		t.Errorf("a missing directory: %v, %v; want none", got, err)
 	}
 }
+
+// TestPreloadReadsSnapshotsAtStart: a worker restarted in place reads its
+// predecessor's snapshots at start; the first rebuild of a partition uses
+// the one read then (here the file is gone by the time the batch comes)
+// and decides as the warm worker did; a later rebuild reads the file
+// again, and a preload nobody asked for is dropped.
+func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
+	const n, size = 4000, 1000
+	kafka := snapshotLog(t, n, 13)
+	dir := t.TempDir()
+	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	specs, want := warmChain(t, warm, n, size) // the last snapshot at 3000
+
+	a, logs := restarted(kafka, dir)
+	if err := a.PreloadSnapshots(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	store := a.snapshotStore()
+	store.mu.Lock()
+	read := store.early[windowKey("snap", 0)]
+	store.mu.Unlock()
+	if read == nil {
+		t.Fatal("no snapshot preloaded for snap/0")
+	}
+	if r := read(); r.err != nil || r.w == nil {
+		t.Fatalf("preload: %+v", r)
+	}
+	file := store.path("snap", 0)
+	saved, _ := os.ReadFile(file)
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Dedup(context.Background(), specs[3]); err != nil || !reflect.DeepEqual(got, want[3]) {
+		t.Fatalf("from the preloaded snapshot: decided %+v, %v; the warm worker %+v", got, err, want[3])
+	}
+	if loaded := logs.FilterMessage("dedup window loaded from its snapshot").All(); len(loaded) != 1 || loaded[0].ContextMap()["replayed"] != int64(0) {
+		t.Fatalf("want the preloaded snapshot used with nothing replayed; logs %v", logs.All())
+	}
+
+	// The preload served once: a rebuild on a worker that lost its window
+	// reads the file (the one this worker wrote since, removed again) and
+	// replays the log.
+	a.windows.take(windowKey("snap", 0))
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Dedup(context.Background(), specs[3]); err != nil || !reflect.DeepEqual(got, want[3]) {
+		t.Fatalf("second rebuild: decided %+v, %v; the warm worker %+v", got, err, want[3])
+	}
+	if logs.FilterMessage("dedup window rebuilt from the log").Len() != 1 {
+		t.Errorf("second rebuild: want the window replayed from the log; logs %v", logs.All())
+	}
+
+	// Unclaimed preloads are dropped after keep.
+	if err := os.WriteFile(file, saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := restarted(kafka, dir)
+	if err := b.PreloadSnapshots(time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.snapshots.mu.Lock()
+		left := len(b.snapshots.early)
+		b.snapshots.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d preloaded snapshots still held after their keep", left)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -131,6 +131,10 @@ func run(args []string) error {
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
 	}
 	if opts.StateDir != "" {
+		// Both only shorten the recovery of a worker restarted in place.
+		if err := w.Activities.PreloadSnapshots(time.Minute); err != nil {
+			log.Warn("dedup snapshots not read at start", zap.Error(err))
+		}
 		releaseStickyWorkflows(ctx, tc, cfg, opts.StateDir, log)
 	}
 	if err := w.Start(); err != nil {
