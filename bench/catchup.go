@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -45,7 +46,9 @@ type catchUp struct {
 }
 
 // temporalRun ingests with a worker process and PartitionIngest workflows.
-func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, config.Config, error) {
+// With profile set, it takes the worker's CPU profile over the run's
+// first seconds into it.
+func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profile *workerProfile) (catchUp, config.Config, error) {
 	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
 	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
@@ -62,11 +65,26 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	if _, err := op.Start(ctx); err != nil {
 		return res, cfg, err
 	}
+	var profiled chan workerProfile
+	if profile != nil {
+		profiled = make(chan workerProfile, 1)
+		go func() {
+			p, err := w.cpuProfile(ctx, profileSeconds(events), filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof"))
+			if err != nil {
+				e.logf("  worker CPU profile: %v", err)
+			}
+			profiled <- p
+		}()
+	}
 	if err := op.WaitCaughtUp(ctx, nil); err != nil {
 		return res, cfg, err
 	}
 	res.Seconds = time.Since(began).Seconds()
 	res.CPUSeconds = cpu.used()
+	if profiled != nil {
+		*profile = <-profiled
+		profile.Sink, profile.BatchSize = sink, batchSize
+	}
 	if _, err := op.Stop(ctx); err != nil {
 		return res, cfg, err
 	}

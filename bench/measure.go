@@ -39,9 +39,12 @@ type report struct {
 	Steady          steadyState  `json:"steady_state"`
 	// SteadyDiscard is the same run with the discard sink: the pipeline's
 	// own latency, memory and recovery, without the emulator's load time.
-	SteadyDiscard steadyState  `json:"steady_state_discard"`
-	Dedup         dedupMemory  `json:"dedup_index"`
-	Micro         []microBench `json:"micro_benchmarks"`
+	SteadyDiscard steadyState `json:"steady_state_discard"`
+	Dedup         dedupMemory `json:"dedup_index"`
+	// WorkerProfile is where the worker's CPU went in the first discard
+	// run at the headline batch size.
+	WorkerProfile workerProfile `json:"worker_cpu_profile"`
+	Micro         []microBench  `json:"micro_benchmarks"`
 }
 
 type machine struct {
@@ -166,7 +169,11 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		}
 		for i := range o.Runs {
 			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, events, c.partitions, c.batch, c.sink)
-			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events)
+			var profile *workerProfile
+			if c.sink == config.SinkDiscard && c.partitions == parts && c.batch == mid && i == 0 {
+				profile = &rep.WorkerProfile
+			}
+			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events, profile)
 			if err != nil {
 				return err
 			}

@@ -150,6 +150,7 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s |\n", c.Driver, c.Sink, c.BatchSize, c.Partitions, cores("temporal"), cores("bigquery-emulator"), cores("worker"), cores("bench+kafka"))
 	}
 	b.WriteString("\nThe loop and the loader run their activities in the bench process, with the Kafka broker.\n")
+	b.WriteString(cpuBudget(disc, loop, r.WorkerProfile))
 
 	t := r.Temporal
 	b.WriteString("\n## Temporal cost\n\n")
@@ -316,4 +317,43 @@ func steadyLength(o options, st steadyState) time.Duration {
 		return o.EmulatorSteadyFor
 	}
 	return o.SteadyFor
+}
+
+// cpuBudget compares the CPU the headline discard run used, every process
+// together, with the plain loop's, and says where the worker's went: on a
+// machine whose cores the run keeps busy, the orchestration overhead is
+// the extra CPU.
+func cpuBudget(disc, loop catchUp, p workerProfile) string {
+	sum := func(c catchUp) float64 {
+		t := 0.0
+		for _, v := range c.CPUSeconds {
+			t += v
+		}
+		return t
+	}
+	if disc.Seconds == 0 || loop.Seconds == 0 {
+		return ""
+	}
+	var b strings.Builder
+	procs := func(c catchUp) string {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(c.CPUSeconds)) {
+			parts = append(parts, fmt.Sprintf("%s %.1f", name, c.CPUSeconds[name]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	fmt.Fprintf(&b, "\nCPU for the same %d events, every process together: the workflow run (discard sink, batches of %d) used %.1f CPU-seconds (%s), the plain loop %.1f (%s; the loop's activities run in bench+kafka).",
+		disc.Events, disc.BatchSize, sum(disc), procs(disc), sum(loop), procs(loop))
+	if disc.Batches > 0 {
+		fmt.Fprintf(&b, " The Temporal server used %.0f ms of CPU a batch.", 1000*disc.CPUSeconds["temporal"]/float64(disc.Batches))
+	}
+	b.WriteString("\n")
+	if len(p.Shares) > 0 {
+		fmt.Fprintf(&b, "\nWhere the worker's CPU went (its CPU profile over the first %.0f s of the discard run at batches of %d, %.1f CPU-seconds; the activities are work the plain loop does too):\n\n| part | share |\n|---|---|\n",
+			p.Seconds, p.BatchSize, p.CPUSecond)
+		for _, sh := range p.Shares {
+			fmt.Fprintf(&b, "| %s | %.1f %% |\n", sh.Part, sh.Percent)
+		}
+	}
+	return b.String()
 }
