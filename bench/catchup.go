@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -255,6 +256,9 @@ type temporalCost struct {
 	BytesPerBatch        float64 `json:"history_bytes_per_batch"`
 	EventsPer1000Records float64 `json:"history_events_per_1000_events"`
 	BytesPer1000Records  float64 `json:"history_bytes_per_1000_events"`
+	// PerBatchByType is how many events of each type a batch adds to
+	// the histories, its MicroBatch's and its share of PartitionIngest's.
+	PerBatchByType map[string]float64 `json:"history_events_per_batch_by_type,omitempty"`
 	// Where a batch's time went, from the histories' event times: medians
 	// over the run's batches, in seconds. Between a partition's batch
 	// completing and its next MicroBatch starting, the part spent waiting
@@ -354,6 +358,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 	var c temporalCost
 	var token []byte
 	var times breakdown
+	byType := map[string]int{}
 	for {
 		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: cfg.Namespace, Query: fmt.Sprintf("TaskQueue = '%s'", cfg.TaskQueue), NextPageToken: token,
@@ -374,6 +379,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 				}
 				c.HistoryEvents++
 				c.HistoryBytes += int64(proto.Size(ev))
+				byType[ev.GetEventType().String()]++
 				events = append(events, ev)
 			}
 			switch ex.GetType().GetName() {
@@ -392,6 +398,10 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 	if c.Batches > 0 {
 		c.EventsPerBatch = float64(c.HistoryEvents) / float64(c.Batches)
 		c.BytesPerBatch = float64(c.HistoryBytes) / float64(c.Batches)
+		c.PerBatchByType = map[string]float64{}
+		for t, n := range byType {
+			c.PerBatchByType[strings.TrimPrefix(t, "EVENT_TYPE_")] = float64(n) / float64(c.Batches)
+		}
 	}
 	if records > 0 {
 		c.EventsPer1000Records = float64(c.HistoryEvents) * 1000 / float64(records)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -156,6 +157,21 @@ func (r *report) markdown(chart string) string {
 	b.WriteString("\n## Temporal cost\n\n")
 	fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",
 		t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
+	// By type from the discard run, whose batches are the overhead's.
+	typed, typedSink := r.TemporalDiscard, config.SinkDiscard
+	if len(typed.PerBatchByType) == 0 {
+		typed, typedSink = t, config.SinkBigQuery
+	}
+	if len(typed.PerBatchByType) > 0 {
+		types := slices.SortedFunc(maps.Keys(typed.PerBatchByType), func(a, b string) int {
+			return cmp.Or(cmp.Compare(typed.PerBatchByType[b], typed.PerBatchByType[a]), cmp.Compare(a, b))
+		})
+		var parts []string
+		for _, name := range types {
+			parts = append(parts, fmt.Sprintf("%s %.1f", name, typed.PerBatchByType[name]))
+		}
+		fmt.Fprintf(&b, "\nHistory events a batch adds, by type (%s sink, %d batches of %d events): %s.\n", typedSink, typed.Batches, typed.Events/max(typed.Batches, 1), strings.Join(parts, ", "))
+	}
 	b.WriteString("\nWhere a batch's time goes, from the workflow histories' event times (median seconds per batch, batches of " + fmt.Sprint(mid) + " on " + fmt.Sprint(parts) + " partitions). " +
 		"Between a batch completing and the partition's next MicroBatch starting: waiting for that batch's PlanBatch (reading and parsing it from Kafka, as the plain loop does too), and the rest, which is Temporal's (the PartitionIngest's workflow task, the child's start). " +
 		"Decide: Dedup and Enrich, local activities in a workflow task. Load: the Load activity. Other: the MicroBatch's remaining workflow tasks and round trips through the server. " +

@@ -24,3 +24,23 @@ func TestAllowedLatenessIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestTemporalCompressionIsNoneOrGzip: the default sends requests to
+// Temporal as they are; gzip may be asked for; anything else is refused
+// at start, in one line.
+func TestTemporalCompressionIsNoneOrGzip(t *testing.T) {
+	if got := Default().TemporalCompression; got != CompressionNone {
+		t.Errorf("default compression %q, want %q", got, CompressionNone)
+	}
+	for _, c := range []struct {
+		value string
+		ok    bool
+	}{{CompressionNone, true}, {CompressionGzip, true}, {"zstd", false}, {"", false}} {
+		cfg := Default()
+		cfg.TemporalCompression = c.value
+		err := cfg.Validate()
+		if (err == nil) != c.ok || err != nil && (!strings.Contains(err.Error(), "temporal-compression") || strings.Contains(err.Error(), "\n")) {
+			t.Errorf("compression %q: error %v, want ok=%v", c.value, err, c.ok)
+		}
+	}
+}

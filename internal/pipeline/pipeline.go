@@ -65,8 +65,11 @@ func DialTemporalWithMetrics(ctx context.Context, cfg config.Config, log *zap.Lo
 		Logger:    sdkLogger(log),
 		// Mutual TLS (self-hosted or Temporal Cloud) or an API key
 		// (Temporal Cloud), as cfg.Validate loaded them.
-		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS()},
+		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS(), GrpcCompression: &client.GrpcCompressionNone{}},
 		MetricsHandler:    metricsHandler,
+	}
+	if cfg.TemporalCompression == config.CompressionGzip {
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
 	}
 	if key := cfg.TemporalAPIKey(); key != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(key)

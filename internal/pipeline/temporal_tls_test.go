@@ -89,6 +89,9 @@ func TestTemporalOverMutualTLSAndAPIKey(t *testing.T) {
 	workerCfg := base
 	workerCfg.TemporalAddress = mtlsFront.addr
 	workerCfg.TemporalTLSCA, workerCfg.TemporalTLSCert, workerCfg.TemporalTLSKey = certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile
+	// The worker gzips its requests, as to Temporal Cloud over the
+	// internet; the operator below sends them as they are, the default.
+	workerCfg.TemporalCompression = config.CompressionGzip
 	if err := workerCfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
