@@ -63,6 +63,18 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("batch time breakdown not measured: %+v", bd)
 		}
 	}
+	// Both profiles saw the activities run: the worker's over its whole
+	// run, the loop's over its own. (A smoke run's activities take tens
+	// of milliseconds, a few samples, so one activity may have none.)
+	var workerActs, loopActs float64
+	for i, p := range rep.WorkerProfile.Parts {
+		if i < activityParts {
+			workerActs, loopActs = workerActs+p.WorkerS, loopActs+p.LoopS
+		}
+	}
+	if len(rep.WorkerProfile.Parts) <= activityParts || workerActs <= 0 || loopActs <= 0 {
+		t.Errorf("CPU profiles by part: worker activities %.2f s, loop's %.2f s: %+v", workerActs, loopActs, rep.WorkerProfile)
+	}
 	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
 		checkSteady(t, o, s)
 	}
@@ -103,7 +115,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "Smoke mode"} {
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "Smoke mode", "Where the CPU went", "History events a batch adds"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary lacks %q", want)
 		}

@@ -47,9 +47,9 @@ type catchUp struct {
 }
 
 // temporalRun ingests with a worker process and PartitionIngest workflows.
-// With profile set, it takes the worker's CPU profile over the run's
-// first seconds into it.
-func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profile *workerProfile) (catchUp, config.Config, error) {
+// With profiled set, it takes the worker's CPU profile over the run and
+// returns its samples by part there.
+func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *map[string]time.Duration) (catchUp, config.Config, error) {
 	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
 	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
@@ -66,15 +66,15 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	if _, err := op.Start(ctx); err != nil {
 		return res, cfg, err
 	}
-	var profiled chan workerProfile
-	if profile != nil {
-		profiled = make(chan workerProfile, 1)
+	var profile chan map[string]time.Duration
+	if profiled != nil {
+		profile = make(chan map[string]time.Duration, 1)
 		go func() {
-			p, err := w.cpuProfile(ctx, profileSeconds(events), filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof"))
+			byPart, err := w.cpuProfile(ctx, profileSeconds(events), filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof"))
 			if err != nil {
 				e.logf("  worker CPU profile: %v", err)
 			}
-			profiled <- p
+			profile <- byPart
 		}()
 	}
 	if err := op.WaitCaughtUp(ctx, nil); err != nil {
@@ -82,9 +82,8 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	}
 	res.Seconds = time.Since(began).Seconds()
 	res.CPUSeconds = cpu.used()
-	if profiled != nil {
-		*profile = <-profiled
-		profile.Sink, profile.BatchSize = sink, batchSize
+	if profile != nil {
+		*profiled = <-profile
 	}
 	if _, err := op.Stop(ctx); err != nil {
 		return res, cfg, err
@@ -115,7 +114,10 @@ func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.M
 // loopRun drives the same activity code with a plain loop per partition
 // in this process: plan, dedup, enrich, load (which commits), no Temporal. The
 // ratio to temporalRun is what orchestration costs.
-func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int) (catchUp, error) {
+//
+// With profiled set, it profiles this process while the loop runs and
+// returns the samples by part there.
+func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *map[string]time.Duration) (catchUp, error) {
 	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
 	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
@@ -124,22 +126,33 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	acts := e.activities(cfg)
 	defer activities.Close(acts)
 	tuning := pipeline.DefaultTuning()
-	cpu := e.startCPU(nil)
-	began := time.Now()
-	g, gctx := errgroup.WithContext(ctx)
-	for p := range partitions {
-		g.Go(func() error {
-			return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
-				_, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
-				return err
+	run := func() error {
+		cpu := e.startCPU(nil)
+		began := time.Now()
+		g, gctx := errgroup.WithContext(ctx)
+		for p := range partitions {
+			g.Go(func() error {
+				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
+					_, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
+					return err
+				})
 			})
-		})
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		res.Seconds = time.Since(began).Seconds()
+		res.CPUSeconds = cpu.used()
+		return nil
 	}
-	if err := g.Wait(); err != nil {
+	if profiled != nil {
+		*profiled, err = profileLoop(ctx, filepath.Join(e.dir, cfg.TaskQueue+".loop.cpu.pprof"), run)
+	} else {
+		err = run()
+	}
+	if err != nil {
 		return res, err
 	}
-	res.Seconds = time.Since(began).Seconds()
-	res.CPUSeconds = cpu.used()
 	return res, e.finish(ctx, e.operator(cfg, batchSize), &m, &res)
 }
 

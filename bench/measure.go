@@ -153,6 +153,9 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		partitions, batch int
 	}
 	var configs []setup
+	// The worker's CPU by part in the first discard run at the headline
+	// size, and the plain loop's in its first run at that size.
+	var workerCPU, loopCPU map[string]time.Duration
 	for _, sink := range []string{config.SinkBigQuery, config.SinkDiscard} {
 		for _, b := range o.BatchSizes {
 			configs = append(configs, setup{sink, parts, b})
@@ -169,9 +172,9 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		}
 		for i := range o.Runs {
 			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, events, c.partitions, c.batch, c.sink)
-			var profile *workerProfile
+			var profile *map[string]time.Duration
 			if c.sink == config.SinkDiscard && c.partitions == parts && c.batch == mid && i == 0 {
-				profile = &rep.WorkerProfile
+				profile = &workerCPU
 			}
 			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events, profile)
 			if err != nil {
@@ -200,7 +203,11 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		var loops []catchUp
 		for i := range o.Runs {
 			e.logf("plain loop %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, o.Events, size)
-			r, err := e.loopRun(ctx, config.SinkDiscard, parts, size, o.Events)
+			var profile *map[string]time.Duration
+			if size == mid && i == 0 {
+				profile = &loopCPU
+			}
+			r, err := e.loopRun(ctx, config.SinkDiscard, parts, size, o.Events, profile)
 			if err != nil {
 				return err
 			}
@@ -217,6 +224,11 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		if size == headlineBatchSize(o) {
 			rep.Overhead = oh
 		}
+	}
+
+	if workerCPU != nil {
+		rep.WorkerProfile = workerProfile{Sink: config.SinkDiscard, BatchSize: mid, Events: o.Events, Seconds: float64(profileSeconds(o.Events))}
+		rep.WorkerProfile.setParts(workerCPU, loopCPU)
 	}
 
 	// The emulator's own rate for the same rows.

@@ -7,24 +7,30 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strings"
 	"time"
 )
 
-// workerProfile is where the worker's CPU went during part of the
-// headline discard run: the activities' share is work the plain loop
-// does too; the Temporal SDK's is what orchestration adds in the worker.
+// workerProfile is where the CPU went in the headline discard run, by
+// part, in the worker and in the plain loop over the same events: the
+// activities are the same code in both, so what the worker spends beyond
+// the loop on them, and on the Temporal SDK and its GC, is what
+// orchestration costs in the worker.
 type workerProfile struct {
-	Sink      string     `json:"sink"`
-	BatchSize int        `json:"batch_size"`
-	Seconds   float64    `json:"seconds"`     // of the run profiled
-	CPUSecond float64    `json:"cpu_seconds"` // samples taken in them
-	Shares    []cpuShare `json:"shares"`
+	Sink      string    `json:"sink"`
+	BatchSize int       `json:"batch_size"`
+	Events    int       `json:"events"`
+	Seconds   float64   `json:"seconds"` // the worker's profile, covering its run
+	Parts     []cpuPart `json:"parts"`
 }
 
-type cpuShare struct {
+// cpuPart is one part's CPU-seconds: in the worker, and in the plain
+// loop (activities only: the loop's process also serves Kafka).
+type cpuPart struct {
 	Part    string  `json:"part"`
-	Percent float64 `json:"percent"`
+	WorkerS float64 `json:"worker_cpu_s"`
+	LoopS   float64 `json:"loop_cpu_s,omitempty"`
 }
 
 // cpuParts classifies a sample by the first part, in this order, whose
@@ -41,44 +47,75 @@ var cpuParts = []struct{ part, frame string }{
 	{"Temporal SDK and gRPC", "google.golang.org/grpc"},
 }
 
+// activityParts are the parts the plain loop runs too.
+const activityParts = 4
+
 const otherPart = "other (runtime, Kafka client, HTTP)"
 
-// profileSeconds is how long to profile a run of events: about its
-// first two thirds at the discard sink's rate, so the profile ends
-// before the worker is stopped.
+// profileSeconds is how long to profile the worker's run of events: long
+// enough to cover all of it at a third of the discard sink's usual rate,
+// so its activities' CPU compares with the loop's over the same events.
+// The run waits for the profile before stopping the worker.
 func profileSeconds(events int) int {
-	return min(max(events/100_000, 1), 10)
+	return min(events/20_000+5, 120)
 }
 
-// cpuProfile profiles w for seconds and sorts the samples into
-// cpuParts; the profile is kept at path.
-func (w *workerProc) cpuProfile(ctx context.Context, seconds int, path string) (workerProfile, error) {
-	p := workerProfile{Seconds: float64(seconds)}
+// cpuProfile profiles w for seconds into path and sorts the samples.
+func (w *workerProc) cpuProfile(ctx context.Context, seconds int, path string) (map[string]time.Duration, error) {
 	body, err := w.get(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds))
 	if err != nil {
-		return p, err
+		return nil, err
 	}
 	if err := os.WriteFile(path, body, 0o644); err != nil {
-		return p, err
+		return nil, err
 	}
+	return classifyFile(ctx, path)
+}
+
+// profileLoop profiles this process while run runs, into path, and sorts
+// the samples; nil when a profile of the whole bench (--cpuprofile) is
+// already being taken.
+func profileLoop(ctx context.Context, path string, run func() error) (map[string]time.Duration, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if pprof.StartCPUProfile(f) != nil {
+		return nil, run()
+	}
+	err = run()
+	pprof.StopCPUProfile()
+	if err != nil {
+		return nil, err
+	}
+	return classifyFile(ctx, path)
+}
+
+func classifyFile(ctx context.Context, path string) (map[string]time.Duration, error) {
 	out, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-traces", path).Output()
 	if err != nil {
-		return p, fmt.Errorf("go tool pprof -traces %s: %w", path, err)
+		return nil, fmt.Errorf("go tool pprof -traces %s: %w", path, err)
 	}
-	byPart, total, err := classify(out)
-	if err != nil {
-		return p, err
-	}
-	p.CPUSecond = total.Seconds()
+	byPart, _, err := classify(out)
+	return byPart, err
+}
+
+// setParts fills p.Parts from the worker's and the loop's samples by part.
+func (p *workerProfile) setParts(worker, loop map[string]time.Duration) {
+	p.Parts = nil
 	seen := map[string]bool{}
-	for _, c := range append(cpuParts, struct{ part, frame string }{otherPart, ""}) {
-		if seen[c.part] || total == 0 {
+	for i, c := range append(cpuParts, struct{ part, frame string }{otherPart, ""}) {
+		if seen[c.part] {
 			continue
 		}
 		seen[c.part] = true
-		p.Shares = append(p.Shares, cpuShare{Part: c.part, Percent: 100 * float64(byPart[c.part]) / float64(total)})
+		part := cpuPart{Part: c.part, WorkerS: worker[c.part].Seconds()}
+		if i < activityParts {
+			part.LoopS = loop[c.part].Seconds()
+		}
+		p.Parts = append(p.Parts, part)
 	}
-	return p, nil
 }
 
 // classify reads `go tool pprof -traces`: blocks of a sample's value
