@@ -67,13 +67,13 @@ func TestSmoke(t *testing.T) {
 	// run, the loop's over its own. (A smoke run's activities take tens
 	// of milliseconds, a few samples, so one activity may have none.)
 	var workerActs, loopActs float64
-	for i, p := range rep.WorkerProfile.Parts {
+	for i, p := range rep.Profile.Parts {
 		if i < activityParts {
 			workerActs, loopActs = workerActs+p.WorkerS, loopActs+p.LoopS
 		}
 	}
-	if len(rep.WorkerProfile.Parts) <= activityParts || workerActs <= 0 || loopActs <= 0 {
-		t.Errorf("CPU profiles by part: worker activities %.2f s, loop's %.2f s: %+v", workerActs, loopActs, rep.WorkerProfile)
+	if len(rep.Profile.Parts) <= activityParts || workerActs <= 0 || loopActs <= 0 {
+		t.Errorf("CPU profiles by part: worker activities %.2f s, loop's %.2f s: %+v", workerActs, loopActs, rep.Profile)
 	}
 	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
 		checkSteady(t, o, s)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -47,9 +48,9 @@ type catchUp struct {
 }
 
 // temporalRun ingests with a worker process and PartitionIngest workflows.
-// With profiled set, it takes the worker's CPU profile over the run and
-// returns its samples by part there.
-func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *map[string]time.Duration) (catchUp, config.Config, error) {
+// With profiled set, it profiles the worker over the run, and the
+// Temporal server where perf is installed, into it.
+func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *runSamples) (catchUp, config.Config, error) {
 	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
 	cfg, m, err := e.newRun(ctx, sink, partitions, events)
 	if err != nil {
@@ -66,25 +67,29 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 	if _, err := op.Start(ctx); err != nil {
 		return res, cfg, err
 	}
-	var profile chan map[string]time.Duration
+	var profiles sync.WaitGroup
 	if profiled != nil {
-		profile = make(chan map[string]time.Duration, 1)
-		go func() {
-			byPart, err := w.cpuProfile(ctx, profileSeconds(events), filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof"))
-			if err != nil {
+		seconds := profileSeconds(events)
+		profiles.Go(func() {
+			var err error
+			if profiled.worker, err = w.cpuProfile(ctx, seconds, filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof")); err != nil {
 				e.logf("  worker CPU profile: %v", err)
 			}
-			profile <- byPart
-		}()
+		})
+		profiles.Go(func() {
+			temporal, _ := e.stack.ServerPIDs()
+			var err error
+			if profiled.server, err = profileServer(ctx, temporal, seconds, filepath.Join(e.dir, cfg.TaskQueue+".temporal.perf")); err != nil {
+				e.logf("  Temporal server CPU profile: %v", err)
+			}
+		})
 	}
 	if err := op.WaitCaughtUp(ctx, nil); err != nil {
 		return res, cfg, err
 	}
 	res.Seconds = time.Since(began).Seconds()
 	res.CPUSeconds = cpu.used()
-	if profile != nil {
-		*profiled = <-profile
-	}
+	profiles.Wait()
 	if _, err := op.Stop(ctx); err != nil {
 		return res, cfg, err
 	}

@@ -12,17 +12,31 @@ import (
 	"time"
 )
 
-// workerProfile is where the CPU went in the headline discard run, by
-// part, in the worker and in the plain loop over the same events: the
-// activities are the same code in both, so what the worker spends beyond
-// the loop on them, and on the Temporal SDK and its GC, is what
-// orchestration costs in the worker.
-type workerProfile struct {
+// runProfile is where the CPU went in the headline discard run, by part,
+// in the worker and in the plain loop over the same events, and in the
+// Temporal server. The activities are the same code in the worker and the
+// loop, so what the worker spends beyond the loop on them, on the
+// Temporal SDK and on its GC is what orchestration costs in the worker;
+// the server's CPU is all orchestration.
+type runProfile struct {
 	Sink      string    `json:"sink"`
 	BatchSize int       `json:"batch_size"`
 	Events    int       `json:"events"`
 	Seconds   float64   `json:"seconds"` // the worker's profile, covering its run
 	Parts     []cpuPart `json:"parts"`
+	// WorkerProcS is the CPU the profiled run's worker used from start
+	// to caught up, by /proc: what the profile should cover.
+	WorkerProcS float64 `json:"worker_proc_cpu_s"`
+	// Server is the Temporal server's CPU by part, from perf over the
+	// same seconds; empty where perf is not installed.
+	Server []cpuShare `json:"temporal_server,omitempty"`
+}
+
+// runSamples are the samples a profiled temporalRun took.
+type runSamples struct {
+	worker      map[string]time.Duration
+	workerProcS float64
+	server      []cpuShare
 }
 
 // cpuPart is one part's CPU-seconds: in the worker, and in the plain
@@ -53,11 +67,11 @@ const activityParts = 4
 const otherPart = "other (runtime, Kafka client, HTTP)"
 
 // profileSeconds is how long to profile the worker's run of events: long
-// enough to cover all of it at a third of the discard sink's usual rate,
+// enough to cover all of it at two thirds of the discard sink's usual rate,
 // so its activities' CPU compares with the loop's over the same events.
 // The run waits for the profile before stopping the worker.
 func profileSeconds(events int) int {
-	return min(events/20_000+5, 120)
+	return min(events/40_000+5, 120)
 }
 
 // cpuProfile profiles w for seconds into path and sorts the samples.
@@ -102,7 +116,7 @@ func classifyFile(ctx context.Context, path string) (map[string]time.Duration, e
 }
 
 // setParts fills p.Parts from the worker's and the loop's samples by part.
-func (p *workerProfile) setParts(worker, loop map[string]time.Duration) {
+func (p *runProfile) setParts(worker, loop map[string]time.Duration) {
 	p.Parts = nil
 	seen := map[string]bool{}
 	for i, c := range append(cpuParts, struct{ part, frame string }{otherPart, ""}) {
@@ -164,4 +178,81 @@ func classify(traces []byte) (map[string]time.Duration, time.Duration, error) {
 	}
 	flush()
 	return byPart, total, sc.Err()
+}
+
+// serverParts classifies a sample of the Temporal server's CPU by the
+// first part, in this order, whose frame its stack holds.
+var serverParts = []struct{ part, frame string }{
+	{"visibility records (SQLite)", "visibility"},
+	{"visibility records (SQLite)", "Visibility"},
+	{"history persistence (SQLite)", "go.temporal.io/server/common/persistence"},
+	{"history persistence (SQLite)", "modernc.org/sqlite"},
+	{"matching: task queues", "go.temporal.io/server/service/matching"},
+	{"history service", "go.temporal.io/server/service/history"},
+	{"frontend and gRPC", "go.temporal.io/server/service/frontend"},
+	{"frontend and gRPC", "google.golang.org/grpc"},
+	{"GC in the background", "runtime.gcBgMarkWorker"},
+}
+
+const serverOther = "other: Go scheduler, kernel, metrics"
+
+// perfHz is how often perf samples the server.
+const perfHz = 499
+
+// profileServer samples the Temporal server (pid) with perf for seconds
+// into path and sorts its samples into serverParts, in seconds of CPU. It
+// returns nil when perf is not installed: the profile is optional.
+func profileServer(ctx context.Context, pid, seconds int, path string) ([]cpuShare, error) {
+	if _, err := exec.LookPath("perf"); err != nil || pid == 0 {
+		return nil, nil
+	}
+	rec := exec.CommandContext(ctx, "perf", "record", "-q", "-F", fmt.Sprint(perfHz), "-g", "-p", fmt.Sprint(pid), "-o", path, "--", "sleep", fmt.Sprint(seconds))
+	if out, err := rec.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("perf record: %w: %s", err, bytes.TrimSpace(out))
+	}
+	out, err := exec.CommandContext(ctx, "perf", "script", "-i", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("perf script: %w", err)
+	}
+	return classifyPerf(string(out)), nil
+}
+
+// classifyPerf sorts the samples `perf script` printed (blocks of a
+// header line and the stack's frames, separated by blank lines) into
+// serverParts; nil when there are none.
+func classifyPerf(script string) []cpuShare {
+	counts, total := map[string]int{}, 0
+	for _, sample := range strings.Split(script, "\n\n") {
+		if strings.TrimSpace(sample) == "" {
+			continue
+		}
+		part := serverOther
+	find:
+		for _, c := range serverParts {
+			if strings.Contains(sample, c.frame) {
+				part = c.part
+				break find
+			}
+		}
+		counts[part]++
+		total++
+	}
+	if total == 0 {
+		return nil
+	}
+	var shares []cpuShare
+	seen := map[string]bool{}
+	for _, c := range append(serverParts, struct{ part, frame string }{serverOther, ""}) {
+		if !seen[c.part] {
+			seen[c.part] = true
+			shares = append(shares, cpuShare{Part: c.part, Percent: 100 * float64(counts[c.part]) / float64(total)})
+		}
+	}
+	return shares
+}
+
+// cpuShare is a part's share of a process's CPU samples.
+type cpuShare struct {
+	Part    string  `json:"part"`
+	Percent float64 `json:"percent"`
 }

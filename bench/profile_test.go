@@ -51,3 +51,37 @@ Type: cpu
 		}
 	}
 }
+
+// TestClassifyPerfSortsServerSamples: a visibility write counts as
+// visibility although persistence frames are on its stack; a history
+// write as persistence though the history service called it.
+func TestClassifyPerfSortsServerSamples(t *testing.T) {
+	script := `temporal 1 1.0:    2004008 cpu-clock:ppp: 
+	          1 modernc.org/sqlite/lib._sqlite3VdbeExec+0x1 (/bin/temporal)
+	          2 go.temporal.io/server/common/persistence/visibility.(*visibilityManagerImpl).RecordWorkflowExecutionStarted+0x1 (/bin/temporal)
+
+temporal 1 1.1:    2004008 cpu-clock:ppp: 
+	          1 modernc.org/sqlite/lib._sqlite3VdbeExec+0x1 (/bin/temporal)
+	          2 go.temporal.io/server/common/persistence.(*executionManagerImpl).UpdateWorkflowExecution+0x1 (/bin/temporal)
+	          3 go.temporal.io/server/service/history.(*historyEngineImpl).RespondWorkflowTaskCompleted+0x1 (/bin/temporal)
+
+temporal 1 1.2:    2004008 cpu-clock:ppp: 
+	          1 go.temporal.io/server/service/matching.(*matchingEngineImpl).AddActivityTask+0x1 (/bin/temporal)
+
+temporal 1 1.3:    2004008 cpu-clock:ppp: 
+	ffffffff pvm_irq_enable+0x1 ([kernel.kallsyms])
+`
+	got := map[string]float64{}
+	for _, s := range classifyPerf(script) {
+		got[s.Part] = s.Percent
+	}
+	want := map[string]float64{serverParts[0].part: 25, serverParts[2].part: 25, serverParts[4].part: 25, serverOther: 25}
+	for part, pct := range want {
+		if got[part] != pct {
+			t.Errorf("%s: %.0f %%, want %.0f %% (all: %v)", part, got[part], pct, got)
+		}
+	}
+	if classifyPerf("\n\n") != nil {
+		t.Error("no samples gave shares")
+	}
+}

@@ -151,7 +151,7 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s |\n", c.Driver, c.Sink, c.BatchSize, c.Partitions, cores("temporal"), cores("bigquery-emulator"), cores("worker"), cores("bench+kafka"))
 	}
 	b.WriteString("\nThe loop and the loader run their activities in the bench process, with the Kafka broker.\n")
-	b.WriteString(cpuBudget(disc, loop, r.WorkerProfile))
+	b.WriteString(cpuBudget(disc, loop, r.Profile))
 
 	t := r.Temporal
 	b.WriteString("\n## Temporal cost\n\n")
@@ -339,7 +339,7 @@ func steadyLength(o options, st steadyState) time.Duration {
 // together, with the plain loop's, and says where the worker's went: on a
 // machine whose cores the run keeps busy, the orchestration overhead is
 // the extra CPU.
-func cpuBudget(disc, loop catchUp, p workerProfile) string {
+func cpuBudget(disc, loop catchUp, p runProfile) string {
 	sum := func(c catchUp) float64 {
 		t := 0.0
 		for _, v := range c.CPUSeconds {
@@ -369,7 +369,7 @@ func cpuBudget(disc, loop catchUp, p workerProfile) string {
 		for _, part := range p.Parts {
 			total += part.WorkerS
 		}
-		fmt.Fprintf(&b, "\nWhere the CPU went, from CPU profiles of the worker (over its %.0f s run, %.1f CPU-seconds) and of the plain loop, both ingesting the same %d events at batches of %d into the discard sink. "+
+		fmt.Fprintf(&b, "\nWhere the CPU went, from CPU profiles of the worker (over %.0f s, %.1f CPU-seconds) and of the plain loop, each ingesting the same %d events at batches of %d into the discard sink, in a run of its own that is not timed (profiling slows what it profiles). "+
 			"The activities are the same code in both; the loop's process also runs the Kafka broker, which is left out.\n\n| part | worker CPU-s | share of the worker | plain loop CPU-s | worker / loop |\n|---|---|---|---|---|\n",
 			p.Seconds, total, p.Events, p.BatchSize)
 		var worker, loop float64
@@ -383,6 +383,15 @@ func cpuBudget(disc, loop catchUp, p workerProfile) string {
 		}
 		if loop > 0 {
 			fmt.Fprintf(&b, "| the activities together | %.2f | %.1f %% | %.2f | %.2f |\n", worker, 100*worker/max(total, 1e-9), loop, worker/loop)
+		}
+		if p.WorkerProcS > 0 {
+			fmt.Fprintf(&b, "\nThe profiled run's worker used %.1f CPU-seconds from start to caught up (by /proc), which the profile's %.1f cover.\n", p.WorkerProcS, total)
+		}
+	}
+	if len(p.Server) > 0 {
+		fmt.Fprintf(&b, "\nWhere the Temporal server's CPU went in the same %.0f s (`perf record -g` at %d Hz, samples sorted by the first of these their stack holds):\n\n| part | share |\n|---|---|\n", p.Seconds, perfHz)
+		for _, sh := range p.Server {
+			fmt.Fprintf(&b, "| %s | %.1f %% |\n", sh.Part, sh.Percent)
 		}
 	}
 	return b.String()
