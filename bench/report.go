@@ -363,6 +363,12 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 	if disc.Batches > 0 {
 		fmt.Fprintf(&b, " The Temporal server used %.0f ms of CPU a batch.", 1000*disc.CPUSeconds["temporal"]/float64(disc.Batches))
 	}
+	if server := disc.CPUSeconds["temporal"]; server > 0 {
+		// On saturated cores time follows CPU: the loop's work plus the
+		// server's is a floor under the workflow run's time.
+		fmt.Fprintf(&b, " Both runs keep the machine's cores busy (the workflow run %.2f, the loop %.2f). On cores that busy, time follows CPU: the server's %.1f CPU-seconds alone, added to the loop's %.1f, put the overhead at about %.0f %%, however little the worker added to the loop's work.",
+			sum(disc)/disc.Seconds, sum(loop)/loop.Seconds, server, sum(loop), 100*server/(sum(loop)+server))
+	}
 	b.WriteString("\n")
 	if len(p.Parts) > 0 {
 		total := 0.0
@@ -372,17 +378,17 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 		fmt.Fprintf(&b, "\nWhere the CPU went, from CPU profiles of the worker (over %.0f s, %.1f CPU-seconds) and of the plain loop, each ingesting the same %d events at batches of %d into the discard sink, in a run of its own that is not timed (profiling slows what it profiles). "+
 			"The activities are the same code in both; the loop's process also runs the Kafka broker, which is left out.\n\n| part | worker CPU-s | share of the worker | plain loop CPU-s | worker / loop |\n|---|---|---|---|---|\n",
 			p.Seconds, total, p.Events, p.BatchSize)
-		var worker, loop float64
+		var workerActs, loopActs float64
 		for _, part := range p.Parts {
 			loopS, ratio := "-", "-"
 			if part.LoopS > 0 {
 				loopS, ratio = fmt.Sprintf("%.2f", part.LoopS), fmt.Sprintf("%.2f", part.WorkerS/part.LoopS)
-				worker, loop = worker+part.WorkerS, loop+part.LoopS
+				workerActs, loopActs = workerActs+part.WorkerS, loopActs+part.LoopS
 			}
 			fmt.Fprintf(&b, "| %s | %.2f | %.1f %% | %s | %s |\n", part.Part, part.WorkerS, 100*part.WorkerS/max(total, 1e-9), loopS, ratio)
 		}
-		if loop > 0 {
-			fmt.Fprintf(&b, "| the activities together | %.2f | %.1f %% | %.2f | %.2f |\n", worker, 100*worker/max(total, 1e-9), loop, worker/loop)
+		if loopActs > 0 {
+			fmt.Fprintf(&b, "| the activities together | %.2f | %.1f %% | %.2f | %.2f |\n", workerActs, 100*workerActs/max(total, 1e-9), loopActs, workerActs/loopActs)
 		}
 		if p.WorkerProcS > 0 {
 			fmt.Fprintf(&b, "\nThe profiled run's worker used %.1f CPU-seconds from start to caught up (by /proc), which the profile's %.1f cover.\n", p.WorkerProcS, total)
