@@ -144,14 +144,14 @@ func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) erro
 	return os.Rename(f.Name(), dst)
 }
 
-// PreloadSnapshots starts reading every snapshot in the state directory
-// in the background. A worker restarted in place then decodes its
-// predecessor's windows while the server waits out the dead worker's
-// timeouts (5 s), instead of when the first retried batch of each
-// partition asks: that took up to a second of the recovery. A snapshot
-// nobody asks for within keep is dropped, as its partition may have gone
-// to another worker.
-func (a *Activities) PreloadSnapshots(keep time.Duration) error {
+// PreloadSnapshots starts reading the snapshots of topic's partitions in
+// the state directory in the background. A worker restarted in place then
+// decodes its predecessor's windows while the server waits out the dead
+// worker's timeouts (5 s), instead of when the first retried batch of
+// each partition asks: that took up to a second of the recovery. A
+// snapshot nobody asks for within keep is dropped, as its partition may
+// have gone to another worker.
+func (a *Activities) PreloadSnapshots(topic string, keep time.Duration) error {
 	store := a.snapshotStore()
 	if store == nil {
 		return nil
@@ -163,15 +163,13 @@ func (a *Activities) PreloadSnapshots(keep time.Duration) error {
 	store.mu.Lock()
 	defer store.mu.Unlock()
 	store.early = map[string]func() readSnapshot{}
-	for topic, ps := range partitions {
-		for _, p := range ps {
-			read := sync.OnceValue(func() readSnapshot {
-				w, anchor, err := store.read(topic, p)
-				return readSnapshot{w, anchor, err}
-			})
-			store.early[windowKey(topic, p)] = read
-			go read()
-		}
+	for _, p := range partitions[topic] {
+		read := sync.OnceValue(func() readSnapshot {
+			w, anchor, err := store.read(topic, p)
+			return readSnapshot{w, anchor, err}
+		})
+		store.early[windowKey(topic, p)] = read
+		go read()
 	}
 	time.AfterFunc(keep, func() {
 		store.mu.Lock()

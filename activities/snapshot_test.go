@@ -152,7 +152,7 @@ func TestSnapshotPartitionsNamesWhatWasWritten(t *testing.T) {
 }
 
 // TestPreloadReadsSnapshotsAtStart: a worker restarted in place reads its
-// predecessor's snapshots at start; the first rebuild of a partition uses
+// predecessor's snapshots of its topic at start; the first rebuild of a partition uses
 // the one read then (here the file is gone by the time the batch comes)
 // and decides as the warm worker did; a later rebuild reads the file
 // again, and a preload nobody asked for is dropped.
@@ -163,16 +163,22 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
 	specs, want := warmChain(t, warm, n, size) // the last snapshot at 3000
 
+	// Another topic's snapshot in the directory is none of this worker's.
+	other := &windowSnapshots{dir: dir}
+	if err := other.write(other.path("other", 0), dedup.New(snapLateness, 0, time.Time{}), 0); err != nil {
+		t.Fatal(err)
+	}
+
 	a, logs := restarted(kafka, dir)
-	if err := a.PreloadSnapshots(time.Minute); err != nil {
+	if err := a.PreloadSnapshots("snap", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	store := a.snapshotStore()
 	store.mu.Lock()
-	read := store.early[windowKey("snap", 0)]
+	read, preloaded := store.early[windowKey("snap", 0)], len(store.early)
 	store.mu.Unlock()
-	if read == nil {
-		t.Fatal("no snapshot preloaded for snap/0")
+	if read == nil || preloaded != 1 {
+		t.Fatalf("preloaded %d snapshots, want snap/0's alone", preloaded)
 	}
 	if r := read(); r.err != nil || r.w == nil {
 		t.Fatalf("preload: %+v", r)
@@ -208,7 +214,7 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := restarted(kafka, dir)
-	if err := b.PreloadSnapshots(time.Millisecond); err != nil {
+	if err := b.PreloadSnapshots("snap", time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
