@@ -210,8 +210,9 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		"PAYSTREAM_PPROF=true", // the steady run takes a heap profile
 		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
 		// Shared by a killed worker and its replacement, as a container's
-		// restarts share its pod's emptyDir.
-		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "state"),
+		// restarts share its pod's emptyDir; every run has its own, as
+		// every run is a pod of its own.
+		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "worker-state", cfg.TaskQueue),
 	)
 	logFile, err := os.Create(e.workerLog(cfg))
 	if err != nil {
