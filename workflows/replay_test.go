@@ -17,6 +17,7 @@ var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500_local.json", // Dedup and Enrich as local activities
 	"testdata/ingest_payments_0.json",             // before pipelining: replays ingestSequential
 	"testdata/ingest_payments_0_pipelined.json",
+	"testdata/ingest_payments_0_commit_in_load.json", // Load commits the offset
 	// Paused, resized and resumed by updates (starter's
 	// TestControlOnARunningPipeline with PAYSTREAM_RECORD_HISTORY).
 	"testdata/ingest_payments_1_controlled.json",
