@@ -227,11 +227,10 @@ func classifyPerf(script string) []cpuShare {
 			continue
 		}
 		part := serverOther
-	find:
 		for _, c := range serverParts {
 			if strings.Contains(sample, c.frame) {
 				part = c.part
-				break find
+				break
 			}
 		}
 		counts[part]++
