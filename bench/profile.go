@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 )
@@ -47,24 +48,57 @@ type cpuPart struct {
 	LoopS   float64 `json:"loop_cpu_s,omitempty"`
 }
 
-// cpuParts classifies a sample by the first part, in this order, whose
-// frame its stack holds: the activities come first, so an allocation or a
-// GC assist inside PlanBatch counts as PlanBatch's, not the SDK's that
-// called it.
-var cpuParts = []struct{ part, frame string }{
-	{"PlanBatch: Kafka read and parse", "activities.(*Activities).PlanBatch"},
-	{"Dedup", "activities.(*Activities).Dedup"},
-	{"Enrich", "activities.(*Activities).Enrich"},
-	{"Load: rows built and serialized, ledger job, commit", "activities.(*Activities).Load"},
-	{"GC in the background", "runtime.gcBgMarkWorker"},
-	{"Temporal SDK and gRPC", "go.temporal.io/"},
-	{"Temporal SDK and gRPC", "google.golang.org/grpc"},
+// partTable sorts a profile's samples into parts: a sample belongs to the
+// first part, in the table's order, a frame of whose stack contains the
+// part's frame; to other when none does. A part may be listed under
+// several frames.
+type partTable struct {
+	parts []struct{ part, frame string }
+	other string
 }
 
-// activityParts are the parts the plain loop runs too.
-const activityParts = 4
+// of is the part of a sample whose stack is frames.
+func (t partTable) of(frames []string) string {
+	for _, c := range t.parts {
+		for _, f := range frames {
+			if strings.Contains(f, c.frame) {
+				return c.part
+			}
+		}
+	}
+	return t.other
+}
 
-const otherPart = "other (runtime, Kafka client, HTTP)"
+// names lists the parts in the table's order, each once, other last.
+func (t partTable) names() []string {
+	var out []string
+	for _, c := range t.parts {
+		if !slices.Contains(out, c.part) {
+			out = append(out, c.part)
+		}
+	}
+	return append(out, t.other)
+}
+
+// workerParts sorts the worker's and the loop's samples. The activities
+// come first, so an allocation or a GC assist inside PlanBatch counts as
+// PlanBatch's, not the SDK's that called it.
+var workerParts = partTable{
+	parts: []struct{ part, frame string }{
+		{"PlanBatch: Kafka read and parse", "activities.(*Activities).PlanBatch"},
+		{"Dedup", "activities.(*Activities).Dedup"},
+		{"Enrich", "activities.(*Activities).Enrich"},
+		{"Load: rows built and serialized, ledger job, commit", "activities.(*Activities).Load"},
+		{"GC in the background", "runtime.gcBgMarkWorker"},
+		{"Temporal SDK and gRPC", "go.temporal.io/"},
+		{"Temporal SDK and gRPC", "google.golang.org/grpc"},
+	},
+	other: "other (runtime, Kafka client, HTTP)",
+}
+
+// activityParts is how many of workerParts' first names are activities,
+// which the plain loop runs too.
+const activityParts = 4
 
 // profileSeconds is how long to profile the worker's run of events: long
 // enough to cover all of it at two thirds of the discard sink's usual rate,
@@ -118,15 +152,10 @@ func classifyFile(ctx context.Context, path string) (map[string]time.Duration, e
 // setParts fills p.Parts from the worker's and the loop's samples by part.
 func (p *runProfile) setParts(worker, loop map[string]time.Duration) {
 	p.Parts = nil
-	seen := map[string]bool{}
-	for i, c := range append(cpuParts, struct{ part, frame string }{otherPart, ""}) {
-		if seen[c.part] {
-			continue
-		}
-		seen[c.part] = true
-		part := cpuPart{Part: c.part, WorkerS: worker[c.part].Seconds()}
+	for i, name := range workerParts.names() {
+		part := cpuPart{Part: name, WorkerS: worker[name].Seconds()}
 		if i < activityParts {
-			part.LoopS = loop[c.part].Seconds()
+			part.LoopS = loop[name].Seconds()
 		}
 		p.Parts = append(p.Parts, part)
 	}
@@ -142,17 +171,7 @@ func classify(traces []byte) (map[string]time.Duration, time.Duration, error) {
 		if value == 0 {
 			return
 		}
-		part := otherPart
-	find:
-		for _, c := range cpuParts {
-			for _, f := range frames {
-				if strings.Contains(f, c.frame) {
-					part = c.part
-					break find
-				}
-			}
-		}
-		byPart[part] += value
+		byPart[workerParts.of(frames)] += value
 		total += value
 		value, frames = 0, frames[:0]
 	}
@@ -180,21 +199,21 @@ func classify(traces []byte) (map[string]time.Duration, time.Duration, error) {
 	return byPart, total, sc.Err()
 }
 
-// serverParts classifies a sample of the Temporal server's CPU by the
-// first part, in this order, whose frame its stack holds.
-var serverParts = []struct{ part, frame string }{
-	{"visibility records (SQLite)", "visibility"},
-	{"visibility records (SQLite)", "Visibility"},
-	{"history persistence (SQLite)", "go.temporal.io/server/common/persistence"},
-	{"history persistence (SQLite)", "modernc.org/sqlite"},
-	{"matching: task queues", "go.temporal.io/server/service/matching"},
-	{"history service", "go.temporal.io/server/service/history"},
-	{"frontend and gRPC", "go.temporal.io/server/service/frontend"},
-	{"frontend and gRPC", "google.golang.org/grpc"},
-	{"GC in the background", "runtime.gcBgMarkWorker"},
+// serverParts sorts the Temporal server's samples.
+var serverParts = partTable{
+	parts: []struct{ part, frame string }{
+		{"visibility records (SQLite)", "visibility"},
+		{"visibility records (SQLite)", "Visibility"},
+		{"history persistence (SQLite)", "go.temporal.io/server/common/persistence"},
+		{"history persistence (SQLite)", "modernc.org/sqlite"},
+		{"matching: task queues", "go.temporal.io/server/service/matching"},
+		{"history service", "go.temporal.io/server/service/history"},
+		{"frontend and gRPC", "go.temporal.io/server/service/frontend"},
+		{"frontend and gRPC", "google.golang.org/grpc"},
+		{"GC in the background", "runtime.gcBgMarkWorker"},
+	},
+	other: "other: Go scheduler, kernel, metrics",
 }
-
-const serverOther = "other: Go scheduler, kernel, metrics"
 
 // perfHz is how often perf samples the server.
 const perfHz = 499
@@ -226,26 +245,15 @@ func classifyPerf(script string) []cpuShare {
 		if strings.TrimSpace(sample) == "" {
 			continue
 		}
-		part := serverOther
-		for _, c := range serverParts {
-			if strings.Contains(sample, c.frame) {
-				part = c.part
-				break
-			}
-		}
-		counts[part]++
+		counts[serverParts.of([]string{sample})]++
 		total++
 	}
 	if total == 0 {
 		return nil
 	}
 	var shares []cpuShare
-	seen := map[string]bool{}
-	for _, c := range append(serverParts, struct{ part, frame string }{serverOther, ""}) {
-		if !seen[c.part] {
-			seen[c.part] = true
-			shares = append(shares, cpuShare{Part: c.part, Percent: 100 * float64(counts[c.part]) / float64(total)})
-		}
+	for _, name := range serverParts.names() {
+		shares = append(shares, cpuShare{Part: name, Percent: 100 * float64(counts[name]) / float64(total)})
 	}
 	return shares
 }

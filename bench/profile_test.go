@@ -31,16 +31,17 @@ Type: cpu
              go.temporal.io/sdk/internal.executeFunction
 -----------+-------------------------------------------------------
 `
+	names := workerParts.names()
 	byPart, total, err := classify([]byte(traces))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]time.Duration{
-		cpuParts[0].part: 30 * time.Millisecond,
-		cpuParts[3].part: 40 * time.Millisecond,
-		cpuParts[4].part: 1200 * time.Millisecond,
-		cpuParts[5].part: 20 * time.Millisecond,
-		otherPart:        10 * time.Millisecond,
+		names[0]:          30 * time.Millisecond,
+		names[3]:          40 * time.Millisecond,
+		names[4]:          1200 * time.Millisecond,
+		names[5]:          20 * time.Millisecond,
+		workerParts.other: 10 * time.Millisecond,
 	}
 	if total != 1300*time.Millisecond || len(byPart) != len(want) {
 		t.Fatalf("total %v, parts %v; want 1.3s in %v", total, byPart, want)
@@ -75,7 +76,8 @@ temporal 1 1.3:    2004008 cpu-clock:ppp:
 	for _, s := range classifyPerf(script) {
 		got[s.Part] = s.Percent
 	}
-	want := map[string]float64{serverParts[0].part: 25, serverParts[2].part: 25, serverParts[4].part: 25, serverOther: 25}
+	names := serverParts.names()
+	want := map[string]float64{names[0]: 25, names[1]: 25, names[2]: 25, serverParts.other: 25}
 	for part, pct := range want {
 		if got[part] != pct {
 			t.Errorf("%s: %.0f %%, want %.0f %% (all: %v)", part, got[part], pct, got)
