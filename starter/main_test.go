@@ -64,10 +64,12 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	}
 
-	// --watch redraws the table until interrupted, then exits 0.
-	watchCtx, stopWatch := context.WithTimeout(ctx, 1500*time.Millisecond)
-	var watched bytes.Buffer
-	err = run(watchCtx, []string{"status", "--watch", "400ms"}, &watched)
+	// --watch redraws the table until interrupted, then exits 0. The
+	// interrupt comes after the second table, not after a fixed time: on a
+	// loaded machine one status query alone can take longer than the interval.
+	watchCtx, stopWatch := context.WithTimeout(ctx, time.Minute)
+	watched := &interruptAfter{tables: 2, interrupt: stopWatch}
+	err = run(watchCtx, []string{"status", "--watch", "400ms"}, watched)
 	stopWatch()
 	if err != nil || strings.Count(watched.String(), "PARTITION") < 2 || strings.Count(watched.String(), workflows.StateCaughtUp) < 4 {
 		t.Errorf("status --watch: %v\n%s", err, watched.String())
@@ -119,6 +121,23 @@ func TestOperatorCommands(t *testing.T) {
 	if !errors.Is(err, errMismatch) || !strings.Contains(out, "MISMATCH") {
 		t.Fatalf("reconcile against a wrong manifest: %v\n%s", err, out)
 	}
+}
+
+// interruptAfter collects what status --watch writes and interrupts it,
+// as Ctrl-C would, once the given number of tables were drawn in full.
+type interruptAfter struct {
+	bytes.Buffer
+	tables    int
+	interrupt func()
+}
+
+func (w *interruptAfter) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	// The "all" row ends a table.
+	if strings.Count(w.String(), "\nall ") >= w.tables {
+		w.interrupt()
+	}
+	return n, err
 }
 
 func TestUsageErrorsAreOneLine(t *testing.T) {
