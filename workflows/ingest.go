@@ -380,6 +380,9 @@ const batchTaskTimeout = 5 * time.Second
 
 // startBatch starts the batch's MicroBatch child workflow.
 func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFuture {
+	// A replayed start is not compared by its input, so runs recorded
+	// with the flag unset replay alike.
+	spec.DecideLocally = true
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: spec.ID(),
 		// A completed batch ID can never run again; a failed one may be

@@ -21,14 +21,18 @@ import (
 var a *activities.Activities
 
 // localDecisionsVersion marks MicroBatch runs that decide with local
-// activities; runs recorded before replay with activities.
+// activities; runs recorded before replay with activities. Runs started
+// with spec.DecideLocally never ask for it.
 const localDecisionsVersion = "local-dedup-and-enrich"
 
 // decide runs Dedup and then Enrich on the batch.
 func decide(ctx workflow.Context, spec batch.Spec) (batch.Decisions, batch.Enrichment, error) {
 	var d batch.Decisions
 	var enr batch.Enrichment
-	if workflow.GetVersion(ctx, localDecisionsVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	// GetVersion writes a marker and a TemporalChangeVersion upsert (a
+	// visibility write) into every new run: two of a batch's history
+	// events, for a choice its input already carries.
+	if !spec.DecideLocally && workflow.GetVersion(ctx, localDecisionsVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
 			return d, enr, err
 		}

@@ -14,8 +14,9 @@ import (
 // current code fails CI when a change would break running workflows.
 var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500.json",
-	"testdata/batch_payments_0_0-1500_local.json", // Dedup and Enrich as local activities
-	"testdata/ingest_payments_0.json",             // before pipelining: replays ingestSequential
+	"testdata/batch_payments_0_0-1500_local.json",            // Dedup and Enrich as local activities
+	"testdata/batch_payments_0_0-1500_decided_in_input.json", // … chosen by the input, no version marker
+	"testdata/ingest_payments_0.json",                        // before pipelining: replays ingestSequential
 	"testdata/ingest_payments_0_pipelined.json",
 	"testdata/ingest_payments_0_commit_in_load.json", // Load commits the offset
 	// Paused, resized and resumed by updates (starter's

@@ -283,6 +283,11 @@ func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
 				t.Fatalf("history of %s contains event data %q", id, s)
 			}
 		}
+		// A batch's input says how it decides: no version marker, and no
+		// TemporalChangeVersion upsert, which is a visibility write.
+		if id == firstBatch && (strings.Contains(raw, "TemporalChangeVersion") || strings.Contains(raw, "local-dedup-and-enrich")) {
+			t.Errorf("history of %s records a version marker; its input should carry the choice", id)
+		}
 		if dir := os.Getenv("PAYSTREAM_RECORD_HISTORY"); dir != "" {
 			name := strings.NewReplacer("/", "_").Replace(id) + ".json"
 			if err := os.WriteFile(dir+"/"+name, []byte(raw[:strings.Index(raw, "\n")]), 0o644); err != nil {

@@ -363,7 +363,12 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 }
 
 func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.Spec {
-	return batch.Spec{Range: batch.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end}, Window: w, AllowedLateness: o.Config.AllowedLateness}
+	return batch.Spec{
+		Range:           batch.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
+		Window:          w,
+		AllowedLateness: o.Config.AllowedLateness,
+		DecideLocally:   true, // as PartitionIngest starts its batches
+	}
 }
 
 // WaitCaughtUp waits until every partition's committed offset reaches its
