@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -50,8 +51,8 @@ func TestSmoke(t *testing.T) {
 	if rep.Loader.Events != min(o.LoaderEvents, o.EmulatorEvents) {
 		t.Errorf("plain loader loaded %d events' rows, want %d", rep.Loader.Events, min(o.LoaderEvents, o.EmulatorEvents))
 	}
-	if rep.Overhead.LoopEventsPerS <= 0 || rep.Overhead.TemporalEventsPerS <= 0 {
-		t.Errorf("overhead not measured: %+v", rep.Overhead)
+	if rep.Overhead.LoopEventsPerS <= 0 || rep.Overhead.TemporalEventsPerS <= 0 || len(rep.Overhead.PairOverheads) != o.Runs {
+		t.Errorf("overhead not measured over %d pairs: %+v", o.Runs, rep.Overhead)
 	}
 	for _, tc := range []temporalCost{rep.Temporal, rep.TemporalDiscard} {
 		if tc.Batches == 0 || tc.HistoryEvents < 10*tc.Batches || tc.HistoryBytes == 0 {
@@ -183,5 +184,33 @@ func checkSteady(t *testing.T, o options, s steadyState) {
 	// The heap profile's summary and at least one holder.
 	if len(s.HeapTop) < 3 || !strings.HasPrefix(s.HeapTop[0], "Showing nodes") {
 		t.Errorf("steady run (%s): no heap profile summary: %q", s.Sink, s.HeapTop)
+	}
+}
+
+// TestOverheadIsTheMedianPair pairs each workflow run with the loop run
+// made right after it, in order, not with the loops' median.
+func TestOverheadIsTheMedianPair(t *testing.T) {
+	rate := func(rs ...float64) []catchUp {
+		var out []catchUp
+		for _, r := range rs {
+			out = append(out, catchUp{EventsPerS: r})
+		}
+		return out
+	}
+	var oh overhead
+	// The machine slows down over the runs; each pair costs 10 % or 20 %.
+	oh.setPairs(rate(90, 64, 45), rate(100, 80, 50))
+	want := []float64{0.1, 0.2, 0.1}
+	if len(oh.PairOverheads) != len(want) {
+		t.Fatalf("pairs %v, want %v", oh.PairOverheads, want)
+	}
+	for i := range want {
+		if math.Abs(oh.PairOverheads[i]-want[i]) > 1e-9 {
+			t.Errorf("pair %d: %.3f, want %.3f", i, oh.PairOverheads[i], want[i])
+		}
+	}
+	// The medians (64 and 80) would say 20 %.
+	if math.Abs(oh.Overhead-0.1) > 1e-9 {
+		t.Errorf("overhead %.3f, want the median pair's 0.100", oh.Overhead)
 	}
 }

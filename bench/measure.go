@@ -59,11 +59,27 @@ type machine struct {
 // the same activities, same sink, batch size and partitions.
 type overhead struct {
 	BatchSize          int     `json:"batch_size,omitempty"`
-	TemporalEventsPerS float64 `json:"temporal_events_per_s"`
-	LoopEventsPerS     float64 `json:"loop_events_per_s"`
-	// Overhead is 1 - temporal/loop: the share of throughput Temporal costs.
-	Overhead float64 `json:"overhead"`
-	Sink     string  `json:"sink"`
+	TemporalEventsPerS float64 `json:"temporal_events_per_s"` // the median run's
+	LoopEventsPerS     float64 `json:"loop_events_per_s"`     // the median run's
+	// Overhead is 1 - temporal/loop, the share of throughput Temporal
+	// costs: the median of PairOverheads, each a workflow run and the
+	// plain loop run right after it.
+	Overhead      float64   `json:"overhead"`
+	PairOverheads []float64 `json:"pair_overheads,omitempty"`
+	Sink          string    `json:"sink"`
+}
+
+// setPairs sets the overhead from workflow runs and the loop runs made
+// right after each, in the same order.
+func (oh *overhead) setPairs(temporal, loops []catchUp) {
+	oh.PairOverheads = oh.PairOverheads[:0]
+	for i := range min(len(temporal), len(loops)) {
+		oh.PairOverheads = append(oh.PairOverheads, 1-temporal[i].EventsPerS/loops[i].EventsPerS)
+	}
+	sorted := slices.Sorted(slices.Values(oh.PairOverheads))
+	if len(sorted) > 0 {
+		oh.Overhead = sorted[len(sorted)/2]
+	}
 }
 
 type dedupMemory struct {
@@ -165,6 +181,10 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 	for _, p := range o.Partitions[1:] {
 		configs = append(configs, setup{config.SinkBigQuery, p, mid})
 	}
+	// The plain loop runs right after each workflow run it is compared
+	// with, so a machine whose speed drifts over the benchmark (it is
+	// shared) moves both sides of a pair alike.
+	loopsBySize := map[int][]catchUp{}
 	for _, c := range configs {
 		var runs []catchUp
 		events := o.Events
@@ -188,6 +208,15 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 				}
 			}
 			runs = append(runs, r)
+			if c.sink == config.SinkDiscard && c.partitions == parts {
+				e.logf("plain loop %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, events, c.batch)
+				l, err := e.loopRun(ctx, c.sink, parts, c.batch, events, nil)
+				if err != nil {
+					return err
+				}
+				e.logf("  %.0f events/s, reconciled %v; overhead of the pair %.1f %%", l.EventsPerS, l.Reconciled, 100*(1-r.EventsPerS/l.EventsPerS))
+				loopsBySize[c.batch] = append(loopsBySize[c.batch], l)
+			}
 		}
 		rep.Runs = append(rep.Runs, runs...)
 		rep.CatchUp = append(rep.CatchUp, median(runs))
@@ -206,16 +235,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 	// shrinks as batches grow (Temporal's cost is per batch); the target
 	// is judged at the batch size `starter start` uses.
 	for _, size := range o.BatchSizes {
-		var loops []catchUp
-		for i := range o.Runs {
-			e.logf("plain loop %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, o.Events, size)
-			r, err := e.loopRun(ctx, config.SinkDiscard, parts, size, o.Events, nil)
-			if err != nil {
-				return err
-			}
-			e.logf("  %.0f events/s, reconciled %v", r.EventsPerS, r.Reconciled)
-			loops = append(loops, r)
-		}
+		loops := loopsBySize[size]
 		rep.Runs = append(rep.Runs, loops...)
 		if size == mid {
 			e.logf("plain loop, profiled and not timed: %d events, batches of %d, discard sink", o.Events, size)
@@ -226,8 +246,8 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		loop := median(loops)
 		rep.CatchUp = append(rep.CatchUp, loop)
 		temporal := find(rep.CatchUp, "temporal", config.SinkDiscard, parts, size)
-		oh := overhead{BatchSize: size, TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard,
-			Overhead: 1 - temporal.EventsPerS/loop.EventsPerS}
+		oh := overhead{BatchSize: size, TemporalEventsPerS: temporal.EventsPerS, LoopEventsPerS: loop.EventsPerS, Sink: config.SinkDiscard}
+		oh.setPairs(runsOf(rep.Runs, "temporal", config.SinkDiscard, parts, size), loops)
 		rep.OverheadBySize = append(rep.OverheadBySize, oh)
 		if size == headlineBatchSize(o) {
 			rep.Overhead = oh
@@ -283,11 +303,20 @@ func median(runs []catchUp) catchUp {
 	return sorted[len(sorted)/2]
 }
 
-func find(runs []catchUp, driver, sink string, partitions, batchSize int) catchUp {
+// runsOf returns the runs of one configuration, in the order they ran.
+func runsOf(runs []catchUp, driver, sink string, partitions, batchSize int) []catchUp {
+	var out []catchUp
 	for _, r := range runs {
 		if r.Driver == driver && r.Sink == sink && r.Partitions == partitions && r.BatchSize == batchSize {
-			return r
+			out = append(out, r)
 		}
+	}
+	return out
+}
+
+func find(runs []catchUp, driver, sink string, partitions, batchSize int) catchUp {
+	if found := runsOf(runs, driver, sink, partitions, batchSize); len(found) > 0 {
+		return found[0]
 	}
 	return catchUp{}
 }
