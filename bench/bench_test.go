@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +76,14 @@ func TestSmoke(t *testing.T) {
 	}
 	if len(rep.Profile.Parts) <= activityParts || workerActs <= 0 || loopActs <= 0 {
 		t.Errorf("CPU profiles by part: worker activities %.2f s, loop's %.2f s: %+v", workerActs, loopActs, rep.Profile)
+	}
+	if len(rep.Profile.Files) != 2 {
+		t.Errorf("profiles kept beside the report: %q, want the worker's and the loop's", rep.Profile.Files)
+	}
+	for _, f := range rep.Profile.Files {
+		if st, err := os.Stat(filepath.Join(o.OutDir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("profile %s: %v", f, err)
+		}
 	}
 	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
 		checkSteady(t, o, s)

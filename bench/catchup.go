@@ -72,7 +72,7 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 		seconds := profileSeconds(events)
 		profiles.Go(func() {
 			var err error
-			if profiled.worker, err = w.cpuProfile(ctx, seconds, filepath.Join(e.dir, cfg.TaskQueue+".worker.cpu.pprof")); err != nil {
+			if profiled.worker, err = w.cpuProfile(ctx, seconds, e.profiles+".worker.cpu.pprof"); err != nil {
 				e.logf("  worker CPU profile: %v", err)
 			}
 		})
@@ -151,7 +151,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		return nil
 	}
 	if profiled != nil {
-		*profiled, err = profileLoop(ctx, filepath.Join(e.dir, cfg.TaskQueue+".loop.cpu.pprof"), run)
+		*profiled, err = profileLoop(ctx, e.profiles+".loop.cpu.pprof", run)
 	} else {
 		err = run()
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -122,6 +123,10 @@ func measure(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	e.workerMemoryLimit = o.WorkerMemoryLimit
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	e.profiles = filepath.Join(o.OutDir, rep.baseName())
 	defer e.close()
 	parts := o.Partitions[0]
 
@@ -258,6 +263,11 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		rep.Profile = runProfile{Sink: config.SinkDiscard, BatchSize: mid, Events: o.Events, Seconds: float64(profileSeconds(o.Events)),
 			WorkerProcS: profiled.workerProcS, Server: profiled.server}
 		rep.Profile.setParts(profiled.worker, loopCPU)
+		for _, kind := range []string{".worker.cpu.pprof", ".loop.cpu.pprof"} {
+			if _, err := os.Stat(e.profiles + kind); err == nil {
+				rep.Profile.Files = append(rep.Profile.Files, filepath.Base(e.profiles+kind))
+			}
+		}
 	}
 
 	// The emulator's own rate for the same rows.

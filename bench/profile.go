@@ -31,6 +31,9 @@ type runProfile struct {
 	// Server is the Temporal server's CPU by part, from perf over the
 	// same seconds; empty where perf is not installed.
 	Server []cpuShare `json:"temporal_server,omitempty"`
+	// Files are the worker's and the loop's pprof files, kept beside
+	// the report.
+	Files []string `json:"files,omitempty"`
 }
 
 // runSamples are the samples a profiled temporalRun took.

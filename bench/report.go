@@ -18,16 +18,12 @@ import (
 
 type reportPaths struct{ json, markdown, chart string }
 
-// write saves the report as <date>.json, <date>.md and <date>.svg in dir
-// (smoke runs get a "-smoke" suffix so they never replace a real one).
+// write saves the report as <date>.json, <date>.md and <date>.svg in dir.
 func (r *report) write(dir string) (reportPaths, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return reportPaths{}, err
 	}
-	base := r.Date.Format("2006-01-02")
-	if r.Options.Smoke {
-		base += "-smoke"
-	}
+	base := r.baseName()
 	p := reportPaths{
 		json:     filepath.Join(dir, base+".json"),
 		markdown: filepath.Join(dir, base+".md"),
@@ -44,6 +40,15 @@ func (r *report) write(dir string) (reportPaths, error) {
 		return p, err
 	}
 	return p, os.WriteFile(p.markdown, []byte(r.markdown(filepath.Base(p.chart))), 0o644)
+}
+
+// baseName names the report's files: its date (smoke runs get a "-smoke"
+// suffix so they never replace a real one).
+func (r *report) baseName() string {
+	if r.Options.Smoke {
+		return r.Date.Format("2006-01-02") + "-smoke"
+	}
+	return r.Date.Format("2006-01-02")
 }
 
 // Targets of the benchmark issue, on a 2-core machine.
@@ -409,6 +414,9 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 		}
 		if p.WorkerProcS > 0 {
 			fmt.Fprintf(&b, "\nThe profiled run's worker used %.1f CPU-seconds from start to caught up (by /proc), which the profile's %.1f cover.\n", p.WorkerProcS, total)
+		}
+		if len(p.Files) > 0 {
+			fmt.Fprintf(&b, "\nThe profiles are kept beside this report: `%s` (`go tool pprof -top <file>`).\n", strings.Join(p.Files, "`, `"))
 		}
 	}
 	if len(p.Server) > 0 {

@@ -38,8 +38,11 @@ type env struct {
 	// workerMemoryLimit is the steady runs' worker's --memory-limit.
 	workerMemoryLimit string
 	dir               string
-	log               io.Writer
-	runs              int // names each run's topic, dataset and task queue apart
+	// profiles is the path prefix the CPU profiles are kept under, beside
+	// the results, for `go tool pprof`.
+	profiles string
+	log      io.Writer
+	runs     int // names each run's topic, dataset and task queue apart
 }
 
 func startEnv(ctx context.Context, log io.Writer) (_ *env, err error) {
