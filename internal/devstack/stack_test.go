@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -53,6 +54,21 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET %s: %s", url, resp.Status)
+		}
+	}
+
+	// Both servers run with the GC target devstack gives them, unless
+	// the environment sets one.
+	if os.Getenv("GOGC") == "" {
+		temporal, emulator := s.ServerPIDs()
+		for _, pid := range []int{temporal, emulator} {
+			env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(strings.Split(string(env), "\x00"), "GOGC="+devstack.ServerGOGC) {
+				t.Errorf("server process %d runs without GOGC=%s", pid, devstack.ServerGOGC)
+			}
 		}
 	}
 
