@@ -70,12 +70,15 @@ type overhead struct {
 	Sink          string    `json:"sink"`
 }
 
+// pairOverhead is the share of the loop's throughput a workflow run lost.
+func pairOverhead(temporal, loop catchUp) float64 { return 1 - temporal.EventsPerS/loop.EventsPerS }
+
 // setPairs sets the overhead from workflow runs and the loop runs made
 // right after each, in the same order.
 func (oh *overhead) setPairs(temporal, loops []catchUp) {
 	oh.PairOverheads = oh.PairOverheads[:0]
 	for i := range min(len(temporal), len(loops)) {
-		oh.PairOverheads = append(oh.PairOverheads, 1-temporal[i].EventsPerS/loops[i].EventsPerS)
+		oh.PairOverheads = append(oh.PairOverheads, pairOverhead(temporal[i], loops[i]))
 	}
 	sorted := slices.Sorted(slices.Values(oh.PairOverheads))
 	if len(sorted) > 0 {
@@ -219,7 +222,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 				if err != nil {
 					return err
 				}
-				e.logf("  %.0f events/s, reconciled %v; overhead of the pair %.1f %%", l.EventsPerS, l.Reconciled, 100*(1-r.EventsPerS/l.EventsPerS))
+				e.logf("  %.0f events/s, reconciled %v; overhead of the pair %.1f %%", l.EventsPerS, l.Reconciled, 100*pairOverhead(r, l))
 				loopsBySize[c.batch] = append(loopsBySize[c.batch], l)
 			}
 		}

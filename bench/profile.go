@@ -133,6 +133,7 @@ func profileLoop(ctx context.Context, path string, run func() error) (map[string
 	}
 	defer f.Close()
 	if pprof.StartCPUProfile(f) != nil {
+		os.Remove(path) // no empty file beside the report, listed as a profile
 		return nil, run()
 	}
 	err = run()
