@@ -71,9 +71,9 @@ type Activities struct {
 	streamsMu       sync.Mutex
 }
 
-// kafkaClient is the worker's one client for offset commits and
-// PlanBatch's polls of the log's end: a client holds connections and a
-// metadata refresh, so it is made once, not per batch or poll.
+// kafkaClient is the worker's one Kafka client, for every read, poll and
+// offset commit: a client holds connections to the leaders and a metadata
+// refresh, so it is made once, not per batch or poll.
 func (a *Activities) kafkaClient() *kafkalog.Client {
 	a.clientOnce.Do(func() { a.client = a.Kafka.Client(10 * time.Second) })
 	return a.client
@@ -148,11 +148,13 @@ func keepAlive(ctx context.Context, detail any) (stop func()) {
 	}
 }
 
-// readRange reads [start, end) of a partition, heartbeating as it goes, and
-// turns "offsets deleted by retention" into a non-retryable error.
-func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) error {
+// readRange reads [start, end) of a partition as a read_committed consumer,
+// heartbeating as it goes, and turns "offsets deleted by retention" into a
+// non-retryable error. The tally counts the markers and aborted records it
+// passed over.
+func (a *Activities) readRange(ctx context.Context, topic string, partition int, start, end int64, fn func(kafkalog.Record) error) (kafkalog.Tally, error) {
 	n := 0
-	err := kafkalog.ReadRange(ctx, a.Kafka, topic, partition, start, end, func(r kafkalog.Record) error {
+	t, err := a.kafkaClient().ReadRange(ctx, topic, partition, start, end, func(r kafkalog.Record) error {
 		if n++; n == 100 {
 			faults.At("read")
 		}
@@ -160,9 +162,9 @@ func (a *Activities) readRange(ctx context.Context, topic string, partition int,
 		return fn(r)
 	})
 	if errors.Is(err, kafkalog.ErrOffsetOutOfRange) {
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeOffsetOutOfRange, err)
+		return t, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeOffsetOutOfRange, err)
 	}
-	return err
+	return t, err
 }
 
 func (a *Activities) logger(ctx context.Context, spec batch.Spec) *zap.Logger {

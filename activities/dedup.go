@@ -11,6 +11,7 @@ import (
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
 )
 
 // Dedup decides every record of the batch against the partition's dedup
@@ -22,7 +23,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	log := a.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
 	w := a.windows.take(key)
-	recs, err := a.batchRecords(ctx, spec)
+	recs, tally, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		if w != nil {
 			a.windows.put(key, w) // untouched: still ends where it ended
@@ -35,7 +36,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 		}
 	}
 	a.maybeSnapshot(log, spec, w, recs)
-	var d batch.Decisions
+	d := batch.Decisions{Control: int(tally.Control), Aborted: int(tally.Aborted)}
 	for i := range recs {
 		r := &recs[i]
 		d.Records++
@@ -64,7 +65,8 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	d.Next.Start, d.Next.Newest = w.Bounds()
 	a.windows.put(key, w)
 	log.Info("dedup done", zap.Int("records", d.Records), zap.Int("loaded", d.Loaded), zap.Int("duplicates", len(d.DuplicateOffsets)),
-		zap.Int("late", len(d.LateOffsets)), zap.Int("invalid", d.Invalid), zap.Int("conflicts", len(d.ConflictOffsets)), since(began))
+		zap.Int("late", len(d.LateOffsets)), zap.Int("invalid", d.Invalid), zap.Int("conflicts", len(d.ConflictOffsets)),
+		zap.Int("control", d.Control), zap.Int("aborted", d.Aborted), since(began))
 	return d, nil
 }
 
@@ -105,14 +107,14 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 // first record before anything is observed.
 func (a *Activities) replay(ctx context.Context, spec batch.Spec, w *dedup.Window, from int64, vet func(kafkalog.Record) error) (int, error) {
 	n := 0
-	err := a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
+	_, err := a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
 		if n == 0 && vet != nil {
 			if err := vet(r); err != nil {
 				return err
 			}
 		}
 		n++
-		rec := parse(r)
+		rec := parse(r, spec.AllowedLateness)
 		_, err := observe(w, &rec)
 		return err
 	})
@@ -140,5 +142,5 @@ func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {
 	if r.parseErr != nil {
 		return w.ObserveInvalid(r.Offset)
 	}
-	return w.Observe(r.Offset, &r.event, r.Value)
+	return w.Observe(r.Offset, &r.event, r.Value, payment.WatermarkTime(&r.event, r.Time))
 }

@@ -21,7 +21,7 @@ func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisi
 	scorer := fraud.NewScorer()
 	out := batch.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	outcomes := newOutcomes(d)
-	recs, err := a.batchRecords(ctx, spec)
+	recs, _, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		return batch.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}

@@ -75,12 +75,13 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	if err := a.CommitOffsets(ctx, CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}); err != nil {
 		return batch.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
 	}
+	// The oldest produce time the batch's records carry, for its latency;
+	// timestamps not to trust are left out.
 	var oldest time.Time
-	if recs, err := a.batchRecords(ctx, spec); err == nil && len(recs) > 0 {
-		oldest = recs[0].Time
+	if recs, _, err := a.batchRecords(ctx, spec); err == nil {
 		for i := range recs {
-			if recs[i].Time.Before(oldest) {
-				oldest = recs[i].Time
+			if ts, ok := payment.KafkaTime(recs[i].Time); ok && (oldest.IsZero() || ts.Before(oldest)) {
+				oldest = ts
 			}
 		}
 	}
@@ -214,7 +215,8 @@ type errorRow struct {
 	KafkaPartition int    `json:"kafka_partition"`
 	KafkaOffset    int64  `json:"kafka_offset"`
 	KafkaKey       string `json:"kafka_key,omitempty"`
-	KafkaTimestamp string `json:"kafka_timestamp"`
+	KafkaTimestamp string `json:"kafka_timestamp,omitempty"` // empty (NULL) when not one to trust
+	KafkaTimeMs    int64  `json:"kafka_timestamp_ms"`
 	Reason         string `json:"reason"`
 	Detail         string `json:"detail,omitempty"`
 	Raw            string `json:"raw"`
@@ -242,6 +244,8 @@ type ledgerRow struct {
 	Duplicates       int            `json:"duplicates"`
 	Errors           int            `json:"errors"`
 	Late             int            `json:"late"`
+	Control          int            `json:"control"`
+	Aborted          int            `json:"aborted"`
 	Skipped          int64          `json:"skipped"`
 	AmountByCurrency []ledgerAmount `json:"amount_by_currency"`
 	NextWindowStart  int64          `json:"next_window_start"`
@@ -256,8 +260,7 @@ type metricKey struct {
 
 type metricAcc struct {
 	events, fraud, dups int
-	minor               int64
-	scale               int
+	amount              payment.Sum
 }
 
 // BuildRows is Load's row building on its own, for the benchmark's plain
@@ -284,9 +287,13 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
 	loadedAt := now.Format(time.RFC3339Nano)
-	recs, err := a.batchRecords(ctx, spec)
+	recs, tally, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+	}
+	if int(tally.Control) != d.Control || int(tally.Aborted) != d.Aborted {
+		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: the log holds %d markers and %d aborted records, dedup counted %d and %d",
+			id, tally.Control, tally.Aborted, d.Control, d.Aborted)
 	}
 	// Room for a batch of loaded records up front: growing by doubling
 	// copies (and zeroes) each row twice over.
@@ -301,7 +308,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	metric := func(e *payment.Event) *metricAcc {
 		k := metricKey{e.EventTime.Truncate(time.Minute), e.Currency, e.Region}
 		if metrics[k] == nil {
-			metrics[k] = &metricAcc{scale: e.Amount.Scale}
+			metrics[k] = &metricAcc{}
 		}
 		return metrics[k]
 	}
@@ -334,7 +341,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 			txBuf = appendLoaded(rows, txBuf, e, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
-			m.minor += e.Amount.Minor
+			m.amount.Add(e.Amount)
 			if score.RiskLevel() == "high" {
 				m.fraud++
 				totals.HighRisk++
@@ -378,19 +385,20 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 	}) {
 		m := metrics[k]
 		put("metrics_minute", metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
-			AmountSum: payment.Amount{Minor: m.minor, Scale: m.scale}.String(), FraudCount: m.fraud, DuplicateCount: m.dups,
+			AmountSum: m.amount.String(), FraudCount: m.fraud, DuplicateCount: m.dups,
 			BatchID: id, KafkaPartition: spec.Partition, KafkaOffset: spec.Start, LoadedAt: loadedAt})
 	}
 	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
 		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
-		Skipped: spec.End - spec.Start - present, NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
+		Control: d.Control, Aborted: d.Aborted, Skipped: spec.End - spec.Start - present - int64(d.Control+d.Aborted),
+		NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
 	if !d.Next.Newest.IsZero() {
 		ledger.NextWindowNewest = d.Next.Newest.Format(time.RFC3339Nano)
 	}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
 	put("batch_ledger", ledger)
 	totals.Records = int(present)
-	totals.Skipped = int(ledger.Skipped)
+	totals.Control, totals.Aborted, totals.Skipped = d.Control, d.Aborted, int(ledger.Skipped)
 	return rows, totals, encErr
 }
 
@@ -410,22 +418,22 @@ func appendLoaded(rows map[string]*bytes.Buffer, buf []byte, e *payment.Event, b
 	return buf
 }
 
-// currencyTotals sums loaded amounts per currency in minor units, exactly.
+// currencyTotals sums loaded amounts per currency, exactly.
 type currencyTotals map[string]*metricAcc
 
 func (c currencyTotals) add(e *payment.Event) {
 	if c[e.Currency] == nil {
-		c[e.Currency] = &metricAcc{scale: e.Amount.Scale}
+		c[e.Currency] = &metricAcc{}
 	}
 	c[e.Currency].events++
-	c[e.Currency].minor += e.Amount.Minor
+	c[e.Currency].amount.Add(e.Amount)
 }
 
 // sums are the totals as ledger rows and as decimal strings by currency.
 func (c currencyTotals) sums() ([]ledgerAmount, map[string]string) {
 	rows, byCurrency := []ledgerAmount{}, map[string]string{}
 	for _, cur := range slices.Sorted(maps.Keys(c)) {
-		amt := payment.Amount{Minor: c[cur].minor, Scale: c[cur].scale}.String()
+		amt := c[cur].amount.String()
 		rows = append(rows, ledgerAmount{Currency: cur, Amount: amt, Events: c[cur].events})
 		byCurrency[cur] = amt
 	}
@@ -439,8 +447,11 @@ func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt strin
 // toErrorRow keeps the record's bytes as they were: text when UTF-8,
 // base64 otherwise, so nothing rejected is ever lost.
 func toErrorRow(spec batch.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) errorRow {
-	row := errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimestamp: r.Time.UTC().Format(time.RFC3339Nano),
+	row := errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimeMs: r.Time.UnixMilli(),
 		Reason: reason, Detail: detail, Raw: string(r.Value), RawEncoding: "utf8", BatchID: batchID, LoadedAt: loadedAt}
+	if ts, ok := payment.KafkaTime(r.Time); ok {
+		row.KafkaTimestamp = ts.Format(time.RFC3339Nano)
+	}
 	if !utf8.Valid(r.Value) {
 		row.Raw, row.RawEncoding = base64.StdEncoding.EncodeToString(r.Value), "base64"
 	}

@@ -29,6 +29,9 @@ type PlanInput struct {
 	// costs a workflow, a ledger row and load jobs whatever its size. A
 	// log that stopped growing (the end of a backlog) is cut at once.
 	Linger time.Duration
+	// AllowedLateness judges the records the plan parses (see parse); the
+	// plan keeps them parsed for the batch only when it is set.
+	AllowedLateness time.Duration `json:",omitempty"`
 }
 
 // PlanResult is the planned range [Next, End); End == Next means nothing
@@ -36,47 +39,50 @@ type PlanInput struct {
 type PlanResult struct {
 	End           int64
 	HighWatermark int64
+	// Stable is the partition's last stable offset: a batch never passes
+	// it. Below HighWatermark while a transaction is open; when it equals
+	// Next, the partition waits on the transaction that starts there.
+	Stable int64 `json:",omitempty"`
 }
 
 // errStop ends a ReadRange early.
 var errStop = errors.New("stop")
 
+// ErrTypeLogTruncated: the partition's log ends before the next offset to
+// ingest (the topic was deleted and re-created, or truncated). Retrying
+// cannot bring the offsets back; an operator must decide.
+const ErrTypeLogTruncated = "LogTruncated"
+
 // PlanBatch picks the end of the next batch: at most MaxRecords records and,
-// past the first record, at most MaxBytes of keys and values.
+// past the first record, at most MaxBytes of keys and values, and never
+// past the last stable offset, so that no batch holds a record of a
+// transaction still open.
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
 	// The log counts as growing while its end moved in the last two
 	// polls: one quiet poll is a producer's hiccup, not the end of a
 	// backlog.
-	hws := [2]int64{-1, -1}
-	// The log's start is checked once; while the plan waits, only its
-	// end is polled, over the worker's kept client.
-	first, hw, err := kafkalog.Bounds(ctx, a.Kafka, in.Topic, in.Partition)
-	if err != nil {
-		return PlanResult{}, err
-	}
-	if in.Next < first {
-		msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, first)
-		return PlanResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
-	}
+	ends := [2]int64{-1, -1}
 	for polls := 0; ; polls++ {
-		if polls > 0 {
-			if hw, err = a.kafkaClient().HighWatermark(ctx, in.Topic, in.Partition); err != nil {
-				return PlanResult{}, err
-			}
+		b, err := a.kafkaClient().Bounds(ctx, in.Topic, in.Partition)
+		if err != nil {
+			return PlanResult{}, err
 		}
-		a.Metrics.Lag(in.Topic, in.Partition, hw-in.Next)
-		short := hw-in.Next < int64(in.MaxRecords)
-		growing := hws[0] < 0 || hw > hws[0]
-		if hw > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
-			return a.planRange(ctx, in, hw)
+		if err := a.checkNext(ctx, in, b); err != nil {
+			return PlanResult{}, err
 		}
-		hws = [2]int64{hws[1], hw}
-		if hw == in.Next && time.Now().After(deadline) {
-			return PlanResult{End: in.Next, HighWatermark: hw}, nil
+		a.Metrics.Lag(in.Topic, in.Partition, b.End-in.Next)
+		short := b.Stable-in.Next < int64(in.MaxRecords)
+		growing := ends[0] < 0 || b.Stable > ends[0]
+		if b.Stable > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
+			return a.planRange(ctx, in, b)
 		}
-		activity.RecordHeartbeat(ctx, hw)
+		ends = [2]int64{ends[1], b.Stable}
+		if b.Stable == in.Next && time.Now().After(deadline) {
+			return PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
+		}
+		activity.RecordHeartbeat(ctx, b.Stable)
 		select {
 		case <-ctx.Done():
 			return PlanResult{}, ctx.Err()
@@ -85,34 +91,65 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	}
 }
 
+// checkNext fails for good when the log no longer holds the partition's
+// next offset: deleted by retention, or a log that ends before it (a
+// topic deleted and re-created, or truncated). The second is seen twice,
+// a second apart, before it is believed: a leader that just took over may
+// answer before it caught up.
+func (a *Activities) checkNext(ctx context.Context, in PlanInput, b kafkalog.Bounds) error {
+	if in.Next < b.First {
+		msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, b.First)
+		a.Metrics.OffsetLost(in.Topic, in.Partition)
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
+	}
+	if in.Next <= b.End {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second):
+	}
+	again, err := a.kafkaClient().Bounds(ctx, in.Topic, in.Partition)
+	if err != nil || in.Next <= again.End {
+		return err
+	}
+	msg := fmt.Sprintf("%s/%d: the log ends at offset %d, before the next offset %d: the topic was re-created or truncated; ingestion of this partition stops until an operator decides",
+		in.Topic, in.Partition, again.End, in.Next)
+	a.Metrics.OffsetLost(in.Topic, in.Partition)
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeLogTruncated, nil)
+}
+
 // planRange reads the records it plans, to bound their bytes (the
 // request's MaxBytes of keys and values, and the worker's MaxBatchBytes
 // once parsed), and keeps them parsed for the batch's Dedup, Enrich and
 // Load on this worker (see batchRecords): the batch is then read from
 // Kafka once.
-func (a *Activities) planRange(ctx context.Context, in PlanInput, hw int64) (PlanResult, error) {
-	limit := min(hw, in.Next+int64(max(in.MaxRecords, 1)))
+func (a *Activities) planRange(ctx context.Context, in PlanInput, b kafkalog.Bounds) (PlanResult, error) {
+	limit := min(b.Stable, in.Next+int64(max(in.MaxRecords, 1)))
 	if in.MaxBytes <= 0 {
-		return PlanResult{End: limit, HighWatermark: hw}, nil
+		return PlanResult{End: limit, HighWatermark: b.End, Stable: b.Stable}, nil
 	}
-	end, size, parsed := in.Next, int64(0), 0
+	// The range ends at limit, or where the first record that does not
+	// fit starts: the markers and aborted records before it, and only
+	// those, were tallied by then.
+	end, size, parsed := limit, int64(0), 0
 	recs := make([]parsedRecord, 0, limit-in.Next)
-	err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
+	tally, err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		parsed += recordCost(r)
-		if (size > in.MaxBytes || a.MaxBatchBytes > 0 && parsed > a.MaxBatchBytes) && r.Offset > in.Next {
+		if (size > in.MaxBytes || a.MaxBatchBytes > 0 && parsed > a.MaxBatchBytes) && len(recs) > 0 {
+			end = r.Offset
 			return errStop
 		}
-		end = r.Offset + 1
-		recs = append(recs, parse(r))
+		recs = append(recs, parse(r, in.AllowedLateness))
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return PlanResult{}, err
 	}
-	if !errors.Is(err, errStop) {
-		end = limit // offsets past the last record (markers) belong to this range
+	if in.AllowedLateness > 0 {
+		a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, tally)
 	}
-	a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs)
-	return PlanResult{End: end, HighWatermark: hw}, nil
+	return PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
 }

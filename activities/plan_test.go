@@ -17,10 +17,7 @@ import (
 func TestPlanBatchLingers(t *testing.T) {
 	ctx := context.Background()
 	kafka, _ := simulatedLog(t, "plan", simulation.DefaultOptions(), 100)
-	_, hw, err := kafkalog.Bounds(ctx, kafka, "plan", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hw := logEnd(t, kafka, "plan")
 
 	var suite testsuite.WorkflowTestSuite
 	env := suite.NewTestActivityEnvironment()
@@ -69,10 +66,7 @@ func TestPlanBatchLingers(t *testing.T) {
 	if res.End != hw+200 || took > 30*time.Second {
 		t.Errorf("records arriving: batch ends at %d after %s, want full at %d, well before the linger", res.End, took, hw+200)
 	}
-	_, hw, err = kafkalog.Bounds(ctx, kafka, "plan", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hw = logEnd(t, kafka, "plan")
 	linger := 500 * time.Millisecond
 	stop = trickle()
 	res, took = plan(PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: linger})
@@ -81,10 +75,7 @@ func TestPlanBatchLingers(t *testing.T) {
 		t.Errorf("records arriving, never full: batch ends at %d after %s, want past %d after the linger %s", res.End, took, hw, linger)
 	}
 	// Caught up: an empty range after PollFor, whatever the linger.
-	_, hw, err = kafkalog.Bounds(ctx, kafka, "plan", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hw = logEnd(t, kafka, "plan")
 	if res, _ := plan(PlanInput{Next: hw, MaxRecords: 10, PollFor: 300 * time.Millisecond, Linger: time.Second}); res.End != hw {
 		t.Errorf("caught up: batch ends at %d, want an empty range at %d", res.End, hw)
 	}
@@ -109,7 +100,7 @@ func TestPlanBatchFitsTheWorkersMemory(t *testing.T) {
 		wantEnd       int64
 	}{{tenCost, 10}, {1, 1}} {
 		a := &Activities{Kafka: kafka, MaxBatchBytes: c.maxBatchBytes}
-		res, err := a.PlanBatch(ctx, PlanInput{Topic: "fit", Next: 0, MaxRecords: 1000, MaxBytes: 8 << 20})
+		res, err := a.PlanBatch(ctx, PlanInput{Topic: "fit", Next: 0, MaxRecords: 1000, MaxBytes: 8 << 20, AllowedLateness: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,9 +108,19 @@ func TestPlanBatchFitsTheWorkersMemory(t *testing.T) {
 			t.Errorf("MaxBatchBytes %d: batch ends at %d, want %d", c.maxBatchBytes, res.End, c.wantEnd)
 		}
 		id := batch.Range{Topic: "fit", Partition: 0, Start: 0, End: res.End}.ID()
-		if recs, ok := a.batches.get(id); !ok || int64(len(recs)) != c.wantEnd {
-			t.Errorf("MaxBatchBytes %d: %d records cached for %s (cached: %v), want %d", c.maxBatchBytes, len(recs), id, ok, c.wantEnd)
+		if b, ok := a.batches.get(id); !ok || int64(len(b.recs)) != c.wantEnd {
+			t.Errorf("MaxBatchBytes %d: %d records cached for %s (cached: %v), want %d", c.maxBatchBytes, len(b.recs), id, ok, c.wantEnd)
 		}
 		Close(a)
 	}
+}
+
+// logEnd is the partition 0's end of a topic with no transactions.
+func logEnd(t *testing.T, kc kafkalog.Cluster, topic string) int64 {
+	t.Helper()
+	b, err := kafkalog.BoundsOf(context.Background(), kc, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.End
 }

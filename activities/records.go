@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/paystream/paystream/internal/batch"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -52,34 +53,36 @@ func MaxBatchBytesFor(gcLimit int64) int {
 // the others reuse that, which is safe because a range of the log never
 // changes and parsing is a pure function of the bytes. A batch whose
 // activities run on different workers is simply read again.
-func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parsedRecord, error) {
+func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parsedRecord, kafkalog.Tally, error) {
 	id := spec.ID()
-	if recs, ok := a.batches.get(id); ok {
-		return recs, nil
+	if b, ok := a.batches.get(id); ok {
+		return b.recs, b.tally, nil
 	}
 	recs := make([]parsedRecord, 0, spec.End-spec.Start)
-	err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
-		recs = append(recs, parse(r))
+	tally, err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
+		recs = append(recs, parse(r, spec.AllowedLateness))
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, tally, err
 	}
-	a.cacheBatch(id, recs)
-	return recs, nil
+	a.cacheBatch(id, recs, tally)
+	return recs, tally, nil
 }
 
-func parse(r kafkalog.Record) parsedRecord {
-	e, err := payment.ParseRecord(r.Key, r.Value, r.Time)
+// parse judges a record by the event contract; an event_time may run
+// ahead of the record's Kafka timestamp by at most the allowed lateness.
+func parse(r kafkalog.Record, lateness time.Duration) parsedRecord {
+	e, err := payment.ParseRecord(r.Key, r.Value, r.Time, lateness)
 	return parsedRecord{Record: r, event: e, parseErr: err}
 }
 
-func (a *Activities) cacheBatch(id string, recs []parsedRecord) {
+func (a *Activities) cacheBatch(id string, recs []parsedRecord, tally kafkalog.Tally) {
 	size := 0
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	a.batches.put(id, recs, size, a.batchCacheLimit())
+	a.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size}, a.batchCacheLimit())
 }
 
 func (a *Activities) batchCacheLimit() int {
@@ -103,29 +106,30 @@ type batchCache struct {
 }
 
 type cachedBatch struct {
-	recs []parsedRecord
-	size int
+	recs  []parsedRecord
+	tally kafkalog.Tally
+	size  int
 }
 
-func (c *batchCache) get(id string) ([]parsedRecord, bool) {
+func (c *batchCache) get(id string) (cachedBatch, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, ok := c.m[id]
-	return b.recs, ok
+	return b, ok
 }
 
-func (c *batchCache) put(id string, recs []parsedRecord, size, limit int) {
+func (c *batchCache) put(id string, b cachedBatch, limit int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[string]cachedBatch{}
 	}
-	if _, ok := c.m[id]; ok || size > limit {
+	if _, ok := c.m[id]; ok || b.size > limit {
 		return
 	}
-	c.m[id] = cachedBatch{recs, size}
+	c.m[id] = b
 	c.order = append(c.order, id)
-	c.size += size
+	c.size += b.size
 	for c.size > limit && len(c.order) > 0 {
 		c.dropLocked(c.order[0])
 	}

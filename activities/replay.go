@@ -81,7 +81,7 @@ func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]
 	for {
 		var row struct {
 			Offset   int64     `bigquery:"kafka_offset"`
-			Time     time.Time `bigquery:"kafka_timestamp"`
+			Time     bigquery.NullTimestamp `bigquery:"kafka_timestamp"`
 			Raw      string    `bigquery:"raw"`
 			Encoding string    `bigquery:"raw_encoding"`
 		}
@@ -108,7 +108,7 @@ func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]
 			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("quarantine of %s at offset %d no longer parses: %v",
 				in.Source.ID(), row.Offset, payment.ReasonOf(err)), ErrTypeReplayMismatch, nil)
 		}
-		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time}
+		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
 		out = append(out, quarantined{record: rec, event: e})
 	}
 }

@@ -171,13 +171,14 @@ func (e *env) activities(cfg config.Config) *activities.Activities {
 // MicroBatch do, handing the decided batch to fn.
 func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
 	fn func(batch.Spec, batch.Decisions, batch.Enrichment) error) error {
-	first, _, err := kafkalog.Bounds(ctx, cfg.Kafka(), cfg.Topic, p)
+	b, err := kafkalog.BoundsOf(ctx, cfg.Kafka(), cfg.Topic, p)
 	if err != nil {
 		return err
 	}
-	next, window := first, batch.Window{Start: first}
+	next, window := b.First, batch.Window{Start: b.First}
 	for {
-		plan, err := acts.PlanBatch(ctx, activities.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes})
+		plan, err := acts.PlanBatch(ctx, activities.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes,
+			AllowedLateness: cfg.AllowedLateness})
 		if err != nil {
 			return err
 		}

@@ -6,7 +6,8 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.ingest_errors` (
   kafka_partition  INT64     NOT NULL,
   kafka_offset     INT64     NOT NULL,
   kafka_key        STRING,
-  kafka_timestamp  TIMESTAMP NOT NULL,
+  kafka_timestamp  TIMESTAMP,          -- NULL when the producer's timestamp is not one to trust (payment.KafkaTime)
+  kafka_timestamp_ms INT64,            -- the record's timestamp as sent, in milliseconds, whatever it is
   reason           STRING    NOT NULL, -- malformed_json, missing_field, invalid_field, late, conflict, ...
   detail           STRING,             -- which field and rule; never a field value
   raw              STRING    NOT NULL,

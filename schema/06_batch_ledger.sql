@@ -1,7 +1,9 @@
 -- One row per micro-batch, written after its other tables (DESIGN §3,
 -- invariant 6). records = end_offset - start_offset
---                       = loaded + duplicates + errors + late (+ gaps the log
--- skipped, e.g. transaction markers, counted in skipped).
+--   = loaded + duplicates + errors + late + control + aborted + skipped:
+-- control counts transaction markers, aborted the records of aborted
+-- transactions (read_committed: neither is a payment), skipped the offsets
+-- that hold no record (compaction).
 CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   batch_id           STRING    NOT NULL,
   kafka_topic        STRING    NOT NULL,
@@ -14,6 +16,8 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   errors             INT64     NOT NULL, -- rejected other than late
   late               INT64     NOT NULL,
   skipped            INT64     NOT NULL,
+  control            INT64,
+  aborted            INT64,
   amount_by_currency ARRAY<STRUCT<currency STRING, amount NUMERIC, events INT64>>,
   -- Where the partition's dedup window starts after this batch, so that
   -- `starter start` can resume a partition exactly (DESIGN §4).

@@ -17,6 +17,7 @@ WITH
       ANY_VALUE(start_offset) AS start_offset, ANY_VALUE(end_offset) AS end_offset,
       ANY_VALUE(records) AS records, ANY_VALUE(loaded) AS loaded, ANY_VALUE(duplicates) AS duplicates,
       ANY_VALUE(errors) AS errors, ANY_VALUE(late) AS late, ANY_VALUE(skipped) AS skipped,
+      IFNULL(ANY_VALUE(control), 0) AS control, IFNULL(ANY_VALUE(aborted), 0) AS aborted,
       MAX(loaded_at) AS loaded_at
     FROM `{{project}}.{{dataset}}.batch_ledger`
     GROUP BY batch_id
@@ -70,11 +71,13 @@ SELECT
   l.late,
   IFNULL(errs.late, 0) AS late_rows,
   l.skipped,
+  l.control,
+  l.aborted,
   IFNULL(amount_checks.amount_mismatches, 0) AS amount_mismatches,
   IFNULL(
     l.ledger_rows = 1
     AND l.records = l.end_offset - l.start_offset
-    AND l.records = l.loaded + l.duplicates + l.errors + l.late + l.skipped
+    AND l.records = l.loaded + l.duplicates + l.errors + l.late + l.control + l.aborted + l.skipped
     AND l.loaded = IFNULL(tx.n, 0)
     AND l.loaded = IFNULL(enriched.n, 0)
     AND l.duplicates = IFNULL(dups.n, 0)

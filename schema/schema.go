@@ -87,8 +87,11 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 	}
 	for _, s := range stmts {
 		if slices.Contains(Tables, s.Object) {
-			_, err := ds.Table(s.Object).Metadata(ctx)
+			md, err := ds.Table(s.Object).Metadata(ctx)
 			if err == nil {
+				if err := migrate(ctx, ds.Table(s.Object), md); err != nil {
+					return fmt.Errorf("migrate table %s.%s: %w", dataset, s.Object, err)
+				}
 				continue
 			}
 			if !warehouse.HasCode(err, http.StatusNotFound) {
@@ -114,6 +117,40 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 		}
 	}
 	return nil
+}
+
+// Columns added to tables after they were first created, and REQUIRED
+// columns made NULLABLE since: Apply brings a table that exists up to its
+// DDL with them, in place and with its data (BigQuery allows both).
+var (
+	addedColumns = map[string]bigquery.Schema{
+		"batch_ledger":  {{Name: "control", Type: bigquery.IntegerFieldType}, {Name: "aborted", Type: bigquery.IntegerFieldType}},
+		"ingest_errors": {{Name: "kafka_timestamp_ms", Type: bigquery.IntegerFieldType}},
+	}
+	relaxedColumns = map[string][]string{"ingest_errors": {"kafka_timestamp"}}
+)
+
+// migrate adds a table's missing columns and relaxes its columns that are
+// no longer required.
+func migrate(ctx context.Context, t *bigquery.Table, md *bigquery.TableMetadata) error {
+	schema, changed := slices.Clone(md.Schema), false
+	for _, col := range addedColumns[t.TableID] {
+		if !slices.ContainsFunc(schema, func(f *bigquery.FieldSchema) bool { return f.Name == col.Name }) {
+			schema, changed = append(schema, col), true
+		}
+	}
+	for i, f := range schema {
+		if f.Required && slices.Contains(relaxedColumns[t.TableID], f.Name) {
+			relaxed := *f
+			relaxed.Required = false
+			schema[i], changed = &relaxed, true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	_, err := t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag)
+	return err
 }
 
 // ensureDataset looks before it creates: the emulator answers a second

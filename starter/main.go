@@ -342,7 +342,10 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 			enc.SetIndent("", "  ")
 			return enc.Encode(st)
 		}
-		return writeStatus(out, st)
+		if err := writeStatus(out, st); err != nil {
+			return err
+		}
+		return writeSupervisor(opCtx, out, op)
 	case "replay-quarantine":
 		return replayQuarantine(opCtx, op, out, args)
 	case "backfill":
@@ -466,6 +469,20 @@ func writeStatus(out io.Writer, st []pipeline.PartitionStatus) error {
 	}
 	fmt.Fprintf(tw, "all\t\t\t\t%s\t%s\t%s\t\t\n", progress.Count(lag), progress.Count(batches), progress.Count(int64(rate+0.5)))
 	return tw.Flush()
+}
+
+// writeSupervisor prints the topic supervisor's line under the table.
+func writeSupervisor(ctx context.Context, out io.Writer, op *pipeline.Operator) error {
+	state, pr, err := op.Supervisor(ctx)
+	if err != nil {
+		return err
+	}
+	line := "supervisor: " + state
+	if pr != nil {
+		line += fmt.Sprintf(", keeps %d partitions, last looked for new ones %s ago", pr.Partitions, time.Since(pr.LastChecked).Round(time.Second))
+	}
+	_, err = fmt.Fprintln(out, line)
+	return err
 }
 
 // watchStatus redraws the status table every interval until ctx ends (an

@@ -27,6 +27,9 @@ const (
 	StateDraining  = "draining"
 	StateDrained   = "drained"
 	StateBackoff   = "retrying a failed batch"
+	// StateOpenTransaction: caught up to the last stable offset, which an
+	// open transaction holds below the log's end (Progress.OpenTransactionAt).
+	StateOpenTransaction = "waiting on an open transaction"
 )
 
 // MaxBatchRecords bounds set-batch: a batch is held in one worker's memory

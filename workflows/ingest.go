@@ -60,6 +60,9 @@ type Progress struct {
 	LastBatch     string
 	LastError     string
 	CaughtUp      bool
+	// OpenTransactionAt is the first offset of the open transaction the
+	// partition waits on, when State is StateOpenTransaction.
+	OpenTransactionAt int64 `json:",omitempty"`
 	// State is one of the State* names; MaxRecords and MaxBytes the batch
 	// size the next plan uses; EventsPerSecond the rate over the last
 	// minute of batches, LastBatchAt when the last one completed.
@@ -120,7 +123,7 @@ func planFrom(ctx workflow.Context, in IngestInput, next int64) workflow.Future 
 	return workflow.ExecuteActivity(planOptions(ctx, in), a.PlanBatch, activities.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
-		Linger: in.Linger,
+		Linger: in.Linger, AllowedLateness: in.AllowedLateness,
 	})
 }
 
@@ -232,8 +235,12 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			}
 			progress.HighWatermark = plan.HighWatermark
 			progress.CaughtUp = plan.End == in.Next
+			progress.OpenTransactionAt = 0
 			if progress.CaughtUp {
 				progress.State = StateCaughtUp
+				if plan.Stable == in.Next && plan.HighWatermark > plan.Stable {
+					progress.State, progress.OpenTransactionAt = StateOpenTransaction, plan.Stable
+				}
 				progress.EventsPerSecond = speed.add(workflow.Now(ctx), in.RecordsDone)
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 // Register puts paystream's workflows and acts on a worker.
 func Register(w worker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(PartitionIngest)
+	w.RegisterWorkflow(TopicSupervisor)
 	w.RegisterWorkflow(MicroBatch)
 	w.RegisterWorkflow(ReplayQuarantine)
 	w.RegisterWorkflow(QuarantineReplays)

@@ -89,9 +89,14 @@ type Decisions struct {
 	ConflictOf         []int64
 	LateOffsets        []int64 // behind the watermark: ingest_errors
 
-	Records int // records present in the range (offsets without one are skipped)
+	Records int // data records in the range
 	Loaded  int
 	Invalid int
+	// Control and Aborted count the range's transaction markers and
+	// records of aborted transactions: offsets that hold no payment, so
+	// that the ledger still explains every offset.
+	Control int `json:",omitempty"`
+	Aborted int `json:",omitempty"`
 
 	Next Window // the window's bounds at Range.End, for the next batch
 }
@@ -110,7 +115,9 @@ type Totals struct {
 	Duplicates       int
 	Errors           int // invalid and conflicting
 	Late             int
-	Skipped          int
+	Control          int // transaction markers
+	Aborted          int // records of aborted transactions
+	Skipped          int // offsets without a record (compacted away)
 	HighRisk         int
 	AmountByCurrency map[string]string // loaded amounts, exact decimals
 	// Rows, in storagewrite mode, is how many rows each table's stream

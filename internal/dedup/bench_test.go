@@ -44,7 +44,7 @@ func BenchmarkWindowObserve(b *testing.B) {
 		// stays bounded instead of seeing only duplicates.
 		e.EventTime = e.EventTime.Add(time.Duration(i/len(evs)) * time.Hour)
 		e.TransactionID += string(rune('a' + (i/len(evs))%26))
-		if _, err := w.Observe(int64(i), &e, raws[i%len(raws)]); err != nil {
+		if _, err := w.Observe(int64(i), &e, raws[i%len(raws)], e.EventTime); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -68,7 +68,7 @@ func BenchmarkWindowBytesPerEntry(b *testing.B) {
 		for i := range evs {
 			e := evs[i]
 			e.TransactionID = strings.Clone(e.TransactionID)
-			if _, err := w.Observe(int64(i), &e, raws[i]); err != nil {
+			if _, err := w.Observe(int64(i), &e, raws[i], e.EventTime); err != nil {
 				b.Fatal(err)
 			}
 		}

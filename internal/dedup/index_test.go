@@ -89,7 +89,7 @@ func TestTablesGiveTheirMemoryBack(t *testing.T) {
 		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		for i := range 100_000 { // grows the table a dozen times
 			e := payment.Event{TransactionID: fmt.Sprint("tx-", i), EventTime: t0.Add(time.Duration(i) * time.Millisecond), Currency: "EUR"}
-			if _, err := w.Observe(int64(i), &e, nil); err != nil {
+			if _, err := w.Observe(int64(i), &e, nil, e.EventTime); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -3,7 +3,9 @@
 // record, late, conflicting, or invalid.
 //
 // The rule: W, the watermark, is the newest event_time of the partition's
-// valid records so far minus the allowed lateness. A valid record is a
+// valid records so far minus the allowed lateness, where a record counts
+// with its event_time capped by its Kafka timestamp (payment.WatermarkTime),
+// so no record stamped ahead can make honest ones late. A valid record is a
 // duplicate when the same transaction_id has a valid, not-late record at an
 // earlier offset whose event_time is at or after W; it is a conflict when
 // that earlier record has another amount or currency (a client bug: which one
@@ -169,15 +171,17 @@ func (w *Window) ObserveInvalid(offset int64) (Verdict, error) {
 	return Verdict{Decision: Invalid}, nil
 }
 
-// Observe decides the valid event e, parsed from raw, at offset.
-func (w *Window) Observe(offset int64, e *payment.Event, raw []byte) (Verdict, error) {
+// Observe decides the valid event e, parsed from raw, at offset. moves is
+// how far the record may move the partition's newest event time
+// (payment.WatermarkTime: its event_time, capped by its Kafka timestamp).
+func (w *Window) Observe(offset int64, e *payment.Event, raw []byte, moves time.Time) (Verdict, error) {
 	if err := w.advance(offset); err != nil {
 		return Verdict{}, err
 	}
 	wm := w.Watermark()
 	newest := w.newest
-	if e.EventTime.After(newest) {
-		newest = e.EventTime
+	if moves.After(newest) {
+		newest = moves
 	}
 	tag, hi := split(fingerprintOf(e.TransactionID))
 	i, held := w.ids.find(tag, hi)

@@ -26,7 +26,7 @@ func observe(t *testing.T, w *Window, r rec) Verdict {
 	if err != nil {
 		v, err = w.ObserveInvalid(r.offset)
 	} else {
-		v, err = w.Observe(r.offset, &e, r.value)
+		v, err = w.Observe(r.offset, &e, r.value, e.EventTime)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestWarmColdAndOracleAgree(t *testing.T) {
 			if vw != vc {
 				t.Fatalf("offset %d: warm says %v of %d, cold (rebuilt from %d) says %v of %d", r.offset, vw.Decision, vw.DuplicateOf, wsStart, vc.Decision, vc.DuplicateOf)
 			}
-			vo := oracle.Observe(0, r.offset, []byte(mustID(r.value)), r.value, time.Time{})
+			vo := oracle.Observe(0, r.offset, []byte(mustID(r.value)), r.value, afterEveryEvent)
 			want := map[simulation.Outcome]Decision{simulation.OutcomeLoaded: Loaded, simulation.OutcomeDuplicate: Duplicate, simulation.OutcomeLate: Late}[vo.Outcome]
 			if vo.Reason == payment.ReasonConflict {
 				want = Conflict
@@ -161,7 +161,7 @@ func TestMemoryIsBoundedByTheWindow(t *testing.T) {
 	peak := 0
 	for i := range 24 * 3600 * perSecond {
 		e := payment.Event{TransactionID: fmt.Sprintf("tx-%d", i), EventTime: t0.Add(time.Duration(i) * time.Second / perSecond), Currency: "EUR", Amount: payment.Amount{Minor: 1, Scale: 2}}
-		if _, err := w.Observe(int64(i), &e, nil); err != nil {
+		if _, err := w.Observe(int64(i), &e, nil, e.EventTime); err != nil {
 			t.Fatal(err)
 		}
 		peak = max(peak, w.Len())
@@ -239,7 +239,7 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 				followers = map[string]*Window{fmt.Sprintf("rebuilt from %d", s): cold, fmt.Sprintf("snapshot at %d", i): loaded}
 			}
 			id := mustID(r.value)
-			vo := oracle.Observe(0, r.offset, []byte(id), r.value, time.Time{})
+			vo := oracle.Observe(0, r.offset, []byte(id), r.value, afterEveryEvent)
 			vw := observe(t, warm, r)
 			for name, f := range followers {
 				if vf := observe(t, f, r); vf != vw {
@@ -262,3 +262,8 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 		}
 	}
 }
+
+// afterEveryEvent is a Kafka timestamp later than any event time the tests
+// use, so the oracle lets each record move the watermark to its event_time,
+// as observe does.
+var afterEveryEvent = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)

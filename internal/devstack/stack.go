@@ -49,7 +49,10 @@ type Config struct {
 	BigQueryGRPCPort int
 
 	Partitions int
-	Topic      string
+	// KafkaBrokers is how many brokers the Kafka cluster has (0: one);
+	// the first listens on KafkaPort, the others on free ports.
+	KafkaBrokers int
+	Topic        string
 	Project    string
 	Dataset    string
 
@@ -86,6 +89,8 @@ type Stack struct {
 	temporal *process
 	emulator *process
 	kafka    *kfake.Cluster
+	// kafkaPorts are the brokers' ports, kept across RestartKafka.
+	kafkaPorts []int
 }
 
 // Endpoint is one address a user or a binary connects to.
@@ -209,10 +214,25 @@ func (s *Stack) waitReady(ctx context.Context) error {
 }
 
 func (s *Stack) startKafka() (err error) {
+	if s.kafkaPorts == nil {
+		s.kafkaPorts = []int{s.cfg.KafkaPort}
+		for range max(s.cfg.KafkaBrokers, 1) - 1 {
+			ln, err := listenFree(s.cfg.Host)
+			if err != nil {
+				return err
+			}
+			s.kafkaPorts = append(s.kafkaPorts, ln.Addr().(*net.TCPAddr).Port)
+			ln.Close()
+		}
+	}
 	s.kafka, err = kfake.NewCluster(
-		kfake.Ports(s.cfg.KafkaPort),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
-			return net.Listen(network, s.KafkaAddress())
+		kfake.Ports(s.kafkaPorts...),
+		kfake.ListenFn(func(network, address string) (net.Listener, error) {
+			_, port, err := net.SplitHostPort(address)
+			if err != nil {
+				return nil, err
+			}
+			return net.Listen(network, net.JoinHostPort(s.cfg.Host, port))
 		}),
 		kfake.DataDir(filepath.Join(s.cfg.StateDir, "kafka")),
 		kfake.SeedTopics(int32(s.cfg.Partitions), s.cfg.Topic),
@@ -413,7 +433,14 @@ func (s *Stack) TemporalUIURL() string {
 func (s *Stack) KafkaAddress() string {
 	return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.KafkaPort))
 }
-func (s *Stack) KafkaBrokers() []string { return []string{s.KafkaAddress()} }
+// KafkaBrokers are every broker's address, the first on KafkaPort.
+func (s *Stack) KafkaBrokers() []string {
+	out := make([]string, len(s.kafkaPorts))
+	for i, p := range s.kafkaPorts {
+		out[i] = net.JoinHostPort(s.cfg.Host, strconv.Itoa(p))
+	}
+	return out
+}
 func (s *Stack) BigQueryEndpoint() string {
 	return "http://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryPort))
 }

@@ -40,13 +40,19 @@ func (c Cluster) Dialer(timeout time.Duration) *kafka.Dialer {
 	return &kafka.Dialer{Timeout: timeout, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
 }
 
-// Transport carries a Client's or Writer's requests. It keeps its
-// connections, and a goroutine that refreshes the cluster's metadata
-// every few seconds, until CloseIdleConnections: a kafka.Writer closes
-// only a transport it made itself, so whoever makes one closes it.
+// Transport carries a Client's or Writer's requests. It dials any of the
+// bootstrap brokers that answers, sends each request to the partition's
+// leader as the cluster's metadata names it, and keeps its connections,
+// and a goroutine that refreshes that metadata every metadataTTL, until
+// CloseIdleConnections: a kafka.Writer closes only a transport it made
+// itself, so whoever makes one closes it.
 func (c Cluster) Transport() *kafka.Transport {
-	return &kafka.Transport{TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second}
+	return &kafka.Transport{TLS: c.TLS, SASL: c.SASL, DialTimeout: 10 * time.Second, MetadataTTL: metadataTTL}
 }
+
+// metadataTTL bounds how long a leader change or a dead broker goes
+// unnoticed: requests to the old leader fail and are retried until then.
+const metadataTTL = 2 * time.Second
 
 // Client answers metadata, offset and commit requests. Keep one for as long
 // as it is used and Close it: each holds a Transport. (A worker that made
@@ -55,12 +61,13 @@ func (c Cluster) Transport() *kafka.Transport {
 type Client struct {
 	*kafka.Client
 	transport *kafka.Transport
+	cluster   Cluster
 }
 
 // Client returns a Client whose requests time out after timeout.
 func (c Cluster) Client(timeout time.Duration) *Client {
 	t := c.Transport()
-	return &Client{Client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: timeout, Transport: t}, transport: t}
+	return &Client{Client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Timeout: timeout, Transport: t}, transport: t, cluster: c}
 }
 
 // Close closes the client's connections and stops its metadata refresh.

@@ -1,98 +1,164 @@
 // Package kafkalog reads the payments topic as what it is to paystream: an
-// immutable log of partitions, offsets and records.
+// immutable log of partitions, offsets and records, read as a
+// read_committed consumer reads it, from whichever broker leads each
+// partition.
 package kafkalog
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 )
 
-// Partitions returns the topic's partitions, in order.
-func Partitions(ctx context.Context, kc Cluster, topic string) ([]kafka.Partition, error) {
-	if len(kc.Brokers) == 0 {
-		return nil, errors.New("no Kafka brokers given")
-	}
-	conn, err := kc.Dialer(5*time.Second).DialContext(ctx, "tcp", kc.Brokers[0])
-	if err != nil {
-		return nil, fmt.Errorf("connect to Kafka at %s: %w", kc, err)
-	}
-	defer conn.Close()
-	parts, err := conn.ReadPartitions(topic)
-	if err != nil {
-		return nil, fmt.Errorf("read partitions of topic %s: %w", topic, err)
-	}
-	if len(parts) == 0 {
-		return nil, fmt.Errorf("topic %s does not exist on %s", topic, kc.Brokers[0])
-	}
-	ordered := make([]kafka.Partition, len(parts))
-	for _, p := range parts {
-		if p.ID < 0 || p.ID >= len(parts) {
-			return nil, fmt.Errorf("topic %s: unexpected partition id %d", topic, p.ID)
-		}
-		ordered[p.ID] = p
-	}
-	return ordered, nil
+// Bounds are where a partition's log starts and ends.
+type Bounds struct {
+	First int64 // the first offset still in the log
+	// Stable is the last stable offset: every transaction below it has
+	// committed or aborted, so the log below it never changes. A range to
+	// ingest ends at or before it; an open transaction holds it at the
+	// transaction's first offset.
+	Stable int64
+	End    int64 // the high watermark: the offset the next record gets
 }
 
-// HighWatermarks returns each partition's next offset (the end of its log).
-func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, error) {
-	parts, err := Partitions(ctx, kc, topic)
+// Partitions returns the topic's partitions, in order, from any broker
+// of the cluster that answers.
+func Partitions(ctx context.Context, kc Cluster, topic string) ([]kafka.Partition, error) {
+	c := kc.Client(10 * time.Second)
+	defer c.Close()
+	return c.Partitions(ctx, topic)
+}
+
+// Partitions returns the topic's partitions, in order, as the client's
+// metadata knows them (refreshed every few seconds, so partitions added to
+// the topic show up).
+func (c *Client) Partitions(ctx context.Context, topic string) ([]kafka.Partition, error) {
+	var failing retrier
+	for {
+		parts, err := c.partitions(ctx, topic)
+		if err == nil {
+			return parts, nil
+		}
+		if errors.Is(err, errNoTopic) {
+			return nil, err
+		}
+		if werr := failing.wait(ctx, err); werr != nil {
+			return nil, fmt.Errorf("read partitions of topic %s from %s: %w", topic, c.cluster, werr)
+		}
+	}
+}
+
+var errNoTopic = errors.New("topic does not exist")
+
+func (c *Client) partitions(ctx context.Context, topic string) ([]kafka.Partition, error) {
+	resp, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, err
 	}
-	client := kc.Client(10 * time.Second)
-	defer client.Close()
+	for _, t := range resp.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if errors.Is(t.Error, kafka.UnknownTopicOrPartition) || (t.Error == nil && len(t.Partitions) == 0) {
+			return nil, fmt.Errorf("topic %s on %s: %w", topic, c.cluster, errNoTopic)
+		}
+		if t.Error != nil {
+			return nil, t.Error
+		}
+		parts := slices.Clone(t.Partitions)
+		slices.SortFunc(parts, func(a, b kafka.Partition) int { return a.ID - b.ID })
+		for i, p := range parts {
+			if p.ID != i {
+				return nil, fmt.Errorf("topic %s: partition ids are not 0..%d (found %d)", topic, len(parts)-1, p.ID)
+			}
+		}
+		return parts, nil
+	}
+	return nil, fmt.Errorf("topic %s on %s: %w", topic, c.cluster, errNoTopic)
+}
+
+// AllBounds returns the bounds of every partition of the topic.
+func AllBounds(ctx context.Context, kc Cluster, topic string) ([]Bounds, error) {
+	c := kc.Client(10 * time.Second)
+	defer c.Close()
+	parts, err := c.Partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
 	ids := make([]int, len(parts))
-	for i, p := range parts {
-		ids[i] = p.ID
+	for i := range ids {
+		ids[i] = i
 	}
-	ends, err := client.lastOffsets(ctx, topic, ids)
+	m, err := c.bounds(ctx, topic, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]int64, len(parts))
-	for p, end := range ends {
-		out[p] = end
+	out := make([]Bounds, len(parts))
+	for p, b := range m {
+		out[p] = b
 	}
 	return out, nil
 }
 
-// HighWatermark returns a partition's next offset (the end of its log)
-// over the client's kept connections: for polling, where dialing the
-// leader each time (as Bounds does) would cost a connection, and with
-// TLS or SASL a handshake, every poll.
-func (c *Client) HighWatermark(ctx context.Context, topic string, partition int) (int64, error) {
-	ends, err := c.lastOffsets(ctx, topic, []int{partition})
+// Bounds returns where a partition's log starts, is stable, and ends.
+func (c *Client) Bounds(ctx context.Context, topic string, partition int) (Bounds, error) {
+	m, err := c.bounds(ctx, topic, []int{partition})
 	if err != nil {
-		return 0, err
+		return Bounds{}, err
 	}
-	end, ok := ends[partition]
-	if !ok {
-		return 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
-	}
-	return end, nil
+	return m[partition], nil
 }
 
-// lastOffsets asks for the end of each of the topic's given partitions.
-func (c *Client) lastOffsets(ctx context.Context, topic string, partitions []int) (map[int]int64, error) {
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-	}
-	resp, err := c.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of topic %s: %w", topic, err)
-	}
-	out := map[int]int64{}
-	for _, po := range resp.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+// bounds asks the partitions' leaders for their log bounds: the first and
+// last offsets as a read_uncommitted consumer sees them, the last as a
+// read_committed one does.
+func (c *Client) bounds(ctx context.Context, topic string, partitions []int) (map[int]Bounds, error) {
+	var failing retrier
+	for {
+		out, err := c.listOffsets(ctx, topic, partitions)
+		if err == nil {
+			return out, nil
 		}
-		out[po.Partition] = po.LastOffset
+		if werr := failing.wait(ctx, err); werr != nil {
+			return nil, fmt.Errorf("list offsets of topic %s: %w", topic, werr)
+		}
+	}
+}
+
+func (c *Client) listOffsets(ctx context.Context, topic string, partitions []int) (map[int]Bounds, error) {
+	ends := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}, IsolationLevel: kafka.ReadUncommitted}
+	stable := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}, IsolationLevel: kafka.ReadCommitted}
+	for _, p := range partitions {
+		ends.Topics[topic] = append(ends.Topics[topic], kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		stable.Topics[topic] = append(stable.Topics[topic], kafka.LastOffsetOf(p))
+	}
+	out := map[int]Bounds{}
+	for _, req := range []*kafka.ListOffsetsRequest{ends, stable} {
+		resp, err := c.ListOffsets(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, po := range resp.Topics[topic] {
+			if po.Error != nil {
+				return nil, fmt.Errorf("%s/%d: %w", topic, po.Partition, po.Error)
+			}
+			b := out[po.Partition]
+			if req == ends {
+				b.First, b.End = po.FirstOffset, po.LastOffset
+			} else {
+				b.Stable = po.LastOffset
+			}
+			out[po.Partition] = b
+		}
+	}
+	for _, p := range partitions {
+		if _, ok := out[p]; !ok {
+			return nil, fmt.Errorf("%s/%d: no offsets in the answer", topic, p)
+		}
 	}
 	return out, nil
 }
@@ -124,6 +190,27 @@ func CommittedOffsets(ctx context.Context, kc Cluster, group, topic string, part
 		if p.Error == nil && p.Partition < partitions {
 			out[p.Partition] = p.CommittedOffset
 		}
+	}
+	return out, nil
+}
+
+// BoundsOf returns a partition's bounds with a client of its own.
+func BoundsOf(ctx context.Context, kc Cluster, topic string, partition int) (Bounds, error) {
+	c := kc.Client(10 * time.Second)
+	defer c.Close()
+	return c.Bounds(ctx, topic, partition)
+}
+
+// HighWatermarks returns each partition's high watermark (the end of its
+// log, open transactions included).
+func HighWatermarks(ctx context.Context, kc Cluster, topic string) ([]int64, error) {
+	all, err := AllBounds(ctx, kc, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(all))
+	for p, b := range all {
+		out[p] = b.End
 	}
 	return out, nil
 }

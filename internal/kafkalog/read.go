@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	fetchapi "github.com/segmentio/kafka-go/protocol/fetch"
 )
 
-// Record is one record of a partition.
+// Record is one data record of a partition.
 type Record struct {
 	Partition int
 	Offset    int64
@@ -18,69 +21,259 @@ type Record struct {
 	Time      time.Time
 }
 
+// Tally counts the offsets of a range that hold no data record for
+// paystream: every offset is a data record, a transaction marker, a record
+// of an aborted transaction, or a gap (compaction).
+type Tally struct {
+	Control int64 // commit and abort markers
+	Aborted int64 // records of aborted transactions
+}
+
 // ErrOffsetOutOfRange means the range starts before the log's first offset
-// (deleted by retention) or ends past its last: no retry will bring those
-// records back.
+// (deleted by retention, or the topic was re-created): no retry will bring
+// those records back.
 var ErrOffsetOutOfRange = errors.New("offset out of range")
 
-// ReadRange calls fn for every record of topic/partition with an offset in
-// [start, end), in offset order. The log is immutable, so every call for the
-// same range sees the same records. Offsets without a record (transaction
-// markers, compacted records) are skipped.
-func ReadRange(ctx context.Context, kc Cluster, topic string, partition int, start, end int64, fn func(Record) error) error {
-	if start >= end {
-		return nil
+// ReadRange calls fn for every committed data record of topic/partition
+// with an offset in [start, end), in offset order, and counts the offsets
+// that hold markers or aborted records. It reads as a read_committed
+// consumer does, so end must be at or below the partition's last stable
+// offset (Bounds.Stable): the log below it never changes, so every call
+// for the same range sees the same records.
+func (c *Client) ReadRange(ctx context.Context, topic string, partition int, start, end int64, fn func(Record) error) (Tally, error) {
+	var t Tally
+	next := start
+	var seenBytes, seenRecords int64
+	var failing retrier
+	for next < end {
+		if err := ctx.Err(); err != nil {
+			return t, err
+		}
+		resp, err := c.fetch(ctx, topic, partition, next, fetchBytes(end-next, seenBytes, seenRecords))
+		if err == nil && resp.ErrorCode != 0 {
+			err = kafka.Error(resp.ErrorCode)
+		}
+		if err != nil {
+			if errors.Is(err, kafka.OffsetOutOfRange) {
+				return t, c.outOfRange(ctx, topic, partition, start, end)
+			}
+			if werr := failing.wait(ctx, err); werr != nil {
+				return t, fmt.Errorf("read %s/%d at offset %d: %w", topic, partition, next, werr)
+			}
+			continue
+		}
+		failing = retrier{}
+		before := next
+		r := rangeReader{partition: partition, next: next, end: end, aborted: resp.AbortedTransactions, tally: &t, fn: func(rec Record) error {
+			seenBytes += int64(len(rec.Key) + len(rec.Value) + recordOverhead)
+			seenRecords++
+			return fn(rec)
+		}}
+		if err := r.read(resp.RecordSet.Records); err != nil {
+			return t, err
+		}
+		next = r.next
+		if next == before && next < end {
+			if next >= resp.LastStableOffset {
+				return t, fmt.Errorf("read %s/%d: range [%d, %d) passes the last stable offset %d (an open transaction)", topic, partition, start, end, resp.LastStableOffset)
+			}
+			return t, fmt.Errorf("read %s/%d: no progress at offset %d", topic, partition, next)
+		}
 	}
-	conn, first, last, err := dialLeader(ctx, kc, topic, partition)
+	return t, nil
+}
+
+// fetch sends one read_committed fetch to the partition's leader, which the
+// transport finds from the cluster's metadata.
+func (c *Client) fetch(ctx context.Context, topic string, partition int, offset int64, maxBytes int) (*fetchapi.ResponsePartition, error) {
+	req := &fetchapi.Request{
+		ReplicaID:      -1,
+		MaxWaitTime:    500,
+		MinBytes:       1,
+		MaxBytes:       int32(maxBytes),
+		IsolationLevel: int8(kafka.ReadCommitted),
+		SessionID:      -1,
+		SessionEpoch:   -1,
+		Topics: []fetchapi.RequestTopic{{Topic: topic, Partitions: []fetchapi.RequestPartition{{
+			Partition: int32(partition), CurrentLeaderEpoch: -1, FetchOffset: offset, LogStartOffset: -1, PartitionMaxBytes: int32(maxBytes),
+		}}}},
+	}
+	m, err := c.transport.RoundTrip(ctx, c.Addr, req)
+	if err != nil {
+		return nil, err
+	}
+	res := m.(*fetchapi.Response)
+	if res.ErrorCode != 0 {
+		return nil, kafka.Error(res.ErrorCode)
+	}
+	if len(res.Topics) == 0 || len(res.Topics[0].Partitions) == 0 {
+		return nil, fmt.Errorf("fetch %s/%d: empty answer", topic, partition)
+	}
+	return &res.Topics[0].Partitions[0], nil
+}
+
+// outOfRange says why the broker refused the range: records deleted (not
+// retryable), or a log that ends before it (a topic re-created smaller, or
+// a new leader not yet caught up: retryable, and PlanBatch judges it).
+func (c *Client) outOfRange(ctx context.Context, topic string, partition int, start, end int64) error {
+	b, err := c.Bounds(ctx, topic, partition)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	if start < first || end > last {
-		return fmt.Errorf("%s/%d range [%d, %d) outside the log [%d, %d): %w", topic, partition, start, end, first, last, ErrOffsetOutOfRange)
+	if start < b.First {
+		return fmt.Errorf("%s/%d range [%d, %d) starts before the log's first offset %d: %w", topic, partition, start, end, b.First, ErrOffsetOutOfRange)
 	}
-	next := start
-	var seenBytes, seenRecords int64
-	for next < end {
-		before := next
-		if _, err := conn.Seek(next, kafka.SeekAbsolute); err != nil {
-			return fmt.Errorf("seek %s/%d to %d: %w", topic, partition, next, err)
+	return fmt.Errorf("%s/%d range [%d, %d) ends past the log's end %d", topic, partition, start, end, b.End)
+}
+
+// rangeReader walks a fetch's record batches the way a read_committed
+// consumer does (KIP-98): a transactional batch whose producer has an
+// aborted transaction starting at or before it is skipped until that
+// producer's abort marker.
+type rangeReader struct {
+	partition int
+	next, end int64
+	aborted   []fetchapi.ResponseTransaction // by first offset, as the broker sends them
+	abortedBy map[int64]bool                 // producer IDs inside an aborted transaction
+	tally     *Tally
+	fn        func(Record) error
+}
+
+func (r *rangeReader) read(rs protocol.RecordReader) error {
+	if rs == nil {
+		return nil
+	}
+	batches := []protocol.RecordReader{rs}
+	if s, ok := rs.(*protocol.RecordStream); ok {
+		batches = s.Records
+	}
+	for _, b := range batches {
+		if r.next >= r.end {
+			return nil
 		}
-		batch := conn.ReadBatch(1, fetchBytes(end-next, seenBytes, seenRecords))
-		for next < end {
-			m, err := batch.ReadMessage()
-			if err != nil {
-				break
-			}
-			if m.Offset < next {
-				continue // the broker returns whole record batches
-			}
-			if m.Offset >= end {
-				next = end
-				break
-			}
-			seenBytes += int64(len(m.Key) + len(m.Value) + recordOverhead)
-			seenRecords++
-			if err := fn(Record{Partition: partition, Offset: m.Offset, Key: m.Key, Value: m.Value, Time: m.Time}); err != nil {
-				batch.Close()
-				return err
-			}
-			next = m.Offset + 1
+		var err error
+		switch b := b.(type) {
+		case *protocol.ControlBatch:
+			err = r.control(b)
+		case *protocol.RecordBatch:
+			r.noteAborted(b.BaseOffset)
+			skip := b.Attributes.Transactional() && r.abortedBy[b.ProducerID]
+			err = r.records(b, skip)
+		default:
+			err = r.records(b, false)
 		}
-		if o := batch.Offset(); o > next {
-			next = min(o, end) // past records the client skips, e.g. transaction markers
-		}
-		if err := batch.Close(); err != nil && !errors.Is(err, kafka.ErrGenerationEnded) {
-			return fmt.Errorf("read %s/%d at offset %d: %w", topic, partition, next, err)
-		}
-		if next == before && next < end {
-			return fmt.Errorf("read %s/%d: no progress at offset %d", topic, partition, next)
-		}
-		if err := ctx.Err(); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func (r *rangeReader) noteAborted(offset int64) {
+	for len(r.aborted) > 0 && r.aborted[0].FirstOffset <= offset {
+		if r.abortedBy == nil {
+			r.abortedBy = map[int64]bool{}
+		}
+		r.abortedBy[r.aborted[0].ProducerID] = true
+		r.aborted = r.aborted[1:]
+	}
+}
+
+func (r *rangeReader) control(b *protocol.ControlBatch) error {
+	r.noteAborted(b.BaseOffset)
+	for {
+		cr, err := b.ReadControlRecord()
+		if err != nil {
+			return ignoreEOF(err)
+		}
+		if cr.Type == 0 { // abort: the producer's next batches are its own again
+			delete(r.abortedBy, b.ProducerID)
+		}
+		if cr.Offset >= r.next && cr.Offset < r.end {
+			r.tally.Control++
+			r.next = cr.Offset + 1
+		}
+	}
+}
+
+func (r *rangeReader) records(b protocol.RecordReader, aborted bool) error {
+	for {
+		rec, err := b.ReadRecord()
+		if err != nil {
+			return ignoreEOF(err)
+		}
+		key, kerr := readBytes(rec.Key)
+		value, verr := readBytes(rec.Value)
+		if err := errors.Join(kerr, verr); err != nil {
+			return fmt.Errorf("read record at offset %d: %w", rec.Offset, err)
+		}
+		if rec.Offset < r.next || rec.Offset >= r.end {
+			continue // the broker returns whole batches
+		}
+		r.next = rec.Offset + 1
+		if aborted {
+			r.tally.Aborted++
+			continue
+		}
+		if err := r.fn(Record{Partition: r.partition, Offset: rec.Offset, Key: key, Value: value, Time: rec.Time}); err != nil {
+			return err
+		}
+	}
+}
+
+func readBytes(b protocol.Bytes) ([]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	defer b.Close()
+	return protocol.ReadAll(b)
+}
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// retrier waits between attempts at a request that failed for a reason a
+// leader change or a dead broker explains, until the metadata the transport
+// refreshes names a live leader; it gives up after retryFor.
+type retrier struct {
+	began time.Time
+	delay time.Duration
+}
+
+const retryFor = 20 * time.Second
+
+func (r *retrier) wait(ctx context.Context, err error) error {
+	if r.began.IsZero() {
+		r.began, r.delay = time.Now(), 50*time.Millisecond
+	}
+	if !retriable(err) || time.Since(r.began) > retryFor {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	case <-time.After(r.delay):
+	}
+	r.delay = min(2*r.delay, time.Second)
+	return nil
+}
+
+// retriable: Kafka's errors that another broker, or the same one a moment
+// later, can answer, and every error of the connection itself (a dead
+// broker, or the transport's "no leader" while its metadata is stale).
+// Kafka's other errors are returned at once.
+func retriable(err error) bool {
+	var ke kafka.Error
+	if !errors.As(err, &ke) {
+		return true
+	}
+	return ke.Temporary() || errors.Is(err, kafka.NotLeaderForPartition) || errors.Is(err, kafka.LeaderNotAvailable) ||
+		errors.Is(err, kafka.UnknownTopicOrPartition) || errors.Is(err, kafka.FencedLeaderEpoch) || errors.Is(err, kafka.UnknownLeaderEpoch) ||
+		errors.Is(err, kafka.OffsetNotAvailable)
 }
 
 // Fetch sizing. A fetch asks for about what the rest of the range needs:
@@ -105,30 +298,11 @@ func fetchBytes(records, seenBytes, seenRecords int64) int {
 	return int(min(max(want, minFetchBytes), maxFetchBytes))
 }
 
-// Bounds returns a partition's first offset still in the log and its high
-// watermark (the offset the next record will get).
-func Bounds(ctx context.Context, kc Cluster, topic string, partition int) (first, end int64, err error) {
-	conn, first, end, err := dialLeader(ctx, kc, topic, partition)
-	if err != nil {
-		return 0, 0, err
-	}
-	conn.Close()
-	return first, end, nil
-}
-
-// dialLeader connects to the partition's leader, bounded by ctx's
-// deadline, and reads the log's first offset and high watermark.
-func dialLeader(ctx context.Context, kc Cluster, topic string, partition int) (conn *kafka.Conn, first, end int64, err error) {
-	conn, err = kc.Dialer(10*time.Second).DialLeader(ctx, "tcp", kc.Brokers[0], topic, partition)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("connect to leader of %s/%d: %w", topic, partition, err)
-	}
-	if deadline, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(deadline)
-	}
-	if first, end, err = conn.ReadOffsets(); err != nil {
-		conn.Close()
-		return nil, 0, 0, fmt.Errorf("read offsets of %s/%d: %w", topic, partition, err)
-	}
-	return conn, first, end, nil
+// ReadRange reads [start, end) of a partition with a client of its own
+// (see Client.ReadRange), for tools and tests that read once.
+func ReadRange(ctx context.Context, kc Cluster, topic string, partition int, start, end int64, fn func(Record) error) error {
+	c := kc.Client(10 * time.Second)
+	defer c.Close()
+	_, err := c.ReadRange(ctx, topic, partition, start, end, fn)
+	return err
 }

@@ -24,6 +24,7 @@ type Pipeline struct {
 	loadDuration *prometheus.HistogramVec
 	lag          *prometheus.GaugeVec
 	loadRetries  *prometheus.CounterVec
+	offsetsLost  *prometheus.CounterVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -35,6 +36,7 @@ const (
 	KafkaLag            = "paystream_kafka_lag"
 	LoadRetriesTotal    = "paystream_load_retries_total"
 	DedupWindowBytes    = "paystream_dedup_window_bytes"
+	OffsetLostTotal     = "paystream_partition_offset_lost_total"
 )
 
 // Event outcomes, the values of EventsTotal's outcome label.
@@ -65,12 +67,14 @@ func New() *Pipeline {
 			Help: "Records between a partition's next offset to ingest and its high watermark, at the last plan."}, []string{"topic", "partition"}),
 		loadRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadRetriesTotal,
 			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
+		offsetsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: OffsetLostTotal,
+			Help: "Plans that found a partition's next offset gone from its log (retention, or a re-created or truncated topic): the partition stopped and needs an operator."}, []string{"topic", "partition"}),
 	}
 	// The Go collector cannot see the windows' tables: they are outside
 	// the Go heap, yet the bulk of a worker's memory.
 	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, windowBytes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -108,5 +112,13 @@ func (p *Pipeline) Lag(topic string, partition int, records int64) {
 func (p *Pipeline) LoadRetried(kind string) {
 	if p != nil {
 		p.loadRetries.WithLabelValues(kind).Inc()
+	}
+}
+
+// OffsetLost records that a partition's next offset is no longer in its
+// log: the partition stops with an error until an operator acts.
+func (p *Pipeline) OffsetLost(topic string, partition int) {
+	if p != nil {
+		p.offsetsLost.WithLabelValues(topic, strconv.Itoa(partition)).Inc()
 	}
 }

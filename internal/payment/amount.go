@@ -23,22 +23,42 @@ type Amount struct {
 
 // String formats the amount with exactly Scale decimals ("12.50", "1000"),
 // the form BigQuery NUMERIC accepts in load jobs.
-func (a Amount) String() string {
-	s := strconv.FormatInt(a.Minor, 10)
-	if a.Scale == 0 {
+func (a Amount) String() string { return formatMinor(strconv.FormatInt(a.Minor, 10), a.Scale) }
+
+// formatMinor places the decimal point scale digits from the right of a
+// count of minor units.
+func formatMinor(s string, scale int) string {
+	if scale == 0 {
 		return s
 	}
 	neg := strings.HasPrefix(s, "-")
 	s = strings.TrimPrefix(s, "-")
-	if len(s) <= a.Scale {
-		s = strings.Repeat("0", a.Scale-len(s)+1) + s
+	if len(s) <= scale {
+		s = strings.Repeat("0", scale-len(s)+1) + s
 	}
-	s = s[:len(s)-a.Scale] + "." + s[len(s)-a.Scale:]
+	s = s[:len(s)-scale] + "." + s[len(s)-scale:]
 	if neg {
 		s = "-" + s
 	}
 	return s
 }
+
+// Sum adds amounts of one currency exactly at any size: one amount fits
+// int64 minor units, a hundred of the largest do not.
+type Sum struct {
+	minor big.Int
+	scale int
+}
+
+// Add adds a to the sum.
+func (s *Sum) Add(a Amount) {
+	var m big.Int
+	s.minor.Add(&s.minor, m.SetInt64(a.Minor))
+	s.scale = a.Scale
+}
+
+// String formats the sum as Amount.String does.
+func (s *Sum) String() string { return formatMinor(s.minor.String(), s.scale) }
 
 // Rat returns the amount as an exact rational, for summing amounts of
 // different scales without overflow.

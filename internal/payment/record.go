@@ -13,11 +13,6 @@ const (
 	// hundred bytes; anything this large is a producer bug, and loading it
 	// would crowd out its batch.
 	MaxRecordBytes = 256 << 10
-	// MaxFutureSkew is how far event_time may run ahead of the record's
-	// Kafka timestamp (clock skew, time zones done wrong) before it is
-	// rejected: a far-future event_time would drag the partition's
-	// watermark forward and make every honest event late.
-	MaxFutureSkew = 24 * time.Hour
 )
 
 // More reason codes, for records that fail as Kafka records.
@@ -29,11 +24,50 @@ const (
 	ReasonKeyMismatch Reason = "key_mismatch"
 )
 
+// Kafka timestamps are producers' clocks in milliseconds, and they lie:
+// -1 (none), 0, seconds or microseconds written as milliseconds. One is
+// trusted only between these bounds; the rest count as no timestamp
+// (KafkaTime). The upper bound is the end of BigQuery's TIMESTAMP range,
+// so a trusted timestamp always loads.
+var (
+	minKafkaTime = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxKafkaTime = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+)
+
+// KafkaTime returns a record's Kafka timestamp if it is one to trust:
+// after 2001 (so none, zero, negative and seconds-as-milliseconds are
+// out) and within BigQuery's range (so microseconds-as-milliseconds,
+// year 58,000 and more, are out); otherwise ok is false.
+func KafkaTime(timestamp time.Time) (t time.Time, ok bool) {
+	if timestamp.Before(minKafkaTime) || timestamp.After(maxKafkaTime) {
+		return time.Time{}, false
+	}
+	return timestamp.UTC(), true
+}
+
+// WatermarkTime is how far a valid record may move its partition's
+// newest event time, and so the watermark: its event_time, but never past
+// its Kafka timestamp, and nowhere without a timestamp to trust. Honest
+// records happen before they are produced, so they move it as far as
+// their event_time; a record stamped in the future, or with no usable
+// timestamp, cannot make the honest records after it late.
+func WatermarkTime(e *Event, timestamp time.Time) time.Time {
+	ts, ok := KafkaTime(timestamp)
+	if !ok {
+		return time.Time{}
+	}
+	if e.EventTime.After(ts) {
+		return ts
+	}
+	return e.EventTime
+}
+
 // ParseRecord judges a whole Kafka record: its size, then its value by
 // Parse, then that its key is the transaction_id and that event_time is not
-// more than MaxFutureSkew past its timestamp (skipped when the timestamp is
-// zero). Like Parse it is a pure function of the record.
-func ParseRecord(key, value []byte, timestamp time.Time) (Event, error) {
+// more than maxSkew (the allowed lateness) past its Kafka timestamp, when
+// that timestamp is one to trust (KafkaTime). Like Parse it is a pure
+// function of the record.
+func ParseRecord(key, value []byte, timestamp time.Time, maxSkew time.Duration) (Event, error) {
 	if len(value) > MaxRecordBytes {
 		return Event{}, &Error{Reason: ReasonOversized, Detail: fmt.Sprintf("value is %d bytes, over the %d byte limit", len(value), MaxRecordBytes)}
 	}
@@ -47,8 +81,8 @@ func ParseRecord(key, value []byte, timestamp time.Time) (Event, error) {
 	if string(key) != e.TransactionID {
 		return Event{}, &Error{Reason: ReasonKeyMismatch, Detail: "record key is not the transaction_id"}
 	}
-	if !timestamp.IsZero() && e.EventTime.After(timestamp.Add(MaxFutureSkew)) {
-		return Event{}, &Error{Reason: ReasonInvalidField, Field: "event_time", Detail: fmt.Sprintf("more than %s after the record's Kafka timestamp", MaxFutureSkew)}
+	if ts, ok := KafkaTime(timestamp); ok && e.EventTime.After(ts.Add(maxSkew)) {
+		return Event{}, &Error{Reason: ReasonInvalidField, Field: "event_time", Detail: fmt.Sprintf("more than the allowed lateness (%s) after the record's Kafka timestamp", maxSkew)}
 	}
 	return e, nil
 }

@@ -7,10 +7,11 @@ import (
 )
 
 func TestParseRecord(t *testing.T) {
-	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ts := time.Date(2026, 3, 1, 12, 40, 0, 0, time.UTC) // after validFields' event_time
 	ok := encode(t, validFields())
-	future := encode(t, with("event_time", ts.Add(25*time.Hour).Format(time.RFC3339)))
-	nearFuture := encode(t, with("event_time", ts.Add(23*time.Hour).Format(time.RFC3339)))
+	lateness := 10 * time.Minute
+	future := encode(t, with("event_time", ts.Add(lateness+time.Second).Format(time.RFC3339)))
+	nearFuture := encode(t, with("event_time", ts.Add(lateness).Format(time.RFC3339)))
 	big := with("padding", strings.Repeat("x", MaxRecordBytes))
 	cases := []struct {
 		name   string
@@ -23,17 +24,46 @@ func TestParseRecord(t *testing.T) {
 		{"no key", nil, ok, ts, ReasonKeyMismatch},
 		{"empty key", []byte{}, ok, ts, ReasonKeyMismatch},
 		{"key is another id", []byte("tx-0002"), ok, ts, ReasonKeyMismatch},
-		{"event_time a day ahead", []byte("tx-0001"), future, ts, ReasonInvalidField},
-		{"event_time 23 h ahead", []byte("tx-0001"), nearFuture, ts, ""},
+		{"event_time past the lateness ahead", []byte("tx-0001"), future, ts, ReasonInvalidField},
+		{"event_time the lateness ahead", []byte("tx-0001"), nearFuture, ts, ""},
 		{"no timestamp", []byte("tx-0001"), future, time.Time{}, ""},
+		{"timestamp -1", []byte("tx-0001"), future, time.UnixMilli(-1), ""},
+		{"timestamp 0", []byte("tx-0001"), future, time.UnixMilli(0), ""},
+		{"timestamp in microseconds", []byte("tx-0001"), future, time.UnixMilli(ts.UnixMicro()), ""},
 		{"oversized", []byte("tx-0001"), encode(t, big), ts, ReasonOversized},
 		{"empty value", []byte("tx-0001"), []byte{}, ts, ReasonMalformedJSON},
 		{"bad value before key", nil, []byte("{"), ts, ReasonMalformedJSON},
 	}
 	for _, c := range cases {
-		_, err := ParseRecord(c.key, c.value, c.ts)
+		_, err := ParseRecord(c.key, c.value, c.ts, lateness)
 		if got := ReasonOf(err); got != c.reason {
 			t.Errorf("%s: reason %q (%v), want %q", c.name, got, err, c.reason)
+		}
+	}
+}
+
+// TestWatermarkTime: a record moves the watermark at most to its Kafka
+// timestamp, and not at all without one to trust.
+func TestWatermarkTime(t *testing.T) {
+	ts := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	e := Event{EventTime: ts.Add(-time.Minute)}
+	ahead := Event{EventTime: ts.Add(2 * time.Hour)}
+	cases := []struct {
+		name string
+		e    Event
+		ts   time.Time
+		want time.Time
+	}{
+		{"honest", e, ts, e.EventTime},
+		{"ahead of its timestamp", ahead, ts, ts},
+		{"timestamp -1", e, time.UnixMilli(-1), time.Time{}},
+		{"timestamp 0", e, time.UnixMilli(0), time.Time{}},
+		{"seconds as milliseconds", e, time.UnixMilli(ts.Unix()), time.Time{}},
+		{"microseconds as milliseconds", e, time.UnixMilli(ts.UnixMicro()), time.Time{}},
+	}
+	for _, c := range cases {
+		if got := WatermarkTime(&c.e, c.ts); !got.Equal(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
 }

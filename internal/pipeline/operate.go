@@ -103,8 +103,9 @@ type StartResult struct {
 	Pending string
 }
 
-// Start starts one PartitionIngest per partition of the topic. A partition
-// whose workflow runs already is left alone, so starting twice is harmless.
+// Start starts one PartitionIngest per partition of the topic, then the
+// topic's supervisor, which starts partitions added to the topic later. A
+// workflow that runs already is left alone, so starting twice is harmless.
 func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	parts, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
@@ -116,13 +117,13 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	}
 	var out []StartResult
 	for p := range parts {
-		first, _, err := kafkalog.Bounds(ctx, o.Config.Kafka(), o.Config.Topic, p)
+		b, err := kafkalog.BoundsOf(ctx, o.Config.Kafka(), o.Config.Topic, p)
 		if err != nil {
 			return out, err
 		}
 		rp, ok := resume[p]
 		if !ok {
-			rp = resumePoint{next: first, window: batch.Window{Start: first}}
+			rp = resumePoint{next: b.First, window: batch.Window{Start: b.First}}
 		}
 		id := batch.IngestID(o.Config.Topic, p)
 		if desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
@@ -134,18 +135,15 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		if err != nil {
 			return out, err
 		}
+		in := o.ingestInput()
+		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window, pending
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                       id,
 			TaskQueue:                o.Config.TaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		}, workflows.PartitionIngest, workflows.IngestInput{
-			Topic: o.Config.Topic, Partition: p, Next: rp.next, Window: rp.window,
-			MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
-			MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
-			Pending: pending,
-		})
+		}, workflows.PartitionIngest, in)
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)
 		}
@@ -155,7 +153,53 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		}
 		out = append(out, r)
 	}
+	_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       workflows.SupervisorID(o.Config.Topic),
+		TaskQueue:                o.Config.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("keeps one PartitionIngest per partition of %s", o.Config.Topic),
+	}, workflows.TopicSupervisor, workflows.SuperviseInput{
+		Topic: o.Config.Topic, Partitions: len(parts), Template: o.ingestInput(), Every: o.Tuning.SuperviseEvery,
+	})
+	if err != nil {
+		return out, fmt.Errorf("start the supervisor of %s: %w", o.Config.Topic, err)
+	}
 	return out, nil
+}
+
+// ingestInput is a partition's input before its partition and offsets
+// are set: the operator's tuning and configuration.
+func (o *Operator) ingestInput() workflows.IngestInput {
+	return workflows.IngestInput{
+		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
+		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
+	}
+}
+
+// Supervisor reports the topic's supervisor: its state and, while it
+// runs, how many partitions it keeps and when it last looked.
+func (o *Operator) Supervisor(ctx context.Context) (state string, progress *workflows.SupervisorProgress, err error) {
+	id := workflows.SupervisorID(o.Config.Topic)
+	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if errors.As(err, new(*serviceerror.NotFound)) {
+		return "not started", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("describe %s: %w", id, err)
+	}
+	state = stateName(desc.GetWorkflowExecutionInfo().GetStatus())
+	if state == "running" {
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if v, err := o.Temporal.QueryWorkflow(qctx, id, "", workflows.ProgressQuery); err == nil {
+			var pr workflows.SupervisorProgress
+			if v.Get(&pr) == nil {
+				progress = &pr
+			}
+		}
+	}
+	return state, progress, nil
 }
 
 // Stop asks every partition's workflow to stop after its current batch.
@@ -165,6 +209,13 @@ func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var stopped []string
+	// The supervisor first, so it starts no partition while they stop.
+	sup := workflows.SupervisorID(o.Config.Topic)
+	if err := o.Temporal.CancelWorkflow(ctx, sup, ""); err == nil {
+		stopped = append(stopped, sup)
+	} else if !errors.As(err, new(*serviceerror.NotFound)) {
+		return stopped, fmt.Errorf("stop %s: %w", sup, err)
+	}
 	for p := range parts {
 		id := batch.IngestID(o.Config.Topic, p)
 		err := o.Temporal.CancelWorkflow(ctx, id, "")
@@ -217,8 +268,11 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 		if err == nil {
 			st.State = stateName(desc.GetWorkflowExecutionInfo().GetStatus())
-			if st.State == "running" {
+			switch st.State {
+			case "running":
 				st.applyProgress(o.queryProgress(ctx, id))
+			case "failed":
+				st.LastError = o.failure(ctx, id)
 			}
 		} else if !errors.As(err, new(*serviceerror.NotFound)) {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
@@ -226,6 +280,25 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 		out[p] = st
 	}
 	return out, nil
+}
+
+// failure is the message a failed workflow closed with: for a partition
+// whose log lost its next offset, what happened and what to do.
+func (o *Operator) failure(ctx context.Context, id string) string {
+	it := o.Temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return ""
+		}
+		if f := ev.GetWorkflowExecutionFailedEventAttributes().GetFailure(); f != nil {
+			for f.GetCause() != nil { // the activity's own message, under the workflow's
+				f = f.GetCause()
+			}
+			return f.GetMessage()
+		}
+	}
+	return ""
 }
 
 // queryProgress asks a running partition workflow where it is; nil when
@@ -252,6 +325,9 @@ func (st *PartitionStatus) applyProgress(pr *workflows.Progress) {
 	st.BatchesDone, st.RecordsDone, st.LastBatch, st.LastError, st.MaxRecords = pr.BatchesDone, pr.RecordsDone, pr.LastBatch, pr.LastError, pr.MaxRecords
 	if pr.State != "" { // runs started before states were reported leave it empty
 		st.State = pr.State
+	}
+	if pr.State == workflows.StateOpenTransaction {
+		st.State = fmt.Sprintf("%s since offset %d", pr.State, pr.OpenTransactionAt)
 	}
 	if time.Since(pr.LastBatchAt) < time.Minute {
 		st.EventsPerSecond = pr.EventsPerSecond
@@ -301,10 +377,11 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if err != nil {
 		return nil, fmt.Errorf("read batch_ledger: %w", err)
 	}
-	first, _, err := kafkalog.Bounds(ctx, o.Config.Kafka(), o.Config.Topic, partition)
+	b, err := kafkalog.BoundsOf(ctx, o.Config.Kafka(), o.Config.Topic, partition)
 	if err != nil {
 		return nil, err
 	}
+	first := b.First
 	var specs []batch.Spec
 	window, next := batch.Window{Start: first}, first
 	for {
@@ -412,11 +489,16 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error
 	}
 }
 
-// caughtUp compares the group's committed offsets with the high watermarks.
+// caughtUp compares the group's committed offsets with the last stable
+// offsets: what a read_committed consumer can reach.
 func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, partitions int, err error) {
-	hws, err := kafkalog.HighWatermarks(ctx, o.Config.Kafka(), o.Config.Topic)
+	bounds, err := kafkalog.AllBounds(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return false, 0, 0, 0, err
+	}
+	hws := make([]int64, len(bounds))
+	for p, b := range bounds {
+		hws[p] = b.Stable
 	}
 	offsets, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
 	if err != nil {

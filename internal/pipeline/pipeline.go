@@ -34,6 +34,9 @@ type Tuning struct {
 	// MaxBatchesPerRun forces continue-as-new that often (0: the
 	// workflow's default); tests use it to cross run boundaries.
 	MaxBatchesPerRun int
+	// SuperviseEvery is how often the topic's supervisor looks for added
+	// partitions (0: workflows.DefaultSuperviseEvery).
+	SuperviseEvery time.Duration
 }
 
 // DefaultTuning: every batch costs Temporal the same (a workflow, about

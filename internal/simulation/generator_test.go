@@ -64,7 +64,7 @@ func TestRecordsAreWhatTheyClaim(t *testing.T) {
 		off := nextOffset[r.Partition]
 		nextOffset[r.Partition]++
 		seqAt[[2]int64{int64(r.Partition), off}] = r.Seq
-		v := oracle.Observe(r.Partition, off, r.Key, r.Value, time.Time{})
+		v := oracle.Observe(r.Partition, off, r.Key, r.Value, afterEveryEvent)
 		tally.Add(v)
 		want, ok := wantOutcome[r.Kind]
 		if !ok {
@@ -147,3 +147,7 @@ func TestOptionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// afterEveryEvent is a Kafka timestamp later than any generated event, as
+// a record's produce time is.
+var afterEveryEvent = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -44,8 +44,8 @@ type Manifest struct {
 	StartOffsets []int64 `json:"start_offsets,omitempty"`
 	EndOffsets   []int64 `json:"end_offsets,omitempty"`
 
-	minorByCurrency map[string]int64
-	cardWindow      map[string][]time.Time
+	sumByCurrency map[string]*payment.Sum
+	cardWindow    map[string][]time.Time
 }
 
 func newManifest(o Options) Manifest {
@@ -60,7 +60,7 @@ func newManifest(o Options) Manifest {
 		CountByCurrency:    map[string]int{},
 		AmountByCurrency:   map[string]string{},
 		Suspicious:         map[string]int{},
-		minorByCurrency:    map[string]int64{},
+		sumByCurrency:      map[string]*payment.Sum{},
 		cardWindow:         map[string][]time.Time{},
 	}
 }
@@ -80,8 +80,13 @@ func (m *Manifest) add(r Record) {
 func (m *Manifest) addValid(e payment.Event) {
 	m.UniqueIDs++
 	m.CountByCurrency[e.Currency]++
-	m.minorByCurrency[e.Currency] += e.Amount.Minor
-	m.AmountByCurrency[e.Currency] = payment.Amount{Minor: m.minorByCurrency[e.Currency], Scale: e.Amount.Scale}.String()
+	sum := m.sumByCurrency[e.Currency]
+	if sum == nil {
+		sum = &payment.Sum{}
+		m.sumByCurrency[e.Currency] = sum
+	}
+	sum.Add(e.Amount)
+	m.AmountByCurrency[e.Currency] = sum.String()
 
 	if e.Country != "" && e.CardCountry != "" && e.Country != e.CardCountry {
 		m.Suspicious["country_mismatch"]++
@@ -118,7 +123,7 @@ func (m Manifest) clone() Manifest {
 	c.Suspicious = maps.Clone(m.Suspicious)
 	c.StartOffsets = append([]int64(nil), m.StartOffsets...)
 	c.EndOffsets = append([]int64(nil), m.EndOffsets...)
-	c.minorByCurrency, c.cardWindow = nil, nil
+	c.sumByCurrency, c.cardWindow = nil, nil
 	return c
 }
 

@@ -40,8 +40,8 @@ type Oracle struct {
 }
 
 type oraclePartition struct {
-	maxEventTime time.Time
-	ids          map[string]*oracleID
+	newest time.Time // the furthest payment.WatermarkTime of its valid records
+	ids    map[string]*oracleID
 }
 
 // oracleID is what the oracle knows of one transaction_id, forever.
@@ -65,13 +65,13 @@ func (o *Oracle) Observe(partition int, offset int64, key, value []byte, timesta
 		p = &oraclePartition{ids: map[string]*oracleID{}}
 		o.parts[partition] = p
 	}
-	e, err := payment.ParseRecord(key, value, timestamp)
+	e, err := payment.ParseRecord(key, value, timestamp, o.lateness)
 	if err != nil {
 		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
 	}
 	v := Verdict{TransactionID: e.TransactionID, Event: e}
 	id := p.ids[e.TransactionID]
-	watermark := p.maxEventTime.Add(-o.lateness)
+	watermark := p.newest.Add(-o.lateness)
 	switch {
 	case id != nil && !id.newest.Before(watermark):
 		// A valid record of the same ID inside the window came earlier.
@@ -82,14 +82,14 @@ func (o *Oracle) Observe(partition int, offset int64, key, value []byte, timesta
 		if e.EventTime.After(id.newest) {
 			id.newest = e.EventTime
 		}
-	case !p.maxEventTime.IsZero() && e.EventTime.Before(watermark):
+	case !p.newest.IsZero() && e.EventTime.Before(watermark):
 		v.Outcome = OutcomeLate
 	default:
 		v.Outcome = OutcomeLoaded
 		p.ids[e.TransactionID] = &oracleID{loadedAt: offset, newest: e.EventTime, raw: string(value), amount: e.Amount, currency: e.Currency}
 	}
-	if e.EventTime.After(p.maxEventTime) {
-		p.maxEventTime = e.EventTime
+	if t := payment.WatermarkTime(&e, timestamp); t.After(p.newest) {
+		p.newest = t
 	}
 	return v
 }
@@ -101,19 +101,22 @@ type Tally struct {
 	IdenticalRetries int
 	Late             int
 	ByReason         map[payment.Reason]int
-	MinorByCurrency  map[string]int64
+	AmountByCurrency map[string]*payment.Sum
 }
 
 // Add counts v.
 func (t *Tally) Add(v Verdict) {
 	if t.ByReason == nil {
 		t.ByReason = map[payment.Reason]int{}
-		t.MinorByCurrency = map[string]int64{}
+		t.AmountByCurrency = map[string]*payment.Sum{}
 	}
 	switch v.Outcome {
 	case OutcomeLoaded:
 		t.Loaded++
-		t.MinorByCurrency[v.Event.Currency] += v.Event.Amount.Minor
+		if t.AmountByCurrency[v.Event.Currency] == nil {
+			t.AmountByCurrency[v.Event.Currency] = &payment.Sum{}
+		}
+		t.AmountByCurrency[v.Event.Currency].Add(v.Event.Amount)
 	case OutcomeDuplicate:
 		t.Duplicates++
 		if v.IdenticalBytes {
@@ -142,8 +145,11 @@ func (t Tally) Mismatches(m Manifest) []string {
 		check("rejected "+string(reason), t.ByReason[reason], m.ErrorsByReason[string(reason)])
 	}
 	for cur, want := range m.AmountByCurrency {
-		scale, _ := payment.MinorUnits(cur)
-		check("amount "+cur, payment.Amount{Minor: t.MinorByCurrency[cur], Scale: scale}.String(), want)
+		got := "0"
+		if s := t.AmountByCurrency[cur]; s != nil {
+			got = s.String()
+		}
+		check("amount "+cur, got, want)
 	}
 	return out
 }
@@ -153,7 +159,7 @@ func (t Tally) Mismatches(m Manifest) []string {
 // Oracle and returns the tally. It is the consumer's view of the run, to
 // compare with the manifest.
 func ReadBack(ctx context.Context, kc kafkalog.Cluster, m Manifest, lateness time.Duration) (Tally, error) {
-	t := Tally{ByReason: map[payment.Reason]int{}, MinorByCurrency: map[string]int64{}}
+	t := Tally{ByReason: map[payment.Reason]int{}, AmountByCurrency: map[string]*payment.Sum{}}
 	oracle := NewOracle(lateness)
 	if len(m.StartOffsets) != m.Partitions || len(m.EndOffsets) != m.Partitions {
 		return t, fmt.Errorf("manifest has no offsets for its %d partitions", m.Partitions)

@@ -1,0 +1,30 @@
+package activities
+
+import (
+	"context"
+)
+
+// PartitionsInput asks which partitions a topic has at or past From.
+type PartitionsInput struct {
+	Topic string
+	From  int
+}
+
+// NewPartitions returns the first offset still in the log of each of the
+// topic's partitions numbered From and up, in order: the partitions added
+// since the topic's supervisor last looked, and where each one starts.
+func (a *Activities) NewPartitions(ctx context.Context, in PartitionsInput) ([]int64, error) {
+	parts, err := a.kafkaClient().Partitions(ctx, in.Topic)
+	if err != nil {
+		return nil, err
+	}
+	var firsts []int64
+	for p := in.From; p < len(parts); p++ {
+		b, err := a.kafkaClient().Bounds(ctx, in.Topic, p)
+		if err != nil {
+			return nil, err
+		}
+		firsts = append(firsts, b.First)
+	}
+	return firsts, nil
+}

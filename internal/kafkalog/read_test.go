@@ -1,0 +1,189 @@
+package kafkalog
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// transactionalLog writes to partition 0 of topic: for each i < rounds, a
+// transaction of per records that commits when i is even and aborts when
+// it is odd, each record's value naming its round. It returns the values
+// a read_committed consumer must see, in order.
+func transactionalLog(t *testing.T, brokers []string, topic string, rounds, per int) []string {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID("payments-tx"), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var want []string
+	for i := range rounds {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range per {
+			v := fmt.Sprintf("round-%d-%d", i, j)
+			if err := cl.ProduceSync(ctx, &kgo.Record{Partition: 0, Key: []byte(v), Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			if i%2 == 0 {
+				want = append(want, v)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(i%2 == 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return want
+}
+
+// TestReadRangeIsReadCommitted: records of aborted transactions are not
+// returned, markers are counted, and every offset is accounted for, in
+// whatever pieces the range is read.
+func TestReadRangeIsReadCommitted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "tx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	const rounds, per = 6, 5
+	want := transactionalLog(t, kc.ListenAddrs(), "tx", rounds, per)
+
+	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
+	defer c.Close()
+	b, err := c.Bounds(ctx, "tx", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.End != rounds*(per+1) || b.Stable != b.End {
+		t.Fatalf("bounds %+v, want stable = end = %d (records and one marker per transaction)", b, rounds*(per+1))
+	}
+	for _, step := range []int64{1, 4, 7, b.End} {
+		var got []string
+		var tally Tally
+		for start := int64(0); start < b.End; start += step {
+			part, err := c.ReadRange(ctx, "tx", 0, start, min(start+step, b.End), func(r Record) error {
+				got = append(got, string(r.Value))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tally.Control += part.Control
+			tally.Aborted += part.Aborted
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("read in steps of %d: %v, want the committed records %v", step, got, want)
+		}
+		if tally.Control != rounds || tally.Aborted != rounds/2*per {
+			t.Errorf("read in steps of %d: %+v, want %d markers and %d aborted records", step, tally, rounds, rounds/2*per)
+		}
+	}
+}
+
+// TestOpenTransactionHoldsTheStableOffset: while a transaction is open the
+// last stable offset stays at its first record, and moves past its marker
+// once it ends.
+func TestOpenTransactionHoldsTheStableOffset(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "open"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	transactionalLog(t, kc.ListenAddrs(), "open", 1, 3) // offsets 0-2 and a marker at 3
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...), kgo.TransactionalID("open-tx"), kgo.DefaultProduceTopic("open"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Partition: 0, Value: []byte("open")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
+	defer c.Close()
+	b, err := c.Bounds(ctx, "open", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Stable != 4 || b.End != 6 {
+		t.Errorf("open transaction: bounds %+v, want stable 4 (its first record), end 6", b)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = c.Bounds(ctx, "open", 0); err != nil || b.Stable != 7 {
+		t.Errorf("committed: bounds %+v (%v), want stable 7", b, err)
+	}
+}
+
+// TestReadsSurviveBrokerFailures: with three brokers, the first bootstrap
+// broker gone and a partition's leader moved, reads and bounds still
+// answer, from the brokers that lead now.
+func TestReadsSurviveBrokerFailures(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(2, "ha"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	addrs := kc.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic("ha"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for i := range 100 {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Partition: int32(i % 2), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Plain(addrs).Client(10 * time.Second)
+	defer c.Close()
+	read := func(what string) {
+		t.Helper()
+		for p := range 2 {
+			n := 0
+			if _, err := c.ReadRange(ctx, "ha", p, 0, 50, func(Record) error { n++; return nil }); err != nil || n != 50 {
+				t.Fatalf("%s: partition %d: read %d of 50 records (%v)", what, p, n, err)
+			}
+		}
+	}
+	read("all brokers up")
+	// A leader moves to another broker.
+	if err := kc.MoveTopicPartition("ha", 0, (kc.LeaderFor("ha", 0)+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	read("after partition 0's leader moved")
+	// The first bootstrap broker dies; a new client must still find the
+	// cluster through the others.
+	if err := kc.RemoveNode(0); err != nil {
+		t.Fatal(err)
+	}
+	read("after broker 0 died")
+	fresh := Plain(addrs)
+	parts, err := Partitions(ctx, fresh, "ha")
+	if err != nil || len(parts) != 2 {
+		t.Fatalf("partitions with the first bootstrap broker down: %v (%v)", parts, err)
+	}
+	if err := ReadRange(ctx, fresh, "ha", 1, 0, 50, func(Record) error { return nil }); err != nil {
+		t.Fatalf("a new client with the first bootstrap broker down: %v", err)
+	}
+}

@@ -1,0 +1,108 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/batch"
+)
+
+// SuperviseInput is a topic supervisor's state, carried whole through
+// continue-as-new.
+type SuperviseInput struct {
+	Topic string
+	// Partitions is how many of the topic's partitions have a
+	// PartitionIngest (those below it were started by `starter start`
+	// or by this supervisor).
+	Partitions int
+	// Template is the input every new partition starts with; its
+	// Partition, Next and Window are set per partition.
+	Template IngestInput
+	// Every is how often the topic is looked at (0: DefaultSuperviseEvery).
+	Every time.Duration
+}
+
+// DefaultSuperviseEvery keeps a partition added to a running topic
+// waiting at most this long, plus a plan, for its first batch.
+const DefaultSuperviseEvery = 30 * time.Second
+
+// SupervisorID is the workflow ID of a topic's supervisor.
+func SupervisorID(topic string) string { return "supervise/" + topic }
+
+// SupervisorProgress is what the supervisor's "progress" query answers.
+type SupervisorProgress struct {
+	Topic       string
+	Partitions  int
+	LastChecked time.Time
+	Started     []int // partitions this run started
+}
+
+// TopicSupervisor keeps one PartitionIngest per partition of a topic:
+// partitions added to the topic while it runs are started within Every,
+// with no operator action. It starts only partitions that never had a
+// workflow, so a partition an operator drained or stopped stays so.
+// Cancelling it (starter stop) ends it.
+func TopicSupervisor(ctx workflow.Context, in SuperviseInput) error {
+	every := in.Every
+	if every <= 0 {
+		every = DefaultSuperviseEvery
+	}
+	progress := &SupervisorProgress{Topic: in.Topic, Partitions: in.Partitions}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (SupervisorProgress, error) { return *progress, nil }); err != nil {
+		return err
+	}
+	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "look for partitions added to " + in.Topic,
+	})
+	for checks := 0; ; checks++ {
+		var firsts []int64
+		if err := workflow.ExecuteActivity(actCtx, a.NewPartitions, activities.PartitionsInput{Topic: in.Topic, From: in.Partitions}).Get(ctx, &firsts); err != nil {
+			if ctx.Err() != nil {
+				return temporal.NewCanceledError("stopped")
+			}
+			return err
+		}
+		for i, first := range firsts {
+			p := in.Partitions + i
+			if err := startPartition(ctx, in, p, first); err != nil {
+				return err
+			}
+			progress.Started = append(progress.Started, p)
+		}
+		in.Partitions += len(firsts)
+		progress.Partitions, progress.LastChecked = in.Partitions, workflow.Now(ctx)
+		if err := workflow.Sleep(ctx, every); err != nil {
+			return temporal.NewCanceledError("stopped")
+		}
+		if info := workflow.GetInfo(ctx); checks >= 1000 || info.GetContinueAsNewSuggested() {
+			return workflow.NewContinueAsNewError(ctx, TopicSupervisor, in)
+		}
+	}
+}
+
+// startPartition starts partition p's PartitionIngest from first, its
+// log's start; one that has, or had, a workflow is left as it is.
+func startPartition(ctx workflow.Context, in SuperviseInput, p int, first int64) error {
+	ingest := in.Template
+	ingest.Topic, ingest.Partition, ingest.Next, ingest.Window = in.Topic, p, first, batch.Window{Start: first}
+	ingest.BatchesDone, ingest.RecordsDone, ingest.Paused, ingest.Pending = 0, 0, false, nil
+	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            batch.IngestID(in.Topic, p),
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		// The partition outlives this run: the supervisor continues as
+		// new, and stopping it must not stop ingestion mid-batch.
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		StaticSummary:     fmt.Sprintf("ingest %s partition %d (added to the running topic)", in.Topic, p),
+	})
+	err := workflow.ExecuteChildWorkflow(childCtx, PartitionIngest, ingest).GetChildWorkflowExecution().Get(ctx, nil)
+	if err != nil && !errors.As(err, new(*temporal.ChildWorkflowExecutionAlreadyStartedError)) {
+		return fmt.Errorf("start partition %d of %s: %w", p, in.Topic, err)
+	}
+	return nil
+}
