@@ -313,6 +313,10 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 	case "stop":
 		ids, err := op.Stop(opCtx)
 		for _, id := range ids {
+			if strings.HasPrefix(id, "supervise/") {
+				fmt.Fprintf(out, "%s: stopped; it starts no new partition\n", id)
+				continue
+			}
 			fmt.Fprintf(out, "%s: stopping after its current batch\n", id)
 		}
 		if err == nil && len(ids) == 0 {

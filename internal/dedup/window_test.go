@@ -86,7 +86,7 @@ func TestWarmColdAndOracleAgree(t *testing.T) {
 			if vw != vc {
 				t.Fatalf("offset %d: warm says %v of %d, cold (rebuilt from %d) says %v of %d", r.offset, vw.Decision, vw.DuplicateOf, wsStart, vc.Decision, vc.DuplicateOf)
 			}
-			vo := oracle.Observe(0, r.offset, []byte(mustID(r.value)), r.value, afterEveryEvent)
+			vo := oracle.ObserveEventTime(0, r.offset, []byte(mustID(r.value)), r.value)
 			want := map[simulation.Outcome]Decision{simulation.OutcomeLoaded: Loaded, simulation.OutcomeDuplicate: Duplicate, simulation.OutcomeLate: Late}[vo.Outcome]
 			if vo.Reason == payment.ReasonConflict {
 				want = Conflict
@@ -239,7 +239,7 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 				followers = map[string]*Window{fmt.Sprintf("rebuilt from %d", s): cold, fmt.Sprintf("snapshot at %d", i): loaded}
 			}
 			id := mustID(r.value)
-			vo := oracle.Observe(0, r.offset, []byte(id), r.value, afterEveryEvent)
+			vo := oracle.ObserveEventTime(0, r.offset, []byte(id), r.value)
 			vw := observe(t, warm, r)
 			for name, f := range followers {
 				if vf := observe(t, f, r); vf != vw {
@@ -262,8 +262,3 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 		}
 	}
 }
-
-// afterEveryEvent is a Kafka timestamp later than any event time the tests
-// use, so the oracle lets each record move the watermark to its event_time,
-// as observe does.
-var afterEveryEvent = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)

@@ -25,21 +25,22 @@ const (
 )
 
 // Kafka timestamps are producers' clocks in milliseconds, and they lie:
-// -1 (none), 0, seconds or microseconds written as milliseconds. One is
-// trusted only between these bounds; the rest count as no timestamp
-// (KafkaTime). The upper bound is the end of BigQuery's TIMESTAMP range,
-// so a trusted timestamp always loads.
+// -1 (none), 0, seconds or microseconds written as milliseconds, and
+// clients that overflow converting those (kafka-go writes a year-58,000
+// time as one in 2188). One is trusted only within this century; the rest
+// count as no timestamp (KafkaTime). A fixed window, not the wall clock,
+// keeps judging a record a pure function of the log.
 var (
 	minKafkaTime = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxKafkaTime = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+	maxKafkaTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-// KafkaTime returns a record's Kafka timestamp if it is one to trust:
-// after 2001 (so none, zero, negative and seconds-as-milliseconds are
-// out) and within BigQuery's range (so microseconds-as-milliseconds,
-// year 58,000 and more, are out); otherwise ok is false.
+// KafkaTime returns a record's Kafka timestamp if it is one to trust: in
+// years 2001 to 2099, so none, zero, negative, seconds-as-milliseconds
+// and microseconds-as-milliseconds are out (and a trusted one always fits
+// BigQuery's TIMESTAMP); otherwise ok is false.
 func KafkaTime(timestamp time.Time) (t time.Time, ok bool) {
-	if timestamp.Before(minKafkaTime) || timestamp.After(maxKafkaTime) {
+	if timestamp.Before(minKafkaTime) || !timestamp.Before(maxKafkaTime) {
 		return time.Time{}, false
 	}
 	return timestamp.UTC(), true

@@ -67,3 +67,15 @@ func TestWatermarkTime(t *testing.T) {
 		}
 	}
 }
+
+// TestSumIsExactPastInt64: a hundred of the largest USD amounts overflow
+// int64 minor units (93 do); their Sum is exact.
+func TestSumIsExactPastInt64(t *testing.T) {
+	var s Sum
+	for range 100 {
+		s.Add(Amount{Minor: 99999999999999999, Scale: 2})
+	}
+	if got := s.String(); got != "99999999999999999.00" {
+		t.Errorf("sum %s, want 99999999999999999.00", got)
+	}
+}

@@ -45,8 +45,14 @@ func startEnv(t *testing.T, partitions int, tuning pipeline.Tuning) *env {
 // always talks to the emulator directly.
 func startEnvWith(t *testing.T, partitions int, tuning pipeline.Tuning, workerBigQuery string) *env {
 	t.Helper()
+	return startEnvOn(t, devstacktest.Config(t, partitions), tuning, workerBigQuery)
+}
+
+// startEnvOn starts an env on a stack of the given configuration.
+func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning pipeline.Tuning, workerBigQuery string) *env {
+	t.Helper()
 	ctx := context.Background()
-	s := devstacktest.Start(t, devstacktest.Config(t, partitions))
+	s := devstacktest.Start(t, stackCfg)
 	cfg := s.ClientConfig()
 	workerCfg := cfg
 	if workerBigQuery != "" {

@@ -58,16 +58,38 @@ func NewOracle(lateness time.Duration) *Oracle {
 	return &Oracle{lateness: lateness, parts: map[int]*oraclePartition{}}
 }
 
-// Observe classifies the record at partition/offset.
+// Observe classifies the record at partition/offset, with Kafka
+// timestamp timestamp.
 func (o *Oracle) Observe(partition int, offset int64, key, value []byte, timestamp time.Time) Verdict {
+	e, err := payment.ParseRecord(key, value, timestamp, o.lateness)
+	if err != nil {
+		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
+	}
+	return o.decide(partition, offset, value, e, payment.WatermarkTime(&e, timestamp))
+}
+
+// ObserveEventTime classifies the record by the dedup rule alone: every
+// valid record moves the watermark to its event_time, whatever its Kafka
+// timestamp, as dedup.Window does when it is told so. For the window's
+// own tests.
+func (o *Oracle) ObserveEventTime(partition int, offset int64, key, value []byte) Verdict {
+	e, err := payment.Parse(value)
+	if err == nil && string(key) != e.TransactionID {
+		err = &payment.Error{Reason: payment.ReasonKeyMismatch}
+	}
+	if err != nil {
+		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
+	}
+	return o.decide(partition, offset, value, e, e.EventTime)
+}
+
+// decide applies the dedup rule to a valid event that moves its
+// partition's newest event time up to moves.
+func (o *Oracle) decide(partition int, offset int64, value []byte, e payment.Event, moves time.Time) Verdict {
 	p := o.parts[partition]
 	if p == nil {
 		p = &oraclePartition{ids: map[string]*oracleID{}}
 		o.parts[partition] = p
-	}
-	e, err := payment.ParseRecord(key, value, timestamp, o.lateness)
-	if err != nil {
-		return Verdict{Outcome: OutcomeRejected, Reason: payment.ReasonOf(err)}
 	}
 	v := Verdict{TransactionID: e.TransactionID, Event: e}
 	id := p.ids[e.TransactionID]
@@ -88,8 +110,8 @@ func (o *Oracle) Observe(partition int, offset int64, key, value []byte, timesta
 		v.Outcome = OutcomeLoaded
 		p.ids[e.TransactionID] = &oracleID{loadedAt: offset, newest: e.EventTime, raw: string(value), amount: e.Amount, currency: e.Currency}
 	}
-	if t := payment.WatermarkTime(&e, timestamp); t.After(p.newest) {
-		p.newest = t
+	if moves.After(p.newest) {
+		p.newest = moves
 	}
 	return v
 }
