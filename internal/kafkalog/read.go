@@ -84,13 +84,19 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 }
 
 // fetch sends one read_committed fetch to the partition's leader, which the
-// transport finds from the cluster's metadata.
+// transport finds from the cluster's metadata. The partition's limit,
+// maxBytes, cuts the answer; the request's own limit is twice that, as the
+// Java consumer's defaults have it (fetch.max.bytes above
+// max.partition.fetch.bytes). kfake leaves out the aborted transactions of
+// an answer cut by the request's limit, so reading aborted records as
+// committed ones; cut by the partition's limit it lists them, as Kafka
+// does in both cases.
 func (c *Client) fetch(ctx context.Context, topic string, partition int, offset int64, maxBytes int) (*fetchapi.ResponsePartition, error) {
 	req := &fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    500,
 		MinBytes:       1,
-		MaxBytes:       int32(maxBytes),
+		MaxBytes:       int32(2 * maxBytes),
 		IsolationLevel: int8(kafka.ReadCommitted),
 		SessionID:      -1,
 		SessionEpoch:   -1,

@@ -3,6 +3,7 @@ package kafkalog
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 
 // transactionalLog writes to partition 0 of topic: for each i < rounds, a
 // transaction of per records that commits when i is even and aborts when
-// it is odd, each record's value naming its round. It returns the values
-// a read_committed consumer must see, in order.
+// it is odd, each record's value naming its round and as large as a
+// payment, so that a fetch's answer is cut by its size limit. It returns
+// the values a read_committed consumer must see, in order.
 func transactionalLog(t *testing.T, brokers []string, topic string, rounds, per int) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -29,7 +31,7 @@ func transactionalLog(t *testing.T, brokers []string, topic string, rounds, per 
 			t.Fatal(err)
 		}
 		for j := range per {
-			v := fmt.Sprintf("round-%d-%d", i, j)
+			v := fmt.Sprintf("round-%d-%d-%s", i, j, strings.Repeat("x", 1000))
 			if err := cl.ProduceSync(ctx, &kgo.Record{Partition: 0, Key: []byte(v), Value: []byte(v)}).FirstErr(); err != nil {
 				t.Fatal(err)
 			}
@@ -55,7 +57,7 @@ func TestReadRangeIsReadCommitted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kc.Close()
-	const rounds, per = 6, 5
+	const rounds, per = 10, 40 // 400 KiB: more than one fetch
 	want := transactionalLog(t, kc.ListenAddrs(), "tx", rounds, per)
 
 	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
@@ -67,7 +69,7 @@ func TestReadRangeIsReadCommitted(t *testing.T) {
 	if b.End != rounds*(per+1) || b.Stable != b.End {
 		t.Fatalf("bounds %+v, want stable = end = %d (records and one marker per transaction)", b, rounds*(per+1))
 	}
-	for _, step := range []int64{1, 4, 7, b.End} {
+	for _, step := range []int64{1, 25, 77, b.End} {
 		var got []string
 		var tally Tally
 		for start := int64(0); start < b.End; start += step {
@@ -82,7 +84,7 @@ func TestReadRangeIsReadCommitted(t *testing.T) {
 			tally.Aborted += part.Aborted
 		}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("read in steps of %d: %v, want the committed records %v", step, got, want)
+			t.Errorf("read in steps of %d: %d records, want the %d committed ones", step, len(got), len(want))
 		}
 		if tally.Control != rounds || tally.Aborted != rounds/2*per {
 			t.Errorf("read in steps of %d: %+v, want %d markers and %d aborted records", step, tally, rounds, rounds/2*per)

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/warehouse"
+	"github.com/paystream/paystream/workflows"
+)
+
+// txProducer is a transactional producer, as Java payment services and
+// Kafka Streams configure theirs (transactional.id), keyed by
+// transaction_id so Kafka's default partitioner spreads the payments.
+type txProducer struct {
+	t  *testing.T
+	cl *kgo.Client
+}
+
+func newTxProducer(t *testing.T, brokers []string, topic, id string) *txProducer {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &txProducer{t: t, cl: cl}
+}
+
+// send writes n payments with IDs prefix-0 … in an open transaction and
+// returns their amount in EUR.
+func (p *txProducer) send(ctx context.Context, prefix string, n int) *big.Rat {
+	p.t.Helper()
+	if err := p.cl.BeginTransaction(); err != nil {
+		p.t.Fatal(err)
+	}
+	sum := new(big.Rat)
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		amount := fmt.Sprintf("%d.%02d", 1+i%97, i%100)
+		v := fmt.Sprintf(`{"transaction_id":%q,"event_time":%q,"amount":%q,"currency":"EUR","customer_id":"c","merchant_id":"m","card_id":"k","payment_method":"card","status":"captured"}`,
+			id, time.Now().UTC().Format(time.RFC3339Nano), amount)
+		if err := p.cl.ProduceSync(ctx, &kgo.Record{Key: []byte(id), Value: []byte(v)}).FirstErr(); err != nil {
+			p.t.Fatal(err)
+		}
+		r, _ := new(big.Rat).SetString(amount)
+		sum.Add(sum, r)
+	}
+	return sum
+}
+
+func (p *txProducer) end(ctx context.Context, commit bool) {
+	p.t.Helper()
+	if err := p.cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// TestTransactionalProducerAcrossAWorkerKill: a transactional producer
+// commits and aborts 20 transactions of 40 payments, then opens one of 60
+// that stays open over several batches' worth of offsets while a second
+// producer commits more behind it; the worker is SIGKILLed while it is
+// open, a new one takes over, then the transaction commits. Aborted
+// payments are nowhere, committed ones are loaded exactly once to the
+// cent, markers are in no error table, and the ledger explains every
+// offset.
+func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin := buildWorker(t)
+	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	cfg := s.ClientConfig()
+	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bq.Close() })
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 25, time.Second
+	f := &faultEnv{stack: s, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+
+	payments := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-service")
+	committed, want := 0, new(big.Rat)
+	for i := range 20 {
+		commit := i%2 == 0
+		prefix := fmt.Sprintf("aborted-%d", i)
+		if commit {
+			prefix = fmt.Sprintf("committed-%d", i)
+		}
+		sum := payments.send(ctx, prefix, 40)
+		payments.end(ctx, commit)
+		if commit {
+			committed += 40
+			want.Add(want, sum)
+		}
+	}
+	open := payments.send(ctx, "open", 60)
+	behind := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "refunds-service")
+	want.Add(want, behind.send(ctx, "behind", 30))
+	behind.end(ctx, true)
+	committed += 90
+
+	doomed := workerProcess(t, bin, f)
+	if _, err := f.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every partition the open transaction wrote to waits at its first
+	// offset, and status says so.
+	bounds, err := kafkalog.AllBounds(ctx, cfg.Kafka(), cfg.Topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for p, b := range bounds {
+		if b.Stable == b.End {
+			continue
+		}
+		held++
+		waitState(t, f.operator, p, fmt.Sprintf("%s since offset %d", workflows.StateOpenTransaction, b.Stable))
+	}
+	if held == 0 {
+		t.Fatalf("the open transaction holds no partition: %+v", bounds)
+	}
+	if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.Wait()
+	workerProcess(t, bin, f)
+	payments.end(ctx, true)
+	want.Add(want, open)
+
+	waitCtx, waitCancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer waitCancel()
+	if err := f.operator.WaitCaughtUp(waitCtx, nil); err != nil {
+		st, _ := f.operator.Status(ctx)
+		t.Fatalf("%v: %+v", err, st)
+	}
+	report, err := f.operator.Reconcile(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !report.OK() {
+		var out strings.Builder
+		report.Write(&out)
+		t.Fatalf("reconciliation failed:\n%s", out.String())
+	}
+
+	ds := fmt.Sprintf("`%s.%s", cfg.BigQueryProject, cfg.BigQueryDataset)
+	one := func(sql string) string {
+		t.Helper()
+		it, err := bq.Query(sql).Read(ctx)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		var row []bigquery.Value
+		var out []string
+		for it.Next(&row) == nil {
+			for _, v := range row {
+				out = append(out, fmt.Sprint(v))
+			}
+		}
+		return strings.Join(out, " ")
+	}
+	if got, wantRows := one("SELECT COUNT(*), COUNT(DISTINCT transaction_id) FROM "+ds+".transactions`"), fmt.Sprintf("%d %d", committed, committed); got != wantRows {
+		t.Errorf("transactions: %s rows and IDs, want %s", got, wantRows)
+	}
+	if got := one("SELECT CAST(SUM(amount) AS STRING) FROM " + ds + ".transactions`"); got != want.FloatString(2) {
+		t.Errorf("amount loaded %s, committed %s", got, want.FloatString(2))
+	}
+	for _, table := range []string{"transactions", "transactions_enriched", "dedup_audit", "ingest_errors"} {
+		if got := one("SELECT COUNT(*) FROM " + ds + "." + table + "` WHERE STARTS_WITH(transaction_id, 'aborted-')"); got != "0" {
+			t.Errorf("%s holds %s rows of aborted transactions", table, got)
+		}
+	}
+	if got := one("SELECT COUNT(*) FROM " + ds + ".ingest_errors`"); got != "0" {
+		t.Errorf("ingest_errors holds %s rows; markers and aborted records are not errors", got)
+	}
+	var ends int64
+	if bounds, err = kafkalog.AllBounds(ctx, cfg.Kafka(), cfg.Topic); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bounds {
+		ends += b.End
+	}
+	// Each transaction leaves one marker in each partition it wrote to:
+	// the offsets that hold neither a payment nor an aborted record.
+	wantLedger := fmt.Sprintf("%d %d %d", committed, 400, ends-int64(committed)-400)
+	if got := one("SELECT SUM(loaded), SUM(aborted), SUM(control) FROM " + ds + ".batch_ledger`"); got != wantLedger {
+		t.Errorf("ledger loaded, aborted, control: %s, want %s", got, wantLedger)
+	}
+}
+
+// waitState waits up to a minute for partition p's status to read state.
+func waitState(t *testing.T, op *pipeline.Operator, p int, state string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		st, err := op.Status(context.Background())
+		if err == nil && st[p].State == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition %d never read %q: %+v (%v)", p, state, st, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
