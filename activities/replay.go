@@ -80,10 +80,10 @@ func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]
 	var out []quarantined
 	for {
 		var row struct {
-			Offset   int64     `bigquery:"kafka_offset"`
+			Offset   int64                  `bigquery:"kafka_offset"`
 			Time     bigquery.NullTimestamp `bigquery:"kafka_timestamp"`
-			Raw      string    `bigquery:"raw"`
-			Encoding string    `bigquery:"raw_encoding"`
+			Raw      string                 `bigquery:"raw"`
+			Encoding string                 `bigquery:"raw_encoding"`
 		}
 		err := it.Next(&row)
 		if errors.Is(err, iterator.Done) {

@@ -53,8 +53,8 @@ type Config struct {
 	// the first listens on KafkaPort, the others on free ports.
 	KafkaBrokers int
 	Topic        string
-	Project    string
-	Dataset    string
+	Project      string
+	Dataset      string
 
 	// ReadyTimeout bounds the wait for all servers to answer.
 	ReadyTimeout time.Duration
@@ -433,6 +433,7 @@ func (s *Stack) TemporalUIURL() string {
 func (s *Stack) KafkaAddress() string {
 	return net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.KafkaPort))
 }
+
 // KafkaBrokers are every broker's address, the first on KafkaPort.
 func (s *Stack) KafkaBrokers() []string {
 	out := make([]string, len(s.kafkaPorts))
