@@ -22,6 +22,7 @@ import (
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
@@ -63,7 +64,7 @@ func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning pipeline.Tuning, 
 		t.Fatal(err)
 	}
 	t.Cleanup(tc.Close)
-	w, err := pipeline.NewWorker(ctx, workerCfg, tc, pipeline.WorkerOptions{}, nil)
+	w, err := pipeline.NewWorker(ctx, workerCfg, tc, pipeline.WorkerOptions{Metrics: metrics.New()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

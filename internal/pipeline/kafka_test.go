@@ -3,7 +3,10 @@ package pipeline_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -268,4 +271,69 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	if bounds, err = kafkalog.AllBounds(ctx, cfg.Kafka(), cfg.Topic); err != nil || len(bounds) != 2 {
 		t.Fatalf("bounds with broker 0 down: %v %v", bounds, err)
 	}
+}
+
+// TestRecreatedTopicStopsThePartitionLoudly deletes and re-creates the
+// topic under a running pipeline: the partition's next offset is gone, so
+// it stops with one error that status and /metrics show, and is never
+// reported as caught up.
+func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tuning := pipeline.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 200, time.Second
+	e := startEnv(t, 1, tuning)
+	cfg := e.operator.Config
+	produceAndStart(t, e, 500)
+	e.waitCaughtUp(t, 5*time.Minute)
+
+	c := cfg.Kafka().Client(10 * time.Second)
+	defer c.Close()
+	if _, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{cfg.Topic}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	var st []pipeline.PartitionStatus
+	for {
+		var err error
+		st, err = e.operator.Status(ctx)
+		if err == nil && len(st) == 1 && st[0].State == "failed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition never stopped: %+v (%v)", st, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if !strings.Contains(st[0].LastError, "re-created or truncated") {
+		t.Errorf("status error %q does not say the log lost the offset", st[0].LastError)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 10*time.Second)
+	defer cancelShort()
+	if err := e.operator.WaitCaughtUp(short, nil); err == nil || !strings.Contains(err.Error(), "failed") {
+		t.Errorf("a stopped partition was reported caught up (%v)", err)
+	}
+	var out strings.Builder
+	if err := expfmtText(e, &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := sum(out.String(), "paystream_partition_offset_lost_total", `partition="0"`); got != 1 {
+		t.Errorf("paystream_partition_offset_lost_total for partition 0: %v, want 1", got)
+	}
+}
+
+// expfmtText writes what the env's worker serves on /metrics.
+func expfmtText(e *env, out *strings.Builder) error {
+	srv := httptest.NewServer(e.worker.HTTPHandler(e.operator.Temporal, e.worker.Activities.Metrics))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(out, resp.Body)
+	return err
 }
