@@ -203,6 +203,8 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		fs.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
 		fs.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
 		fs.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch short of --max-records waits to fill (fewer, larger batches from a live stream; adds at most this to latency)")
+		tuning.SuperviseEvery = workflows.DefaultSuperviseEvery
+		fs.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")
 	case "pause", "resume", "drain":
 		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
 	case "set-batch":
@@ -238,6 +240,8 @@ func (a commandArgs) check(name string) error {
 		return fmt.Errorf("set-batch needs --records between 1 and %d", workflows.MaxBatchRecords)
 	case name == "start" && (a.tuning.Linger < 0 || a.tuning.Linger > 30*time.Second):
 		return errors.New("--linger must be between 0s and 30s")
+	case name == "start" && (a.tuning.SuperviseEvery < time.Second || a.tuning.SuperviseEvery > time.Hour):
+		return errors.New("--supervise-every must be between 1s and 1h")
 	case name == "set-batch" && a.setBatch.MaxBytes < 0:
 		return errors.New("set-batch --bytes must not be negative")
 	case a.watch < 0 || (a.watch > 0 && a.watch < 200*time.Millisecond):

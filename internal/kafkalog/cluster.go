@@ -35,11 +35,6 @@ func (c Cluster) String() string {
 	return fmt.Sprintf("%s (%s)", strings.Join(c.Brokers, ","), sec)
 }
 
-// Dialer dials single connections (a partition's leader).
-func (c Cluster) Dialer(timeout time.Duration) *kafka.Dialer {
-	return &kafka.Dialer{Timeout: timeout, DualStack: true, TLS: c.TLS, SASLMechanism: c.SASL}
-}
-
 // Transport carries a Client's or Writer's requests. It dials any of the
 // bootstrap brokers that answers, sends each request to the partition's
 // leader as the cluster's metadata names it, and keeps its connections,
