@@ -58,6 +58,11 @@ func TestPlanBatchLingers(t *testing.T) {
 			// two 100 ms polls a quiet log gets.
 			_, _ = simulation.Produce(pctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "plan", Events: 1 << 30, Rate: 400})
 		}()
+		// Records are arriving once the log's end moves: the producer
+		// looks the topic up before its first send.
+		for before := logEnd(t, kafka, "plan"); logEnd(t, kafka, "plan") == before; {
+			time.Sleep(10 * time.Millisecond)
+		}
 		return func() { cancel(); <-stopped }
 	}
 	stop := trickle()
