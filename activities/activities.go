@@ -21,6 +21,7 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // Activities are registered on the worker as one struct; its fields are
@@ -66,6 +67,9 @@ type Activities struct {
 	// Streams is the Storage Write API client of the storagewrite mode;
 	// nil opens a warehouse.StorageWriter on first use (tests set one).
 	Streams StreamWriter
+	// LoadBackoff, when set, replaces warehouse.DefaultBackoff between
+	// failed load jobs (tests).
+	LoadBackoff func(kind warehouse.FailureKind, n int) time.Duration
 	// StorageEndpoint is the emulator's Storage API, used when Emulator.
 	StorageEndpoint string
 	streamsMu       sync.Mutex

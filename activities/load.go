@@ -16,7 +16,6 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -127,15 +126,13 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	if rows.Len() == 0 {
 		return nil // nothing to write, nothing to repeat
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") }}
+	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") },
+		Finished: a.Metrics.LoadJobFinished, Backoff: a.LoadBackoff}
 	if a.Emulator {
 		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
 	}
 	jobID := func(attempt int) string { return batch.LoadJobID(id, table, attempt) }
 	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
-		if errors.Is(err, warehouse.ErrLoadFailed) {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), ErrTypeLoadFailed, err)
-		}
 		return fmt.Errorf("load %s into %s: %w", id, table, err)
 	}
 	faults.At("load:" + table)

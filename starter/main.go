@@ -162,7 +162,6 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 // commandArgs are the command-specific flags.
 type commandArgs struct {
 	timeout      time.Duration
-	location     string
 	jsonOut      bool
 	watch        time.Duration
 	partition    int
@@ -196,7 +195,6 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 	tuning := &args.tuning
 	switch name {
 	case "schema apply":
-		fs.StringVar(&args.location, "bigquery-location", "", "location of a new dataset, e.g. EU or US (default: BigQuery's)")
 	case "schema print", "stop":
 	case "start":
 		fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
@@ -279,13 +277,13 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 	// each refresh and runs until interrupted.
 	opCtx, cancel := context.WithTimeout(ctx, args.timeout)
 	defer cancel()
-	bq, err := warehouse.Open(opCtx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	bq, err := warehouse.OpenIn(opCtx, cfg.BigQueryProject, cfg.BigQueryEndpoint, cfg.BigQueryLocation)
 	if err != nil {
 		return err
 	}
 	defer bq.Close()
 	if name == "schema apply" {
-		if err := schema.Apply(opCtx, bq, cfg.BigQueryDataset, schema.Options{Location: args.location, Emulator: cfg.BigQueryEndpoint != ""}); err != nil {
+		if err := schema.Apply(opCtx, bq, cfg.BigQueryDataset, schema.Options{Location: cfg.BigQueryLocation, Emulator: cfg.BigQueryEndpoint != ""}); err != nil {
 			return fmt.Errorf("schema apply to %s.%s: %w", cfg.BigQueryProject, cfg.BigQueryDataset, err)
 		}
 		fmt.Fprintf(out, "schema applied to %s.%s: %d tables, %d views\n", cfg.BigQueryProject, cfg.BigQueryDataset, len(schema.Tables), len(schema.Views))

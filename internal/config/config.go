@@ -71,6 +71,10 @@ type Config struct {
 
 	BigQueryProject string
 	BigQueryDataset string
+	// BigQueryLocation is the dataset's location (EU, US, europe-west3,
+	// ...). Job look-ups must carry it: on a regional dataset BigQuery
+	// answers a look-up without it with 404. Empty lets BigQuery choose.
+	BigQueryLocation string
 	// BigQueryEndpoint overrides the API endpoint (the emulator). Empty
 	// means real BigQuery with Application Default Credentials.
 	BigQueryEndpoint string
@@ -156,6 +160,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", c.ConsumerGroup, "Kafka consumer group whose offsets paystream commits")
 	fs.StringVar(&c.BigQueryProject, "bigquery-project", c.BigQueryProject, "BigQuery project")
 	fs.StringVar(&c.BigQueryDataset, "bigquery-dataset", c.BigQueryDataset, "BigQuery dataset")
+	fs.StringVar(&c.BigQueryLocation, "bigquery-location", c.BigQueryLocation, "location of the dataset, e.g. EU or europe-west3; jobs run and are looked up there (default: BigQuery's choice, for a new dataset)")
 	fs.StringVar(&c.BigQueryEndpoint, "bigquery-endpoint", c.BigQueryEndpoint, "BigQuery API endpoint override (the emulator); empty for real BigQuery with Application Default Credentials")
 	fs.StringVar(&c.BigQueryStorageEndpoint, "bigquery-storage-endpoint", c.BigQueryStorageEndpoint, "the emulator's Storage API host:port (gRPC), used with --bigquery-endpoint")
 	fs.StringVar(&c.WriteMode, "write-mode", c.WriteMode, "how batches are written: load (a load job per table; minutes between batches) or storagewrite (COMMITTED write streams; real time)")

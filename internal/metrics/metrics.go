@@ -25,6 +25,7 @@ type Pipeline struct {
 	lag          *prometheus.GaugeVec
 	loadRetries  *prometheus.CounterVec
 	offsetsLost  *prometheus.CounterVec
+	loadJobs     *prometheus.CounterVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -37,6 +38,7 @@ const (
 	LoadRetriesTotal    = "paystream_load_retries_total"
 	DedupWindowBytes    = "paystream_dedup_window_bytes"
 	OffsetLostTotal     = "paystream_partition_offset_lost_total"
+	LoadJobsTotal       = "paystream_load_jobs_total"
 )
 
 // Event outcomes, the values of EventsTotal's outcome label.
@@ -69,12 +71,14 @@ func New() *Pipeline {
 			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
 		offsetsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: OffsetLostTotal,
 			Help: "Plans that found a partition's next offset gone from its log (retention, or a re-created or truncated topic): the partition stopped and needs an operator."}, []string{"topic", "partition"}),
+		loadJobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadJobsTotal,
+			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
 	}
 	// The Go collector cannot see the windows' tables: they are outside
 	// the Go heap, yet the bulk of a worker's memory.
 	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, windowBytes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -121,4 +125,17 @@ func (p *Pipeline) OffsetLost(topic string, partition int) {
 	if p != nil {
 		p.offsetsLost.WithLabelValues(topic, strconv.Itoa(partition)).Inc()
 	}
+}
+
+// LoadJobFinished records a load job this worker created that ended:
+// jobErr nil is done, anything else failed.
+func (p *Pipeline) LoadJobFinished(table string, jobErr error) {
+	if p == nil {
+		return
+	}
+	result := "done"
+	if jobErr != nil {
+		result = "failed"
+	}
+	p.loadJobs.WithLabelValues(table, result).Inc()
 }

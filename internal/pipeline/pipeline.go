@@ -134,7 +134,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	if log == nil {
 		log = zap.NewNop()
 	}
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	bq, err := warehouse.OpenIn(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint, cfg.BigQueryLocation)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,13 @@ import (
 // emulator, "http://127.0.0.1:9050") is used without credentials; an empty
 // one means real BigQuery with Application Default Credentials.
 func Open(ctx context.Context, project, endpoint string) (*bigquery.Client, error) {
+	return OpenIn(ctx, project, endpoint, "")
+}
+
+// OpenIn is Open for a dataset in location: every job the client creates
+// runs there and every job it looks up is looked for there, as BigQuery
+// requires of a regional dataset ("" lets BigQuery choose).
+func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.Client, error) {
 	var opts []option.ClientOption
 	if endpoint != "" {
 		opts = append(opts, option.WithEndpoint(endpoint),
@@ -24,5 +31,6 @@ func Open(ctx context.Context, project, endpoint string) (*bigquery.Client, erro
 	if err != nil {
 		return nil, fmt.Errorf("open BigQuery project %s: %w", project, err)
 	}
+	c.Location = location
 	return c, nil
 }

@@ -12,14 +12,6 @@ import (
 	"google.golang.org/api/googleapi"
 )
 
-// MaxLoadAttempts bounds the job IDs tried for one (batch, table): a load
-// that fails this often fails for a reason retrying will not fix (a schema
-// mismatch, say) and needs an operator.
-const MaxLoadAttempts = 8
-
-// ErrLoadFailed wraps a load job's own error after MaxLoadAttempts jobs.
-var ErrLoadFailed = errors.New("load job failed")
-
 // createTimeout bounds one job insert. The Go client retries HTTP 5xx, and
 // the emulator answers a duplicate job ID with 500 "already created"; after
 // the timeout we look the job up instead.
@@ -40,6 +32,78 @@ type Loader struct {
 	// Retried, when set, is told each time a job failed and the next job
 	// ID is tried (the retries metric).
 	Retried func()
+	// Finished, when set, is told of every job that ended, with its
+	// error (nil: done): each one, failed or not, counts against the
+	// table's daily load-job quota.
+	Finished func(table string, jobErr error)
+	// Backoff is the wait after the n-th failure in a row of kind
+	// (Quota, RateLimit, or Failed); nil: DefaultBackoff.
+	Backoff func(kind FailureKind, n int) time.Duration
+}
+
+// FailureKind is why a load job, or its creation, failed.
+type FailureKind int
+
+const (
+	Failed    FailureKind = iota // the job failed (bad rows, schema, ...)
+	RateLimit                    // rateLimitExceeded: a short-term limit
+	Quota                        // quotaExceeded: a daily quota, refilling over 24 h
+)
+
+// DefaultBackoff follows BigQuery's advice: exponential from a second for
+// rate limits, ten minutes and more for quotas. A job that failed for
+// another reason waits too, up to ten minutes: failed jobs count against
+// the table's 1,500 a day, and a cause an operator must fix (a schema
+// change) should not use them up meanwhile.
+func DefaultBackoff(kind FailureKind, n int) time.Duration {
+	switch kind {
+	case Quota:
+		return 10 * time.Minute
+	case RateLimit:
+		return min(time.Second<<min(n, 6), time.Minute)
+	}
+	return min(time.Second<<min(n, 10), 10*time.Minute)
+}
+
+// failureKind classifies a job's or a request's error by its reason.
+func failureKind(err error) FailureKind {
+	var gerr *googleapi.Error
+	if errors.As(err, &gerr) {
+		for _, e := range gerr.Errors {
+			switch e.Reason {
+			case "quotaExceeded":
+				return Quota
+			case "rateLimitExceeded":
+				return RateLimit
+			}
+		}
+		if gerr.Code == http.StatusTooManyRequests {
+			return RateLimit
+		}
+	}
+	var berr *bigquery.Error
+	if errors.As(err, &berr) {
+		switch berr.Reason {
+		case "quotaExceeded":
+			return Quota
+		case "rateLimitExceeded":
+			return RateLimit
+		}
+	}
+	return Failed
+}
+
+func (l *Loader) backoff(ctx context.Context, kind FailureKind, n int) error {
+	wait := DefaultBackoff(kind, n)
+	if l.Backoff != nil {
+		wait = l.Backoff(kind, n)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
 }
 
 // Load makes rows be in table exactly once. jobID(n) names the n-th job
@@ -48,14 +112,15 @@ type Loader struct {
 // upload, so a create can never append twice; a refused or unanswered
 // create is looked up and waited for instead. The next ID is tried only
 // after a job definitively failed, and a failed load job wrote nothing, so
-// at most one job can ever succeed.
+// at most one job can ever succeed. The sequence has no end: a batch is
+// never given up, only delayed (see Backoff), until ctx ends.
 //
 // Creating before looking up saves two requests per table in the common
 // case (the emulator answers a load synchronously, so the job comes back
 // done); a retry pays one refused create per job that exists.
 func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int) string, rows []byte) error {
-	var lastErr error
-	for attempt := range MaxLoadAttempts {
+	failures := 0 // in a row, for the backoff
+	for attempt := 0; ; {
 		id := jobID(attempt)
 		job, err := l.create(ctx, table, id, rows)
 		found := false
@@ -64,10 +129,19 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 			// one before a lost answer: the ID decides.
 			var lookErr error
 			if job, lookErr = l.Client.JobFromID(ctx, id); lookErr != nil {
-				if HasCode(lookErr, http.StatusNotFound) {
-					return fmt.Errorf("create load job %s: %w", id, err)
+				if !HasCode(lookErr, http.StatusNotFound) {
+					return fmt.Errorf("create load job %s: %w (and looking it up: %v)", id, err, lookErr)
 				}
-				return fmt.Errorf("create load job %s: %w (and looking it up: %v)", id, err, lookErr)
+				if kind := failureKind(err); kind != Failed {
+					// Refused for a quota before it existed: the same
+					// ID is tried again once the quota allows.
+					failures++
+					if err := l.backoff(ctx, kind, failures); err != nil {
+						return fmt.Errorf("create load job %s: %w (waiting out: %v)", id, err, ctx.Err())
+					}
+					continue
+				}
+				return fmt.Errorf("create load job %s: %w", id, err)
 			}
 			found = true
 		}
@@ -84,15 +158,24 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 				jobErr = fmt.Errorf("load job %s is done but wrote no rows (its upload was cut off)", id)
 			}
 		}
+		if l.Finished != nil && !found {
+			l.Finished(table, jobErr)
+		}
 		if jobErr == nil {
 			return nil
 		}
-		lastErr = jobErr
-		if l.Retried != nil && attempt+1 < MaxLoadAttempts {
+		attempt++
+		if l.Retried != nil {
 			l.Retried()
 		}
+		if found {
+			continue // failed before this attempt: its wait was served then
+		}
+		failures++
+		if err := l.backoff(ctx, failureKind(jobErr), failures); err != nil {
+			return fmt.Errorf("load job %s failed (%v); waiting to try %s: %w", id, jobErr, jobID(attempt), err)
+		}
 	}
-	return fmt.Errorf("%w: table %s, %d jobs: %v", ErrLoadFailed, table, MaxLoadAttempts, lastErr)
 }
 
 func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bigquery.Job, error) {
@@ -111,11 +194,15 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 }
 
 // wait waits until job is done and returns the job's own error (it failed
-// and wrote nothing) apart from an error waiting (try again later).
+// and wrote nothing) apart from an error waiting (try again later). It
+// polls at growing intervals, up to pollMax: six tables of eight
+// partitions polled every 200 ms were some 200 jobs.get calls a second,
+// over BigQuery's per-method rate.
 func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error) {
 	if st := job.LastStatus(); st != nil && st.Done() {
 		return st.Err(), nil // the create's or lookup's answer says so already
 	}
+	poll := pollMin
 	for {
 		status, err := job.Status(ctx)
 		if err != nil {
@@ -127,10 +214,16 @@ func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		poll = min(2*poll, pollMax)
 	}
 }
+
+const (
+	pollMin = 200 * time.Millisecond
+	pollMax = 5 * time.Second
+)
 
 // HasCode reports whether err is a BigQuery API answer with that HTTP code.
 func HasCode(err error, code int) bool {
