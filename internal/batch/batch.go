@@ -81,13 +81,13 @@ type StreamOffset struct {
 // record is loaded if it parses and filed as invalid if it does not —
 // a pure function of its bytes, so Load can recompute that part.
 type Decisions struct {
-	DuplicateOffsets []int64 // loaded elsewhere: these go to dedup_audit
-	DuplicateOf      []int64 // the loaded record each one repeats
+	DuplicateOffsets Offsets // loaded elsewhere: these go to dedup_audit
+	DuplicateOf      Offsets // the loaded record each one repeats
 	// DuplicateIdentical marks producer retries (same bytes as the original).
-	DuplicateIdentical []bool
-	ConflictOffsets    []int64 // same ID, other amount or currency: ingest_errors
-	ConflictOf         []int64
-	LateOffsets        []int64 // behind the watermark: ingest_errors
+	DuplicateIdentical Flags
+	ConflictOffsets    Offsets // same ID, other amount or currency: ingest_errors
+	ConflictOf         Offsets
+	LateOffsets        Offsets // behind the watermark: ingest_errors
 
 	Records int // data records in the range
 	Loaded  int
@@ -104,8 +104,8 @@ type Decisions struct {
 // Enrichment is the Enrich activity's result: one score per loaded record,
 // in offset order (fraud.Score's fields, kept as plain arrays).
 type Enrichment struct {
-	Scores  []uint8
-	Reasons []uint16
+	Scores  []uint8 // encoding/json writes a []uint8 as base64 already
+	Reasons Codes
 }
 
 // Totals is what Load wrote, the batch's answer to reconciliation.
