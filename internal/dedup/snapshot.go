@@ -84,7 +84,15 @@ func (w *Window) WriteSnapshot(out io.Writer, anchor uint64) error {
 }
 
 // ReadSnapshot reads a Window written by WriteSnapshot and its anchor.
-func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
+// Nothing in the file is trusted before its checksum matches and its
+// header's counts add up to its size: a flipped bit in a count once made
+// the reader size a table of 2^40 IDs, and the worker ran out of memory
+// on every start.
+func ReadSnapshot(in io.ReadSeeker) (*Window, uint64, error) {
+	size, err := checkSnapshot(in)
+	if err != nil {
+		return nil, 0, err
+	}
 	crc := crc32.New(castagnoli)
 	br := bufio.NewReaderSize(in, 1<<20)
 	body := io.TeeReader(br, crc)
@@ -98,6 +106,9 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 	lateness, next, anchor, base, checkpoints, held := time.Duration(u(0)), int64(u(1)), u(5), int64(u(6)), u(7), u(8)
 	if lateness <= 0 || lateness > MaxLateness || next < 0 || !newestOK || checkpoints == 0 || checkpoints > 1<<32 || held > 1<<40 {
 		return nil, 0, fmt.Errorf("%w: header out of range", ErrBadSnapshot)
+	}
+	if int64(len(head))+int64(checkpoints)*snapshotCheckpoint+int64(held)*snapshotEntrySize+4 != size {
+		return nil, 0, fmt.Errorf("%w: its counts do not add up to its %d bytes", ErrBadSnapshot, size)
 	}
 	w := &Window{lateness: lateness, next: next, newest: newest, base: base, ids: newIndex(slotsFor(int(held)))}
 	var cp [snapshotCheckpoint]byte
@@ -143,6 +154,33 @@ func ReadSnapshot(in io.Reader) (*Window, uint64, error) {
 		return nil, 0, fmt.Errorf("%w: bytes after the checksum", ErrBadSnapshot)
 	}
 	return w, anchor, nil
+}
+
+// checkSnapshot checksums the whole of in and rewinds it; it returns the
+// size of the snapshot.
+func checkSnapshot(in io.ReadSeeker) (int64, error) {
+	size, err := in.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("read dedup snapshot: %w", err)
+	}
+	if size < int64(len(snapshotMagic))+4 {
+		return 0, fmt.Errorf("%w: %d bytes", ErrBadSnapshot, size)
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("read dedup snapshot: %w", err)
+	}
+	crc := crc32.New(castagnoli)
+	if _, err := io.CopyN(crc, in, size-4); err != nil {
+		return 0, fmt.Errorf("read dedup snapshot: %w", err)
+	}
+	var sum [4]byte
+	if _, err := io.ReadFull(in, sum[:]); err != nil || binary.LittleEndian.Uint32(sum[:]) != crc.Sum32() {
+		return 0, fmt.Errorf("%w: checksum", ErrBadSnapshot)
+	}
+	if _, err := in.Seek(0, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("read dedup snapshot: %w", err)
+	}
+	return size, nil
 }
 
 // putWords writes each value as a little-endian 8-byte word.

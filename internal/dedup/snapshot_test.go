@@ -2,7 +2,10 @@ package dedup
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -76,4 +79,36 @@ func TestTornSnapshotsAreRefused(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrBadSnapshot", name, err)
 		}
 	}
+}
+
+// TestSnapshotCountsAreNotTrusted: a snapshot whose header claims more IDs
+// than its file holds, with a checksum that matches (the bit flipped
+// before the checksum was taken, as a bad disk or a bug writes it), is
+// refused before anything is sized from it.
+func TestSnapshotCountsAreNotTrusted(t *testing.T) {
+	w := New(lateness, 0, time.Time{})
+	for _, r := range simulatedLog(t, 2000, 6) {
+		observe(t, w, r)
+	}
+	var buf bytes.Buffer
+	if err := w.WriteSnapshot(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	b := bytes.Clone(buf.Bytes())
+	held := len(snapshotMagic) + 8*8 // the header's count of held IDs
+	b[held+4] |= 0x80                // 2^39 more IDs than written
+	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], castagnoli))
+	before := heapInUse()
+	if _, _, err := ReadSnapshot(bytes.NewReader(b)); !errors.Is(err, ErrBadSnapshot) {
+		t.Fatalf("err %v, want ErrBadSnapshot", err)
+	}
+	if grew := heapInUse() - before; grew > 64<<20 {
+		t.Errorf("reading the bad snapshot took %d MB", grew>>20)
+	}
+}
+
+func heapInUse() int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
 }

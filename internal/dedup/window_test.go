@@ -232,7 +232,7 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 				if err := warm.WriteSnapshot(&buf, 0); err != nil {
 					t.Fatal(err)
 				}
-				loaded, _, err := ReadSnapshot(&buf)
+				loaded, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()))
 				if err != nil {
 					t.Fatalf("lateness %v, snapshot at %d: %v", late, i, err)
 				}
