@@ -21,7 +21,6 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
-	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // Activities are registered on the worker as one struct; its fields are
@@ -68,8 +67,8 @@ type Activities struct {
 	// nil opens a warehouse.StorageWriter on first use (tests set one).
 	Streams StreamWriter
 	// LoadBackoff, when set, replaces warehouse.DefaultBackoff between
-	// failed load jobs (tests).
-	LoadBackoff func(kind warehouse.FailureKind, n int) time.Duration
+	// load jobs that failed for a transient reason (tests).
+	LoadBackoff func(n int) time.Duration
 	// StorageEndpoint is the emulator's Storage API, used when Emulator.
 	StorageEndpoint string
 	streamsMu       sync.Mutex

@@ -16,6 +16,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -133,6 +134,12 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	}
 	jobID := func(attempt int) string { return batch.LoadJobID(id, table, attempt) }
 	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
+		if errors.Is(err, warehouse.ErrLoadFailed) {
+			// Not retried here: the batch fails, and its partition runs
+			// it again after a growing wait (failed jobs count against
+			// the table's quota); that run goes on with the next job ID.
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), ErrTypeLoadFailed, err)
+		}
 		return fmt.Errorf("load %s into %s: %w", id, table, err)
 	}
 	faults.At("load:" + table)

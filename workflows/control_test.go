@@ -145,3 +145,17 @@ func TestRateCountsTheLastMinute(t *testing.T) {
 		t.Errorf("a minute without records: %v/s", got)
 	}
 }
+
+// TestFailedBatchWaitGrows: a batch that keeps failing waits a minute,
+// then longer, up to ten: BigQuery's quotas refill over hours, and each
+// failed load job counts against them.
+func TestFailedBatchWaitGrows(t *testing.T) {
+	var got []time.Duration
+	for n := 1; n <= 7; n++ {
+		got = append(got, failedBatchWait(n))
+	}
+	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("waits %v, want %v", got, want)
+	}
+}

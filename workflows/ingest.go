@@ -166,6 +166,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		plannedAs batchSize       // the size planned's request carried
 		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited (runs before commitInLoadVersion)
 		failed    = in.Pending    // a batch to run again under the same ID
+		failures  int             // of failed in a row, for the wait before it runs again
 		speed     rate
 	)
 	settle := func() error {
@@ -272,9 +273,11 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			// load its first records under a second batch ID. A pause
 			// or drain waits for it too, for the same reason.
 			failed, planned = spec, nil
-			_ = workflow.Sleep(ctx, time.Minute) // a stop ends it early; the loop's top settles and returns
+			failures++
+			_ = workflow.Sleep(ctx, failedBatchWait(failures)) // a stop ends it early; the loop's top settles and returns
 			continue
 		}
+		failures = 0
 		if !commitsInLoad {
 			if err := settle(); err != nil {
 				return err
@@ -291,6 +294,15 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		progress.LastBatchAt = workflow.Now(ctx)
 		progress.EventsPerSecond = speed.add(progress.LastBatchAt, in.RecordsDone)
 	}
+}
+
+// failedBatchWait is how long a partition waits before it runs a failed
+// batch again, the n-th time in a row: a minute, doubling to ten. Load
+// fails a batch for causes that take minutes to pass (a table's daily
+// load-job quota refills over hours; BigQuery advises ten minutes or
+// more), and every failed job counts against that quota.
+func failedBatchWait(n int) time.Duration {
+	return min(time.Minute<<min(n-1, 4), 10*time.Minute)
 }
 
 // createStreams creates the run's write streams in storagewrite mode, one

@@ -32,71 +32,71 @@ type Loader struct {
 	// Retried, when set, is told each time a job failed and the next job
 	// ID is tried (the retries metric).
 	Retried func()
-	// Finished, when set, is told of every job that ended, with its
-	// error (nil: done): each one, failed or not, counts against the
-	// table's daily load-job quota.
+	// Finished, when set, is told of every job this loader created that
+	// ended, with its error (nil: done): each one, failed or not, counts
+	// against the table's daily load-job quota.
 	Finished func(table string, jobErr error)
-	// Backoff is the wait after the n-th failure in a row of kind
-	// (Quota, RateLimit, or Failed); nil: DefaultBackoff.
-	Backoff func(kind FailureKind, n int) time.Duration
+	// Backoff is the wait before the n-th retry (from 1) after a
+	// transient failure; nil: DefaultBackoff.
+	Backoff func(n int) time.Duration
 }
 
-// FailureKind is why a load job, or its creation, failed.
-type FailureKind int
+// ErrLoadFailed wraps the error of a load job that failed for a reason a
+// quick retry does not fix (quotaExceeded, invalid rows, a schema
+// mismatch): the caller waits, minutes, and calls Load again, which goes
+// on with the next job ID. Failed jobs count against the table's quota,
+// so they are not tried back to back.
+var ErrLoadFailed = errors.New("load job failed")
 
-const (
-	Failed    FailureKind = iota // the job failed (bad rows, schema, ...)
-	RateLimit                    // rateLimitExceeded: a short-term limit
-	Quota                        // quotaExceeded: a daily quota, refilling over 24 h
-)
+// maxTransientJobs bounds the jobs one Load call tries after transient
+// failures (backendError, rateLimitExceeded, ...) before it returns
+// ErrLoadFailed too.
+const maxTransientJobs = 8
 
-// DefaultBackoff follows BigQuery's advice: exponential from a second for
-// rate limits, ten minutes and more for quotas. A job that failed for
-// another reason waits too, up to ten minutes: failed jobs count against
-// the table's 1,500 a day, and a cause an operator must fix (a schema
-// change) should not use them up meanwhile.
-func DefaultBackoff(kind FailureKind, n int) time.Duration {
-	switch kind {
-	case Quota:
-		return 10 * time.Minute
-	case RateLimit:
-		return min(time.Second<<min(n, 6), time.Minute)
-	}
-	return min(time.Second<<min(n, 10), 10*time.Minute)
-}
+// DefaultBackoff waits exponentially from a second to half a minute, as
+// BigQuery advises for rateLimitExceeded and backend errors.
+func DefaultBackoff(n int) time.Duration { return min(time.Second<<min(n-1, 5), 30*time.Second) }
 
-// failureKind classifies a job's or a request's error by its reason.
-func failureKind(err error) FailureKind {
+// transient reports whether a job's or a request's error is one that
+// BigQuery advises retrying after seconds: a rate limit or its backend.
+// quotaExceeded is not: that quota refills over hours.
+func transient(err error) bool {
+	reasons := map[string]bool{}
 	var gerr *googleapi.Error
 	if errors.As(err, &gerr) {
 		for _, e := range gerr.Errors {
-			switch e.Reason {
-			case "quotaExceeded":
-				return Quota
-			case "rateLimitExceeded":
-				return RateLimit
-			}
+			reasons[e.Reason] = true
 		}
 		if gerr.Code == http.StatusTooManyRequests {
-			return RateLimit
+			return true
 		}
 	}
 	var berr *bigquery.Error
 	if errors.As(err, &berr) {
-		switch berr.Reason {
-		case "quotaExceeded":
-			return Quota
-		case "rateLimitExceeded":
-			return RateLimit
-		}
+		reasons[berr.Reason] = true
 	}
-	return Failed
+	return reasons["rateLimitExceeded"] || reasons["backendError"] || reasons["internalError"]
 }
 
-func (l *Loader) backoff(ctx context.Context, kind FailureKind, n int) error {
-	wait := DefaultBackoff(kind, n)
+// refusedForQuota reports whether a create was refused for a rate or a
+// quota, before any job existed: the same ID can be tried again.
+func refusedForQuota(err error) bool {
+	var gerr *googleapi.Error
+	if !errors.As(err, &gerr) {
+		return false
+	}
+	for _, e := range gerr.Errors {
+		if e.Reason == "rateLimitExceeded" || e.Reason == "quotaExceeded" {
+			return true
+		}
+	}
+	return gerr.Code == http.StatusTooManyRequests
+}
+
+func (l *Loader) backoff(ctx context.Context, n int) error {
+	wait := DefaultBackoff(n)
 	if l.Backoff != nil {
-		wait = l.Backoff(kind, n)
+		wait = l.Backoff(n)
 	}
 	select {
 	case <-ctx.Done():
@@ -112,14 +112,16 @@ func (l *Loader) backoff(ctx context.Context, kind FailureKind, n int) error {
 // upload, so a create can never append twice; a refused or unanswered
 // create is looked up and waited for instead. The next ID is tried only
 // after a job definitively failed, and a failed load job wrote nothing, so
-// at most one job can ever succeed. The sequence has no end: a batch is
-// never given up, only delayed (see Backoff), until ctx ends.
+// at most one job can ever succeed. The sequence has no end: a call that
+// returns ErrLoadFailed is followed, later, by one that walks past the
+// failed jobs to the next ID.
 //
 // Creating before looking up saves two requests per table in the common
 // case (the emulator answers a load synchronously, so the job comes back
 // done); a retry pays one refused create per job that exists.
 func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int) string, rows []byte) error {
-	failures := 0 // in a row, for the backoff
+	waits := 0
+	created := 0 // jobs this call created that failed
 	for attempt := 0; ; {
 		id := jobID(attempt)
 		job, err := l.create(ctx, table, id, rows)
@@ -132,12 +134,12 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 				if !HasCode(lookErr, http.StatusNotFound) {
 					return fmt.Errorf("create load job %s: %w (and looking it up: %v)", id, err, lookErr)
 				}
-				if kind := failureKind(err); kind != Failed {
-					// Refused for a quota before it existed: the same
-					// ID is tried again once the quota allows.
-					failures++
-					if err := l.backoff(ctx, kind, failures); err != nil {
-						return fmt.Errorf("create load job %s: %w (waiting out: %v)", id, err, ctx.Err())
+				if refusedForQuota(err) {
+					// Refused before it existed: the same ID is tried
+					// again once the limit allows.
+					waits++
+					if err := l.backoff(ctx, waits); err != nil {
+						return fmt.Errorf("create load job %s: refused for a limit; waiting to retry: %w", id, err)
 					}
 					continue
 				}
@@ -169,10 +171,14 @@ func (l *Loader) Load(ctx context.Context, table string, jobID func(attempt int)
 			l.Retried()
 		}
 		if found {
-			continue // failed before this attempt: its wait was served then
+			continue // failed before this call: its wait was served then
 		}
-		failures++
-		if err := l.backoff(ctx, failureKind(jobErr), failures); err != nil {
+		created++
+		if !transient(jobErr) || created >= maxTransientJobs {
+			return fmt.Errorf("%w: table %s, job %s: %v", ErrLoadFailed, table, id, jobErr)
+		}
+		waits++
+		if err := l.backoff(ctx, waits); err != nil {
 			return fmt.Errorf("load job %s failed (%v); waiting to try %s: %w", id, jobErr, jobID(attempt), err)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -151,15 +152,16 @@ func newLoaderEnv(t *testing.T) *loaderEnv {
 	return &loaderEnv{bq: bq, proxy: startRegionalBigQuery(t, s.BigQueryEndpoint()), dataset: cfg.Dataset}
 }
 
-func (e *loaderEnv) loader(t *testing.T, location string, backoffs *[]warehouse.FailureKind) *warehouse.Loader {
+// loader loads through the proxy from location, counting its waits.
+func (e *loaderEnv) loader(t *testing.T, location string, waits *int) *warehouse.Loader {
 	t.Helper()
 	c, err := warehouse.OpenIn(context.Background(), e.bq.Project(), e.proxy.URL, location)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &warehouse.Loader{Client: c, Dataset: e.dataset, Backoff: func(kind warehouse.FailureKind, n int) time.Duration {
-		*backoffs = append(*backoffs, kind)
+	return &warehouse.Loader{Client: c, Dataset: e.dataset, Backoff: func(n int) time.Duration {
+		*waits++
 		return 10 * time.Millisecond
 	}}
 }
@@ -187,47 +189,57 @@ func auditRows(batchID string, n int) []byte {
 }
 
 // TestLoadOutlastsQuotaFailures: a table over its quota fails nine load
-// jobs in a row and refuses three inserts for its rate limit; Load backs
-// off each time, moves to a fresh job ID only after a job failed (a
-// refused insert is tried again under its own ID), and lands the rows
-// once when the quota refills.
+// jobs in a row, after three inserts refused for its rate limit. A refused
+// insert is tried again, after a wait, under its own ID; each job that
+// failed for the quota ends its Load call with ErrLoadFailed (its batch
+// waits minutes before it runs again), and the next call goes on with the
+// next ID, never reusing one. Once the quota refills the rows land once.
 func TestLoadOutlastsQuotaFailures(t *testing.T) {
 	e := newLoaderEnv(t)
 	e.proxy.quotaFailures, e.proxy.rateLimited = 9, 3
-	var backoffs []warehouse.FailureKind
-	l := e.loader(t, "EU", &backoffs)
+	waits := 0
+	l := e.loader(t, "EU", &waits)
 	const batchID = "batch/quota/0/0-10"
 	jobID := func(n int) string { return fmt.Sprintf("quota_test_r%d", n) }
-	if err := l.Load(context.Background(), "dedup_audit", jobID, auditRows(batchID, 10)); err != nil {
-		t.Fatal(err)
+	calls := 0
+	for {
+		calls++
+		err := l.Load(context.Background(), "dedup_audit", jobID, auditRows(batchID, 10))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, warehouse.ErrLoadFailed) || calls > 20 {
+			t.Fatalf("call %d: %v", calls, err)
+		}
 	}
 	if n := e.rows(t, batchID); n != 10 {
 		t.Errorf("%d rows landed, want 10", n)
 	}
-	// Three refusals of r0 (no job made), then r0..r8 fail, r9 lands.
+	if calls != 10 || waits != 3 {
+		t.Errorf("%d Load calls and %d waits, want 10 (one per failed job, then success) and 3 (one per refused insert)", calls, waits)
+	}
+	// Three refusals of r0 (no job made); then each call creates the next
+	// ID after walking past the failed ones (refused: they exist).
 	var want []string
 	for range 3 {
 		want = append(want, jobID(0))
 	}
-	for n := range 10 {
-		want = append(want, jobID(n))
+	for call := range 10 {
+		for n := range call + 1 {
+			want = append(want, jobID(n))
+		}
 	}
 	if fmt.Sprint(e.proxy.inserted) != fmt.Sprint(want) {
 		t.Errorf("job inserts %v, want %v", e.proxy.inserted, want)
 	}
-	wantKinds := fmt.Sprint([]warehouse.FailureKind{warehouse.RateLimit, warehouse.RateLimit, warehouse.RateLimit,
-		warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota, warehouse.Quota})
-	if fmt.Sprint(backoffs) != wantKinds {
-		t.Errorf("backed off for %v, want %v", backoffs, wantKinds)
-	}
-	// A retried Load walks past the failed jobs without waiting again,
-	// finds the one that landed, and writes nothing.
-	backoffs, e.proxy.inserted = nil, nil
+	// A retried Load walks past the failed jobs, finds the one that
+	// landed, and writes nothing.
+	waits = 0
 	if err := l.Load(context.Background(), "dedup_audit", jobID, auditRows(batchID, 10)); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.rows(t, batchID); n != 10 || len(backoffs) != 0 {
-		t.Errorf("after a retried Load: %d rows, %d backoffs; want 10 and none", n, len(backoffs))
+	if n := e.rows(t, batchID); n != 10 || waits != 0 {
+		t.Errorf("after a retried Load: %d rows, %d waits; want 10 and none", n, waits)
 	}
 }
 
@@ -235,10 +247,10 @@ func TestLoadOutlastsQuotaFailures(t *testing.T) {
 // its job up in EU and finds it; without the location it cannot.
 func TestJobLookupsCarryTheLocation(t *testing.T) {
 	e := newLoaderEnv(t)
-	var backoffs []warehouse.FailureKind
+	waits := 0
 	const batchID = "batch/location/0/0-5"
 	jobID := func(n int) string { return fmt.Sprintf("location_test_r%d", n) }
-	eu := e.loader(t, "EU", &backoffs)
+	eu := e.loader(t, "EU", &waits)
 	for range 2 { // the second is a retry: its create is refused, its look-up decides
 		if err := eu.Load(context.Background(), "dedup_audit", jobID, auditRows(batchID, 5)); err != nil {
 			t.Fatal(err)
@@ -247,7 +259,7 @@ func TestJobLookupsCarryTheLocation(t *testing.T) {
 	if n := e.rows(t, batchID); n != 5 {
 		t.Errorf("%d rows landed, want 5", n)
 	}
-	nowhere := e.loader(t, "", &backoffs)
+	nowhere := e.loader(t, "", &waits)
 	err := nowhere.Load(context.Background(), "dedup_audit", jobID, auditRows(batchID, 5))
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Errorf("a loader without the dataset's location: %v, want BigQuery's 404", err)
