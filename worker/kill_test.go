@@ -77,6 +77,16 @@ func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f := faultEnvOn(t, s)
+	f.manifest = m
+	return f
+}
+
+// faultEnvOn is a faultEnv on a running stack, with nothing produced.
+func faultEnvOn(t *testing.T, s *devstack.Stack) *faultEnv {
+	t.Helper()
+	ctx := context.Background()
+	cfg := s.ClientConfig()
 	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +99,7 @@ func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
 	t.Cleanup(func() { bq.Close() })
 	tuning := pipeline.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	return &faultEnv{stack: s, manifest: m, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return &faultEnv{stack: s, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
 // reconcile waits until caught up and checks every figure against the

@@ -15,7 +15,6 @@ import (
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/pipeline"
-	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
 )
 
@@ -78,21 +77,9 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	bin := buildWorker(t)
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
-	cfg := s.ClientConfig()
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bq.Close() })
-	tuning := pipeline.DefaultTuning()
-	tuning.MaxRecords, tuning.PollFor = 25, time.Second
-	f := &faultEnv{stack: s, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 2)))
+	f.operator.Tuning.MaxRecords = 25
+	cfg, bq := f.operator.Config, f.operator.BigQuery
 
 	payments := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-service")
 	committed, want := 0, new(big.Rat)

@@ -60,15 +60,7 @@ func TestSnapshotDecidesLikeTheWarmWindow(t *testing.T) {
 }
 
 func TestTornSnapshotsAreRefused(t *testing.T) {
-	w := New(lateness, 0, time.Time{})
-	for _, r := range simulatedLog(t, 2000, 6) {
-		observe(t, w, r)
-	}
-	var buf bytes.Buffer
-	if err := w.WriteSnapshot(&buf, 1); err != nil {
-		t.Fatal(err)
-	}
-	whole := buf.Bytes()
+	whole := snapshotOfALog(t)
 	flipped := bytes.Clone(whole)
 	flipped[len(flipped)/2] ^= 1
 	for name, b := range map[string][]byte{
@@ -86,15 +78,7 @@ func TestTornSnapshotsAreRefused(t *testing.T) {
 // before the checksum was taken, as a bad disk or a bug writes it), is
 // refused before anything is sized from it.
 func TestSnapshotCountsAreNotTrusted(t *testing.T) {
-	w := New(lateness, 0, time.Time{})
-	for _, r := range simulatedLog(t, 2000, 6) {
-		observe(t, w, r)
-	}
-	var buf bytes.Buffer
-	if err := w.WriteSnapshot(&buf, 1); err != nil {
-		t.Fatal(err)
-	}
-	b := bytes.Clone(buf.Bytes())
+	b := snapshotOfALog(t)
 	held := len(snapshotMagic) + 8*8 // the header's count of held IDs
 	b[held+4] |= 0x80                // 2^39 more IDs than written
 	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], castagnoli))
@@ -111,4 +95,18 @@ func heapInUse() int64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapInuse)
+}
+
+// snapshotOfALog is the snapshot of a window that observed a simulated log.
+func snapshotOfALog(t *testing.T) []byte {
+	t.Helper()
+	w := New(lateness, 0, time.Time{})
+	for _, r := range simulatedLog(t, 2000, 6) {
+		observe(t, w, r)
+	}
+	var buf bytes.Buffer
+	if err := w.WriteSnapshot(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -61,17 +61,7 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 	}
 	e.waitCaughtUp(t, 5*time.Minute)
 
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), cfg.BigQueryDataset)
-	got := map[int64]string{}
-	for _, row := range rows(t, e, "SELECT kafka_offset, reason FROM "+ds+".ingest_errors`") {
-		got[row[0].(int64)] = row[1].(string)
-	}
-	for _, row := range rows(t, e, "SELECT kafka_offset FROM "+ds+".dedup_audit`") {
-		got[row[0].(int64)] = "dup"
-	}
-	for _, row := range rows(t, e, "SELECT kafka_offset FROM "+ds+".transactions`") {
-		got[row[0].(int64)] = ""
-	}
+	got := outcomes(t, e)
 	for off, r := range recs {
 		if g, ok := got[int64(off)]; !ok || g != r.reason {
 			t.Errorf("offset %d: ended as %q (found %v), want %q", off, g, ok, r.reason)
@@ -89,4 +79,22 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 		report.Write(&out)
 		t.Errorf("reconciliation:\n%s", out.String())
 	}
+}
+
+// outcomes is where each offset of partition 0 ended: "" loaded, "dup" in
+// dedup_audit, else its ingest_errors reason.
+func outcomes(t *testing.T, e *env) map[int64]string {
+	t.Helper()
+	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset)
+	got := map[int64]string{}
+	for _, row := range rows(t, e, "SELECT kafka_offset, reason FROM "+ds+".ingest_errors` WHERE kafka_partition = 0") {
+		got[row[0].(int64)] = row[1].(string)
+	}
+	for _, row := range rows(t, e, "SELECT kafka_offset FROM "+ds+".dedup_audit` WHERE kafka_partition = 0") {
+		got[row[0].(int64)] = "dup"
+	}
+	for _, row := range rows(t, e, "SELECT kafka_offset FROM "+ds+".transactions` WHERE kafka_partition = 0") {
+		got[row[0].(int64)] = ""
+	}
+	return got
 }

@@ -45,7 +45,13 @@ func produceAndStart(t *testing.T, e *env, n int) simulation.Manifest {
 
 func reconcileOK(t *testing.T, e *env, m simulation.Manifest) {
 	t.Helper()
-	report, err := e.operator.Reconcile(context.Background(), &m)
+	reconcileWith(t, e, &m)
+}
+
+// reconcileWith reconciles the books, and against m when it is set.
+func reconcileWith(t *testing.T, e *env, m *simulation.Manifest) {
+	t.Helper()
+	report, err := e.operator.Reconcile(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
