@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
@@ -50,6 +52,7 @@ type objects struct {
 	pdbs        map[string]*policyv1.PodDisruptionBudget
 	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
 	accounts    map[string]*corev1.ServiceAccount
+	policies    map[string]*networkingv1.NetworkPolicy
 }
 
 // decodeDir decodes a kustomization directory strictly: its
@@ -64,7 +67,8 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 		t.Errorf("%s: kind %q, apiVersion %q", dir, k.Kind, k.APIVersion)
 	}
 	o := objects{map[string]*appsv1.Deployment{}, map[string]*batchv1.Job{}, map[string]*corev1.ConfigMap{}, map[string]*corev1.Service{},
-		map[string]*policyv1.PodDisruptionBudget{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{}, map[string]*corev1.ServiceAccount{}}
+		map[string]*policyv1.PodDisruptionBudget{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{}, map[string]*corev1.ServiceAccount{},
+		map[string]*networkingv1.NetworkPolicy{}}
 	files := k.Resources
 	for _, p := range k.Patches {
 		files = append(files, p.Path)
@@ -106,6 +110,8 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 			o.hpas[name] = decode[autoscalingv2.HorizontalPodAutoscaler](t, path, raw)
 		case "ServiceAccount":
 			o.accounts[name] = decode[corev1.ServiceAccount](t, path, raw)
+		case "NetworkPolicy":
+			o.policies[name] = decode[networkingv1.NetworkPolicy](t, path, raw)
 		default:
 			t.Errorf("%s: kind %q has no check here", path, head.Kind)
 		}
@@ -209,7 +215,7 @@ func TestKubernetesManifests(t *testing.T) {
 			binary, sub := commandOf(c.Command, c.Args)
 			read := envNames(t, binary, sub...)
 			for _, e := range c.Env {
-				if !read[e.Name] {
+				if !read[e.Name] && !goRuntimeEnv[e.Name] {
 					t.Errorf("%s sets %s, which %s %s does not read", what, e.Name, binary, strings.Join(sub, " "))
 				}
 			}
@@ -259,10 +265,23 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Error("the Service does not reach the workers' http port")
 	}
 
+	checkPool(t, base, worker)
+
 	// Overlays: what they patch exists in the base and decodes; prod's
-	// configuration is read by the binaries too.
+	// configuration is read by the binaries too; the autoscaler alone
+	// sets the worker count.
 	for _, overlay := range []string{"dev", "prod"} {
 		k, o := decodeDir(t, "k8s/overlays/"+overlay)
+		for name, d := range o.deployments {
+			if d.Spec.Replicas != nil {
+				t.Errorf("overlay %s sets replicas of %s, which its autoscaler then fights", overlay, name)
+			}
+		}
+		for name, h := range o.hpas {
+			if base.hpas[name] == nil || h.Spec.MinReplicas == nil || *h.Spec.MinReplicas < 1 || h.Spec.MaxReplicas < *h.Spec.MinReplicas {
+				t.Errorf("overlay %s: autoscaler %s %+v: want a base autoscaler and 1 <= min <= max", overlay, name, h.Spec)
+			}
+		}
 		if k.Namespace == "" || len(k.Resources) != 1 || k.Resources[0] != "../../base" {
 			t.Errorf("overlay %s: namespace %q, resources %v", overlay, k.Namespace, k.Resources)
 		}
@@ -285,4 +304,57 @@ func TestKubernetesManifests(t *testing.T) {
 func selects(t *testing.T, selector map[string]string, pod labels.Set) bool {
 	t.Helper()
 	return len(selector) > 0 && labels.SelectorFromSet(selector).Matches(pod)
+}
+
+// goRuntimeEnv are variables the Go runtime reads, not the binaries' flags.
+var goRuntimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOGC": true}
+
+// checkPool checks what a pool of workers needs on a cluster: the
+// autoscaler alone sets the count, workers spread over nodes and zones,
+// no API token, only the http port open, a budget that lets an unhealthy
+// worker go, and the Go runtime's memory limit from the container's.
+func checkPool(t *testing.T, base objects, worker *appsv1.Deployment) {
+	t.Helper()
+	if worker.Spec.Replicas != nil {
+		t.Errorf("the worker Deployment sets replicas (%d): its autoscaler owns the count", *worker.Spec.Replicas)
+	}
+	spec := worker.Spec.Template.Spec
+	podLabels := labels.Set(worker.Spec.Template.Labels)
+	keys := map[string]bool{}
+	for _, c := range spec.TopologySpreadConstraints {
+		if c.LabelSelector != nil && selects(t, c.LabelSelector.MatchLabels, podLabels) && c.MaxSkew == 1 {
+			keys[c.TopologyKey] = true
+		}
+	}
+	if !keys["kubernetes.io/hostname"] || !keys["topology.kubernetes.io/zone"] {
+		t.Errorf("worker topology spread %+v: want workers spread over nodes and zones", spec.TopologySpreadConstraints)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("worker pods mount a service account token; they call no Kubernetes API")
+	}
+	if sa := base.accounts["paystream"]; sa == nil || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+		t.Error("the paystream ServiceAccount mounts its token by default")
+	}
+	np := base.policies["paystream-worker"]
+	if np == nil || !selects(t, np.Spec.PodSelector.MatchLabels, podLabels) || len(np.Spec.Ingress) != 1 {
+		t.Fatal("no NetworkPolicy selects the workers with one ingress rule")
+	}
+	var open []string
+	for _, p := range np.Spec.Ingress[0].Ports {
+		open = append(open, p.Port.String())
+	}
+	if port := spec.Containers[0].Ports[0].ContainerPort; len(open) != 1 || open[0] != fmt.Sprint(port) {
+		t.Errorf("the NetworkPolicy opens ports %v, want only the worker's %d", open, port)
+	}
+	if pdb := base.pdbs["paystream-worker"]; pdb == nil || pdb.Spec.UnhealthyPodEvictionPolicy == nil ||
+		*pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
+		t.Error("the PodDisruptionBudget keeps unhealthy workers from eviction (want unhealthyPodEvictionPolicy: AlwaysAllow)")
+	}
+	goLimit := false
+	for _, e := range spec.Containers[0].Env {
+		goLimit = goLimit || e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+	}
+	if !goLimit {
+		t.Error("worker GOMEMLIMIT does not come from its limits.memory")
+	}
 }
