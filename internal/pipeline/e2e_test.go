@@ -124,6 +124,9 @@ func TestEndToEnd(t *testing.T) {
 	// A worker restarted with its predecessor's state directory releases
 	// those partitions' workflows from the dead worker's sticky queue:
 	// here each caught-up partition's PartitionIngest, and only theirs.
+	// The last batch commits its offset inside its Load, so it may still
+	// be closing when the partitions read as caught up.
+	waitNoBatchRunning(t, e)
 	if n, err := pipeline.ReleaseStickyWorkflows(ctx, e.operator.Temporal, cfg.Namespace, map[string][]int{cfg.Topic: {0, 2}, "other-topic": {1}}); err != nil || n != 2 {
 		t.Errorf("released %d workflows of partitions 0 and 2 (%v), want their 2 PartitionIngest runs", n, err)
 	}
@@ -403,4 +406,21 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 		t.Errorf("reconciliation failed:\n%s", out.String())
 	}
 	checkAgainstOracle(t, e, m)
+}
+
+// waitNoBatchRunning waits up to a minute until no MicroBatch runs.
+func waitNoBatchRunning(t *testing.T, e *env) {
+	t.Helper()
+	ctx := context.Background()
+	for deadline := time.Now().Add(time.Minute); ; {
+		resp, err := e.operator.Temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Namespace: e.operator.Config.Namespace, Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
+		if err == nil && resp.GetCount() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batches still running a minute after catching up: %v (%v)", resp.GetCount(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
