@@ -288,6 +288,9 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		advance(&in, progress, spec.Range, res)
 		for table, n := range res.Totals.Rows {
 			st := streams[table]
+			if spec.Streams[table].Name != st.Name {
+				continue // a batch of an earlier run appended to that run's stream
+			}
 			st.Offset += int64(n)
 			streams[table] = st
 		}

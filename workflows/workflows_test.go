@@ -221,6 +221,40 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 	env.AssertExpectations(t)
 }
 
+// TestAPendingBatchLeavesTheNewStreamsAlone: in storagewrite mode a batch
+// that failed in an earlier run is retried on that run's streams, at its
+// offsets; once it loads, the new run's own streams still start at 0.
+// Before, its rows were added to the new streams' offsets, and the next
+// append landed past their end (OUT_OF_RANGE, for good).
+func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity("CreateStreams", mock.Anything, activities.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
+		out := map[string]string{}
+		for _, table := range tables {
+			out[table] = "new/" + table
+		}
+		return out, nil
+	}).Once()
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		return activities.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	var j journal
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		tx := in.Spec.Streams["transactions"]
+		j.add(fmt.Sprintf("%d-%d %s@%d", in.Spec.Start, in.Spec.End, tx.Name, tx.Offset))
+		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97}}, nil
+	})
+	pending := &batch.Spec{Range: batch.Range{Topic: "payments", Start: 0, End: 100}, Streams: map[string]batch.StreamOffset{"transactions": {Name: "old/transactions", Offset: 500}}}
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3,
+		WriteMode: config.WriteModeStorageWrite, Pending: pending})
+	want := []string{"0-100 old/transactions@500", "100-200 new/transactions@0", "200-300 new/transactions@97"}
+	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
+		t.Errorf("loads\n%q\nwant\n%q", j.calls, want)
+	}
+}
+
 // TestAFailedBatchOutlivesItsRun: a batch that failed is retried as it
 // was, under the same ID and range, even across continue-as-new and at a
 // batch size that would plan another range; only then does planning go on
