@@ -118,3 +118,50 @@ func TestApplyIsIdempotentAndKeepsData(t *testing.T) {
 		}
 	}
 }
+
+// TestApplyRefusesOlderTablesOnTheEmulator: tables made by an earlier
+// release (a ledger without control and aborted, ingest_errors with a
+// required kafka_timestamp and no raw one) would be patched in place on
+// BigQuery; the emulator cannot, so Apply says what to do and leaves the
+// tables and their rows alone.
+func TestApplyRefusesOlderTablesOnTheEmulator(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cfg := devstacktest.Config(t, 1)
+	s := devstacktest.Start(t, cfg)
+	bq, err := warehouse.Open(ctx, cfg.Project, s.BigQueryEndpoint())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bq.Close()
+	ds := bq.Dataset(cfg.Dataset)
+	md, err := ds.Table("ingest_errors").Metadata(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old bigquery.Schema
+	for _, f := range md.Schema {
+		switch f.Name {
+		case "kafka_timestamp_ms":
+			continue
+		case "kafka_timestamp":
+			required := *f
+			required.Required = true
+			f = &required
+		}
+		old = append(old, f)
+	}
+	if err := ds.Table("ingest_errors").Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.Table("ingest_errors").Create(ctx, &bigquery.TableMetadata{Schema: old}); err != nil {
+		t.Fatal(err)
+	}
+	err = schema.Apply(ctx, bq, cfg.Dataset, schema.Options{Emulator: true})
+	if err == nil || !strings.Contains(err.Error(), "add kafka_timestamp_ms, make kafka_timestamp nullable") || !strings.Contains(err.Error(), "--state-dir") {
+		t.Errorf("apply over an older ingest_errors: %v, want what it needs and what to do", err)
+	}
+	if md, err := ds.Table("ingest_errors").Metadata(ctx); err != nil || len(md.Schema) != len(old) {
+		t.Errorf("the older table changed: %v", err)
+	}
+}
