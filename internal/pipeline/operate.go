@@ -107,7 +107,7 @@ type StartResult struct {
 // topic's supervisor, which starts partitions added to the topic later. A
 // workflow that runs already is left alone, so starting twice is harmless.
 func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
-	parts, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
+	bounds, err := kafkalog.AllBounds(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return nil, err
 	}
@@ -116,11 +116,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		return nil, err
 	}
 	var out []StartResult
-	for p := range parts {
-		b, err := kafkalog.BoundsOf(ctx, o.Config.Kafka(), o.Config.Topic, p)
-		if err != nil {
-			return out, err
-		}
+	for p, b := range bounds {
 		rp, ok := resume[p]
 		if !ok {
 			rp = resumePoint{next: b.First, window: batch.Window{Start: b.First}}
@@ -160,7 +156,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("keeps one PartitionIngest per partition of %s", o.Config.Topic),
 	}, workflows.TopicSupervisor, workflows.SuperviseInput{
-		Topic: o.Config.Topic, Partitions: len(parts), Template: o.ingestInput(), Every: o.Tuning.SuperviseEvery,
+		Topic: o.Config.Topic, Partitions: len(bounds), Template: o.ingestInput(), Every: o.Tuning.SuperviseEvery,
 	})
 	if err != nil {
 		return out, fmt.Errorf("start the supervisor of %s: %w", o.Config.Topic, err)
