@@ -106,13 +106,20 @@ func faultEnvOn(t *testing.T, s *devstack.Stack) *faultEnv {
 // manifest: nothing lost, nothing doubled.
 func (f *faultEnv) reconcile(t *testing.T) {
 	t.Helper()
+	f.reconcileWith(t, &f.manifest)
+}
+
+// reconcileWith waits until caught up and checks the books, and against
+// m when it is set.
+func (f *faultEnv) reconcileWith(t *testing.T, m *simulation.Manifest) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	if err := f.operator.WaitCaughtUp(ctx, nil); err != nil {
 		st, _ := f.operator.Status(context.Background())
 		t.Fatalf("%v: %+v", err, st)
 	}
-	report, err := f.operator.Reconcile(ctx, &f.manifest)
+	report, err := f.operator.Reconcile(ctx, m)
 	if err != nil {
 		t.Fatal(err)
 	}

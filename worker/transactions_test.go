@@ -131,21 +131,7 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 	payments.end(ctx, true)
 	want.Add(want, open)
 
-	waitCtx, waitCancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer waitCancel()
-	if err := f.operator.WaitCaughtUp(waitCtx, nil); err != nil {
-		st, _ := f.operator.Status(ctx)
-		t.Fatalf("%v: %+v", err, st)
-	}
-	report, err := f.operator.Reconcile(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.OK() {
-		var out strings.Builder
-		report.Write(&out)
-		t.Fatalf("reconciliation failed:\n%s", out.String())
-	}
+	f.reconcileWith(t, nil)
 
 	ds := fmt.Sprintf("`%s.%s", cfg.BigQueryProject, cfg.BigQueryDataset)
 	one := func(sql string) string {

@@ -168,16 +168,14 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	}
 }
 
-// TestStorageWriteOffsetsFollowTheRows: in storagewrite mode a run creates
-// one stream per table, each batch appends at the offsets the rows before
-// it ended at, a failed batch is retried at the same offsets, and the
-// next run (continue-as-new) keeps the mode and creates new streams.
-func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
+// storageWriteEnv is an env whose run creates the streams prefix/<table>
+// once and plans batches of 100, each deciding as decisions does.
+func storageWriteEnv(t *testing.T, prefix string) *testsuite.TestWorkflowEnvironment {
 	env := newEnv(t)
 	env.OnActivity("CreateStreams", mock.Anything, activities.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
 		out := map[string]string{}
 		for _, table := range tables {
-			out[table] = "streams/" + table
+			out[table] = prefix + "/" + table
 		}
 		return out, nil
 	}).Once()
@@ -186,6 +184,15 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	return env
+}
+
+// TestStorageWriteOffsetsFollowTheRows: in storagewrite mode a run creates
+// one stream per table, each batch appends at the offsets the rows before
+// it ended at, a failed batch is retried at the same offsets, and the
+// next run (continue-as-new) keeps the mode and creates new streams.
+func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
+	env := storageWriteEnv(t, "streams")
 	var j journal
 	loads := 0
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
@@ -227,19 +234,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 // Before, its rows were added to the new streams' offsets, and the next
 // append landed past their end (OUT_OF_RANGE, for good).
 func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
-	env := newEnv(t)
-	env.OnActivity("CreateStreams", mock.Anything, activities.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
-		out := map[string]string{}
-		for _, table := range tables {
-			out[table] = "new/" + table
-		}
-		return out, nil
-	}).Once()
-	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
-		return activities.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
-	})
-	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env := storageWriteEnv(t, "new")
 	var j journal
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
 		tx := in.Spec.Streams["transactions"]
