@@ -64,22 +64,27 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	// polls: one quiet poll is a producer's hiccup, not the end of a
 	// backlog.
 	ends := [2]int64{-1, -1}
-	for polls := 0; ; polls++ {
-		b, err := a.kafkaClient().Bounds(ctx, in.Topic, in.Partition)
-		if err != nil {
-			return PlanResult{}, err
-		}
-		if err := a.checkNext(ctx, in, b); err != nil {
-			return PlanResult{}, err
-		}
-		a.Metrics.Lag(in.Topic, in.Partition, b.End-in.Next)
+	// The whole bounds (three offsets, two requests) are read at the
+	// start, again whenever the log seems to end before the next offset,
+	// and before answering; the polls between read the stable offset alone.
+	b, err := a.bounds(ctx, in)
+	if err != nil {
+		return PlanResult{}, err
+	}
+	for {
 		short := b.Stable-in.Next < int64(in.MaxRecords)
 		growing := ends[0] < 0 || b.Stable > ends[0]
 		if b.Stable > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
+			if b, err = a.bounds(ctx, in); err != nil {
+				return PlanResult{}, err
+			}
 			return a.planRange(ctx, in, b)
 		}
 		ends = [2]int64{ends[1], b.Stable}
 		if b.Stable == in.Next && time.Now().After(deadline) {
+			if b, err = a.bounds(ctx, in); err != nil {
+				return PlanResult{}, err
+			}
 			return PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
 		}
 		activity.RecordHeartbeat(ctx, b.Stable)
@@ -88,7 +93,32 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 			return PlanResult{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+		stable, err := a.kafkaClient().Stable(ctx, in.Topic, in.Partition)
+		if err != nil {
+			return PlanResult{}, err
+		}
+		if stable < in.Next {
+			if b, err = a.bounds(ctx, in); err != nil {
+				return PlanResult{}, err
+			}
+			continue
+		}
+		b.Stable, b.End = stable, max(b.End, stable)
 	}
+}
+
+// bounds reads the partition's bounds, fails for good when its log no
+// longer holds the next offset, and records its lag.
+func (a *Activities) bounds(ctx context.Context, in PlanInput) (kafkalog.Bounds, error) {
+	b, err := a.kafkaClient().Bounds(ctx, in.Topic, in.Partition)
+	if err != nil {
+		return b, err
+	}
+	if err := a.checkNext(ctx, in, b); err != nil {
+		return b, err
+	}
+	a.Metrics.Lag(in.Topic, in.Partition, b.End-in.Next)
+	return b, nil
 }
 
 // checkNext fails for good when the log no longer holds the partition's

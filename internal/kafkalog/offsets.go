@@ -113,6 +113,31 @@ func (c *Client) Bounds(ctx context.Context, topic string, partition int) (Bound
 	return m[partition], nil
 }
 
+// Stable returns a partition's last stable offset alone: one request, for
+// polling.
+func (c *Client) Stable(ctx context.Context, topic string, partition int) (int64, error) {
+	var failing retrier
+	for {
+		resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadCommitted,
+			Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}}})
+		if err == nil {
+			for _, po := range resp.Topics[topic] {
+				if po.Partition == partition {
+					if err = po.Error; err == nil {
+						return po.LastOffset, nil
+					}
+				}
+			}
+			if err == nil {
+				err = fmt.Errorf("%s/%d: no offset in the answer", topic, partition)
+			}
+		}
+		if werr := failing.wait(ctx, err); werr != nil {
+			return 0, fmt.Errorf("list the stable offset of %s/%d: %w", topic, partition, werr)
+		}
+	}
+}
+
 // bounds asks the partitions' leaders for their log bounds: the first and
 // last offsets as a read_uncommitted consumer sees them, the last as a
 // read_committed one does.
