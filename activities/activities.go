@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
@@ -27,6 +28,8 @@ import (
 // the connections they share.
 type Activities struct {
 	Kafka kafkalog.Cluster
+	// Temporal ends batches stranded on a worker that left the pool.
+	Temporal client.Client
 	// Metrics, when set, counts batches, events, latency, lag, retries.
 	Metrics       *metrics.Pipeline
 	ConsumerGroup string
@@ -186,10 +189,19 @@ func (a *Activities) logger(ctx context.Context, spec batch.Spec) *zap.Logger {
 // windowCache keeps each partition's dedup window on this worker between
 // batches. A window is taken out while a Dedup uses it, so two attempts for
 // one partition never share one; a miss only costs a rebuild from the log.
+// A window whose partition has had neither a plan nor a batch here for
+// windowIdle is dropped: the pool has moved the partition to another
+// worker, and the window may be the bulk of this one's memory.
 type windowCache struct {
-	mu sync.Mutex
-	m  map[string]*dedup.Window
+	mu   sync.Mutex
+	m    map[string]*dedup.Window
+	used map[string]time.Time
 }
+
+// windowIdle is well above the longest gap between a partition's plans
+// (its poll, 5 s by default) and below the time a moved partition's stale
+// window should keep memory.
+const windowIdle = 2 * time.Minute
 
 func (c *windowCache) take(key string) *dedup.Window {
 	c.mu.Lock()
@@ -203,9 +215,29 @@ func (c *windowCache) put(key string, w *dedup.Window) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[string]*dedup.Window{}
+		c.m, c.used = map[string]*dedup.Window{}, map[string]time.Time{}
 	}
 	c.m[key] = w
+	c.touchLocked(key, time.Now())
+}
+
+// touch marks the partition's window as in use here (a plan ran for it).
+func (c *windowCache) touch(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.used != nil {
+		c.touchLocked(key, time.Now())
+	}
+}
+
+func (c *windowCache) touchLocked(key string, now time.Time) {
+	c.used[key] = now
+	for k, at := range c.used {
+		if now.Sub(at) > windowIdle {
+			delete(c.m, k) // its tables are freed once collected
+			delete(c.used, k)
+		}
+	}
 }
 
 func windowKey(topic string, partition int) string { return fmt.Sprintf("%s/%d", topic, partition) }

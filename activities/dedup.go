@@ -11,6 +11,7 @@ import (
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/payment"
 )
 
@@ -87,6 +88,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 			log.Warn("dedup snapshot not used; replaying the window from the log", zap.Error(err))
 		}
 		if w != nil {
+			a.Metrics.WindowBuilt(spec.Topic, metrics.WindowFromSnapshot)
 			log.Info("dedup window loaded from its snapshot", zap.Int64("snapshot_offset", from), zap.Int("replayed", replayed),
 				zap.Int("ids", w.Len()), since(began))
 			return w, nil
@@ -97,6 +99,11 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
 	w.AdvanceTo(spec.Start)
+	source := metrics.WindowFromLog
+	if spec.Start == spec.Window.Start {
+		source = metrics.WindowEmpty
+	}
+	a.Metrics.WindowBuilt(spec.Topic, source)
 	log.Info("dedup window rebuilt from the log", zap.Int64("from_offset", spec.Window.Start), zap.Int64("records", spec.Start-spec.Window.Start),
 		zap.Int("ids", w.Len()), since(began))
 	return w, nil

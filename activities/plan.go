@@ -60,6 +60,7 @@ const ErrTypeLogTruncated = "LogTruncated"
 func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
+	a.windows.touch(windowKey(in.Topic, in.Partition))
 	// The log counts as growing while its end moved in the last two
 	// polls: one quiet poll is a producer's hiccup, not the end of a
 	// backlog.

@@ -38,7 +38,7 @@ func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.C
 	t.Helper()
 	cfg := f.stack.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--state-dir", f.stateDir)
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--state-dir", f.stateDir, "--http-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), env...)
 	// A test binary killed by its timeout must not leave workers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

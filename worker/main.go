@@ -138,9 +138,9 @@ func run(args []string) error {
 		releaseStickyWorkflows(ctx, tc, cfg, opts.StateDir, log)
 	}
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("start worker on task queue %s: %w", cfg.TaskQueue, err)
+		return err
 	}
-	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("temporal", cfg.TemporalAddress),
+	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("own_task_queue", w.Queue), zap.String("temporal", cfg.TemporalAddress),
 		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject), zap.Int("batch_cache_mb", opts.BatchCacheMB), zap.Int("max_batch_bytes", opts.MaxBatchBytes))
 	<-ctx.Done()
 	// Stop polling, let running activities finish for up to the stop

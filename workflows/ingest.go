@@ -47,6 +47,12 @@ type IngestInput struct {
 	// runs first, under the same ID and range: re-planning the range
 	// could load its first records under a second batch ID.
 	Pending *batch.Spec `json:",omitempty"`
+	// Pool is the workflow ID of the worker pool that places the
+	// partition on a worker (WorkerPool); empty: plans and batches run on
+	// any worker of the partition's task queue.
+	Pool string `json:",omitempty"`
+	// Queue is the task queue of the worker the pool last assigned.
+	Queue string `json:",omitempty"`
 }
 
 // Progress is what the "progress" query answers.
@@ -111,16 +117,36 @@ const pipelinedVersion = "pipelined-plan-and-commit"
 // harmless.
 const commitInLoadVersion = "offset-commit-in-load"
 
-func planOptions(ctx workflow.Context, in IngestInput) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+func planOptions(ctx workflow.Context, in IngestInput, queue string) workflow.Context {
+	opts := workflow.ActivityOptions{
+		TaskQueue:           queue,
 		StartToCloseTimeout: in.PollFor + time.Minute,
 		HeartbeatTimeout:    heartbeatTimeout, // it heartbeats while polling
 		RetryPolicy:         retry,
-	})
+	}
+	if queue != "" {
+		// The pool moves a plan whose worker left; this catches one it
+		// never told about.
+		opts.ScheduleToStartTimeout = time.Minute
+	}
+	return workflow.WithActivityOptions(ctx, opts)
 }
 
-func planFrom(ctx workflow.Context, in IngestInput, next int64) workflow.Future {
-	return workflow.ExecuteActivity(planOptions(ctx, in), a.PlanBatch, activities.PlanInput{
+// planCall is a PlanBatch in flight: where it runs and how to call it off.
+type planCall struct {
+	workflow.Future
+	queue  string
+	size   batchSize // the size its request carried
+	cancel workflow.CancelFunc
+}
+
+func planOn(ctx workflow.Context, in IngestInput, next int64, queue string) *planCall {
+	ctx, cancel := workflow.WithCancel(ctx)
+	return &planCall{Future: planFrom(ctx, in, next, queue), queue: queue, size: sizeOf(in), cancel: cancel}
+}
+
+func planFrom(ctx workflow.Context, in IngestInput, next int64, queue string) workflow.Future {
+	return workflow.ExecuteActivity(planOptions(ctx, in, queue), a.PlanBatch, activities.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
 		Linger: in.Linger, AllowedLateness: in.AllowedLateness,
@@ -160,14 +186,14 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 	if err != nil {
 		return err
 	}
+	pl := place(ctx, &in)
 	var (
-		batches   int
-		planned   workflow.Future // PlanBatch from in.Next, when already started
-		plannedAs batchSize       // the size planned's request carried
-		commit    workflow.Future // CommitOffsets of the last batch, when not yet awaited (runs before commitInLoadVersion)
-		failed    = in.Pending    // a batch to run again under the same ID
-		failures  int             // of failed in a row, for the wait before it runs again
-		speed     rate
+		batches  int
+		planned  *planCall       // PlanBatch from in.Next, when already started
+		commit   workflow.Future // CommitOffsets of the last batch, when not yet awaited (runs before commitInLoadVersion)
+		failed   = in.Pending    // a batch to run again under the same ID
+		failures int             // of failed in a row, for the wait before it runs again
+		speed    rate
 	)
 	settle := func() error {
 		if commit == nil {
@@ -186,6 +212,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			if err := settle(); err != nil {
 				return err
 			}
+			pl.leave(ctx, in)
 			return temporal.NewCanceledError("stopped at offset", in.Next)
 		}
 		if (c.paused || c.draining) && failed == nil {
@@ -196,6 +223,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 				progress.State, c.idle = StateDrained, true
 				// Let the drain update answer before the run closes.
 				_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+				pl.leave(ctx, in)
 				return nil
 			}
 			progress.State, c.idle = StatePaused, true
@@ -210,21 +238,28 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			// answered first (a pause waits for the top of the next run).
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 			in.Paused, in.Pending = c.paused, failed
+			pl.keep(ctx, &in)
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		spec := failed
 		if spec == nil {
 			if planned == nil {
-				planned, plannedAs = planFrom(ctx, in, in.Next), sizeOf(in)
+				planned = planOn(ctx, in, in.Next, pl.queue)
+			}
+			call := planned
+			if workflow.Await(ctx, func() bool { return call.IsReady() || pl.moved(call.queue) }) == nil && !call.IsReady() {
+				call.cancel() // its worker left the pool: plan again on the new one
 			}
 			var plan activities.PlanResult
-			err := planned.Get(ctx, &plan)
+			err := call.Get(ctx, &plan)
 			planned = nil
-			if err == nil && plannedAs != sizeOf(in) {
+			if err == nil && call.size != sizeOf(in) {
 				continue // planned before a set-batch: plan again at the new size
 			}
 			if err != nil {
-				if temporal.IsCanceledError(err) {
+				// Cancelled by a stop or a move; timed out waiting for a
+				// worker that left.
+				if temporal.IsCanceledError(err) || temporal.IsTimeoutError(err) {
 					continue
 				}
 				// Only errors retrying cannot fix reach here; the
@@ -259,11 +294,28 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		} else if c.paused {
 			progress.State = StatePausing
 		}
-		child := startBatch(batchCtx, *spec)
+		queue := pl.queue
+		child := startBatch(batchCtx, *spec, queue)
 		if !c.paused && !c.draining {
-			planned, plannedAs = planFrom(ctx, in, spec.End), sizeOf(in)
+			planned = planOn(ctx, in, spec.End, pl.queue)
 		}
 		var res batch.Result
+		_ = workflow.Await(batchCtx, func() bool { return child.IsReady() || pl.moved(queue) })
+		if !child.IsReady() {
+			// Its worker left the pool: the batch is ended there and run
+			// again, under the same ID, on the partition's new worker.
+			if err := terminateBatch(batchCtx, spec.ID()); err != nil {
+				return err
+			}
+			if err := child.Get(batchCtx, &res); err != nil {
+				progress.LastError = "moved off a worker that left the pool: " + err.Error()
+				if planned != nil {
+					planned.cancel()
+				}
+				failed, planned = spec, nil
+				continue
+			}
+		}
 		if err := child.Get(batchCtx, &res); err != nil {
 			progress.LastError = err.Error()
 			progress.State = StateBackoff
@@ -357,7 +409,7 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
 		var plan activities.PlanResult
-		err := planFrom(ctx, in, in.Next).Get(ctx, &plan)
+		err := planFrom(ctx, in, in.Next, "").Get(ctx, &plan)
 		if err != nil {
 			if temporal.IsCanceledError(err) {
 				continue
@@ -392,7 +444,7 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	var res batch.Result
-	if err := startBatch(ctx, spec).Get(ctx, &res); err != nil {
+	if err := startBatch(ctx, spec, "").Get(ctx, &res); err != nil {
 		return batch.Result{}, err
 	}
 	return res, commitOffset(ctx, spec).Get(ctx, nil)
@@ -400,13 +452,15 @@ func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 
 const batchTaskTimeout = 5 * time.Second
 
-// startBatch starts the batch's MicroBatch child workflow.
-func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFuture {
+// startBatch starts the batch's MicroBatch child workflow on queue (""
+// for the partition's own).
+func startBatch(ctx workflow.Context, spec batch.Spec, queue string) workflow.ChildWorkflowFuture {
 	// A replayed start is not compared by its input, so runs recorded
 	// with the flag unset replay alike.
 	spec.DecideLocally = true
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: spec.ID(),
+		TaskQueue:  queue,
 		// A completed batch ID can never run again; a failed one may be
 		// retried, which is safe because its load job IDs are the same.
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
@@ -434,4 +488,12 @@ func startBatch(ctx workflow.Context, spec batch.Spec) workflow.ChildWorkflowFut
 func commitOffset(ctx workflow.Context, spec batch.Spec) workflow.Future {
 	commitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry})
 	return workflow.ExecuteActivity(commitCtx, a.CommitOffsets, activities.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End})
+}
+
+// terminateBatch ends a batch whose worker left the pool: its workflow
+// tasks would wait on that worker's queue for ever. Whatever it wrote is
+// written again, idempotently, by the run that replaces it.
+func terminateBatch(ctx workflow.Context, id string) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry, Summary: "end " + id + " on a worker that left"})
+	return workflow.ExecuteActivity(actx, a.TerminateBatch, id).Get(ctx, nil)
 }

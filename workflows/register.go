@@ -10,6 +10,7 @@ import (
 func Register(w worker.Registry, acts *activities.Activities) {
 	w.RegisterWorkflow(PartitionIngest)
 	w.RegisterWorkflow(TopicSupervisor)
+	w.RegisterWorkflow(WorkerPool)
 	w.RegisterWorkflow(MicroBatch)
 	w.RegisterWorkflow(ReplayQuarantine)
 	w.RegisterWorkflow(QuarantineReplays)

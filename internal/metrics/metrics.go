@@ -26,6 +26,7 @@ type Pipeline struct {
 	loadRetries  *prometheus.CounterVec
 	offsetsLost  *prometheus.CounterVec
 	loadJobs     *prometheus.CounterVec
+	windowBuilds *prometheus.CounterVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -39,6 +40,15 @@ const (
 	DedupWindowBytes    = "paystream_dedup_window_bytes"
 	OffsetLostTotal     = "paystream_partition_offset_lost_total"
 	LoadJobsTotal       = "paystream_load_jobs_total"
+	WindowBuildsTotal   = "paystream_dedup_window_builds_total"
+)
+
+// Where a worker got a partition's dedup window it did not hold, the
+// values of WindowBuildsTotal's source label.
+const (
+	WindowFromSnapshot = "snapshot" // a snapshot, and the log after it
+	WindowFromLog      = "log"      // the whole window replayed from Kafka
+	WindowEmpty        = "empty"    // the partition's first batch: nothing to replay
 )
 
 // Event outcomes, the values of EventsTotal's outcome label.
@@ -73,12 +83,14 @@ func New() *Pipeline {
 			Help: "Plans that found a partition's next offset gone from its log (retention, or a re-created or truncated topic): the partition stopped and needs an operator."}, []string{"topic", "partition"}),
 		loadJobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadJobsTotal,
 			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
+		windowBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: WindowBuildsTotal,
+			Help: "Dedup windows this worker built because it did not hold them, by source (snapshot, log, empty). In steady state none is built: each partition stays on its worker. \"log\" is the slow one."}, []string{"topic", "source"}),
 	}
 	// The Go collector cannot see the windows' tables: they are outside
 	// the Go heap, yet the bulk of a worker's memory.
 	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, windowBytes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -138,4 +150,12 @@ func (p *Pipeline) LoadJobFinished(table string, jobErr error) {
 		result = "failed"
 	}
 	p.loadJobs.WithLabelValues(table, result).Inc()
+}
+
+// WindowBuilt records a dedup window built on this worker, from source
+// (one of the Window* values).
+func (p *Pipeline) WindowBuilt(topic, source string) {
+	if p != nil {
+		p.windowBuilds.WithLabelValues(topic, source).Inc()
+	}
 }

@@ -170,6 +170,7 @@ func (o *Operator) ingestInput() workflows.IngestInput {
 	return workflows.IngestInput{
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
+		Pool: workflows.PoolID(o.Config.TaskQueue),
 	}
 }
 

@@ -8,9 +8,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"os"
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -99,12 +102,21 @@ func (l zapSDKLogger) Info(msg string, kv ...interface{})  { l.s.Infow(msg, kv..
 func (l zapSDKLogger) Warn(msg string, kv ...interface{})  { l.s.Warnw(msg, kv...) }
 func (l zapSDKLogger) Error(msg string, kv ...interface{}) { l.s.Errorw(msg, kv...) }
 
-// Worker is a running paystream worker.
+// Worker is a running paystream worker. It polls two task queues: the
+// one its pool shares, for the partitions' and supervisors' workflows, and
+// its own (workflows.WorkerQueue), for the plans and batches of the
+// partitions its pool assigns it.
 type Worker struct {
-	worker.Worker
+	worker.Worker // on the shared task queue
+	own           worker.Worker
+	// Queue is the worker's own task queue.
+	Queue      string
 	Activities *activities.Activities
 	bq         *bigquery.Client
 	cfg        config.Config
+	tc         client.Client
+	stopJoin   context.CancelFunc
+	joined     chan struct{}
 }
 
 // WorkerOptions size the worker.
@@ -145,7 +157,9 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		StateDir:        opts.StateDir,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
-	w := worker.New(tc, cfg.TaskQueue, worker.Options{
+	identity := workerIdentity()
+	wopts := worker.Options{
+		Identity:                               identity,
 		MaxConcurrentActivityExecutionSize:     opts.MaxConcurrentActivities,
 		MaxConcurrentWorkflowTaskExecutionSize: opts.MaxConcurrentWorkflows,
 		WorkerStopTimeout:                      cmp.Or(opts.StopTimeout, 30*time.Second),
@@ -157,15 +171,86 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		// it gives up on a live activity (seen on a saturated machine).
 		// Sending them every second leaves four.
 		MaxHeartbeatThrottleInterval: time.Second,
-	})
-	workflows.Register(w, acts)
-	return &Worker{Worker: w, Activities: acts, bq: bq, cfg: cfg}, nil
+	}
+	shared := worker.New(tc, cfg.TaskQueue, wopts)
+	queue := workflows.WorkerQueue(cfg.TaskQueue, identity)
+	own := worker.New(tc, queue, wopts)
+	workflows.Register(shared, acts)
+	workflows.Register(own, acts)
+	acts.Temporal = tc
+	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc, joined: make(chan struct{})}, nil
+}
+
+// workerIdentity names this worker uniquely, and readably in the web UI:
+// host (the pod), process and a random suffix, since a restarted pod
+// keeps its name and a test runs several workers in one process.
+func workerIdentity() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%04x", cmp.Or(host, "worker"), os.Getpid(), rand.Uint32N(1<<16))
+}
+
+// rejoinEvery is how often a worker tells its pool it is there: a pool
+// that lost it (a lease timed out on a stalled machine) or was restarted
+// has it back within this.
+const rejoinEvery = 30 * time.Second
+
+// Start polls both task queues and joins the pool.
+func (w *Worker) Start() error {
+	if err := w.own.Start(); err != nil {
+		return fmt.Errorf("start worker on task queue %s: %w", w.Queue, err)
+	}
+	if err := w.Worker.Start(); err != nil {
+		w.own.Stop()
+		return fmt.Errorf("start worker on task queue %s: %w", w.cfg.TaskQueue, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stopJoin = cancel
+	go func() {
+		for first := true; ; first = false {
+			err := w.join(ctx)
+			if err == nil && first {
+				close(w.joined)
+			}
+			if err != nil && ctx.Err() == nil {
+				w.Activities.Log.Warn("worker not joined to its pool; retrying", zap.String("queue", w.Queue), zap.Error(err))
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(rejoinEvery):
+			}
+		}
+	}()
+	return nil
+}
+
+// Joined is closed once the worker has first joined its pool.
+func (w *Worker) Joined() <-chan struct{} { return w.joined }
+
+// join tells the pool this worker is there, starting the pool when it
+// does not run.
+func (w *Worker) join(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := w.tc.SignalWithStartWorkflow(ctx, workflows.PoolID(w.cfg.TaskQueue), workflows.JoinSignal, w.Queue, client.StartWorkflowOptions{
+		TaskQueue:             w.cfg.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:         "assigns the partitions of task queue " + w.cfg.TaskQueue + " to its workers",
+	}, workflows.WorkerPool, workflows.PoolState{})
+	return err
 }
 
 // Stop stops polling, waits for running activities up to the stop timeout,
-// and closes the BigQuery and Kafka clients.
+// and closes the BigQuery and Kafka clients. The worker's lease ends as
+// the stop begins, so its partitions move at once.
 func (w *Worker) Stop() {
+	if w.stopJoin != nil {
+		w.stopJoin()
+	}
+	stopped := make(chan struct{})
+	go func() { w.own.Stop(); close(stopped) }()
 	w.Worker.Stop()
+	<-stopped
 	w.bq.Close()
 	activities.Close(w.Activities)
 }
