@@ -1,0 +1,51 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+)
+
+// HoldMembership is a worker's lease in its pool (workflows.WorkerPool): it
+// runs on the worker's own task queue and heartbeats every second for
+// leaseFor. It ends early, with an error, when the worker begins to stop,
+// so that the pool moves the worker's partitions at once rather than when
+// the heartbeats stop.
+func (a *Activities) HoldMembership(ctx context.Context, leaseFor time.Duration) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	end := time.After(leaseFor)
+	stopping := activity.GetWorkerStopChannel(ctx)
+	for {
+		select {
+		case <-end:
+			return nil
+		case <-stopping:
+			return errors.New("the worker is stopping")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			activity.RecordHeartbeat(ctx)
+		}
+	}
+}
+
+// TerminateBatch ends a MicroBatch run that waits on the queue of a worker
+// that left the pool. A batch already closed is left as it is.
+func (a *Activities) TerminateBatch(ctx context.Context, workflowID string) error {
+	if a.Temporal == nil {
+		return errors.New("terminate batch: the worker has no Temporal client")
+	}
+	err := a.Temporal.TerminateWorkflow(ctx, workflowID, "", "its worker left the pool; the batch runs again on another")
+	if errors.As(err, new(*serviceerror.NotFound)) {
+		return nil // closed already: completed, or failed and to be run again
+	}
+	if err != nil {
+		return fmt.Errorf("terminate batch %s: %w", workflowID, err)
+	}
+	return nil
+}

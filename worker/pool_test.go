@@ -1,0 +1,240 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/workflows"
+)
+
+// poolWorker is a worker process of a pool test: its own task queue and
+// where it serves /metrics, both read from its log.
+type poolWorker struct {
+	cmd     *exec.Cmd
+	queue   string
+	metrics string
+}
+
+func startPoolWorker(t *testing.T, bin string, f *faultEnv) *poolWorker {
+	t.Helper()
+	cmd := workerProcess(t, bin, f)
+	w := &poolWorker{cmd: cmd}
+	deadline := time.Now().Add(time.Minute)
+	for (w.queue == "" || w.metrics == "") && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+		logged, err := os.Open(cmd.Stdout.(*os.File).Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(logged)
+		for sc.Scan() {
+			var line struct {
+				Msg   string `json:"msg"`
+				Queue string `json:"own_task_queue"`
+				Addr  string `json:"addr"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch line.Msg {
+			case "worker started":
+				w.queue = line.Queue
+			case "serving health and metrics":
+				w.metrics = "http://" + line.Addr + "/metrics"
+			}
+		}
+		logged.Close()
+	}
+	if w.queue == "" || w.metrics == "" {
+		t.Fatalf("worker did not say its queue and metrics address within a minute")
+	}
+	return w
+}
+
+// windowBuilds reads the worker's paystream_dedup_window_builds_total by
+// source.
+func (w *poolWorker) windowBuilds(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(w.metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, metrics.WindowBuildsTotal+"{") {
+			continue
+		}
+		var source string
+		var n float64
+		i := strings.Index(line, `source="`)
+		if i < 0 {
+			continue
+		}
+		source = line[i+len(`source="`):]
+		source = source[:strings.IndexByte(source, '"')]
+		fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &n)
+		out[source] += n
+	}
+	return out
+}
+
+// poolState queries the pool workflow.
+func poolState(t *testing.T, f *faultEnv) workflows.PoolState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := f.operator.Temporal.QueryWorkflow(ctx, workflows.PoolID(f.operator.Config.TaskQueue), "", workflows.ProgressQuery)
+	if err != nil {
+		return workflows.PoolState{}
+	}
+	var st workflows.PoolState
+	if err := v.Get(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// batchRun is a MicroBatch run as visibility lists it.
+type batchRun struct {
+	id, queue string
+	partition int
+	started   time.Time
+}
+
+// completedBatches lists the completed MicroBatch runs.
+func completedBatches(t *testing.T, f *faultEnv) []batchRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []batchRun
+	var token []byte
+	for {
+		resp, err := f.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Completed'", NextPageToken: token, PageSize: 1000,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetExecutions() {
+			r := batchRun{id: e.GetExecution().GetWorkflowId(), queue: e.GetTaskQueue(), started: e.GetStartTime().AsTime()}
+			var topic string
+			var start, end int64
+			if _, err := fmt.Sscanf(strings.ReplaceAll(r.id, "/", " "), "batch %s %d %d-%d", &topic, &r.partition, &start, &end); err != nil {
+				t.Fatalf("batch ID %q: %v", r.id, err)
+			}
+			out = append(out, r)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return out
+		}
+	}
+}
+
+// TestPoolSpreadsPartitionsAndMovesOffADeadWorker runs three worker
+// processes on six partitions: each worker loads about a third of the
+// batches, no window is rebuilt from the log while they all run, and when
+// one is SIGKILLed its partitions load on the other two; the books balance
+// to the cent.
+func TestPoolSpreadsPartitionsAndMovesOffADeadWorker(t *testing.T) {
+	bin := buildWorker(t)
+	f := newFaultEnv(t, 6, 36000, 61)
+	var pool []*poolWorker
+	for range 3 {
+		pool = append(pool, startPoolWorker(t, bin, f))
+	}
+	waitFor(t, time.Minute, "three workers in the pool", func() bool { return len(poolState(t, f).Members) == 3 })
+	if _, err := f.operator.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Steady state: the three share the work.
+	waitFor(t, 5*time.Minute, "24 batches loaded", func() bool { return len(completedBatches(t, f)) >= 24 })
+	st := poolState(t, f)
+	byQueue := map[string]int{}
+	for _, q := range st.Partitions {
+		byQueue[q]++
+	}
+	for _, w := range pool {
+		if byQueue[w.queue] != 2 {
+			t.Errorf("worker %s holds %d partitions, want 2 (pool: %+v)", w.queue, byQueue[w.queue], st)
+		}
+	}
+	doomed := pool[0]
+	killedAt := time.Now()
+	before := completedBatches(t, f)
+	loaded := map[string]int{}
+	for _, b := range before {
+		loaded[b.queue]++
+	}
+	even := float64(len(before)) / 3
+	for _, w := range pool {
+		if n := float64(loaded[w.queue]); n < even/3 || n > 2*even {
+			t.Errorf("worker %s loaded %.0f of %d batches; its even share is %.1f (all: %v)", w.queue, n, len(before), even, loaded)
+		}
+		if builds := w.windowBuilds(t); builds[metrics.WindowFromLog] != 0 || builds[metrics.WindowFromSnapshot] != 0 {
+			t.Errorf("worker %s built windows in steady state: %v", w.queue, builds)
+		}
+	}
+
+	// One worker dies: its partitions go on, elsewhere.
+	var orphans []int
+	for id, q := range st.Partitions {
+		if q == doomed.queue {
+			var p int
+			fmt.Sscanf(id[strings.LastIndexByte(id, '/')+1:], "%d", &p)
+			orphans = append(orphans, p)
+		}
+	}
+	if err := doomed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.cmd.Wait()
+	f.reconcile(t)
+	moved := map[int]int{}
+	for _, b := range completedBatches(t, f) {
+		if !b.started.After(killedAt) {
+			continue
+		}
+		if b.queue == doomed.queue {
+			t.Errorf("batch %s ran on the killed worker after it died", b.id)
+		}
+		moved[b.partition]++
+	}
+	for _, p := range orphans {
+		if moved[p] == 0 {
+			t.Errorf("partition %d of the killed worker loaded nothing after it died (batches after the kill by partition: %v)", p, moved)
+		}
+	}
+	after := poolState(t, f)
+	if len(after.Members) != 2 {
+		t.Errorf("the pool has %d members after the kill, want 2: %+v", len(after.Members), after)
+	}
+	t.Logf("batches before the kill by worker: %v; after, by partition: %v", loaded, moved)
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(500 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", d, what)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+package workflows
+
+import (
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The worker pool of a task queue assigns each partition to one worker, so
+// that a partition's plans and batches run where its dedup window is held,
+// and the pool's partitions are spread evenly over its workers.
+//
+// Each worker also polls a task queue of its own (WorkerQueue). It joins the
+// pool with JoinSignal; the pool then holds a lease on it: a HoldMembership
+// activity on the worker's own queue that heartbeats every second. A worker
+// that dies stops heartbeating and leaves the pool within the heartbeat
+// timeout; one that stops gracefully ends its lease at once. Partitions ask
+// for their worker with WantSignal and are told with AssignSignal, again
+// whenever a worker joins or leaves.
+
+// Signal names of the pool protocol.
+const (
+	JoinSignal   = "join"   // worker → pool: its own queue
+	WantSignal   = "want"   // partition → pool: PoolWant
+	LeaveSignal  = "leave"  // partition → pool: its workflow ID, when it ends
+	AssignSignal = "assign" // pool → partition: Assignment
+)
+
+// PoolID is the workflow ID of the worker pool of a task queue.
+func PoolID(taskQueue string) string { return "pool/" + taskQueue }
+
+// WorkerQueue is the task queue only the worker with this identity polls.
+func WorkerQueue(taskQueue, identity string) string { return taskQueue + "/" + identity }
+
+// PoolState is the pool, carried whole through continue-as-new.
+type PoolState struct {
+	// Members are the queues of the workers holding a lease, sorted.
+	Members []string
+	// Partitions maps each partition workflow's ID to its worker's queue
+	// ("" while no worker is there to take it).
+	Partitions map[string]string
+}
+
+// PoolWant is a partition asking for its worker. Queue is the one it has,
+// if any: kept when that worker is still in the pool.
+type PoolWant struct {
+	WorkflowID string
+	Queue      string
+}
+
+// Assignment tells a partition which worker's queue to run on. Lost, when
+// set, is its previous queue, whose worker has left the pool: work
+// scheduled there will never start and must be moved.
+type Assignment struct {
+	Queue string
+	Lost  string `json:",omitempty"`
+}
+
+const (
+	// leaseHeartbeat is how soon a worker that died leaves the pool.
+	leaseHeartbeat = 5 * time.Second
+	// leaseFor is how long one HoldMembership runs before the pool starts
+	// the next, keeping the pool's history to a few events per worker an
+	// hour.
+	leaseFor = 10 * time.Minute
+	// poolMaxEvents continues the pool as new long before Temporal's
+	// limits; its state is a few hundred bytes a partition.
+	poolMaxEvents = 5000
+)
+
+// pool is WorkerPool's state object.
+type pool struct {
+	PoolState
+	// lease numbers each member's current HoldMembership, so that an old
+	// lease ending does not remove a member that joined again.
+	lease map[string]int
+	sel   workflow.Selector
+}
+
+// WorkerPool runs the pool of a task queue until cancelled.
+func WorkerPool(ctx workflow.Context, st PoolState) error {
+	p := &pool{PoolState: st, lease: map[string]int{}, sel: workflow.NewSelector(ctx)}
+	if p.Partitions == nil {
+		p.Partitions = map[string]string{}
+	}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PoolState, error) { return p.PoolState, nil }); err != nil {
+		return err
+	}
+	join := workflow.GetSignalChannel(ctx, JoinSignal)
+	want := workflow.GetSignalChannel(ctx, WantSignal)
+	leave := workflow.GetSignalChannel(ctx, LeaveSignal)
+	p.sel.AddReceive(join, func(c workflow.ReceiveChannel, _ bool) {
+		var queue string
+		c.Receive(ctx, &queue)
+		p.join(ctx, queue)
+	})
+	p.sel.AddReceive(want, func(c workflow.ReceiveChannel, _ bool) {
+		var w PoolWant
+		c.Receive(ctx, &w)
+		p.want(ctx, w)
+	})
+	p.sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	p.sel.AddReceive(leave, func(c workflow.ReceiveChannel, _ bool) {
+		var id string
+		c.Receive(ctx, &id)
+		delete(p.Partitions, id)
+		p.rebalance(ctx)
+	})
+	// Leases do not survive continue-as-new: each member gets a new one,
+	// and one whose worker died meanwhile is not taken within seconds.
+	for _, m := range p.Members {
+		p.hold(ctx, m)
+	}
+	for ctx.Err() == nil {
+		p.sel.Select(ctx)
+		if info := workflow.GetInfo(ctx); info.GetCurrentHistoryLength() >= poolMaxEvents || info.GetContinueAsNewSuggested() {
+			for p.sel.HasPending() { // signals already received are handled, not lost
+				p.sel.Select(ctx)
+			}
+			return workflow.NewContinueAsNewError(ctx, WorkerPool, p.PoolState)
+		}
+	}
+	return temporal.NewCanceledError("stopped")
+}
+
+// join adds a worker and starts its lease; a member joining again (it
+// does every half minute) changes nothing.
+func (p *pool) join(ctx workflow.Context, queue string) {
+	if queue == "" || slices.Contains(p.Members, queue) {
+		return
+	}
+	p.Members = append(p.Members, queue)
+	slices.Sort(p.Members)
+	p.hold(ctx, queue)
+	p.rebalance(ctx)
+}
+
+// hold starts a lease on the member's queue; when it ends the member
+// leaves, unless it ended only because it ran its time.
+func (p *pool) hold(ctx workflow.Context, queue string) {
+	p.lease[queue]++
+	n := p.lease[queue]
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              queue,
+		ScheduleToStartTimeout: 10 * time.Second, // a worker that died before it polled
+		StartToCloseTimeout:    leaseFor + time.Minute,
+		HeartbeatTimeout:       leaseHeartbeat,
+		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:                "lease of worker " + queue,
+	})
+	f := workflow.ExecuteActivity(actx, a.HoldMembership, leaseFor)
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		err := f.Get(ctx, nil)
+		if p.lease[queue] != n || !slices.Contains(p.Members, queue) {
+			return // an older lease
+		}
+		if err == nil {
+			p.hold(ctx, queue)
+			return
+		}
+		workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", err)
+		p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
+		p.rebalance(ctx)
+	})
+}
+
+// want registers a partition, keeping its queue when that worker is a
+// member, and answers it with its assignment.
+func (p *pool) want(ctx workflow.Context, w PoolWant) {
+	if _, known := p.Partitions[w.WorkflowID]; !known {
+		p.Partitions[w.WorkflowID] = w.Queue
+	}
+	changed := p.rebalance(ctx)
+	if !slices.Contains(changed, w.WorkflowID) {
+		p.tell(ctx, w.WorkflowID, Assignment{Queue: p.Partitions[w.WorkflowID], Lost: p.lost(w.Queue)})
+	}
+}
+
+// lost is queue when it is a worker's queue that is not in the pool.
+func (p *pool) lost(queue string) string {
+	if queue == "" || slices.Contains(p.Members, queue) {
+		return ""
+	}
+	return queue
+}
+
+// rebalance gives every partition a member, each member ⌊P/W⌋ or ⌈P/W⌉
+// of them, moving as few as it can, and tells each partition that moved.
+// With no members, partitions keep what they have until a worker joins.
+func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
+	if len(p.Members) == 0 {
+		return nil
+	}
+	before := make(map[string]string, len(p.Partitions))
+	for id, q := range p.Partitions {
+		before[id] = q
+	}
+	for id, q := range assign(p.Members, p.Partitions) {
+		p.Partitions[id] = q
+	}
+	ids := make([]string, 0, len(p.Partitions))
+	for id := range p.Partitions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if q := p.Partitions[id]; q != before[id] {
+			changed = append(changed, id)
+			p.tell(ctx, id, Assignment{Queue: q, Lost: p.lost(before[id])})
+		}
+	}
+	return changed
+}
+
+// tell signals a partition its assignment; a partition that is gone is
+// forgotten.
+func (p *pool) tell(ctx workflow.Context, id string, as Assignment) {
+	f := workflow.SignalExternalWorkflow(ctx, id, "", AssignSignal, as)
+	p.sel.AddFuture(f, func(f workflow.Future) {
+		if f.Get(ctx, nil) != nil && p.Partitions[id] == as.Queue {
+			delete(p.Partitions, id)
+			p.rebalance(ctx)
+		}
+	})
+}
+
+// assign balances partitions (ID → current queue) over members (sorted):
+// a partition stays on its member unless that member has more than its
+// share; the members holding the most keep the larger shares. It is a
+// pure function of its inputs, as workflow code must be.
+func assign(members []string, partitions map[string]string) map[string]string {
+	ids := make([]string, 0, len(partitions))
+	for id := range partitions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	held := map[string][]string{} // member → its partitions, in ID order
+	var free []string
+	for _, id := range ids {
+		if q := partitions[id]; slices.Contains(members, q) {
+			held[q] = append(held[q], id)
+		} else {
+			free = append(free, id)
+		}
+	}
+	// The P mod W members that hold the most get ⌈P/W⌉, the rest ⌊P/W⌋.
+	order := slices.Clone(members)
+	slices.SortStableFunc(order, func(x, y string) int { return len(held[y]) - len(held[x]) })
+	share := map[string]int{}
+	for i, m := range order {
+		share[m] = len(ids) / len(members)
+		if i < len(ids)%len(members) {
+			share[m]++
+		}
+	}
+	out := make(map[string]string, len(ids))
+	for _, m := range members {
+		keep := min(len(held[m]), share[m])
+		for _, id := range held[m][:keep] {
+			out[id] = m
+		}
+		free = append(free, held[m][keep:]...)
+	}
+	slices.Sort(free)
+	for _, m := range members {
+		for n := len(held[m]); n < share[m] && len(free) > 0; n++ {
+			out[free[0]], free = m, free[1:]
+		}
+	}
+	return out
+}
