@@ -63,7 +63,13 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	}
 	faults.At("dedup")
 	w.AdvanceTo(spec.End)
+	if f, raised := w.Bound(spec.MaxWindowIDs); raised {
+		a.Metrics.WindowFloorRaised(spec.Topic, spec.Partition)
+		log.Warn("dedup window at its bound: its watermark is raised, and records older than it are quarantined as late",
+			zap.Int("max_window_ids", spec.MaxWindowIDs), zap.Time("floor", f.Time), zap.Int64("from_offset", f.Offset))
+	}
 	d.Next.Start, d.Next.Newest = w.Bounds()
+	d.Next.Floors = batchFloors(w.Floors(d.Next.Start))
 	a.windows.put(key, w)
 	log.Info("dedup done", zap.Int("records", d.Records), zap.Int("loaded", d.Loaded), zap.Int("duplicates", len(d.DuplicateOffsets)),
 		zap.Int("late", len(d.LateOffsets)), zap.Int("invalid", d.Invalid), zap.Int("conflicts", len(d.ConflictOffsets)),
@@ -95,6 +101,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 		}
 	}
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
+	w.SetFloors(dedupFloors(spec.Window.Floors))
 	if _, err := a.replay(ctx, spec, w, spec.Window.Start, nil); err != nil {
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
@@ -150,4 +157,22 @@ func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {
 		return w.ObserveInvalid(r.Offset)
 	}
 	return w.Observe(r.Offset, &r.event, r.Value, payment.WatermarkTime(&r.event, r.Time))
+}
+
+// batchFloors and dedupFloors convert a window's floor raises between the
+// workflows' contract and the dedup package.
+func batchFloors(fs []dedup.Floor) []batch.Floor {
+	var out []batch.Floor
+	for _, f := range fs {
+		out = append(out, batch.Floor{Offset: f.Offset, Time: f.Time})
+	}
+	return out
+}
+
+func dedupFloors(fs []batch.Floor) []dedup.Floor {
+	var out []dedup.Floor
+	for _, f := range fs {
+		out = append(out, dedup.Floor{Offset: f.Offset, Time: f.Time})
+	}
+	return out
 }

@@ -240,6 +240,9 @@ func (a *Activities) windowFromSnapshot(ctx context.Context, spec batch.Spec, re
 		return nil, 0, 0, err
 	}
 	from = w.Next()
+	if err := w.FollowFloors(dedupFloors(spec.Window.Floors)); err != nil {
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+	}
 	switch {
 	case w.Lateness() != spec.AllowedLateness:
 		return nil, 0, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s", from, w.Lateness(), spec.AllowedLateness)

@@ -85,8 +85,11 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("profile %s: %v", f, err)
 		}
 	}
-	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard} {
+	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard, rep.SteadySurvivor} {
 		checkSteady(t, o, s)
+	}
+	if !rep.SteadySurvivor.Survivor {
+		t.Errorf("no survivor run: %+v", rep.SteadySurvivor)
 	}
 	if rep.Steady.Sink != "bigquery" || rep.SteadyDiscard.Sink != "discard" {
 		t.Errorf("steady runs' sinks: %q and %q", rep.Steady.Sink, rep.SteadyDiscard.Sink)
@@ -125,7 +128,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "Smoke mode", "Where the CPU went", "History events a batch adds"} {
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary lacks %q", want)
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/searchattr"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -380,7 +381,8 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 	byType := map[string]int{}
 	for {
 		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: cfg.Namespace, Query: fmt.Sprintf("TaskQueue = '%s'", cfg.TaskQueue), NextPageToken: token,
+			// Batches run on their workers' own queues (workflows.WorkerPool).
+			Namespace: cfg.Namespace, Query: fmt.Sprintf("TaskQueue = '%s' OR (WorkflowType = 'MicroBatch' AND %s = '%s')", cfg.TaskQueue, searchattr.KafkaTopic.GetName(), cfg.Topic), NextPageToken: token,
 		})
 		if err != nil {
 			return c, fmt.Errorf("list workflows of %s: %w", cfg.TaskQueue, err)

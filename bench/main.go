@@ -46,7 +46,10 @@ type options struct {
 	// EmulatorSteadyFor is the emulator sink's steady run: the emulator
 	// cannot take 5,000 events/s, so a long run only grows its backlog.
 	EmulatorSteadyFor time.Duration `json:"emulator_steady_for_ns"`
-	MicroTime         string        `json:"micro_benchtime"`
+	// SurvivorFor is the discard sink's run with two workers, one killed
+	// once the window is full: recovery on the worker left.
+	SurvivorFor time.Duration `json:"survivor_for_ns"`
+	MicroTime   string        `json:"micro_benchtime"`
 	// WorkerMemoryLimit is the memory limit of the container the steady
 	// runs' worker is taken to run in (its --memory-limit): the GC keeps
 	// under 90 %. Catch-up runs have none: their batches are larger.
@@ -79,6 +82,9 @@ func defaultOptions() options {
 		// after the window has filled.
 		SteadyFor:         15 * time.Minute,
 		EmulatorSteadyFor: 2 * time.Minute,
+		// The kill comes a minute before the end: after the 10-minute
+		// window has filled.
+		SurvivorFor:       12 * time.Minute,
 		MicroTime:         "1s",
 		WorkerMemoryLimit: "768MiB",
 		OutDir:            "bench/results",
@@ -90,6 +96,7 @@ func smokeOptions() options {
 	o := defaultOptions()
 	o.Events, o.EmulatorEvents, o.Runs, o.BatchSizes, o.Partitions = 6000, 6000, 1, []int{2000}, []int{2}
 	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.EmulatorSteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 12*time.Second, 12*time.Second, "100x", true
+	o.SurvivorFor = 12 * time.Second
 	return o
 }
 
@@ -167,6 +174,7 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.SteadyRate, "steady-rate", o.SteadyRate, "events/s produced in the steady-state run")
 	fs.DurationVar(&o.SteadyFor, "steady-for", o.SteadyFor, "length of the discard sink's steady-state run (latency, memory, recovery)")
 	fs.DurationVar(&o.EmulatorSteadyFor, "emulator-steady-for", o.EmulatorSteadyFor, "length of the emulator sink's steady-state run")
+	fs.DurationVar(&o.SurvivorFor, "survivor-for", o.SurvivorFor, "length of the discard sink's run with two workers, one killed near the end (recovery on the survivor)")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the steady runs' worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
 	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady (default: all; the others are left at zero)", func(v string) error {
@@ -188,8 +196,8 @@ func parseOptions(args []string) (options, error) {
 	switch {
 	case o.Events < 100 || o.EmulatorEvents < 100 || o.Runs < 1 || len(o.BatchSizes) == 0 || len(o.Partitions) == 0:
 		return o, fmt.Errorf("need --events >= 100, --runs >= 1 and at least one batch size and partition count")
-	case o.SteadyRate <= 0 || o.SteadyFor < 10*time.Second || o.EmulatorSteadyFor < 10*time.Second:
-		return o, fmt.Errorf("need --steady-rate > 0, --steady-for >= 10s and --emulator-steady-for >= 10s")
+	case o.SteadyRate <= 0 || o.SteadyFor < 10*time.Second || o.EmulatorSteadyFor < 10*time.Second || o.SurvivorFor < 10*time.Second:
+		return o, fmt.Errorf("need --steady-rate > 0 and --steady-for, --emulator-steady-for and --survivor-for >= 10s")
 	}
 	if o.WorkerMemoryLimit != "" {
 		if _, err := memlimit.Parse(o.WorkerMemoryLimit); err != nil {

@@ -41,7 +41,10 @@ type report struct {
 	// SteadyDiscard is the same run with the discard sink: the pipeline's
 	// own latency, memory and recovery, without the emulator's load time.
 	SteadyDiscard steadyState `json:"steady_state_discard"`
-	Dedup         dedupMemory `json:"dedup_index"`
+	// SteadySurvivor is the discard run with two workers: recovery on the
+	// worker left, which held none of the killed one's windows.
+	SteadySurvivor steadyState `json:"steady_state_survivor"`
+	Dedup          dedupMemory `json:"dedup_index"`
 	// Profile is where the CPU went in the first discard run at the
 	// headline batch size, and in the plain loop's at that size.
 	Profile runProfile   `json:"cpu_profile"`
@@ -142,13 +145,22 @@ func measure(ctx context.Context, o options) (*report, error) {
 		return rep, nil
 	}
 	steady := []struct {
-		sink   string
-		length time.Duration
-		into   *steadyState
-	}{{config.SinkBigQuery, o.EmulatorSteadyFor, &rep.Steady}, {config.SinkDiscard, o.SteadyFor, &rep.SteadyDiscard}}
+		sink     string
+		length   time.Duration
+		survivor bool
+		into     *steadyState
+	}{
+		{config.SinkBigQuery, o.EmulatorSteadyFor, false, &rep.Steady},
+		{config.SinkDiscard, o.SteadyFor, false, &rep.SteadyDiscard},
+		{config.SinkDiscard, o.SurvivorFor, true, &rep.SteadySurvivor},
+	}
 	for _, run := range steady {
-		e.logf("steady state, %s sink: %.0f events/s for %s", run.sink, o.SteadyRate, run.length)
-		st, err := e.steadyRun(ctx, run.sink, parts, o.SteadyRate, run.length)
+		how := "a replacement starts at the kill"
+		if run.survivor {
+			how = "two workers, the survivor takes over"
+		}
+		e.logf("steady state, %s sink: %.0f events/s for %s (%s)", run.sink, o.SteadyRate, run.length, how)
+		st, err := e.steadyRun(ctx, run.sink, parts, o.SteadyRate, run.length, run.survivor)
 		// A steady run that fails (a server timing out under the load)
 		// is reported with its error, not allowed to throw away what
 		// the rest of the run measured.

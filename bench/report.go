@@ -130,6 +130,14 @@ func (r *report) markdown(chart string) string {
 		}
 		fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
 	}
+	if sv := r.SteadySurvivor; sv.Survivor {
+		if sv.RecoveryMaxS <= 0 {
+			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor, %s sink | not seen before the run ended | ≤ %.0f s | %s |\n", sv.Sink, targetRecoveryS, verdict(false))
+		} else {
+			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor (which held none of its windows; %s at %.0f s into the run), %s sink, slowest partition | %.1f s | ≤ %.0f s | %s |\n",
+				windowState(o, sv), sv.Seconds, sv.Sink, sv.RecoveryMaxS, targetRecoveryS, verdict(sv.RecoveryMaxS <= targetRecoveryS))
+		}
+	}
 
 	b.WriteString("\nWhat limits the catch-up figures (the busiest process of the run, in cores kept busy; see \"Where the time goes\"):\n\n")
 	fmt.Fprintf(&b, "- emulator sink: %s; the plain loader, which only loads, keeps %s.\n", busiest(emu, r.Machine.Cores), busiest(r.Loader, r.Machine.Cores))
@@ -214,13 +222,23 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "The worker runs as in a container with a %s memory limit (`--memory-limit`: the GC keeps the heap under 90 %% of it), and a killed worker's replacement shares its state directory, as a restarted container shares its pod's emptyDir.\n\n", o.WorkerMemoryLimit)
 	}
 
-	for _, st := range []steadyState{s, sd} {
+	runs := []steadyState{s, sd}
+	if r.SteadySurvivor.Survivor {
+		runs = append(runs, r.SteadySurvivor)
+	}
+	for _, st := range runs {
 		recovered := fmt.Sprintf("had every partition's next batch visible within %.1f s (median %.1f s)", st.RecoveryMaxS, st.RecoveryMedianS)
 		if st.RecoveryMaxS <= 0 {
 			recovered = "had not made every partition's next batch visible when the run ended"
 		}
-		fmt.Fprintf(&b, "- %s sink: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL the replacement worker %s. Reconciled after the kill: %v%s.\n",
-			st.Sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, recovered, st.Reconciled, behind(st))
+		who, sink := "the replacement worker", st.Sink
+		if st.Survivor {
+			who, sink = "of one of two workers, the survivor", st.Sink+" sink, two workers,"
+		} else {
+			sink += " sink"
+		}
+		fmt.Fprintf(&b, "- %s: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL %s %s. Reconciled after the kill: %v%s.\n",
+			sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, who, recovered, st.Reconciled, behind(st))
 		if st.Error != "" {
 			fmt.Fprintf(&b, "  **The run did not finish:** %s. The figures above are those it had by then.\n", st.Error)
 		}
@@ -231,7 +249,7 @@ func (r *report) markdown(chart string) string {
 			}
 			fmt.Fprintf(&b, "  Worker log: %s took p50 %.2f s, p95 %.2f s a batch before the kill.", what, st.LoadP50S, st.LoadP95S)
 			if st.WindowRestoredBy != "" {
-				fmt.Fprintf(&b, " The replacement got its slowest dedup window back by %s in %.2f s.", st.WindowRestoredBy, st.WindowRestoreMaxS)
+				fmt.Fprintf(&b, " The worker that took over got its slowest dedup window back by %s in %.2f s.", st.WindowRestoredBy, st.WindowRestoreMaxS)
 			}
 			b.WriteString("\n")
 		}
@@ -351,10 +369,22 @@ func busiest(c catchUp, cores int) string {
 
 // steadyLength is how long st's steady run was planned to be.
 func steadyLength(o options, st steadyState) time.Duration {
-	if st.Sink == config.SinkBigQuery {
+	switch {
+	case st.Sink == config.SinkBigQuery:
 		return o.EmulatorSteadyFor
+	case st.Survivor:
+		return o.SurvivorFor
 	}
 	return o.SteadyFor
+}
+
+// killAt is when a steady run of length kills its worker: three quarters
+// in, or a minute before the end of a run of five minutes or more.
+func killAt(length time.Duration) time.Duration {
+	if length >= 5*time.Minute {
+		return length - time.Minute
+	}
+	return length * 3 / 4
 }
 
 // cpuBudget compares the CPU the headline discard run used, every process
@@ -426,4 +456,13 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 		}
 	}
 	return b.String()
+}
+
+// windowState says whether the survivor run's kill came after the
+// lateness window had filled.
+func windowState(o options, st steadyState) string {
+	if killAt(steadyLength(o, st)) >= config.DefaultAllowedLateness {
+		return "the window full"
+	}
+	return "the window not yet full"
 }

@@ -187,6 +187,11 @@ func (e *env) workerLog(cfg config.Config) string {
 // startWorker runs the worker for cfg; memoryLimit is its --memory-limit
 // ("" for none).
 func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit string) (*workerProc, error) {
+	return e.startWorkerLogging(ctx, cfg, memoryLimit, e.workerLog(cfg))
+}
+
+// startWorkerLogging is startWorker with its log at logPath.
+func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryLimit, logPath string) (*workerProc, error) {
 	httpAddr := os.Getenv("PAYSTREAM_HTTP_ADDR")
 	if httpAddr == "" {
 		// Any free port: a fixed one collides with whatever else runs.
@@ -217,7 +222,7 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 		// every run is a pod of its own.
 		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "worker-state", cfg.TaskQueue),
 	)
-	logFile, err := os.Create(e.workerLog(cfg))
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/workflows"
 )
 
 // steadyState is the long run at a fixed produce rate: latency from a
@@ -50,6 +51,9 @@ type steadyState struct {
 	// is visible; the slowest partition and the median.
 	RecoveryMaxS    float64 `json:"recovery_max_s"`
 	RecoveryMedianS float64 `json:"recovery_median_s"`
+	// Survivor: two workers ran, and the one left took over the killed
+	// one's partitions from the shared snapshots; no replacement started.
+	Survivor bool `json:"survivor,omitempty"`
 	// What the worker's log says of where a batch's time went: the Load
 	// activity (with the discard sink, only the batch_ledger load job
 	// into the emulator) before the kill, median and p95, and how the
@@ -87,8 +91,13 @@ type ledgerSeen struct {
 	seen       time.Time
 }
 
-func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate float64, length time.Duration) (steadyState, error) {
-	res := steadyState{Sink: sink, Rate: rate, Partitions: partitions}
+// steadyRun runs the pipeline at rate for length and kills a worker near
+// the end. With survivor unset one worker runs and a replacement starts at
+// the kill, as a restarted container would; with it set two workers share
+// the partitions from the start, and the one left takes over the killed
+// one's partitions, windows included, with no replacement.
+func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate float64, length time.Duration, survivor bool) (steadyState, error) {
+	res := steadyState{Sink: sink, Rate: rate, Partitions: partitions, Survivor: survivor}
 	cfg, _, err := e.newRun(ctx, sink, partitions, 0)
 	if err != nil {
 		return res, err
@@ -96,6 +105,19 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	first, err := e.startWorker(ctx, cfg, e.workerMemoryLimit)
 	if err != nil {
 		return res, err
+	}
+	var other *workerProc
+	survivorLog := strings.TrimSuffix(e.workerLog(cfg), ".log") + ".survivor.log"
+	if survivor {
+		if other, err = e.startWorkerLogging(ctx, cfg, e.workerMemoryLimit, survivorLog); err != nil {
+			first.kill()
+			return res, err
+		}
+		defer other.stop()
+		if err := e.waitPool(ctx, cfg, 2); err != nil {
+			first.kill()
+			return res, err
+		}
 	}
 	op := e.operator(cfg, pipeline.DefaultTuning().MaxRecords)
 	if _, err := op.Start(ctx); err != nil {
@@ -132,10 +154,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	// at once.
 	var killedAt time.Time
 	var second *workerProc
-	killAfter := length * 3 / 4
-	if length >= 5*time.Minute {
-		killAfter = length - time.Minute
-	}
+	killAfter := killAt(length)
 	select {
 	case <-time.After(killAfter):
 	case err := <-produced:
@@ -164,10 +183,14 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 		slices.Sort(loads)
 		res.LoadP50S, res.LoadP95S = percentile(loads, 50), percentile(loads, 95)
 	}
-	if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
-		return res, err
+	if survivor {
+		logPath = survivorLog // where the killed worker's windows come back
+	} else {
+		if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
+			return res, err
+		}
+		defer second.stop()
 	}
-	defer second.stop()
 	if err := <-produced; err != nil {
 		return res, err
 	}
@@ -425,4 +448,24 @@ func queryInt(ctx context.Context, bq *bigquery.Client, sql string) (int64, erro
 	}
 	n, _ := row[0].(int64)
 	return n, nil
+}
+
+// waitPool waits until the run's worker pool has n members.
+func (e *env) waitPool(ctx context.Context, cfg config.Config, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		v, err := e.temporal.QueryWorkflow(ctx, workflows.PoolID(cfg.TaskQueue), "", workflows.ProgressQuery)
+		if err == nil {
+			var st workflows.PoolState
+			if v.Get(&st) == nil && len(st.Members) >= n {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the worker pool of %s never had %d members", cfg.TaskQueue, n)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

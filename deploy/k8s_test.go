@@ -53,6 +53,7 @@ type objects struct {
 	hpas        map[string]*autoscalingv2.HorizontalPodAutoscaler
 	accounts    map[string]*corev1.ServiceAccount
 	policies    map[string]*networkingv1.NetworkPolicy
+	claims      map[string]*corev1.PersistentVolumeClaim
 }
 
 // decodeDir decodes a kustomization directory strictly: its
@@ -68,7 +69,7 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 	}
 	o := objects{map[string]*appsv1.Deployment{}, map[string]*batchv1.Job{}, map[string]*corev1.ConfigMap{}, map[string]*corev1.Service{},
 		map[string]*policyv1.PodDisruptionBudget{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{}, map[string]*corev1.ServiceAccount{},
-		map[string]*networkingv1.NetworkPolicy{}}
+		map[string]*networkingv1.NetworkPolicy{}, map[string]*corev1.PersistentVolumeClaim{}}
 	files := k.Resources
 	for _, p := range k.Patches {
 		files = append(files, p.Path)
@@ -112,6 +113,8 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 			o.accounts[name] = decode[corev1.ServiceAccount](t, path, raw)
 		case "NetworkPolicy":
 			o.policies[name] = decode[networkingv1.NetworkPolicy](t, path, raw)
+		case "PersistentVolumeClaim":
+			o.claims[name] = decode[corev1.PersistentVolumeClaim](t, path, raw)
 		default:
 			t.Errorf("%s: kind %q has no check here", path, head.Kind)
 		}
@@ -282,8 +285,11 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("overlay %s: autoscaler %s %+v: want a base autoscaler and 1 <= min <= max", overlay, name, h.Spec)
 			}
 		}
-		if k.Namespace == "" || len(k.Resources) != 1 || k.Resources[0] != "../../base" {
+		if k.Namespace == "" || len(k.Resources) == 0 || k.Resources[0] != "../../base" {
 			t.Errorf("overlay %s: namespace %q, resources %v", overlay, k.Namespace, k.Resources)
+		}
+		if overlay == "prod" {
+			checkSharedSnapshots(t, o)
 		}
 		for name := range o.deployments {
 			if base.deployments[name] == nil {
@@ -356,5 +362,33 @@ func checkPool(t *testing.T, base objects, worker *appsv1.Deployment) {
 	}
 	if !goLimit {
 		t.Error("worker GOMEMLIMIT does not come from its limits.memory")
+	}
+}
+
+// checkSharedSnapshots checks that production workers keep their dedup
+// window snapshots on one volume they all mount, so a partition the pool
+// moves loads its window on the new worker instead of replaying the log.
+func checkSharedSnapshots(t *testing.T, o objects) {
+	t.Helper()
+	w := o.deployments["paystream-worker"]
+	if w == nil {
+		t.Fatal("prod does not patch the worker's state volume")
+	}
+	var claim string
+	for _, v := range w.Spec.Template.Spec.Volumes {
+		if v.Name == "state" && v.EmptyDir == nil && v.PersistentVolumeClaim != nil {
+			claim = v.PersistentVolumeClaim.ClaimName
+		}
+	}
+	pvc := o.claims[claim]
+	if pvc == nil {
+		t.Fatalf("prod's worker state volume is not a claim the overlay defines (claim %q)", claim)
+	}
+	rwx := false
+	for _, m := range pvc.Spec.AccessModes {
+		rwx = rwx || m == corev1.ReadWriteMany
+	}
+	if !rwx || pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName == "" {
+		t.Errorf("claim %s: access modes %v, class %v: want ReadWriteMany on a named class", claim, pvc.Spec.AccessModes, pvc.Spec.StorageClassName)
 	}
 }

@@ -117,7 +117,7 @@ func (f *faultEnv) reconcileWith(t *testing.T, m *simulation.Manifest) {
 	defer cancel()
 	if err := f.operator.WaitCaughtUp(ctx, nil); err != nil {
 		st, _ := f.operator.Status(context.Background())
-		t.Fatalf("%v: %+v", err, st)
+		t.Fatalf("%v: %+v\npool: %+v\nbatches running: %v", err, st, poolState(t, f), runningBatches(t, f))
 	}
 	report, err := f.operator.Reconcile(ctx, m)
 	if err != nil {

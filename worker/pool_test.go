@@ -238,3 +238,20 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 	}
 }
+
+// runningBatches lists the MicroBatch runs still open, with their queues:
+// what a partition that does not catch up is waiting on.
+func runningBatches(t *testing.T, f *faultEnv) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := f.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, e := range resp.GetExecutions() {
+		out = append(out, e.GetExecution().GetWorkflowId()+" on "+e.GetTaskQueue())
+	}
+	return out
+}

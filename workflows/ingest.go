@@ -25,6 +25,8 @@ type IngestInput struct {
 	MaxRecords      int
 	MaxBytes        int64
 	AllowedLateness time.Duration
+	// MaxWindowIDs bounds the partition's dedup window (batch.Spec).
+	MaxWindowIDs int `json:",omitempty"`
 	// PollFor is how long PlanBatch waits for new records when caught up.
 	PollFor time.Duration
 	// Linger is how long a batch short of MaxRecords waits to fill.
@@ -284,6 +286,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 				Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
 				Window:          in.Window,
 				AllowedLateness: in.AllowedLateness,
+				MaxWindowIDs:    in.MaxWindowIDs,
 				Streams:         maps.Clone(streams),
 			}
 		}

@@ -54,8 +54,13 @@ func (pl *placement) apply(as Assignment) {
 	if as.Lost != "" {
 		pl.lost[as.Lost] = true
 	}
-	delete(pl.lost, as.Queue) // a worker may join again under its queue
+	if as.Queue != as.Lost {
+		delete(pl.lost, as.Queue) // a worker may join again under its queue
+	}
 	pl.queue = as.Queue
+	if pl.lost[pl.queue] {
+		pl.queue = "" // never plan where nothing polls: the shared queue serves meanwhile
+	}
 }
 
 // moved tells whether work scheduled on queue must move: its worker left.

@@ -162,7 +162,15 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 		}
 		workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", err)
 		p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
-		p.rebalance(ctx)
+		moved := p.rebalance(ctx)
+		// A partition moved off this worker earlier, while it still held
+		// its lease, may have work waiting there still: every partition
+		// hears that the queue is lost.
+		for _, id := range p.partitionIDs() {
+			if !slices.Contains(moved, id) {
+				p.tell(ctx, id, Assignment{Queue: p.Partitions[id], Lost: queue})
+			}
+		}
 	})
 }
 
@@ -188,11 +196,9 @@ func (p *pool) lost(queue string) string {
 
 // rebalance gives every partition a member, each member ⌊P/W⌋ or ⌈P/W⌉
 // of them, moving as few as it can, and tells each partition that moved.
-// With no members, partitions keep what they have until a worker joins.
+// With no members, partitions run on the shared task queue ("") until a
+// worker joins.
 func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
-	if len(p.Members) == 0 {
-		return nil
-	}
 	before := make(map[string]string, len(p.Partitions))
 	for id, q := range p.Partitions {
 		before[id] = q
@@ -200,18 +206,24 @@ func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
 	for id, q := range assign(p.Members, p.Partitions) {
 		p.Partitions[id] = q
 	}
-	ids := make([]string, 0, len(p.Partitions))
-	for id := range p.Partitions {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range p.partitionIDs() {
 		if q := p.Partitions[id]; q != before[id] {
 			changed = append(changed, id)
 			p.tell(ctx, id, Assignment{Queue: q, Lost: p.lost(before[id])})
 		}
 	}
 	return changed
+}
+
+// partitionIDs are the partitions' workflow IDs in order: workflow code
+// must not range over a map where order matters.
+func (p *pool) partitionIDs() []string {
+	ids := make([]string, 0, len(p.Partitions))
+	for id := range p.Partitions {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // tell signals a partition its assignment; a partition that is gone is
@@ -231,6 +243,13 @@ func (p *pool) tell(ctx workflow.Context, id string, as Assignment) {
 // share; the members holding the most keep the larger shares. It is a
 // pure function of its inputs, as workflow code must be.
 func assign(members []string, partitions map[string]string) map[string]string {
+	if len(members) == 0 {
+		out := make(map[string]string, len(partitions))
+		for id := range partitions {
+			out[id] = ""
+		}
+		return out
+	}
 	ids := make([]string, 0, len(partitions))
 	for id := range partitions {
 		ids = append(ids, id)

@@ -33,6 +33,7 @@ func TestAssignSpreadsAndKeeps(t *testing.T) {
 		{"two join one that holds all", []string{"a", "b", "c"}, partitionIDs(6, "a"), map[string]int{"a": 2, "b": 2, "c": 2}, 4},
 		{"uneven", []string{"a", "b", "c"}, partitionIDs(7, ""), map[string]int{"a": 3, "b": 2, "c": 2}, 7},
 		{"one left", []string{"a", "b"}, map[string]string{"p0": "a", "p1": "a", "p2": "b", "p3": "b", "p4": "c", "p5": "c"}, map[string]int{"a": 3, "b": 3}, 2},
+		{"every worker gone", nil, partitionIDs(3, "a"), map[string]int{"": 3}, 3},
 		{"more workers than partitions", []string{"a", "b", "c"}, partitionIDs(2, "a"), map[string]int{"a": 1, "b": 1}, 1},
 	}
 	for _, c := range cases {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -80,7 +81,7 @@ func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
 		loads++
 		if in.Spec.ID() != spec.ID() || len(in.Decisions.DuplicateOffsets) != 1 || in.Decisions.DuplicateOf[0] != 3 || in.Decisions.LateOffsets[0] != 9 ||
-			len(in.Enrichment.Scores) != 97 || in.Decisions.Next != decisions.Next {
+			len(in.Enrichment.Scores) != 97 || !reflect.DeepEqual(in.Decisions.Next, decisions.Next) {
 			t.Errorf("Load got %+v, not the recorded decisions", in)
 		}
 		if loads == 1 {
@@ -96,7 +97,7 @@ func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if loads != 2 || res.Totals.Loaded != 97 || res.Next != decisions.Next || res.BatchID != "batch/payments/2/0-100" {
+	if loads != 2 || res.Totals.Loaded != 97 || !reflect.DeepEqual(res.Next, decisions.Next) || res.BatchID != "batch/payments/2/0-100" {
 		t.Errorf("loads %d, result %+v", loads, res)
 	}
 	env.AssertExpectations(t)
@@ -163,7 +164,7 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
-	if next.Next != 100 || next.Window != decisions.Next || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
+	if next.Next != 100 || !reflect.DeepEqual(next.Window, decisions.Next) || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
 		t.Errorf("continued with %+v", next)
 	}
 }

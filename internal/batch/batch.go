@@ -51,6 +51,15 @@ func LoadJobID(batchID, table string, attempt int) string {
 type Window struct {
 	Start  int64
 	Newest time.Time
+	// Floors are the raises of the watermark's floor a rebuild from Start
+	// replays (dedup.Floor): empty unless the window hit its ID bound.
+	Floors []Floor `json:",omitempty"`
+}
+
+// Floor is a raise of the dedup watermark's floor at Offset to Time.
+type Floor struct {
+	Offset int64
+	Time   time.Time
 }
 
 // Spec is everything a MicroBatch needs.
@@ -58,6 +67,10 @@ type Spec struct {
 	Range
 	Window          Window // dedup window bounds at Range.Start
 	AllowedLateness time.Duration
+	// MaxWindowIDs bounds the partition's dedup window (0: no bound, in
+	// runs started before it existed); a partition keeps one value, since
+	// a rebuilt window must decide as the warm one did.
+	MaxWindowIDs int `json:",omitempty"`
 	// Streams, in storagewrite mode, is where each table's rows go: its
 	// partition's COMMITTED write stream and the offset this batch's rows
 	// start at. Empty in load mode.

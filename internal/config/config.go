@@ -38,6 +38,9 @@ const (
 	DefaultBigQueryEndpoint = "http://127.0.0.1:9050"
 	DefaultStorageEndpoint  = "127.0.0.1:9060"
 	DefaultAllowedLateness  = 10 * time.Minute
+	// DefaultMaxWindowIDs is above any partition's honest window (10
+	// minutes at 5,000 events/s is 3,000,000) and about 300 MB of table.
+	DefaultMaxWindowIDs = 5_000_000
 )
 
 // Write modes (Config.WriteMode): how Load writes to BigQuery.
@@ -93,6 +96,11 @@ type Config struct {
 	// AllowedLateness is how far behind the partition's newest event_time
 	// a record may be and still be deduplicated and loaded (DESIGN §4).
 	AllowedLateness time.Duration
+	// MaxWindowIDs bounds the IDs a partition's dedup window holds: past
+	// it, the window's watermark is raised until it holds 90 % of it, and
+	// records behind that are late (dedup.Window.Bound). It keeps a
+	// worker's memory bounded when producers' event_time stops advancing.
+	MaxWindowIDs int
 
 	// Kafka security. Secrets come from files or the environment, never
 	// from flags (a command line is visible to every user of the host).
@@ -144,6 +152,7 @@ func Default() Config {
 		BigQueryStorageEndpoint: DefaultStorageEndpoint,
 		WriteMode:               WriteModeLoad,
 		AllowedLateness:         DefaultAllowedLateness,
+		MaxWindowIDs:            DefaultMaxWindowIDs,
 		Sink:                    SinkBigQuery,
 		TemporalCompression:     CompressionNone,
 	}
@@ -166,6 +175,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.WriteMode, "write-mode", c.WriteMode, "how batches are written: load (a load job per table; minutes between batches) or storagewrite (COMMITTED write streams; real time)")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
+	fs.IntVar(&c.MaxWindowIDs, "max-window-ids", c.MaxWindowIDs, "most transaction IDs a partition's dedup window holds; past it the window shrinks and older records are quarantined as late")
 	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "client certificate for mutual TLS to Temporal, PEM file")
 	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", c.TemporalTLSKey, "its key, PEM file")
 	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", c.TemporalTLSCA, "PEM file of the CA of Temporal's server certificate (default: system roots)")
@@ -251,6 +261,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("temporal-compression must be %s or %s, got %q", CompressionNone, CompressionGzip, c.TemporalCompression)
 	case c.AllowedLateness <= 0 || c.AllowedLateness > dedup.MaxLateness:
 		return fmt.Errorf("allowed-lateness must be positive and at most %v, got %v", dedup.MaxLateness, c.AllowedLateness)
+	case c.MaxWindowIDs < 1000:
+		return fmt.Errorf("max-window-ids must be at least 1000, got %d", c.MaxWindowIDs)
 	}
 	return c.loadSecurity()
 }

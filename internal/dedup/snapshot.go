@@ -15,18 +15,19 @@ import (
 // records a partition at 5,000 events/s). Its layout, little-endian, in
 // 8-byte words unless said:
 //
-//	magic "PSDW2\n", lateness, next, has newest, newest (sec, nsec), anchor, base, checkpoints, held IDs
+//	magic "PSDW3\n", lateness, next, has newest, newest (sec, nsec), anchor, base, checkpoints, held IDs, floors
 //	per checkpoint: offset, has newest, newest (sec, nsec)
+//	per floor (all in effect): offset, 1, time (sec, nsec)
 //	per held ID: tag, fingerprint's second half, offset, newest (ns after base), content and raw hashes (4 bytes each)
 //	CRC-32C of all of the above
 //
 // The anchor is the caller's: something that ties the snapshot to the log it
 // came from (the activities hash the record at Next). Only IDs still inside
 // the window are written.
-const snapshotMagic = "PSDW2\n"
+const snapshotMagic = "PSDW3\n"
 
 const (
-	snapshotHeadWords  = 9
+	snapshotHeadWords  = 10
 	snapshotCheckpoint = 4 * 8
 	snapshotEntrySize  = 4*8 + 2*4
 )
@@ -53,12 +54,19 @@ func (w *Window) WriteSnapshot(out io.Writer, anchor uint64) error {
 	copy(head[:], snapshotMagic)
 	putWords(head[len(snapshotMagic):], uint64(w.lateness), uint64(w.next))
 	putTime(head[len(snapshotMagic)+16:], w.newest)
-	putWords(head[len(snapshotMagic)+40:], anchor, uint64(w.base), uint64(len(w.checkpoints)), uint64(held))
+	floors := w.floors[:w.applied]
+	putWords(head[len(snapshotMagic)+40:], anchor, uint64(w.base), uint64(len(w.checkpoints)), uint64(held), uint64(len(floors)))
 	bw.Write(head[:])
 	for _, c := range w.checkpoints {
 		var rec [snapshotCheckpoint]byte
 		putWords(rec[:], uint64(c.offset))
 		putTime(rec[8:], c.newest)
+		bw.Write(rec[:])
+	}
+	for _, f := range floors {
+		var rec [snapshotCheckpoint]byte
+		putWords(rec[:], uint64(f.Offset))
+		putTime(rec[8:], f.Time)
 		bw.Write(rec[:])
 	}
 	var rec [snapshotEntrySize]byte
@@ -103,11 +111,11 @@ func ReadSnapshot(in io.ReadSeeker) (*Window, uint64, error) {
 	h := head[len(snapshotMagic):]
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(h[8*i:]) }
 	newest, newestOK := getTime(h[16:])
-	lateness, next, anchor, base, checkpoints, held := time.Duration(u(0)), int64(u(1)), u(5), int64(u(6)), u(7), u(8)
-	if lateness <= 0 || lateness > MaxLateness || next < 0 || !newestOK || checkpoints == 0 || checkpoints > 1<<32 || held > 1<<40 {
+	lateness, next, anchor, base, checkpoints, held, floors := time.Duration(u(0)), int64(u(1)), u(5), int64(u(6)), u(7), u(8), u(9)
+	if lateness <= 0 || lateness > MaxLateness || next < 0 || !newestOK || checkpoints == 0 || checkpoints > 1<<32 || held > 1<<40 || floors > 1<<32 {
 		return nil, 0, fmt.Errorf("%w: header out of range", ErrBadSnapshot)
 	}
-	if int64(len(head))+int64(checkpoints)*snapshotCheckpoint+int64(held)*snapshotEntrySize+4 != size {
+	if int64(len(head))+int64(checkpoints+floors)*snapshotCheckpoint+int64(held)*snapshotEntrySize+4 != size {
 		return nil, 0, fmt.Errorf("%w: its counts do not add up to its %d bytes", ErrBadSnapshot, size)
 	}
 	w := &Window{lateness: lateness, next: next, newest: newest, base: base, ids: newIndex(slotsFor(int(held)))}
@@ -123,6 +131,18 @@ func ReadSnapshot(in io.ReadSeeker) (*Window, uint64, error) {
 		}
 		w.checkpoints = append(w.checkpoints, c)
 	}
+	for range floors {
+		if _, err := io.ReadFull(body, cp[:]); err != nil {
+			return nil, 0, fmt.Errorf("%w: cut short", ErrBadSnapshot)
+		}
+		f := Floor{Offset: int64(binary.LittleEndian.Uint64(cp[:]))}
+		var ok bool
+		if f.Time, ok = getTime(cp[8:]); !ok || f.Time.IsZero() || f.Offset > next || len(w.floors) > 0 && f.Offset <= w.floors[len(w.floors)-1].Offset {
+			return nil, 0, fmt.Errorf("%w: floors out of order", ErrBadSnapshot)
+		}
+		w.floors = append(w.floors, f)
+	}
+	w.applied = len(w.floors)
 	// Entries are read a block at a time: one read and one checksum
 	// update per entry cost more than putting it in the table.
 	block := make([]byte, 1638*snapshotEntrySize)

@@ -21,11 +21,13 @@
 package dedup
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/paystream/paystream/internal/payment"
@@ -117,6 +119,18 @@ type checkpoint struct {
 	newest time.Time
 }
 
+// Floor is a raise of the watermark's floor: from Offset on, the watermark
+// is at least Time. Bound raises it when a window holds more IDs than its
+// partition allows, so that memory stays bounded when event times stop
+// advancing (a producer's frozen clock): IDs older than the floor are
+// forgotten and records older than it are late, as with any watermark. A
+// rebuild replays the same raises at the same offsets (SetFloors), so a
+// cold worker still decides as a warm one does.
+type Floor struct {
+	Offset int64
+	Time   time.Time
+}
+
 // Window is one partition's dedup state. Not safe for concurrent use.
 type Window struct {
 	lateness    time.Duration
@@ -125,6 +139,10 @@ type Window struct {
 	base        int64     // the second held times are counted from
 	ids         *index
 	checkpoints []checkpoint // in offset order; the first is at or before every held ID's offset
+	// floors are the watermark floor's raises in offset order, the first
+	// applied floors in effect; the rest wait for their offset (a replay).
+	floors  []Floor
+	applied int
 }
 
 // New returns a Window that starts at offset start, having seen valid
@@ -147,8 +165,26 @@ func (w *Window) Next() int64 { return w.next }
 // Newest is the newest event_time of the partition's valid records so far.
 func (w *Window) Newest() time.Time { return w.newest }
 
-// Watermark is Newest minus the allowed lateness; zero before any record.
-func (w *Window) Watermark() time.Time { return watermark(w.newest, w.lateness) }
+// Watermark is Newest minus the allowed lateness, or the floor when that
+// is later; zero before any record.
+func (w *Window) Watermark() time.Time { return w.watermarkOf(w.newest) }
+
+// watermarkOf is the watermark when the newest event_time is newest.
+func (w *Window) watermarkOf(newest time.Time) time.Time {
+	wm := watermark(newest, w.lateness)
+	if f := w.floor(); f.After(wm) {
+		return f
+	}
+	return wm
+}
+
+// floor is the floor in effect (zero for none).
+func (w *Window) floor() time.Time {
+	if w.applied == 0 {
+		return time.Time{}
+	}
+	return w.floors[w.applied-1].Time
+}
 
 func watermark(newest time.Time, lateness time.Duration) time.Time {
 	if newest.IsZero() {
@@ -272,7 +308,7 @@ func (w *Window) makeRoom(newest time.Time, holding int64) {
 // offset of an ID about to be held, which may be out of the table: a
 // duplicate that keeps an old ID in the window after its time fell behind.
 func (w *Window) forgetBehind(newest time.Time, holding int64) {
-	cut := w.ns(watermark(newest, w.lateness))
+	cut := w.ns(w.watermarkOf(newest))
 	oldest, any := w.ids.removeIf(func(s *slot) bool { return s.newest < cut })
 	if !any || holding < oldest {
 		oldest = holding
@@ -293,6 +329,7 @@ func (w *Window) advance(offset int64) error {
 	if last := w.checkpoints[len(w.checkpoints)-1]; offset >= last.offset+checkpointEvery {
 		w.checkpoints = append(w.checkpoints, checkpoint{offset, w.newest})
 	}
+	w.applyFloors(offset)
 	w.next = offset + 1
 	return nil
 }
@@ -300,9 +337,107 @@ func (w *Window) advance(offset int64) error {
 // AdvanceTo moves Next to end after a range whose last offsets held no
 // record (transaction markers).
 func (w *Window) AdvanceTo(end int64) {
+	w.applyFloors(end)
 	if end > w.next {
 		w.next = end
 	}
+}
+
+// applyFloors puts in effect the floors raised at or before offset.
+func (w *Window) applyFloors(offset int64) {
+	raised := false
+	for w.applied < len(w.floors) && w.floors[w.applied].Offset <= offset {
+		w.applied++
+		raised = true
+	}
+	if raised {
+		w.forgetBehind(w.newest, offset)
+	}
+}
+
+// SetFloors gives a window about to replay the log the floors its
+// partition raised from where the replay starts (Floors of the window
+// that is being rebuilt).
+func (w *Window) SetFloors(floors []Floor) {
+	w.floors, w.applied = slices.Clone(floors), 0
+	w.applyFloors(w.next)
+}
+
+// FollowFloors gives a window loaded from a snapshot the floors its
+// partition raised after it, to replay; it fails when the floor in effect
+// differs from the partition's there (a snapshot of another history).
+func (w *Window) FollowFloors(floors []Floor) error {
+	var want time.Time
+	for _, f := range floors {
+		if f.Offset <= w.next {
+			want = f.Time
+		}
+	}
+	if !want.Equal(w.floor()) {
+		return fmt.Errorf("dedup: the window's floor at offset %d is %v, its partition's %v", w.next, w.floor(), want)
+	}
+	for _, f := range floors {
+		if f.Offset > w.next {
+			w.floors = append(w.floors, f)
+		}
+	}
+	return nil
+}
+
+// Floors returns the floor raises a rebuild from start (Bounds) replays:
+// the one in effect at start, then those after it.
+func (w *Window) Floors(start int64) []Floor {
+	first := 0
+	for first+1 < w.applied && w.floors[first+1].Offset <= start {
+		first++
+	}
+	w.floors, w.applied = w.floors[first:], w.applied-first
+	return slices.Clone(w.floors)
+}
+
+// Live counts the IDs inside the window: those a duplicate can still
+// match. Unlike Len it is the same on a warm window and a rebuilt one.
+func (w *Window) Live() int {
+	cut := w.ns(w.Watermark())
+	n := 0
+	for i, tag := range w.ids.tags {
+		if tag != 0 && w.ids.slots[i].newest >= cut {
+			n++
+		}
+	}
+	return n
+}
+
+// Bound keeps the window to at most max live IDs (0: no bound): past it,
+// it raises the floor at Next so that the newest 90 % of max stay, and
+// returns the raise. IDs that share one event time stay or go together,
+// so a stream whose clock stopped keeps none. Call it between batches,
+// where Next is a batch boundary, as a rebuild replays it there.
+func (w *Window) Bound(max int) (Floor, bool) {
+	if max <= 0 {
+		return Floor{}, false
+	}
+	cut := w.ns(w.Watermark())
+	var times []int64
+	for i, tag := range w.ids.tags {
+		if t := w.ids.slots[i].newest; tag != 0 && t >= cut {
+			times = append(times, t)
+		}
+	}
+	if len(times) <= max {
+		return Floor{}, false
+	}
+	keep := max - max/10
+	slices.SortFunc(times, func(a, b int64) int { return cmp.Compare(b, a) })
+	// Everything at or behind the first time not kept goes.
+	f := Floor{Offset: w.next, Time: time.Unix(w.base, times[keep]+1).UTC()}
+	w.floors = append(w.floors[:w.applied], f)
+	w.applied++
+	w.forgetBehind(w.newest, w.next)
+	if w.ids.misfit() {
+		w.ids.resize(slotsFor(w.ids.n))
+	}
+	return f, true
 }
 
 // Bounds returns where a replay must start to rebuild this Window exactly:

@@ -27,6 +27,7 @@ type Pipeline struct {
 	offsetsLost  *prometheus.CounterVec
 	loadJobs     *prometheus.CounterVec
 	windowBuilds *prometheus.CounterVec
+	floorRaises  *prometheus.CounterVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -41,6 +42,7 @@ const (
 	OffsetLostTotal     = "paystream_partition_offset_lost_total"
 	LoadJobsTotal       = "paystream_load_jobs_total"
 	WindowBuildsTotal   = "paystream_dedup_window_builds_total"
+	FloorRaisesTotal    = "paystream_dedup_window_floor_raises_total"
 )
 
 // Where a worker got a partition's dedup window it did not hold, the
@@ -83,6 +85,8 @@ func New() *Pipeline {
 			Help: "Plans that found a partition's next offset gone from its log (retention, or a re-created or truncated topic): the partition stopped and needs an operator."}, []string{"topic", "partition"}),
 		loadJobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadJobsTotal,
 			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
+		floorRaises: prometheus.NewCounterVec(prometheus.CounterOpts{Name: FloorRaisesTotal,
+			Help: "Times a partition's dedup window hit --max-window-ids and raised its watermark: records behind it are quarantined as late. Any increase needs a look (a producer's clock stopped, or the bound is too low for the traffic)."}, []string{"topic", "partition"}),
 		windowBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: WindowBuildsTotal,
 			Help: "Dedup windows this worker built because it did not hold them, by source (snapshot, log, empty). In steady state none is built: each partition stays on its worker. \"log\" is the slow one."}, []string{"topic", "source"}),
 	}
@@ -90,7 +94,7 @@ func New() *Pipeline {
 	// the Go heap, yet the bulk of a worker's memory.
 	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, windowBytes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -157,5 +161,13 @@ func (p *Pipeline) LoadJobFinished(table string, jobErr error) {
 func (p *Pipeline) WindowBuilt(topic, source string) {
 	if p != nil {
 		p.windowBuilds.WithLabelValues(topic, source).Inc()
+	}
+}
+
+// WindowFloorRaised records that a partition's dedup window hit its ID
+// bound and raised its watermark.
+func (p *Pipeline) WindowFloorRaised(topic string, partition int) {
+	if p != nil {
+		p.floorRaises.WithLabelValues(topic, strconv.Itoa(partition)).Inc()
 	}
 }

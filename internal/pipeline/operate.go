@@ -169,7 +169,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 func (o *Operator) ingestInput() workflows.IngestInput {
 	return workflows.IngestInput{
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
-		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, WriteMode: o.Config.WriteMode,
+		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
 		Pool: workflows.PoolID(o.Config.TaskQueue),
 	}
 }
