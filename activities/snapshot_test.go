@@ -2,10 +2,14 @@ package activities
 
 import (
 	"context"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -229,5 +233,44 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 			t.Fatalf("%d preloaded snapshots still held after their keep", left)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestCorruptSnapshotAtStartIsRebuilt: a worker whose state directory
+// holds a snapshot with one flipped bit in its header's count of IDs (its
+// checksum recomputed, as a bad write before the checksum would leave it)
+// starts, preloads it without allocating for the count, refuses it, and
+// decides the batch from a replay of the log exactly as the warm worker.
+func TestCorruptSnapshotAtStartIsRebuilt(t *testing.T) {
+	const n, size = 3000, 1000
+	kafka := snapshotLog(t, n, 17)
+	dir := t.TempDir()
+	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	specs, want := warmChain(t, warm, n, size) // the last snapshot at 2000
+	file := warm.snapshotStore().path("snap", 0)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := len("PSDW3\n") + 8*8 // the header's count of held IDs
+	b[held+4] |= 0x80            // 2^39 more IDs than written
+	binary.LittleEndian.PutUint32(b[len(b)-4:], crc32.Checksum(b[:len(b)-4], crc32.MakeTable(crc32.Castagnoli)))
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	a, logs := restarted(kafka, dir)
+	if err := a.PreloadSnapshots("snap", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Dedup(context.Background(), specs[2]); err != nil || !reflect.DeepEqual(got, want[2]) {
+		t.Fatalf("after a corrupt snapshot: decided %+v, %v; the warm worker %+v", got, err, want[2])
+	}
+	refused := logs.FilterMessage("dedup snapshot not used; replaying the window from the log").All()
+	if len(refused) != 1 || !strings.Contains(fmt.Sprint(refused[0].ContextMap()["error"]), dedup.ErrBadSnapshot.Error()) {
+		t.Errorf("want the snapshot refused as bad; logs %v", logs.All())
+	}
+	if logs.FilterMessage("dedup window rebuilt from the log").Len() != 1 {
+		t.Errorf("want the window replayed from the log; logs %v", logs.All())
 	}
 }

@@ -204,10 +204,11 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 }
 
 // TestZombieLoadWakesAfterItsRetry stalls a Load attempt without heartbeats
-// after its first table, past its heartbeat timeout: Temporal retries it on
-// the other worker, which finishes the batch; then the zombie wakes and
-// carries on writing the remaining tables. The job IDs it walks are the
-// retry's, so nothing lands twice.
+// after its first table, past its heartbeat timeout: Temporal retries it,
+// and the retry finishes the batch (on the partition's worker, whose other
+// goroutines still run); then the stalled attempt wakes and carries on
+// writing the remaining tables. The job IDs it walks are the retry's, so
+// nothing lands twice.
 func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
 	bin := buildWorker(t)
 	f := newFaultEnv(t, 1, 2000, 77)
