@@ -61,6 +61,12 @@ type control struct {
 	// idle is set by the loop when no batch is in flight and the last
 	// commit has settled: a pause or drain has taken effect.
 	idle bool
+	// handOver is set when the run is about to continue as new: a pause
+	// or drain still waiting is answered with where the partition stands,
+	// and the next run, which carries it, takes it into effect. (Waiting
+	// for idle there deadlocked a partition whose failed batch waited to
+	// run again: that batch runs before any pause, so idle never came.)
+	handOver bool
 }
 
 // setControlHandlers registers the control updates on ctx.
@@ -70,7 +76,7 @@ func setControlHandlers(ctx workflow.Context, in *IngestInput, c *control, progr
 	}
 	// A pause or drain answers when the loop has reached a batch boundary.
 	awaitIdle := func(ctx workflow.Context) (ControlResult, error) {
-		if err := workflow.Await(ctx, func() bool { return c.idle }); err != nil {
+		if err := workflow.Await(ctx, func() bool { return c.idle || c.handOver }); err != nil {
 			return ControlResult{}, err
 		}
 		return result(), nil

@@ -2,12 +2,16 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/batch"
@@ -157,5 +161,56 @@ func TestFailedBatchWaitGrows(t *testing.T) {
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 10 * time.Minute, 10 * time.Minute, 10 * time.Minute}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("waits %v, want %v", got, want)
+	}
+}
+
+// TestPauseWhileAFailedBatchWaitsThenContinueAsNew: a pause that arrives
+// while a failed batch waits to run again, when the run is due to continue
+// as new, is answered (the partition is retrying) and carried into the
+// next run with the batch; it once deadlocked the partition, whose pause
+// waited for a boundary the failed batch kept from coming.
+func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
+	env := newEnv(t)
+	env.SetTestTimeout(30 * time.Second)
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		return activities.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		if in.Spec.Start == 100 {
+			return batch.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", activities.ErrTypeLoadFailed, nil)
+		}
+		return batch.Totals{Loaded: 100}, nil
+	})
+	var answer *ControlResult
+	var answerErr error
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(PauseUpdate, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { answerErr = err },
+			OnComplete: func(v any, err error) {
+				answerErr = err
+				if err == nil {
+					r := v.(ControlResult)
+					answer = &r
+				}
+			},
+		})
+	}, 30*time.Second) // the failed batch waits a minute
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 2})
+	var can *workflow.ContinueAsNewError
+	if err := env.GetWorkflowError(); !errors.As(err, &can) {
+		t.Fatalf("run ended with %v, want continue-as-new", err)
+	}
+	var next IngestInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if !next.Paused || next.Pending == nil || next.Pending.Start != 100 || next.Next != 100 {
+		t.Errorf("next run: paused %v, pending %+v, next %d; want paused, batch 100-200 pending", next.Paused, next.Pending, next.Next)
+	}
+	if answerErr != nil || answer == nil || answer.State != StateBackoff || answer.Next != 100 {
+		t.Errorf("pause answered %+v, %v; want the partition retrying its batch at 100", answer, answerErr)
 	}
 }

@@ -40,6 +40,8 @@ type IngestInput struct {
 	RecordsDone int64
 	// Paused is an operator's pause, kept across continue-as-new.
 	Paused bool
+	// Draining is an operator's drain not yet done, kept likewise.
+	Draining bool `json:",omitempty"`
 	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
 	// write streams (DESIGN §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.
@@ -173,7 +175,7 @@ func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
 // before continue-as-new or stopping.
 func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
 	commitsInLoad := workflow.GetVersion(ctx, commitInLoadVersion, workflow.DefaultVersion, 1) == 1
-	c := &control{paused: in.Paused}
+	c := &control{paused: in.Paused, draining: in.Draining}
 	progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 	if p := in.Pending; p != nil && (p.Topic != in.Topic || p.Partition != in.Partition || p.Start != in.Next) {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", p.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
@@ -237,9 +239,10 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 				return err
 			}
 			// An update in flight would be lost with this run; it is
-			// answered first (a pause waits for the top of the next run).
+			// answered first, and the next run carries the pause or drain.
+			c.handOver = true
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-			in.Paused, in.Pending = c.paused, failed
+			in.Paused, in.Draining, in.Pending = c.paused, c.draining, failed
 			pl.keep(ctx, &in)
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
@@ -329,6 +332,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			// or drain waits for it too, for the same reason.
 			failed, planned = spec, nil
 			failures++
+			batches++                                          // a failed run adds to the history as a loaded one does
 			_ = workflow.Sleep(ctx, failedBatchWait(failures)) // a stop ends it early; the loop's top settles and returns
 			continue
 		}

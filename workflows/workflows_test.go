@@ -205,7 +205,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 		}
 		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
 	})
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3, WriteMode: config.WriteModeStorageWrite})
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 4, WriteMode: config.WriteModeStorageWrite}) // the failed run counts
 	var can *workflow.ContinueAsNewError
 	if err := env.GetWorkflowError(); !errors.As(err, &can) {
 		t.Fatalf("workflow ended with %v, want continue-as-new", err)
