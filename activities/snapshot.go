@@ -150,8 +150,9 @@ func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) erro
 // worker's timeouts (5 s), instead of when the first retried batch of
 // each partition asks: that took up to a second of the recovery. A
 // snapshot nobody asks for within keep is dropped, as its partition may
-// have gone to another worker.
-func (a *Activities) PreloadSnapshots(topic string, keep time.Duration) error {
+// have gone to another worker. (A function, not a method: every exported
+// method of Activities is registered as an activity.)
+func PreloadSnapshots(a *Activities, topic string, keep time.Duration) error {
 	store := a.snapshotStore()
 	if store == nil {
 		return nil

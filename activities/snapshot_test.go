@@ -174,7 +174,7 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 	}
 
 	a, logs := restarted(kafka, dir)
-	if err := a.PreloadSnapshots("snap", time.Minute); err != nil {
+	if err := PreloadSnapshots(a, "snap", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	store := a.snapshotStore()
@@ -218,7 +218,7 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := restarted(kafka, dir)
-	if err := b.PreloadSnapshots("snap", time.Millisecond); err != nil {
+	if err := PreloadSnapshots(b, "snap", time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -260,7 +260,7 @@ func TestCorruptSnapshotAtStartIsRebuilt(t *testing.T) {
 	}
 
 	a, logs := restarted(kafka, dir)
-	if err := a.PreloadSnapshots("snap", time.Minute); err != nil {
+	if err := PreloadSnapshots(a, "snap", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := a.Dedup(context.Background(), specs[2]); err != nil || !reflect.DeepEqual(got, want[2]) {

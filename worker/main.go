@@ -132,7 +132,7 @@ func run(args []string) error {
 	}
 	if opts.StateDir != "" {
 		// Both only shorten the recovery of a worker restarted in place.
-		if err := w.Activities.PreloadSnapshots(cfg.Topic, time.Minute); err != nil {
+		if err := activities.PreloadSnapshots(w.Activities, cfg.Topic, time.Minute); err != nil {
 			log.Warn("dedup snapshots not read at start", zap.Error(err))
 		}
 		releaseStickyWorkflows(ctx, tc, cfg, opts.StateDir, log)
