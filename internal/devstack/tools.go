@@ -79,18 +79,15 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 		return binDir, nil
 	}
 
-	for _, cc := range []string{"clang", "clang++"} {
-		if _, err := exec.LookPath(cc); err != nil {
-			return "", errors.New("the BigQuery emulator's cgo part (ZetaSQL) compiles only with clang, which is not installed: " +
-				"run `apt-get install -y clang` (Debian/Ubuntu) and try again")
-		}
+	if err := ensureClang(ctx, log, hostSystem()); err != nil {
+		return "", err
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return "", errors.New("the go command is not on PATH; it is needed to build the pinned tool servers")
 	}
 	fmt.Fprintf(log, "devstack: building %s into %s from tools/go.mod\n", strings.Join(toolBinaries, ", "), binDir)
-	fmt.Fprintln(log, "devstack: the first build compiles ZetaSQL with clang: about 8-12 minutes and up to 7 GB of RAM; later builds come from the Go build cache")
+	fmt.Fprintln(log, "devstack: the first build compiles ZetaSQL with clang: 10 to 25 minutes on 2 cores and up to 7 GB of RAM; later builds come from the Go build cache")
 	began := time.Now()
 	modfile, err := patchedToolsModfile(ctx, goBin, toolsDir, binDir)
 	if err != nil {
@@ -107,6 +104,21 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	if err := cmd.Start(); err != nil {
 		return "", fmt.Errorf("start tool build: %w", err)
 	}
+	// The first build is long and silent: say it is alive.
+	stopTicking := make(chan struct{})
+	defer close(stopTicking)
+	go func() {
+		t := time.NewTicker(buildProgressEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicking:
+				return
+			case <-t.C:
+				fmt.Fprintf(log, "devstack: still building the tool servers, %s so far\n", time.Since(began).Round(time.Second))
+			}
+		}
+	}()
 	var tail []string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
