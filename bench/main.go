@@ -107,7 +107,7 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 		}
-		os.Exit(1)
+		os.Exit(config.ExitCode(err))
 	}
 }
 

@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,16 +17,15 @@ var (
 	buildErr  error
 )
 
-// envNames lists the PAYSTREAM_* variables a command reads, from its own
-// -h output: every flag's variable, and the secrets it names.
-func envNames(t *testing.T, binary string, args ...string) map[string]bool {
+// build compiles the binaries once for the package's tests.
+func build(t *testing.T) {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "paystream-deploy-test")
 		if buildErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", binDir+"/", "../worker", "../starter", "../simulator").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binDir+"/", "../worker", "../starter", "../simulator", "../devstack", "../bench").CombinedOutput()
 		if err != nil {
 			buildErr = &buildError{string(out)}
 		}
@@ -33,6 +33,13 @@ func envNames(t *testing.T, binary string, args ...string) map[string]bool {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+}
+
+// envNames lists the PAYSTREAM_* variables a command reads, from its own
+// -h output: every flag's variable, and the secrets it names.
+func envNames(t *testing.T, binary string, args ...string) map[string]bool {
+	t.Helper()
+	build(t)
 	out, _ := exec.Command(filepath.Join(binDir, binary), append(args, "-h")...).CombinedOutput()
 	names := map[string]bool{}
 	for _, m := range regexp.MustCompile(`\$(PAYSTREAM_[A-Z0-9_]+)`).FindAllStringSubmatch(string(out), -1) {
@@ -42,6 +49,39 @@ func envNames(t *testing.T, binary string, args ...string) map[string]bool {
 		t.Fatalf("%s %s -h names %d variables:\n%s", binary, strings.Join(args, " "), len(names), out)
 	}
 	return names
+}
+
+// TestEveryBinaryHasVersionAndExitCodes: each binary prints its name and
+// build for --version and exits 0; a wrong flag is one line on stderr and
+// exit 2 (see README, "Exit codes").
+func TestEveryBinaryHasVersionAndExitCodes(t *testing.T) {
+	build(t)
+	for _, c := range []struct {
+		binary string
+		bad    []string // a command line with a wrong flag
+	}{
+		{"worker", []string{"--no-such-flag"}},
+		{"starter", []string{"status", "--no-such-flag"}},
+		{"simulator", []string{"--no-such-flag"}},
+		{"devstack", []string{"up", "--no-such-flag"}},
+		{"bench", []string{"--no-such-flag"}},
+	} {
+		out, err := exec.Command(filepath.Join(binDir, c.binary), "--version").Output()
+		if err != nil || !strings.HasPrefix(string(out), c.binary+" ") || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%s --version: %q, %v; want one line naming it, exit 0", c.binary, out, err)
+		}
+		cmd := exec.Command(filepath.Join(binDir, c.binary), c.bad...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err = cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Errorf("%s %v: %v, want exit 2", c.binary, c.bad, err)
+		}
+		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], "no-such-flag") {
+			t.Errorf("%s %v wrote %q, want one line naming the flag", c.binary, c.bad, stderr.String())
+		}
+	}
 }
 
 type buildError struct{ out string }

@@ -42,16 +42,19 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "devstack:", err)
 		}
-		os.Exit(2)
+		os.Exit(config.ExitCode(err))
 	}
 }
 
 func run(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, usage)
-		return errors.New("no command given")
+		return config.Usage(errors.New("no command given"))
 	}
 	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Println("devstack", config.Version())
+		return nil
 	case "up":
 		return up(ctx, args[1:])
 	case "demo":
@@ -68,7 +71,7 @@ func run(ctx context.Context, args []string) error {
 		return nil
 	default:
 		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		return config.Usage(fmt.Errorf("unknown command %q", args[0]))
 	}
 }
 

@@ -28,7 +28,7 @@ func main() {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "simulator:", err)
 		}
-		os.Exit(2)
+		os.Exit(config.ExitCode(err))
 	}
 }
 

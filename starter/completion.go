@@ -7,6 +7,8 @@ import (
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/paystream/paystream/internal/config"
 )
 
 // writeCompletion prints a completion script for shell, made from the
@@ -47,7 +49,7 @@ func writeCompletion(out io.Writer, shell string) error {
 		}
 		return nil
 	}
-	return usageError{errors.New("completion supports bash, zsh and fish, not " + shell)}
+	return config.Usage(errors.New("completion supports bash, zsh and fish, not " + shell))
 }
 
 // completionWords returns the first words of the commands and, for each,

@@ -79,9 +79,6 @@ func usage() string {
 	return b.String()
 }
 
-// usageError is a mistake in the command line (exit code 2).
-type usageError struct{ error }
-
 // errMismatch is reconcile's finding, already printed.
 var errMismatch = errors.New("reconciliation found mismatches")
 
@@ -91,26 +88,30 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout)
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
-	case errors.As(err, new(usageError)):
+	case errors.As(err, new(config.UsageError)):
 		fmt.Fprintln(os.Stderr, "starter:", err)
-		os.Exit(2)
+		os.Exit(config.ExitUsage)
 	default:
 		fmt.Fprintln(os.Stderr, "starter:", oneLine(err))
-		os.Exit(1)
+		os.Exit(config.ExitFailure)
 	}
 }
 
 func run(ctx context.Context, argv []string, out io.Writer) error {
 	if len(argv) == 0 {
 		fmt.Fprint(os.Stderr, usage())
-		return usageError{errors.New("no command given")}
+		return config.Usage(errors.New("no command given"))
 	}
 	name, rest := argv[0], argv[1:]
 	if name == "schema" {
 		if len(rest) == 0 || (rest[0] != "apply" && rest[0] != "print") {
-			return usageError{errors.New("schema needs a subcommand: apply or print")}
+			return config.Usage(errors.New("schema needs a subcommand: apply or print"))
 		}
 		name, rest = "schema "+rest[0], rest[1:]
+	}
+	if name == "--version" || name == "-version" || name == "version" {
+		fmt.Fprintln(out, "starter", config.Version())
+		return nil
 	}
 	if name == "-h" || name == "--help" || name == "help" {
 		fmt.Fprint(out, usage())
@@ -118,29 +119,29 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 	}
 	if name == "completion" {
 		if len(rest) != 1 {
-			return usageError{errors.New("completion needs a shell: bash, zsh or fish")}
+			return config.Usage(errors.New("completion needs a shell: bash, zsh or fish"))
 		}
 		return writeCompletion(out, rest[0])
 	}
 	fs, cfg, args, ok := commandFlags(name)
 	if !ok {
 		fmt.Fprint(os.Stderr, usage())
-		return usageError{fmt.Errorf("unknown command %q", name)}
+		return config.Usage(fmt.Errorf("unknown command %q", name))
 	}
 	if err := config.Parse(fs, rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return config.Usage(err)
 	}
 	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return config.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err}
+		return config.Usage(err)
 	}
 	if err := args.check(name); err != nil {
-		return usageError{err}
+		return config.Usage(err)
 	}
 	if name == "schema print" {
 		stmts, err := schema.Statements(cfg.BigQueryProject, cfg.BigQueryDataset)
@@ -380,7 +381,7 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		fmt.Fprintln(out, "every check passed")
 		return nil
 	}
-	return usageError{fmt.Errorf("unknown command %q", name)}
+	return config.Usage(fmt.Errorf("unknown command %q", name))
 }
 
 // replayQuarantine lists, and unless --dry-run replays, the quarantined

@@ -143,7 +143,7 @@ func (w *interruptAfter) Write(p []byte) (int, error) {
 func TestUsageErrorsAreOneLine(t *testing.T) {
 	for _, args := range [][]string{{}, {"bogus"}, {"schema"}, {"start", "--bogus"}, {"backfill", "--partition", "1"}, {"status", "extra"}} {
 		err := run(context.Background(), args, os.Stdout)
-		if !errors.As(err, new(usageError)) || strings.Contains(err.Error(), "\n") {
+		if !errors.As(err, new(config.UsageError)) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: %v, want a one-line usage error", args, err)
 		}
 	}
@@ -176,7 +176,7 @@ COMP_WORDS=($WORDS); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _starter; echo "${COMP
 			}
 		}
 	}
-	if err := run(context.Background(), []string{"completion", "tcsh"}, os.Stdout); !errors.As(err, new(usageError)) {
+	if err := run(context.Background(), []string{"completion", "tcsh"}, os.Stdout); !errors.As(err, new(config.UsageError)) {
 		t.Errorf("completion tcsh: %v, want a usage error", err)
 	}
 }

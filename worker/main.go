@@ -37,8 +37,8 @@ func main() {
 	if err := run(os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "worker:", err)
-			os.Exit(1)
 		}
+		os.Exit(config.ExitCode(err))
 	}
 }
 

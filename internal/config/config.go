@@ -211,8 +211,14 @@ const (
 // from its environment variable (see EnvName), so containers can be
 // configured by env alone. Usage texts gain the variable's name.
 func Parse(fs *flag.FlagSet, args []string) error {
+	var version *bool
+	if fs.Lookup("version") == nil {
+		version = fs.Bool("version", false, "print the version and exit")
+	}
 	fs.VisitAll(func(f *flag.Flag) {
-		f.Usage += fmt.Sprintf(" [$%s]", EnvName(f.Name))
+		if f.Name != "version" {
+			f.Usage += fmt.Sprintf(" [$%s]", EnvName(f.Name))
+		}
 	})
 	// Flag mistakes are one line naming the way to help; -h prints the
 	// flags to stdout.
@@ -224,18 +230,22 @@ func Parse(fs *flag.FlagSet, args []string) error {
 			fs.PrintDefaults()
 			return err
 		}
-		return fmt.Errorf("%w (see '%s -h')", err, fs.Name())
+		return Usage(fmt.Errorf("%w (see '%s -h')", err, fs.Name()))
+	}
+	if version != nil && *version {
+		fmt.Fprintf(os.Stdout, "%s %s\n", fs.Name(), Version())
+		return flag.ErrHelp // printed what was asked: exit 0
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var firstErr error
 	fs.VisitAll(func(f *flag.Flag) {
 		v, ok := os.LookupEnv(EnvName(f.Name))
-		if !ok || given[f.Name] || firstErr != nil {
+		if !ok || given[f.Name] || firstErr != nil || f.Name == "version" {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			firstErr = fmt.Errorf("$%s: %w", EnvName(f.Name), err)
+			firstErr = Usage(fmt.Errorf("$%s: %w", EnvName(f.Name), err))
 		}
 	})
 	return firstErr
