@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,10 @@ func TestOperatorCommands(t *testing.T) {
 		}
 		if err := json.Unmarshal([]byte(out), &status); err != nil {
 			t.Fatalf("status --json is not JSON: %v\n%s", err, out)
+		}
+		// Keys are snake_case, as JSON tools expect.
+		if !strings.Contains(out, `"high_watermark":`) || regexp.MustCompile(`"[A-Z]\w*":`).MatchString(out) {
+			t.Fatalf("status --json keys are not snake_case:\n%s", out)
 		}
 		if status[0].Lag == 0 && status[1].Lag == 0 && status[0].State == workflows.StateCaughtUp && status[1].State == workflows.StateCaughtUp {
 			break

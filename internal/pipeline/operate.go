@@ -230,20 +230,20 @@ func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 
 // PartitionStatus is one row of `starter status`.
 type PartitionStatus struct {
-	Partition int
+	Partition int `json:"partition"`
 	// State is the workflow's: ingesting, caught up, pausing, paused,
 	// draining, retrying a failed batch; or, when it is not running:
 	// not started, stopped, drained, failed, terminated, timed out.
-	State           string
-	Committed       int64 // consumer-group offset; -1 when none
-	HighWatermark   int64
-	Lag             int64
-	BatchesDone     int64
-	RecordsDone     int64
-	EventsPerSecond float64 // over the last minute of batches; 0 when none completed in it
-	MaxRecords      int     // batch size of the next plan
-	LastBatch       string
-	LastError       string
+	State           string  `json:"state"`
+	Committed       int64   `json:"committed"` // consumer-group offset; -1 when none
+	HighWatermark   int64   `json:"high_watermark"`
+	Lag             int64   `json:"lag"`
+	BatchesDone     int64   `json:"batches_done"`
+	RecordsDone     int64   `json:"records_done"`
+	EventsPerSecond float64 `json:"events_per_second"` // over the last minute of batches; 0 when none completed in it
+	MaxRecords      int     `json:"max_records"`       // batch size of the next plan
+	LastBatch       string  `json:"last_batch"`
+	LastError       string  `json:"last_error"`
 }
 
 // Status reports every partition: Kafka's view (committed offset, high
