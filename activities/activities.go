@@ -178,12 +178,15 @@ func (a *Activities) logger(ctx context.Context, spec batch.Spec) *zap.Logger {
 	if l == nil {
 		l = zap.NewNop()
 	}
-	attempt := int32(0)
+	fields := []zap.Field{zap.String("topic", spec.Topic), zap.Int("partition", spec.Partition), zap.String("batch_id", spec.ID()),
+		zap.Int64("offset", spec.Start), zap.Int64("end_offset", spec.End)}
 	if activity.IsActivity(ctx) {
-		attempt = activity.GetInfo(ctx).Attempt
+		// The run that scheduled it: the web UI's way to the batch.
+		info := activity.GetInfo(ctx)
+		fields = append(fields, zap.String("workflow_id", info.WorkflowExecution.ID), zap.String("run_id", info.WorkflowExecution.RunID),
+			zap.Int32("attempt", info.Attempt))
 	}
-	return l.With(zap.String("batch_id", spec.ID()), zap.Int("partition", spec.Partition),
-		zap.Int64("offset", spec.Start), zap.Int64("end_offset", spec.End), zap.Int32("attempt", attempt))
+	return l.With(fields...)
 }
 
 // windowCache keeps each partition's dedup window on this worker between
