@@ -36,6 +36,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -488,8 +489,37 @@ func writeSupervisor(ctx context.Context, out io.Writer, op *pipeline.Operator) 
 	if pr != nil {
 		line += fmt.Sprintf(", keeps %d partitions, last looked for new ones %s ago", pr.Partitions, time.Since(pr.LastChecked).Round(time.Second))
 	}
-	_, err = fmt.Fprintln(out, line)
+	if _, err := fmt.Fprintln(out, line); err != nil {
+		return err
+	}
+	pool, err := op.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, poolLine(pool))
 	return err
+}
+
+// poolLine says which worker holds which partitions: the placement the
+// pool keeps, so an operator sees at once whether the work is spread.
+func poolLine(pool *workflows.PoolState) string {
+	if pool == nil {
+		return "workers: no pool (no worker has started)"
+	}
+	held := map[string][]string{}
+	for id, q := range pool.Partitions {
+		held[q] = append(held[q], id[strings.LastIndexByte(id, '/')+1:])
+	}
+	parts := []string{}
+	for _, m := range pool.Members {
+		slices.Sort(held[m])
+		parts = append(parts, fmt.Sprintf("%s holds [%s]", m[strings.LastIndexByte(m, '/')+1:], strings.Join(held[m], " ")))
+	}
+	if len(held[""]) > 0 {
+		slices.Sort(held[""])
+		parts = append(parts, fmt.Sprintf("unplaced [%s]", strings.Join(held[""], " ")))
+	}
+	return fmt.Sprintf("workers: %d in the pool; %s", len(pool.Members), strings.Join(parts, "; "))
 }
 
 // watchStatus redraws the status table every interval until ctx ends (an

@@ -68,6 +68,10 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("partition %d status %+v; want caught up, committed = high watermark = %d, at least 2 batches", p, st, m.EndOffsets[p])
 		}
 	}
+	// The table ends with where the partitions run: the one worker holds both.
+	if out, err := cli("status"); err != nil || !regexp.MustCompile(`workers: 1 in the pool; \S+ holds \[0 1\]`).MatchString(out) {
+		t.Errorf("status: %v\n%s\nwant the pool's line, one worker holding partitions 0 and 1", err, out)
+	}
 
 	// --watch redraws the table until interrupted, then exits 0. The
 	// interrupt comes after the second table, not after a fixed time: on a
@@ -221,4 +225,21 @@ func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.C
 		t.Fatal(err)
 	}
 	return cfg, m, manifest
+}
+
+// TestPoolLineShowsPlacement: status says which worker holds which
+// partitions, and which wait for a worker.
+func TestPoolLineShowsPlacement(t *testing.T) {
+	pool := &workflows.PoolState{
+		Members: []string{"paystream/pod-a-1-00ff", "paystream/pod-b-1-0a0a"},
+		Partitions: map[string]string{"ingest/payments/2": "paystream/pod-a-1-00ff", "ingest/payments/0": "paystream/pod-a-1-00ff",
+			"ingest/payments/1": "paystream/pod-b-1-0a0a", "ingest/payments/3": ""},
+	}
+	want := "workers: 2 in the pool; pod-a-1-00ff holds [0 2]; pod-b-1-0a0a holds [1]; unplaced [3]"
+	if got := poolLine(pool); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	if got := poolLine(nil); !strings.Contains(got, "no pool") {
+		t.Errorf("without a pool: %q", got)
+	}
 }

@@ -529,3 +529,23 @@ func (o *Operator) checkNotFailed(ctx context.Context, partitions int) error {
 	}
 	return nil
 }
+
+// Pool reports the task queue's worker pool: its workers and which
+// partitions each holds; nil when no worker has started one.
+func (o *Operator) Pool(ctx context.Context) (*workflows.PoolState, error) {
+	id := workflows.PoolID(o.Config.TaskQueue)
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := o.Temporal.QueryWorkflow(qctx, id, "", workflows.ProgressQuery)
+	if errors.As(err, new(*serviceerror.NotFound)) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("query %s: %w", id, err)
+	}
+	var st workflows.PoolState
+	if err := v.Get(&st); err != nil {
+		return nil, fmt.Errorf("query %s: %w", id, err)
+	}
+	return &st, nil
+}
