@@ -134,8 +134,8 @@ func (r *report) markdown(chart string) string {
 		if sv.RecoveryMaxS <= 0 {
 			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor, %s sink | not seen before the run ended | ≤ %.0f s | %s |\n", sv.Sink, targetRecoveryS, verdict(false))
 		} else {
-			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor (which held none of its windows; %s at %.0f s into the run), %s sink, slowest partition | %.1f s | ≤ %.0f s | %s |\n",
-				windowState(o, sv), sv.Seconds, sv.Sink, sv.RecoveryMaxS, targetRecoveryS, verdict(sv.RecoveryMaxS <= targetRecoveryS))
+			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor (which held none of its windows; killed %.0f s in, %s), %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n",
+				killAt(steadyLength(o, sv)).Seconds(), windowState(o, sv), sv.Sink, sv.RecoveryMedianS, sv.RecoveryMaxS, targetRecoveryS, verdict(sv.RecoveryMaxS <= targetRecoveryS))
 		}
 	}
 
@@ -233,7 +233,7 @@ func (r *report) markdown(chart string) string {
 		}
 		who, sink := "the replacement worker", st.Sink
 		if st.Survivor {
-			who, sink = "of one of two workers, the survivor", st.Sink+" sink, two workers,"
+			who, sink = "of one of two workers, the survivor", st.Sink+" sink, two workers"
 		} else {
 			sink += " sink"
 		}
@@ -462,7 +462,7 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 // lateness window had filled.
 func windowState(o options, st steadyState) string {
 	if killAt(steadyLength(o, st)) >= config.DefaultAllowedLateness {
-		return "the window full"
+		return "after the 10-minute window had filled"
 	}
-	return "the window not yet full"
+	return "before the window had filled"
 }
