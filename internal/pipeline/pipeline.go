@@ -91,11 +91,20 @@ func sdkLogger(log *zap.Logger) sdklog.Logger {
 	if log == nil {
 		return sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
 	}
-	return zapSDKLogger{log.Sugar()}
+	// One frame for zapSDKLogger's own method: the line names the code
+	// that logged, not this file.
+	return zapSDKLogger{log.WithOptions(zap.AddCallerSkip(1)).Sugar()}
 }
 
-// zapSDKLogger lets the Temporal SDK log through zap.
+// zapSDKLogger lets the Temporal SDK log through zap. It implements the
+// SDK's With and WithCallerSkip, so the SDK neither wraps it in a logger
+// of its own nor loses the caller of a workflow's log line.
 type zapSDKLogger struct{ s *zap.SugaredLogger }
+
+func (l zapSDKLogger) With(kv ...interface{}) sdklog.Logger { return zapSDKLogger{l.s.With(kv...)} }
+func (l zapSDKLogger) WithCallerSkip(n int) sdklog.Logger {
+	return zapSDKLogger{l.s.WithOptions(zap.AddCallerSkip(n))}
+}
 
 func (l zapSDKLogger) Debug(msg string, kv ...interface{}) { l.s.Debugw(msg, kv...) }
 func (l zapSDKLogger) Info(msg string, kv ...interface{})  { l.s.Infow(msg, kv...) }
