@@ -22,7 +22,7 @@ type Pipeline struct {
 	events       *prometheus.CounterVec
 	batchLatency *prometheus.HistogramVec
 	loadDuration *prometheus.HistogramVec
-	lag          *prometheus.GaugeVec
+	lag          *freshGauge
 	loadRetries  *prometheus.CounterVec
 	offsetsLost  *prometheus.CounterVec
 	loadJobs     *prometheus.CounterVec
@@ -77,8 +77,8 @@ func New() *Pipeline {
 		loadDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: LoadDurationSeconds,
 			Help:    "Duration of Load activities that succeeded: all tables of one batch.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 12)}, []string{"topic"}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: KafkaLag,
-			Help: "Records between a partition's next offset to ingest and its high watermark, at the last plan."}, []string{"topic", "partition"}),
+		lag: newFreshGauge(prometheus.GaugeOpts{Name: KafkaLag,
+			Help: "Records between a partition's next offset to ingest and its high watermark, at the last plan on this worker; a partition not planned here for 2 minutes (moved to another worker) is no longer exported."}, []string{"topic", "partition"}, lagStale),
 		loadRetries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadRetriesTotal,
 			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
 		offsetsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: OffsetLostTotal,
@@ -123,7 +123,7 @@ func (p *Pipeline) BatchLoaded(topic string, partition int, loaded, duplicates, 
 // Lag records a partition's lag at a plan.
 func (p *Pipeline) Lag(topic string, partition int, records int64) {
 	if p != nil {
-		p.lag.WithLabelValues(topic, strconv.Itoa(partition)).Set(float64(records))
+		p.lag.set(float64(records), topic, strconv.Itoa(partition))
 	}
 }
 
