@@ -64,7 +64,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 	faults.At("dedup")
 	w.AdvanceTo(spec.End)
 	if f, raised := w.Bound(spec.MaxWindowIDs); raised {
-		a.Metrics.WindowFloorRaised(spec.Topic, spec.Partition)
+		a.Metrics.WindowFloorRaised(spec.Topic)
 		log.Warn("dedup window at its bound: its watermark is raised, and records older than it are quarantined as late",
 			zap.Int("max_window_ids", spec.MaxWindowIDs), zap.Time("floor", f.Time), zap.Int64("from_offset", f.Offset))
 	}

@@ -86,7 +86,7 @@ func New() *Pipeline {
 		loadJobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadJobsTotal,
 			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
 		floorRaises: prometheus.NewCounterVec(prometheus.CounterOpts{Name: FloorRaisesTotal,
-			Help: "Times a partition's dedup window hit --max-window-ids and raised its watermark: records behind it are quarantined as late. Any increase needs a look (a producer's clock stopped, or the bound is too low for the traffic)."}, []string{"topic", "partition"}),
+			Help: "Times a partition's dedup window hit --max-window-ids and raised its watermark: records behind it are quarantined as late. Any increase needs a look (a producer's clock stopped, or the bound is too low for the traffic). The partition is in the worker's warning log line."}, []string{"topic"}),
 		windowBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: WindowBuildsTotal,
 			Help: "Dedup windows this worker built because it did not hold them, by source (snapshot, log, empty). In steady state none is built: each partition stays on its worker. \"log\" is the slow one."}, []string{"topic", "source"}),
 	}
@@ -161,13 +161,16 @@ func (p *Pipeline) LoadJobFinished(table string, jobErr error) {
 func (p *Pipeline) WindowBuilt(topic, source string) {
 	if p != nil {
 		p.windowBuilds.WithLabelValues(topic, source).Inc()
+		// Exported at zero from the topic's first window on, so that an
+		// alert on its increase has a series to watch.
+		p.floorRaises.WithLabelValues(topic)
 	}
 }
 
 // WindowFloorRaised records that a partition's dedup window hit its ID
 // bound and raised its watermark.
-func (p *Pipeline) WindowFloorRaised(topic string, partition int) {
+func (p *Pipeline) WindowFloorRaised(topic string) {
 	if p != nil {
-		p.floorRaises.WithLabelValues(topic, strconv.Itoa(partition)).Inc()
+		p.floorRaises.WithLabelValues(topic).Inc()
 	}
 }
