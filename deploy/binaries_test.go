@@ -53,7 +53,7 @@ func envNames(t *testing.T, binary string, args ...string) map[string]bool {
 
 // TestEveryBinaryHasVersionAndExitCodes: each binary prints its name and
 // build for --version and exits 0; a wrong flag is one line on stderr and
-// exit 2 (see README, "Exit codes").
+// exit 2 (see README, "The starter CLI").
 func TestEveryBinaryHasVersionAndExitCodes(t *testing.T) {
 	build(t)
 	for _, c := range []struct {
