@@ -125,7 +125,6 @@ type Worker struct {
 	cfg        config.Config
 	tc         client.Client
 	stopJoin   context.CancelFunc
-	joined     chan struct{}
 }
 
 // WorkerOptions size the worker.
@@ -187,7 +186,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	workflows.Register(shared, acts)
 	workflows.Register(own, acts)
 	acts.Temporal = tc
-	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc, joined: make(chan struct{})}, nil
+	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc}, nil
 }
 
 // workerIdentity names this worker uniquely, and readably in the web UI:
@@ -215,12 +214,8 @@ func (w *Worker) Start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopJoin = cancel
 	go func() {
-		for first := true; ; first = false {
-			err := w.join(ctx)
-			if err == nil && first {
-				close(w.joined)
-			}
-			if err != nil && ctx.Err() == nil {
+		for {
+			if err := w.join(ctx); err != nil && ctx.Err() == nil {
 				w.Activities.Log.Warn("worker not joined to its pool; retrying", zap.String("queue", w.Queue), zap.Error(err))
 			}
 			select {
@@ -232,9 +227,6 @@ func (w *Worker) Start() error {
 	}()
 	return nil
 }
-
-// Joined is closed once the worker has first joined its pool.
-func (w *Worker) Joined() <-chan struct{} { return w.joined }
 
 // join tells the pool this worker is there, starting the pool when it
 // does not run.
