@@ -2,7 +2,6 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/segmentio/kafka-go"
@@ -33,11 +32,11 @@ type CommitInput struct {
 // minutes. A rewind on purpose is an operator's, with Kafka's own tools.
 func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
 	faults.At("commit")
-	current, err := a.committed(ctx, in.Topic, in.Partition)
+	current, err := a.kafkaClient().Committed(ctx, a.ConsumerGroup, in.Topic, []int{in.Partition})
 	if err != nil {
-		return err
+		return fmt.Errorf("commit offset %d of %s/%d: %w", in.Offset, in.Topic, in.Partition, err)
 	}
-	if current >= in.Offset {
+	if current[0] >= in.Offset {
 		return nil
 	}
 	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{
@@ -54,21 +53,4 @@ func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
 		}
 	}
 	return nil
-}
-
-// committed is the group's committed offset of a partition, -1 for none.
-func (a *Activities) committed(ctx context.Context, topic string, partition int) (int64, error) {
-	resp, err := a.kafkaClient().OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: a.ConsumerGroup, Topics: map[string][]int{topic: {partition}}})
-	if err == nil && resp.Error != nil && !errors.Is(resp.Error, kafka.GroupIdNotFound) {
-		err = resp.Error
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read the committed offset of %s/%d for group %s: %w", topic, partition, a.ConsumerGroup, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Partition == partition && p.Error == nil {
-			return p.CommittedOffset, nil
-		}
-	}
-	return -1, nil
 }

@@ -197,11 +197,17 @@ func CommittedOffsets(ctx context.Context, kc Cluster, group, topic string, part
 	}
 	c := kc.Client(10 * time.Second)
 	defer c.Close()
-	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+	return c.Committed(ctx, group, topic, ids)
+}
+
+// Committed returns the group's committed offset of each of partitions,
+// in their order, -1 where it has none.
+func (c *Client) Committed(ctx context.Context, group, topic string, partitions []int) ([]int64, error) {
+	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
 	}
-	out := make([]int64, partitions)
+	out := make([]int64, len(partitions))
 	for i := range out {
 		out[i] = -1
 	}
@@ -212,8 +218,8 @@ func CommittedOffsets(ctx context.Context, kc Cluster, group, topic string, part
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, resp.Error)
 	}
 	for _, p := range resp.Topics[topic] {
-		if p.Error == nil && p.Partition < partitions {
-			out[p.Partition] = p.CommittedOffset
+		if i := slices.Index(partitions, p.Partition); i >= 0 && p.Error == nil {
+			out[i] = p.CommittedOffset
 		}
 	}
 	return out, nil
