@@ -20,7 +20,6 @@ import (
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
-	"github.com/paystream/paystream/workflows"
 )
 
 // steadyState is the long run at a fixed produce rate: latency from a
@@ -106,6 +105,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	if err != nil {
 		return res, err
 	}
+	op := e.operator(cfg, pipeline.DefaultTuning().MaxRecords)
 	var other *workerProc
 	survivorLog := strings.TrimSuffix(e.workerLog(cfg), ".log") + ".survivor.log"
 	if survivor {
@@ -114,12 +114,11 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 			return res, err
 		}
 		defer other.stop()
-		if err := e.waitPool(ctx, cfg, 2); err != nil {
+		if err := e.waitPool(ctx, op, 2); err != nil {
 			first.kill()
 			return res, err
 		}
 	}
-	op := e.operator(cfg, pipeline.DefaultTuning().MaxRecords)
 	if _, err := op.Start(ctx); err != nil {
 		first.kill()
 		return res, err
@@ -451,20 +450,16 @@ func queryInt(ctx context.Context, bq *bigquery.Client, sql string) (int64, erro
 }
 
 // waitPool waits until the run's worker pool has n members.
-func (e *env) waitPool(ctx context.Context, cfg config.Config, n int) error {
+func (e *env) waitPool(ctx context.Context, op *pipeline.Operator, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
-		v, err := e.temporal.QueryWorkflow(ctx, workflows.PoolID(cfg.TaskQueue), "", workflows.ProgressQuery)
-		if err == nil {
-			var st workflows.PoolState
-			if v.Get(&st) == nil && len(st.Members) >= n {
-				return nil
-			}
+		if st, err := op.Pool(ctx); err == nil && st != nil && len(st.Members) >= n {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the worker pool of %s never had %d members", cfg.TaskQueue, n)
+			return fmt.Errorf("the worker pool of %s never had %d members", op.Config.TaskQueue, n)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

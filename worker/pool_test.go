@@ -96,20 +96,15 @@ func (w *poolWorker) windowBuilds(t *testing.T) map[string]float64 {
 	return out
 }
 
-// poolState queries the pool workflow.
+// poolState is the pool as the operator reads it; empty before a worker
+// has started one, or while the query fails.
 func poolState(t *testing.T, f *faultEnv) workflows.PoolState {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	v, err := f.operator.Temporal.QueryWorkflow(ctx, workflows.PoolID(f.operator.Config.TaskQueue), "", workflows.ProgressQuery)
-	if err != nil {
+	st, err := f.operator.Pool(context.Background())
+	if err != nil || st == nil {
 		return workflows.PoolState{}
 	}
-	var st workflows.PoolState
-	if err := v.Get(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return *st
 }
 
 // batchRun is a MicroBatch run as visibility lists it.
