@@ -43,13 +43,7 @@ func (w *Window) WriteSnapshot(out io.Writer, anchor uint64) error {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(out, crc), 1<<20)
 	cut := w.ns(w.Watermark())
-	live := func(i int) bool { return w.ids.tags[i] != 0 && w.ids.slots[i].newest >= cut }
-	held := 0
-	for i := range w.ids.tags {
-		if live(i) {
-			held++
-		}
-	}
+	held := w.Live()
 	var head [len(snapshotMagic) + snapshotHeadWords*8]byte
 	copy(head[:], snapshotMagic)
 	putWords(head[len(snapshotMagic):], uint64(w.lateness), uint64(w.next))
@@ -71,7 +65,7 @@ func (w *Window) WriteSnapshot(out io.Writer, anchor uint64) error {
 	}
 	var rec [snapshotEntrySize]byte
 	for i, tag := range w.ids.tags {
-		if !live(i) {
+		if !w.live(i, cut) {
 			continue // forgotten at the next sweep anyway
 		}
 		s := &w.ids.slots[i]

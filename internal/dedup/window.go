@@ -400,12 +400,18 @@ func (w *Window) Floors(start int64) []Floor {
 func (w *Window) Live() int {
 	cut := w.ns(w.Watermark())
 	n := 0
-	for i, tag := range w.ids.tags {
-		if tag != 0 && w.ids.slots[i].newest >= cut {
+	for i := range w.ids.tags {
+		if w.live(i, cut) {
 			n++
 		}
 	}
 	return n
+}
+
+// live tells whether slot i holds an ID inside the window, cut being the
+// watermark in held-time units (w.ns): one not yet swept may be behind it.
+func (w *Window) live(i int, cut int64) bool {
+	return w.ids.tags[i] != 0 && w.ids.slots[i].newest >= cut
 }
 
 // Bound keeps the window to at most max live IDs (0: no bound): past it,
@@ -419,9 +425,9 @@ func (w *Window) Bound(max int) (Floor, bool) {
 	}
 	cut := w.ns(w.Watermark())
 	var times []int64
-	for i, tag := range w.ids.tags {
-		if t := w.ids.slots[i].newest; tag != 0 && t >= cut {
-			times = append(times, t)
+	for i := range w.ids.tags {
+		if w.live(i, cut) {
+			times = append(times, w.ids.slots[i].newest)
 		}
 	}
 	if len(times) <= max {
@@ -433,10 +439,7 @@ func (w *Window) Bound(max int) (Floor, bool) {
 	f := Floor{Offset: w.next, Time: time.Unix(w.base, times[keep]+1).UTC()}
 	w.floors = append(w.floors[:w.applied], f)
 	w.applied++
-	w.forgetBehind(w.newest, w.next)
-	if w.ids.misfit() {
-		w.ids.resize(slotsFor(w.ids.n))
-	}
+	w.makeRoom(w.newest, w.next) // forget what is behind it, and shrink the table
 	return f, true
 }
 
@@ -456,8 +459,8 @@ func (w *Window) Bound(max int) (Floor, bool) {
 func (w *Window) Bounds() (start int64, newest time.Time) {
 	cut := w.ns(w.Watermark())
 	start, any := int64(0), false
-	for i, tag := range w.ids.tags {
-		if s := &w.ids.slots[i]; tag != 0 && s.newest >= cut && (!any || s.origOffset < start) {
+	for i := range w.ids.tags {
+		if s := &w.ids.slots[i]; w.live(i, cut) && (!any || s.origOffset < start) {
 			start, any = s.origOffset, true
 		}
 	}
