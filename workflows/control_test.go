@@ -2,16 +2,13 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/batch"
@@ -199,14 +196,7 @@ func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
 		})
 	}, 30*time.Second) // the failed batch waits a minute
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 2})
-	var can *workflow.ContinueAsNewError
-	if err := env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("run ended with %v, want continue-as-new", err)
-	}
-	var next IngestInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := continuedWith(t, env.GetWorkflowError())
 	if !next.Paused || next.Pending == nil || next.Pending.Start != 100 || next.Next != 100 {
 		t.Errorf("next run: paused %v, pending %+v, next %d; want paused, batch 100-200 pending", next.Paused, next.Pending, next.Next)
 	}

@@ -34,6 +34,21 @@ var (
 	enrichment = batch.Enrichment{Scores: make([]uint8, 97), Reasons: make([]uint16, 97)}
 )
 
+// continuedWith is the input a run handed its next one: err must be the
+// run's continue-as-new.
+func continuedWith(t *testing.T, err error) IngestInput {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("run ended with %v, want continue-as-new", err)
+	}
+	var next IngestInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	return next
+}
+
 func newEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	s.SetLogger(log.NewStructuredLogger(slog.New(slog.DiscardHandler)))
@@ -156,14 +171,7 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(batch.Totals{Loaded: 97}, nil)
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
-	var can *workflow.ContinueAsNewError
-	if err := env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("workflow ended with %v, want continue-as-new", err)
-	}
-	var next IngestInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
-	}
+	next := continuedWith(t, env.GetWorkflowError())
 	if next.Next != 100 || !reflect.DeepEqual(next.Window, decisions.Next) || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
 		t.Errorf("continued with %+v", next)
 	}
@@ -206,10 +214,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
 	})
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 4, WriteMode: config.WriteModeStorageWrite}) // the failed run counts
-	var can *workflow.ContinueAsNewError
-	if err := env.GetWorkflowError(); !errors.As(err, &can) {
-		t.Fatalf("workflow ended with %v, want continue-as-new", err)
-	}
+	next := continuedWith(t, env.GetWorkflowError())
 	want := []string{
 		"0-100 streams/transactions@0 ledger@0",
 		"100-200 streams/transactions@97 ledger@1", // failed
@@ -218,10 +223,6 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 	}
 	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
 		t.Errorf("loads\n%q\nwant\n%q", j.calls, want)
-	}
-	var next IngestInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
 	}
 	if next.WriteMode != config.WriteModeStorageWrite || next.Next != 300 {
 		t.Errorf("continued with %+v", next)
@@ -286,18 +287,11 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 	// The batch fails; while the run waits to retry it, Temporal suggests
 	// continue-as-new, and the next run is handed the batch.
 	j, err := run(in, temporal.NewNonRetryableApplicationError("schema mismatch", activities.ErrTypeLoadFailed, nil), 30*time.Second)
-	var can *workflow.ContinueAsNewError
-	if !errors.As(err, &can) {
-		t.Fatalf("first run ended with %v, want continue-as-new", err)
-	}
+	next := continuedWith(t, err)
 	// Planning runs beside the batch, so only the plans' offsets are
 	// compared, not their order.
 	if want := "[load batch/payments/0/0-100 | plan 0 plan 100]"; j.split() != want {
 		t.Errorf("first run called %s, want %s", j.split(), want)
-	}
-	var next IngestInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
-		t.Fatal(err)
 	}
 	if want := "batch/payments/0/0-100"; next.Pending == nil || next.Pending.ID() != want || next.Next != 0 {
 		t.Fatalf("continued at %d with pending batch %+v, want %s", next.Next, next.Pending, want)
