@@ -461,8 +461,8 @@ func cpuBudget(disc, loop catchUp, p runProfile) string {
 // windowState says whether the survivor run's kill came after the
 // lateness window had filled.
 func windowState(o options, st steadyState) string {
-	if killAt(steadyLength(o, st)) >= config.DefaultAllowedLateness {
-		return "after the 10-minute window had filled"
+	if w := config.DefaultAllowedLateness; killAt(steadyLength(o, st)) >= w {
+		return fmt.Sprintf("after the %s window had filled", w)
 	}
 	return "before the window had filled"
 }
