@@ -162,15 +162,13 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 		}
 		workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", err)
 		p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
-		moved := p.rebalance(ctx)
-		// A partition moved off this worker earlier, while it still held
-		// its lease, may have work waiting there still: every partition
-		// hears that the queue is lost.
+		// Every partition hears that the queue is lost, then where it
+		// goes: one moved off this worker earlier, while it still held its
+		// lease, may have work waiting there still, and may move again now.
 		for _, id := range p.partitionIDs() {
-			if !slices.Contains(moved, id) {
-				p.tell(ctx, id, Assignment{Queue: p.Partitions[id], Lost: queue})
-			}
+			p.tell(ctx, id, Assignment{Queue: p.Partitions[id], Lost: queue})
 		}
+		p.rebalance(ctx)
 	})
 }
 
