@@ -216,6 +216,18 @@ func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
 	if _, err := f.operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// While the zombie's Load stalls, the batch's records show as under
+	// way, not yet committed: the progress bar moves before batches end.
+	var ing pipeline.Ingested
+	for deadline := time.Now().Add(20 * time.Second); ing.UnderWay == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var err error
+		if ing, err = f.operator.Ingested(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if size := int64(f.operator.Tuning.MaxRecords); ing.Committed != 0 || ing.UnderWay != size || ing.Stable < 2000 {
+		t.Fatalf("while the first batch loads: %+v, want its %d records under way and none committed", ing, size)
+	}
 	time.Sleep(3 * time.Second) // the zombie takes the first batch
 	workerProcess(t, bin, f)
 	f.reconcile(t)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -23,6 +24,34 @@ type Range struct {
 // so one range is one batch, forever (invariant 2).
 func (r Range) ID() string {
 	return fmt.Sprintf("batch/%s/%d/%d-%d", r.Topic, r.Partition, r.Start, r.End)
+}
+
+// ParseID reads a batch ID back into its range: the operator learns from
+// a partition's running children which offsets are in batches.
+func ParseID(id string) (Range, error) {
+	bad := fmt.Errorf("%q is not a batch ID (batch/<topic>/<partition>/<start>-<end>)", id)
+	rest, ok := strings.CutPrefix(id, "batch/")
+	i := strings.LastIndexByte(rest, '/')
+	if !ok || i < 0 {
+		return Range{}, bad
+	}
+	var r Range
+	if _, err := fmt.Sscanf(rest[i+1:], "%d-%d", &r.Start, &r.End); err != nil || r.End < r.Start {
+		return Range{}, bad
+	}
+	j := strings.LastIndexByte(rest[:i], '/')
+	if j <= 0 {
+		return Range{}, bad
+	}
+	p, err := strconv.Atoi(rest[j+1 : i])
+	if err != nil || p < 0 {
+		return Range{}, bad
+	}
+	r.Topic, r.Partition = rest[:j], p
+	if r.ID() != id {
+		return Range{}, bad
+	}
+	return r, nil
 }
 
 // IngestID is the PartitionIngest workflow ID of a partition.

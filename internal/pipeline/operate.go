@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
@@ -446,21 +448,24 @@ func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.S
 }
 
 // WaitCaughtUp waits until every partition's committed offset reaches its
-// high watermark, writing a progress line every few seconds to progress
-// (when set). It watches Kafka's offsets, which cost the workers nothing,
-// and asks Temporal whether a partition's workflow failed only every few
-// seconds.
+// last stable offset, writing a progress line every few seconds to
+// progressTo (when set). It watches Kafka's offsets, which cost the
+// workers nothing, and every second asks Temporal whether a partition's
+// workflow failed and which batches are running, so the bar moves when
+// records enter a batch, not only when a batch ends.
 func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error {
 	bar := progress.New(progressTo, "records ingested", 0)
 	var lastStates time.Time
 	for {
-		done, committed, total, partitions, err := o.caughtUp(ctx)
-		if err == nil && (done || time.Since(lastStates) >= 2*time.Second) {
+		ing, err := o.caughtUp(ctx)
+		if err == nil && (ing.done() || time.Since(lastStates) >= time.Second) {
 			lastStates = time.Now()
-			err = o.checkNotFailed(ctx, partitions)
+			var underWay int64
+			underWay, err = o.underWay(ctx, ing.committed)
 			if errors.Is(err, errPartitionFailed) {
 				return err
 			}
+			bar.SetUnderWay(underWay)
 		}
 		if err != nil {
 			// A broker or server restarting is no reason to give up
@@ -472,12 +477,12 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error
 				continue
 			}
 		}
-		bar.SetTotal(total)
-		if done {
-			bar.Done(committed)
+		bar.SetTotal(sum(ing.stable))
+		if ing.done() {
+			bar.Done(sum(ing.committed))
 			return nil
 		}
-		bar.Set(committed)
+		bar.Set(sum(ing.committed))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not caught up: %w", ctx.Err())
@@ -486,48 +491,91 @@ func (o *Operator) WaitCaughtUp(ctx context.Context, progressTo io.Writer) error
 	}
 }
 
-// caughtUp compares the group's committed offsets with the last stable
-// offsets: what a read_committed consumer can reach.
-func (o *Operator) caughtUp(ctx context.Context) (done bool, committed, total int64, partitions int, err error) {
+// ingestion is how far each partition's committed offset is from its
+// last stable offset: what a read_committed consumer can reach.
+type ingestion struct {
+	committed, stable []int64
+}
+
+func (g ingestion) done() bool { return slices.Equal(g.committed, g.stable) }
+
+func sum(xs []int64) (n int64) {
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+func (o *Operator) caughtUp(ctx context.Context) (ingestion, error) {
 	bounds, err := kafkalog.AllBounds(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
-		return false, 0, 0, 0, err
+		return ingestion{}, err
 	}
-	hws := make([]int64, len(bounds))
+	stable := make([]int64, len(bounds))
 	for p, b := range bounds {
-		hws[p] = b.Stable
+		stable[p] = b.Stable
 	}
-	offsets, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(hws))
+	offsets, err := kafkalog.CommittedOffsets(ctx, o.Config.Kafka(), o.Config.ConsumerGroup, o.Config.Topic, len(stable))
 	if err != nil {
-		return false, 0, 0, 0, err
+		return ingestion{}, err
 	}
-	done = true
-	for p, hw := range hws {
-		committed += max(offsets[p], 0)
-		total += hw
-		if offsets[p] != hw {
-			done = false
-		}
+	for p := range offsets {
+		offsets[p] = max(offsets[p], 0)
 	}
-	return done, committed, total, len(hws), nil
+	return ingestion{committed: offsets, stable: stable}, nil
 }
 
 var errPartitionFailed = errors.New("partition workflow ended")
 
-// checkNotFailed returns errPartitionFailed when a partition's workflow
-// failed or was terminated: waiting longer would not help.
-func (o *Operator) checkNotFailed(ctx context.Context, partitions int) error {
-	for p := range partitions {
+// Ingested is the topic's records by stage, counted in offsets.
+type Ingested struct {
+	Committed int64 // below the consumer group's committed offsets
+	UnderWay  int64 // in running batches, past the committed offsets
+	Stable    int64 // below the last stable offsets
+}
+
+// Ingested reports how many of the topic's records are committed and how
+// many are in batches under way.
+func (o *Operator) Ingested(ctx context.Context) (Ingested, error) {
+	ing, err := o.caughtUp(ctx)
+	if err != nil {
+		return Ingested{}, err
+	}
+	underWay, err := o.underWay(ctx, ing.committed)
+	return Ingested{Committed: sum(ing.committed), UnderWay: underWay, Stable: sum(ing.stable)}, err
+}
+
+// underWay counts the records in running batches past each partition's
+// committed offset, from the partition workflows' pending children; it
+// returns errPartitionFailed when a partition's workflow failed or was
+// terminated: waiting longer would not help.
+func (o *Operator) underWay(ctx context.Context, committed []int64) (int64, error) {
+	var n int64
+	for p := range committed {
 		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(o.Config.Topic, p), "")
 		if err != nil {
 			continue // not started yet, or Temporal restarting: not a failure
 		}
 		switch st := stateName(desc.GetWorkflowExecutionInfo().GetStatus()); st {
 		case "failed", "terminated":
-			return fmt.Errorf("partition %d is %s: %w", p, st, errPartitionFailed)
+			return 0, fmt.Errorf("partition %d is %s: %w", p, st, errPartitionFailed)
+		}
+		n += batchesEnd(desc.GetPendingChildren(), committed[p])
+	}
+	return n, nil
+}
+
+// batchesEnd is how many offsets past committed the running batches
+// reach. A batch's offsets are committed before its workflow ends, so
+// the furthest end counts, not each batch's length.
+func batchesEnd(children []*workflowpb.PendingChildExecutionInfo, committed int64) int64 {
+	end := committed
+	for _, c := range children {
+		if r, err := batch.ParseID(c.GetWorkflowId()); err == nil {
+			end = max(end, r.End)
 		}
 	}
-	return nil
+	return end - committed
 }
 
 // Pool reports the task queue's worker pool: its workers and which

@@ -15,9 +15,12 @@ import (
 // Bar reports one operation's progress to w. A nil *Bar does nothing, so
 // callers without a place to report pass nil.
 type Bar struct {
-	w        io.Writer
-	what     string // "records ingested", "batches", "checks"
-	total    int64
+	w     io.Writer
+	what  string // "records ingested", "batches", "checks"
+	total int64
+	// underWay is work begun but not done: records in batches still
+	// running, drawn apart from done so the bar moves before a batch ends.
+	underWay int64
 	terminal bool
 	began    time.Time
 	// start is the count when the bar began: the rate counts this run's
@@ -55,6 +58,13 @@ func (b *Bar) SetTotal(total int64) {
 	}
 }
 
+// SetUnderWay reports n units begun but not yet done.
+func (b *Bar) SetUnderWay(n int64) {
+	if b != nil {
+		b.underWay = n
+	}
+}
+
 // Set reports that done units are done, drawing when it is time.
 func (b *Bar) Set(done int64) {
 	if b == nil {
@@ -70,6 +80,9 @@ func (b *Bar) Set(done int64) {
 	if time.Since(b.lastDraw) < interval && done < b.total {
 		return
 	}
+	if done >= b.total {
+		b.underWay = 0
+	}
 	b.draw(done)
 }
 
@@ -81,7 +94,8 @@ func (b *Bar) Done(done int64) {
 	if !b.started {
 		b.start, b.started = done, true
 	}
-	if !b.drawn || b.lastDone != done {
+	if !b.drawn || b.lastDone != done || b.underWay != 0 {
+		b.underWay = 0
 		b.draw(done)
 	}
 	if b.terminal {
@@ -91,7 +105,7 @@ func (b *Bar) Done(done int64) {
 
 func (b *Bar) draw(done int64) {
 	b.lastDraw, b.lastDone, b.drawn = time.Now(), done, true
-	line := Line(done, b.total, b.start, time.Since(b.began), b.what)
+	line := Line(done, b.underWay, b.total, b.start, time.Since(b.began), b.what)
 	if !b.terminal {
 		fmt.Fprintln(b.w, line)
 		return
@@ -104,18 +118,23 @@ func (b *Bar) draw(done int64) {
 	fmt.Fprintf(b.w, "\r%s%s", line, pad)
 }
 
-// Line renders one state of a bar:
+// Line renders one state of a bar, with '#' for done and '=' for under
+// way:
 //
-//	[##########----------]  5,000/10,000 records ingested  50%  1,234/s  4s left
-func Line(done, total, start int64, elapsed time.Duration, what string) string {
+//	[######====----------] 3,000/10,000 records ingested  30%, 2,000 in batches  1,234/s  6s left  2s elapsed
+func Line(done, underWay, total, start int64, elapsed time.Duration, what string) string {
 	const width = 20
-	frac := 0.0
+	frac, begun := 0.0, 0.0
 	if total > 0 {
 		frac = min(max(float64(done)/float64(total), 0), 1)
+		begun = min(max(float64(done+underWay)/float64(total), frac), 1)
 	}
-	filled := int(frac * width)
-	bar := "[" + strings.Repeat("#", filled) + strings.Repeat("-", width-filled) + "]"
+	filled, started := int(frac*width), int(begun*width)
+	bar := "[" + strings.Repeat("#", filled) + strings.Repeat("=", started-filled) + strings.Repeat("-", width-started) + "]"
 	s := fmt.Sprintf("%s %s/%s %s %3.0f%%", bar, Count(done), Count(total), what, 100*frac)
+	if underWay > 0 {
+		s += fmt.Sprintf(", %s in batches", Count(underWay))
+	}
 	if secs := elapsed.Seconds(); secs >= 0.5 {
 		rate := float64(done-start) / secs
 		if rate < 10 {

@@ -7,17 +7,22 @@ import (
 )
 
 func TestLine(t *testing.T) {
-	got := Line(5000, 10000, 1000, 4*time.Second, "records ingested")
+	got := Line(5000, 0, 10000, 1000, 4*time.Second, "records ingested")
 	// 4,000 records in 4 s is 1,000/s; 5,000 left take 5 s.
 	want := "[##########----------] 5,000/10,000 records ingested  50%  1,000/s  5s left  4s elapsed"
 	if got != want {
 		t.Errorf("Line:\n got %q\nwant %q", got, want)
 	}
-	if got := Line(12, 10, 0, 0, "batches"); !strings.HasPrefix(got, "[####################] 12/10 batches 100%") {
+	if got := Line(12, 0, 10, 0, 0, "batches"); !strings.HasPrefix(got, "[####################] 12/10 batches 100%") {
 		t.Errorf("past the total: %q", got)
 	}
-	if got := Line(3, 10, 0, 2*time.Second, "batches"); !strings.Contains(got, "  1.5/s  5s left") {
+	if got := Line(3, 0, 10, 0, 2*time.Second, "batches"); !strings.Contains(got, "  1.5/s  5s left") {
 		t.Errorf("a slow rate keeps a decimal: %q", got)
+	}
+	// Records in running batches move the bar before any batch ends.
+	got = Line(3000, 2000, 10000, 0, 2*time.Second, "records ingested")
+	if want := "[######====----------] 3,000/10,000 records ingested  30%, 2,000 in batches  1,500/s  5s left  2s elapsed"; got != want {
+		t.Errorf("under way:\n got %q\nwant %q", got, want)
 	}
 }
 
