@@ -52,10 +52,10 @@ type Activities struct {
 	// their parsed size, below the request's MaxRecords and MaxBytes when
 	// those would not fit its memory (see MaxBatchBytesFor).
 	MaxBatchBytes int
-	// StateDir, when set, is a local directory where Dedup keeps each
+	// SnapshotDir, when set, is a directory where Dedup keeps each
 	// partition's window every SnapshotEvery (0: DefaultSnapshotEvery), so
 	// a restarted worker need not replay the whole lateness window.
-	StateDir      string
+	SnapshotDir   string
 	SnapshotEvery time.Duration
 
 	client        *kafkalog.Client // see kafkaClient

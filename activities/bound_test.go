@@ -24,7 +24,7 @@ func TestFrozenEventTimeKeepsTheWindowBounded(t *testing.T) {
 	opts.Seed, opts.EventRate = 21, 1e9
 	kafka, _ := simulatedLog(t, "frozen", opts, n)
 	dir := t.TempDir()
-	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	warm := &Activities{Kafka: kafka, SnapshotDir: dir, SnapshotEvery: time.Nanosecond}
 	cold := &Activities{Kafka: kafka, RebuildEveryBatch: true}
 	var specs []batch.Spec
 	var decided []batch.Decisions
@@ -56,7 +56,7 @@ func TestFrozenEventTimeKeepsTheWindowBounded(t *testing.T) {
 		t.Fatalf("the window's bounds carry no floor: %+v", window)
 	}
 	// A worker restarted on the last snapshot decides the last batch again.
-	again := &Activities{Kafka: kafka, StateDir: dir}
+	again := &Activities{Kafka: kafka, SnapshotDir: dir}
 	last := len(specs) - 1
 	if d, err := again.Dedup(context.Background(), specs[last]); err != nil || !reflect.DeepEqual(d, decided[last]) {
 		t.Fatalf("from the snapshot: %+v, %v; the warm worker %+v", d, err, decided[last])

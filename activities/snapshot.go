@@ -59,8 +59,8 @@ type readSnapshot struct {
 // snapshotStore is the Activities' windowSnapshots; nil without a StateDir.
 func (a *Activities) snapshotStore() *windowSnapshots {
 	a.snapshotsOnce.Do(func() {
-		if a.StateDir != "" {
-			a.snapshots = &windowSnapshots{dir: a.StateDir, every: cmp.Or(a.SnapshotEvery, DefaultSnapshotEvery)}
+		if a.SnapshotDir != "" {
+			a.snapshots = &windowSnapshots{dir: a.SnapshotDir, every: cmp.Or(a.SnapshotEvery, DefaultSnapshotEvery)}
 		}
 	})
 	return a.snapshots

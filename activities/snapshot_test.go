@@ -56,7 +56,7 @@ func warmChain(t *testing.T, a *Activities, n, size int64) ([]batch.Spec, []batc
 // the test reads.
 func restarted(kafka kafkalog.Cluster, dir string) (*Activities, *observer.ObservedLogs) {
 	core, logs := observer.New(zap.InfoLevel)
-	return &Activities{Kafka: kafka, StateDir: dir, Log: zap.New(core)}, logs
+	return &Activities{Kafka: kafka, SnapshotDir: dir, Log: zap.New(core)}, logs
 }
 
 // TestRestartLoadsTheWindowSnapshot: a worker restarted in place decides
@@ -68,7 +68,7 @@ func TestRestartLoadsTheWindowSnapshot(t *testing.T) {
 	kafka := snapshotLog(t, n, 11)
 	dir := t.TempDir()
 	// Writes a snapshot at the start of every batch, the last at 7000.
-	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	warm := &Activities{Kafka: kafka, SnapshotDir: dir, SnapshotEvery: time.Nanosecond}
 	specs, want := warmChain(t, warm, n, size)
 	if len(want[7].DuplicateOffsets) == 0 || len(want[7].LateOffsets) == 0 {
 		t.Fatalf("the last batch has no duplicates or no late records (%+v): the test proves little", want[7])
@@ -85,7 +85,7 @@ func TestRestartLoadsTheWindowSnapshot(t *testing.T) {
 
 	// The batch after a snapshot taken one batch earlier: replays 1,000.
 	earlier, _ := os.ReadFile(warm.snapshotStore().path("snap", 0))
-	warm2 := &Activities{Kafka: kafka, StateDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
+	warm2 := &Activities{Kafka: kafka, SnapshotDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
 	warmChain(t, warm2, 6000, size) // last snapshot at 5000
 	moved, _ := os.ReadFile(warm2.snapshotStore().path("snap", 0))
 	if err := os.WriteFile(warm.snapshotStore().path("snap", 0), moved, 0o600); err != nil {
@@ -102,7 +102,7 @@ func TestRestartLoadsTheWindowSnapshot(t *testing.T) {
 	// A torn snapshot, one from another log under the same topic name,
 	// and one past the batch are not used: the window is replayed from
 	// the log, and the decisions are still the warm worker's.
-	other := &Activities{Kafka: snapshotLog(t, 7000, 12), StateDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
+	other := &Activities{Kafka: snapshotLog(t, 7000, 12), SnapshotDir: t.TempDir(), SnapshotEvery: time.Nanosecond}
 	warmChain(t, other, 6000, size) // last snapshot at 5000, where specs[5] starts
 	foreign, _ := os.ReadFile(other.snapshotStore().path("snap", 0))
 	for name, file := range map[string][]byte{"torn": earlier[:len(earlier)/2], "another log's": foreign, "later than the batch": earlier} {
@@ -164,7 +164,7 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 	const n, size = 4000, 1000
 	kafka := snapshotLog(t, n, 13)
 	dir := t.TempDir()
-	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	warm := &Activities{Kafka: kafka, SnapshotDir: dir, SnapshotEvery: time.Nanosecond}
 	specs, want := warmChain(t, warm, n, size) // the last snapshot at 3000
 
 	// Another topic's snapshot in the directory is none of this worker's.
@@ -245,7 +245,7 @@ func TestCorruptSnapshotAtStartIsRebuilt(t *testing.T) {
 	const n, size = 3000, 1000
 	kafka := snapshotLog(t, n, 17)
 	dir := t.TempDir()
-	warm := &Activities{Kafka: kafka, StateDir: dir, SnapshotEvery: time.Nanosecond}
+	warm := &Activities{Kafka: kafka, SnapshotDir: dir, SnapshotEvery: time.Nanosecond}
 	specs, want := warmChain(t, warm, n, size) // the last snapshot at 2000
 	file := warm.snapshotStore().path("snap", 0)
 	b, err := os.ReadFile(file)

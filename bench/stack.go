@@ -220,7 +220,7 @@ func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryL
 		// Shared by a killed worker and its replacement, as a container's
 		// restarts share its pod's emptyDir; every run has its own, as
 		// every run is a pod of its own.
-		"PAYSTREAM_STATE_DIR="+filepath.Join(e.dir, "worker-state", cfg.TaskQueue),
+		"PAYSTREAM_SNAPSHOT_DIR="+filepath.Join(e.dir, "worker-snapshots", cfg.TaskQueue),
 	)
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -104,3 +104,71 @@ func commandOf(command, args []string) (binary string, sub []string) {
 	}
 	return binary, sub
 }
+
+// commands are every binary and subcommand whose flags the tests read.
+var commands = [][]string{
+	{"worker"}, {"simulator"}, {"bench"},
+	{"devstack", "up"}, {"devstack", "demo"},
+	{"starter", "schema", "apply"}, {"starter", "schema", "print"}, {"starter", "start"}, {"starter", "stop"},
+	{"starter", "pause"}, {"starter", "resume"}, {"starter", "drain"}, {"starter", "set-batch"},
+	{"starter", "status"}, {"starter", "backfill"}, {"starter", "reconcile"}, {"starter", "replay-quarantine"},
+}
+
+// flagsOf reads a command's flags and their usage from its -h output.
+func flagsOf(t *testing.T, command []string) map[string]string {
+	t.Helper()
+	build(t)
+	out, _ := exec.Command(filepath.Join(binDir, command[0]), append(command[1:], "-h")...).CombinedOutput()
+	flags := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^  -(\S+)(?: \S+)?\n\s+(.*)$`).FindAllStringSubmatch(string(out), -1) {
+		usage := regexp.MustCompile(`\s*\(default .*\)$|\s*\[\$PAYSTREAM_\w+\]`).ReplaceAllString(m[2], "")
+		flags[m[1]] = usage
+	}
+	if len(flags) == 0 {
+		t.Fatalf("%v -h lists no flags:\n%s", command, out)
+	}
+	return flags
+}
+
+// sameMeaning lists the flags that commands word differently but that mean
+// one thing everywhere, so one PAYSTREAM_* variable set for all of them
+// (a ConfigMap, a shell profile) means one thing.
+var sameMeaning = map[string]string{
+	"allowed-lateness": "the pipeline's allowed lateness (the simulator makes late records older than it)",
+	"bigquery-dataset": "the BigQuery dataset paystream writes (devstack's emulator serves it)",
+	"bigquery-project": "the BigQuery project (devstack's emulator serves it)",
+	"events":           "how many simulated payments to produce",
+	"seed":             "the simulator's seed",
+	"partitions":       "partitions of the topic (bench: counts to compare)",
+	"timeout":          "how long the command waits before it gives up",
+	"manifest":         "the simulator's manifest file",
+	"partition":        "the partitions a starter command acts on",
+	"from":             "the first offset a starter command acts on",
+	"to":               "the offset after the last a starter command acts on",
+	"topic":            "the Kafka topic of payment events",
+}
+
+// TestEachVariableHasOneMeaning: a flag that two commands share is one
+// setting, worded alike or listed in sameMeaning. It caught --state-dir,
+// devstack's server state and the worker's snapshots under one variable.
+func TestEachVariableHasOneMeaning(t *testing.T) {
+	usages := map[string]map[string][]string{} // flag → usage → commands
+	for _, c := range commands {
+		for name, usage := range flagsOf(t, c) {
+			if usages[name] == nil {
+				usages[name] = map[string][]string{}
+			}
+			usages[name][usage] = append(usages[name][usage], strings.Join(c, " "))
+		}
+	}
+	for name, byUsage := range usages {
+		if len(byUsage) > 1 && sameMeaning[name] == "" {
+			t.Errorf("--%s (PAYSTREAM_%s) means different things: %v", name, strings.ToUpper(strings.ReplaceAll(name, "-", "_")), byUsage)
+		}
+	}
+	for name := range sameMeaning {
+		if len(usages[name]) < 2 {
+			t.Errorf("sameMeaning lists --%s, which no two commands word differently: remove it", name)
+		}
+	}
+}

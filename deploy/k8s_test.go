@@ -201,15 +201,15 @@ func TestKubernetesManifests(t *testing.T) {
 	if !memFromLimit {
 		t.Error("worker PAYSTREAM_MEMORY_LIMIT does not come from its limits.memory")
 	}
-	// The state directory must be writable under a read-only root.
+	// The snapshot directory must be writable under a read-only root.
 	mounted := false
 	for _, m := range c.VolumeMounts {
 		for _, v := range spec.Volumes {
-			mounted = mounted || (m.Name == v.Name && v.EmptyDir != nil && m.MountPath == env["PAYSTREAM_STATE_DIR"] && !m.ReadOnly)
+			mounted = mounted || (m.Name == v.Name && v.EmptyDir != nil && m.MountPath == env["PAYSTREAM_SNAPSHOT_DIR"] && !m.ReadOnly)
 		}
 	}
 	if !mounted {
-		t.Errorf("worker PAYSTREAM_STATE_DIR %q is not a writable emptyDir mount", env["PAYSTREAM_STATE_DIR"])
+		t.Errorf("worker PAYSTREAM_SNAPSHOT_DIR %q is not a writable emptyDir mount", env["PAYSTREAM_SNAPSHOT_DIR"])
 	}
 
 	// Containers set only what their binaries read.
@@ -372,17 +372,17 @@ func checkSharedSnapshots(t *testing.T, o objects) {
 	t.Helper()
 	w := o.deployments["paystream-worker"]
 	if w == nil {
-		t.Fatal("prod does not patch the worker's state volume")
+		t.Fatal("prod does not patch the worker's snapshot volume")
 	}
 	var claim string
 	for _, v := range w.Spec.Template.Spec.Volumes {
-		if v.Name == "state" && v.EmptyDir == nil && v.PersistentVolumeClaim != nil {
+		if v.Name == "snapshots" && v.EmptyDir == nil && v.PersistentVolumeClaim != nil {
 			claim = v.PersistentVolumeClaim.ClaimName
 		}
 	}
 	pvc := o.claims[claim]
 	if pvc == nil {
-		t.Fatalf("prod's worker state volume is not a claim the overlay defines (claim %q)", claim)
+		t.Fatalf("prod's worker snapshot volume is not a claim the overlay defines (claim %q)", claim)
 	}
 	rwx := false
 	for _, m := range pvc.Spec.AccessModes {

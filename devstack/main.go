@@ -133,8 +133,8 @@ func demo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("devstack demo", flag.ContinueOnError)
 	cfg := stackFlags(fs)
 	cfg.StateDir = ""
-	fs.Lookup("state-dir").DefValue = ""
-	fs.Lookup("state-dir").Usage = "state directory (default: a fresh temporary one, removed at exit unless --keep)"
+	// Same setting as up's, another default.
+	fs.Lookup("state-dir").DefValue = "a fresh temporary directory, removed at exit unless --keep"
 	gen := simulation.DefaultOptions()
 	tuning := pipeline.DefaultTuning()
 	events := fs.Int("events", 100000, "payment records to produce")

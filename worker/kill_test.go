@@ -38,7 +38,7 @@ func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.C
 	t.Helper()
 	cfg := f.stack.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--state-dir", f.stateDir, "--http-addr", "127.0.0.1:0")
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--snapshot-dir", f.snapshotDir, "--http-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), env...)
 	// A test binary killed by its timeout must not leave workers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -60,10 +60,10 @@ func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.C
 
 // faultEnv is a stack with a stream produced and an operator.
 type faultEnv struct {
-	stack    *devstack.Stack
-	operator *pipeline.Operator
-	manifest simulation.Manifest
-	stateDir string
+	stack       *devstack.Stack
+	operator    *pipeline.Operator
+	manifest    simulation.Manifest
+	snapshotDir string
 }
 
 func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
@@ -99,7 +99,7 @@ func faultEnvOn(t *testing.T, s *devstack.Stack) *faultEnv {
 	t.Cleanup(func() { bq.Close() })
 	tuning := pipeline.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	return &faultEnv{stack: s, stateDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return &faultEnv{stack: s, snapshotDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
 // reconcile waits until caught up and checks every figure against the

@@ -50,7 +50,7 @@ func run(args []string) error {
 	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
 	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", 0, fmt.Sprintf("MiB of parsed batches kept between a batch's activities; misses re-read Kafka (0: a quarter of the GC memory limit, at most %d)", activities.DefaultBatchCacheBytes>>20))
-	fs.StringVar(&opts.StateDir, "state-dir", "", "local directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
+	fs.StringVar(&opts.SnapshotDir, "snapshot-dir", "", "directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
@@ -130,12 +130,12 @@ func run(args []string) error {
 		defer srv.Close()
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
 	}
-	if opts.StateDir != "" {
+	if opts.SnapshotDir != "" {
 		// Both only shorten the recovery of a worker restarted in place.
 		if err := activities.PreloadSnapshots(w.Activities, cfg.Topic, time.Minute); err != nil {
 			log.Warn("dedup snapshots not read at start", zap.Error(err))
 		}
-		releaseStickyWorkflows(ctx, tc, cfg, opts.StateDir, log)
+		releaseStickyWorkflows(ctx, tc, cfg, opts.SnapshotDir, log)
 	}
 	if err := w.Start(); err != nil {
 		return err
@@ -152,12 +152,12 @@ func run(args []string) error {
 }
 
 // releaseStickyWorkflows hands the workflows of the partitions this
-// worker's predecessor ran (their snapshots are in stateDir) from its
+// worker's predecessor ran (their snapshots are in snapshotDir) from its
 // sticky queue back to the task queue (see pipeline.ReleaseStickyWorkflows).
 // Failing costs only a slower recovery, so it is logged, not returned.
-func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Config, stateDir string, log *zap.Logger) {
+func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Config, snapshotDir string, log *zap.Logger) {
 	began := time.Now()
-	partitions, err := activities.SnapshotPartitions(stateDir)
+	partitions, err := activities.SnapshotPartitions(snapshotDir)
 	if err != nil || len(partitions) == 0 {
 		if err != nil {
 			log.Warn("sticky workflows not released", zap.Error(err))

@@ -137,9 +137,9 @@ type WorkerOptions struct {
 	// MaxBatchBytes bounds the batches the worker plans by their parsed
 	// size (0: only the starter's --max-records and --max-bytes do).
 	MaxBatchBytes int
-	// StateDir is where Dedup keeps each partition's window for a fast
+	// SnapshotDir is where Dedup keeps each partition's window for a fast
 	// restart (empty: nowhere; a restart replays the window from Kafka).
-	StateDir string
+	SnapshotDir string
 	// Metrics, when set, receives the activities' figures.
 	Metrics *metrics.Pipeline
 	// StopTimeout is how long Stop lets running activities finish
@@ -162,7 +162,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, MaxBatchBytes: opts.MaxBatchBytes, Metrics: opts.Metrics,
-		StateDir:        opts.StateDir,
+		SnapshotDir:     opts.SnapshotDir,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
 	identity := workerIdentity()
