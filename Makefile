@@ -1,11 +1,11 @@
 # paystream's everyday commands. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test tools vet demo up fuzz soak bench bench-smoke
+.PHONY: test tools vet lint demo up fuzz soak bench bench-smoke
 
 # Builds the pinned tool servers first (minutes on a new machine, then
 # cached), so no test's timeout is spent compiling ZetaSQL.
-test: tools vet
+test: tools vet lint
 	$(GO) test -race -timeout 25m ./...
 
 tools:
@@ -14,6 +14,14 @@ tools:
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# staticcheck, and Temporal's workflowcheck on the workflows (a map
+# ranged over where order matters, time.Now, a goroutine), pinned in
+# tools/lint.
+lint:
+	cd tools/lint && $(GO) build -o ../../bin/ honnef.co/go/tools/cmd/staticcheck go.temporal.io/sdk/contrib/tools/workflowcheck
+	bin/staticcheck ./...
+	bin/workflowcheck ./workflows/...
 
 demo:
 	$(GO) run ./devstack demo

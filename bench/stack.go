@@ -329,11 +329,6 @@ func (w *workerProc) kill() {
 	<-w.done
 }
 
-func lastLine(b []byte) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	return lines[len(lines)-1]
-}
-
 // cpuSeconds is the user+system CPU a process has used, from
 // /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
 func cpuSeconds(pid int) float64 {

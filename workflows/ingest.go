@@ -345,6 +345,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		}
 		batches++
 		advance(&in, progress, spec.Range, res)
+		//workflowcheck:ignore each table on its own: order does not matter
 		for table, n := range res.Totals.Rows {
 			st := streams[table]
 			if spec.Streams[table].Name != st.Name {
@@ -379,6 +380,7 @@ func createStreams(ctx workflow.Context, in IngestInput) (map[string]batch.Strea
 		return nil, err
 	}
 	streams := make(map[string]batch.StreamOffset, len(names))
+	//workflowcheck:ignore builds a map: order does not matter
 	for table, name := range names {
 		streams[table] = batch.StreamOffset{Name: name}
 	}

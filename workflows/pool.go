@@ -198,9 +198,11 @@ func (p *pool) lost(queue string) string {
 // worker joins.
 func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
 	before := make(map[string]string, len(p.Partitions))
+	//workflowcheck:ignore a copy: order does not matter
 	for id, q := range p.Partitions {
 		before[id] = q
 	}
+	//workflowcheck:ignore a copy: order does not matter
 	for id, q := range assign(p.Members, p.Partitions) {
 		p.Partitions[id] = q
 	}
@@ -217,6 +219,7 @@ func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
 // must not range over a map where order matters.
 func (p *pool) partitionIDs() []string {
 	ids := make([]string, 0, len(p.Partitions))
+	//workflowcheck:ignore sorted below
 	for id := range p.Partitions {
 		ids = append(ids, id)
 	}
@@ -243,12 +246,14 @@ func (p *pool) tell(ctx workflow.Context, id string, as Assignment) {
 func assign(members []string, partitions map[string]string) map[string]string {
 	if len(members) == 0 {
 		out := make(map[string]string, len(partitions))
+		//workflowcheck:ignore builds a map: order does not matter
 		for id := range partitions {
 			out[id] = ""
 		}
 		return out
 	}
 	ids := make([]string, 0, len(partitions))
+	//workflowcheck:ignore sorted below
 	for id := range partitions {
 		ids = append(ids, id)
 	}

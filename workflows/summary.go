@@ -49,6 +49,7 @@ func loadSummary(d batch.Decisions) string {
 // totalsDetails is the batch's outcome, as reconciliation counts it.
 func totalsDetails(spec batch.Spec, t batch.Totals) string {
 	var amounts []string
+	//workflowcheck:ignore sorted before use
 	for _, cur := range slices.Sorted(maps.Keys(t.AmountByCurrency)) {
 		amounts = append(amounts, fmt.Sprintf("%s %s", t.AmountByCurrency[cur], cur))
 	}
