@@ -52,11 +52,18 @@ func Statements(project, dataset string) ([]Statement, error) {
 		if err != nil {
 			return nil, err
 		}
-		sql := strings.NewReplacer("{{project}}", project, "{{dataset}}", dataset).Replace(string(b))
+		sql := Fill(string(b), project, dataset)
 		object := strings.TrimSuffix(name[strings.Index(name, "_")+1:], ".sql")
 		out = append(out, Statement{Name: name, Object: object, SQL: sql})
 	}
 	return out, nil
+}
+
+// Fill names the project and dataset in SQL written with the {{project}}
+// and {{dataset}} placeholders: the DDL here and the monitoring queries of
+// docs/queries.
+func Fill(sql, project, dataset string) string {
+	return strings.NewReplacer("{{project}}", project, "{{dataset}}", dataset).Replace(sql)
 }
 
 // Options tune Apply to the server it talks to.

@@ -42,6 +42,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"cloud.google.com/go/bigquery"
+
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/progress"
@@ -65,6 +67,7 @@ var commands = []struct{ name, help string }{
 	{"status", "per partition: state, offsets, lag, batches, events/s, last error (--json, --watch)"},
 	{"backfill", "re-drive the batches of --partition P from --from A to --to B; loaded ones stay loaded once"},
 	{"reconcile", "check recon views, ledger ranges and offsets (and --manifest); exit 1 on a mismatch"},
+	{"query", "run a monitoring query, e.g. starter query docs/queries/freshness.sql (--json)"},
 	{"replay-quarantine", "load quarantined late records once an operator decided they belong (--dry-run lists them)"},
 	{"completion", "print a completion script: starter completion bash|zsh|fish"},
 }
@@ -135,7 +138,16 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		}
 		return config.Usage(err)
 	}
-	if fs.NArg() > 0 {
+	if name == "query" {
+		if fs.NArg() != 1 {
+			return config.Usage(errors.New("query needs one .sql file, e.g. starter query docs/queries/freshness.sql"))
+		}
+		sql, err := os.ReadFile(fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		args.queryFile, args.querySQL = fs.Arg(0), string(sql)
+	} else if fs.NArg() > 0 {
 		return config.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if err := cfg.Validate(); err != nil {
@@ -170,6 +182,8 @@ type commandArgs struct {
 	partitions   partitionList
 	from, to     int64
 	manifestPath string
+	queryFile    string
+	querySQL     string
 	dryRun       bool
 	setBatch     workflows.SetBatchInput
 	tuning       pipeline.Tuning
@@ -220,6 +234,8 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		fs.Int64Var(&args.to, "to", -1, "offset after the last (required)")
 	case "reconcile":
 		fs.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
+	case "query":
+		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
 	case "replay-quarantine":
 		fs.Var(&args.partitions, "partition", "partitions whose quarantine to replay, e.g. 0,2 (default: all)")
 		fs.Int64Var(&args.from, "from", 0, "replay batches that end after this offset")
@@ -290,6 +306,9 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		}
 		fmt.Fprintf(out, "schema applied to %s.%s: %d tables, %d views\n", cfg.BigQueryProject, cfg.BigQueryDataset, len(schema.Tables), len(schema.Views))
 		return nil
+	}
+	if name == "query" {
+		return runQuery(opCtx, bq, cfg, args, out)
 	}
 	tc, err := pipeline.DialTemporal(opCtx, cfg, nil)
 	if err != nil {
@@ -565,4 +584,35 @@ func oneLine(err error) string { return firstLine(err.Error()) }
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// runQuery runs a .sql file written with the {{project}} and {{dataset}}
+// placeholders (docs/queries) against the configured dataset.
+func runQuery(ctx context.Context, bq *bigquery.Client, cfg config.Config, args commandArgs, out io.Writer) error {
+	t, err := warehouse.Query(ctx, bq, schema.Fill(args.querySQL, cfg.BigQueryProject, cfg.BigQueryDataset))
+	if err != nil {
+		return fmt.Errorf("query %s: %w", args.queryFile, err)
+	}
+	if args.jsonOut {
+		rows := make([]map[string]string, len(t.Rows))
+		for i, r := range t.Rows {
+			rows[i] = make(map[string]string, len(r))
+			for j, v := range r {
+				rows[i][t.Columns[j]] = v
+			}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.ToUpper(strings.Join(t.Columns, "\t")))
+	for _, r := range t.Rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "(%d rows)\n", len(t.Rows))
+	return nil
 }

@@ -150,11 +150,15 @@ func (w *interruptAfter) Write(p []byte) (int, error) {
 }
 
 func TestUsageErrorsAreOneLine(t *testing.T) {
-	for _, args := range [][]string{{}, {"bogus"}, {"schema"}, {"start", "--bogus"}, {"backfill", "--partition", "1"}, {"status", "extra"}} {
+	for _, args := range [][]string{{}, {"bogus"}, {"schema"}, {"start", "--bogus"}, {"backfill", "--partition", "1"}, {"status", "extra"}, {"query"}, {"query", "a.sql", "b.sql"}} {
 		err := run(context.Background(), args, os.Stdout)
 		if !errors.As(err, new(config.UsageError)) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%q: %v, want a one-line usage error", args, err)
 		}
+	}
+	// A file that is not there is a failure (exit 1), not a usage error.
+	if err := run(context.Background(), []string{"query", "no-such.sql"}, os.Stdout); err == nil || errors.As(err, new(config.UsageError)) || !strings.Contains(err.Error(), "no-such.sql") {
+		t.Errorf("query of a missing file: %v, want an error naming it", err)
 	}
 }
 
