@@ -53,7 +53,7 @@ func envNames(t *testing.T, binary string, args ...string) map[string]bool {
 
 // TestEveryBinaryHasVersionAndExitCodes: each binary prints its name and
 // build for --version and exits 0; a wrong flag is one line on stderr and
-// exit 2 (see README, "The starter CLI").
+// exit 2 (docs/operating.md, "Exit codes").
 func TestEveryBinaryHasVersionAndExitCodes(t *testing.T) {
 	build(t)
 	for _, c := range []struct {
@@ -112,6 +112,7 @@ var commands = [][]string{
 	{"starter", "schema", "apply"}, {"starter", "schema", "print"}, {"starter", "start"}, {"starter", "stop"},
 	{"starter", "pause"}, {"starter", "resume"}, {"starter", "drain"}, {"starter", "set-batch"},
 	{"starter", "status"}, {"starter", "backfill"}, {"starter", "reconcile"}, {"starter", "replay-quarantine"},
+	{"starter", "query"},
 }
 
 // flagsOf reads a command's flags and their usage from its -h output.

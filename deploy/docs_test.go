@@ -1,0 +1,274 @@
+package deploy_test
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// docFiles are the documents a user reads: the README and docs/.
+func docFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("../docs/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"../README.md"}, files...)
+}
+
+// docCommand is one command line a document shows.
+type docCommand struct {
+	where string // file:line
+	line  string
+}
+
+var (
+	fence      = regexp.MustCompile("^```(\\w*)")
+	inlineCode = regexp.MustCompile("`([^`]+)`")
+	ourCommand = regexp.MustCompile(`^(?:go run \./)?(worker|starter|simulator|devstack|bench)(?:\s|$)|^make\s`)
+	flagSpan   = regexp.MustCompile(`^--([a-z][a-z0-9-]*)(?:[ =]|$)`)
+)
+
+// docCommands finds the paystream command lines in a document: every line
+// of a sh or bash block, a "$ " line of any block, and every inline code
+// span that starts with a binary's name or `make`.
+func docCommands(t *testing.T, path string) (cmds []docCommand, flags []docCommand) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	inBlock, lang, n := false, "", 0
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		where := filepath.Base(path) + ":" + strconv.Itoa(n)
+		if m := fence.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+			inBlock, lang = !inBlock, m[1]
+			continue
+		}
+		if inBlock {
+			l := strings.TrimSpace(line)
+			if rest, ok := strings.CutPrefix(l, "$ "); ok {
+				l = rest
+			} else if lang != "sh" && lang != "bash" {
+				continue
+			}
+			if ourCommand.MatchString(l) {
+				cmds = append(cmds, docCommand{where, l})
+			}
+			continue
+		}
+		for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
+			switch {
+			case ourCommand.MatchString(m[1]):
+				cmds = append(cmds, docCommand{where, m[1]})
+			case flagSpan.MatchString(m[1]):
+				flags = append(flags, docCommand{where, m[1]})
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return cmds, flags
+}
+
+// words splits a command line as a shell would, for the simple lines docs
+// show: up to a comment or a pipe, quotes kept together.
+func words(line string) []string {
+	var out []string
+	var cur strings.Builder
+	quote := rune(0)
+	for _, r := range line {
+		switch {
+		case quote != 0 && r == quote:
+			quote = 0
+		case quote != 0:
+			cur.WriteRune(r)
+		case r == '"' || r == '\'':
+			quote = r
+		case r == '#' && cur.Len() == 0, r == '|' || r == ';' || r == '&':
+			return append(out, nonEmpty(cur.String())...)
+		case r == ' ' || r == '\t':
+			out = append(out, nonEmpty(cur.String())...)
+			cur.Reset()
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	return append(out, nonEmpty(cur.String())...)
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// TestDocsShowOnlyCommandsThatExist: every paystream command a document
+// shows names a binary, subcommand, make target and flags that exist, so a
+// renamed flag cannot leave a document behind; and every --flag mentioned
+// alone is some command's.
+func TestDocsShowOnlyCommandsThatExist(t *testing.T) {
+	build(t)
+	known := map[string]map[string]string{} // "starter status" → flags
+	all := map[string]bool{}
+	for _, c := range commands {
+		flags := flagsOf(t, c)
+		known[strings.Join(c, " ")] = flags
+		for f := range flags {
+			all[f] = true
+		}
+	}
+	makefile, err := os.ReadFile("../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, path := range docFiles(t) {
+		cmds, flags := docCommands(t, path)
+		for _, c := range cmds {
+			checked++
+			if err := checkCommand(words(c.line), known, string(makefile)); err != "" {
+				t.Errorf("%s: `%s`: %s", c.where, c.line, err)
+			}
+		}
+		for _, f := range flags {
+			if name := flagSpan.FindStringSubmatch(f.line)[1]; !all[name] && name != "help" && name != "version" {
+				t.Errorf("%s: `%s`: no command has --%s", f.where, f.line, name)
+			}
+		}
+	}
+	if checked < 30 {
+		t.Errorf("found only %d commands in the documents: is the parser blind?", checked)
+	}
+}
+
+// checkCommand returns what is wrong with one command line ("" when it
+// exists as shown).
+func checkCommand(w []string, known map[string]map[string]string, makefile string) string {
+	if len(w) >= 3 && w[0] == "go" && w[1] == "run" {
+		w = append([]string{strings.TrimPrefix(w[2], "./")}, w[3:]...)
+	}
+	if w[0] == "make" {
+		for _, arg := range w[1:] {
+			if name, value, ok := strings.Cut(arg, "="); ok {
+				if name == "BENCH_FLAGS" {
+					if err := checkCommand(append([]string{"bench"}, words(value)...), known, makefile); err != "" {
+						return "BENCH_FLAGS: " + err
+					}
+				}
+				continue
+			}
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(arg) + `:`).MatchString(makefile) {
+				return "the Makefile has no target " + arg
+			}
+		}
+		return ""
+	}
+	command, args := w[0], w[1:]
+	switch command {
+	case "starter", "devstack":
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[0], "<") {
+			return "" // the binary alone, its -h, or a placeholder
+		}
+		command += " " + args[0]
+		args = args[1:]
+		if command == "starter schema" && len(args) > 0 {
+			command += " " + args[0]
+			args = args[1:]
+		}
+		if command == "starter completion" || command == "devstack build-tools" {
+			return ""
+		}
+	}
+	flags, ok := known[command]
+	if !ok {
+		return "no command " + command
+	}
+	for _, a := range args {
+		a = strings.Trim(a, "[]")
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if _, ok := flags[name]; !ok && !slices.Contains([]string{"h", "help", "version"}, name) {
+			return command + " has no flag --" + name
+		}
+	}
+	return ""
+}
+
+var (
+	mdLink  = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	heading = regexp.MustCompile(`(?m)^#+ (.+)$`)
+)
+
+// slug is GitHub's anchor for a heading: lower case, punctuation dropped,
+// spaces as '-'.
+func slug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(h) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// TestDocsLinksResolve: every link between the documents reaches a file
+// of the repository, and a heading there when it names one, so moving a
+// section cannot strand a link to it.
+func TestDocsLinksResolve(t *testing.T) {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range docFiles(t) {
+		text, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range mdLink.FindAllStringSubmatch(string(text), -1) {
+			target, anchor, _ := strings.Cut(m[1], "#")
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file := path
+			if target != "" {
+				file = filepath.Join(filepath.Dir(path), target)
+			}
+			abs, _ := filepath.Abs(file)
+			if !strings.HasPrefix(abs, root+string(filepath.Separator)) {
+				continue // outside the repository (../shared/DESIGN.md)
+			}
+			if _, err := os.Stat(file); err != nil {
+				t.Errorf("%s: link %s: %v", filepath.Base(path), m[1], err)
+				continue
+			}
+			if anchor == "" || !strings.HasSuffix(file, ".md") {
+				continue
+			}
+			body, _ := os.ReadFile(file)
+			found := false
+			for _, h := range heading.FindAllStringSubmatch(string(body), -1) {
+				found = found || slug(h[1]) == anchor
+			}
+			if !found {
+				t.Errorf("%s: link %s: %s has no heading #%s", filepath.Base(path), m[1], filepath.Base(file), anchor)
+			}
+		}
+	}
+}
