@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -95,12 +95,6 @@ func Close(a *Activities) {
 	}
 }
 
-// Error types that retrying cannot fix; the workflows do not retry them.
-const (
-	ErrTypeOffsetOutOfRange = "OffsetOutOfRange"
-	ErrTypeLoadFailed       = "LoadFailed"
-)
-
 // heartbeatEvery sends a heartbeat at every 5,000th step n of a long loop
 // in an activity (a no-op outside one): often enough for the heartbeat
 // timeout on a busy machine, rarely enough to cost nothing. None is sent
@@ -168,12 +162,12 @@ func (a *Activities) readRange(ctx context.Context, topic string, partition int,
 		return fn(r)
 	})
 	if errors.Is(err, kafkalog.ErrOffsetOutOfRange) {
-		return t, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeOffsetOutOfRange, err)
+		return t, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeOffsetOutOfRange, err)
 	}
 	return t, err
 }
 
-func (a *Activities) logger(ctx context.Context, spec batch.Spec) *zap.Logger {
+func (a *Activities) logger(ctx context.Context, spec contract.Spec) *zap.Logger {
 	l := a.Log
 	if l == nil {
 		l = zap.NewNop()

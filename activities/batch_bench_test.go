@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -21,11 +21,11 @@ func BenchmarkBatch(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		start := int64(i%4) * batchSize
-		plan, err := a.PlanBatch(ctx, PlanInput{Topic: "bench", Partition: 0, Next: start, MaxRecords: batchSize, MaxBytes: 8 << 20})
+		plan, err := a.PlanBatch(ctx, contract.PlanInput{Topic: "bench", Partition: 0, Next: start, MaxRecords: batchSize, MaxBytes: 8 << 20})
 		if err != nil {
 			b.Fatal(err)
 		}
-		spec := batch.Spec{Range: batch.Range{Topic: "bench", Partition: 0, Start: start, End: plan.End}, Window: batch.Window{Start: start}, AllowedLateness: 10 * time.Minute}
+		spec := contract.Spec{Range: contract.Range{Topic: "bench", Partition: 0, Start: start, End: plan.End}, Window: contract.Window{Start: start}, AllowedLateness: 10 * time.Minute}
 		a.RebuildEveryBatch = false
 		d, err := a.Dedup(ctx, spec)
 		if err != nil {
@@ -35,7 +35,7 @@ func BenchmarkBatch(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rows, _, err := a.buildRows(ctx, LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now())
+		rows, _, err := a.buildRows(ctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now())
 		if err != nil {
 			b.Fatal(err)
 		}

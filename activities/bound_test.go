@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -26,12 +26,12 @@ func TestFrozenEventTimeKeepsTheWindowBounded(t *testing.T) {
 	dir := t.TempDir()
 	warm := &Activities{Kafka: kafka, SnapshotDir: dir, SnapshotEvery: time.Nanosecond}
 	cold := &Activities{Kafka: kafka, RebuildEveryBatch: true}
-	var specs []batch.Spec
-	var decided []batch.Decisions
-	window := batch.Window{}
+	var specs []contract.Spec
+	var decided []contract.Decisions
+	window := contract.Window{}
 	decidedRecords, late := 0, 0
 	for start := int64(0); start < n; start += size {
-		spec := batch.Spec{Range: batch.Range{Topic: "frozen", Start: start, End: start + size}, Window: window, AllowedLateness: time.Minute, MaxWindowIDs: bound}
+		spec := contract.Spec{Range: contract.Range{Topic: "frozen", Start: start, End: start + size}, Window: window, AllowedLateness: time.Minute, MaxWindowIDs: bound}
 		d, err := warm.Dedup(context.Background(), spec)
 		if err != nil {
 			t.Fatal(err)

@@ -4,18 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/paystream/paystream/contract"
+
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paystream/paystream/internal/faults"
 )
-
-// CommitInput is the offset to commit for a partition: the end of the last
-// loaded batch, which is the next offset to read.
-type CommitInput struct {
-	Topic     string
-	Partition int
-	Offset    int64
-}
 
 // CommitOffsets records the consumer-group offset after every table of the
 // batch is loaded (invariant 5), so standard lag tooling sees paystream's
@@ -30,7 +24,7 @@ type CommitInput struct {
 // for a simple consumer, so the committed offset is read first: the race
 // left is between that read and the commit, milliseconds, not the zombie's
 // minutes. A rewind on purpose is an operator's, with Kafka's own tools.
-func (a *Activities) CommitOffsets(ctx context.Context, in CommitInput) error {
+func (a *Activities) CommitOffsets(ctx context.Context, in contract.CommitInput) error {
 	faults.At("commit")
 	current, err := a.kafkaClient().Committed(ctx, a.ConsumerGroup, in.Topic, []int{in.Partition})
 	if err != nil {

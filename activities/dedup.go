@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -19,7 +19,7 @@ import (
 // window (DESIGN §4) and returns the offsets it turns away. The window comes
 // from this worker's cache when it ends where the batch starts; otherwise it
 // is rebuilt by replaying the log from spec.Window.
-func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decisions, error) {
+func (a *Activities) Dedup(ctx context.Context, spec contract.Spec) (contract.Decisions, error) {
 	began := time.Now()
 	log := a.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
@@ -29,21 +29,21 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 		if w != nil {
 			a.windows.put(key, w) // untouched: still ends where it ended
 		}
-		return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
+		return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
 	if w == nil || w.Next() != spec.Start || a.RebuildEveryBatch {
 		if w, err = a.rebuildWindow(ctx, spec, recs); err != nil {
-			return batch.Decisions{}, err
+			return contract.Decisions{}, err
 		}
 	}
 	a.maybeSnapshot(log, spec, w, recs)
-	d := batch.Decisions{Control: int(tally.Control), Aborted: int(tally.Aborted)}
+	d := contract.Decisions{Control: int(tally.Control), Aborted: int(tally.Aborted)}
 	for i := range recs {
 		r := &recs[i]
 		d.Records++
 		v, err := observe(w, r)
 		if err != nil {
-			return batch.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
+			return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 		}
 		switch v.Decision {
 		case dedup.Loaded:
@@ -82,7 +82,7 @@ func (a *Activities) Dedup(ctx context.Context, spec batch.Spec) (batch.Decision
 // there is a usable one, else by replaying [spec.Window.Start, spec.Start)
 // into a new window, exactly the one a warm worker would hold (see
 // dedup.Window.Bounds).
-func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []parsedRecord) (*dedup.Window, error) {
+func (a *Activities) rebuildWindow(ctx context.Context, spec contract.Spec, recs []parsedRecord) (*dedup.Window, error) {
 	began := time.Now()
 	log := a.logger(ctx, spec)
 	if !a.RebuildEveryBatch {
@@ -119,7 +119,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec batch.Spec, recs []
 // replay observes the records of [from, spec.Start) into w, in offset
 // order, and returns how many there were; vet, when set, must accept the
 // first record before anything is observed.
-func (a *Activities) replay(ctx context.Context, spec batch.Spec, w *dedup.Window, from int64, vet func(kafkalog.Record) error) (int, error) {
+func (a *Activities) replay(ctx context.Context, spec contract.Spec, w *dedup.Window, from int64, vet func(kafkalog.Record) error) (int, error) {
 	n := 0
 	_, err := a.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
 		if n == 0 && vet != nil {
@@ -138,7 +138,7 @@ func (a *Activities) replay(ctx context.Context, spec batch.Spec, w *dedup.Windo
 // maybeSnapshot writes the window, still at the batch's start, when the
 // partition's snapshot is due. A failure costs only a longer rebuild after
 // a restart, so it is logged, not returned.
-func (a *Activities) maybeSnapshot(log *zap.Logger, spec batch.Spec, w *dedup.Window, recs []parsedRecord) {
+func (a *Activities) maybeSnapshot(log *zap.Logger, spec contract.Spec, w *dedup.Window, recs []parsedRecord) {
 	store := a.snapshotStore()
 	key := windowKey(spec.Topic, spec.Partition)
 	if store == nil || len(recs) == 0 || recs[0].Offset != spec.Start || !store.due(key, time.Now()) {
@@ -161,15 +161,15 @@ func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {
 
 // batchFloors and dedupFloors convert a window's floor raises between the
 // workflows' contract and the dedup package.
-func batchFloors(fs []dedup.Floor) []batch.Floor {
-	var out []batch.Floor
+func batchFloors(fs []dedup.Floor) []contract.Floor {
+	var out []contract.Floor
 	for _, f := range fs {
-		out = append(out, batch.Floor{Offset: f.Offset, Time: f.Time})
+		out = append(out, contract.Floor{Offset: f.Offset, Time: f.Time})
 	}
 	return out
 }
 
-func dedupFloors(fs []batch.Floor) []dedup.Floor {
+func dedupFloors(fs []contract.Floor) []dedup.Floor {
 	var out []dedup.Floor
 	for _, f := range fs {
 		out = append(out, dedup.Floor{Offset: f.Offset, Time: f.Time})

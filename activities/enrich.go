@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
@@ -16,14 +16,14 @@ import (
 // Enrich scores the batch's loaded records with the fraud rules. Its result
 // is recorded in history, so a retried Load applies these scores and never
 // scores again (invariant 3).
-func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisions) (batch.Enrichment, error) {
+func (a *Activities) Enrich(ctx context.Context, spec contract.Spec, d contract.Decisions) (contract.Enrichment, error) {
 	began := time.Now()
 	scorer := fraud.NewScorer()
-	out := batch.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
+	out := contract.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	outcomes := newOutcomes(d)
 	recs, _, err := a.batchRecords(ctx, spec)
 	if err != nil {
-		return batch.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
+		return contract.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}
 	for i := range recs {
 		if o := outcomes.of(&recs[i]); o.decision == dedup.Loaded {
@@ -34,7 +34,7 @@ func (a *Activities) Enrich(ctx context.Context, spec batch.Spec, d batch.Decisi
 	}
 	faults.At("enrich")
 	if len(out.Scores) != d.Loaded {
-		return batch.Enrichment{}, fmt.Errorf("enrich %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
+		return contract.Enrichment{}, fmt.Errorf("enrich %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
 	}
 	a.logger(ctx, spec).Info("enrich done", zap.Int("scored", len(out.Scores)), since(began))
 	return out, nil

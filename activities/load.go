@@ -20,7 +20,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
@@ -29,25 +29,11 @@ import (
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
-// LoadInput is a batch with its recorded decisions.
-type LoadInput struct {
-	Spec       batch.Spec
-	Decisions  batch.Decisions
-	Enrichment batch.Enrichment
-}
-
-// LoadOrder lists the tables Load writes, batch_ledger last: the others
-// load at once, the ledger only after all of them, so a ledger row means
-// every other table of the batch is loaded (invariant 6).
-var LoadOrder = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", ledgerTable}
-
-const ledgerTable = "batch_ledger"
-
 // Load writes the batch to every table, one load job per table with a job
 // ID derived from (batch ID, table), applying the recorded decisions and
 // scores, then commits the batch's end as the consumer group's offset.
 // Run twice, or twice at once, it appends once.
-func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, error) {
+func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 	began := time.Now()
 	spec := in.Spec
 	log := a.logger(ctx, spec)
@@ -57,14 +43,14 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	defer keepAlive(ctx, "load")()
 	rows, totals, err := a.buildRows(ctx, in, time.Now().UTC())
 	if err != nil {
-		return batch.Totals{}, err
+		return contract.Totals{}, err
 	}
 	if len(spec.Streams) > 0 {
 		if totals.Rows, err = a.appendTables(ctx, spec, rows); err != nil {
-			return batch.Totals{}, err
+			return contract.Totals{}, err
 		}
 	} else if err := a.loadJobs(ctx, spec, rows); err != nil {
-		return batch.Totals{}, err
+		return contract.Totals{}, err
 	}
 	// Every table, the ledger last, is loaded: only now may the group's
 	// offset move past the batch (invariant 5). Committing here rather
@@ -72,8 +58,8 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 	// trip; a retried Load commits the same offset again, which is
 	// harmless, and an attempt that lost its activity (its heartbeat is
 	// refused) has its context cancelled, so it does not commit late.
-	if err := a.CommitOffsets(ctx, CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}); err != nil {
-		return batch.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
+	if err := a.CommitOffsets(ctx, contract.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}); err != nil {
+		return contract.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
 	}
 	// The oldest produce time the batch's records carry, for its latency;
 	// timestamps not to trust are left out.
@@ -96,9 +82,9 @@ func (a *Activities) Load(ctx context.Context, in LoadInput) (batch.Totals, erro
 }
 
 // loadJobs is Load in load mode: one load job per table.
-func (a *Activities) loadJobs(ctx context.Context, spec batch.Spec, rows map[string]*bytes.Buffer) error {
+func (a *Activities) loadJobs(ctx context.Context, spec contract.Spec, rows map[string]*bytes.Buffer) error {
 	load := func(ctx context.Context, table string) error {
-		if a.Discard && table != ledgerTable {
+		if a.Discard && table != contract.TableBatchLedger {
 			return nil
 		}
 		return a.loadTable(ctx, spec.ID(), table, rows[table])
@@ -108,13 +94,13 @@ func (a *Activities) loadJobs(ctx context.Context, spec batch.Spec, rows map[str
 	// seconds on BigQuery). batch_ledger goes last, after all of them
 	// (invariant 6).
 	g, gctx := errgroup.WithContext(ctx)
-	for _, table := range LoadOrder[:len(LoadOrder)-1] {
+	for _, table := range contract.LoadOrder[:len(contract.LoadOrder)-1] {
 		g.Go(func() error { return load(gctx, table) })
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if err := load(ctx, ledgerTable); err != nil {
+	if err := load(ctx, contract.TableBatchLedger); err != nil {
 		return err
 	}
 	return nil
@@ -132,13 +118,13 @@ func (a *Activities) loadTable(ctx context.Context, id, table string, rows *byte
 	if a.Emulator {
 		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
 	}
-	jobID := func(attempt int) string { return batch.LoadJobID(id, table, attempt) }
+	jobID := func(attempt int) string { return contract.LoadJobID(id, table, attempt) }
 	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
 		if errors.Is(err, warehouse.ErrLoadFailed) {
 			// Not retried here: the batch fails, and its partition runs
 			// it again after a growing wait (failed jobs count against
 			// the table's quota); that run goes on with the next job ID.
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), ErrTypeLoadFailed, err)
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), contract.ErrTypeLoadFailed, err)
 		}
 		return fmt.Errorf("load %s into %s: %w", id, table, err)
 	}
@@ -271,7 +257,7 @@ type metricAcc struct {
 // loader, which loads the same rows without the pipeline around them. (A
 // function, not a method: every exported method of Activities is
 // registered as an activity.)
-func BuildRows(ctx context.Context, a *Activities, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
+func BuildRows(ctx context.Context, a *Activities, in contract.LoadInput, now time.Time) (map[string]*bytes.Buffer, contract.Totals, error) {
 	return a.buildRows(ctx, in, now)
 }
 
@@ -287,24 +273,24 @@ func (a *Activities) releaseRows(rows map[string]*bytes.Buffer) {
 // buildRows turns the batch into newline-delimited JSON per table, with the
 // totals that go into the ledger. Release them with a.releaseRows once
 // written.
-func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time) (map[string]*bytes.Buffer, batch.Totals, error) {
+func (a *Activities) buildRows(ctx context.Context, in contract.LoadInput, now time.Time) (map[string]*bytes.Buffer, contract.Totals, error) {
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
 	loadedAt := now.Format(time.RFC3339Nano)
 	recs, tally, err := a.batchRecords(ctx, spec)
 	if err != nil {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
+		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", id, err)
 	}
 	if int(tally.Control) != d.Control || int(tally.Aborted) != d.Aborted {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: the log holds %d markers and %d aborted records, dedup counted %d and %d",
+		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: the log holds %d markers and %d aborted records, dedup counted %d and %d",
 			id, tally.Control, tally.Aborted, d.Control, d.Aborted)
 	}
 	// Room for a batch of loaded records up front: growing by doubling
 	// copies (and zeroes) each row twice over.
-	rowBytes := map[string]int{"transactions": len(recs) * 700, "transactions_enriched": len(recs) * 800}
+	rowBytes := map[string]int{contract.TableTransactions: len(recs) * 700, contract.TableEnriched: len(recs) * 800}
 	rows := map[string]*bytes.Buffer{}
 	encs := map[string]*json.Encoder{}
-	for _, t := range LoadOrder {
+	for _, t := range contract.LoadOrder {
 		rows[t] = a.rowBuffers.get(rowBytes[t])
 		encs[t] = json.NewEncoder(rows[t])
 	}
@@ -317,7 +303,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 		return metrics[k]
 	}
 	amounts := currencyTotals{}
-	totals := batch.Totals{}
+	totals := contract.Totals{}
 	o := newOutcomes(d)
 	loadedIdx := 0
 	var encErr error
@@ -338,7 +324,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 		switch out.decision {
 		case dedup.Loaded:
 			if loadedIdx >= len(in.Enrichment.Scores) {
-				return nil, batch.Totals{}, fmt.Errorf("build rows of %s: more loaded records than scores (%d)", id, len(in.Enrichment.Scores))
+				return nil, contract.Totals{}, fmt.Errorf("build rows of %s: more loaded records than scores (%d)", id, len(in.Enrichment.Scores))
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
@@ -354,15 +340,15 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 			totals.Loaded++
 		case dedup.Duplicate:
 			metric(e).dups++
-			put("dedup_audit", dedupRow{TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), KafkaPartition: r.Partition,
+			put(contract.TableDedupAudit, dedupRow{TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), KafkaPartition: r.Partition,
 				KafkaOffset: r.Offset, DuplicateOfOffset: out.of, IdenticalBytes: out.identical, BatchID: id, LoadedAt: loadedAt})
 			totals.Duplicates++
 		case dedup.Late:
-			put("ingest_errors", toErrorRow(spec, r.Record, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
+			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
 			totals.Late++
 		case dedup.Conflict:
 			detail := fmt.Sprintf("transaction_id was loaded at offset %d with another amount or currency", out.of)
-			put("ingest_errors", toErrorRow(spec, r.Record, string(payment.ReasonConflict), detail, e, id, loadedAt))
+			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonConflict), detail, e, id, loadedAt))
 			totals.Errors++
 		case dedup.Invalid:
 			var pe *payment.Error
@@ -373,22 +359,22 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 					detail = pe.Field + ": " + pe.Detail
 				}
 			}
-			put("ingest_errors", toErrorRow(spec, r.Record, reason, detail, nil, id, loadedAt))
+			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, reason, detail, nil, id, loadedAt))
 			totals.Errors++
 		}
 	}
 	if encErr != nil {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %w", id, encErr)
+		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", id, encErr)
 	}
 	if loadedIdx != len(in.Enrichment.Scores) || totals.Loaded != d.Loaded {
-		return nil, batch.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))
+		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))
 	}
 
 	for _, k := range slices.SortedFunc(maps.Keys(metrics), func(x, y metricKey) int {
 		return cmp.Or(x.minute.Compare(y.minute), strings.Compare(x.currency, y.currency), strings.Compare(x.region, y.region))
 	}) {
 		m := metrics[k]
-		put("metrics_minute", metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
+		put(contract.TableMetricsMinute, metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
 			AmountSum: m.amount.String(), FraudCount: m.fraud, DuplicateCount: m.dups,
 			BatchID: id, KafkaPartition: spec.Partition, KafkaOffset: spec.Start, LoadedAt: loadedAt})
 	}
@@ -400,7 +386,7 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 		ledger.NextWindowNewest = d.Next.Newest.Format(time.RFC3339Nano)
 	}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
-	put("batch_ledger", ledger)
+	put(contract.TableBatchLedger, ledger)
 	totals.Records = int(present)
 	totals.Control, totals.Aborted, totals.Skipped = d.Control, d.Aborted, int(ledger.Skipped)
 	return rows, totals, encErr
@@ -411,14 +397,14 @@ func (a *Activities) buildRows(ctx context.Context, in LoadInput, now time.Time)
 func appendLoaded(rows map[string]*bytes.Buffer, buf []byte, e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) []byte {
 	tx := toTxRow(e, batchID, r, loadedAt)
 	buf = appendTxRow(buf[:0], &tx)
-	rows["transactions"].Write(buf)
+	rows[contract.TableTransactions].Write(buf)
 	reasons := score.ReasonCodes()
 	if reasons == nil {
 		reasons = []string{}
 	}
 	enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
 	buf = appendEnrichedRow(buf[:0], &enriched)
-	rows["transactions_enriched"].Write(buf)
+	rows[contract.TableEnriched].Write(buf)
 	return buf
 }
 
@@ -450,7 +436,7 @@ func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt strin
 
 // toErrorRow keeps the record's bytes as they were: text when UTF-8,
 // base64 otherwise, so nothing rejected is ever lost.
-func toErrorRow(spec batch.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) errorRow {
+func toErrorRow(spec contract.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) errorRow {
 	row := errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimeMs: r.Time.UnixMilli(),
 		Reason: reason, Detail: detail, Raw: string(r.Value), RawEncoding: "utf8", BatchID: batchID, LoadedAt: loadedAt}
 	if ts, ok := payment.KafkaTime(r.Time); ok {

@@ -11,7 +11,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -38,7 +38,7 @@ func stackWithPayments(t *testing.T, n int) (*devstack.Stack, *Activities, simul
 	return s, &Activities{Kafka: s.ClientConfig().Kafka(), ConsumerGroup: "paystream", BigQuery: bq, Dataset: cfg.Dataset, Emulator: true}, m
 }
 
-func decide(t *testing.T, a *Activities, spec batch.Spec) LoadInput {
+func decide(t *testing.T, a *Activities, spec contract.Spec) contract.LoadInput {
 	t.Helper()
 	ctx := context.Background()
 	d, err := a.Dedup(ctx, spec)
@@ -49,7 +49,7 @@ func decide(t *testing.T, a *Activities, spec batch.Spec) LoadInput {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return LoadInput{Spec: spec, Decisions: d, Enrichment: enr}
+	return contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}
 }
 
 type tableCounts map[string]int64
@@ -57,7 +57,7 @@ type tableCounts map[string]int64
 func countRows(t *testing.T, a *Activities) tableCounts {
 	t.Helper()
 	out := tableCounts{}
-	for _, table := range LoadOrder {
+	for _, table := range contract.LoadOrder {
 		q := fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s`", a.BigQuery.Project(), a.Dataset, table)
 		it, err := a.BigQuery.Query(q).Read(context.Background())
 		if err != nil {
@@ -76,7 +76,7 @@ func countRows(t *testing.T, a *Activities) tableCounts {
 // at the same time: every table holds the batch's rows once (invariant 4).
 func TestLoadAppendsOnce(t *testing.T) {
 	_, a, m := stackWithPayments(t, 3000)
-	spec := batch.Spec{Range: batch.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
+	spec := contract.Spec{Range: contract.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
 	in := decide(t, a, spec)
 	ctx := context.Background()
 
@@ -121,7 +121,7 @@ func TestLoadAppendsOnce(t *testing.T) {
 // that commits its end.
 func TestLoadCommitsTheOffsetLast(t *testing.T) {
 	_, a, m := stackWithPayments(t, 500)
-	spec := batch.Spec{Range: batch.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
+	spec := contract.Spec{Range: contract.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
 	in := decide(t, a, spec)
 	ctx := context.Background()
 

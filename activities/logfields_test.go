@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -23,7 +23,7 @@ func TestBatchLogLinesNameTheirRun(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)
-	spec := batch.Spec{Range: batch.Range{Topic: "logged", Start: 0, End: 500}, AllowedLateness: time.Minute}
+	spec := contract.Spec{Range: contract.Range{Topic: "logged", Start: 0, End: 500}, AllowedLateness: time.Minute}
 	if _, err := env.ExecuteActivity(a.Dedup, spec); err != nil {
 		t.Fatal(err)
 	}

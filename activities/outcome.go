@@ -1,7 +1,7 @@
 package activities
 
 import (
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -19,7 +19,7 @@ type turnedAway struct {
 	identical bool
 }
 
-func newOutcomes(d batch.Decisions) outcomes {
+func newOutcomes(d contract.Decisions) outcomes {
 	o := outcomes{turnedAway: make(map[int64]turnedAway, len(d.DuplicateOffsets)+len(d.ConflictOffsets)+len(d.LateOffsets))}
 	for i, off := range d.DuplicateOffsets {
 		o.turnedAway[off] = turnedAway{dedup.Duplicate, d.DuplicateOf[i], i < len(d.DuplicateIdentical) && d.DuplicateIdentical[i]}

@@ -2,18 +2,14 @@ package activities
 
 import (
 	"context"
-)
 
-// PartitionsInput asks which partitions a topic has at or past From.
-type PartitionsInput struct {
-	Topic string
-	From  int
-}
+	"github.com/paystream/paystream/contract"
+)
 
 // NewPartitions returns the first offset still in the log of each of the
 // topic's partitions numbered From and up, in order: the partitions added
 // since the topic's supervisor last looked, and where each one starts.
-func (a *Activities) NewPartitions(ctx context.Context, in PartitionsInput) ([]int64, error) {
+func (a *Activities) NewPartitions(ctx context.Context, in contract.PartitionsInput) ([]int64, error) {
 	parts, err := a.kafkaClient().Partitions(ctx, in.Topic)
 	if err != nil {
 		return nil, err

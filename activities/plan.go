@@ -9,55 +9,18 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
-// PlanInput asks for the next range of a partition.
-type PlanInput struct {
-	Topic      string
-	Partition  int
-	Next       int64
-	MaxRecords int
-	MaxBytes   int64
-	// PollFor is how long to wait for new records when caught up, instead
-	// of a workflow spinning timers.
-	PollFor time.Duration
-	// Linger is how long, from the call, a batch short of MaxRecords
-	// waits to fill while records keep arriving: a live stream then makes
-	// a batch per Linger instead of one per record burst, and each batch
-	// costs a workflow, a ledger row and load jobs whatever its size. A
-	// log that stopped growing (the end of a backlog) is cut at once.
-	Linger time.Duration
-	// AllowedLateness judges the records the plan parses (see parse); the
-	// plan keeps them parsed for the batch only when it is set.
-	AllowedLateness time.Duration `json:",omitempty"`
-}
-
-// PlanResult is the planned range [Next, End); End == Next means nothing
-// arrived while polling.
-type PlanResult struct {
-	End           int64
-	HighWatermark int64
-	// Stable is the partition's last stable offset: a batch never passes
-	// it. Below HighWatermark while a transaction is open; when it equals
-	// Next, the partition waits on the transaction that starts there.
-	Stable int64 `json:",omitempty"`
-}
-
 // errStop ends a ReadRange early.
 var errStop = errors.New("stop")
-
-// ErrTypeLogTruncated: the partition's log ends before the next offset to
-// ingest (the topic was deleted and re-created, or truncated). Retrying
-// cannot bring the offsets back; an operator must decide.
-const ErrTypeLogTruncated = "LogTruncated"
 
 // PlanBatch picks the end of the next batch: at most MaxRecords records and,
 // past the first record, at most MaxBytes of keys and values, and never
 // past the last stable offset, so that no batch holds a record of a
 // transaction still open.
-func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, error) {
+func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
 	a.windows.touch(windowKey(in.Topic, in.Partition))
@@ -70,37 +33,37 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 	// and before answering; the polls between read the stable offset alone.
 	b, err := a.bounds(ctx, in)
 	if err != nil {
-		return PlanResult{}, err
+		return contract.PlanResult{}, err
 	}
 	for {
 		short := b.Stable-in.Next < int64(in.MaxRecords)
 		growing := ends[0] < 0 || b.Stable > ends[0]
 		if b.Stable > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
 			if b, err = a.bounds(ctx, in); err != nil {
-				return PlanResult{}, err
+				return contract.PlanResult{}, err
 			}
 			return a.planRange(ctx, in, b)
 		}
 		ends = [2]int64{ends[1], b.Stable}
 		if b.Stable == in.Next && time.Now().After(deadline) {
 			if b, err = a.bounds(ctx, in); err != nil {
-				return PlanResult{}, err
+				return contract.PlanResult{}, err
 			}
-			return PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
+			return contract.PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
 		}
 		activity.RecordHeartbeat(ctx, b.Stable)
 		select {
 		case <-ctx.Done():
-			return PlanResult{}, ctx.Err()
+			return contract.PlanResult{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		stable, err := a.kafkaClient().Stable(ctx, in.Topic, in.Partition)
 		if err != nil {
-			return PlanResult{}, err
+			return contract.PlanResult{}, err
 		}
 		if stable < in.Next {
 			if b, err = a.bounds(ctx, in); err != nil {
-				return PlanResult{}, err
+				return contract.PlanResult{}, err
 			}
 			continue
 		}
@@ -110,7 +73,7 @@ func (a *Activities) PlanBatch(ctx context.Context, in PlanInput) (PlanResult, e
 
 // bounds reads the partition's bounds, fails for good when its log no
 // longer holds the next offset, and records its lag.
-func (a *Activities) bounds(ctx context.Context, in PlanInput) (kafkalog.Bounds, error) {
+func (a *Activities) bounds(ctx context.Context, in contract.PlanInput) (kafkalog.Bounds, error) {
 	b, err := a.kafkaClient().Bounds(ctx, in.Topic, in.Partition)
 	if err != nil {
 		return b, err
@@ -127,11 +90,11 @@ func (a *Activities) bounds(ctx context.Context, in PlanInput) (kafkalog.Bounds,
 // topic deleted and re-created, or truncated). The second is seen twice,
 // a second apart, before it is believed: a leader that just took over may
 // answer before it caught up.
-func (a *Activities) checkNext(ctx context.Context, in PlanInput, b kafkalog.Bounds) error {
+func (a *Activities) checkNext(ctx context.Context, in contract.PlanInput, b kafkalog.Bounds) error {
 	if in.Next < b.First {
 		msg := fmt.Sprintf("%s/%d: offset %d was deleted by retention (log starts at %d); those records cannot be read", in.Topic, in.Partition, in.Next, b.First)
 		a.Metrics.OffsetLost(in.Topic, in.Partition)
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypeOffsetOutOfRange, nil)
+		return temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeOffsetOutOfRange, nil)
 	}
 	if in.Next <= b.End {
 		return nil
@@ -148,7 +111,7 @@ func (a *Activities) checkNext(ctx context.Context, in PlanInput, b kafkalog.Bou
 	msg := fmt.Sprintf("%s/%d: the log ends at offset %d, before the next offset %d: the topic was re-created or truncated; ingestion of this partition stops until an operator decides",
 		in.Topic, in.Partition, again.End, in.Next)
 	a.Metrics.OffsetLost(in.Topic, in.Partition)
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeLogTruncated, nil)
+	return temporal.NewNonRetryableApplicationError(msg, contract.ErrTypeLogTruncated, nil)
 }
 
 // planRange reads the records it plans, to bound their bytes (the
@@ -156,10 +119,10 @@ func (a *Activities) checkNext(ctx context.Context, in PlanInput, b kafkalog.Bou
 // once parsed), and keeps them parsed for the batch's Dedup, Enrich and
 // Load on this worker (see batchRecords): the batch is then read from
 // Kafka once.
-func (a *Activities) planRange(ctx context.Context, in PlanInput, b kafkalog.Bounds) (PlanResult, error) {
+func (a *Activities) planRange(ctx context.Context, in contract.PlanInput, b kafkalog.Bounds) (contract.PlanResult, error) {
 	limit := min(b.Stable, in.Next+int64(max(in.MaxRecords, 1)))
 	if in.MaxBytes <= 0 {
-		return PlanResult{End: limit, HighWatermark: b.End, Stable: b.Stable}, nil
+		return contract.PlanResult{End: limit, HighWatermark: b.End, Stable: b.Stable}, nil
 	}
 	// The range ends at limit, or where the first record that does not
 	// fit starts: the markers and aborted records before it, and only
@@ -177,10 +140,10 @@ func (a *Activities) planRange(ctx context.Context, in PlanInput, b kafkalog.Bou
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
-		return PlanResult{}, err
+		return contract.PlanResult{}, err
 	}
 	if in.AllowedLateness > 0 {
-		a.cacheBatch(batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, tally)
+		a.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, tally)
 	}
-	return PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
+	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
 }

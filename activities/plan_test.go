@@ -7,7 +7,7 @@ import (
 
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -23,7 +23,7 @@ func TestPlanBatchLingers(t *testing.T) {
 	env := suite.NewTestActivityEnvironment()
 	a := &Activities{Kafka: kafka}
 	env.RegisterActivity(a)
-	plan := func(in PlanInput) (PlanResult, time.Duration) {
+	plan := func(in contract.PlanInput) (contract.PlanResult, time.Duration) {
 		t.Helper()
 		in.Topic, in.MaxBytes = "plan", 8<<20
 		began := time.Now()
@@ -31,7 +31,7 @@ func TestPlanBatchLingers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var res PlanResult
+		var res contract.PlanResult
 		if err := v.Get(&res); err != nil {
 			t.Fatal(err)
 		}
@@ -39,12 +39,12 @@ func TestPlanBatchLingers(t *testing.T) {
 	}
 
 	// Without linger a short batch is cut at once.
-	if res, _ := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: 0}); res.End != hw {
+	if res, _ := plan(contract.PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: 0}); res.End != hw {
 		t.Errorf("no linger: batch ends at %d, want the high watermark %d", res.End, hw)
 	}
 	// With linger, a log that is not growing (the end of a backlog) is
 	// cut without waiting the linger out.
-	if res, took := plan(PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: time.Minute}); res.End != hw || took > 30*time.Second {
+	if res, took := plan(contract.PlanInput{Next: 0, MaxRecords: 10 * int(hw), Linger: time.Minute}); res.End != hw || took > 30*time.Second {
 		t.Errorf("linger, log not growing: batch ends at %d after %s, want %d at once", res.End, took, hw)
 	}
 	// While records keep arriving the batch waits, up to the linger or
@@ -66,7 +66,7 @@ func TestPlanBatchLingers(t *testing.T) {
 		return func() { cancel(); <-stopped }
 	}
 	stop := trickle()
-	res, took := plan(PlanInput{Next: 0, MaxRecords: int(hw) + 200, Linger: time.Minute})
+	res, took := plan(contract.PlanInput{Next: 0, MaxRecords: int(hw) + 200, Linger: time.Minute})
 	stop()
 	if res.End != hw+200 || took > 30*time.Second {
 		t.Errorf("records arriving: batch ends at %d after %s, want full at %d, well before the linger", res.End, took, hw+200)
@@ -74,14 +74,14 @@ func TestPlanBatchLingers(t *testing.T) {
 	hw = logEnd(t, kafka, "plan")
 	linger := 500 * time.Millisecond
 	stop = trickle()
-	res, took = plan(PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: linger})
+	res, took = plan(contract.PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: linger})
 	stop()
 	if res.End <= hw || took < linger {
 		t.Errorf("records arriving, never full: batch ends at %d after %s, want past %d after the linger %s", res.End, took, hw, linger)
 	}
 	// Caught up: an empty range after PollFor, whatever the linger.
 	hw = logEnd(t, kafka, "plan")
-	if res, _ := plan(PlanInput{Next: hw, MaxRecords: 10, PollFor: 300 * time.Millisecond, Linger: time.Second}); res.End != hw {
+	if res, _ := plan(contract.PlanInput{Next: hw, MaxRecords: 10, PollFor: 300 * time.Millisecond, Linger: time.Second}); res.End != hw {
 		t.Errorf("caught up: batch ends at %d, want an empty range at %d", res.End, hw)
 	}
 }
@@ -105,14 +105,14 @@ func TestPlanBatchFitsTheWorkersMemory(t *testing.T) {
 		wantEnd       int64
 	}{{tenCost, 10}, {1, 1}} {
 		a := &Activities{Kafka: kafka, MaxBatchBytes: c.maxBatchBytes}
-		res, err := a.PlanBatch(ctx, PlanInput{Topic: "fit", Next: 0, MaxRecords: 1000, MaxBytes: 8 << 20, AllowedLateness: time.Minute})
+		res, err := a.PlanBatch(ctx, contract.PlanInput{Topic: "fit", Next: 0, MaxRecords: 1000, MaxBytes: 8 << 20, AllowedLateness: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if res.End != c.wantEnd {
 			t.Errorf("MaxBatchBytes %d: batch ends at %d, want %d", c.maxBatchBytes, res.End, c.wantEnd)
 		}
-		id := batch.Range{Topic: "fit", Partition: 0, Start: 0, End: res.End}.ID()
+		id := contract.Range{Topic: "fit", Partition: 0, Start: 0, End: res.End}.ID()
 		if b, ok := a.batches.get(id); !ok || int64(len(b.recs)) != c.wantEnd {
 			t.Errorf("MaxBatchBytes %d: %d records cached for %s (cached: %v), want %d", c.maxBatchBytes, len(b.recs), id, ok, c.wantEnd)
 		}

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -53,7 +53,7 @@ func MaxBatchBytesFor(gcLimit int64) int {
 // the others reuse that, which is safe because a range of the log never
 // changes and parsing is a pure function of the bytes. A batch whose
 // activities run on different workers is simply read again.
-func (a *Activities) batchRecords(ctx context.Context, spec batch.Spec) ([]parsedRecord, kafkalog.Tally, error) {
+func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]parsedRecord, kafkalog.Tally, error) {
 	id := spec.ID()
 	if b, ok := a.batches.get(id); ok {
 		return b.recs, b.tally, nil

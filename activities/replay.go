@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
@@ -28,40 +28,6 @@ import (
 // ledger row in quarantine_replays last). The records come from
 // ingest_errors' raw bytes, which outlive Kafka's retention.
 
-// ReplayInput names the batch whose quarantined records are replayed.
-type ReplayInput struct {
-	Source batch.Range
-}
-
-// ID is the replay's workflow ID and the batch_id of the rows it loads:
-// one replay per batch, forever.
-func (in ReplayInput) ID() string { return "replay/" + in.Source.ID() }
-
-// ReplayDecision is what DecideReplay found: offsets only.
-type ReplayDecision struct {
-	Quarantined int     // late records of the source batch
-	Offsets     []int64 // to load, in offset order
-	// DuplicateOffsets carry a transaction_id that transactions holds
-	// already, or that an earlier offset of this replay carries: they
-	// stay in quarantine.
-	DuplicateOffsets []int64
-}
-
-// ReplayTotals is what LoadReplay wrote.
-type ReplayTotals struct {
-	Quarantined      int
-	Loaded           int
-	Duplicates       int
-	HighRisk         int
-	AmountByCurrency map[string]string
-}
-
-const replayTable = "quarantine_replays"
-
-// ErrTypeReplayMismatch: the quarantined rows no longer match the recorded
-// decision (someone edited ingest_errors); retrying cannot fix that.
-const ErrTypeReplayMismatch = "ReplayMismatch"
-
 type quarantined struct {
 	record kafkalog.Record
 	event  payment.Event
@@ -69,7 +35,7 @@ type quarantined struct {
 
 // quarantinedRecords reads the source batch's late records from
 // ingest_errors, in offset order, parsed.
-func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]quarantined, error) {
+func (a *Activities) quarantinedRecords(ctx context.Context, in contract.ReplayInput) ([]quarantined, error) {
 	q := a.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
 		"WHERE batch_id = @batch AND reason = @late ORDER BY kafka_offset", a.BigQuery.Project(), a.Dataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: string(payment.ReasonLate)}}
@@ -106,7 +72,7 @@ func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]
 			// A late record parsed when it was quarantined; a record that
 			// no longer does was changed after.
 			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("quarantine of %s at offset %d no longer parses: %v",
-				in.Source.ID(), row.Offset, payment.ReasonOf(err)), ErrTypeReplayMismatch, nil)
+				in.Source.ID(), row.Offset, payment.ReasonOf(err)), contract.ErrTypeReplayMismatch, nil)
 		}
 		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
 		out = append(out, quarantined{record: rec, event: e})
@@ -118,10 +84,10 @@ func (a *Activities) quarantinedRecords(ctx context.Context, in ReplayInput) ([]
 // first of a repeated one. It runs once per replay (recorded in history);
 // replays run one at a time (QuarantineReplays), so each sees the rows of
 // the ones before.
-func (a *Activities) DecideReplay(ctx context.Context, in ReplayInput) (ReplayDecision, error) {
+func (a *Activities) DecideReplay(ctx context.Context, in contract.ReplayInput) (contract.ReplayDecision, error) {
 	recs, err := a.quarantinedRecords(ctx, in)
 	if err != nil {
-		return ReplayDecision{}, err
+		return contract.ReplayDecision{}, err
 	}
 	ids := make([]string, 0, len(recs))
 	for _, r := range recs {
@@ -137,7 +103,7 @@ func (a *Activities) DecideReplay(ctx context.Context, in ReplayInput) (ReplayDe
 		q.Parameters = []bigquery.QueryParameter{{Name: "ids", Value: ids}, {Name: "replay", Value: in.ID()}}
 		it, err := q.Read(ctx)
 		if err != nil {
-			return ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+			return contract.ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
 		}
 		for {
 			var row []bigquery.Value
@@ -146,12 +112,12 @@ func (a *Activities) DecideReplay(ctx context.Context, in ReplayInput) (ReplayDe
 				break
 			}
 			if err != nil {
-				return ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+				return contract.ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
 			}
 			loaded[row[0].(string)] = true
 		}
 	}
-	d := ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
+	d := contract.ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
 	for _, r := range recs {
 		if loaded[r.event.TransactionID] {
 			d.DuplicateOffsets = append(d.DuplicateOffsets, r.record.Offset)
@@ -160,60 +126,54 @@ func (a *Activities) DecideReplay(ctx context.Context, in ReplayInput) (ReplayDe
 		loaded[r.event.TransactionID] = true
 		d.Offsets = append(d.Offsets, r.record.Offset)
 	}
-	a.logger(ctx, batch.Spec{Range: in.Source}).Info("replay decided", zap.String("replay_id", in.ID()),
+	a.logger(ctx, contract.Spec{Range: in.Source}).Info("replay decided", zap.String("replay_id", in.ID()),
 		zap.Int("quarantined", d.Quarantined), zap.Int("to_load", len(d.Offsets)), zap.Int("duplicates", len(d.DuplicateOffsets)))
 	return d, nil
-}
-
-// ReplayLoadInput is a replay with its recorded decision.
-type ReplayLoadInput struct {
-	Replay   ReplayInput
-	Decision ReplayDecision
 }
 
 // LoadReplay loads the decided records into transactions and
 // transactions_enriched under the replay's ID, then its ledger row into
 // quarantine_replays. Run twice, or twice at once, it appends once.
-func (a *Activities) LoadReplay(ctx context.Context, in ReplayLoadInput) (ReplayTotals, error) {
+func (a *Activities) LoadReplay(ctx context.Context, in contract.ReplayLoadInput) (contract.ReplayTotals, error) {
 	defer keepAlive(ctx, "load")()
 	id := in.Replay.ID()
 	rows, totals, err := a.replayRows(ctx, in, time.Now().UTC())
 	if err != nil {
-		return ReplayTotals{}, err
+		return contract.ReplayTotals{}, err
 	}
-	for _, table := range []string{"transactions", "transactions_enriched", replayTable} {
+	for _, table := range contract.ReplayOrder {
 		if err := a.loadTable(ctx, id, table, rows[table]); err != nil {
-			return ReplayTotals{}, err
+			return contract.ReplayTotals{}, err
 		}
 	}
-	a.logger(ctx, batch.Spec{Range: in.Replay.Source}).Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
+	a.logger(ctx, contract.Spec{Range: in.Replay.Source}).Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
 	return totals, nil
 }
 
-func (a *Activities) replayRows(ctx context.Context, in ReplayLoadInput, now time.Time) (map[string]*bytes.Buffer, ReplayTotals, error) {
+func (a *Activities) replayRows(ctx context.Context, in contract.ReplayLoadInput, now time.Time) (map[string]*bytes.Buffer, contract.ReplayTotals, error) {
 	id, d := in.Replay.ID(), in.Decision
 	recs, err := a.quarantinedRecords(ctx, in.Replay)
 	if err != nil {
-		return nil, ReplayTotals{}, err
+		return nil, contract.ReplayTotals{}, err
 	}
 	if len(recs) != d.Quarantined {
-		return nil, ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: ingest_errors holds %d late records of the batch, the decision counted %d",
-			id, len(recs), d.Quarantined), ErrTypeReplayMismatch, nil)
+		return nil, contract.ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: ingest_errors holds %d late records of the batch, the decision counted %d",
+			id, len(recs), d.Quarantined), contract.ErrTypeReplayMismatch, nil)
 	}
 	byOffset := make(map[int64]*quarantined, len(recs))
 	for i := range recs {
 		byOffset[recs[i].record.Offset] = &recs[i]
 	}
 	loadedAt := now.Format(time.RFC3339Nano)
-	rows := map[string]*bytes.Buffer{"transactions": {}, "transactions_enriched": {}, replayTable: {}}
-	totals := ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
+	rows := map[string]*bytes.Buffer{contract.TableTransactions: {}, contract.TableEnriched: {}, contract.TableQuarantineReplays: {}}
+	totals := contract.ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
 	amounts := currencyTotals{}
 	scorer := fraud.NewScorer()
 	var buf []byte
 	for _, off := range d.Offsets {
 		r := byOffset[off]
 		if r == nil {
-			return nil, ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: offset %d was decided but is not quarantined", id, off), ErrTypeReplayMismatch, nil)
+			return nil, contract.ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: offset %d was decided but is not quarantined", id, off), contract.ErrTypeReplayMismatch, nil)
 		}
 		e := &r.event
 		score := scorer.Score(e)
@@ -229,9 +189,9 @@ func (a *Activities) replayRows(ctx context.Context, in ReplayLoadInput, now tim
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
 	b, err := json.Marshal(ledger)
 	if err != nil {
-		return nil, ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
+		return nil, contract.ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
 	}
-	rows[replayTable].Write(append(b, '\n'))
+	rows[contract.TableQuarantineReplays].Write(append(b, '\n'))
 	return rows, totals, nil
 }
 

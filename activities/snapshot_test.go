@@ -16,7 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
@@ -36,13 +36,13 @@ const snapLateness = time.Minute
 
 // warmChain dedups [0, n) in batches of size on one warm worker and
 // returns each batch's spec and decisions.
-func warmChain(t *testing.T, a *Activities, n, size int64) ([]batch.Spec, []batch.Decisions) {
+func warmChain(t *testing.T, a *Activities, n, size int64) ([]contract.Spec, []contract.Decisions) {
 	t.Helper()
-	var specs []batch.Spec
-	var decided []batch.Decisions
-	window := batch.Window{}
+	var specs []contract.Spec
+	var decided []contract.Decisions
+	window := contract.Window{}
 	for start := int64(0); start < n; start += size {
-		spec := batch.Spec{Range: batch.Range{Topic: "snap", Start: start, End: min(start+size, n)}, Window: window, AllowedLateness: snapLateness}
+		spec := contract.Spec{Range: contract.Range{Topic: "snap", Start: start, End: min(start+size, n)}, Window: window, AllowedLateness: snapLateness}
 		d, err := a.Dedup(context.Background(), spec)
 		if err != nil {
 			t.Fatal(err)

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -70,23 +70,23 @@ func TestStorageWriteLoadsOnce(t *testing.T) {
 	kc, m := simulatedLog(t, "payments", simulation.DefaultOptions(), 3000)
 	fake := &documentedStreams{rows: map[string][][]byte{}}
 	a := &Activities{Kafka: kc, Streams: fake}
-	names, err := a.CreateStreams(ctx, LoadOrder)
-	if err != nil || len(names) != len(LoadOrder) {
+	names, err := a.CreateStreams(ctx, contract.LoadOrder)
+	if err != nil || len(names) != len(contract.LoadOrder) {
 		t.Fatalf("CreateStreams: %v %v", names, err)
 	}
-	streams := map[string]batch.StreamOffset{}
+	streams := map[string]contract.StreamOffset{}
 	for table, name := range names {
-		streams[table] = batch.StreamOffset{Name: name}
+		streams[table] = contract.StreamOffset{Name: name}
 	}
 
 	var loaded int
-	window := batch.Window{}
+	window := contract.Window{}
 	for _, r := range [][2]int64{{0, 1500}, {1500, m.EndOffsets[0]}} {
-		spec := batch.Spec{Range: batch.Range{Topic: "payments", Start: r[0], End: r[1]}, Window: window, AllowedLateness: 10 * time.Minute, Streams: clone(streams)}
+		spec := contract.Spec{Range: contract.Range{Topic: "payments", Start: r[0], End: r[1]}, Window: window, AllowedLateness: 10 * time.Minute, Streams: clone(streams)}
 		in := decide(t, a, spec)
 		d := in.Decisions
 		var wg sync.WaitGroup
-		results := make([]batch.Totals, 3)
+		results := make([]contract.Totals, 3)
 		errs := make([]error, 3)
 		for i := range 2 { // an attempt and a zombie at once
 			wg.Go(func() { results[i], errs[i] = a.Load(ctx, in) })
@@ -135,22 +135,22 @@ func TestStorageWriteLoadsOnce(t *testing.T) {
 	}
 
 	// Offsets past the end: a batch before is missing; no retry helps.
-	spec := batch.Spec{Range: batch.Range{Topic: "payments", Start: 0, End: 1500}, AllowedLateness: 10 * time.Minute, Streams: clone(streams)}
+	spec := contract.Spec{Range: contract.Range{Topic: "payments", Start: 0, End: 1500}, AllowedLateness: 10 * time.Minute, Streams: clone(streams)}
 	for table, st := range spec.Streams {
 		st.Offset += 10
 		spec.Streams[table] = st
 	}
 	d, _ := a.Dedup(ctx, spec)
 	enr, _ := a.Enrich(ctx, spec, d)
-	_, err = a.Load(ctx, LoadInput{Spec: spec, Decisions: d, Enrichment: enr})
+	_, err = a.Load(ctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || !appErr.NonRetryable() {
 		t.Errorf("append past the end: %v, want a non-retryable error", err)
 	}
 }
 
-func clone(m map[string]batch.StreamOffset) map[string]batch.StreamOffset {
-	out := make(map[string]batch.StreamOffset, len(m))
+func clone(m map[string]contract.StreamOffset) map[string]contract.StreamOffset {
+	out := make(map[string]contract.StreamOffset, len(m))
 	for k, v := range m {
 		out[k] = v
 	}

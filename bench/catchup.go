@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/pipeline"
@@ -138,8 +138,8 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		g, gctx := errgroup.WithContext(ctx)
 		for p := range partitions {
 			g.Go(func() error {
-				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
-					_, err := acts.Load(gctx, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
+				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
+					_, err := acts.Load(gctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
 					return err
 				})
 			})
@@ -171,14 +171,14 @@ func (e *env) activities(cfg config.Config) *activities.Activities {
 // and runs dedup and enrichment on each, as PartitionIngest and
 // MicroBatch do, handing the decided batch to fn.
 func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
-	fn func(batch.Spec, batch.Decisions, batch.Enrichment) error) error {
+	fn func(contract.Spec, contract.Decisions, contract.Enrichment) error) error {
 	b, err := kafkalog.BoundsOf(ctx, cfg.Kafka(), cfg.Topic, p)
 	if err != nil {
 		return err
 	}
-	next, window := b.First, batch.Window{Start: b.First}
+	next, window := b.First, contract.Window{Start: b.First}
 	for {
-		plan, err := acts.PlanBatch(ctx, activities.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes,
+		plan, err := acts.PlanBatch(ctx, contract.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes,
 			AllowedLateness: cfg.AllowedLateness})
 		if err != nil {
 			return err
@@ -186,7 +186,7 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 		if plan.End == next {
 			return nil // everything produced before the run is done
 		}
-		spec := batch.Spec{Range: batch.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness}
+		spec := contract.Spec{Range: contract.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness}
 		d, err := acts.Dedup(ctx, spec)
 		if err != nil {
 			return err
@@ -219,8 +219,8 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 	}
 	jobs := make([][]job, partitions)
 	for p := range partitions {
-		err := eachBatch(ctx, acts, cfg, p, batchSize, pipeline.DefaultTuning().MaxBytes, func(spec batch.Spec, d batch.Decisions, enr batch.Enrichment) error {
-			rows, _, err := activities.BuildRows(ctx, acts, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now().UTC())
+		err := eachBatch(ctx, acts, cfg, p, batchSize, pipeline.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
+			rows, _, err := activities.BuildRows(ctx, acts, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now().UTC())
 			jobs[p] = append(jobs[p], job{spec.ID(), rows})
 			return err
 		})
@@ -235,11 +235,11 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 		g.Go(func() error {
 			loader := warehouse.Loader{Client: e.bq, Dataset: cfg.BigQueryDataset}
 			for _, j := range jobs[p] {
-				for _, table := range activities.LoadOrder {
+				for _, table := range contract.LoadOrder {
 					if j.rows[table].Len() == 0 {
 						continue
 					}
-					if err := loader.Load(gctx, table, func(n int) string { return batch.LoadJobID(j.id, table, n) }, j.rows[table].Bytes()); err != nil {
+					if err := loader.Load(gctx, table, func(n int) string { return contract.LoadJobID(j.id, table, n) }, j.rows[table].Bytes()); err != nil {
 						return err
 					}
 				}

@@ -19,6 +19,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -27,7 +28,7 @@ var files embed.FS
 
 // Tables and Views name what the DDL creates, in creation order.
 var (
-	Tables = []string{"transactions", "transactions_enriched", "metrics_minute", "dedup_audit", "ingest_errors", "batch_ledger", "quarantine_replays"}
+	Tables = append(slices.Clone(contract.LoadOrder), contract.TableQuarantineReplays)
 	Views  = []string{"recon_duplicates", "recon_batch_totals", "recon_daily", "recon_replays"}
 )
 
@@ -131,10 +132,10 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 // DDL with them, in place and with its data (BigQuery allows both).
 var (
 	addedColumns = map[string]bigquery.Schema{
-		"batch_ledger":  {{Name: "control", Type: bigquery.IntegerFieldType}, {Name: "aborted", Type: bigquery.IntegerFieldType}},
-		"ingest_errors": {{Name: "kafka_timestamp_ms", Type: bigquery.IntegerFieldType}},
+		contract.TableBatchLedger:  {{Name: "control", Type: bigquery.IntegerFieldType}, {Name: "aborted", Type: bigquery.IntegerFieldType}},
+		contract.TableIngestErrors: {{Name: "kafka_timestamp_ms", Type: bigquery.IntegerFieldType}},
 	}
-	relaxedColumns = map[string][]string{"ingest_errors": {"kafka_timestamp"}}
+	relaxedColumns = map[string][]string{contract.TableIngestErrors: {"kafka_timestamp"}}
 )
 
 // migrate adds a table's missing columns and relaxes its columns that are

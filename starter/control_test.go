@@ -16,7 +16,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -194,7 +194,7 @@ func TestControlOnARunningPipeline(t *testing.T) {
 		}
 		defer tc.Close()
 		file := filepath.Join(dir, "ingest_payments_1_controlled.json")
-		if err := os.WriteFile(file, []byte(devstacktest.HistoryJSON(t, tc, batch.IngestID(cfg.Topic, 1))), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(devstacktest.HistoryJSON(t, tc, contract.IngestID(cfg.Topic, 1))), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -10,8 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // TestOperatorControls drives pause, resume, set-batch and drain through a
@@ -23,22 +22,22 @@ func TestOperatorControls(t *testing.T) {
 	env := newEnv(t)
 	const logEnd = 600
 	var j journal
-	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 		if in.Next >= logEnd {
 			time.Sleep(5 * time.Millisecond) // caught up: the real one polls
 		}
-		return activities.PlanResult{End: min(in.Next+int64(in.MaxRecords), logEnd), HighWatermark: logEnd}, nil
+		return contract.PlanResult{End: min(in.Next+int64(in.MaxRecords), logEnd), HighWatermark: logEnd}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	committed := int64(0)
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		time.Sleep(20 * time.Millisecond)
 		j.add(fmt.Sprintf("load %d-%d", in.Spec.Start, in.Spec.End))
 		j.mu.Lock()
 		committed = in.Spec.End // the real Load commits its end, last
 		j.mu.Unlock()
-		return batch.Totals{Loaded: int(in.Spec.End - in.Spec.Start)}, nil
+		return contract.Totals{Loaded: int(in.Spec.End - in.Spec.Start)}, nil
 	})
 
 	// Updates answer asynchronously in the test environment: each answer
@@ -169,16 +168,16 @@ func TestFailedBatchWaitGrows(t *testing.T) {
 func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
 	env := newEnv(t)
 	env.SetTestTimeout(30 * time.Second)
-	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
-		return activities.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		return contract.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		if in.Spec.Start == 100 {
-			return batch.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", activities.ErrTypeLoadFailed, nil)
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", contract.ErrTypeLoadFailed, nil)
 		}
-		return batch.Totals{Loaded: 100}, nil
+		return contract.Totals{Loaded: 100}, nil
 	})
 	var answer *ControlResult
 	var answerErr error

@@ -9,8 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/searchattr"
 )
@@ -21,11 +20,11 @@ type IngestInput struct {
 	Topic           string
 	Partition       int
 	Next            int64
-	Window          batch.Window
+	Window          contract.Window
 	MaxRecords      int
 	MaxBytes        int64
 	AllowedLateness time.Duration
-	// MaxWindowIDs bounds the partition's dedup window (batch.Spec).
+	// MaxWindowIDs bounds the partition's dedup window (contract.Spec).
 	MaxWindowIDs int `json:",omitempty"`
 	// PollFor is how long PlanBatch waits for new records when caught up.
 	PollFor time.Duration
@@ -50,7 +49,7 @@ type IngestInput struct {
 	// before this run began (a continue-as-new or a stop came first). It
 	// runs first, under the same ID and range: re-planning the range
 	// could load its first records under a second batch ID.
-	Pending *batch.Spec `json:",omitempty"`
+	Pending *contract.Spec `json:",omitempty"`
 	// Pool is the workflow ID of the worker pool that places the
 	// partition on a worker (WorkerPool); empty: plans and batches run on
 	// any worker of the partition's task queue.
@@ -150,7 +149,7 @@ func planOn(ctx workflow.Context, in IngestInput, next int64, queue string) *pla
 }
 
 func planFrom(ctx workflow.Context, in IngestInput, next int64, queue string) workflow.Future {
-	return workflow.ExecuteActivity(planOptions(ctx, in, queue), a.PlanBatch, activities.PlanInput{
+	return workflow.ExecuteActivity(planOptions(ctx, in, queue), contract.ActivityPlanBatch, contract.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
 		Linger: in.Linger, AllowedLateness: in.AllowedLateness,
@@ -255,7 +254,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 			if workflow.Await(ctx, func() bool { return call.IsReady() || pl.moved(call.queue) }) == nil && !call.IsReady() {
 				call.cancel() // its worker left the pool: plan again on the new one
 			}
-			var plan activities.PlanResult
+			var plan contract.PlanResult
 			err := call.Get(ctx, &plan)
 			planned = nil
 			if err == nil && call.size != sizeOf(in) {
@@ -285,8 +284,8 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 				progress.EventsPerSecond = speed.add(workflow.Now(ctx), in.RecordsDone)
 				continue
 			}
-			spec = &batch.Spec{
-				Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
+			spec = &contract.Spec{
+				Range:           contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
 				Window:          in.Window,
 				AllowedLateness: in.AllowedLateness,
 				MaxWindowIDs:    in.MaxWindowIDs,
@@ -305,7 +304,7 @@ func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) e
 		if !c.paused && !c.draining {
 			planned = planOn(ctx, in, spec.End, pl.queue)
 		}
-		var res batch.Result
+		var res contract.Result
 		_ = workflow.Await(batchCtx, func() bool { return child.IsReady() || pl.moved(queue) })
 		if !child.IsReady() {
 			// Its worker left the pool: the batch is ended there and run
@@ -370,19 +369,19 @@ func failedBatchWait(n int) time.Duration {
 
 // createStreams creates the run's write streams in storagewrite mode, one
 // per table at offset 0; nil in load mode.
-func createStreams(ctx workflow.Context, in IngestInput) (map[string]batch.StreamOffset, error) {
+func createStreams(ctx workflow.Context, in IngestInput) (map[string]contract.StreamOffset, error) {
 	if in.WriteMode != config.WriteModeStorageWrite {
 		return nil, nil
 	}
 	opts := workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "create a write stream per table"}
 	var names map[string]string
-	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), a.CreateStreams, activities.LoadOrder).Get(ctx, &names); err != nil {
+	if err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), contract.ActivityCreateStreams, contract.LoadOrder).Get(ctx, &names); err != nil {
 		return nil, err
 	}
-	streams := make(map[string]batch.StreamOffset, len(names))
+	streams := make(map[string]contract.StreamOffset, len(names))
 	//workflowcheck:ignore builds a map: order does not matter
 	for table, name := range names {
-		streams[table] = batch.StreamOffset{Name: name}
+		streams[table] = contract.StreamOffset{Name: name}
 	}
 	return streams, nil
 }
@@ -396,7 +395,7 @@ type batchSize struct {
 func sizeOf(in IngestInput) batchSize { return batchSize{in.MaxRecords, in.MaxBytes} }
 
 // advance moves the partition past a completed batch.
-func advance(in *IngestInput, progress *Progress, r batch.Range, res batch.Result) {
+func advance(in *IngestInput, progress *Progress, r contract.Range, res contract.Result) {
 	in.Next, in.Window = r.End, res.Next
 	in.BatchesDone++
 	in.RecordsDone += r.End - r.Start
@@ -417,7 +416,7 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 		if continueAsNewDue(ctx, in, batches) {
 			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
 		}
-		var plan activities.PlanResult
+		var plan contract.PlanResult
 		err := planFrom(ctx, in, in.Next, "").Get(ctx, &plan)
 		if err != nil {
 			if temporal.IsCanceledError(err) {
@@ -430,8 +429,8 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 		if progress.CaughtUp {
 			continue
 		}
-		spec := batch.Spec{
-			Range:           batch.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
+		spec := contract.Spec{
+			Range:           contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
 			Window:          in.Window,
 			AllowedLateness: in.AllowedLateness,
 		}
@@ -450,11 +449,11 @@ func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) 
 
 // runBatch runs one MicroBatch and commits its offset, on a context that
 // ignores cancellation (ingestSequential).
-func runBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
+func runBatch(ctx workflow.Context, spec contract.Spec) (contract.Result, error) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	var res batch.Result
+	var res contract.Result
 	if err := startBatch(ctx, spec, "").Get(ctx, &res); err != nil {
-		return batch.Result{}, err
+		return contract.Result{}, err
 	}
 	return res, commitOffset(ctx, spec).Get(ctx, nil)
 }
@@ -463,7 +462,7 @@ const batchTaskTimeout = 5 * time.Second
 
 // startBatch starts the batch's MicroBatch child workflow on queue (""
 // for the partition's own).
-func startBatch(ctx workflow.Context, spec batch.Spec, queue string) workflow.ChildWorkflowFuture {
+func startBatch(ctx workflow.Context, spec contract.Spec, queue string) workflow.ChildWorkflowFuture {
 	// A replayed start is not compared by its input, so runs recorded
 	// with the flag unset replay alike.
 	spec.DecideLocally = true
@@ -494,9 +493,9 @@ func startBatch(ctx workflow.Context, spec batch.Spec, queue string) workflow.Ch
 }
 
 // commitOffset commits the batch's end as the group's offset.
-func commitOffset(ctx workflow.Context, spec batch.Spec) workflow.Future {
+func commitOffset(ctx workflow.Context, spec contract.Spec) workflow.Future {
 	commitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry})
-	return workflow.ExecuteActivity(commitCtx, a.CommitOffsets, activities.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End})
+	return workflow.ExecuteActivity(commitCtx, contract.ActivityCommitOffsets, contract.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End})
 }
 
 // terminateBatch ends a batch whose worker left the pool: its workflow
@@ -504,5 +503,5 @@ func commitOffset(ctx workflow.Context, spec batch.Spec) workflow.Future {
 // written again, idempotently, by the run that replaces it.
 func terminateBatch(ctx workflow.Context, id string) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry, Summary: "end " + id + " on a worker that left"})
-	return workflow.ExecuteActivity(actx, a.TerminateBatch, id).Get(ctx, nil)
+	return workflow.ExecuteActivity(actx, contract.ActivityTerminateBatch, id).Get(ctx, nil)
 }

@@ -11,14 +11,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/searchattr"
 )
-
-// a names the activity methods for ExecuteActivity; the worker registers
-// a real *activities.Activities under the same names.
-var a *activities.Activities
 
 // localDecisionsVersion marks MicroBatch runs that decide with local
 // activities; runs recorded before replay with activities. Runs started
@@ -26,23 +21,23 @@ var a *activities.Activities
 const localDecisionsVersion = "local-dedup-and-enrich"
 
 // decide runs Dedup and then Enrich on the batch.
-func decide(ctx workflow.Context, spec batch.Spec) (batch.Decisions, batch.Enrichment, error) {
-	var d batch.Decisions
-	var enr batch.Enrichment
+func decide(ctx workflow.Context, spec contract.Spec) (contract.Decisions, contract.Enrichment, error) {
+	var d contract.Decisions
+	var enr contract.Enrichment
 	// GetVersion writes a marker and a TemporalChangeVersion upsert (a
 	// visibility write) into every new run: two of a batch's history
 	// events, for a choice its input already carries.
 	if !spec.DecideLocally && workflow.GetVersion(ctx, localDecisionsVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), contract.ActivityDedup, spec).Get(ctx, &d); err != nil {
 			return d, enr, err
 		}
-		err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr)
+		err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), contract.ActivityEnrich, spec, d).Get(ctx, &enr)
 		return d, enr, err
 	}
-	if err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, dedupSummary(spec)), a.Dedup, spec).Get(ctx, &d); err != nil {
+	if err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, dedupSummary(spec)), contract.ActivityDedup, spec).Get(ctx, &d); err != nil {
 		return d, enr, err
 	}
-	err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, enrichSummary(d)), a.Enrich, spec, d).Get(ctx, &enr)
+	err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, enrichSummary(d)), contract.ActivityEnrich, spec, d).Get(ctx, &enr)
 	return d, enr, err
 }
 
@@ -79,7 +74,7 @@ var (
 		InitialInterval:        250 * time.Millisecond,
 		BackoffCoefficient:     2,
 		MaximumInterval:        time.Minute,
-		NonRetryableErrorTypes: []string{activities.ErrTypeOffsetOutOfRange, activities.ErrTypeLoadFailed},
+		NonRetryableErrorTypes: []string{contract.ErrTypeOffsetOutOfRange, contract.ErrTypeLoadFailed},
 	}
 	readOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 10 * time.Minute, // a cold rebuild reads a whole window
@@ -103,17 +98,17 @@ var (
 // benchmark measures) and keeps the parsed batch on the worker that
 // decides it. A worker dying inside one loses its workflow task, which
 // another worker takes after batchTaskTimeout.
-func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
+func MicroBatch(ctx workflow.Context, spec contract.Spec) (contract.Result, error) {
 	workflow.SetCurrentDetails(ctx, "Deciding duplicates and late records of "+batchSummary(spec))
 	d, enr, err := decide(ctx, spec)
 	if err != nil {
-		return batch.Result{}, err
+		return contract.Result{}, err
 	}
 	workflow.SetCurrentDetails(ctx, "Loading: "+loadSummary(d))
-	var totals batch.Totals
+	var totals contract.Totals
 	loadCtx := withSummary(ctx, loadOptions, loadSummary(d))
-	if err := workflow.ExecuteActivity(loadCtx, a.Load, activities.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}).Get(ctx, &totals); err != nil {
-		return batch.Result{}, err
+	if err := workflow.ExecuteActivity(loadCtx, contract.ActivityLoad, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}).Get(ctx, &totals); err != nil {
+		return contract.Result{}, err
 	}
 	// Counts become searchable in the web UI once the batch is done.
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
@@ -122,5 +117,5 @@ func MicroBatch(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
 		searchattr.BatchRejected.ValueSet(float64(totals.Errors+totals.Late)),
 	)
 	workflow.SetCurrentDetails(ctx, totalsDetails(spec, totals))
-	return batch.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
+	return contract.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
 }

@@ -6,6 +6,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/paystream/paystream/contract"
 )
 
 // The worker pool of a task queue assigns each partition to one worker, so
@@ -150,7 +152,7 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
 		Summary:                "lease of worker " + queue,
 	})
-	f := workflow.ExecuteActivity(actx, a.HoldMembership, leaseFor)
+	f := workflow.ExecuteActivity(actx, contract.ActivityHoldMembership, leaseFor)
 	p.sel.AddFuture(f, func(f workflow.Future) {
 		err := f.Get(ctx, nil)
 		if p.lease[queue] != n || !slices.Contains(p.Members, queue) {

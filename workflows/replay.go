@@ -7,26 +7,25 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // ReplayQuarantine loads one batch's quarantined late records, once an
 // operator decided they belong in transactions: DecideReplay decides once,
 // recorded in history; LoadReplay applies it idempotently. Its workflow ID
 // is the replay's ID, so a batch's quarantine is replayed at most once.
-func ReplayQuarantine(ctx workflow.Context, in activities.ReplayInput) (activities.ReplayTotals, error) {
+func ReplayQuarantine(ctx workflow.Context, in contract.ReplayInput) (contract.ReplayTotals, error) {
 	workflow.SetCurrentDetails(ctx, "Deciding which quarantined records of "+in.Source.ID()+" to load")
-	var d activities.ReplayDecision
+	var d contract.ReplayDecision
 	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, "find the late records of "+in.Source.ID()+" not loaded yet"),
-		a.DecideReplay, in).Get(ctx, &d); err != nil {
-		return activities.ReplayTotals{}, err
+		contract.ActivityDecideReplay, in).Get(ctx, &d); err != nil {
+		return contract.ReplayTotals{}, err
 	}
 	summary := fmt.Sprintf("load %d of %d quarantined records; %d stay (transaction_id loaded already)", len(d.Offsets), d.Quarantined, len(d.DuplicateOffsets))
-	var totals activities.ReplayTotals
-	if err := workflow.ExecuteActivity(withSummary(ctx, loadOptions, summary), a.LoadReplay,
-		activities.ReplayLoadInput{Replay: in, Decision: d}).Get(ctx, &totals); err != nil {
-		return activities.ReplayTotals{}, err
+	var totals contract.ReplayTotals
+	if err := workflow.ExecuteActivity(withSummary(ctx, loadOptions, summary), contract.ActivityLoadReplay,
+		contract.ReplayLoadInput{Replay: in, Decision: d}).Get(ctx, &totals); err != nil {
+		return contract.ReplayTotals{}, err
 	}
 	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**Replayed** %d of %d quarantined records of `%s`; %d stay in quarantine as duplicates",
 		totals.Loaded, totals.Quarantined, in.Source.ID(), totals.Duplicates))
@@ -37,7 +36,7 @@ func ReplayQuarantine(ctx workflow.Context, in activities.ReplayInput) (activiti
 type ReplayOutcome struct {
 	ReplayID string
 	Already  bool // replayed before; nothing was loaded now
-	Totals   activities.ReplayTotals
+	Totals   contract.ReplayTotals
 }
 
 // QuarantineReplaysID is the workflow ID of a topic's replay run: one at a
@@ -49,20 +48,20 @@ func QuarantineReplaysID(topic string) string { return "replay-quarantine/" + to
 // own ReplayQuarantine child. A batch replayed before is refused its
 // second run by its workflow ID and reported as such. Its "progress" query
 // answers how many batches are done.
-func QuarantineReplays(ctx workflow.Context, sources []batch.Range) ([]ReplayOutcome, error) {
+func QuarantineReplays(ctx workflow.Context, sources []contract.Range) ([]ReplayOutcome, error) {
 	out := make([]ReplayOutcome, 0, len(sources))
 	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (int, error) { return len(out), nil }); err != nil {
 		return nil, err
 	}
 	for i, src := range sources {
-		in := activities.ReplayInput{Source: src}
+		in := contract.ReplayInput{Source: src}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Replaying %d of %d: %s", i+1, len(sources), src.ID()))
 		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:            in.ID(),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-			StaticSummary:         "replay the quarantined late records of " + batchSummary(batch.Spec{Range: src}),
+			StaticSummary:         "replay the quarantined late records of " + batchSummary(contract.Spec{Range: src}),
 		})
-		var totals activities.ReplayTotals
+		var totals contract.ReplayTotals
 		err := workflow.ExecuteChildWorkflow(childCtx, ReplayQuarantine, in).Get(ctx, &totals)
 		switch {
 		case temporal.IsWorkflowExecutionAlreadyStartedError(err):

@@ -6,7 +6,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // Histories recorded from a real run on the devstack (TestEndToEnd with
@@ -37,15 +37,15 @@ func TestReplayRecordedHistories(t *testing.T) {
 
 // microBatchReordered is MicroBatch with Enrich scheduled before Dedup: a
 // change that would corrupt running batches.
-func microBatchReordered(ctx workflow.Context, spec batch.Spec) (batch.Result, error) {
+func microBatchReordered(ctx workflow.Context, spec contract.Spec) (contract.Result, error) {
 	ctx = workflow.WithActivityOptions(ctx, readOptions)
-	var enr batch.Enrichment
-	if err := workflow.ExecuteActivity(ctx, a.Enrich, spec, batch.Decisions{}).Get(ctx, &enr); err != nil {
-		return batch.Result{}, err
+	var enr contract.Enrichment
+	if err := workflow.ExecuteActivity(ctx, contract.ActivityEnrich, spec, contract.Decisions{}).Get(ctx, &enr); err != nil {
+		return contract.Result{}, err
 	}
-	var d batch.Decisions
-	err := workflow.ExecuteActivity(ctx, a.Dedup, spec).Get(ctx, &d)
-	return batch.Result{}, err
+	var d contract.Decisions
+	err := workflow.ExecuteActivity(ctx, contract.ActivityDedup, spec).Get(ctx, &d)
+	return contract.Result{}, err
 }
 
 func TestReplayCatchesNonDeterministicChange(t *testing.T) {

@@ -6,8 +6,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // TestQuarantineReplaysLoadsWhatWasDecided: each batch's replay loads
@@ -17,20 +16,20 @@ func TestQuarantineReplaysLoadsWhatWasDecided(t *testing.T) {
 	env := newEnv(t)
 	env.RegisterWorkflow(ReplayQuarantine)
 	env.RegisterWorkflow(QuarantineReplays)
-	sources := []batch.Range{{Topic: "payments", Partition: 0, Start: 0, End: 100}, {Topic: "payments", Partition: 0, Start: 100, End: 200}}
-	env.OnActivity("DecideReplay", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReplayInput) (activities.ReplayDecision, error) {
-		return activities.ReplayDecision{Quarantined: 3, Offsets: []int64{in.Source.Start + 1, in.Source.Start + 5}, DuplicateOffsets: []int64{in.Source.Start + 9}}, nil
+	sources := []contract.Range{{Topic: "payments", Partition: 0, Start: 0, End: 100}, {Topic: "payments", Partition: 0, Start: 100, End: 200}}
+	env.OnActivity("DecideReplay", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.ReplayInput) (contract.ReplayDecision, error) {
+		return contract.ReplayDecision{Quarantined: 3, Offsets: []int64{in.Source.Start + 1, in.Source.Start + 5}, DuplicateOffsets: []int64{in.Source.Start + 9}}, nil
 	}).Times(2)
 	attempts := map[string]int{}
-	env.OnActivity("LoadReplay", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ReplayLoadInput) (activities.ReplayTotals, error) {
+	env.OnActivity("LoadReplay", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.ReplayLoadInput) (contract.ReplayTotals, error) {
 		attempts[in.Replay.ID()]++
 		if len(in.Decision.Offsets) != 2 || in.Decision.Offsets[0] != in.Replay.Source.Start+1 || in.Decision.DuplicateOffsets[0] != in.Replay.Source.Start+9 {
 			t.Errorf("LoadReplay of %s got %+v, not the recorded decision", in.Replay.ID(), in.Decision)
 		}
 		if attempts[in.Replay.ID()] == 1 {
-			return activities.ReplayTotals{}, context.DeadlineExceeded // retried
+			return contract.ReplayTotals{}, context.DeadlineExceeded // retried
 		}
-		return activities.ReplayTotals{Quarantined: 3, Loaded: 2, Duplicates: 1}, nil
+		return contract.ReplayTotals{Quarantined: 3, Loaded: 2, Duplicates: 1}, nil
 	})
 	env.ExecuteWorkflow(QuarantineReplays, sources)
 	if err := env.GetWorkflowError(); err != nil {

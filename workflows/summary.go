@@ -8,7 +8,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // What the Temporal web UI shows for a batch without decoding a payload:
@@ -18,11 +18,11 @@ import (
 // transaction ID (invariant 1).
 
 // batchSummary is MicroBatch's one line: which partition and offsets.
-func batchSummary(spec batch.Spec) string {
+func batchSummary(spec contract.Spec) string {
 	return fmt.Sprintf("%s partition %d, offsets %d–%d (%d offsets)", spec.Topic, spec.Partition, spec.Start, spec.End-1, spec.End-spec.Start)
 }
 
-func batchDetails(spec batch.Spec) string {
+func batchDetails(spec contract.Spec) string {
 	newest := "none yet"
 	if !spec.Window.Newest.IsZero() {
 		newest = spec.Window.Newest.UTC().Format("2006-01-02 15:04:05.000 MST")
@@ -32,22 +32,22 @@ func batchDetails(spec batch.Spec) string {
 		spec.ID(), spec.Topic, spec.Partition, spec.Start, spec.End, spec.End-spec.Start, spec.Window.Start, newest, spec.AllowedLateness)
 }
 
-func dedupSummary(spec batch.Spec) string {
+func dedupSummary(spec contract.Spec) string {
 	return fmt.Sprintf("dedup offsets %d–%d", spec.Start, spec.End-1)
 }
 
-func enrichSummary(d batch.Decisions) string {
+func enrichSummary(d contract.Decisions) string {
 	return fmt.Sprintf("fraud-score %d records to load", d.Loaded)
 }
 
 // loadSummary is what Dedup decided, which Load applies.
-func loadSummary(d batch.Decisions) string {
+func loadSummary(d contract.Decisions) string {
 	return fmt.Sprintf("load %d records: %d loaded, %d duplicates, %d errors, %d late",
 		d.Records, d.Loaded, len(d.DuplicateOffsets), d.Invalid+len(d.ConflictOffsets), len(d.LateOffsets))
 }
 
 // totalsDetails is the batch's outcome, as reconciliation counts it.
-func totalsDetails(spec batch.Spec, t batch.Totals) string {
+func totalsDetails(spec contract.Spec, t contract.Totals) string {
 	var amounts []string
 	//workflowcheck:ignore sorted before use
 	for _, cur := range slices.Sorted(maps.Keys(t.AmountByCurrency)) {

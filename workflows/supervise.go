@@ -9,8 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 // SuperviseInput is a topic supervisor's state, carried whole through
@@ -62,7 +61,7 @@ func TopicSupervisor(ctx workflow.Context, in SuperviseInput) error {
 	})
 	for checks := 0; ; checks++ {
 		var firsts []int64
-		if err := workflow.ExecuteActivity(actCtx, a.NewPartitions, activities.PartitionsInput{Topic: in.Topic, From: in.Partitions}).Get(ctx, &firsts); err != nil {
+		if err := workflow.ExecuteActivity(actCtx, contract.ActivityNewPartitions, contract.PartitionsInput{Topic: in.Topic, From: in.Partitions}).Get(ctx, &firsts); err != nil {
 			if ctx.Err() != nil {
 				return temporal.NewCanceledError("stopped")
 			}
@@ -90,10 +89,10 @@ func TopicSupervisor(ctx workflow.Context, in SuperviseInput) error {
 // log's start; one that has, or had, a workflow is left as it is.
 func startPartition(ctx workflow.Context, in SuperviseInput, p int, first int64) error {
 	ingest := in.Template
-	ingest.Topic, ingest.Partition, ingest.Next, ingest.Window = in.Topic, p, first, batch.Window{Start: first}
+	ingest.Topic, ingest.Partition, ingest.Next, ingest.Window = in.Topic, p, first, contract.Window{Start: first}
 	ingest.BatchesDone, ingest.RecordsDone, ingest.Paused, ingest.Pending = 0, 0, false, nil
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            batch.IngestID(in.Topic, p),
+		WorkflowID:            contract.IngestID(in.Topic, p),
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		// The partition outlives this run: the supervisor continues as
 		// new, and stopping it must not stop ingestion mid-batch.

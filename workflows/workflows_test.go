@@ -20,18 +20,18 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/paystream/paystream/activities"
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 )
 
 var (
 	t0        = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	decisions = batch.Decisions{
+	decisions = contract.Decisions{
 		DuplicateOffsets: []int64{7}, DuplicateOf: []int64{3}, DuplicateIdentical: []bool{true},
 		LateOffsets: []int64{9}, Records: 100, Loaded: 97, Invalid: 1,
-		Next: batch.Window{Start: 42, Newest: t0},
+		Next: contract.Window{Start: 42, Newest: t0},
 	}
-	enrichment = batch.Enrichment{Scores: make([]uint8, 97), Reasons: make([]uint16, 97)}
+	enrichment = contract.Enrichment{Scores: make([]uint8, 97), Reasons: make([]uint16, 97)}
 )
 
 // continuedWith is the input a run handed its next one: err must be the
@@ -89,26 +89,26 @@ func (j *journal) add(s string) {
 // decides nothing itself (invariant 3).
 func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
 	env := newEnv(t)
-	spec := batch.Spec{Range: batch.Range{Topic: "payments", Partition: 2, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
+	spec := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 2, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
 	env.OnActivity("Dedup", mock.Anything, spec).Return(decisions, nil).Once()
 	env.OnActivity("Enrich", mock.Anything, spec, decisions).Return(enrichment, nil).Once()
 	loads := 0
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loads++
 		if in.Spec.ID() != spec.ID() || len(in.Decisions.DuplicateOffsets) != 1 || in.Decisions.DuplicateOf[0] != 3 || in.Decisions.LateOffsets[0] != 9 ||
 			len(in.Enrichment.Scores) != 97 || !reflect.DeepEqual(in.Decisions.Next, decisions.Next) {
 			t.Errorf("Load got %+v, not the recorded decisions", in)
 		}
 		if loads == 1 {
-			return batch.Totals{}, errors.New("BigQuery unavailable")
+			return contract.Totals{}, errors.New("BigQuery unavailable")
 		}
-		return batch.Totals{Loaded: 97, Duplicates: 1, Late: 1, Errors: 1}, nil
+		return contract.Totals{Loaded: 97, Duplicates: 1, Late: 1, Errors: 1}, nil
 	})
 	env.ExecuteWorkflow(MicroBatch, spec)
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var res batch.Result
+	var res contract.Result
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -121,11 +121,11 @@ func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
 // plan mocks PlanBatch: one range [0, 100), then the log's end as an
 // error retrying cannot fix, which ends the workflow where a test can look.
 func plan(env *testsuite.TestWorkflowEnvironment) {
-	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 		if in.Next == 0 {
-			return activities.PlanResult{End: 100, HighWatermark: 100}, nil
+			return contract.PlanResult{End: 100, HighWatermark: 100}, nil
 		}
-		return activities.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", activities.ErrTypeOffsetOutOfRange, nil)
+		return contract.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", contract.ErrTypeOffsetOutOfRange, nil)
 	})
 }
 
@@ -140,21 +140,21 @@ func TestAFailedLoadRunsAgainUnderItsID(t *testing.T) {
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	loads := 0
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loads++
 		j.add("load by " + activity.GetInfo(ctx).WorkflowExecution.ID)
 		if loads == 1 {
-			return batch.Totals{}, temporal.NewNonRetryableApplicationError("schema mismatch", activities.ErrTypeLoadFailed, nil)
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("schema mismatch", contract.ErrTypeLoadFailed, nil)
 		}
-		return batch.Totals{Loaded: 97}, nil
+		return contract.Totals{Loaded: 97}, nil
 	})
-	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.CommitInput) error {
+	env.OnActivity("CommitOffsets", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.CommitInput) error {
 		j.add(fmt.Sprintf("commit %d", in.Offset))
 		return nil
 	})
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
 	var appErr *temporal.ApplicationError
-	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOffsetOutOfRange {
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
 		t.Fatalf("workflow ended with %v, want the test log's end", err)
 	}
 	if want := "[load by batch/payments/0/0-100 load by batch/payments/0/0-100]"; fmt.Sprint(j.calls) != want {
@@ -169,7 +169,7 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	plan(env)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(batch.Totals{Loaded: 97}, nil)
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
 	next := continuedWith(t, env.GetWorkflowError())
 	if next.Next != 100 || !reflect.DeepEqual(next.Window, decisions.Next) || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
@@ -181,15 +181,15 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 // once and plans batches of 100, each deciding as decisions does.
 func storageWriteEnv(t *testing.T, prefix string) *testsuite.TestWorkflowEnvironment {
 	env := newEnv(t)
-	env.OnActivity("CreateStreams", mock.Anything, activities.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
+	env.OnActivity("CreateStreams", mock.Anything, contract.LoadOrder).Return(func(_ context.Context, tables []string) (map[string]string, error) {
 		out := map[string]string{}
 		for _, table := range tables {
 			out[table] = prefix + "/" + table
 		}
 		return out, nil
 	}).Once()
-	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
-		return activities.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		return contract.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
@@ -204,14 +204,14 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 	env := storageWriteEnv(t, "streams")
 	var j journal
 	loads := 0
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loads++
 		tx := in.Spec.Streams["transactions"]
 		j.add(fmt.Sprintf("%d-%d %s@%d ledger@%d", in.Spec.Start, in.Spec.End, tx.Name, tx.Offset, in.Spec.Streams["batch_ledger"].Offset))
 		if loads == 2 {
-			return batch.Totals{}, temporal.NewNonRetryableApplicationError("stream unavailable", activities.ErrTypeLoadFailed, nil)
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("stream unavailable", contract.ErrTypeLoadFailed, nil)
 		}
-		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
+		return contract.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
 	})
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 4, WriteMode: config.WriteModeStorageWrite}) // the failed run counts
 	next := continuedWith(t, env.GetWorkflowError())
@@ -238,12 +238,12 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
 	env := storageWriteEnv(t, "new")
 	var j journal
-	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		tx := in.Spec.Streams["transactions"]
 		j.add(fmt.Sprintf("%d-%d %s@%d", in.Spec.Start, in.Spec.End, tx.Name, tx.Offset))
-		return batch.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97}}, nil
+		return contract.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97}}, nil
 	})
-	pending := &batch.Spec{Range: batch.Range{Topic: "payments", Start: 0, End: 100}, Streams: map[string]batch.StreamOffset{"transactions": {Name: "old/transactions", Offset: 500}}}
+	pending := &contract.Spec{Range: contract.Range{Topic: "payments", Start: 0, End: 100}, Streams: map[string]contract.StreamOffset{"transactions": {Name: "old/transactions", Offset: 500}}}
 	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3,
 		WriteMode: config.WriteModeStorageWrite, Pending: pending})
 	want := []string{"0-100 old/transactions@500", "100-200 new/transactions@0", "200-300 new/transactions@97"}
@@ -261,21 +261,21 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 	run := func(in IngestInput, loadErr error, suggestAt time.Duration) (*journal, error) {
 		env := newEnv(t)
 		j := &journal{}
-		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PlanInput) (activities.PlanResult, error) {
+		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 			j.add(fmt.Sprintf("plan %d", in.Next))
 			if in.Next >= 140 {
-				return activities.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", activities.ErrTypeOffsetOutOfRange, nil)
+				return contract.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", contract.ErrTypeOffsetOutOfRange, nil)
 			}
-			return activities.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
+			return contract.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
 		})
 		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
-		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.LoadInput) (batch.Totals, error) {
+		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 			j.add("load " + in.Spec.ID())
 			if loadErr == nil {
 				j.add(fmt.Sprintf("commit %d", in.Spec.End)) // as the real Load does, last
 			}
-			return batch.Totals{Loaded: 97}, loadErr
+			return contract.Totals{Loaded: 97}, loadErr
 		})
 		if suggestAt > 0 {
 			env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, suggestAt)
@@ -286,7 +286,7 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 
 	// The batch fails; while the run waits to retry it, Temporal suggests
 	// continue-as-new, and the next run is handed the batch.
-	j, err := run(in, temporal.NewNonRetryableApplicationError("schema mismatch", activities.ErrTypeLoadFailed, nil), 30*time.Second)
+	j, err := run(in, temporal.NewNonRetryableApplicationError("schema mismatch", contract.ErrTypeLoadFailed, nil), 30*time.Second)
 	next := continuedWith(t, err)
 	// Planning runs beside the batch, so only the plans' offsets are
 	// compared, not their order.
@@ -302,7 +302,7 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 	next.MaxRecords = 40
 	j, err = run(next, nil, 0)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeOffsetOutOfRange {
+	if !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
 		t.Fatalf("second run ended with %v, want the test log's end", err)
 	}
 	if want := "[load batch/payments/0/0-100 commit 100 load batch/payments/0/100-140 commit 140 | plan 100 plan 140]"; j.split() != want {

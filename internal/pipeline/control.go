@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/workflows"
 )
@@ -32,7 +32,7 @@ func (o *Operator) Control(ctx context.Context, update string, partitions []int,
 	}
 	var out []workflows.ControlResult
 	for _, p := range partitions {
-		id := batch.IngestID(o.Config.Topic, p)
+		id := contract.IngestID(o.Config.Topic, p)
 		h, err := o.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 			WorkflowID:   id,
 			UpdateName:   update,

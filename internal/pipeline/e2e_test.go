@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -151,7 +151,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal("no ledger row for partition 0's first batch")
 	}
 	_, err = e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: first[0][0].(string), TaskQueue: cfg.TaskQueue,
-		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY, WorkflowExecutionErrorWhenAlreadyStarted: true}, "MicroBatch", batch.Spec{})
+		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY, WorkflowExecutionErrorWhenAlreadyStarted: true}, "MicroBatch", contract.Spec{})
 	if !errors.As(err, new(*serviceerror.WorkflowExecutionAlreadyStarted)) {
 		t.Errorf("second run of completed batch %s: err = %v, want already started", first[0][0], err)
 	}
@@ -280,7 +280,7 @@ func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
 		t.Fatalf("no ledger row for the first batch of partition 0")
 	}
 	firstBatch = ledger[0][0].(string)
-	for _, id := range []string{firstBatch, batch.IngestID(cfg.Topic, 0)} {
+	for _, id := range []string{firstBatch, contract.IngestID(cfg.Topic, 0)} {
 		raw := historyJSON(t, e.operator.Temporal, id)
 		if !strings.Contains(raw, `"DuplicateOffsets"`) && id == firstBatch {
 			t.Fatalf("decoded history of %s lacks the Dedup result; the check would prove nothing", id)
@@ -384,12 +384,12 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 	if _, err := e.operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	firstRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(cfg.Topic, 0), "")
+	firstRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.waitCaughtUp(t, 10*time.Minute)
-	lastRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(cfg.Topic, 0), "")
+	lastRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/workflows"
@@ -202,7 +202,7 @@ func TestBigQueryFaults(t *testing.T) {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			if m := batchParam.FindSubmatch(body); m != nil && bytes.Contains(body, []byte("batch_ledger")) {
 				stallMu.Lock()
-				hold := refusedInStall[batch.LoadJobID(string(m[1]), "batch_ledger", 0)] && !stalled[string(m[1])]
+				hold := refusedInStall[contract.LoadJobID(string(m[1]), "batch_ledger", 0)] && !stalled[string(m[1])]
 				if hold {
 					stalled[string(m[1])] = true
 				}

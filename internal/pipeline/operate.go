@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/progress"
@@ -37,7 +37,7 @@ type Operator struct {
 // ledgered batch, with the dedup window that batch handed on.
 type resumePoint struct {
 	next   int64
-	window batch.Window
+	window contract.Window
 }
 
 // resumePoints reads the last ledger row of every partition. The ledger,
@@ -83,8 +83,8 @@ type ledgerRow struct {
 }
 
 // nextWindow is the dedup window the batch handed on to the next one.
-func (r ledgerRow) nextWindow() (batch.Window, error) {
-	w := batch.Window{Start: r.WStart}
+func (r ledgerRow) nextWindow() (contract.Window, error) {
+	w := contract.Window{Start: r.WStart}
 	if r.WNewest.Valid {
 		var err error
 		if w.Newest, err = time.Parse(time.RFC3339Nano, r.WNewest.StringVal); err != nil {
@@ -121,9 +121,9 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	for p, b := range bounds {
 		rp, ok := resume[p]
 		if !ok {
-			rp = resumePoint{next: b.First, window: batch.Window{Start: b.First}}
+			rp = resumePoint{next: b.First, window: contract.Window{Start: b.First}}
 		}
-		id := batch.IngestID(o.Config.Topic, p)
+		id := contract.IngestID(o.Config.Topic, p)
 		if desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
 			desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true})
@@ -216,7 +216,7 @@ func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 		return stopped, fmt.Errorf("stop %s: %w", sup, err)
 	}
 	for p := range parts {
-		id := batch.IngestID(o.Config.Topic, p)
+		id := contract.IngestID(o.Config.Topic, p)
 		err := o.Temporal.CancelWorkflow(ctx, id, "")
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
@@ -263,7 +263,7 @@ func (o *Operator) Status(ctx context.Context) ([]PartitionStatus, error) {
 	for p := range hws {
 		st := PartitionStatus{Partition: p, Committed: committed[p], HighWatermark: hws[p], State: "not started"}
 		st.Lag = hws[p] - max(committed[p], 0)
-		id := batch.IngestID(o.Config.Topic, p)
+		id := contract.IngestID(o.Config.Topic, p)
 		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 		if err == nil {
 			st.State = stateName(desc.GetWorkflowExecutionInfo().GetStatus())
@@ -381,8 +381,8 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 		return nil, err
 	}
 	first := b.First
-	var specs []batch.Spec
-	window, next := batch.Window{Start: first}, first
+	var specs []contract.Spec
+	window, next := contract.Window{Start: first}, first
 	for {
 		var row ledgerRow
 		err := it.Next(&row)
@@ -404,7 +404,7 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if to > next {
 		return nil, fmt.Errorf("backfill: partition %d is ingested up to offset %d; offsets past it belong to ingestion (starter start)", partition, next)
 	}
-	var todo []batch.Spec
+	var todo []contract.Spec
 	for _, spec := range specs {
 		if spec.End > from && spec.Start < to {
 			todo = append(todo, spec)
@@ -438,9 +438,9 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	return out, nil
 }
 
-func (o *Operator) spec(partition int, start, end int64, w batch.Window) batch.Spec {
-	return batch.Spec{
-		Range:           batch.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
+func (o *Operator) spec(partition int, start, end int64, w contract.Window) contract.Spec {
+	return contract.Spec{
+		Range:           contract.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
 		Window:          w,
 		AllowedLateness: o.Config.AllowedLateness,
 		DecideLocally:   true, // as PartitionIngest starts its batches
@@ -552,7 +552,7 @@ func (o *Operator) Ingested(ctx context.Context) (Ingested, error) {
 func (o *Operator) underWay(ctx context.Context, committed []int64) (int64, error) {
 	var n int64
 	for p := range committed {
-		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, batch.IngestID(o.Config.Topic, p), "")
+		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(o.Config.Topic, p), "")
 		if err != nil {
 			continue // not started yet, or Temporal restarting: not a failure
 		}
@@ -571,7 +571,7 @@ func (o *Operator) underWay(ctx context.Context, committed []int64) (int64, erro
 func batchesEnd(children []*workflowpb.PendingChildExecutionInfo, committed int64) int64 {
 	end := committed
 	for _, c := range children {
-		if r, err := batch.ParseID(c.GetWorkflowId()); err == nil {
+		if r, err := contract.ParseID(c.GetWorkflowId()); err == nil {
 			end = max(end, r.End)
 		}
 	}

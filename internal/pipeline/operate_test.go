@@ -5,12 +5,12 @@ import (
 
 	workflowpb "go.temporal.io/api/workflow/v1"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 )
 
 func TestBatchesEndCountsOffsetsPastTheCommitted(t *testing.T) {
 	child := func(start, end int64) *workflowpb.PendingChildExecutionInfo {
-		return &workflowpb.PendingChildExecutionInfo{WorkflowId: batch.Range{Topic: "payments", Partition: 2, Start: start, End: end}.ID()}
+		return &workflowpb.PendingChildExecutionInfo{WorkflowId: contract.Range{Topic: "payments", Partition: 2, Start: start, End: end}.ID()}
 	}
 	for _, c := range []struct {
 		name      string

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
@@ -21,7 +21,7 @@ import (
 // The MicroBatch workflows are the record: each carries its range as
 // search attributes and its spec as input. One still running is an error,
 // since a new run would start the same batch ID beside it.
-func (o *Operator) pendingBatch(ctx context.Context, partition int, next int64) (*batch.Spec, error) {
+func (o *Operator) pendingBatch(ctx context.Context, partition int, next int64) (*contract.Spec, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = %d AND %s = %d AND ExecutionStatus != 'Completed'",
 		microBatchType, searchattr.KafkaTopic.GetName(), o.Config.Topic,
 		searchattr.KafkaPartition.GetName(), partition,
@@ -68,8 +68,8 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, next int64) 
 const microBatchType = "MicroBatch"
 
 // batchSpec is the input a MicroBatch run was started with.
-func (o *Operator) batchSpec(ctx context.Context, id, runID string) (batch.Spec, error) {
-	var spec batch.Spec
+func (o *Operator) batchSpec(ctx context.Context, id, runID string) (contract.Spec, error) {
+	var spec contract.Spec
 	it := o.Temporal.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !it.HasNext() {
 		return spec, fmt.Errorf("no history")

@@ -32,7 +32,7 @@ type Tuning struct {
 	MaxBytes   int64
 	PollFor    time.Duration
 	// Linger is how long a batch short of MaxRecords waits to fill (see
-	// activities.PlanInput).
+	// contract.PlanInput).
 	Linger time.Duration
 	// MaxBatchesPerRun forces continue-as-new that often (0: the
 	// workflow's default); tests use it to cross run boundaries.
@@ -183,8 +183,10 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	shared := worker.New(tc, cfg.TaskQueue, wopts)
 	queue := workflows.WorkerQueue(cfg.TaskQueue, identity)
 	own := worker.New(tc, queue, wopts)
-	workflows.Register(shared, acts)
-	workflows.Register(own, acts)
+	workflows.Register(shared)
+	activities.Register(shared, acts)
+	workflows.Register(own)
+	activities.Register(own, acts)
 	acts.Temporal = tc
 	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc}, nil
 }

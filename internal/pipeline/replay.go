@@ -13,14 +13,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/api/iterator"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/workflows"
 )
 
 // QuarantinedBatch is a batch with late records in quarantine.
 type QuarantinedBatch struct {
-	Range batch.Range
+	Range contract.Range
 	Late  int64
 }
 
@@ -63,7 +63,7 @@ func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to i
 		if err != nil {
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
-		out = append(out, QuarantinedBatch{Range: batch.Range{Topic: o.Config.Topic, Partition: int(row.Partition), Start: row.Start, End: row.End}, Late: row.Late})
+		out = append(out, QuarantinedBatch{Range: contract.Range{Topic: o.Config.Topic, Partition: int(row.Partition), Start: row.Start, End: row.End}, Late: row.Late})
 	}
 }
 
@@ -75,7 +75,7 @@ var ErrReplayRunning = errors.New("another replay-quarantine of this topic is ru
 // while one is going is refused. Each batch's replay happens at most once;
 // batches replayed before are reported as already replayed.
 func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBatch) ([]workflows.ReplayOutcome, error) {
-	sources := make([]batch.Range, 0, len(batches))
+	sources := make([]contract.Range, 0, len(batches))
 	for _, b := range batches {
 		sources = append(sources, b.Range)
 	}

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/paystream/paystream/internal/batch"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
@@ -34,7 +34,7 @@ func ReleaseStickyWorkflows(ctx context.Context, tc client.Client, namespace str
 		}
 		for _, p := range ps {
 			query := fmt.Sprintf("ExecutionStatus = 'Running' AND (WorkflowId = '%s' OR (%s = '%s' AND %s = %d))",
-				batch.IngestID(topic, p), searchattr.KafkaTopic.GetName(), topic, searchattr.KafkaPartition.GetName(), p)
+				contract.IngestID(topic, p), searchattr.KafkaTopic.GetName(), topic, searchattr.KafkaPartition.GetName(), p)
 			var token []byte
 			for {
 				resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: namespace, Query: query, NextPageToken: token})

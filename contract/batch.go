@@ -1,7 +1,10 @@
-// Package batch holds what the workflows and activities pass each other
-// about one micro-batch: offsets, IDs, counts and scores — never the events
+// Package contract holds what the workflows, the activities and the
+// operator's client pass each other: batch ranges and IDs, decisions,
+// totals, activity inputs, results and names, error types and table
+// names. Offsets, IDs, counts and scores only — never the events
 // themselves, which activities re-read from Kafka (DESIGN §3, invariant 1).
-package batch
+// The workflows and the activities depend on it, never on each other.
+package contract
 
 import (
 	"crypto/sha256"

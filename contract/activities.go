@@ -1,0 +1,130 @@
+package contract
+
+import "time"
+
+// The activities' names, as the worker registers them and the workflows
+// call them: a workflow schedules an activity by name, so neither package
+// needs the other.
+const (
+	ActivityPlanBatch      = "PlanBatch"
+	ActivityDedup          = "Dedup"
+	ActivityEnrich         = "Enrich"
+	ActivityLoad           = "Load"
+	ActivityCommitOffsets  = "CommitOffsets"
+	ActivityCreateStreams  = "CreateStreams"
+	ActivityNewPartitions  = "NewPartitions"
+	ActivityDecideReplay   = "DecideReplay"
+	ActivityLoadReplay     = "LoadReplay"
+	ActivityHoldMembership = "HoldMembership"
+	ActivityTerminateBatch = "TerminateBatch"
+)
+
+// Activities lists every activity name: the worker registers exactly these.
+var Activities = []string{
+	ActivityPlanBatch, ActivityDedup, ActivityEnrich, ActivityLoad, ActivityCommitOffsets, ActivityCreateStreams,
+	ActivityNewPartitions, ActivityDecideReplay, ActivityLoadReplay, ActivityHoldMembership, ActivityTerminateBatch,
+}
+
+// Error types an activity fails with when retrying cannot help; the
+// workflows do not retry them.
+const (
+	// ErrTypeOffsetOutOfRange: Kafka's retention deleted offsets the
+	// batch needs.
+	ErrTypeOffsetOutOfRange = "OffsetOutOfRange"
+	// ErrTypeLoadFailed: BigQuery refused a batch's rows for good.
+	ErrTypeLoadFailed = "LoadFailed"
+	// ErrTypeLogTruncated: the partition's log ends before the next
+	// offset to ingest (the topic was deleted and re-created, or
+	// truncated); an operator must decide.
+	ErrTypeLogTruncated = "LogTruncated"
+	// ErrTypeReplayMismatch: the quarantined rows no longer match the
+	// recorded decision (someone edited ingest_errors).
+	ErrTypeReplayMismatch = "ReplayMismatch"
+)
+
+// CommitInput is the offset to commit for a partition: the end of the last
+// loaded batch, which is the next offset to read.
+type CommitInput struct {
+	Topic     string
+	Partition int
+	Offset    int64
+}
+
+// LoadInput is a batch with its recorded decisions.
+type LoadInput struct {
+	Spec       Spec
+	Decisions  Decisions
+	Enrichment Enrichment
+}
+
+// PartitionsInput asks which partitions a topic has at or past From.
+type PartitionsInput struct {
+	Topic string
+	From  int
+}
+
+// PlanInput asks for the next range of a partition.
+type PlanInput struct {
+	Topic      string
+	Partition  int
+	Next       int64
+	MaxRecords int
+	MaxBytes   int64
+	// PollFor is how long to wait for new records when caught up, instead
+	// of a workflow spinning timers.
+	PollFor time.Duration
+	// Linger is how long, from the call, a batch short of MaxRecords
+	// waits to fill while records keep arriving: a live stream then makes
+	// a batch per Linger instead of one per record burst, and each batch
+	// costs a workflow, a ledger row and load jobs whatever its size. A
+	// log that stopped growing (the end of a backlog) is cut at once.
+	Linger time.Duration
+	// AllowedLateness judges the records the plan parses (see parse); the
+	// plan keeps them parsed for the batch only when it is set.
+	AllowedLateness time.Duration `json:",omitempty"`
+}
+
+// PlanResult is the planned range [Next, End); End == Next means nothing
+// arrived while polling.
+type PlanResult struct {
+	End           int64
+	HighWatermark int64
+	// Stable is the partition's last stable offset: a batch never passes
+	// it. Below HighWatermark while a transaction is open; when it equals
+	// Next, the partition waits on the transaction that starts there.
+	Stable int64 `json:",omitempty"`
+}
+
+// ReplayInput names the batch whose quarantined records are replayed.
+type ReplayInput struct {
+	Source Range
+}
+
+// ReplayDecision is what DecideReplay found: offsets only.
+type ReplayDecision struct {
+	Quarantined int     // late records of the source batch
+	Offsets     []int64 // to load, in offset order
+	// DuplicateOffsets carry a transaction_id that transactions holds
+	// already, or that an earlier offset of this replay carries: they
+	// stay in quarantine.
+	DuplicateOffsets []int64
+}
+
+// ReplayTotals is what LoadReplay wrote.
+type ReplayTotals struct {
+	Quarantined      int
+	Loaded           int
+	Duplicates       int
+	HighRisk         int
+	AmountByCurrency map[string]string
+}
+
+// ReplayLoadInput is a replay with its recorded decision.
+type ReplayLoadInput struct {
+	Replay   ReplayInput
+	Decision ReplayDecision
+}
+
+// ID is the replay's workflow ID and the batch_id of the rows it loads:
+// one replay per batch, forever.
+func (in ReplayInput) ID() string { return "replay/" + in.Source.ID() }
