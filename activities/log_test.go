@@ -8,6 +8,7 @@ import (
 
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // simulatedLog starts an in-process Kafka-protocol broker, stopped when
@@ -15,6 +16,7 @@ import (
 // records made with opts.
 func simulatedLog(tb testing.TB, topic string, opts simulation.Options, events int) (kafkalog.Cluster, simulation.Manifest) {
 	tb.Helper()
+	testtier.NeedsServers(tb)
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
 	if err != nil {
 		tb.Fatal(err)

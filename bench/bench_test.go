@@ -10,12 +10,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // TestSmoke runs the whole benchmark in smoke mode, so it never rots. It
 // asserts what every figure must be made of (runs that reconciled, counts,
 // samples), never how fast anything was: times on shared machines are noise.
 func TestSmoke(t *testing.T) {
+	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	o := smokeOptions()

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 var (
@@ -20,6 +22,7 @@ var (
 // build compiles the binaries once for the package's tests.
 func build(t *testing.T) {
 	t.Helper()
+	testtier.NeedsServers(t)
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "paystream-deploy-test")
 		if buildErr != nil {

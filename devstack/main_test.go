@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // TestUpStopsCleanly runs the devstack command as a user would, waits for
@@ -19,6 +20,7 @@ import (
 // gives it no chance to clean up — and checks that no server it started is
 // left running.
 func TestUpStopsCleanly(t *testing.T) {
+	testtier.NeedsServers(t)
 	bin := filepath.Join(t.TempDir(), "devstack")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build devstack: %v\n%s", err, out)

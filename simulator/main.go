@@ -53,19 +53,22 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return config.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
 	if err := cfg.Validate(); err != nil { // loads Kafka's TLS and SASL
-		return err
+		return config.Usage(err)
 	}
 	if *startTime == "now" {
 		gen.StartTime = time.Now().UTC().Truncate(time.Millisecond)
 	} else {
 		t, err := time.Parse(time.RFC3339, *startTime)
 		if err != nil {
-			return fmt.Errorf("--start-time %q is not RFC 3339 or \"now\"", *startTime)
+			return config.Usage(fmt.Errorf("--start-time %q is not RFC 3339 or \"now\"", *startTime))
 		}
 		gen.StartTime = t.UTC()
+	}
+	if *events < 0 {
+		return config.Usage(fmt.Errorf("--events must not be negative, got %d", *events))
 	}
 	popts := simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: *events, Progress: out}
 	switch {
@@ -73,7 +76,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		popts.Rate = *rate
 		popts.Events = int(*rate * duration.Seconds())
 	case *rate > 0 || *duration > 0:
-		return errors.New("--rate and --duration go together")
+		return config.Usage(errors.New("--rate and --duration go together"))
+	}
+	if popts.Rate > 0 {
+		gen.EventRate = popts.Rate
+	}
+	if err := gen.Validate(); err != nil {
+		return config.Usage(err) // before connecting: a mistake is reported at once
 	}
 	if *quiet {
 		popts.Progress = nil

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
@@ -97,8 +99,8 @@ func TestFlagMistakesAreOneLine(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		err := run(context.Background(), append(args, "--kafka-brokers", "127.0.0.1:1"), &out)
-		if err == nil || strings.Contains(err.Error(), "\n") {
-			t.Errorf("%v: error %q, want one line", args, err)
+		if !errors.As(err, new(config.UsageError)) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %q, want a one-line usage error, before connecting", args, err)
 		}
 	}
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/testtier"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // buildWorker compiles this command once per test binary.
 func buildWorker(t *testing.T) string {
 	t.Helper()
+	testtier.NeedsServers(t)
 	bin := filepath.Join(t.TempDir(), "worker")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build worker: %v\n%s", err, out)

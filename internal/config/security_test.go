@@ -14,6 +14,7 @@ import (
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // TestKafkaOverTLSAndSASL runs paystream's Kafka paths — produce (a
@@ -23,6 +24,7 @@ import (
 // and mechanism, the password from the environment or a file. A wrong
 // password and a plaintext client are refused.
 func TestKafkaOverTLSAndSASL(t *testing.T) {
+	testtier.NeedsServers(t)
 	certs := devstacktest.NewCerts(t)
 	caFile, serverTLS := certs.CAFile, certs.Server
 	const topic = "payments"

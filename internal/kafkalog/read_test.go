@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/testtier"
+
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -50,6 +52,7 @@ func transactionalLog(t *testing.T, brokers []string, topic string, rounds, per 
 // returned, markers are counted, and every offset is accounted for, in
 // whatever pieces the range is read.
 func TestReadRangeIsReadCommitted(t *testing.T) {
+	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "tx"))
@@ -96,6 +99,7 @@ func TestReadRangeIsReadCommitted(t *testing.T) {
 // last stable offset stays at its first record, and moves past its marker
 // once it ends.
 func TestOpenTransactionHoldsTheStableOffset(t *testing.T) {
+	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "open"))
@@ -139,6 +143,7 @@ func TestOpenTransactionHoldsTheStableOffset(t *testing.T) {
 // broker gone and a partition's leader moved, reads and bounds still
 // answer, from the brokers that lead now.
 func TestReadsSurviveBrokerFailures(t *testing.T) {
+	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	kc, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(2, "ha"))

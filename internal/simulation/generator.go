@@ -109,10 +109,10 @@ func DefaultOptions() Options {
 	}
 }
 
-func (o Options) validate() error {
+// Validate checks the options a user sets; the partition count comes
+// from the topic later.
+func (o Options) Validate() error {
 	switch {
-	case o.Partitions < 1:
-		return fmt.Errorf("partitions must be at least 1, got %d", o.Partitions)
 	case o.EventRate <= 0:
 		return fmt.Errorf("event rate must be positive, got %v", o.EventRate)
 	case o.DuplicateRatio < 0 || o.MalformedRatio < 0 || o.LateRatio < 0:
@@ -126,6 +126,13 @@ func (o Options) validate() error {
 		return errors.New("need at least one customer and one merchant")
 	}
 	return nil
+}
+
+func (o Options) validate() error {
+	if o.Partitions < 1 {
+		return fmt.Errorf("partitions must be at least 1, got %d", o.Partitions)
+	}
+	return o.Validate()
 }
 
 // recent is a valid on-time record that later duplicates may repeat.

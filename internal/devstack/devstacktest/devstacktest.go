@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // Config returns a devstack configuration on free ports with state in a
@@ -28,6 +29,7 @@ func Config(t testing.TB, partitions int) devstack.Config {
 // call on a machine may build the tool servers (minutes).
 func Start(t testing.TB, cfg devstack.Config) *devstack.Stack {
 	t.Helper()
+	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	s, err := devstack.Start(ctx, cfg)
