@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/paystream/paystream/contract"
-
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paystream/paystream/internal/faults"
 )
 
-// CommitOffsets records the consumer-group offset after every table of the
+// commitOffset records the consumer-group offset after every table of the
 // batch is loaded (invariant 5), so standard lag tooling sees paystream's
 // progress. Committing the same offset again is harmless. Load calls it as
-// its last step; it stays an activity for PartitionIngest runs recorded
-// before that, which schedule it after each batch.
+// its last step.
 //
 // It never moves the group's offset backwards. A Load that stalled past its
 // heartbeat timeout (a zombie) may wake after its retry and later batches
@@ -24,26 +21,26 @@ import (
 // for a simple consumer, so the committed offset is read first: the race
 // left is between that read and the commit, milliseconds, not the zombie's
 // minutes. A rewind on purpose is an operator's, with Kafka's own tools.
-func (a *Activities) CommitOffsets(ctx context.Context, in contract.CommitInput) error {
+func (a *Activities) commitOffset(ctx context.Context, topic string, partition int, offset int64) error {
 	faults.At("commit")
-	current, err := a.kafkaClient().Committed(ctx, a.ConsumerGroup, in.Topic, []int{in.Partition})
+	current, err := a.kafkaClient().Committed(ctx, a.ConsumerGroup, topic, []int{partition})
 	if err != nil {
-		return fmt.Errorf("commit offset %d of %s/%d: %w", in.Offset, in.Topic, in.Partition, err)
+		return fmt.Errorf("commit offset %d of %s/%d: %w", offset, topic, partition, err)
 	}
-	if current[0] >= in.Offset {
+	if current[0] >= offset {
 		return nil
 	}
 	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{
 		GroupID:      a.ConsumerGroup,
 		GenerationID: -1, // a simple (not group-managed) consumer
-		Topics:       map[string][]kafka.OffsetCommit{in.Topic: {{Partition: in.Partition, Offset: in.Offset}}},
+		Topics:       map[string][]kafka.OffsetCommit{topic: {{Partition: partition, Offset: offset}}},
 	})
 	if err != nil {
-		return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", in.Offset, in.Topic, in.Partition, a.ConsumerGroup, err)
+		return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", offset, topic, partition, a.ConsumerGroup, err)
 	}
-	for _, p := range resp.Topics[in.Topic] {
+	for _, p := range resp.Topics[topic] {
 		if p.Error != nil {
-			return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", in.Offset, in.Topic, in.Partition, a.ConsumerGroup, p.Error)
+			return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", offset, topic, partition, a.ConsumerGroup, p.Error)
 		}
 	}
 	return nil

@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 
-	"github.com/paystream/paystream/contract"
-
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -20,7 +18,7 @@ func TestCommitNeverMovesBack(t *testing.T) {
 	for _, step := range []struct {
 		commit, want int64
 	}{{200, 200}, {100, 200}, {200, 200}, {300, 300}} {
-		if err := a.CommitOffsets(context.Background(), contract.CommitInput{Topic: "commits", Offset: step.commit}); err != nil {
+		if err := a.commitOffset(context.Background(), "commits", 0, step.commit); err != nil {
 			t.Fatal(err)
 		}
 		got, err := kafkalog.CommittedOffsets(context.Background(), kafka, "g", "commits", 1)

@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
@@ -45,12 +44,16 @@ func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.
 	if err != nil {
 		return contract.Totals{}, err
 	}
-	if len(spec.Streams) > 0 {
-		if totals.Rows, err = a.appendTables(ctx, spec, rows); err != nil {
-			return contract.Totals{}, err
-		}
-	} else if err := a.loadJobs(ctx, spec, rows); err != nil {
+	sink, err := a.batchSink(ctx, spec)
+	if err != nil {
 		return contract.Totals{}, err
+	}
+	counts, err := a.writeAll(ctx, sink, spec.ID(), contract.LoadOrder, rows)
+	if err != nil {
+		return contract.Totals{}, err
+	}
+	if len(spec.Streams) > 0 {
+		totals.Rows = counts // the workflow advances its stream offsets by them
 	}
 	// Every table, the ledger last, is loaded: only now may the group's
 	// offset move past the batch (invariant 5). Committing here rather
@@ -58,7 +61,7 @@ func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.
 	// trip; a retried Load commits the same offset again, which is
 	// harmless, and an attempt that lost its activity (its heartbeat is
 	// refused) has its context cancelled, so it does not commit late.
-	if err := a.CommitOffsets(ctx, contract.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End}); err != nil {
+	if err := a.commitOffset(ctx, spec.Topic, spec.Partition, spec.End); err != nil {
 		return contract.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
 	}
 	// The oldest produce time the batch's records carry, for its latency;
@@ -81,60 +84,73 @@ func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.
 	return totals, nil
 }
 
-// loadJobs is Load in load mode: one load job per table.
-func (a *Activities) loadJobs(ctx context.Context, spec contract.Spec, rows map[string]*bytes.Buffer) error {
-	load := func(ctx context.Context, table string) error {
-		if a.Discard && table != contract.TableBatchLedger {
-			return nil
+// batchSink is where a batch's rows go: its streams in storagewrite mode,
+// load jobs otherwise; only the ledger with the discard sink.
+func (a *Activities) batchSink(ctx context.Context, spec contract.Spec) (warehouse.Sink, error) {
+	var sink warehouse.Sink = a.jobs()
+	if len(spec.Streams) > 0 {
+		w, err := a.streamWriter(ctx)
+		if err != nil {
+			return nil, err
 		}
-		return a.loadTable(ctx, spec.ID(), table, rows[table])
+		at := make(map[string]warehouse.StreamAt, len(spec.Streams))
+		for _, table := range contract.LoadOrder {
+			if st, ok := spec.Streams[table]; ok {
+				at[table] = warehouse.StreamAt{Stream: st.Name, Offset: st.Offset}
+			}
+		}
+		sink = warehouse.Streams{Writer: w, At: at}
 	}
-	// The data tables do not depend on each other: their jobs run at once,
-	// so a batch waits for the slowest rather than the sum (load jobs take
-	// seconds on BigQuery). batch_ledger goes last, after all of them
-	// (invariant 6).
-	g, gctx := errgroup.WithContext(ctx)
-	for _, table := range contract.LoadOrder[:len(contract.LoadOrder)-1] {
-		g.Go(func() error { return load(gctx, table) })
+	if a.Discard {
+		sink = warehouse.Discard{Sink: sink, Ledger: contract.TableBatchLedger}
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if err := load(ctx, contract.TableBatchLedger); err != nil {
-		return err
-	}
-	return nil
+	return sink, nil
 }
 
-// loadTable makes the rows of one batch (or replay) with ID id be in
-// table exactly once: its load jobs' IDs derive from (id, table). ctx may
-// be a group's context derived from the activity's.
-func (a *Activities) loadTable(ctx context.Context, id, table string, rows *bytes.Buffer) error {
-	if rows.Len() == 0 {
-		return nil // nothing to write, nothing to repeat
+// jobs is the load-job sink: job IDs from (batch or replay ID, table).
+func (a *Activities) jobs() warehouse.Jobs {
+	j := warehouse.Jobs{
+		Loader: warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") },
+			Finished: a.Metrics.LoadJobFinished, Backoff: a.LoadBackoff},
+		JobID: contract.LoadJobID,
 	}
-	loader := warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") },
-		Finished: a.Metrics.LoadJobFinished, Backoff: a.LoadBackoff}
 	if a.Emulator {
-		loader.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return a.batchRowsLanded(ctx, table, id) }
+		j.FoundJobWrote = a.batchRowsLanded
 	}
-	jobID := func(attempt int) string { return contract.LoadJobID(id, table, attempt) }
-	if err := loader.Load(ctx, table, jobID, rows.Bytes()); err != nil {
-		if errors.Is(err, warehouse.ErrLoadFailed) {
-			// Not retried here: the batch fails, and its partition runs
-			// it again after a growing wait (failed jobs count against
-			// the table's quota); that run goes on with the next job ID.
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("load %s into %s: %v", id, table, err), contract.ErrTypeLoadFailed, err)
-		}
-		return fmt.Errorf("load %s into %s: %w", id, table, err)
+	return j
+}
+
+// writeAll writes rows with sink, the ledger last (warehouse.WriteAll). A
+// write refused for good fails the batch without retry: its partition
+// runs it again after a growing wait (failed load jobs count against the
+// table's quota), and that run goes on with the next job ID.
+func (a *Activities) writeAll(ctx context.Context, sink warehouse.Sink, id string, order []string, rows map[string]*bytes.Buffer) (map[string]int, error) {
+	ndjson := make(map[string][]byte, len(rows))
+	for table, b := range rows {
+		ndjson[table] = b.Bytes()
 	}
-	faults.At("load:" + table)
-	return nil
+	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	if errors.Is(err, warehouse.ErrRefused) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeLoadFailed, err)
+	}
+	return counts, err
+}
+
+// faultPoints lets the fault tests kill the worker after a table's write
+// (faults.At "load:<table>").
+type faultPoints struct{ warehouse.Sink }
+
+func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []byte) (int, error) {
+	n, err := f.Sink.WriteTable(ctx, id, table, rows)
+	if err == nil && len(rows) > 0 {
+		faults.At("load:" + table)
+	}
+	return n, err
 }
 
 // batchRowsLanded tells whether table holds rows of the batch, giving an
 // upload another attempt may still be finishing a few seconds to land.
-func (a *Activities) batchRowsLanded(ctx context.Context, table, batchID string) (bool, error) {
+func (a *Activities) batchRowsLanded(ctx context.Context, batchID, table string) (bool, error) {
 	q := a.BigQuery.Query(fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s` WHERE batch_id = @batch", a.BigQuery.Project(), a.Dataset, table))
 	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: batchID}}
 	for try := 0; ; try++ {

@@ -16,7 +16,6 @@ func (a *Activities) byName() map[string]any {
 		contract.ActivityDedup:          a.Dedup,
 		contract.ActivityEnrich:         a.Enrich,
 		contract.ActivityLoad:           a.Load,
-		contract.ActivityCommitOffsets:  a.CommitOffsets,
 		contract.ActivityCreateStreams:  a.CreateStreams,
 		contract.ActivityNewPartitions:  a.NewPartitions,
 		contract.ActivityDecideReplay:   a.DecideReplay,

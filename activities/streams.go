@@ -1,19 +1,8 @@
 package activities
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"time"
 
-	"fmt"
-
-	"go.uber.org/zap"
-
-	"go.temporal.io/sdk/temporal"
-	"golang.org/x/sync/errgroup"
-
-	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -43,63 +32,6 @@ func (a *Activities) CreateStreams(ctx context.Context, tables []string) (map[st
 		out[t] = name
 	}
 	return out, nil
-}
-
-// appendTables is Load in storagewrite mode: each table's rows appended
-// to its stream at the batch's offset, exactly once (warehouse.AppendOnce),
-// the data tables at once and batch_ledger after them (invariant 6). It
-// returns how many rows each stream received.
-func (a *Activities) appendTables(ctx context.Context, spec contract.Spec, rows map[string]*bytes.Buffer) (map[string]int, error) {
-	w, err := a.streamWriter(ctx)
-	if err != nil {
-		return nil, err
-	}
-	encoded := map[string][][]byte{}
-	for _, table := range contract.LoadOrder {
-		if _, ok := spec.Streams[table]; !ok {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("append %s: no stream for %s", spec.ID(), table), contract.ErrTypeLoadFailed, nil)
-		}
-		if a.Discard && table != contract.TableBatchLedger {
-			encoded[table] = nil
-			continue
-		}
-		if encoded[table], err = w.Encode(ctx, table, rows[table].Bytes()); err != nil {
-			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("append %s: encode %s: %v", spec.ID(), table, err), contract.ErrTypeLoadFailed, err)
-		}
-	}
-	log := a.logger(ctx, spec)
-	appendOne := func(ctx context.Context, table string) error {
-		st := spec.Streams[table]
-		began := time.Now()
-		err := warehouse.AppendOnce(ctx, w, st.Name, table, st.Offset, encoded[table])
-		log.Debug("append", zap.String("table", table), zap.Int64("stream_offset", st.Offset), zap.Int("rows", len(encoded[table])), zap.Error(err), since(began))
-		if errors.Is(err, warehouse.ErrOffsetAhead) {
-			// The stream lacks rows the workflow's offsets say are there:
-			// no retry brings them back.
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("append %s to %s: %v", spec.ID(), table, err), contract.ErrTypeLoadFailed, err)
-		}
-		if err != nil {
-			return fmt.Errorf("append %s to %s: %w", spec.ID(), table, err)
-		}
-		return nil
-	}
-	// Appends (and, on the emulator, waiting for a turn) can outlast the
-	// heartbeat timeout: Load keeps the attempt alive (keepAlive).
-	g, gctx := errgroup.WithContext(ctx)
-	for _, table := range contract.LoadOrder[:len(contract.LoadOrder)-1] {
-		g.Go(func() error { return appendOne(gctx, table) })
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	if err := appendOne(ctx, contract.TableBatchLedger); err != nil {
-		return nil, err
-	}
-	counts := make(map[string]int, len(encoded))
-	for table, r := range encoded {
-		counts[table] = len(r)
-	}
-	return counts, nil
 }
 
 // streamWriter is the worker's Storage Write API client, opened on first

@@ -10,7 +10,6 @@ const (
 	ActivityDedup          = "Dedup"
 	ActivityEnrich         = "Enrich"
 	ActivityLoad           = "Load"
-	ActivityCommitOffsets  = "CommitOffsets"
 	ActivityCreateStreams  = "CreateStreams"
 	ActivityNewPartitions  = "NewPartitions"
 	ActivityDecideReplay   = "DecideReplay"
@@ -21,7 +20,7 @@ const (
 
 // Activities lists every activity name: the worker registers exactly these.
 var Activities = []string{
-	ActivityPlanBatch, ActivityDedup, ActivityEnrich, ActivityLoad, ActivityCommitOffsets, ActivityCreateStreams,
+	ActivityPlanBatch, ActivityDedup, ActivityEnrich, ActivityLoad, ActivityCreateStreams,
 	ActivityNewPartitions, ActivityDecideReplay, ActivityLoadReplay, ActivityHoldMembership, ActivityTerminateBatch,
 }
 
@@ -41,14 +40,6 @@ const (
 	// recorded decision (someone edited ingest_errors).
 	ErrTypeReplayMismatch = "ReplayMismatch"
 )
-
-// CommitInput is the offset to commit for a partition: the end of the last
-// loaded batch, which is the next offset to read.
-type CommitInput struct {
-	Topic     string
-	Partition int
-	Offset    int64
-}
 
 // LoadInput is a batch with its recorded decisions.
 type LoadInput struct {

@@ -107,12 +107,6 @@ type Spec struct {
 	// partition's COMMITTED write stream and the offset this batch's rows
 	// start at. Empty in load mode.
 	Streams map[string]StreamOffset `json:",omitempty"`
-	// DecideLocally runs Dedup and Enrich as local activities. Every
-	// starter sets it; it is false only in the input of runs recorded
-	// before it existed, which learn the same choice from their history
-	// (workflows.MicroBatch). Carrying it here saves each batch the
-	// version marker and the search-attribute upsert GetVersion writes.
-	DecideLocally bool `json:",omitempty"`
 }
 
 // StreamOffset is a position in a Storage Write API stream.

@@ -93,32 +93,242 @@ const (
 	maxHistoryEvents = 10000
 )
 
-// PartitionIngest ingests one partition forever: plan the next range,
-// run its MicroBatch (whose Load commits the offset), repeat; continue-as-new when the
-// history grows. Cancelling it stops at the next batch boundary: a batch
-// once started is finished and committed.
+// PartitionIngest ingests one partition forever: plan the next range, run
+// its MicroBatch (whose Load commits the offset), repeat; continue-as-new
+// when the history grows. Cancelling it stops at the next batch boundary:
+// a batch once started is finished and committed.
 func PartitionIngest(ctx workflow.Context, in IngestInput) error {
-	progress := &Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: StateIngesting}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return *progress, nil }); err != nil {
+	p, err := newPartition(ctx, in)
+	if err != nil {
 		return err
 	}
-	// Runs recorded before pipelining replay the loop they ran; every run
-	// started since (including each continue-as-new) pipelines.
-	if workflow.GetVersion(ctx, pipelinedVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return ingestSequential(ctx, in, progress)
-	}
-	return ingestPipelined(ctx, in, progress)
+	return p.run()
 }
 
-// pipelinedVersion marks runs that plan the next batch while the current
-// one runs and commit offsets in the background.
-const pipelinedVersion = "pipelined-plan-and-commit"
+// partition is one run of PartitionIngest: its state, IngestInput, which
+// continue-as-new carries whole to the next run, and what the run holds
+// besides. Only run's goroutine changes it, except the control updates
+// and the pool's answers, which Temporal runs between its steps.
+type partition struct {
+	ctx workflow.Context // ended by a stop
+	// batchCtx ignores a stop: a batch once started is finished.
+	batchCtx workflow.Context
+	in       IngestInput
+	progress Progress
+	control  control
+	place    *placement
+	streams  map[string]contract.StreamOffset // storagewrite mode: each table's stream and next offset
+	planned  *planCall                        // the plan from in.Next, when already started
+	failed   *contract.Spec                   // a batch to run again under the same ID
+	failures int                              // of failed in a row, for the wait before it runs again
+	batches  int                              // run in this run, failed ones too: history grows alike
+	speed    rate
+}
 
-// commitInLoadVersion marks runs whose batches' Load commits the offset
-// itself; runs recorded before it schedule CommitOffsets after each batch.
-// A batch of such a run commits twice during an upgrade, which is
-// harmless.
-const commitInLoadVersion = "offset-commit-in-load"
+func newPartition(ctx workflow.Context, in IngestInput) (*partition, error) {
+	if f := in.Pending; f != nil && (f.Topic != in.Topic || f.Partition != in.Partition || f.Start != in.Next) {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", f.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
+	}
+	p := &partition{
+		ctx:      ctx,
+		in:       in,
+		failed:   in.Pending,
+		control:  control{paused: in.Paused, draining: in.Draining},
+		progress: Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
+	}
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return p.progress, nil }); err != nil {
+		return nil, err
+	}
+	if err := setControlHandlers(ctx, &p.in, &p.control, &p.progress); err != nil {
+		return nil, err
+	}
+	p.batchCtx, _ = workflow.NewDisconnectedContext(ctx)
+	var err error
+	if p.streams, err = createStreams(ctx, in); err != nil {
+		return nil, err
+	}
+	p.place = place(ctx, &p.in)
+	// The rate counts from the run's start and through idle polls, so it
+	// falls to zero when the partition is caught up.
+	p.speed.add(workflow.Now(ctx), in.RecordsDone)
+	return p, nil
+}
+
+// run plans and runs batches until a stop, a drain or continue-as-new.
+// The plan of batch n+1 runs while batch n loads: its start is known.
+func (p *partition) run() error {
+	for {
+		if end, err := p.atBoundary(); end {
+			return err
+		}
+		spec, err := p.next()
+		if err != nil {
+			return err
+		}
+		if spec != nil {
+			if err := p.runBatch(*spec); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// atBoundary acts on a stop, pause, drain or due continue-as-new, where no
+// batch is in flight; end tells the run to return err.
+func (p *partition) atBoundary() (end bool, err error) {
+	c := &p.control
+	for {
+		if p.ctx.Err() != nil {
+			p.place.leave(p.ctx, p.in)
+			return true, temporal.NewCanceledError("stopped at offset", p.in.Next)
+		}
+		// A failed batch runs before any pause or drain takes effect: its
+		// range is never given up.
+		if (c.paused || c.draining) && p.failed == nil {
+			if c.draining {
+				p.progress.State, c.idle = StateDrained, true
+				// Let the drain update answer before the run closes.
+				_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
+				p.place.leave(p.ctx, p.in)
+				return true, nil
+			}
+			p.progress.State, c.idle = StatePaused, true
+			_ = workflow.Await(p.ctx, func() bool { return !c.paused || c.draining })
+			continue // cancelled, draining or resumed
+		}
+		if continueAsNewDue(p.ctx, p.in, p.batches) {
+			return true, p.continueAsNew()
+		}
+		return false, nil
+	}
+}
+
+// continueAsNew hands the partition's whole state to a new run. An update
+// in flight would be lost with this run: it is answered first, and the
+// next run carries the pause or drain.
+func (p *partition) continueAsNew() error {
+	p.control.handOver = true
+	_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
+	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining, p.failed
+	p.place.keep(p.ctx, &p.in)
+	return workflow.NewContinueAsNewError(p.ctx, PartitionIngest, p.in)
+}
+
+// next is the batch to run: the failed one again, or the next plan's; nil
+// when there is none yet (caught up, or a plan to make again).
+func (p *partition) next() (*contract.Spec, error) {
+	if spec := p.failed; spec != nil {
+		p.failed = nil
+		return spec, nil
+	}
+	if p.planned == nil {
+		p.planned = planOn(p.ctx, p.in, p.in.Next, p.place.queue)
+	}
+	call := p.planned
+	if workflow.Await(p.ctx, func() bool { return call.IsReady() || p.place.moved(call.queue) }) == nil && !call.IsReady() {
+		call.cancel() // its worker left the pool: plan again on the new one
+	}
+	var plan contract.PlanResult
+	err := call.Get(p.ctx, &plan)
+	p.planned = nil
+	switch {
+	case err == nil && call.size != sizeOf(p.in):
+		return nil, nil // planned before a set-batch: plan again at the new size
+	case temporal.IsCanceledError(err) || temporal.IsTimeoutError(err):
+		return nil, nil // a stop, a move, or a worker that left before it started
+	case err != nil:
+		return nil, err // only errors retrying cannot fix reach here
+	}
+	p.progress.HighWatermark = plan.HighWatermark
+	p.progress.CaughtUp = plan.End == p.in.Next
+	p.progress.OpenTransactionAt = 0
+	if p.progress.CaughtUp {
+		p.progress.State = StateCaughtUp
+		if plan.Stable == p.in.Next && plan.HighWatermark > plan.Stable {
+			p.progress.State, p.progress.OpenTransactionAt = StateOpenTransaction, plan.Stable
+		}
+		p.progress.EventsPerSecond = p.speed.add(workflow.Now(p.ctx), p.in.RecordsDone)
+		return nil, nil
+	}
+	return &contract.Spec{
+		Range:           contract.Range{Topic: p.in.Topic, Partition: p.in.Partition, Start: p.in.Next, End: plan.End},
+		Window:          p.in.Window,
+		AllowedLateness: p.in.AllowedLateness,
+		MaxWindowIDs:    p.in.MaxWindowIDs,
+		Streams:         maps.Clone(p.streams),
+	}, nil
+}
+
+// runBatch runs spec's MicroBatch to its end, planning the next batch
+// meanwhile. A failed batch is kept to run again, after a wait, under the
+// same ID: re-planning its range could load its first records under a
+// second batch ID.
+func (p *partition) runBatch(spec contract.Spec) error {
+	c := &p.control
+	switch {
+	case c.draining:
+		p.progress.State = StateDraining
+	case c.paused:
+		p.progress.State = StatePausing
+	default:
+		p.progress.State = StateIngesting
+	}
+	queue := p.place.queue
+	child := startBatch(p.batchCtx, spec, queue)
+	if !c.paused && !c.draining {
+		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue)
+	}
+	_ = workflow.Await(p.batchCtx, func() bool { return child.IsReady() || p.place.moved(queue) })
+	moved := !child.IsReady()
+	if moved {
+		// Its worker left the pool: the batch is ended there and run
+		// again, under the same ID, on the partition's new worker.
+		if err := terminateBatch(p.batchCtx, spec.ID()); err != nil {
+			return err
+		}
+	}
+	var res contract.Result
+	if err := child.Get(p.batchCtx, &res); err != nil {
+		if p.planned != nil {
+			p.planned.cancel()
+		}
+		p.failed, p.planned = &spec, nil
+		if moved {
+			p.progress.LastError = "moved off a worker that left the pool: " + err.Error()
+			return nil
+		}
+		p.progress.LastError, p.progress.State = err.Error(), StateBackoff
+		p.failures++
+		p.batches++
+		_ = workflow.Sleep(p.ctx, failedBatchWait(p.failures)) // a stop ends it early
+		return nil
+	}
+	p.failures = 0
+	p.batches++
+	p.advance(spec, res)
+	return nil
+}
+
+// advance moves the partition past a completed batch.
+func (p *partition) advance(spec contract.Spec, res contract.Result) {
+	p.in.Next, p.in.Window = spec.End, res.Next
+	p.in.BatchesDone++
+	p.in.RecordsDone += spec.End - spec.Start
+	//workflowcheck:ignore each table on its own: order does not matter
+	for table, n := range res.Totals.Rows {
+		st := p.streams[table]
+		if spec.Streams[table].Name != st.Name {
+			continue // a batch of an earlier run appended to that run's stream
+		}
+		st.Offset += int64(n)
+		p.streams[table] = st
+	}
+	pr := &p.progress
+	pr.Next, pr.BatchesDone, pr.RecordsDone = p.in.Next, p.in.BatchesDone, p.in.RecordsDone
+	pr.LastBatch, pr.LastError = res.BatchID, ""
+	pr.LastBatchAt = workflow.Now(p.ctx)
+	pr.EventsPerSecond = p.speed.add(pr.LastBatchAt, p.in.RecordsDone)
+}
 
 func planOptions(ctx workflow.Context, in IngestInput, queue string) workflow.Context {
 	opts := workflow.ActivityOptions{
@@ -165,199 +375,6 @@ func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
 	return batches >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistoryEvents
 }
 
-// ingestPipelined overlaps what a batch does not depend on with the batch
-// before it: the plan of batch n+1 runs while batch n loads (its start is
-// batch n's end, known up front). Each costs a few Temporal round trips
-// per batch on the critical path otherwise. The offset is committed by
-// the batch's Load; in runs recorded before that, batch n's CommitOffsets
-// runs while batch n+1 does, in order, one at a time, the last awaited
-// before continue-as-new or stopping.
-func ingestPipelined(ctx workflow.Context, in IngestInput, progress *Progress) error {
-	commitsInLoad := workflow.GetVersion(ctx, commitInLoadVersion, workflow.DefaultVersion, 1) == 1
-	c := &control{paused: in.Paused, draining: in.Draining}
-	progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
-	if p := in.Pending; p != nil && (p.Topic != in.Topic || p.Partition != in.Partition || p.Start != in.Next) {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", p.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
-	}
-	if err := setControlHandlers(ctx, &in, c, progress); err != nil {
-		return err
-	}
-	// Batches and commits run on a context that ignores cancellation:
-	// stopping never leaves a batch half done or its commit unsent.
-	batchCtx, _ := workflow.NewDisconnectedContext(ctx)
-	streams, err := createStreams(ctx, in)
-	if err != nil {
-		return err
-	}
-	pl := place(ctx, &in)
-	var (
-		batches  int
-		planned  *planCall       // PlanBatch from in.Next, when already started
-		commit   workflow.Future // CommitOffsets of the last batch, when not yet awaited (runs before commitInLoadVersion)
-		failed   = in.Pending    // a batch to run again under the same ID
-		failures int             // of failed in a row, for the wait before it runs again
-		speed    rate
-	)
-	settle := func() error {
-		if commit == nil {
-			return nil
-		}
-		err := commit.Get(batchCtx, nil)
-		commit = nil
-		return err
-	}
-	// The rate counts from the run's start and through idle polls, so it
-	// falls to zero when the partition is caught up.
-	speed.add(workflow.Now(ctx), in.RecordsDone)
-	for {
-		// Here no batch is in flight: the place to stop, pause or drain.
-		if ctx.Err() != nil {
-			if err := settle(); err != nil {
-				return err
-			}
-			pl.leave(ctx, in)
-			return temporal.NewCanceledError("stopped at offset", in.Next)
-		}
-		if (c.paused || c.draining) && failed == nil {
-			if err := settle(); err != nil {
-				return err
-			}
-			if c.draining {
-				progress.State, c.idle = StateDrained, true
-				// Let the drain update answer before the run closes.
-				_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-				pl.leave(ctx, in)
-				return nil
-			}
-			progress.State, c.idle = StatePaused, true
-			_ = workflow.Await(ctx, func() bool { return !c.paused || c.draining })
-			continue // the top again: cancelled, draining or resumed
-		}
-		if continueAsNewDue(ctx, in, batches) {
-			if err := settle(); err != nil {
-				return err
-			}
-			// An update in flight would be lost with this run; it is
-			// answered first, and the next run carries the pause or drain.
-			c.handOver = true
-			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-			in.Paused, in.Draining, in.Pending = c.paused, c.draining, failed
-			pl.keep(ctx, &in)
-			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
-		}
-		spec := failed
-		if spec == nil {
-			if planned == nil {
-				planned = planOn(ctx, in, in.Next, pl.queue)
-			}
-			call := planned
-			if workflow.Await(ctx, func() bool { return call.IsReady() || pl.moved(call.queue) }) == nil && !call.IsReady() {
-				call.cancel() // its worker left the pool: plan again on the new one
-			}
-			var plan contract.PlanResult
-			err := call.Get(ctx, &plan)
-			planned = nil
-			if err == nil && call.size != sizeOf(in) {
-				continue // planned before a set-batch: plan again at the new size
-			}
-			if err != nil {
-				// Cancelled by a stop or a move; timed out waiting for a
-				// worker that left.
-				if temporal.IsCanceledError(err) || temporal.IsTimeoutError(err) {
-					continue
-				}
-				// Only errors retrying cannot fix reach here; the
-				// last batch's commit still goes out.
-				if cerr := settle(); cerr != nil {
-					return cerr
-				}
-				return err
-			}
-			progress.HighWatermark = plan.HighWatermark
-			progress.CaughtUp = plan.End == in.Next
-			progress.OpenTransactionAt = 0
-			if progress.CaughtUp {
-				progress.State = StateCaughtUp
-				if plan.Stable == in.Next && plan.HighWatermark > plan.Stable {
-					progress.State, progress.OpenTransactionAt = StateOpenTransaction, plan.Stable
-				}
-				progress.EventsPerSecond = speed.add(workflow.Now(ctx), in.RecordsDone)
-				continue
-			}
-			spec = &contract.Spec{
-				Range:           contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
-				Window:          in.Window,
-				AllowedLateness: in.AllowedLateness,
-				MaxWindowIDs:    in.MaxWindowIDs,
-				Streams:         maps.Clone(streams),
-			}
-		}
-		failed = nil
-		progress.State = StateIngesting
-		if c.draining {
-			progress.State = StateDraining
-		} else if c.paused {
-			progress.State = StatePausing
-		}
-		queue := pl.queue
-		child := startBatch(batchCtx, *spec, queue)
-		if !c.paused && !c.draining {
-			planned = planOn(ctx, in, spec.End, pl.queue)
-		}
-		var res contract.Result
-		_ = workflow.Await(batchCtx, func() bool { return child.IsReady() || pl.moved(queue) })
-		if !child.IsReady() {
-			// Its worker left the pool: the batch is ended there and run
-			// again, under the same ID, on the partition's new worker.
-			if err := terminateBatch(batchCtx, spec.ID()); err != nil {
-				return err
-			}
-			if err := child.Get(batchCtx, &res); err != nil {
-				progress.LastError = "moved off a worker that left the pool: " + err.Error()
-				if planned != nil {
-					planned.cancel()
-				}
-				failed, planned = spec, nil
-				continue
-			}
-		}
-		if err := child.Get(batchCtx, &res); err != nil {
-			progress.LastError = err.Error()
-			progress.State = StateBackoff
-			// The range stays ours: wait, then run the same batch ID
-			// again (its failed run allows that; its loads are
-			// idempotent). Never re-plan it: a different range would
-			// load its first records under a second batch ID. A pause
-			// or drain waits for it too, for the same reason.
-			failed, planned = spec, nil
-			failures++
-			batches++                                          // a failed run adds to the history as a loaded one does
-			_ = workflow.Sleep(ctx, failedBatchWait(failures)) // a stop ends it early; the loop's top settles and returns
-			continue
-		}
-		failures = 0
-		if !commitsInLoad {
-			if err := settle(); err != nil {
-				return err
-			}
-			commit = commitOffset(batchCtx, *spec)
-		}
-		batches++
-		advance(&in, progress, spec.Range, res)
-		//workflowcheck:ignore each table on its own: order does not matter
-		for table, n := range res.Totals.Rows {
-			st := streams[table]
-			if spec.Streams[table].Name != st.Name {
-				continue // a batch of an earlier run appended to that run's stream
-			}
-			st.Offset += int64(n)
-			streams[table] = st
-		}
-		progress.LastBatchAt = workflow.Now(ctx)
-		progress.EventsPerSecond = speed.add(progress.LastBatchAt, in.RecordsDone)
-	}
-}
-
 // failedBatchWait is how long a partition waits before it runs a failed
 // batch again, the n-th time in a row: a minute, doubling to ten. Load
 // fails a batch for causes that take minutes to pass (a table's daily
@@ -394,78 +411,11 @@ type batchSize struct {
 
 func sizeOf(in IngestInput) batchSize { return batchSize{in.MaxRecords, in.MaxBytes} }
 
-// advance moves the partition past a completed batch.
-func advance(in *IngestInput, progress *Progress, r contract.Range, res contract.Result) {
-	in.Next, in.Window = r.End, res.Next
-	in.BatchesDone++
-	in.RecordsDone += r.End - r.Start
-	progress.Next, progress.BatchesDone, progress.RecordsDone = in.Next, in.BatchesDone, in.RecordsDone
-	progress.LastBatch, progress.LastError = res.BatchID, ""
-}
-
-// ingestSequential is the loop of runs recorded before pipelining: plan,
-// batch, commit, one after another. Kept so those histories replay; remove
-// it once no such run can still be open (they continue-as-new within 500
-// batches).
-func ingestSequential(ctx workflow.Context, in IngestInput, progress *Progress) error {
-	batches := 0
-	for {
-		if ctx.Err() != nil {
-			return temporal.NewCanceledError("stopped at offset", in.Next)
-		}
-		if continueAsNewDue(ctx, in, batches) {
-			return workflow.NewContinueAsNewError(ctx, PartitionIngest, in)
-		}
-		var plan contract.PlanResult
-		err := planFrom(ctx, in, in.Next, "").Get(ctx, &plan)
-		if err != nil {
-			if temporal.IsCanceledError(err) {
-				continue
-			}
-			return err
-		}
-		progress.HighWatermark = plan.HighWatermark
-		progress.CaughtUp = plan.End == in.Next
-		if progress.CaughtUp {
-			continue
-		}
-		spec := contract.Spec{
-			Range:           contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: plan.End},
-			Window:          in.Window,
-			AllowedLateness: in.AllowedLateness,
-		}
-		res, err := runBatch(ctx, spec)
-		if err != nil {
-			progress.LastError = err.Error()
-			if sleepErr := workflow.Sleep(ctx, time.Minute); sleepErr != nil {
-				return temporal.NewCanceledError("stopped at offset", in.Next)
-			}
-			continue
-		}
-		batches++
-		advance(&in, progress, spec.Range, res)
-	}
-}
-
-// runBatch runs one MicroBatch and commits its offset, on a context that
-// ignores cancellation (ingestSequential).
-func runBatch(ctx workflow.Context, spec contract.Spec) (contract.Result, error) {
-	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	var res contract.Result
-	if err := startBatch(ctx, spec, "").Get(ctx, &res); err != nil {
-		return contract.Result{}, err
-	}
-	return res, commitOffset(ctx, spec).Get(ctx, nil)
-}
-
 const batchTaskTimeout = 5 * time.Second
 
 // startBatch starts the batch's MicroBatch child workflow on queue (""
 // for the partition's own).
 func startBatch(ctx workflow.Context, spec contract.Spec, queue string) workflow.ChildWorkflowFuture {
-	// A replayed start is not compared by its input, so runs recorded
-	// with the flag unset replay alike.
-	spec.DecideLocally = true
 	childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: spec.ID(),
 		TaskQueue:  queue,
@@ -490,12 +440,6 @@ func startBatch(ctx workflow.Context, spec contract.Spec, queue string) workflow
 		),
 	})
 	return workflow.ExecuteChildWorkflow(childCtx, MicroBatch, spec)
-}
-
-// commitOffset commits the batch's end as the group's offset.
-func commitOffset(ctx workflow.Context, spec contract.Spec) workflow.Future {
-	commitCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, RetryPolicy: retry})
-	return workflow.ExecuteActivity(commitCtx, contract.ActivityCommitOffsets, contract.CommitInput{Topic: spec.Topic, Partition: spec.Partition, Offset: spec.End})
 }
 
 // terminateBatch ends a batch whose worker left the pool: its workflow

@@ -15,25 +15,10 @@ import (
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
-// localDecisionsVersion marks MicroBatch runs that decide with local
-// activities; runs recorded before replay with activities. Runs started
-// with spec.DecideLocally never ask for it.
-const localDecisionsVersion = "local-dedup-and-enrich"
-
-// decide runs Dedup and then Enrich on the batch.
+// decide runs Dedup and then Enrich on the batch, as local activities.
 func decide(ctx workflow.Context, spec contract.Spec) (contract.Decisions, contract.Enrichment, error) {
 	var d contract.Decisions
 	var enr contract.Enrichment
-	// GetVersion writes a marker and a TemporalChangeVersion upsert (a
-	// visibility write) into every new run: two of a batch's history
-	// events, for a choice its input already carries.
-	if !spec.DecideLocally && workflow.GetVersion(ctx, localDecisionsVersion, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, dedupSummary(spec)), contract.ActivityDedup, spec).Get(ctx, &d); err != nil {
-			return d, enr, err
-		}
-		err := workflow.ExecuteActivity(withSummary(ctx, readOptions, enrichSummary(d)), contract.ActivityEnrich, spec, d).Get(ctx, &enr)
-		return d, enr, err
-	}
 	if err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, dedupSummary(spec)), contract.ActivityDedup, spec).Get(ctx, &d); err != nil {
 		return d, enr, err
 	}

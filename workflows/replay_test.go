@@ -9,18 +9,16 @@ import (
 	"github.com/paystream/paystream/contract"
 )
 
-// Histories recorded from a real run on the devstack (TestEndToEnd with
-// PAYSTREAM_RECORD_HISTORY=workflows/testdata). Replaying them against the
-// current code fails CI when a change would break running workflows.
+// Histories recorded from real runs on the devstack, replayed against the
+// current code: CI fails when a change would break running workflows.
+// Record them again, with PAYSTREAM_RECORD_HISTORY=$PWD/workflows/testdata,
+// when a change is meant to (docs/deploy.md, "Rolling out workflow
+// changes").
 var recordedHistories = []string{
-	"testdata/batch_payments_0_0-1500.json",
-	"testdata/batch_payments_0_0-1500_local.json",            // Dedup and Enrich as local activities
-	"testdata/batch_payments_0_0-1500_decided_in_input.json", // … chosen by the input, no version marker
-	"testdata/ingest_payments_0.json",                        // before pipelining: replays ingestSequential
-	"testdata/ingest_payments_0_pipelined.json",
-	"testdata/ingest_payments_0_commit_in_load.json", // Load commits the offset
-	// Paused, resized and resumed by updates (starter's
-	// TestControlOnARunningPipeline with PAYSTREAM_RECORD_HISTORY).
+	"testdata/batch_payments_0_0-1500.json", // internal/pipeline TestEndToEnd
+	"testdata/ingest_payments_0.json",       // TestEndToEnd
+	// Paused, resized, resumed and drained by updates (starter's
+	// TestControlOnARunningPipeline).
 	"testdata/ingest_payments_1_controlled.json",
 }
 

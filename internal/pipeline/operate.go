@@ -443,7 +443,6 @@ func (o *Operator) spec(partition int, start, end int64, w contract.Window) cont
 		Range:           contract.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
 		Window:          w,
 		AllowedLateness: o.Config.AllowedLateness,
-		DecideLocally:   true, // as PartitionIngest starts its batches
 	}
 }
 
