@@ -95,8 +95,10 @@ const (
 
 // PartitionIngest ingests one partition forever: plan the next range, run
 // its MicroBatch (whose Load commits the offset), repeat; continue-as-new
-// when the history grows. Cancelling it stops at the next batch boundary:
-// a batch once started is finished and committed.
+// when the history grows. Cancelling it (starter stop) stops it as a drain
+// does: at the next batch boundary, and only once no failed batch waits to
+// run again, so a stop never forgets a batch whose tables may hold part of
+// its rows.
 func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 	p, err := newPartition(ctx, in)
 	if err != nil {
@@ -178,7 +180,7 @@ func (p *partition) run() error {
 func (p *partition) atBoundary() (end bool, err error) {
 	c := &p.control
 	for {
-		if p.ctx.Err() != nil {
+		if p.ctx.Err() != nil && p.failed == nil {
 			p.place.leave(p.ctx, p.in)
 			return true, temporal.NewCanceledError("stopped at offset", p.in.Next)
 		}
@@ -209,7 +211,8 @@ func (p *partition) atBoundary() (end bool, err error) {
 func (p *partition) continueAsNew() error {
 	p.control.handOver = true
 	_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
-	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining, p.failed
+	// A stop asked of this run cannot reach the next: it drains instead.
+	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining || p.ctx.Err() != nil, p.failed
 	p.place.keep(p.ctx, &p.in)
 	return workflow.NewContinueAsNewError(p.ctx, PartitionIngest, p.in)
 }
@@ -275,7 +278,7 @@ func (p *partition) runBatch(spec contract.Spec) error {
 	}
 	queue := p.place.queue
 	child := startBatch(p.batchCtx, spec, queue)
-	if !c.paused && !c.draining {
+	if !c.paused && !c.draining && p.ctx.Err() == nil {
 		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue)
 	}
 	_ = workflow.Await(p.batchCtx, func() bool { return child.IsReady() || p.place.moved(queue) })
@@ -300,7 +303,8 @@ func (p *partition) runBatch(spec contract.Spec) error {
 		p.progress.LastError, p.progress.State = err.Error(), StateBackoff
 		p.failures++
 		p.batches++
-		_ = workflow.Sleep(p.ctx, failedBatchWait(p.failures)) // a stop ends it early
+		// Not ended by a stop: the batch runs again before the run ends.
+		_ = workflow.Sleep(p.batchCtx, failedBatchWait(p.failures))
 		return nil
 	}
 	p.failures = 0

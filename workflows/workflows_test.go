@@ -312,3 +312,30 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 		t.Errorf("a pending batch at another offset: %v", err)
 	}
 }
+
+// TestStopWaitsForAFailedBatch: a stop while a failed batch waits to run
+// again ends the run only after that batch has run again, under its ID
+// and range, and loaded: a stop never forgets a batch whose tables may
+// hold part of its rows.
+func TestStopWaitsForAFailedBatch(t *testing.T) {
+	env := newEnv(t)
+	plan(env)
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	var loaded []string
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
+		loaded = append(loaded, in.Spec.ID())
+		if len(loaded) == 1 {
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("ledger refused", contract.ErrTypeLoadFailed, nil)
+		}
+		return contract.Totals{Loaded: 97}, nil
+	})
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Second) // within the minute's wait
+	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow ended with %v, want stopped", err)
+	}
+	if want := "[batch/payments/0/0-100 batch/payments/0/0-100]"; fmt.Sprint(loaded) != want {
+		t.Fatalf("loads %v, want the failed batch again before the stop: %s", loaded, want)
+	}
+}

@@ -292,9 +292,12 @@ func loadAttempts(ctx context.Context, t *testing.T, e *env, id string) int32 {
 
 // TestStopWhileABatchRetries: every partition's first batch writes its
 // data tables and then fails for good on the ledger, so each partition
-// waits to run it again. Stopped there and started again at another batch
-// size, each partition must run that very batch again, not re-plan its
-// range under a new batch ID and write its rows a second time.
+// waits to run it again. Partition 1 is stopped there: the stop waits for
+// that batch, which loads under its own ID once the ledger takes it, and
+// only then does the partition stop. Partition 0 is terminated there by
+// hand; started again at another batch size, it must run that very batch
+// again, not re-plan its range under a new batch ID and write its rows a
+// second time.
 func TestStopWhileABatchRetries(t *testing.T) {
 	ctx := context.Background()
 	var target atomic.Value // *url.URL of the emulator
@@ -335,10 +338,20 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	if refused.Load() == 0 {
 		t.Fatal("no ledger load was refused")
 	}
+	first := func(p int) string {
+		return contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+	}
+	if err := e.operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(e.operator.Config.Topic, 0), "", "by hand, in the test"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.operator.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitStates(t, e, "stopped")
+	// Partition 1 does not stop while its failed batch waits.
+	time.Sleep(3 * time.Second)
+	if st := partitionState(t, e, 1); st != workflows.StateBackoff {
+		t.Fatalf("partition 1 is %q while its failed batch waits, want %q", st, workflows.StateBackoff)
+	}
 	// The data tables hold the failed batches' rows, the ledger nothing.
 	table := func(name string) string {
 		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
@@ -346,26 +359,68 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	if n := rows(t, e, "SELECT COUNT(*) FROM "+table("transactions"))[0][0].(int64); n == 0 {
 		t.Fatal("the failed batches wrote no transactions; the test needs them to")
 	}
+	ledgerRows := func(id string) int64 {
+		return rows(t, e, "SELECT COUNT(*) FROM "+table("batch_ledger")+" WHERE batch_id = '"+id+"'")[0][0].(int64)
+	}
 
 	failLedger.Store(false)
+	// Its wait ends within two minutes (the second failure's), the batch
+	// loads, and the partition stops after it.
+	deadline := time.Now().Add(3 * time.Minute)
+	for partitionState(t, e, 1) != "stopped" {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition 1 did not stop once its failed batch could load: %q", partitionState(t, e, 1))
+		}
+		time.Sleep(time.Second)
+	}
+	if n := ledgerRows(first(1)); n != 1 {
+		t.Fatalf("batch %s has %d ledger rows, want 1: the stop did not wait for it", first(1), n)
+	}
+
 	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
 	res, err := e.operator.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range res {
-		if r.Pending == "" || r.From != 0 {
-			t.Fatalf("partition %d started at %d with pending batch %q, want its failed batch at 0", r.Partition, r.From, r.Pending)
+		want := startWant{From: 500}
+		if r.Partition == 0 {
+			want = startWant{From: 0, Pending: first(0)}
+		}
+		if r.From != want.From || r.Pending != want.Pending {
+			t.Fatalf("partition %d started at %d with pending batch %q, want %d and %q", r.Partition, r.From, r.Pending, want.From, want.Pending)
 		}
 	}
 	e.waitCaughtUp(t, 3*time.Minute)
-	for _, r := range res {
-		if n := rows(t, e, "SELECT COUNT(*) FROM "+table("batch_ledger")+" WHERE batch_id = '"+r.Pending+"'")[0][0].(int64); n != 1 {
-			t.Errorf("batch %s has %d ledger rows, want 1: it did not run again as it was", r.Pending, n)
+	for p := range 2 {
+		if n := ledgerRows(first(p)); n != 1 {
+			t.Errorf("batch %s has %d ledger rows, want 1: it did not run again as it was", first(p), n)
 		}
 	}
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
+}
+
+// startWant is what Start should report for a partition.
+type startWant struct {
+	From    int64
+	Pending string
+}
+
+// partitionState is one partition's status.
+func partitionState(t *testing.T, e *env, p int) string {
+	t.Helper()
+	sts, err := e.operator.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sts {
+		if st.Partition == p {
+			return st.State
+		}
+	}
+	t.Fatalf("no status for partition %d", p)
+	return ""
 }
 
 var loadJobID = regexp.MustCompile(`"jobId":"([^"]+)"`)

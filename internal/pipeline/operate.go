@@ -100,8 +100,9 @@ type StartResult struct {
 	WorkflowID string
 	From       int64
 	Already    bool // it was running already
-	// Pending is the ID of a batch that failed at From and runs again
-	// first, as it was; empty when the partition has none.
+	// Pending is the ID of a batch that failed at From in a run
+	// terminated by hand, which runs again first, as it was; empty when
+	// the partition has none.
 	Pending string
 }
 
@@ -129,7 +130,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true})
 			continue
 		}
-		pending, err := o.pendingBatch(ctx, p, rp.next)
+		pending, err := o.pendingBatch(ctx, p, rp)
 		if err != nil {
 			return out, err
 		}
