@@ -20,7 +20,6 @@ import (
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
-	"github.com/paystream/paystream/workflows"
 )
 
 // TestControlOnARunningPipeline pauses, resizes, resumes and drains a
@@ -117,7 +116,7 @@ func TestControlOnARunningPipeline(t *testing.T) {
 	}
 	st := status()
 	for p, at := range paused {
-		if st[p].State != workflows.StatePaused || st[p].Committed != at && !(at == 0 && st[p].Committed == -1) {
+		if st[p].State != contract.StatePaused || st[p].Committed != at && !(at == 0 && st[p].Committed == -1) {
 			t.Errorf("partition %d after pausing at %d: %+v", p, at, st[p])
 		}
 	}

@@ -42,6 +42,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"cloud.google.com/go/bigquery"
 
 	"github.com/paystream/paystream/internal/config"
@@ -50,7 +52,6 @@ import (
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/schema"
-	"github.com/paystream/paystream/workflows"
 )
 
 // commands lists every command with its one-line help, in usage order;
@@ -185,7 +186,7 @@ type commandArgs struct {
 	queryFile    string
 	querySQL     string
 	dryRun       bool
-	setBatch     workflows.SetBatchInput
+	setBatch     contract.SetBatchInput
 	tuning       pipeline.Tuning
 }
 
@@ -217,13 +218,13 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		fs.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
 		fs.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
 		fs.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch short of --max-records waits to fill (fewer, larger batches from a live stream; adds at most this to latency)")
-		tuning.SuperviseEvery = workflows.DefaultSuperviseEvery
+		tuning.SuperviseEvery = contract.DefaultSuperviseEvery
 		fs.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")
 	case "pause", "resume", "drain":
 		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
 	case "set-batch":
 		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
-		fs.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", workflows.MaxBatchRecords))
+		fs.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", contract.MaxBatchRecords))
 		fs.Int64Var(&args.setBatch.MaxBytes, "bytes", 0, "most bytes of keys and values in one batch (default: unchanged)")
 	case "status":
 		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
@@ -252,8 +253,8 @@ func (a commandArgs) check(name string) error {
 	switch {
 	case name == "backfill" && (a.partition < 0 || a.from < 0 || a.to < 0):
 		return errors.New("backfill needs --partition, --from and --to")
-	case name == "set-batch" && (a.setBatch.MaxRecords < 1 || a.setBatch.MaxRecords > workflows.MaxBatchRecords):
-		return fmt.Errorf("set-batch needs --records between 1 and %d", workflows.MaxBatchRecords)
+	case name == "set-batch" && (a.setBatch.MaxRecords < 1 || a.setBatch.MaxRecords > contract.MaxBatchRecords):
+		return fmt.Errorf("set-batch needs --records between 1 and %d", contract.MaxBatchRecords)
 	case name == "start" && (a.tuning.Linger < 0 || a.tuning.Linger > 30*time.Second):
 		return errors.New("--linger must be between 0s and 30s")
 	case name == "start" && (a.tuning.SuperviseEvery < time.Second || a.tuning.SuperviseEvery > time.Hour):
@@ -459,7 +460,7 @@ func progressTo(out io.Writer) io.Writer {
 }
 
 // controlLine says what a control update did to one partition.
-func controlLine(name string, r workflows.ControlResult) string {
+func controlLine(name string, r contract.ControlResult) string {
 	size := fmt.Sprintf("batches of up to %s records", progress.Count(int64(r.MaxRecords)))
 	if r.MaxBytes > 0 {
 		size += fmt.Sprintf(" or %s bytes", progress.Count(r.MaxBytes))
@@ -521,7 +522,7 @@ func writeSupervisor(ctx context.Context, out io.Writer, op *pipeline.Operator) 
 
 // poolLine says which worker holds which partitions: the placement the
 // pool keeps, so an operator sees at once whether the work is spread.
-func poolLine(pool *workflows.PoolState) string {
+func poolLine(pool *contract.PoolState) string {
 	if pool == nil {
 		return "workers: no pool (no worker has started)"
 	}

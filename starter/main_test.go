@@ -14,11 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
-	"github.com/paystream/paystream/workflows"
 )
 
 // TestOperatorCommands drives the CLI as an operator would against the
@@ -55,7 +56,7 @@ func TestOperatorCommands(t *testing.T) {
 		if !strings.Contains(out, `"high_watermark":`) || regexp.MustCompile(`"[A-Z]\w*":`).MatchString(out) {
 			t.Fatalf("status --json keys are not snake_case:\n%s", out)
 		}
-		if status[0].Lag == 0 && status[1].Lag == 0 && status[0].State == workflows.StateCaughtUp && status[1].State == workflows.StateCaughtUp {
+		if status[0].Lag == 0 && status[1].Lag == 0 && status[0].State == contract.StateCaughtUp && status[1].State == contract.StateCaughtUp {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -64,7 +65,7 @@ func TestOperatorCommands(t *testing.T) {
 		time.Sleep(300 * time.Millisecond)
 	}
 	for p, st := range status {
-		if st.State != workflows.StateCaughtUp || st.Committed != m.EndOffsets[p] || st.HighWatermark != m.EndOffsets[p] || st.BatchesDone < 2 {
+		if st.State != contract.StateCaughtUp || st.Committed != m.EndOffsets[p] || st.HighWatermark != m.EndOffsets[p] || st.BatchesDone < 2 {
 			t.Errorf("partition %d status %+v; want caught up, committed = high watermark = %d, at least 2 batches", p, st, m.EndOffsets[p])
 		}
 	}
@@ -80,7 +81,7 @@ func TestOperatorCommands(t *testing.T) {
 	watched := &interruptAfter{tables: 2, interrupt: stopWatch}
 	err = run(watchCtx, []string{"status", "--watch", "400ms"}, watched)
 	stopWatch()
-	if err != nil || strings.Count(watched.String(), "PARTITION") < 2 || strings.Count(watched.String(), workflows.StateCaughtUp) < 4 {
+	if err != nil || strings.Count(watched.String(), "PARTITION") < 2 || strings.Count(watched.String(), contract.StateCaughtUp) < 4 {
 		t.Errorf("status --watch: %v\n%s", err, watched.String())
 	}
 
@@ -234,7 +235,7 @@ func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.C
 // TestPoolLineShowsPlacement: status says which worker holds which
 // partitions, and which wait for a worker.
 func TestPoolLineShowsPlacement(t *testing.T) {
-	pool := &workflows.PoolState{
+	pool := &contract.PoolState{
 		Members: []string{"paystream/pod-a-1-00ff", "paystream/pod-b-1-0a0a"},
 		Partitions: map[string]string{"ingest/payments/2": "paystream/pod-a-1-00ff", "ingest/payments/0": "paystream/pod-a-1-00ff",
 			"ingest/payments/1": "paystream/pod-b-1-0a0a", "ingest/payments/3": ""},

@@ -14,10 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/paystream/paystream/internal/metrics"
-	"github.com/paystream/paystream/workflows"
 )
 
 // poolWorker is a worker process of a pool test: its own task queue and
@@ -98,11 +99,11 @@ func (w *poolWorker) windowBuilds(t *testing.T) map[string]float64 {
 
 // poolState is the pool as the operator reads it; empty before a worker
 // has started one, or while the query fails.
-func poolState(t *testing.T, f *faultEnv) workflows.PoolState {
+func poolState(t *testing.T, f *faultEnv) contract.PoolState {
 	t.Helper()
 	st, err := f.operator.Pool(context.Background())
 	if err != nil || st == nil {
-		return workflows.PoolState{}
+		return contract.PoolState{}
 	}
 	return *st
 }

@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"cloud.google.com/go/bigquery"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/pipeline"
-	"github.com/paystream/paystream/workflows"
 )
 
 // txProducer is a transactional producer, as Java payment services and
@@ -118,7 +119,7 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 			continue
 		}
 		held++
-		waitState(t, f.operator, p, fmt.Sprintf("%s since offset %d", workflows.StateOpenTransaction, b.Stable))
+		waitState(t, f.operator, p, fmt.Sprintf("%s since offset %d", contract.StateOpenTransaction, b.Stable))
 	}
 	if held == 0 {
 		t.Fatalf("the open transaction holds no partition: %+v", bounds)

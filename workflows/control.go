@@ -5,52 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"go.temporal.io/sdk/workflow"
 )
-
-// Updates an operator sends PartitionIngest (starter pause|resume|drain|
-// set-batch). Each answers once it has taken effect, so the starter can
-// say what happened rather than what it asked for.
-const (
-	PauseUpdate    = "pause"     // finish the batch in flight, commit it, then wait
-	ResumeUpdate   = "resume"    // go on from a pause
-	DrainUpdate    = "drain"     // finish the batch in flight, commit it, then complete
-	SetBatchUpdate = "set-batch" // change the batch size from the next plan on
-)
-
-// Partition states, as Progress.State and `starter status` name them.
-const (
-	StateIngesting = "ingesting"
-	StateCaughtUp  = "caught up"
-	StatePausing   = "pausing"
-	StatePaused    = "paused"
-	StateDraining  = "draining"
-	StateDrained   = "drained"
-	StateBackoff   = "retrying a failed batch"
-	// StateOpenTransaction: caught up to the last stable offset, which an
-	// open transaction holds below the log's end (Progress.OpenTransactionAt).
-	StateOpenTransaction = "waiting on an open transaction"
-)
-
-// MaxBatchRecords bounds set-batch: a batch is held in one worker's memory
-// and its decisions in one history event (2 MB payload limit).
-const MaxBatchRecords = 200_000
-
-// SetBatchInput is set-batch's argument; a zero MaxBytes keeps the current.
-type SetBatchInput struct {
-	MaxRecords int
-	MaxBytes   int64
-}
-
-// ControlResult is every control update's answer: where the partition
-// stands once the update took effect.
-type ControlResult struct {
-	Partition  int
-	State      string
-	Next       int64 // the next offset to ingest; every offset below is committed
-	MaxRecords int
-	MaxBytes   int64
-}
 
 // control is PartitionIngest's operator-facing state. The update handlers
 // change it; the ingest loop reads it between batches, where stopping is
@@ -70,14 +28,14 @@ type control struct {
 }
 
 // setControlHandlers registers the control updates on ctx.
-func setControlHandlers(ctx workflow.Context, in *IngestInput, c *control, progress *Progress) error {
-	result := func() ControlResult {
-		return ControlResult{Partition: in.Partition, State: progress.State, Next: in.Next, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes}
+func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *control, progress *contract.Progress) error {
+	result := func() contract.ControlResult {
+		return contract.ControlResult{Partition: in.Partition, State: progress.State, Next: in.Next, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes}
 	}
 	// A pause or drain answers when the loop has reached a batch boundary.
-	awaitIdle := func(ctx workflow.Context) (ControlResult, error) {
+	awaitIdle := func(ctx workflow.Context) (contract.ControlResult, error) {
 		if err := workflow.Await(ctx, func() bool { return c.idle || c.handOver }); err != nil {
-			return ControlResult{}, err
+			return contract.ControlResult{}, err
 		}
 		return result(), nil
 	}
@@ -92,33 +50,33 @@ func setControlHandlers(ctx workflow.Context, in *IngestInput, c *control, progr
 		handler   any
 		validator any
 	}{
-		{PauseUpdate, func(ctx workflow.Context) (ControlResult, error) {
+		{contract.PauseUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
 			if !c.paused { // a second pause waits with the first
 				c.paused, c.idle = true, false
 			}
 			return awaitIdle(ctx)
 		}, notDraining},
-		{ResumeUpdate, func(ctx workflow.Context) (ControlResult, error) {
+		{contract.ResumeUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
 			c.paused, c.idle = false, false
-			progress.State = StateIngesting
+			progress.State = contract.StateIngesting
 			return result(), nil
 		}, notDraining},
-		{DrainUpdate, func(ctx workflow.Context) (ControlResult, error) {
+		{contract.DrainUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
 			if !c.draining {
 				c.draining, c.idle = true, false
 			}
 			return awaitIdle(ctx)
 		}, nil},
-		{SetBatchUpdate, func(ctx workflow.Context, s SetBatchInput) (ControlResult, error) {
+		{contract.SetBatchUpdate, func(ctx workflow.Context, s contract.SetBatchInput) (contract.ControlResult, error) {
 			in.MaxRecords = s.MaxRecords
 			if s.MaxBytes > 0 {
 				in.MaxBytes = s.MaxBytes
 			}
 			progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 			return result(), nil
-		}, func(ctx workflow.Context, s SetBatchInput) error {
-			if s.MaxRecords < 1 || s.MaxRecords > MaxBatchRecords {
-				return fmt.Errorf("batch size %d is outside 1..%d records", s.MaxRecords, MaxBatchRecords)
+		}, func(ctx workflow.Context, s contract.SetBatchInput) error {
+			if s.MaxRecords < 1 || s.MaxRecords > contract.MaxBatchRecords {
+				return fmt.Errorf("batch size %d is outside 1..%d records", s.MaxRecords, contract.MaxBatchRecords)
 			}
 			if s.MaxBytes < 0 {
 				return fmt.Errorf("batch bytes %d is negative", s.MaxBytes)

@@ -43,7 +43,7 @@ func TestOperatorControls(t *testing.T) {
 	// Updates answer asynchronously in the test environment: each answer
 	// is kept under its name, with the number of loads at that moment.
 	type answer struct {
-		res       ControlResult
+		res       contract.ControlResult
 		err       error
 		loads     int
 		committed int64
@@ -66,20 +66,20 @@ func TestOperatorControls(t *testing.T) {
 				ans.committed = committed
 				j.mu.Unlock()
 				if err == nil {
-					ans.res = v.(ControlResult)
+					ans.res = v.(contract.ControlResult)
 				}
 			},
 		}, arg...)
 	}
 	env.RegisterDelayedCallback(func() {
-		update("set-batch 0", SetBatchUpdate, SetBatchInput{MaxRecords: 0})
-		update("set-batch 50", SetBatchUpdate, SetBatchInput{MaxRecords: 50})
+		update("set-batch 0", contract.SetBatchUpdate, contract.SetBatchInput{MaxRecords: 0})
+		update("set-batch 50", contract.SetBatchUpdate, contract.SetBatchInput{MaxRecords: 50})
 	}, 0)
-	env.RegisterDelayedCallback(func() { update("pause", PauseUpdate) }, 60*time.Millisecond)
-	var whilePaused Progress
+	env.RegisterDelayedCallback(func() { update("pause", contract.PauseUpdate) }, 60*time.Millisecond)
+	var whilePaused contract.Progress
 	var loadsWhilePaused int
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(ProgressQuery)
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
 		if err == nil {
 			err = v.Get(&whilePaused)
 		}
@@ -87,11 +87,11 @@ func TestOperatorControls(t *testing.T) {
 			t.Errorf("progress query: %v", err)
 		}
 		loadsWhilePaused = loads()
-		update("resume", ResumeUpdate)
+		update("resume", contract.ResumeUpdate)
 	}, time.Hour)
-	env.RegisterDelayedCallback(func() { update("drain", DrainUpdate) }, time.Hour+time.Second)
+	env.RegisterDelayedCallback(func() { update("drain", contract.DrainUpdate) }, time.Hour+time.Second)
 
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatalf("drained run ended with %v, want success", err)
 	}
@@ -102,19 +102,19 @@ func TestOperatorControls(t *testing.T) {
 		t.Errorf("set-batch 50: %+v", a)
 	}
 	paused := answers["pause"]
-	if paused.err != nil || paused.res.State != StatePaused || paused.res.Next <= 0 || paused.res.Next >= logEnd || paused.res.Next%50 != 0 {
+	if paused.err != nil || paused.res.State != contract.StatePaused || paused.res.Next <= 0 || paused.res.Next >= logEnd || paused.res.Next%50 != 0 {
 		t.Errorf("pause answered %+v, want a batch boundary inside the log", paused)
 	}
 	if paused.loads != int(paused.res.Next/50) || paused.committed != paused.res.Next || loadsWhilePaused != paused.loads {
 		t.Errorf("paused at %d after %d loads, committed %d; %d loads an hour later", paused.res.Next, paused.loads, paused.committed, loadsWhilePaused)
 	}
-	if whilePaused.State != StatePaused || whilePaused.Next != paused.res.Next || whilePaused.MaxRecords != 50 {
+	if whilePaused.State != contract.StatePaused || whilePaused.Next != paused.res.Next || whilePaused.MaxRecords != 50 {
 		t.Errorf("progress while paused: %+v", whilePaused)
 	}
-	if a := answers["resume"]; a.err != nil || a.res.State != StateIngesting {
+	if a := answers["resume"]; a.err != nil || a.res.State != contract.StateIngesting {
 		t.Errorf("resume: %+v", a)
 	}
-	if a := answers["drain"]; a.err != nil || a.res.State != StateDrained || a.res.Next != logEnd {
+	if a := answers["drain"]; a.err != nil || a.res.State != contract.StateDrained || a.res.Next != logEnd {
 		t.Errorf("drain: %+v", a)
 	}
 	if committed != logEnd {
@@ -179,27 +179,27 @@ func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
 		}
 		return contract.Totals{Loaded: 100}, nil
 	})
-	var answer *ControlResult
+	var answer *contract.ControlResult
 	var answerErr error
 	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(PauseUpdate, "", &testsuite.TestUpdateCallback{
+		env.UpdateWorkflow(contract.PauseUpdate, "", &testsuite.TestUpdateCallback{
 			OnAccept: func() {},
 			OnReject: func(err error) { answerErr = err },
 			OnComplete: func(v any, err error) {
 				answerErr = err
 				if err == nil {
-					r := v.(ControlResult)
+					r := v.(contract.ControlResult)
 					answer = &r
 				}
 			},
 		})
 	}, 30*time.Second) // the failed batch waits a minute
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 2})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 2})
 	next := continuedWith(t, env.GetWorkflowError())
 	if !next.Paused || next.Pending == nil || next.Pending.Start != 100 || next.Next != 100 {
 		t.Errorf("next run: paused %v, pending %+v, next %d; want paused, batch 100-200 pending", next.Paused, next.Pending, next.Next)
 	}
-	if answerErr != nil || answer == nil || answer.State != StateBackoff || answer.Next != 100 {
+	if answerErr != nil || answer == nil || answer.State != contract.StateBackoff || answer.Next != 100 {
 		t.Errorf("pause answered %+v, %v; want the partition retrying its batch at 100", answer, answerErr)
 	}
 }

@@ -14,77 +14,6 @@ import (
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
-// IngestInput is a partition's ingestion state: where it continues, and
-// the dedup window bounds there. Continue-as-new carries it forward.
-type IngestInput struct {
-	Topic           string
-	Partition       int
-	Next            int64
-	Window          contract.Window
-	MaxRecords      int
-	MaxBytes        int64
-	AllowedLateness time.Duration
-	// MaxWindowIDs bounds the partition's dedup window (contract.Spec).
-	MaxWindowIDs int `json:",omitempty"`
-	// PollFor is how long PlanBatch waits for new records when caught up.
-	PollFor time.Duration
-	// Linger is how long a batch short of MaxRecords waits to fill.
-	Linger time.Duration
-	// MaxBatchesPerRun continues-as-new after this many batches even if
-	// Temporal does not suggest it yet (0: 500).
-	MaxBatchesPerRun int
-
-	// Running totals, kept across continue-as-new for status.
-	BatchesDone int64
-	RecordsDone int64
-	// Paused is an operator's pause, kept across continue-as-new.
-	Paused bool
-	// Draining is an operator's drain not yet done, kept likewise.
-	Draining bool `json:",omitempty"`
-	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
-	// write streams (DESIGN §3.4); anything else writes with load jobs.
-	// Each run creates its own streams: continue-as-new rotates them.
-	WriteMode string
-	// Pending is a batch that failed at Next and was not run again
-	// before this run began (a continue-as-new or a stop came first). It
-	// runs first, under the same ID and range: re-planning the range
-	// could load its first records under a second batch ID.
-	Pending *contract.Spec `json:",omitempty"`
-	// Pool is the workflow ID of the worker pool that places the
-	// partition on a worker (WorkerPool); empty: plans and batches run on
-	// any worker of the partition's task queue.
-	Pool string `json:",omitempty"`
-	// Queue is the task queue of the worker the pool last assigned.
-	Queue string `json:",omitempty"`
-}
-
-// Progress is what the "progress" query answers.
-type Progress struct {
-	Topic         string
-	Partition     int
-	Next          int64 // next offset to ingest = end of the last loaded batch
-	HighWatermark int64 // the log's end when last planned
-	BatchesDone   int64
-	RecordsDone   int64
-	LastBatch     string
-	LastError     string
-	CaughtUp      bool
-	// OpenTransactionAt is the first offset of the open transaction the
-	// partition waits on, when State is StateOpenTransaction.
-	OpenTransactionAt int64 `json:",omitempty"`
-	// State is one of the State* names; MaxRecords and MaxBytes the batch
-	// size the next plan uses; EventsPerSecond the rate over the last
-	// minute of batches, LastBatchAt when the last one completed.
-	State           string
-	MaxRecords      int
-	MaxBytes        int64
-	EventsPerSecond float64
-	LastBatchAt     time.Time
-}
-
-// ProgressQuery is the name of PartitionIngest's query.
-const ProgressQuery = "progress"
-
 // One run's history is kept far below Temporal's limits (51,200 events,
 // 50 MB) even before the server suggests continue-as-new: a batch adds
 // about 20 events, an empty poll while caught up about 6.
@@ -99,7 +28,7 @@ const (
 // does: at the next batch boundary, and only once no failed batch waits to
 // run again, so a stop never forgets a batch whose tables may hold part of
 // its rows.
-func PartitionIngest(ctx workflow.Context, in IngestInput) error {
+func PartitionIngest(ctx workflow.Context, in contract.IngestInput) error {
 	p, err := newPartition(ctx, in)
 	if err != nil {
 		return err
@@ -107,7 +36,7 @@ func PartitionIngest(ctx workflow.Context, in IngestInput) error {
 	return p.run()
 }
 
-// partition is one run of PartitionIngest: its state, IngestInput, which
+// partition is one run of PartitionIngest: its state, contract.IngestInput, which
 // continue-as-new carries whole to the next run, and what the run holds
 // besides. Only run's goroutine changes it, except the control updates
 // and the pool's answers, which Temporal runs between its steps.
@@ -115,8 +44,8 @@ type partition struct {
 	ctx workflow.Context // ended by a stop
 	// batchCtx ignores a stop: a batch once started is finished.
 	batchCtx workflow.Context
-	in       IngestInput
-	progress Progress
+	in       contract.IngestInput
+	progress contract.Progress
 	control  control
 	place    *placement
 	streams  map[string]contract.StreamOffset // storagewrite mode: each table's stream and next offset
@@ -127,7 +56,7 @@ type partition struct {
 	speed    rate
 }
 
-func newPartition(ctx workflow.Context, in IngestInput) (*partition, error) {
+func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, error) {
 	if f := in.Pending; f != nil && (f.Topic != in.Topic || f.Partition != in.Partition || f.Start != in.Next) {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", f.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
 	}
@@ -136,9 +65,9 @@ func newPartition(ctx workflow.Context, in IngestInput) (*partition, error) {
 		in:       in,
 		failed:   in.Pending,
 		control:  control{paused: in.Paused, draining: in.Draining},
-		progress: Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
+		progress: contract.Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: contract.StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
 	}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (Progress, error) { return p.progress, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.Progress, error) { return p.progress, nil }); err != nil {
 		return nil, err
 	}
 	if err := setControlHandlers(ctx, &p.in, &p.control, &p.progress); err != nil {
@@ -188,13 +117,13 @@ func (p *partition) atBoundary() (end bool, err error) {
 		// range is never given up.
 		if (c.paused || c.draining) && p.failed == nil {
 			if c.draining {
-				p.progress.State, c.idle = StateDrained, true
+				p.progress.State, c.idle = contract.StateDrained, true
 				// Let the drain update answer before the run closes.
 				_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
 				p.place.leave(p.ctx, p.in)
 				return true, nil
 			}
-			p.progress.State, c.idle = StatePaused, true
+			p.progress.State, c.idle = contract.StatePaused, true
 			_ = workflow.Await(p.ctx, func() bool { return !c.paused || c.draining })
 			continue // cancelled, draining or resumed
 		}
@@ -246,9 +175,9 @@ func (p *partition) next() (*contract.Spec, error) {
 	p.progress.CaughtUp = plan.End == p.in.Next
 	p.progress.OpenTransactionAt = 0
 	if p.progress.CaughtUp {
-		p.progress.State = StateCaughtUp
+		p.progress.State = contract.StateCaughtUp
 		if plan.Stable == p.in.Next && plan.HighWatermark > plan.Stable {
-			p.progress.State, p.progress.OpenTransactionAt = StateOpenTransaction, plan.Stable
+			p.progress.State, p.progress.OpenTransactionAt = contract.StateOpenTransaction, plan.Stable
 		}
 		p.progress.EventsPerSecond = p.speed.add(workflow.Now(p.ctx), p.in.RecordsDone)
 		return nil, nil
@@ -270,11 +199,11 @@ func (p *partition) runBatch(spec contract.Spec) error {
 	c := &p.control
 	switch {
 	case c.draining:
-		p.progress.State = StateDraining
+		p.progress.State = contract.StateDraining
 	case c.paused:
-		p.progress.State = StatePausing
+		p.progress.State = contract.StatePausing
 	default:
-		p.progress.State = StateIngesting
+		p.progress.State = contract.StateIngesting
 	}
 	queue := p.place.queue
 	child := startBatch(p.batchCtx, spec, queue)
@@ -300,7 +229,7 @@ func (p *partition) runBatch(spec contract.Spec) error {
 			p.progress.LastError = "moved off a worker that left the pool: " + err.Error()
 			return nil
 		}
-		p.progress.LastError, p.progress.State = err.Error(), StateBackoff
+		p.progress.LastError, p.progress.State = err.Error(), contract.StateBackoff
 		p.failures++
 		p.batches++
 		// Not ended by a stop: the batch runs again before the run ends.
@@ -334,7 +263,7 @@ func (p *partition) advance(spec contract.Spec, res contract.Result) {
 	pr.EventsPerSecond = p.speed.add(pr.LastBatchAt, p.in.RecordsDone)
 }
 
-func planOptions(ctx workflow.Context, in IngestInput, queue string) workflow.Context {
+func planOptions(ctx workflow.Context, in contract.IngestInput, queue string) workflow.Context {
 	opts := workflow.ActivityOptions{
 		TaskQueue:           queue,
 		StartToCloseTimeout: in.PollFor + time.Minute,
@@ -357,12 +286,12 @@ type planCall struct {
 	cancel workflow.CancelFunc
 }
 
-func planOn(ctx workflow.Context, in IngestInput, next int64, queue string) *planCall {
+func planOn(ctx workflow.Context, in contract.IngestInput, next int64, queue string) *planCall {
 	ctx, cancel := workflow.WithCancel(ctx)
 	return &planCall{Future: planFrom(ctx, in, next, queue), queue: queue, size: sizeOf(in), cancel: cancel}
 }
 
-func planFrom(ctx workflow.Context, in IngestInput, next int64, queue string) workflow.Future {
+func planFrom(ctx workflow.Context, in contract.IngestInput, next int64, queue string) workflow.Future {
 	return workflow.ExecuteActivity(planOptions(ctx, in, queue), contract.ActivityPlanBatch, contract.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
@@ -370,7 +299,7 @@ func planFrom(ctx workflow.Context, in IngestInput, next int64, queue string) wo
 	})
 }
 
-func continueAsNewDue(ctx workflow.Context, in IngestInput, batches int) bool {
+func continueAsNewDue(ctx workflow.Context, in contract.IngestInput, batches int) bool {
 	limit := in.MaxBatchesPerRun
 	if limit <= 0 {
 		limit = maxBatchesPerRun
@@ -390,7 +319,7 @@ func failedBatchWait(n int) time.Duration {
 
 // createStreams creates the run's write streams in storagewrite mode, one
 // per table at offset 0; nil in load mode.
-func createStreams(ctx workflow.Context, in IngestInput) (map[string]contract.StreamOffset, error) {
+func createStreams(ctx workflow.Context, in contract.IngestInput) (map[string]contract.StreamOffset, error) {
 	if in.WriteMode != config.WriteModeStorageWrite {
 		return nil, nil
 	}
@@ -413,7 +342,7 @@ type batchSize struct {
 	bytes   int64
 }
 
-func sizeOf(in IngestInput) batchSize { return batchSize{in.MaxRecords, in.MaxBytes} }
+func sizeOf(in contract.IngestInput) batchSize { return batchSize{in.MaxRecords, in.MaxBytes} }
 
 const batchTaskTimeout = 5 * time.Second
 

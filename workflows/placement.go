@@ -3,6 +3,8 @@ package workflows
 import (
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -22,24 +24,24 @@ const assignmentWait = 10 * time.Second
 
 // place joins the partition to in.Pool, when set, and keeps the returned
 // placement up to date with the pool's answers for the rest of the run.
-func place(ctx workflow.Context, in *IngestInput) *placement {
+func place(ctx workflow.Context, in *contract.IngestInput) *placement {
 	pl := &placement{queue: in.Queue, lost: map[string]bool{}}
 	if in.Pool == "" {
 		return pl
 	}
-	assigned := workflow.GetSignalChannel(ctx, AssignSignal)
+	assigned := workflow.GetSignalChannel(ctx, contract.AssignSignal)
 	// Answers are taken in on a context that a stop does not end: a batch
 	// still finishing must learn that its worker left.
 	listen, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.Go(listen, func(ctx workflow.Context) {
 		for {
-			var as Assignment
+			var as contract.Assignment
 			assigned.Receive(ctx, &as)
 			pl.apply(as)
 		}
 	})
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
-	asked := workflow.SignalExternalWorkflow(ctx, in.Pool, "", WantSignal, PoolWant{WorkflowID: self, Queue: in.Queue})
+	asked := workflow.SignalExternalWorkflow(ctx, in.Pool, "", contract.WantSignal, contract.PoolWant{WorkflowID: self, Queue: in.Queue})
 	if pl.queue == "" {
 		// Without a pool (no worker joined it yet) the partition runs on
 		// its own task queue; the pool's answer moves it later.
@@ -50,7 +52,7 @@ func place(ctx workflow.Context, in *IngestInput) *placement {
 	return pl
 }
 
-func (pl *placement) apply(as Assignment) {
+func (pl *placement) apply(as contract.Assignment) {
 	if as.Lost != "" {
 		pl.lost[as.Lost] = true
 	}
@@ -68,10 +70,10 @@ func (pl *placement) moved(queue string) bool { return queue != "" && pl.lost[qu
 
 // keep takes in the answers already received, so that a continue-as-new
 // carries the latest assignment.
-func (pl *placement) keep(ctx workflow.Context, in *IngestInput) {
-	assigned := workflow.GetSignalChannel(ctx, AssignSignal)
+func (pl *placement) keep(ctx workflow.Context, in *contract.IngestInput) {
+	assigned := workflow.GetSignalChannel(ctx, contract.AssignSignal)
 	for {
-		var as Assignment
+		var as contract.Assignment
 		if !assigned.ReceiveAsync(&as) {
 			break
 		}
@@ -82,10 +84,10 @@ func (pl *placement) keep(ctx workflow.Context, in *IngestInput) {
 
 // leave tells the pool the partition has ended, so its share goes to the
 // partitions still running.
-func (pl *placement) leave(ctx workflow.Context, in IngestInput) {
+func (pl *placement) leave(ctx workflow.Context, in contract.IngestInput) {
 	if in.Pool == "" {
 		return
 	}
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	_ = workflow.SignalExternalWorkflow(ctx, in.Pool, "", LeaveSignal, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, nil)
+	_ = workflow.SignalExternalWorkflow(ctx, in.Pool, "", contract.LeaveSignal, workflow.GetInfo(ctx).WorkflowExecution.ID).Get(ctx, nil)
 }

@@ -14,51 +14,13 @@ import (
 // that a partition's plans and batches run where its dedup window is held,
 // and the pool's partitions are spread evenly over its workers.
 //
-// Each worker also polls a task queue of its own (WorkerQueue). It joins the
-// pool with JoinSignal; the pool then holds a lease on it: a HoldMembership
+// Each worker also polls a task queue of its own (contract.WorkerQueue). It joins the
+// pool with contract.JoinSignal; the pool then holds a lease on it: a HoldMembership
 // activity on the worker's own queue that heartbeats every second. A worker
 // that dies stops heartbeating and leaves the pool within the heartbeat
 // timeout; one that stops gracefully ends its lease at once. Partitions ask
-// for their worker with WantSignal and are told with AssignSignal, again
+// for their worker with contract.WantSignal and are told with contract.AssignSignal, again
 // whenever a worker joins or leaves.
-
-// Signal names of the pool protocol.
-const (
-	JoinSignal   = "join"   // worker → pool: its own queue
-	WantSignal   = "want"   // partition → pool: PoolWant
-	LeaveSignal  = "leave"  // partition → pool: its workflow ID, when it ends
-	AssignSignal = "assign" // pool → partition: Assignment
-)
-
-// PoolID is the workflow ID of the worker pool of a task queue.
-func PoolID(taskQueue string) string { return "pool/" + taskQueue }
-
-// WorkerQueue is the task queue only the worker with this identity polls.
-func WorkerQueue(taskQueue, identity string) string { return taskQueue + "/" + identity }
-
-// PoolState is the pool, carried whole through continue-as-new.
-type PoolState struct {
-	// Members are the queues of the workers holding a lease, sorted.
-	Members []string
-	// Partitions maps each partition workflow's ID to its worker's queue
-	// ("" while no worker is there to take it).
-	Partitions map[string]string
-}
-
-// PoolWant is a partition asking for its worker. Queue is the one it has,
-// if any: kept when that worker is still in the pool.
-type PoolWant struct {
-	WorkflowID string
-	Queue      string
-}
-
-// Assignment tells a partition which worker's queue to run on. Lost, when
-// set, is its previous queue, whose worker has left the pool: work
-// scheduled there will never start and must be moved.
-type Assignment struct {
-	Queue string
-	Lost  string `json:",omitempty"`
-}
 
 const (
 	// leaseHeartbeat is how soon a worker that died leaves the pool.
@@ -74,7 +36,7 @@ const (
 
 // pool is WorkerPool's state object.
 type pool struct {
-	PoolState
+	contract.PoolState
 	// lease numbers each member's current HoldMembership, so that an old
 	// lease ending does not remove a member that joined again.
 	lease map[string]int
@@ -82,24 +44,24 @@ type pool struct {
 }
 
 // WorkerPool runs the pool of a task queue until cancelled.
-func WorkerPool(ctx workflow.Context, st PoolState) error {
+func WorkerPool(ctx workflow.Context, st contract.PoolState) error {
 	p := &pool{PoolState: st, lease: map[string]int{}, sel: workflow.NewSelector(ctx)}
 	if p.Partitions == nil {
 		p.Partitions = map[string]string{}
 	}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PoolState, error) { return p.PoolState, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.PoolState, error) { return p.PoolState, nil }); err != nil {
 		return err
 	}
-	join := workflow.GetSignalChannel(ctx, JoinSignal)
-	want := workflow.GetSignalChannel(ctx, WantSignal)
-	leave := workflow.GetSignalChannel(ctx, LeaveSignal)
+	join := workflow.GetSignalChannel(ctx, contract.JoinSignal)
+	want := workflow.GetSignalChannel(ctx, contract.WantSignal)
+	leave := workflow.GetSignalChannel(ctx, contract.LeaveSignal)
 	p.sel.AddReceive(join, func(c workflow.ReceiveChannel, _ bool) {
 		var queue string
 		c.Receive(ctx, &queue)
 		p.join(ctx, queue)
 	})
 	p.sel.AddReceive(want, func(c workflow.ReceiveChannel, _ bool) {
-		var w PoolWant
+		var w contract.PoolWant
 		c.Receive(ctx, &w)
 		p.want(ctx, w)
 	})
@@ -168,7 +130,7 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 		// goes: one moved off this worker earlier, while it still held its
 		// lease, may have work waiting there still, and may move again now.
 		for _, id := range p.partitionIDs() {
-			p.tell(ctx, id, Assignment{Queue: p.Partitions[id], Lost: queue})
+			p.tell(ctx, id, contract.Assignment{Queue: p.Partitions[id], Lost: queue})
 		}
 		p.rebalance(ctx)
 	})
@@ -176,13 +138,13 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 
 // want registers a partition, keeping its queue when that worker is a
 // member, and answers it with its assignment.
-func (p *pool) want(ctx workflow.Context, w PoolWant) {
+func (p *pool) want(ctx workflow.Context, w contract.PoolWant) {
 	if _, known := p.Partitions[w.WorkflowID]; !known {
 		p.Partitions[w.WorkflowID] = w.Queue
 	}
 	changed := p.rebalance(ctx)
 	if !slices.Contains(changed, w.WorkflowID) {
-		p.tell(ctx, w.WorkflowID, Assignment{Queue: p.Partitions[w.WorkflowID], Lost: p.lost(w.Queue)})
+		p.tell(ctx, w.WorkflowID, contract.Assignment{Queue: p.Partitions[w.WorkflowID], Lost: p.lost(w.Queue)})
 	}
 }
 
@@ -211,7 +173,7 @@ func (p *pool) rebalance(ctx workflow.Context) (changed []string) {
 	for _, id := range p.partitionIDs() {
 		if q := p.Partitions[id]; q != before[id] {
 			changed = append(changed, id)
-			p.tell(ctx, id, Assignment{Queue: q, Lost: p.lost(before[id])})
+			p.tell(ctx, id, contract.Assignment{Queue: q, Lost: p.lost(before[id])})
 		}
 	}
 	return changed
@@ -231,8 +193,8 @@ func (p *pool) partitionIDs() []string {
 
 // tell signals a partition its assignment; a partition that is gone is
 // forgotten.
-func (p *pool) tell(ctx workflow.Context, id string, as Assignment) {
-	f := workflow.SignalExternalWorkflow(ctx, id, "", AssignSignal, as)
+func (p *pool) tell(ctx workflow.Context, id string, as contract.Assignment) {
+	f := workflow.SignalExternalWorkflow(ctx, id, "", contract.AssignSignal, as)
 	p.sel.AddFuture(f, func(f workflow.Future) {
 		if f.Get(ctx, nil) != nil && p.Partitions[id] == as.Queue {
 			delete(p.Partitions, id)

@@ -32,25 +32,13 @@ func ReplayQuarantine(ctx workflow.Context, in contract.ReplayInput) (contract.R
 	return totals, nil
 }
 
-// ReplayOutcome is what QuarantineReplays did with one batch.
-type ReplayOutcome struct {
-	ReplayID string
-	Already  bool // replayed before; nothing was loaded now
-	Totals   contract.ReplayTotals
-}
-
-// QuarantineReplaysID is the workflow ID of a topic's replay run: one at a
-// time, so each replay's decision sees the rows of those before it and a
-// transaction_id quarantined twice is loaded once.
-func QuarantineReplaysID(topic string) string { return "replay-quarantine/" + topic }
-
 // QuarantineReplays replays the quarantine of each batch in turn, as its
 // own ReplayQuarantine child. A batch replayed before is refused its
 // second run by its workflow ID and reported as such. Its "progress" query
 // answers how many batches are done.
-func QuarantineReplays(ctx workflow.Context, sources []contract.Range) ([]ReplayOutcome, error) {
-	out := make([]ReplayOutcome, 0, len(sources))
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (int, error) { return len(out), nil }); err != nil {
+func QuarantineReplays(ctx workflow.Context, sources []contract.Range) ([]contract.ReplayOutcome, error) {
+	out := make([]contract.ReplayOutcome, 0, len(sources))
+	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (int, error) { return len(out), nil }); err != nil {
 		return nil, err
 	}
 	for i, src := range sources {
@@ -65,11 +53,11 @@ func QuarantineReplays(ctx workflow.Context, sources []contract.Range) ([]Replay
 		err := workflow.ExecuteChildWorkflow(childCtx, ReplayQuarantine, in).Get(ctx, &totals)
 		switch {
 		case temporal.IsWorkflowExecutionAlreadyStartedError(err):
-			out = append(out, ReplayOutcome{ReplayID: in.ID(), Already: true})
+			out = append(out, contract.ReplayOutcome{ReplayID: in.ID(), Already: true})
 		case err != nil:
 			return out, fmt.Errorf("replay %s: %w", in.ID(), err)
 		default:
-			out = append(out, ReplayOutcome{ReplayID: in.ID(), Totals: totals})
+			out = append(out, contract.ReplayOutcome{ReplayID: in.ID(), Totals: totals})
 		}
 	}
 	return out, nil

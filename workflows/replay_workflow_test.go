@@ -35,7 +35,7 @@ func TestQuarantineReplaysLoadsWhatWasDecided(t *testing.T) {
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	var out []ReplayOutcome
+	var out []contract.ReplayOutcome
 	if err := env.GetWorkflowResult(&out); err != nil {
 		t.Fatal(err)
 	}

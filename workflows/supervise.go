@@ -12,48 +12,18 @@ import (
 	"github.com/paystream/paystream/contract"
 )
 
-// SuperviseInput is a topic supervisor's state, carried whole through
-// continue-as-new.
-type SuperviseInput struct {
-	Topic string
-	// Partitions is how many of the topic's partitions have a
-	// PartitionIngest (those below it were started by `starter start`
-	// or by this supervisor).
-	Partitions int
-	// Template is the input every new partition starts with; its
-	// Partition, Next and Window are set per partition.
-	Template IngestInput
-	// Every is how often the topic is looked at (0: DefaultSuperviseEvery).
-	Every time.Duration
-}
-
-// DefaultSuperviseEvery keeps a partition added to a running topic
-// waiting at most this long, plus a plan, for its first batch.
-const DefaultSuperviseEvery = 30 * time.Second
-
-// SupervisorID is the workflow ID of a topic's supervisor.
-func SupervisorID(topic string) string { return "supervise/" + topic }
-
-// SupervisorProgress is what the supervisor's "progress" query answers.
-type SupervisorProgress struct {
-	Topic       string
-	Partitions  int
-	LastChecked time.Time
-	Started     []int // partitions this run started
-}
-
 // TopicSupervisor keeps one PartitionIngest per partition of a topic:
 // partitions added to the topic while it runs are started within Every,
 // with no operator action. It starts only partitions that never had a
 // workflow, so a partition an operator drained or stopped stays so.
 // Cancelling it (starter stop) ends it.
-func TopicSupervisor(ctx workflow.Context, in SuperviseInput) error {
+func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 	every := in.Every
 	if every <= 0 {
-		every = DefaultSuperviseEvery
+		every = contract.DefaultSuperviseEvery
 	}
-	progress := &SupervisorProgress{Topic: in.Topic, Partitions: in.Partitions}
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (SupervisorProgress, error) { return *progress, nil }); err != nil {
+	progress := &contract.SupervisorProgress{Topic: in.Topic, Partitions: in.Partitions}
+	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.SupervisorProgress, error) { return *progress, nil }); err != nil {
 		return err
 	}
 	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -87,7 +57,7 @@ func TopicSupervisor(ctx workflow.Context, in SuperviseInput) error {
 
 // startPartition starts partition p's PartitionIngest from first, its
 // log's start; one that has, or had, a workflow is left as it is.
-func startPartition(ctx workflow.Context, in SuperviseInput, p int, first int64) error {
+func startPartition(ctx workflow.Context, in contract.SuperviseInput, p int, first int64) error {
 	ingest := in.Template
 	ingest.Topic, ingest.Partition, ingest.Next, ingest.Window = in.Topic, p, first, contract.Window{Start: first}
 	ingest.BatchesDone, ingest.RecordsDone, ingest.Paused, ingest.Pending = 0, 0, false, nil

@@ -36,13 +36,13 @@ var (
 
 // continuedWith is the input a run handed its next one: err must be the
 // run's continue-as-new.
-func continuedWith(t *testing.T, err error) IngestInput {
+func continuedWith(t *testing.T, err error) contract.IngestInput {
 	t.Helper()
 	var can *workflow.ContinueAsNewError
 	if !errors.As(err, &can) {
 		t.Fatalf("run ended with %v, want continue-as-new", err)
 	}
-	var next IngestInput
+	var next contract.IngestInput
 	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func TestAFailedLoadRunsAgainUnderItsID(t *testing.T) {
 		}
 		return contract.Totals{Loaded: 97}, nil
 	})
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
 	var appErr *temporal.ApplicationError
 	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
 		t.Fatalf("workflow ended with %v, want the test log's end", err)
@@ -166,7 +166,7 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
 	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
 	next := continuedWith(t, env.GetWorkflowError())
 	if next.Next != 100 || !reflect.DeepEqual(next.Window, decisions.Next) || next.BatchesDone != 1 || next.RecordsDone != 100 || next.MaxBatchesPerRun != 1 {
 		t.Errorf("continued with %+v", next)
@@ -209,7 +209,7 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 		}
 		return contract.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97, "batch_ledger": 1}}, nil
 	})
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 4, WriteMode: config.WriteModeStorageWrite}) // the failed run counts
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 4, WriteMode: config.WriteModeStorageWrite}) // the failed run counts
 	next := continuedWith(t, env.GetWorkflowError())
 	want := []string{
 		"0-100 streams/transactions@0 ledger@0",
@@ -240,7 +240,7 @@ func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
 		return contract.Totals{Loaded: 97, Rows: map[string]int{"transactions": 97}}, nil
 	})
 	pending := &contract.Spec{Range: contract.Range{Topic: "payments", Start: 0, End: 100}, Streams: map[string]contract.StreamOffset{"transactions": {Name: "old/transactions", Offset: 500}}}
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3,
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3,
 		WriteMode: config.WriteModeStorageWrite, Pending: pending})
 	want := []string{"0-100 old/transactions@500", "100-200 new/transactions@0", "200-300 new/transactions@97"}
 	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
@@ -253,8 +253,8 @@ func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
 // batch size that would plan another range; only then does planning go on
 // from its end.
 func TestAFailedBatchOutlivesItsRun(t *testing.T) {
-	in := IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second}
-	run := func(in IngestInput, loadErr error, suggestAt time.Duration) (*journal, error) {
+	in := contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second}
+	run := func(in contract.IngestInput, loadErr error, suggestAt time.Duration) (*journal, error) {
 		env := newEnv(t)
 		j := &journal{}
 		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
@@ -331,7 +331,7 @@ func TestStopWaitsForAFailedBatch(t *testing.T) {
 		return contract.Totals{Loaded: 97}, nil
 	})
 	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Second) // within the minute's wait
-	env.ExecuteWorkflow(PartitionIngest, IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, AllowedLateness: 10 * time.Minute})
 	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
 		t.Fatalf("workflow ended with %v, want stopped", err)
 	}

@@ -11,7 +11,6 @@ import (
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/workflows"
 )
 
 // Control sends one of PartitionIngest's control updates (workflows.
@@ -20,7 +19,7 @@ import (
 // waits for each answer: a pause or drain answers once the batch in flight
 // is loaded and committed. Partitions answer in order; the first error
 // stops it, with the answers so far.
-func (o *Operator) Control(ctx context.Context, update string, partitions []int, args ...any) ([]workflows.ControlResult, error) {
+func (o *Operator) Control(ctx context.Context, update string, partitions []int, args ...any) ([]contract.ControlResult, error) {
 	if len(partitions) == 0 {
 		n, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 		if err != nil {
@@ -30,7 +29,7 @@ func (o *Operator) Control(ctx context.Context, update string, partitions []int,
 			partitions = append(partitions, p)
 		}
 	}
-	var out []workflows.ControlResult
+	var out []contract.ControlResult
 	for _, p := range partitions {
 		id := contract.IngestID(o.Config.Topic, p)
 		h, err := o.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -39,7 +38,7 @@ func (o *Operator) Control(ctx context.Context, update string, partitions []int,
 			Args:         args,
 			WaitForStage: client.WorkflowUpdateStageCompleted,
 		})
-		var res workflows.ControlResult
+		var res contract.ControlResult
 		if err == nil {
 			err = h.Get(ctx, &res)
 		}

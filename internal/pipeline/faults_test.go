@@ -24,7 +24,6 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
-	"github.com/paystream/paystream/workflows"
 )
 
 // produceAndStart produces a simulated stream of n records and starts
@@ -334,7 +333,7 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	target.Store(u)
 	m := produceAndStart(t, e, 3000)
 
-	waitStates(t, e, workflows.StateBackoff)
+	waitStates(t, e, contract.StateBackoff)
 	if refused.Load() == 0 {
 		t.Fatal("no ledger load was refused")
 	}
@@ -349,8 +348,8 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	}
 	// Partition 1 does not stop while its failed batch waits.
 	time.Sleep(3 * time.Second)
-	if st := partitionState(t, e, 1); st != workflows.StateBackoff {
-		t.Fatalf("partition 1 is %q while its failed batch waits, want %q", st, workflows.StateBackoff)
+	if st := partitionState(t, e, 1); st != contract.StateBackoff {
+		t.Fatalf("partition 1 is %q while its failed batch waits, want %q", st, contract.StateBackoff)
 	}
 	// The data tables hold the failed batches' rows, the ledger nothing.
 	table := func(name string) string {

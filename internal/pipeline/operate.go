@@ -153,12 +153,12 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		out = append(out, r)
 	}
 	_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.SupervisorID(o.Config.Topic),
+		ID:                       contract.SupervisorID(o.Config.Topic),
 		TaskQueue:                o.Config.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("keeps one PartitionIngest per partition of %s", o.Config.Topic),
-	}, workflows.TopicSupervisor, workflows.SuperviseInput{
+	}, workflows.TopicSupervisor, contract.SuperviseInput{
 		Topic: o.Config.Topic, Partitions: len(bounds), Template: o.ingestInput(), Every: o.Tuning.SuperviseEvery,
 	})
 	if err != nil {
@@ -169,18 +169,18 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 
 // ingestInput is a partition's input before its partition and offsets
 // are set: the operator's tuning and configuration.
-func (o *Operator) ingestInput() workflows.IngestInput {
-	return workflows.IngestInput{
+func (o *Operator) ingestInput() contract.IngestInput {
+	return contract.IngestInput{
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
-		Pool: workflows.PoolID(o.Config.TaskQueue),
+		Pool: contract.PoolID(o.Config.TaskQueue),
 	}
 }
 
 // Supervisor reports the topic's supervisor: its state and, while it
 // runs, how many partitions it keeps and when it last looked.
-func (o *Operator) Supervisor(ctx context.Context) (state string, progress *workflows.SupervisorProgress, err error) {
-	id := workflows.SupervisorID(o.Config.Topic)
+func (o *Operator) Supervisor(ctx context.Context) (state string, progress *contract.SupervisorProgress, err error) {
+	id := contract.SupervisorID(o.Config.Topic)
 	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	if errors.As(err, new(*serviceerror.NotFound)) {
 		return "not started", nil, nil
@@ -192,8 +192,8 @@ func (o *Operator) Supervisor(ctx context.Context) (state string, progress *work
 	if state == "running" {
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if v, err := o.Temporal.QueryWorkflow(qctx, id, "", workflows.ProgressQuery); err == nil {
-			var pr workflows.SupervisorProgress
+		if v, err := o.Temporal.QueryWorkflow(qctx, id, "", contract.ProgressQuery); err == nil {
+			var pr contract.SupervisorProgress
 			if v.Get(&pr) == nil {
 				progress = &pr
 			}
@@ -210,7 +210,7 @@ func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 	}
 	var stopped []string
 	// The supervisor first, so it starts no partition while they stop.
-	sup := workflows.SupervisorID(o.Config.Topic)
+	sup := contract.SupervisorID(o.Config.Topic)
 	if err := o.Temporal.CancelWorkflow(ctx, sup, ""); err == nil {
 		stopped = append(stopped, sup)
 	} else if !errors.As(err, new(*serviceerror.NotFound)) {
@@ -303,21 +303,21 @@ func (o *Operator) failure(ctx context.Context, id string) string {
 
 // queryProgress asks a running partition workflow where it is; nil when
 // it cannot answer now (no worker polling, or busy past the deadline).
-func (o *Operator) queryProgress(ctx context.Context, id string) *workflows.Progress {
+func (o *Operator) queryProgress(ctx context.Context, id string) *contract.Progress {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := o.Temporal.QueryWorkflow(ctx, id, "", workflows.ProgressQuery)
+	v, err := o.Temporal.QueryWorkflow(ctx, id, "", contract.ProgressQuery)
 	if err != nil {
 		return nil
 	}
-	var pr workflows.Progress
+	var pr contract.Progress
 	if v.Get(&pr) != nil {
 		return nil
 	}
 	return &pr
 }
 
-func (st *PartitionStatus) applyProgress(pr *workflows.Progress) {
+func (st *PartitionStatus) applyProgress(pr *contract.Progress) {
 	if pr == nil {
 		st.State = "running (no worker answers)"
 		return
@@ -326,7 +326,7 @@ func (st *PartitionStatus) applyProgress(pr *workflows.Progress) {
 	if pr.State != "" { // runs started before states were reported leave it empty
 		st.State = pr.State
 	}
-	if pr.State == workflows.StateOpenTransaction {
+	if pr.State == contract.StateOpenTransaction {
 		st.State = fmt.Sprintf("%s since offset %d", pr.State, pr.OpenTransactionAt)
 	}
 	if time.Since(pr.LastBatchAt) < time.Minute {
@@ -580,18 +580,18 @@ func batchesEnd(children []*workflowpb.PendingChildExecutionInfo, committed int6
 
 // Pool reports the task queue's worker pool: its workers and which
 // partitions each holds; nil when no worker has started one.
-func (o *Operator) Pool(ctx context.Context) (*workflows.PoolState, error) {
-	id := workflows.PoolID(o.Config.TaskQueue)
+func (o *Operator) Pool(ctx context.Context) (*contract.PoolState, error) {
+	id := contract.PoolID(o.Config.TaskQueue)
 	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	v, err := o.Temporal.QueryWorkflow(qctx, id, "", workflows.ProgressQuery)
+	v, err := o.Temporal.QueryWorkflow(qctx, id, "", contract.ProgressQuery)
 	if errors.As(err, new(*serviceerror.NotFound)) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("query %s: %w", id, err)
 	}
-	var st workflows.PoolState
+	var st contract.PoolState
 	if err := v.Get(&st); err != nil {
 		return nil, fmt.Errorf("query %s: %w", id, err)
 	}

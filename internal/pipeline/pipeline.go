@@ -12,6 +12,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/paystream/paystream/contract"
+
 	"cloud.google.com/go/bigquery"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -38,7 +40,7 @@ type Tuning struct {
 	// workflow's default); tests use it to cross run boundaries.
 	MaxBatchesPerRun int
 	// SuperviseEvery is how often the topic's supervisor looks for added
-	// partitions (0: workflows.DefaultSuperviseEvery).
+	// partitions (0: contract.DefaultSuperviseEvery).
 	SuperviseEvery time.Duration
 }
 
@@ -113,7 +115,7 @@ func (l zapSDKLogger) Error(msg string, kv ...interface{}) { l.s.Errorw(msg, kv.
 
 // Worker is a running paystream worker. It polls two task queues: the
 // one its pool shares, for the partitions' and supervisors' workflows, and
-// its own (workflows.WorkerQueue), for the plans and batches of the
+// its own (contract.WorkerQueue), for the plans and batches of the
 // partitions its pool assigns it.
 type Worker struct {
 	worker.Worker // on the shared task queue
@@ -181,7 +183,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		MaxHeartbeatThrottleInterval: time.Second,
 	}
 	shared := worker.New(tc, cfg.TaskQueue, wopts)
-	queue := workflows.WorkerQueue(cfg.TaskQueue, identity)
+	queue := contract.WorkerQueue(cfg.TaskQueue, identity)
 	own := worker.New(tc, queue, wopts)
 	workflows.Register(shared)
 	activities.Register(shared, acts)
@@ -235,11 +237,11 @@ func (w *Worker) Start() error {
 func (w *Worker) join(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	_, err := w.tc.SignalWithStartWorkflow(ctx, workflows.PoolID(w.cfg.TaskQueue), workflows.JoinSignal, w.Queue, client.StartWorkflowOptions{
+	_, err := w.tc.SignalWithStartWorkflow(ctx, contract.PoolID(w.cfg.TaskQueue), contract.JoinSignal, w.Queue, client.StartWorkflowOptions{
 		TaskQueue:             w.cfg.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:         "assigns the partitions of task queue " + w.cfg.TaskQueue + " to its workers",
-	}, workflows.WorkerPool, workflows.PoolState{})
+	}, workflows.WorkerPool, contract.PoolState{})
 	return err
 }
 

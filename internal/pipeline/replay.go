@@ -74,12 +74,12 @@ var ErrReplayRunning = errors.New("another replay-quarantine of this topic is ru
 // batch at a time in one QuarantineReplays run per topic: a second run
 // while one is going is refused. Each batch's replay happens at most once;
 // batches replayed before are reported as already replayed.
-func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBatch) ([]workflows.ReplayOutcome, error) {
+func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBatch) ([]contract.ReplayOutcome, error) {
 	sources := make([]contract.Range, 0, len(batches))
 	for _, b := range batches {
 		sources = append(sources, b.Range)
 	}
-	id := workflows.QuarantineReplaysID(o.Config.Topic)
+	id := contract.QuarantineReplaysID(o.Config.Topic)
 	run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                o.Config.TaskQueue,
@@ -106,7 +106,7 @@ func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBa
 				return
 			case <-time.After(time.Second):
 			}
-			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), workflows.ProgressQuery); err == nil {
+			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), contract.ProgressQuery); err == nil {
 				var n int64
 				if v.Get(&n) == nil {
 					bar.Set(n)
@@ -114,7 +114,7 @@ func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBa
 			}
 		}
 	}()
-	var out []workflows.ReplayOutcome
+	var out []contract.ReplayOutcome
 	err = run.Get(ctx, &out)
 	close(done)
 	polling.Wait()

@@ -1,0 +1,201 @@
+package contract
+
+import "time"
+
+// What the operator's client and the workflows pass each other: inputs,
+// queries, updates and signals, and the workflow IDs they are sent to.
+
+// SetBatchInput is set-batch's argument; a zero MaxBytes keeps the current.
+type SetBatchInput struct {
+	MaxRecords int
+	MaxBytes   int64
+}
+
+// ControlResult is every control update's answer: where the partition
+// stands once the update took effect.
+type ControlResult struct {
+	Partition  int
+	State      string
+	Next       int64 // the next offset to ingest; every offset below is committed
+	MaxRecords int
+	MaxBytes   int64
+}
+
+// IngestInput is a partition's ingestion state: where it continues, and
+// the dedup window bounds there. Continue-as-new carries it forward.
+type IngestInput struct {
+	Topic           string
+	Partition       int
+	Next            int64
+	Window          Window
+	MaxRecords      int
+	MaxBytes        int64
+	AllowedLateness time.Duration
+	// MaxWindowIDs bounds the partition's dedup window (Spec).
+	MaxWindowIDs int `json:",omitempty"`
+	// PollFor is how long PlanBatch waits for new records when caught up.
+	PollFor time.Duration
+	// Linger is how long a batch short of MaxRecords waits to fill.
+	Linger time.Duration
+	// MaxBatchesPerRun continues-as-new after this many batches even if
+	// Temporal does not suggest it yet (0: 500).
+	MaxBatchesPerRun int
+
+	// Running totals, kept across continue-as-new for status.
+	BatchesDone int64
+	RecordsDone int64
+	// Paused is an operator's pause, kept across continue-as-new.
+	Paused bool
+	// Draining is an operator's drain not yet done, kept likewise.
+	Draining bool `json:",omitempty"`
+	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
+	// write streams (DESIGN §3.4); anything else writes with load jobs.
+	// Each run creates its own streams: continue-as-new rotates them.
+	WriteMode string
+	// Pending is a batch that failed at Next and was not run again
+	// before this run began (a continue-as-new or a stop came first). It
+	// runs first, under the same ID and range: re-planning the range
+	// could load its first records under a second batch ID.
+	Pending *Spec `json:",omitempty"`
+	// Pool is the workflow ID of the worker pool that places the
+	// partition on a worker (WorkerPool); empty: plans and batches run on
+	// any worker of the partition's task queue.
+	Pool string `json:",omitempty"`
+	// Queue is the task queue of the worker the pool last assigned.
+	Queue string `json:",omitempty"`
+}
+
+// Progress is what the "progress" query answers.
+type Progress struct {
+	Topic         string
+	Partition     int
+	Next          int64 // next offset to ingest = end of the last loaded batch
+	HighWatermark int64 // the log's end when last planned
+	BatchesDone   int64
+	RecordsDone   int64
+	LastBatch     string
+	LastError     string
+	CaughtUp      bool
+	// OpenTransactionAt is the first offset of the open transaction the
+	// partition waits on, when State is StateOpenTransaction.
+	OpenTransactionAt int64 `json:",omitempty"`
+	// State is one of the State* names; MaxRecords and MaxBytes the batch
+	// size the next plan uses; EventsPerSecond the rate over the last
+	// minute of batches, LastBatchAt when the last one completed.
+	State           string
+	MaxRecords      int
+	MaxBytes        int64
+	EventsPerSecond float64
+	LastBatchAt     time.Time
+}
+
+// PoolState is the pool, carried whole through continue-as-new.
+type PoolState struct {
+	// Members are the queues of the workers holding a lease, sorted.
+	Members []string
+	// Partitions maps each partition workflow's ID to its worker's queue
+	// ("" while no worker is there to take it).
+	Partitions map[string]string
+}
+
+// PoolWant is a partition asking for its worker. Queue is the one it has,
+// if any: kept when that worker is still in the pool.
+type PoolWant struct {
+	WorkflowID string
+	Queue      string
+}
+
+// Assignment tells a partition which worker's queue to run on. Lost, when
+// set, is its previous queue, whose worker has left the pool: work
+// scheduled there will never start and must be moved.
+type Assignment struct {
+	Queue string
+	Lost  string `json:",omitempty"`
+}
+
+// ReplayOutcome is what QuarantineReplays did with one batch.
+type ReplayOutcome struct {
+	ReplayID string
+	Already  bool // replayed before; nothing was loaded now
+	Totals   ReplayTotals
+}
+
+// SuperviseInput is a topic supervisor's state, carried whole through
+// continue-as-new.
+type SuperviseInput struct {
+	Topic string
+	// Partitions is how many of the topic's partitions have a
+	// PartitionIngest (those below it were started by `starter start`
+	// or by this supervisor).
+	Partitions int
+	// Template is the input every new partition starts with; its
+	// Partition, Next and Window are set per partition.
+	Template IngestInput
+	// Every is how often the topic is looked at (0: DefaultSuperviseEvery).
+	Every time.Duration
+}
+
+// SupervisorProgress is what the supervisor's "progress" query answers.
+type SupervisorProgress struct {
+	Topic       string
+	Partitions  int
+	LastChecked time.Time
+	Started     []int // partitions this run started
+}
+
+// Updates an operator sends PartitionIngest (starter pause|resume|drain|
+// set-batch). Each answers once it has taken effect, so the starter can
+// say what happened rather than what it asked for.
+const (
+	PauseUpdate    = "pause"     // finish the batch in flight, commit it, then wait
+	ResumeUpdate   = "resume"    // go on from a pause
+	DrainUpdate    = "drain"     // finish the batch in flight, commit it, then complete
+	SetBatchUpdate = "set-batch" // change the batch size from the next plan on
+)
+
+// Partition states, as Progress.State and `starter status` name them.
+const (
+	StateIngesting = "ingesting"
+	StateCaughtUp  = "caught up"
+	StatePausing   = "pausing"
+	StatePaused    = "paused"
+	StateDraining  = "draining"
+	StateDrained   = "drained"
+	StateBackoff   = "retrying a failed batch"
+	// StateOpenTransaction: caught up to the last stable offset, which an
+	// open transaction holds below the log's end (Progress.OpenTransactionAt).
+	StateOpenTransaction = "waiting on an open transaction"
+)
+
+// MaxBatchRecords bounds set-batch: a batch is held in one worker's memory
+// and its decisions in one history event (2 MB payload limit).
+const MaxBatchRecords = 200_000
+
+// ProgressQuery is the name of PartitionIngest's query.
+const ProgressQuery = "progress"
+
+// Signal names of the pool protocol.
+const (
+	JoinSignal   = "join"   // worker → pool: its own queue
+	WantSignal   = "want"   // partition → pool: PoolWant
+	LeaveSignal  = "leave"  // partition → pool: its workflow ID, when it ends
+	AssignSignal = "assign" // pool → partition: Assignment
+)
+
+// DefaultSuperviseEvery keeps a partition added to a running topic
+// waiting at most this long, plus a plan, for its first batch.
+const DefaultSuperviseEvery = 30 * time.Second
+
+// PoolID is the workflow ID of the worker pool of a task queue.
+func PoolID(taskQueue string) string { return "pool/" + taskQueue }
+
+// WorkerQueue is the task queue only the worker with this identity polls.
+func WorkerQueue(taskQueue, identity string) string { return taskQueue + "/" + identity }
+
+// QuarantineReplaysID is the workflow ID of a topic's replay run: one at a
+// time, so each replay's decision sees the rows of those before it and a
+// transaction_id quarantined twice is loaded once.
+func QuarantineReplaysID(topic string) string { return "replay-quarantine/" + topic }
+
+// SupervisorID is the workflow ID of a topic's supervisor.
+func SupervisorID(topic string) string { return "supervise/" + topic }
