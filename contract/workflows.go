@@ -1,6 +1,9 @@
 package contract
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // What the operator's client and the workflows pass each other: inputs,
 // queries, updates and signals, and the workflow IDs they are sent to.
@@ -199,3 +202,36 @@ func QuarantineReplaysID(topic string) string { return "replay-quarantine/" + to
 
 // SupervisorID is the workflow ID of a topic's supervisor.
 func SupervisorID(topic string) string { return "supervise/" + topic }
+
+// BackfillInput is the Backfill workflow's: a partition's batches to run
+// again, in offset order, each as the ledger recorded it (a hole in the
+// ledger as a batch of its own).
+type BackfillInput struct {
+	Batches []Spec
+}
+
+// MaxBackfillBatches bounds one backfill, so its input stays far below
+// Temporal's 2 MB payload limit (a spec is a few hundred bytes).
+const MaxBackfillBatches = 1000
+
+// BackfillOutcome says what a backfill did with one batch.
+type BackfillOutcome struct {
+	BatchID string
+	Outcome string // BackfillLoaded or BackfillAlreadyRun
+}
+
+// Backfill outcomes.
+const (
+	BackfillLoaded     = "loaded"
+	BackfillAlreadyRun = "already loaded" // completed before: its ID is never run twice
+)
+
+// BackfillProgress is the Backfill workflow's progress query answer.
+type BackfillProgress struct {
+	Done, Total int
+}
+
+// BackfillID is the workflow ID of a backfill of [from, to) of a partition.
+func BackfillID(topic string, partition int, from, to int64) string {
+	return fmt.Sprintf("backfill/%s/%d/%d-%d", topic, partition, from, to)
+}

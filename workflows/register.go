@@ -11,4 +11,5 @@ func Register(w worker.WorkflowRegistry) {
 	w.RegisterWorkflow(MicroBatch)
 	w.RegisterWorkflow(ReplayQuarantine)
 	w.RegisterWorkflow(QuarantineReplays)
+	w.RegisterWorkflow(Backfill)
 }

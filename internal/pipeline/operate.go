@@ -354,19 +354,13 @@ func stateName(s enumspb.WorkflowExecutionStatus) string {
 	return s.String()
 }
 
-// BackfillResult says what backfill did with one batch.
-type BackfillResult struct {
-	BatchID string
-	Outcome string // "already loaded", "loaded"
-}
-
 // Backfill re-drives partition's batches within [from, to), along the
-// ledger's batch boundaries. A batch that completed keeps its ID and is
+// ledger's batch boundaries, with a Backfill workflow. A batch that completed keeps its ID and is
 // refused a second run, so backfilling an ingested range is a no-op that
 // says so; a range missing from the ledger between ingested batches is
 // loaded with the dedup window its predecessor handed on. Offsets past the
 // ingested frontier are refused: PartitionIngest owns them.
-func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) (out []BackfillResult, err error) {
+func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) (out []contract.BackfillOutcome, err error) {
 	if from >= to {
 		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
 	}
@@ -411,32 +405,41 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 			todo = append(todo, spec)
 		}
 	}
-	bar := progress.New(o.Progress, "batches", int64(len(todo)))
-	defer func() { bar.Done(int64(len(out))) }()
-	for _, spec := range todo {
-		bar.Set(int64(len(out)))
-		run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID:                    spec.ID(),
-			TaskQueue:             o.Config.TaskQueue,
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-			// Without this the SDK answers a refused start with a
-			// handle on the existing run, and we could not tell.
-			WorkflowExecutionErrorWhenAlreadyStarted: true,
-		}, workflows.MicroBatch, spec)
-		var already *serviceerror.WorkflowExecutionAlreadyStarted
-		if errors.As(err, &already) {
-			out = append(out, BackfillResult{BatchID: spec.ID(), Outcome: "already loaded"})
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("backfill %s: %w", spec.ID(), err)
-		}
-		if err := run.Get(ctx, nil); err != nil {
-			return out, fmt.Errorf("backfill %s: %w", spec.ID(), err)
-		}
-		out = append(out, BackfillResult{BatchID: spec.ID(), Outcome: "loaded"})
+	if len(todo) > contract.MaxBackfillBatches {
+		return nil, fmt.Errorf("backfill: [%d, %d) holds %d batches, more than %d at a time; narrow --from and --to", from, to, len(todo), contract.MaxBackfillBatches)
 	}
-	return out, nil
+	id := contract.BackfillID(o.Config.Topic, partition, from, to)
+	run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                o.Config.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING, // a second backfill of it watches the first
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("backfill of partition %d, offsets %d–%d: %d batches", partition, from, to-1, len(todo)),
+	}, workflows.Backfill, contract.BackfillInput{Batches: todo})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	// The bar follows the workflow's progress query while it runs.
+	bar := progress.New(o.Progress, "batches", int64(len(todo)))
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, &out) }()
+	for {
+		select {
+		case err := <-done:
+			bar.Done(int64(len(out)))
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", id, err)
+			}
+			return out, nil
+		case <-time.After(time.Second):
+			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), contract.ProgressQuery); err == nil {
+				var p contract.BackfillProgress
+				if v.Get(&p) == nil {
+					bar.Set(int64(p.Done))
+				}
+			}
+		}
+	}
 }
 
 func (o *Operator) spec(partition int, start, end int64, w contract.Window) contract.Spec {
