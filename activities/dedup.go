@@ -13,6 +13,7 @@ import (
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/rows"
 )
 
 // Dedup decides every record of the batch against the partition's dedup
@@ -82,7 +83,7 @@ func (a *Activities) Dedup(ctx context.Context, spec contract.Spec) (contract.De
 // there is a usable one, else by replaying [spec.Window.Start, spec.Start)
 // into a new window, exactly the one a warm worker would hold (see
 // dedup.Window.Bounds).
-func (a *Activities) rebuildWindow(ctx context.Context, spec contract.Spec, recs []parsedRecord) (*dedup.Window, error) {
+func (a *Activities) rebuildWindow(ctx context.Context, spec contract.Spec, recs []rows.Record) (*dedup.Window, error) {
 	began := time.Now()
 	log := a.logger(ctx, spec)
 	if !a.RebuildEveryBatch {
@@ -138,7 +139,7 @@ func (a *Activities) replay(ctx context.Context, spec contract.Spec, w *dedup.Wi
 // maybeSnapshot writes the window, still at the batch's start, when the
 // partition's snapshot is due. A failure costs only a longer rebuild after
 // a restart, so it is logged, not returned.
-func (a *Activities) maybeSnapshot(log *zap.Logger, spec contract.Spec, w *dedup.Window, recs []parsedRecord) {
+func (a *Activities) maybeSnapshot(log *zap.Logger, spec contract.Spec, w *dedup.Window, recs []rows.Record) {
 	store := a.snapshotStore()
 	key := windowKey(spec.Topic, spec.Partition)
 	if store == nil || len(recs) == 0 || recs[0].Offset != spec.Start || !store.due(key, time.Now()) {
@@ -152,11 +153,11 @@ func (a *Activities) maybeSnapshot(log *zap.Logger, spec contract.Spec, w *dedup
 	log.Info("dedup snapshot written", zap.Int("ids", w.Len()), since(began))
 }
 
-func observe(w *dedup.Window, r *parsedRecord) (dedup.Verdict, error) {
-	if r.parseErr != nil {
+func observe(w *dedup.Window, r *rows.Record) (dedup.Verdict, error) {
+	if r.ParseErr != nil {
 		return w.ObserveInvalid(r.Offset)
 	}
-	return w.Observe(r.Offset, &r.event, r.Value, payment.WatermarkTime(&r.event, r.Time))
+	return w.Observe(r.Offset, &r.Event, r.Value, payment.WatermarkTime(&r.Event, r.Time))
 }
 
 // batchFloors and dedupFloors convert a window's floor raises between the

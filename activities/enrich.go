@@ -8,9 +8,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/fraud"
+	"github.com/paystream/paystream/internal/rows"
 )
 
 // Enrich scores the batch's loaded records with the fraud rules. Its result
@@ -20,17 +20,14 @@ func (a *Activities) Enrich(ctx context.Context, spec contract.Spec, d contract.
 	began := time.Now()
 	scorer := fraud.NewScorer()
 	out := contract.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
-	outcomes := newOutcomes(d)
 	recs, _, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		return contract.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}
-	for i := range recs {
-		if o := outcomes.of(&recs[i]); o.decision == dedup.Loaded {
-			s := scorer.Score(o.event)
-			out.Scores = append(out.Scores, s.Score)
-			out.Reasons = append(out.Reasons, s.Reasons)
-		}
+	for _, e := range rows.Loaded(d, recs) {
+		s := scorer.Score(e)
+		out.Scores = append(out.Scores, s.Score)
+		out.Reasons = append(out.Reasons, s.Reasons)
 	}
 	faults.At("enrich")
 	if len(out.Scores) != d.Loaded {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/rows"
 )
 
 // errStop ends a ReadRange early.
@@ -128,7 +129,7 @@ func (a *Activities) planRange(ctx context.Context, in contract.PlanInput, b kaf
 	// fit starts: the markers and aborted records before it, and only
 	// those, were tallied by then.
 	end, size, parsed := limit, int64(0), 0
-	recs := make([]parsedRecord, 0, limit-in.Next)
+	recs := make([]rows.Record, 0, limit-in.Next)
 	tally, err := a.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		parsed += recordCost(r)

@@ -9,14 +9,8 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/rows"
 )
-
-// parsedRecord is one record of a batch with what the parser made of it.
-type parsedRecord struct {
-	kafkalog.Record
-	event    payment.Event
-	parseErr error
-}
 
 // DefaultBatchCacheBytes bounds the batches a worker keeps parsed between
 // a batch's activities. Each partition holds up to two (the one loading and
@@ -53,12 +47,12 @@ func MaxBatchBytesFor(gcLimit int64) int {
 // the others reuse that, which is safe because a range of the log never
 // changes and parsing is a pure function of the bytes. A batch whose
 // activities run on different workers is simply read again.
-func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]parsedRecord, kafkalog.Tally, error) {
+func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]rows.Record, kafkalog.Tally, error) {
 	id := spec.ID()
 	if b, ok := a.batches.get(id); ok {
 		return b.recs, b.tally, nil
 	}
-	recs := make([]parsedRecord, 0, spec.End-spec.Start)
+	recs := make([]rows.Record, 0, spec.End-spec.Start)
 	tally, err := a.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
 		recs = append(recs, parse(r, spec.AllowedLateness))
 		return nil
@@ -72,12 +66,12 @@ func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]pa
 
 // parse judges a record by the event contract; an event_time may run
 // ahead of the record's Kafka timestamp by at most the allowed lateness.
-func parse(r kafkalog.Record, lateness time.Duration) parsedRecord {
+func parse(r kafkalog.Record, lateness time.Duration) rows.Record {
 	e, err := payment.ParseRecord(r.Key, r.Value, r.Time, lateness)
-	return parsedRecord{Record: r, event: e, parseErr: err}
+	return rows.Record{Record: r, Event: e, ParseErr: err}
 }
 
-func (a *Activities) cacheBatch(id string, recs []parsedRecord, tally kafkalog.Tally) {
+func (a *Activities) cacheBatch(id string, recs []rows.Record, tally kafkalog.Tally) {
 	size := 0
 	for i := range recs {
 		size += recordCost(recs[i].Record)
@@ -106,7 +100,7 @@ type batchCache struct {
 }
 
 type cachedBatch struct {
-	recs  []parsedRecord
+	recs  []rows.Record
 	tally kafkalog.Tally
 	size  int
 }

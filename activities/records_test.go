@@ -3,6 +3,8 @@ package activities
 import (
 	"math"
 	"testing"
+
+	"github.com/paystream/paystream/internal/rows"
 )
 
 func TestBatchCacheFollowsTheMemoryLimit(t *testing.T) {
@@ -26,10 +28,10 @@ func TestBatchCacheFollowsTheMemoryLimit(t *testing.T) {
 func TestBatchCacheEvictsOldestPastItsLimit(t *testing.T) {
 	var c batchCache
 	const limit = 100
-	c.put("a", cachedBatch{recs: make([]parsedRecord, 1), size: 40}, limit)
-	c.put("b", cachedBatch{recs: make([]parsedRecord, 2), size: 40}, limit)
-	c.put("c", cachedBatch{recs: make([]parsedRecord, 3), size: 40}, limit) // a goes
-	c.put("huge", cachedBatch{recs: make([]parsedRecord, 4), size: 101}, limit)
+	c.put("a", cachedBatch{recs: make([]rows.Record, 1), size: 40}, limit)
+	c.put("b", cachedBatch{recs: make([]rows.Record, 2), size: 40}, limit)
+	c.put("c", cachedBatch{recs: make([]rows.Record, 3), size: 40}, limit) // a goes
+	c.put("huge", cachedBatch{recs: make([]rows.Record, 4), size: 101}, limit)
 	for id, want := range map[string]bool{"a": false, "b": true, "c": true, "huge": false} {
 		if _, ok := c.get(id); ok != want {
 			t.Errorf("batch %s cached: %v, want %v", id, ok, want)

@@ -18,12 +18,14 @@ import (
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/rows"
 )
 
 // A quarantine replay loads the late records of one batch, which the
 // pipeline filed in ingest_errors because it could not prove them unique,
 // once an operator decided they belong in transactions. Like a batch, it
-// decides once (DecideReplay, recorded in history) and applies the
+// decides once, which records and their fraud scores (DecideReplay,
+// recorded in history), and applies the
 // decision idempotently (LoadReplay: load job IDs from the replay ID, its
 // ledger row in quarantine_replays last). The records come from
 // ingest_errors' raw bytes, which outlive Kafka's retention.
@@ -118,13 +120,16 @@ func (a *Activities) DecideReplay(ctx context.Context, in contract.ReplayInput) 
 		}
 	}
 	d := contract.ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
-	for _, r := range recs {
+	scorer := fraud.NewScorer()
+	for i := range recs {
+		r := &recs[i]
 		if loaded[r.event.TransactionID] {
 			d.DuplicateOffsets = append(d.DuplicateOffsets, r.record.Offset)
 			continue
 		}
 		loaded[r.event.TransactionID] = true
-		d.Offsets = append(d.Offsets, r.record.Offset)
+		s := scorer.Score(&r.event)
+		d.Offsets, d.Scores, d.Reasons = append(d.Offsets, r.record.Offset), append(d.Scores, s.Score), append(d.Reasons, s.Reasons)
 	}
 	a.logger(ctx, contract.Spec{Range: in.Source}).Info("replay decided", zap.String("replay_id", in.ID()),
 		zap.Int("quarantined", d.Quarantined), zap.Int("to_load", len(d.Offsets)), zap.Int("duplicates", len(d.DuplicateOffsets)))
@@ -162,45 +167,48 @@ func (a *Activities) replayRows(ctx context.Context, in contract.ReplayLoadInput
 	for i := range recs {
 		byOffset[recs[i].record.Offset] = &recs[i]
 	}
+	if len(d.Scores) != len(d.Offsets) || len(d.Reasons) != len(d.Offsets) {
+		return nil, contract.ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: %d offsets to load, %d scores recorded", id, len(d.Offsets), len(d.Scores)),
+			contract.ErrTypeReplayMismatch, nil)
+	}
 	loadedAt := now.Format(time.RFC3339Nano)
-	rows := map[string]*bytes.Buffer{contract.TableTransactions: {}, contract.TableEnriched: {}, contract.TableQuarantineReplays: {}}
+	out := map[string]*bytes.Buffer{contract.TableTransactions: {}, contract.TableEnriched: {}, contract.TableQuarantineReplays: {}}
 	totals := contract.ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
-	amounts := currencyTotals{}
-	scorer := fraud.NewScorer()
+	amounts := rows.Amounts{}
 	var buf []byte
-	for _, off := range d.Offsets {
+	for i, off := range d.Offsets {
 		r := byOffset[off]
 		if r == nil {
 			return nil, contract.ReplayTotals{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("replay %s: offset %d was decided but is not quarantined", id, off), contract.ErrTypeReplayMismatch, nil)
 		}
 		e := &r.event
-		score := scorer.Score(e)
-		buf = appendLoaded(rows, buf, e, id, r.record, loadedAt, score)
+		score := fraud.Score{Score: d.Scores[i], Reasons: d.Reasons[i]}
+		buf = rows.AppendLoaded(out, buf, e, id, r.record, loadedAt, score)
 		if score.RiskLevel() == "high" {
 			totals.HighRisk++
 		}
-		amounts.add(e)
+		amounts.Add(e)
 		totals.Loaded++
 	}
 	ledger := replayLedgerRow{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
 		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, LoadedAt: loadedAt}
-	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.sums()
+	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	b, err := json.Marshal(ledger)
 	if err != nil {
 		return nil, contract.ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
 	}
-	rows[contract.TableQuarantineReplays].Write(append(b, '\n'))
-	return rows, totals, nil
+	out[contract.TableQuarantineReplays].Write(append(b, '\n'))
+	return out, totals, nil
 }
 
 type replayLedgerRow struct {
-	BatchID          string         `json:"batch_id"`
-	SourceBatchID    string         `json:"source_batch_id"`
-	KafkaTopic       string         `json:"kafka_topic"`
-	KafkaPartition   int            `json:"kafka_partition"`
-	Quarantined      int            `json:"quarantined"`
-	Loaded           int            `json:"loaded"`
-	Duplicates       int            `json:"duplicates"`
-	AmountByCurrency []ledgerAmount `json:"amount_by_currency"`
-	LoadedAt         string         `json:"loaded_at"`
+	BatchID          string              `json:"batch_id"`
+	SourceBatchID    string              `json:"source_batch_id"`
+	KafkaTopic       string              `json:"kafka_topic"`
+	KafkaPartition   int                 `json:"kafka_partition"`
+	Quarantined      int                 `json:"quarantined"`
+	Loaded           int                 `json:"loaded"`
+	Duplicates       int                 `json:"duplicates"`
+	AmountByCurrency []rows.LedgerAmount `json:"amount_by_currency"`
+	LoadedAt         string              `json:"loaded_at"`
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/rows"
 )
 
 // DefaultSnapshotEvery is how often Dedup writes a partition's window to
@@ -231,7 +232,7 @@ var errNotThisLog = errors.New("the snapshot's anchor record is not in this log"
 // windowFromSnapshot returns the window at spec.Start from the partition's
 // snapshot and the records after it, the snapshot's offset and how many records it replayed; nil when
 // there is no usable snapshot (why, in the error, when it is worth a log).
-func (a *Activities) windowFromSnapshot(ctx context.Context, spec contract.Spec, recs []parsedRecord) (w *dedup.Window, from int64, replayed int, err error) {
+func (a *Activities) windowFromSnapshot(ctx context.Context, spec contract.Spec, recs []rows.Record) (w *dedup.Window, from int64, replayed int, err error) {
 	store := a.snapshotStore()
 	if store == nil {
 		return nil, 0, 0, nil

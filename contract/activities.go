@@ -99,6 +99,11 @@ type ReplayDecision struct {
 	// already, or that an earlier offset of this replay carries: they
 	// stay in quarantine.
 	DuplicateOffsets []int64
+	// Scores and Reasons are the fraud rules' verdict on each record of
+	// Offsets, decided here and recorded, so that a retried load applies
+	// them and never scores again (invariant 3).
+	Scores  []uint8  `json:",omitempty"`
+	Reasons []uint16 `json:",omitempty"`
 }
 
 // ReplayTotals is what LoadReplay wrote.

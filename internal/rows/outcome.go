@@ -1,4 +1,4 @@
-package activities
+package rows
 
 import (
 	"github.com/paystream/paystream/contract"
@@ -42,12 +42,25 @@ type outcome struct {
 	parseErr  error
 }
 
-func (o outcomes) of(r *parsedRecord) outcome {
-	if r.parseErr != nil {
-		return outcome{decision: dedup.Invalid, parseErr: r.parseErr}
+func (o outcomes) of(r *Record) outcome {
+	if r.ParseErr != nil {
+		return outcome{decision: dedup.Invalid, parseErr: r.ParseErr}
 	}
 	if t, ok := o.turnedAway[r.Offset]; ok {
-		return outcome{decision: t.decision, of: t.of, identical: t.identical, event: &r.event}
+		return outcome{decision: t.decision, of: t.of, identical: t.identical, event: &r.Event}
 	}
-	return outcome{decision: dedup.Loaded, event: &r.event}
+	return outcome{decision: dedup.Loaded, event: &r.Event}
+}
+
+// Loaded are the events of recs that the decisions load, in offset order:
+// those Enrich scores, and Build writes with those scores.
+func Loaded(d contract.Decisions, recs []Record) []*payment.Event {
+	o := newOutcomes(d)
+	var out []*payment.Event
+	for i := range recs {
+		if x := o.of(&recs[i]); x.decision == dedup.Loaded {
+			out = append(out, x.event)
+		}
+	}
+	return out
 }
