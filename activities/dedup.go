@@ -12,7 +12,6 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
-	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/rows"
 )
 
@@ -38,39 +37,16 @@ func (a *Activities) Dedup(ctx context.Context, spec contract.Spec) (contract.De
 		}
 	}
 	a.maybeSnapshot(log, spec, w, recs)
-	d := contract.Decisions{Control: int(tally.Control), Aborted: int(tally.Aborted)}
-	for i := range recs {
-		r := &recs[i]
-		d.Records++
-		v, err := observe(w, r)
-		if err != nil {
-			return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
-		}
-		switch v.Decision {
-		case dedup.Loaded:
-			d.Loaded++
-		case dedup.Invalid:
-			d.Invalid++
-		case dedup.Duplicate:
-			d.DuplicateOffsets = append(d.DuplicateOffsets, r.Offset)
-			d.DuplicateOf = append(d.DuplicateOf, v.DuplicateOf)
-			d.DuplicateIdentical = append(d.DuplicateIdentical, v.Identical)
-		case dedup.Conflict:
-			d.ConflictOffsets = append(d.ConflictOffsets, r.Offset)
-			d.ConflictOf = append(d.ConflictOf, v.DuplicateOf)
-		case dedup.Late:
-			d.LateOffsets = append(d.LateOffsets, r.Offset)
-		}
+	d, raised, err := rows.Decide(w, spec, recs, tally)
+	if err != nil {
+		return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
 	faults.At("dedup")
-	w.AdvanceTo(spec.End)
-	if f, raised := w.Bound(spec.MaxWindowIDs); raised {
+	if raised != nil {
 		a.Metrics.WindowFloorRaised(spec.Topic)
 		log.Warn("dedup window at its bound: its watermark is raised, and records older than it are quarantined as late",
-			zap.Int("max_window_ids", spec.MaxWindowIDs), zap.Time("floor", f.Time), zap.Int64("from_offset", f.Offset))
+			zap.Int("max_window_ids", spec.MaxWindowIDs), zap.Time("floor", raised.Time), zap.Int64("from_offset", raised.Offset))
 	}
-	d.Next.Start, d.Next.Newest = w.Bounds()
-	d.Next.Floors = batchFloors(w.Floors(d.Next.Start))
 	a.windows.put(key, w)
 	log.Info("dedup done", zap.Int("records", d.Records), zap.Int("loaded", d.Loaded), zap.Int("duplicates", len(d.DuplicateOffsets)),
 		zap.Int("late", len(d.LateOffsets)), zap.Int("invalid", d.Invalid), zap.Int("conflicts", len(d.ConflictOffsets)),
@@ -102,7 +78,7 @@ func (a *Activities) rebuildWindow(ctx context.Context, spec contract.Spec, recs
 		}
 	}
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
-	w.SetFloors(dedupFloors(spec.Window.Floors))
+	w.SetFloors(rows.DedupFloors(spec.Window.Floors))
 	if _, err := a.replay(ctx, spec, w, spec.Window.Start, nil); err != nil {
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
@@ -130,7 +106,7 @@ func (a *Activities) replay(ctx context.Context, spec contract.Spec, w *dedup.Wi
 		}
 		n++
 		rec := parse(r, spec.AllowedLateness)
-		_, err := observe(w, &rec)
+		_, err := rows.Observe(w, &rec)
 		return err
 	})
 	return n, err
@@ -151,29 +127,4 @@ func (a *Activities) maybeSnapshot(log *zap.Logger, spec contract.Spec, w *dedup
 		return
 	}
 	log.Info("dedup snapshot written", zap.Int("ids", w.Len()), since(began))
-}
-
-func observe(w *dedup.Window, r *rows.Record) (dedup.Verdict, error) {
-	if r.ParseErr != nil {
-		return w.ObserveInvalid(r.Offset)
-	}
-	return w.Observe(r.Offset, &r.Event, r.Value, payment.WatermarkTime(&r.Event, r.Time))
-}
-
-// batchFloors and dedupFloors convert a window's floor raises between the
-// workflows' contract and the dedup package.
-func batchFloors(fs []dedup.Floor) []contract.Floor {
-	var out []contract.Floor
-	for _, f := range fs {
-		out = append(out, contract.Floor{Offset: f.Offset, Time: f.Time})
-	}
-	return out
-}
-
-func dedupFloors(fs []contract.Floor) []dedup.Floor {
-	var out []dedup.Floor
-	for _, f := range fs {
-		out = append(out, dedup.Floor{Offset: f.Offset, Time: f.Time})
-	}
-	return out
 }

@@ -242,7 +242,7 @@ func (a *Activities) windowFromSnapshot(ctx context.Context, spec contract.Spec,
 		return nil, 0, 0, err
 	}
 	from = w.Next()
-	if err := w.FollowFloors(dedupFloors(spec.Window.Floors)); err != nil {
+	if err := w.FollowFloors(rows.DedupFloors(spec.Window.Floors)); err != nil {
 		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
 	}
 	switch {
