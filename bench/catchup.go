@@ -20,7 +20,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/searchattr"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -99,7 +99,7 @@ func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSiz
 }
 
 // finish reconciles a run and fills in its rate.
-func (e *env) finish(ctx context.Context, op *pipeline.Operator, m *simulation.Manifest, res *catchUp) error {
+func (e *env) finish(ctx context.Context, op *operator.Operator, m *simulation.Manifest, res *catchUp) error {
 	res.Events = m.Records
 	res.EventsPerS = float64(m.Records) / res.Seconds
 	rep, err := op.Reconcile(ctx, m)
@@ -131,7 +131,7 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	}
 	acts := e.activities(cfg)
 	defer activities.Close(acts)
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	run := func() error {
 		cpu := e.startCPU(nil)
 		began := time.Now()
@@ -219,7 +219,7 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 	}
 	jobs := make([][]job, partitions)
 	for p := range partitions {
-		err := eachBatch(ctx, acts, cfg, p, batchSize, pipeline.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
+		err := eachBatch(ctx, acts, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
 			rows, _, err := activities.BuildRows(ctx, acts, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now().UTC())
 			jobs[p] = append(jobs[p], job{spec.ID(), rows})
 			return err

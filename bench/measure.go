@@ -17,7 +17,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 )
 
 // report is everything one benchmark run measured.
@@ -307,7 +307,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 // loader run at: the default of `starter start` when it is among those
 // measured, else the middle one.
 func headlineBatchSize(o options) int {
-	if d := pipeline.DefaultTuning().MaxRecords; slices.Contains(o.BatchSizes, d) {
+	if d := operator.DefaultTuning().MaxRecords; slices.Contains(o.BatchSizes, d) {
 		return d
 	}
 	return o.BatchSizes[len(o.BatchSizes)/2]

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 )
 
 type reportPaths struct{ json, markdown, chart string }
@@ -112,7 +112,7 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, %s sink (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n", st.Rate, st.Sink, st.LatencyP50, st.LatencyP95, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000))
 	}
 	isDefault := ""
-	if r.Overhead.BatchSize == pipeline.DefaultTuning().MaxRecords {
+	if r.Overhead.BatchSize == operator.DefaultTuning().MaxRecords {
 		isDefault = ", the default"
 	}
 	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d%s: %.0f vs %.0f events/s%s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, isDefault, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, r.Overhead.pairsNote(), 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))

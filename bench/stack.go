@@ -23,7 +23,7 @@ import (
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/schema"
@@ -156,10 +156,10 @@ func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events
 	return simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
 }
 
-func (e *env) operator(cfg config.Config, batchSize int) *pipeline.Operator {
-	t := pipeline.DefaultTuning()
+func (e *env) operator(cfg config.Config, batchSize int) *operator.Operator {
+	t := operator.DefaultTuning()
 	t.MaxRecords = batchSize
-	return &pipeline.Operator{Config: cfg, Temporal: e.temporal, BigQuery: e.bq, Tuning: t}
+	return &operator.Operator{Config: cfg, Temporal: e.temporal, BigQuery: e.bq, Tuning: t}
 }
 
 // workerProc is a worker binary running for one run, its memory sampled.

@@ -18,7 +18,7 @@ import (
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -105,7 +105,7 @@ func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate f
 	if err != nil {
 		return res, err
 	}
-	op := e.operator(cfg, pipeline.DefaultTuning().MaxRecords)
+	op := e.operator(cfg, operator.DefaultTuning().MaxRecords)
 	var other *workerProc
 	survivorLog := strings.TrimSuffix(e.workerLog(cfg), ".log") + ".survivor.log"
 	if survivor {
@@ -450,7 +450,7 @@ func queryInt(ctx context.Context, bq *bigquery.Client, sql string) (int64, erro
 }
 
 // waitPool waits until the run's worker pool has n members.
-func (e *env) waitPool(ctx context.Context, op *pipeline.Operator, n int) error {
+func (e *env) waitPool(ctx context.Context, op *operator.Operator, n int) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -136,7 +137,7 @@ func demo(ctx context.Context, args []string) error {
 	// Same setting as up's, another default.
 	fs.Lookup("state-dir").DefValue = "a fresh temporary directory, removed at exit unless --keep"
 	gen := simulation.DefaultOptions()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	events := fs.Int("events", 100000, "payment records to produce")
 	fs.Uint64Var(&gen.Seed, "seed", gen.Seed, "simulator seed")
 	fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
@@ -191,7 +192,7 @@ func demo(ctx context.Context, args []string) error {
 		return err
 	}
 	defer bq.Close()
-	op := &pipeline.Operator{Config: clientCfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
+	op := &operator.Operator{Config: clientCfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
 	if _, err := op.Start(ctx); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -40,9 +41,9 @@ func TestControlOnARunningPipeline(t *testing.T) {
 		}
 		return out.String()
 	}
-	status := func() []pipeline.PartitionStatus {
+	status := func() []operator.PartitionStatus {
 		t.Helper()
-		var st []pipeline.PartitionStatus
+		var st []operator.PartitionStatus
 		if err := json.Unmarshal([]byte(cli("status", "--json")), &st); err != nil {
 			t.Fatal(err)
 		}

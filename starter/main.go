@@ -47,6 +47,7 @@ import (
 	"cloud.google.com/go/bigquery"
 
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/simulation"
@@ -187,7 +188,7 @@ type commandArgs struct {
 	querySQL     string
 	dryRun       bool
 	setBatch     contract.SetBatchInput
-	tuning       pipeline.Tuning
+	tuning       operator.Tuning
 }
 
 // commandFlags is the flag set of one command, bound to the config and
@@ -197,14 +198,14 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 	cfg = &c
 	fs = flag.NewFlagSet("starter "+name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	args = &commandArgs{tuning: pipeline.DefaultTuning()}
+	args = &commandArgs{tuning: operator.DefaultTuning()}
 	// The clients retry refused connections until their context ends; an
 	// operator wants an answer, not a hang. A pause or drain waits for a
 	// batch to finish, so it gets longer.
 	timeout := 2 * time.Minute
 	switch name {
 	case "pause", "drain", "set-batch", "resume":
-		timeout = pipeline.ControlTimeout
+		timeout = operator.ControlTimeout
 	case "backfill", "replay-quarantine":
 		timeout = time.Hour
 	}
@@ -316,7 +317,7 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		return err
 	}
 	defer tc.Close()
-	op := &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: args.tuning, Progress: progressTo(out)}
+	op := &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: args.tuning, Progress: progressTo(out)}
 
 	switch name {
 	case "start":
@@ -407,7 +408,7 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 
 // replayQuarantine lists, and unless --dry-run replays, the quarantined
 // late records of the chosen batches.
-func replayQuarantine(ctx context.Context, op *pipeline.Operator, out io.Writer, args commandArgs) error {
+func replayQuarantine(ctx context.Context, op *operator.Operator, out io.Writer, args commandArgs) error {
 	batches, err := op.Quarantined(ctx, args.partitions, args.from, args.to)
 	if err != nil {
 		return err
@@ -477,7 +478,7 @@ func controlLine(name string, r contract.ControlResult) string {
 }
 
 // writeStatus prints the status table with a totals line.
-func writeStatus(out io.Writer, st []pipeline.PartitionStatus) error {
+func writeStatus(out io.Writer, st []operator.PartitionStatus) error {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PARTITION\tSTATE\tCOMMITTED\tHIGH WATERMARK\tLAG\tBATCHES\tEVENTS/S\tBATCH SIZE\tLAST ERROR")
 	var lag, batches int64
@@ -500,7 +501,7 @@ func writeStatus(out io.Writer, st []pipeline.PartitionStatus) error {
 }
 
 // writeSupervisor prints the topic supervisor's line under the table.
-func writeSupervisor(ctx context.Context, out io.Writer, op *pipeline.Operator) error {
+func writeSupervisor(ctx context.Context, out io.Writer, op *operator.Operator) error {
 	state, pr, err := op.Supervisor(ctx)
 	if err != nil {
 		return err
@@ -544,7 +545,7 @@ func poolLine(pool *contract.PoolState) string {
 
 // watchStatus redraws the status table every interval until ctx ends (an
 // interrupt ends it with success). On a terminal it redraws in place.
-func watchStatus(ctx context.Context, op *pipeline.Operator, out io.Writer, args commandArgs) error {
+func watchStatus(ctx context.Context, op *operator.Operator, out io.Writer, args commandArgs) error {
 	terminal := false
 	if f, ok := out.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -43,7 +44,7 @@ func TestOperatorCommands(t *testing.T) {
 		t.Fatalf("second start: %v\n%s", err, out)
 	}
 
-	var status []pipeline.PartitionStatus
+	var status []operator.PartitionStatus
 	for deadline := time.Now().Add(5 * time.Minute); ; {
 		out, err := cli("status", "--json")
 		if err != nil {

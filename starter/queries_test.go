@@ -13,6 +13,7 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -51,7 +52,7 @@ func TestMonitoringQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tc.Close()
-	op := &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq}
+	op := &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq}
 	if err := op.WaitCaughtUp(ctx, nil); err != nil {
 		t.Fatal(err)
 	}

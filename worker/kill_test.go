@@ -15,6 +15,7 @@ import (
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/faults"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/testtier"
@@ -63,7 +64,7 @@ func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.C
 // faultEnv is a stack with a stream produced and an operator.
 type faultEnv struct {
 	stack       *devstack.Stack
-	operator    *pipeline.Operator
+	operator    *operator.Operator
 	manifest    simulation.Manifest
 	snapshotDir string
 }
@@ -99,9 +100,9 @@ func faultEnvOn(t *testing.T, s *devstack.Stack) *faultEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bq.Close() })
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	return &faultEnv{stack: s, snapshotDir: t.TempDir(), operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return &faultEnv{stack: s, snapshotDir: t.TempDir(), operator: &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
 // reconcile waits until caught up and checks every figure against the
@@ -220,7 +221,7 @@ func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
 	}
 	// While the zombie's Load stalls, the batch's records show as under
 	// way, not yet committed: the progress bar moves before batches end.
-	var ing pipeline.Ingested
+	var ing operator.Ingested
 	for deadline := time.Now().Add(20 * time.Second); ing.UnderWay == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var err error
 		if ing, err = f.operator.Ingested(context.Background()); err != nil {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 )
 
 // txProducer is a transactional producer, as Java payment services and
@@ -180,7 +180,7 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 }
 
 // waitState waits up to a minute for partition p's status to read state.
-func waitState(t *testing.T, op *pipeline.Operator, p int, state string) {
+func waitState(t *testing.T, op *operator.Operator, p int, state string) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {

@@ -15,7 +15,7 @@ import (
 // when a change is meant to (docs/deploy.md, "Rolling out workflow
 // changes").
 var recordedHistories = []string{
-	"testdata/batch_payments_0_0-1500.json", // internal/pipeline TestEndToEnd
+	"testdata/batch_payments_0_0-1500.json", // internal/operator TestEndToEnd
 	"testdata/ingest_payments_0.json",       // TestEndToEnd
 	// Paused, resized, resumed and drained by updates (starter's
 	// TestControlOnARunningPipeline).

@@ -1,6 +1,7 @@
-// Package pipeline wires paystream together for the binaries and tests:
-// a worker with its activities, and the operator actions of the starter
-// (start, stop, status, backfill, reconcile).
+// Package pipeline is the worker's wiring: the Temporal client, the SDK
+// workers on the shared and the worker's own task queue with the
+// workflows and activities registered, the pool membership, and the
+// health and metrics endpoints. The operator's side is internal/operator.
 package pipeline
 
 import (
@@ -27,33 +28,6 @@ import (
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
 )
-
-// Tuning is how big batches are and how ingestion waits when caught up.
-type Tuning struct {
-	MaxRecords int
-	MaxBytes   int64
-	PollFor    time.Duration
-	// Linger is how long a batch short of MaxRecords waits to fill (see
-	// contract.PlanInput).
-	Linger time.Duration
-	// MaxBatchesPerRun forces continue-as-new that often (0: the
-	// workflow's default); tests use it to cross run boundaries.
-	MaxBatchesPerRun int
-	// SuperviseEvery is how often the topic's supervisor looks for added
-	// partitions (0: contract.DefaultSuperviseEvery).
-	SuperviseEvery time.Duration
-}
-
-// DefaultTuning: every batch costs Temporal the same (a workflow, about
-// 37 history events) and BigQuery a load job per table (1,500 a table a
-// day), whatever its size, so batches are large when there is a backlog:
-// 20,000 records, 16 MiB (about 30 MB parsed on the worker). The
-// benchmark measured catch-up at 20,000 faster than at 5,000 with either
-// sink, the emulator included. A second of linger keeps a live stream to
-// about a batch a second per partition, adding at most that to latency.
-func DefaultTuning() Tuning {
-	return Tuning{MaxRecords: 20000, MaxBytes: 16 << 20, PollFor: 5 * time.Second, Linger: time.Second}
-}
 
 // DialTemporal connects to Temporal with the SDK's logs sent to log.
 func DialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (client.Client, error) {

@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -35,7 +35,7 @@ func paymentJSON(id, amount, currency string, at time.Time) []byte {
 func TestHostileTimestampsAndHugeAmounts(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 200, time.Second
 	e := startEnv(t, 1, tuning)
 	cfg := e.operator.Config
@@ -137,7 +137,7 @@ func reconcileBooks(t *testing.T, e *env) {
 func TestPartitionsAddedToARunningTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor, tuning.SuperviseEvery = 1000, time.Second, 2*time.Second
 	e := startEnv(t, 2, tuning)
 	cfg := e.operator.Config
@@ -212,7 +212,7 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	defer cancel()
 	stackCfg := devstacktest.Config(t, 2)
 	stackCfg.KafkaBrokers = 3
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnvOn(t, stackCfg, tuning, "")
 	cfg := e.operator.Config
@@ -266,7 +266,7 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 200, time.Second
 	e := startEnv(t, 1, tuning)
 	cfg := e.operator.Config
@@ -282,7 +282,7 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
-	var st []pipeline.PartitionStatus
+	var st []operator.PartitionStatus
 	for {
 		var err error
 		st, err = e.operator.Status(ctx)

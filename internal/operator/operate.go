@@ -1,4 +1,8 @@
-package pipeline
+// Package operator is the operator's client of a running pipeline: start,
+// stop, status, pause/resume/drain/set-batch, backfill, reconcile,
+// quarantine replays and progress, through Temporal, Kafka and BigQuery.
+// The starter, devstack and the benchmark drive paystream through it.
+package operator
 
 import (
 	"context"

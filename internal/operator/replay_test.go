@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
@@ -32,11 +33,11 @@ import (
 // env is a running devstack with a worker and an operator.
 type env struct {
 	stack    *devstack.Stack
-	operator *pipeline.Operator
+	operator *operator.Operator
 	worker   *pipeline.Worker
 }
 
-func startEnv(t *testing.T, partitions int, tuning pipeline.Tuning) *env {
+func startEnv(t *testing.T, partitions int, tuning operator.Tuning) *env {
 	t.Helper()
 	return startEnvWith(t, partitions, tuning, "")
 }
@@ -44,13 +45,13 @@ func startEnv(t *testing.T, partitions int, tuning pipeline.Tuning) *env {
 // startEnvWith starts an env whose worker reaches BigQuery at
 // workerBigQuery when it is set (a fault-injecting proxy); the operator
 // always talks to the emulator directly.
-func startEnvWith(t *testing.T, partitions int, tuning pipeline.Tuning, workerBigQuery string) *env {
+func startEnvWith(t *testing.T, partitions int, tuning operator.Tuning, workerBigQuery string) *env {
 	t.Helper()
 	return startEnvOn(t, devstacktest.Config(t, partitions), tuning, workerBigQuery)
 }
 
 // startEnvOn starts an env on a stack of the given configuration.
-func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning pipeline.Tuning, workerBigQuery string) *env {
+func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning operator.Tuning, workerBigQuery string) *env {
 	t.Helper()
 	ctx := context.Background()
 	s := devstacktest.Start(t, stackCfg)
@@ -77,7 +78,7 @@ func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning pipeline.Tuning, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bq.Close() })
-	return &env{stack: s, worker: w, operator: &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return &env{stack: s, worker: w, operator: &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
 }
 
 func (e *env) waitCaughtUp(t *testing.T, timeout time.Duration) {
@@ -96,7 +97,7 @@ func (e *env) waitCaughtUp(t *testing.T, timeout time.Duration) {
 func TestEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords = 1500 // many batches, so duplicates cross batch boundaries
 	tuning.PollFor = time.Second
 	e := startEnv(t, 3, tuning)
@@ -371,7 +372,7 @@ func rows(t *testing.T, e *env, sql string) [][]bigquery.Value {
 func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor, tuning.MaxBatchesPerRun = 700, time.Second, 2
 	e := startEnv(t, 2, tuning)
 	e.worker.Activities.RebuildEveryBatch = true

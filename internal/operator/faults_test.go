@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"bytes"
@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
@@ -66,7 +67,7 @@ func reconcileWith(t *testing.T, e *env, m *simulation.Manifest) {
 // itself and the books balance.
 func TestTemporalRestartMidRun(t *testing.T) {
 	ctx := context.Background()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnv(t, 2, tuning)
 	m := produceAndStart(t, e, 8000)
@@ -83,7 +84,7 @@ func TestTemporalRestartMidRun(t *testing.T) {
 // two starters at once, then backfills what was ingested: still exactly once.
 func TestTwoWorkersAndTwoStarters(t *testing.T) {
 	ctx := context.Background()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 600, time.Second
 	e := startEnv(t, 3, tuning)
 	cfg := e.operator.Config
@@ -128,7 +129,7 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 // while, by closing the connection, then restarts the broker from its data
 // directory mid-run.
 func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnv(t, 2, tuning)
 	m := produceAndStart(t, e, 8000)
@@ -232,7 +233,7 @@ func TestBigQueryFaults(t *testing.T) {
 		rp.ServeHTTP(w, r)
 	}))
 	defer proxy.Close()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 600, time.Second
 	e := startEnvWith(t, 2, tuning, proxy.URL)
 	u, err := url.Parse(e.stack.BigQueryEndpoint())
@@ -323,7 +324,7 @@ func TestStopWhileABatchRetries(t *testing.T) {
 		httputil.NewSingleHostReverseProxy(target.Load().(*url.URL)).ServeHTTP(w, r)
 	}))
 	defer proxy.Close()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
 	e := startEnvWith(t, 2, tuning, proxy.URL)
 	u, err := url.Parse(e.stack.BigQueryEndpoint())

@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -125,9 +126,9 @@ func TestTemporalOverMutualTLSAndAPIKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bq.Close()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := &env{stack: stack, worker: w, operator: &pipeline.Operator{Config: opCfg, Temporal: oc, BigQuery: bq, Tuning: tuning}}
+	e := &env{stack: stack, worker: w, operator: &operator.Operator{Config: opCfg, Temporal: oc, BigQuery: bq, Tuning: tuning}}
 	m := produceAndStart(t, e, 2000)
 	e.waitCaughtUp(t, 3*time.Minute)
 	reconcileOK(t, e, m)

@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -72,9 +73,9 @@ func TestWorkerServesHealthAndMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bq.Close()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	op := &pipeline.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
+	op := &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
 	man, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 3000})
 	if err != nil {
 		t.Fatal(err)

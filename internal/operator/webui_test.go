@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
-	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -32,7 +32,7 @@ func TestWebUIShowsBatches(t *testing.T) {
 	browser := findChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 1500, time.Second
 	e := startEnv(t, 2, tuning)
 	cfg := e.operator.Config

@@ -1,4 +1,4 @@
-package pipeline_test
+package operator_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/operator"
 )
 
 // TestBadInputIsQuarantinedAndNeverStopsThePartition sends every kind of
@@ -19,7 +19,7 @@ import (
 func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	tuning := pipeline.DefaultTuning()
+	tuning := operator.DefaultTuning()
 	tuning.MaxBytes, tuning.MaxRecords, tuning.PollFor = 64<<10, 4, time.Second
 	e := startEnv(t, 1, tuning)
 	cfg := e.operator.Config

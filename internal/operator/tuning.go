@@ -1,0 +1,28 @@
+package operator
+
+import "time"
+
+// Tuning is how big batches are and how ingestion waits when caught up.
+type Tuning struct {
+	MaxRecords int
+	MaxBytes   int64
+	PollFor    time.Duration
+	// Linger is how long a batch short of MaxRecords waits to fill (see
+	// contract.PlanInput).
+	Linger time.Duration
+	// MaxBatchesPerRun forces continue-as-new that often (0: the
+	// workflow's default); tests use it to cross run boundaries.
+	MaxBatchesPerRun int
+	// SuperviseEvery is how often the topic's supervisor looks for added
+	// partitions (0: contract.DefaultSuperviseEvery).
+	SuperviseEvery time.Duration
+}
+
+// DefaultTuning: every batch costs Temporal a workflow and BigQuery a load
+// job per table, whatever its size, so batches are large when there is a
+// backlog; a second of linger keeps a live stream to about a batch a
+// second per partition, adding at most that to latency (docs/performance.md
+// has the measurements behind the sizes).
+func DefaultTuning() Tuning {
+	return Tuning{MaxRecords: 20000, MaxBytes: 16 << 20, PollFor: 5 * time.Second, Linger: time.Second}
+}
