@@ -112,14 +112,10 @@ func heartbeatEvery(ctx context.Context, n int, detail any) {
 
 // keepAlive heartbeats the activity every second, with detail, until the
 // returned stop is called; outside an activity it does nothing. A call
-// into BigQuery can block longer than the heartbeat timeout. On the
-// emulator, once its tables had grown, the query by which a retried Load
-// checks whether its job's rows landed took over 5 s. The attempt was
-// timed out, the next one asked again and waited as long, and the batch
-// never finished (the benchmark's steady run, after the worker kill). The
-// heartbeat timeout is there to notice a worker that died;
-// StartToCloseTimeout and the clients' own timeouts bound a call that
-// hangs. ctx must be the activity's own context: the SDK sends a throttled
+// into BigQuery can block longer than the heartbeat timeout, which is
+// there to notice a worker that died; StartToCloseTimeout and the
+// clients' own timeouts bound a call that hangs. ctx must be the
+// activity's own context: the SDK sends a throttled
 // heartbeat later with the context it was given, and one that has ended
 // by then makes it cancel the whole activity.
 func keepAlive(ctx context.Context, detail any) (stop func()) {

@@ -22,8 +22,7 @@ const DefaultBatchCacheBytes = 256 << 20
 // BatchCacheBytesFor is the batch cache for a worker whose GC keeps its
 // heap under gcLimit bytes (math.MaxInt64: no limit): a quarter of it, at
 // most DefaultBatchCacheBytes. The dedup windows need most of the rest; a
-// cache that crowds them makes the GC run without pause (a 300 MiB worker
-// with a full 256 MiB cache spent its cores in GC and missed heartbeats).
+// cache that crowds them makes the GC run without pause.
 func BatchCacheBytesFor(gcLimit int64) int {
 	return int(min(gcLimit/4, DefaultBatchCacheBytes))
 }
@@ -32,9 +31,7 @@ func BatchCacheBytesFor(gcLimit int64) int {
 // GC keeps its heap under gcLimit bytes plans: a thirty-second of it, so
 // the batches it can hold at once (two a partition, one deciding while
 // the one before loads, on four partitions) stay within a quarter of it,
-// beside the dedup windows. 0 (no bound) without a limit. With a backlog
-// a 300 MiB worker took full 20,000-record batches (about 30 MB each
-// parsed) on four partitions to 402 MB.
+// beside the dedup windows. 0 (no bound) without a limit.
 func MaxBatchBytesFor(gcLimit int64) int {
 	if gcLimit <= 0 || gcLimit == math.MaxInt64 {
 		return 0

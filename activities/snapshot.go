@@ -148,11 +148,9 @@ func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) erro
 // PreloadSnapshots starts reading the snapshots of topic's partitions in
 // the state directory in the background. A worker restarted in place then
 // decodes its predecessor's windows while the server waits out the dead
-// worker's timeouts (5 s), instead of when the first retried batch of
-// each partition asks: that took up to a second of the recovery. A
-// snapshot nobody asks for within keep is dropped, as its partition may
-// have gone to another worker. (A function, not a method: every exported
-// method of Activities is registered as an activity.)
+// worker's timeouts, not on the recovery's critical path. A snapshot
+// nobody asks for within keep is dropped, as its partition may have gone
+// to another worker. (A function: the activities are its methods.)
 func PreloadSnapshots(a *Activities, topic string, keep time.Duration) error {
 	store := a.snapshotStore()
 	if store == nil {

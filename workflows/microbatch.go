@@ -37,12 +37,9 @@ func withLocalSummary(ctx workflow.Context, summary string) workflow.Context {
 }
 
 // heartbeatTimeout is how soon a killed worker's activity is retried
-// elsewhere; it bounds recovery after a worker dies (the benchmark
-// measures it). Workers send heartbeats every second
-// (pipeline.NewWorker), so a live activity has four seconds to get one
-// recorded. 5 s once timed out live loads on a saturated 2-core machine,
-// when the SDK sent heartbeats only every 4 s (80 % of the timeout),
-// leaving one; 8 s was the stopgap until they went out every second.
+// elsewhere, so it bounds recovery after a worker dies. Workers send
+// heartbeats every second (pipeline.NewWorker), which leaves a live
+// activity several chances to get one recorded on a saturated machine.
 const heartbeatTimeout = 5 * time.Second
 
 // Activity options, set deliberately:

@@ -47,9 +47,8 @@ func startProcess(name, bin string, args []string, logPath string) (*process, er
 
 // ServerGOGC is the GC target of the servers devstack runs (both Go
 // programs). They stand in for managed services and share the machine's
-// cores with the pipeline; at Go's default of 100 their GC took a tenth of
-// the Temporal server's CPU in the benchmark. A dev machine has the memory
-// to trade: 200 runs the GC half as often for about twice the heap.
+// cores with the pipeline, and a dev machine has the memory to trade: 200
+// runs the GC half as often for about twice the heap.
 const ServerGOGC = "200"
 
 // serverEnv is env with GOGC set to ServerGOGC, unless env sets it.

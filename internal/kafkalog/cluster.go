@@ -50,9 +50,8 @@ func (c Cluster) Transport() *kafka.Transport {
 const metadataTTL = 2 * time.Second
 
 // Client answers metadata, offset and commit requests. Keep one for as long
-// as it is used and Close it: each holds a Transport. (A worker that made
-// one per offset commit and never closed them grew by 40 MB, and by
-// thousands of goroutines, in 13 minutes.)
+// as it is used and Close it: each holds a Transport, with its connections
+// and goroutines.
 type Client struct {
 	*kafka.Client
 	transport *kafka.Transport

@@ -22,10 +22,9 @@ import (
 // kept) finds in its state directory the snapshots its predecessor wrote:
 // those partitions' workflows were cached on a process that is gone, and
 // Temporal routes their tasks to it. Each such task waits the sticky
-// schedule-to-start timeout before any worker may take it. In the
-// benchmark's recovery that wait came after a heartbeat timeout, on the
-// critical path of the first batch. A partition that another, live worker
-// now runs costs that worker one replay of its history.
+// schedule-to-start timeout before any worker may take it, on the
+// critical path of recovery. A partition that another, live worker now
+// runs costs that worker one replay of its history.
 func ReleaseStickyWorkflows(ctx context.Context, tc client.Client, namespace string, partitions map[string][]int) (int, error) {
 	released := 0
 	for topic, ps := range partitions {

@@ -201,9 +201,8 @@ func (l *Loader) create(ctx context.Context, table, id string, rows []byte) (*bi
 
 // wait waits until job is done and returns the job's own error (it failed
 // and wrote nothing) apart from an error waiting (try again later). It
-// polls at growing intervals, up to pollMax: six tables of eight
-// partitions polled every 200 ms were some 200 jobs.get calls a second,
-// over BigQuery's per-method rate.
+// polls at growing intervals, up to pollMax, so that many partitions'
+// loads stay within BigQuery's per-method request rate.
 func (l *Loader) wait(ctx context.Context, job *bigquery.Job) (jobErr, err error) {
 	if st := job.LastStatus(); st != nil && st.Done() {
 		return st.Err(), nil // the create's or lookup's answer says so already
