@@ -272,3 +272,28 @@ func TestDocsLinksResolve(t *testing.T) {
 		}
 	}
 }
+
+// TestHowItWorksFollowsABatchThroughFewFiles: the README's "How it works"
+// names the files a batch passes through, each one there, and no more than
+// fifteen, so a newcomer can read them in an afternoon.
+func TestHowItWorksFollowsABatchThroughFewFiles(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## How it works\n")
+	if !ok {
+		t.Fatal("README has no How it works section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	files := map[string]bool{}
+	for _, m := range regexp.MustCompile("`([a-z/_]+\\.go)`").FindAllStringSubmatch(section, -1) {
+		files[m[1]] = true
+		if _, err := os.Stat(filepath.Join("..", m[1])); err != nil {
+			t.Errorf("How it works names %s: %v", m[1], err)
+		}
+	}
+	if len(files) < 5 || len(files) > 15 {
+		t.Errorf("How it works names %d files, want at most 15 (and enough to follow a batch): %v", len(files), files)
+	}
+}
