@@ -27,6 +27,7 @@ type Pipeline struct {
 	loadRetries  *prometheus.CounterVec
 	offsetsLost  *prometheus.CounterVec
 	loadJobs     *prometheus.CounterVec
+	loadJobsDay  *quotaDay
 	windowBuilds *prometheus.CounterVec
 	floorRaises  *prometheus.CounterVec
 }
@@ -44,6 +45,7 @@ const (
 	LoadJobsTotal       = "paystream_load_jobs_total"
 	WindowBuildsTotal   = "paystream_dedup_window_builds_total"
 	FloorRaisesTotal    = "paystream_dedup_window_floor_raises_total"
+	LoadJobsToday       = "paystream_load_jobs_today"
 )
 
 // Where a worker got a partition's dedup window it did not hold, the
@@ -95,6 +97,8 @@ func New() *Pipeline {
 	// the Go heap, yet the bulk of a worker's memory.
 	windowBytes := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: DedupWindowBytes,
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
+	p.loadJobsDay = newQuotaDay(LoadJobsToday, "Load jobs this worker created since BigQuery's quota day began (midnight Pacific), by table, failed ones too: summed over workers, against the 1,500 a table a day.")
+	reg.MustRegister(p.loadJobsDay)
 	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, windowBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
@@ -155,6 +159,7 @@ func (p *Pipeline) LoadJobFinished(table string, jobErr error) {
 		result = "failed"
 	}
 	p.loadJobs.WithLabelValues(table, result).Inc()
+	p.loadJobsDay.add(table)
 }
 
 // WindowBuilt records a dedup window built on this worker, from source
