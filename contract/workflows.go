@@ -43,6 +43,13 @@ type IngestInput struct {
 	// MaxBatchesPerRun continues-as-new after this many batches even if
 	// Temporal does not suggest it yet (0: 500).
 	MaxBatchesPerRun int
+	// MinBatchInterval spaces the partition's batches so that all
+	// partitions together stay within the tables' daily load-job budget
+	// (config.LoadJobBudget); a batch planned after the wait takes up to
+	// MaxBatchRecords, what accumulated meanwhile. 0: no spacing.
+	MinBatchInterval time.Duration `json:",omitempty"`
+	// NextBatchAt is when the next batch may start under that spacing.
+	NextBatchAt time.Time `json:",omitempty"`
 
 	// Running totals, kept across continue-as-new for status.
 	BatchesDone int64
@@ -165,6 +172,9 @@ const (
 	StateDraining  = "draining"
 	StateDrained   = "drained"
 	StateBackoff   = "retrying a failed batch"
+	// StateBudget: waiting for the next batch the daily load-job budget
+	// allows (IngestInput.MinBatchInterval).
+	StateBudget = "spacing batches for the load-job budget"
 	// StateOpenTransaction: caught up to the last stable offset, which an
 	// open transaction holds below the log's end (Progress.OpenTransactionAt).
 	StateOpenTransaction = "waiting on an open transaction"

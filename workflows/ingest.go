@@ -154,7 +154,10 @@ func (p *partition) next() (*contract.Spec, error) {
 		return spec, nil
 	}
 	if p.planned == nil {
-		p.planned = planOn(p.ctx, p.in, p.in.Next, p.place.queue)
+		if !p.waitForBudget() {
+			return nil, nil // a stop, pause or drain came first
+		}
+		p.planned = planOn(p.ctx, p.planInput(), p.in.Next, p.place.queue, sizeOf(p.in))
 	}
 	call := p.planned
 	if workflow.Await(p.ctx, func() bool { return call.IsReady() || p.place.moved(call.queue) }) == nil && !call.IsReady() {
@@ -191,6 +194,33 @@ func (p *partition) next() (*contract.Spec, error) {
 	}, nil
 }
 
+// waitForBudget waits until the next batch the load-job budget allows,
+// or until a stop, pause or drain asks for the loop's boundary; it says
+// whether the wait is over.
+func (p *partition) waitForBudget() bool {
+	wait := p.in.NextBatchAt.Sub(workflow.Now(p.ctx))
+	if p.in.MinBatchInterval <= 0 || wait <= 0 {
+		return true
+	}
+	p.progress.State = contract.StateBudget
+	c := &p.control
+	interrupted, _ := workflow.AwaitWithTimeout(p.ctx, wait, func() bool { return c.paused || c.draining })
+	return !interrupted && p.ctx.Err() == nil
+}
+
+// planInput is what a plan asks for: under a load-job budget, what
+// accumulated while the partition waited, up to MaxBatchRecords and the
+// bytes in proportion, so that a faster stream makes larger batches
+// rather than more of them.
+func (p *partition) planInput() contract.IngestInput {
+	in := p.in
+	if in.MinBatchInterval > 0 && in.MaxRecords > 0 && in.MaxRecords < contract.MaxBatchRecords {
+		in.MaxBytes = in.MaxBytes * int64(contract.MaxBatchRecords) / int64(in.MaxRecords)
+		in.MaxRecords = contract.MaxBatchRecords
+	}
+	return in
+}
+
 // runBatch runs spec's MicroBatch to its end, planning the next batch
 // meanwhile. A failed batch is kept to run again, after a wait, under the
 // same ID: re-planning its range could load its first records under a
@@ -207,8 +237,12 @@ func (p *partition) runBatch(spec contract.Spec) error {
 	}
 	queue := p.place.queue
 	child := startBatch(p.batchCtx, spec, queue)
-	if !c.paused && !c.draining && p.ctx.Err() == nil {
-		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue)
+	if p.in.MinBatchInterval > 0 {
+		p.in.NextBatchAt = workflow.Now(p.ctx).Add(p.in.MinBatchInterval)
+	} else if !c.paused && !c.draining && p.ctx.Err() == nil {
+		// The next plan overlaps this batch; under a budget it waits
+		// instead (next).
+		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue, sizeOf(p.in))
 	}
 	_ = workflow.Await(p.batchCtx, func() bool { return child.IsReady() || p.place.moved(queue) })
 	moved := !child.IsReady()
@@ -286,9 +320,11 @@ type planCall struct {
 	cancel workflow.CancelFunc
 }
 
-func planOn(ctx workflow.Context, in contract.IngestInput, next int64, queue string) *planCall {
+// planOn starts a plan from next on queue; size is the partition's batch
+// size it was asked at, to notice a set-batch that came meanwhile.
+func planOn(ctx workflow.Context, in contract.IngestInput, next int64, queue string, size batchSize) *planCall {
 	ctx, cancel := workflow.WithCancel(ctx)
-	return &planCall{Future: planFrom(ctx, in, next, queue), queue: queue, size: sizeOf(in), cancel: cancel}
+	return &planCall{Future: planFrom(ctx, in, next, queue), queue: queue, size: size, cancel: cancel}
 }
 
 func planFrom(ctx workflow.Context, in contract.IngestInput, next int64, queue string) workflow.Future {

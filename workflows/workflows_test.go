@@ -339,3 +339,49 @@ func TestStopWaitsForAFailedBatch(t *testing.T) {
 		t.Fatalf("loads %v, want the failed batch again before the stop: %s", loaded, want)
 	}
 }
+
+// TestBudgetSpacesBatchesAndGrowsThem: under a load-job budget a
+// partition starts a batch at most every MinBatchInterval, and a plan
+// after the wait asks for up to MaxBatchRecords, so that what accumulated
+// goes in one batch; without a budget the plans keep the configured size.
+func TestBudgetSpacesBatchesAndGrowsThem(t *testing.T) {
+	for _, interval := range []time.Duration{0, 10 * time.Minute} {
+		env := newEnv(t)
+		var starts []time.Time
+		var asked []int
+		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+			if in.Next >= 300 {
+				return contract.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", contract.ErrTypeOffsetOutOfRange, nil)
+			}
+			asked = append(asked, in.MaxRecords)
+			return contract.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
+		})
+		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
+			starts = append(starts, env.Now())
+			return contract.Totals{Loaded: 97}, nil
+		})
+		env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, MaxBytes: 1 << 20, PollFor: time.Second,
+			AllowedLateness: 10 * time.Minute, MinBatchInterval: interval})
+		var appErr *temporal.ApplicationError
+		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
+			t.Fatalf("interval %v: workflow ended with %v, want the test log's end", interval, err)
+		}
+		if len(starts) != 3 {
+			t.Fatalf("interval %v: %d batches, want 3", interval, len(starts))
+		}
+		for i := 1; i < len(starts); i++ {
+			if gap := starts[i].Sub(starts[i-1]); gap < interval {
+				t.Errorf("interval %v: batches %d and %d started %v apart", interval, i-1, i, gap)
+			}
+		}
+		want := []int{100, 100, 100}
+		if interval > 0 {
+			want = []int{contract.MaxBatchRecords, contract.MaxBatchRecords, contract.MaxBatchRecords}
+		}
+		if fmt.Sprint(asked) != fmt.Sprint(want) {
+			t.Errorf("interval %v: plans asked for %v records, want %v", interval, asked, want)
+		}
+	}
+}

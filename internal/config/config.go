@@ -41,6 +41,9 @@ const (
 	// DefaultMaxWindowIDs is above any partition's honest window (10
 	// minutes at 5,000 events/s is 3,000,000) and about 300 MB of table.
 	DefaultMaxWindowIDs = 5_000_000
+	// DefaultLoadJobBudget leaves a fifth of BigQuery's 1,500 load jobs a
+	// table a day for retries and backfills.
+	DefaultLoadJobBudget = 1200
 )
 
 // Write modes (Config.WriteMode): how Load writes to BigQuery.
@@ -87,6 +90,13 @@ type Config struct {
 	// WriteMode is how batches are written: load or storagewrite. The
 	// starter gives it to each partition's workflow, which keeps it.
 	WriteMode string
+	// LoadJobBudget is how many load jobs a table may take a day in load
+	// mode against BigQuery: the starter spaces each partition's batches
+	// so that all of them together stay within it (0: no spacing).
+	// BigQuery allows 1,500; the rest is kept for retries, failed jobs
+	// (which count) and backfills. The emulator has no quota, so the
+	// budget applies only when BigQueryEndpoint is empty.
+	LoadJobBudget int
 
 	// Sink is where Load writes: "bigquery", or "discard" to build and
 	// serialize every row but upload only batch_ledger, which measures
@@ -151,6 +161,7 @@ func Default() Config {
 		BigQueryEndpoint:        DefaultBigQueryEndpoint,
 		BigQueryStorageEndpoint: DefaultStorageEndpoint,
 		WriteMode:               WriteModeLoad,
+		LoadJobBudget:           DefaultLoadJobBudget,
 		AllowedLateness:         DefaultAllowedLateness,
 		MaxWindowIDs:            DefaultMaxWindowIDs,
 		Sink:                    SinkBigQuery,
@@ -176,6 +187,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
 	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
 	fs.IntVar(&c.MaxWindowIDs, "max-window-ids", c.MaxWindowIDs, "most transaction IDs a partition's dedup window holds; past it the window shrinks and older records are quarantined as late")
+	fs.IntVar(&c.LoadJobBudget, "load-job-budget", c.LoadJobBudget, "load jobs a table may take a day in load mode against BigQuery (not the emulator): each partition's batches are spaced to stay within it, and grow to take what accumulates (0: no spacing; BigQuery allows 1,500)")
 	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "client certificate for mutual TLS to Temporal, PEM file")
 	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", c.TemporalTLSKey, "its key, PEM file")
 	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", c.TemporalTLSCA, "PEM file of the CA of Temporal's server certificate (default: system roots)")

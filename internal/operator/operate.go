@@ -138,7 +138,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		if err != nil {
 			return out, err
 		}
-		in := o.ingestInput()
+		in := o.ingestInput(len(bounds))
 		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window, pending
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -163,7 +163,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:            fmt.Sprintf("keeps one PartitionIngest per partition of %s", o.Config.Topic),
 	}, workflows.TopicSupervisor, contract.SuperviseInput{
-		Topic: o.Config.Topic, Partitions: len(bounds), Template: o.ingestInput(), Every: o.Tuning.SuperviseEvery,
+		Topic: o.Config.Topic, Partitions: len(bounds), Template: o.ingestInput(len(bounds)), Every: o.Tuning.SuperviseEvery,
 	})
 	if err != nil {
 		return out, fmt.Errorf("start the supervisor of %s: %w", o.Config.Topic, err)
@@ -172,13 +172,27 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 }
 
 // ingestInput is a partition's input before its partition and offsets
-// are set: the operator's tuning and configuration.
-func (o *Operator) ingestInput() contract.IngestInput {
+// are set: the operator's tuning and configuration, for a topic of
+// partitions partitions.
+func (o *Operator) ingestInput(partitions int) contract.IngestInput {
 	return contract.IngestInput{
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
-		Pool: contract.PoolID(o.Config.TaskQueue),
+		Pool:             contract.PoolID(o.Config.TaskQueue),
+		MinBatchInterval: batchInterval(o.Config, partitions),
 	}
+}
+
+// batchInterval spaces each partition's batches so that the topic's
+// partitions, each writing every table once a batch, stay within
+// cfg.LoadJobBudget load jobs a table a day. Only load mode against
+// BigQuery has that quota. Partitions added later are spaced by the count
+// at the last start: run start again after adding many.
+func batchInterval(cfg config.Config, partitions int) time.Duration {
+	if cfg.WriteMode != config.WriteModeLoad || cfg.BigQueryEndpoint != "" || cfg.LoadJobBudget <= 0 || partitions <= 0 {
+		return 0
+	}
+	return 24 * time.Hour * time.Duration(partitions) / time.Duration(cfg.LoadJobBudget)
 }
 
 // Supervisor reports the topic's supervisor: its state and, while it

@@ -2,10 +2,12 @@ package operator
 
 import (
 	"testing"
+	"time"
 
 	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
 )
 
 func TestBatchesEndCountsOffsetsPastTheCommitted(t *testing.T) {
@@ -26,6 +28,38 @@ func TestBatchesEndCountsOffsetsPastTheCommitted(t *testing.T) {
 	} {
 		if got := batchesEnd(c.children, c.committed); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
+		}
+	}
+}
+
+func TestBatchIntervalKeepsTablesWithinTheBudget(t *testing.T) {
+	bigquery := config.Default()
+	bigquery.BigQueryEndpoint = "" // real BigQuery: the quota applies
+	storage := bigquery
+	storage.WriteMode = config.WriteModeStorageWrite
+	none := bigquery
+	none.LoadJobBudget = 0
+	for _, c := range []struct {
+		name       string
+		cfg        config.Config
+		partitions int
+		want       time.Duration
+	}{
+		// 8 partitions × 24 h / 1,200 jobs: each table gets its 1,200.
+		{"8 partitions", bigquery, 8, 9*time.Minute + 36*time.Second},
+		{"1 partition", bigquery, 1, 72 * time.Second},
+		{"the emulator has no quota", config.Default(), 8, 0},
+		{"storagewrite spends no load jobs", storage, 8, 0},
+		{"no budget", none, 8, 0},
+	} {
+		got := batchInterval(c.cfg, c.partitions)
+		if got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+		if got > 0 {
+			if perDay := float64(c.partitions) * float64(24*time.Hour) / float64(got); perDay > float64(c.cfg.LoadJobBudget) {
+				t.Errorf("%s: %.0f batches a day across partitions, over the budget of %d", c.name, perDay, c.cfg.LoadJobBudget)
+			}
 		}
 	}
 }
