@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/faults"
@@ -41,7 +42,7 @@ func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.C
 	t.Helper()
 	cfg := f.stack.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--log-level", "info", "--snapshot-dir", f.snapshotDir, "--http-addr", "127.0.0.1:0")
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint, "--log-level", "info", "--snapshot-dir", f.snapshotDir, "--http-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), env...)
 	// A test binary killed by its timeout must not leave workers behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -139,12 +140,25 @@ func (f *faultEnv) reconcileWith(t *testing.T, m *simulation.Manifest) {
 // before the offset commit — then starts a fresh worker: the books must
 // balance to the cent.
 func TestWorkerKilledAtEveryStage(t *testing.T) {
+	killAtEveryStage(t, config.WriteModeLoad, []string{"read:3", "dedup:2", "enrich:2", "load:transactions", "load:transactions_enriched:2",
+		"load:dedup_audit", "load:ingest_errors:2", "load:batch_ledger", "commit:2"})
+}
+
+// TestStorageWriteWorkerKilledAtEveryStage is the same in storagewrite
+// mode, on the local Storage Write API that keeps BigQuery's documented
+// offsets (internal/warehouse TestLocalStorageWriteKeepsTheDocumentedOffsets):
+// the retried appends of the killed worker's batch must land once.
+func TestStorageWriteWorkerKilledAtEveryStage(t *testing.T) {
+	killAtEveryStage(t, config.WriteModeStorageWrite, []string{"read:3", "dedup:2", "load:transactions", "load:ingest_errors:2",
+		"load:batch_ledger", "commit:2"})
+}
+
+func killAtEveryStage(t *testing.T, writeMode string, points []string) {
 	bin := buildWorker(t)
-	points := []string{"read:3", "dedup:2", "enrich:2", "load:transactions", "load:transactions_enriched:2", "load:dedup_audit",
-		"load:ingest_errors:2", "load:batch_ledger", "commit:2"}
 	for i, point := range points {
 		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
 			f := newFaultEnv(t, 2, 3000, uint64(10+i))
+			f.operator.Config.WriteMode = writeMode
 			doomed := workerProcess(t, bin, f, faults.EnvKillAt+"="+point)
 			if _, err := f.operator.Start(context.Background()); err != nil {
 				t.Fatal(err)
