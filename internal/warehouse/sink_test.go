@@ -3,9 +3,11 @@ package warehouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // recordingSink records the tables written, in order, and fails those in
@@ -66,5 +68,29 @@ func TestWriteAllWritesTheLedgerLast(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIdleStreamsAreClosed: stream connections unused for longer than the
+// idle time are picked to close; one in use stays.
+func TestIdleStreamsAreClosed(t *testing.T) {
+	var s idleSet
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	s.use("run1/transactions", t0)
+	s.use("run1/batch_ledger", t0)
+	s.use("run2/transactions", t0.Add(4*time.Minute))
+	if got := s.idle(t0.Add(5*time.Minute), streamIdle); len(got) != 0 {
+		t.Errorf("closed %v within the idle time", got)
+	}
+	got := s.idle(t0.Add(6*time.Minute), streamIdle)
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[run1/batch_ledger run1/transactions]" {
+		t.Errorf("closed %v, want the first run's streams", got)
+	}
+	if again := s.idle(t0.Add(7*time.Minute), streamIdle); len(again) != 0 {
+		t.Errorf("closed %v twice", again)
+	}
+	if last := s.idle(t0.Add(10*time.Minute), streamIdle); fmt.Sprint(last) != "[run2/transactions]" {
+		t.Errorf("then closed %v, want the second run's", last)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
@@ -24,10 +25,43 @@ type StorageWriter struct {
 	mu       sync.Mutex
 	encoders map[string]*RowEncoder
 	streams  map[string]*managedwriter.ManagedStream
+	// lastUsed is when each open stream connection last appended: a
+	// partition's run creates new streams at each continue-as-new, and a
+	// connection left open for each old one would pile up for ever.
+	lastUsed idleSet
 	// oneAtATime serializes appends on the emulator, whose SQLite answers
-	// concurrent ones with "database table is locked" (and, ignoring
-	// offsets, cannot refuse the retry that would follow).
+	// concurrent ones with "database table is locked".
 	oneAtATime *sync.Mutex
+}
+
+// streamIdle is how long a stream connection stays open without an
+// append: well above the gap between a partition's batches, so a live
+// partition keeps its connection, and reopening one costs a round trip.
+const streamIdle = 5 * time.Minute
+
+// idleSet tracks when names were last used.
+type idleSet struct {
+	at map[string]time.Time
+}
+
+// use marks name used at now.
+func (s *idleSet) use(name string, now time.Time) {
+	if s.at == nil {
+		s.at = map[string]time.Time{}
+	}
+	s.at[name] = now
+}
+
+// idle removes and returns the names unused for longer than d at now.
+func (s *idleSet) idle(now time.Time, d time.Duration) []string {
+	var out []string
+	for name, at := range s.at {
+		if now.Sub(at) > d {
+			out = append(out, name)
+			delete(s.at, name)
+		}
+	}
+	return out
 }
 
 // NewStorageWriter connects to the Storage Write API of bq's project:
@@ -104,6 +138,14 @@ func (w *StorageWriter) managed(ctx context.Context, stream, table string) (*man
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	now := time.Now()
+	for _, name := range w.lastUsed.idle(now, streamIdle) {
+		if ms := w.streams[name]; ms != nil && name != stream {
+			ms.Close()
+			delete(w.streams, name)
+		}
+	}
+	w.lastUsed.use(stream, now)
 	if ms := w.streams[stream]; ms != nil {
 		return ms, nil
 	}
