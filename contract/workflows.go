@@ -73,6 +73,10 @@ type IngestInput struct {
 	Pool string `json:",omitempty"`
 	// Queue is the task queue of the worker the pool last assigned.
 	Queue string `json:",omitempty"`
+	// QueueSeq and QueuePool are the Seq and Pool of the pool's answer
+	// that named Queue.
+	QueueSeq  int64  `json:",omitempty"`
+	QueuePool string `json:",omitempty"`
 }
 
 // Progress is what the "progress" query answers.
@@ -106,6 +110,8 @@ type PoolState struct {
 	// Partitions maps each partition workflow's ID to its worker's queue
 	// ("" while no worker is there to take it).
 	Partitions map[string]string
+	// Seq numbers the answers the pool has sent (Assignment.Seq).
+	Seq int64 `json:",omitempty"`
 }
 
 // PoolWant is a partition asking for its worker. Queue is the one it has,
@@ -121,6 +127,13 @@ type PoolWant struct {
 type Assignment struct {
 	Queue string
 	Lost  string `json:",omitempty"`
+	// Seq orders the pool's answers: signals from one workflow may arrive
+	// out of order, and a stale answer must not move a partition back to
+	// a worker that has left.
+	Seq int64 `json:",omitempty"`
+	// Pool is the pool's first run ID: a pool started afresh counts its
+	// answers from the start again.
+	Pool string `json:",omitempty"`
 }
 
 // ReplayOutcome is what QuarantineReplays did with one batch.

@@ -13,6 +13,8 @@ import (
 // queue when it has no pool or no answer from it yet.
 type placement struct {
 	queue string
+	seq   int64  // of the pool's answer that named queue
+	pool  string // that answer's pool run
 	// lost are queues whose worker left the pool: a plan or batch
 	// scheduled there never starts, so the partition moves it.
 	lost map[string]bool
@@ -25,7 +27,7 @@ const assignmentWait = 10 * time.Second
 // place joins the partition to in.Pool, when set, and keeps the returned
 // placement up to date with the pool's answers for the rest of the run.
 func place(ctx workflow.Context, in *contract.IngestInput) *placement {
-	pl := &placement{queue: in.Queue, lost: map[string]bool{}}
+	pl := &placement{queue: in.Queue, seq: in.QueueSeq, pool: in.QueuePool, lost: map[string]bool{}}
 	if in.Pool == "" {
 		return pl
 	}
@@ -56,6 +58,14 @@ func (pl *placement) apply(as contract.Assignment) {
 	if as.Lost != "" {
 		pl.lost[as.Lost] = true
 	}
+	if as.Seq != 0 && as.Pool == pl.pool && as.Seq <= pl.seq {
+		// A stale answer: its loss still holds, its queue no longer.
+		if pl.lost[pl.queue] {
+			pl.queue = ""
+		}
+		return
+	}
+	pl.seq, pl.pool = as.Seq, as.Pool
 	if as.Queue != as.Lost {
 		delete(pl.lost, as.Queue) // a worker may join again under its queue
 	}
@@ -79,7 +89,7 @@ func (pl *placement) keep(ctx workflow.Context, in *contract.IngestInput) {
 		}
 		pl.apply(as)
 	}
-	in.Queue = pl.queue
+	in.Queue, in.QueueSeq, in.QueuePool = pl.queue, pl.seq, pl.pool
 }
 
 // leave tells the pool the partition has ended, so its share goes to the

@@ -194,6 +194,8 @@ func (p *pool) partitionIDs() []string {
 // tell signals a partition its assignment; a partition that is gone is
 // forgotten.
 func (p *pool) tell(ctx workflow.Context, id string, as contract.Assignment) {
+	p.Seq++
+	as.Seq, as.Pool = p.Seq, workflow.GetInfo(ctx).FirstRunID
 	f := workflow.SignalExternalWorkflow(ctx, id, "", contract.AssignSignal, as)
 	p.sel.AddFuture(f, func(f workflow.Future) {
 		if f.Get(ctx, nil) != nil && p.Partitions[id] == as.Queue {

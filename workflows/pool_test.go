@@ -3,6 +3,8 @@ package workflows
 import (
 	"fmt"
 	"testing"
+
+	"github.com/paystream/paystream/contract"
 )
 
 func partitionIDs(n int, queue string) map[string]string {
@@ -65,5 +67,26 @@ func TestAssignSpreadsAndKeeps(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStaleAssignmentsDoNotMoveAPartitionBack: the pool's answers may
+// arrive out of order. An answer older than one already applied must not
+// send the partition back to a worker that has left, nor clear that
+// worker's loss; a pool started afresh counts from the start again.
+func TestStaleAssignmentsDoNotMoveAPartitionBack(t *testing.T) {
+	pl := &placement{lost: map[string]bool{}}
+	assigned := contract.Assignment{Queue: "tq/a", Seq: 1, Pool: "run1"}            // a joined
+	lostA := contract.Assignment{Queue: "tq/a", Lost: "tq/a", Seq: 2, Pool: "run1"} // a died
+	toB := contract.Assignment{Queue: "tq/b", Lost: "tq/a", Seq: 3, Pool: "run1"}   // its partitions go to b
+	for _, as := range []contract.Assignment{lostA, toB, assigned} {                // the first arrives last
+		pl.apply(as)
+	}
+	if pl.queue != "tq/b" || !pl.moved("tq/a") {
+		t.Fatalf("after a stale answer: queue %q, a moved %v; want tq/b and a lost", pl.queue, pl.moved("tq/a"))
+	}
+	pl.apply(contract.Assignment{Queue: "tq/c", Seq: 1, Pool: "run2"}) // a new pool
+	if pl.queue != "tq/c" {
+		t.Errorf("a new pool's first answer: queue %q, want tq/c", pl.queue)
 	}
 }
