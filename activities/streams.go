@@ -6,13 +6,8 @@ import (
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
-// StreamWriter is the Storage Write API as the storagewrite mode uses it:
-// streams, appends at offsets, and each table's rows encoded for it
-// (warehouse.StorageWriter in production).
-type StreamWriter interface {
-	warehouse.Appender
-	Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error)
-}
+// StreamWriter is the Storage Write API as the storagewrite mode uses it.
+type StreamWriter = warehouse.StreamWriter
 
 // CreateStreams creates a COMMITTED write stream on each table for a
 // partition's run in storagewrite mode. The workflow records their names

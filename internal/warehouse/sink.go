@@ -99,10 +99,7 @@ func (j Jobs) WriteTable(ctx context.Context, id, table string, rows []byte) (in
 // Streams writes by appending to each table's COMMITTED stream at the
 // offset the partition's workflow holds for it (AppendOnce).
 type Streams struct {
-	Writer interface {
-		Appender
-		Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error)
-	}
+	Writer StreamWriter
 	// At is each table's stream and the offset this batch's rows start at.
 	At map[string]StreamAt
 }

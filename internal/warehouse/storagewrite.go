@@ -30,6 +30,15 @@ type Appender interface {
 	Append(ctx context.Context, stream, table string, offset int64, rows [][]byte) error
 }
 
+// StreamWriter is the Storage Write API as the storagewrite mode uses it:
+// streams, appends at offsets, and each table's rows encoded for it
+// (StorageWriter in production; tests use one that follows the documented
+// semantics).
+type StreamWriter interface {
+	Appender
+	Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error)
+}
+
 // ErrOffsetAhead: the stream ends before the offset appended at, so a
 // batch before this one never wrote its rows. Retrying cannot fix it.
 var ErrOffsetAhead = errors.New("append offset is past the stream's end")
