@@ -19,6 +19,7 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -47,18 +48,24 @@ func startEnv(t *testing.T, partitions int, tuning operator.Tuning) *env {
 // always talks to the emulator directly.
 func startEnvWith(t *testing.T, partitions int, tuning operator.Tuning, workerBigQuery string) *env {
 	t.Helper()
-	return startEnvOn(t, devstacktest.Config(t, partitions), tuning, workerBigQuery)
+	return startEnvOn(t, devstacktest.Config(t, partitions), tuning, func(c *config.Config) {
+		if workerBigQuery != "" {
+			c.BigQueryEndpoint = workerBigQuery
+		}
+	})
 }
 
-// startEnvOn starts an env on a stack of the given configuration.
-func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning operator.Tuning, workerBigQuery string) *env {
+// startEnvOn starts an env on a stack of the given configuration; worker,
+// when set, changes the worker's configuration (to reach a server through
+// a fault-injecting proxy).
+func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning operator.Tuning, worker func(*config.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	s := devstacktest.Start(t, stackCfg)
 	cfg := s.ClientConfig()
 	workerCfg := cfg
-	if workerBigQuery != "" {
-		workerCfg.BigQueryEndpoint = workerBigQuery
+	if worker != nil {
+		worker(&workerCfg)
 	}
 	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
 	if err != nil {

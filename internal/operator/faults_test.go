@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
@@ -397,6 +401,74 @@ func TestStopWhileABatchRetries(t *testing.T) {
 			t.Errorf("batch %s has %d ledger rows, want 1: it did not run again as it was", first(p), n)
 		}
 	}
+	reconcileOK(t, e, m)
+	checkAgainstOracle(t, e, m)
+}
+
+// TestStorageWriteStopWhileABatchFails is the same stop in storagewrite
+// mode: every partition's first batch appends its data tables' rows, then
+// the Storage API refuses its ledger rows (INVALID_ARGUMENT, as after a
+// schema changed by hand), so each partition waits to run that batch
+// again. The stop waits for those batches; once the ledger takes rows
+// again they run at the stream offsets they were given, so the data rows
+// already appended are not appended twice, and the partitions stop.
+// Started again on new streams, at another batch size, the rest loads and
+// everything reconciles to the cent.
+func TestStorageWriteStopWhileABatchFails(t *testing.T) {
+	ctx := context.Background()
+	stackCfg := devstacktest.Config(t, 2)
+	proxy := devstacktest.NewStorageProxy(t, net.JoinHostPort(stackCfg.Host, strconv.Itoa(stackCfg.BigQueryGRPCPort)))
+	proxy.Refuse(contract.TableBatchLedger)
+	tuning := operator.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 500, time.Second
+	e := startEnvOn(t, stackCfg, tuning, func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr })
+	e.operator.Config.WriteMode = config.WriteModeStorageWrite
+	m := produceAndStart(t, e, 3000)
+
+	waitStates(t, e, contract.StateBackoff)
+	table := func(name string) string {
+		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+	}
+	count := func(sql string) int64 { return rows(t, e, sql)[0][0].(int64) }
+	if proxy.Refused() == 0 || count("SELECT COUNT(*) FROM "+table(contract.TableTransactions)) == 0 {
+		t.Fatalf("%d ledger appends refused and no transactions written: the test needs the failed batches to write their data rows", proxy.Refused())
+	}
+	if _, err := e.operator.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	for p := range 2 {
+		if st := partitionState(t, e, p); st != contract.StateBackoff {
+			t.Fatalf("partition %d is %q while its failed batch waits, want %q", p, st, contract.StateBackoff)
+		}
+	}
+
+	proxy.Refuse("")
+	deadline := time.Now().Add(3 * time.Minute)
+	for partitionState(t, e, 0) != "stopped" || partitionState(t, e, 1) != "stopped" {
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions did not stop once their failed batches could load: %q, %q", partitionState(t, e, 0), partitionState(t, e, 1))
+		}
+		time.Sleep(time.Second)
+	}
+	for p := range 2 {
+		id := contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+		if n := count("SELECT COUNT(*) FROM " + table(contract.TableBatchLedger) + " WHERE batch_id = '" + id + "'"); n != 1 {
+			t.Fatalf("batch %s has %d ledger rows, want 1: the stop did not wait for it", id, n)
+		}
+	}
+
+	e.operator.Tuning.MaxRecords = 700
+	res, err := e.operator.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.From != 500 || r.Pending != "" {
+			t.Fatalf("partition %d started at %d with pending batch %q, want 500 and none", r.Partition, r.From, r.Pending)
+		}
+	}
+	e.waitCaughtUp(t, 3*time.Minute)
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
 }

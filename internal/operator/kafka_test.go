@@ -214,7 +214,7 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	stackCfg.KafkaBrokers = 3
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnvOn(t, stackCfg, tuning, "")
+	e := startEnvOn(t, stackCfg, tuning, nil)
 	cfg := e.operator.Config
 	if len(cfg.KafkaBrokers) != 3 {
 		t.Fatalf("brokers %v, want 3", cfg.KafkaBrokers)

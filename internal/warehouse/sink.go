@@ -120,7 +120,7 @@ func (s Streams) WriteTable(ctx context.Context, id, table string, rows []byte) 
 		return 0, fmt.Errorf("%w: encode: %w", ErrRefused, err)
 	}
 	err = AppendOnce(ctx, s.Writer, at.Stream, table, at.Offset, encoded)
-	if errors.Is(err, ErrOffsetAhead) {
+	if errors.Is(err, ErrOffsetAhead) || errors.Is(err, ErrRowsRejected) {
 		err = fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return len(encoded), err

@@ -43,6 +43,11 @@ type StreamWriter interface {
 // batch before this one never wrote its rows. Retrying cannot fix it.
 var ErrOffsetAhead = errors.New("append offset is past the stream's end")
 
+// ErrRowsRejected: the API refused the rows themselves (INVALID_ARGUMENT,
+// "a malformed request or data", as after a schema changed by hand), so
+// appending the same rows at once would be refused again.
+var ErrRowsRejected = errors.New("rows rejected")
+
 // MaxAppendRows bounds one append request, well under the API's 10 MB
 // request limit for paystream's widest rows (about 1 KB). A batch's rows
 // are split the same way on every attempt, so each chunk has a fixed
@@ -61,6 +66,8 @@ func AppendOnce(ctx context.Context, a Appender, stream, table string, offset in
 		case err == nil, alreadyExists(err):
 		case outOfRange(err):
 			return fmt.Errorf("%w: %s at offset %d: %v", ErrOffsetAhead, stream, at, err)
+		case status.Code(err) == codes.InvalidArgument:
+			return fmt.Errorf("%w: %d rows to %s at offset %d: %v", ErrRowsRejected, len(chunk), stream, at, err)
 		default:
 			return fmt.Errorf("append %d rows to %s at offset %d: %w", len(chunk), stream, at, err)
 		}

@@ -138,3 +138,33 @@ func TestRowEncoderWritesWhatLoadJobsWrite(t *testing.T) {
 		}
 	}
 }
+
+// answering is an Appender whose every append fails with err.
+type answering struct{ err error }
+
+func (answering) CreateStream(context.Context, string) (string, error) { return "s", nil }
+func (a answering) Append(context.Context, string, string, int64, [][]byte) error {
+	return a.err
+}
+
+// TestRejectedRowsFailTheBatch: the API's answers that appending the same
+// rows again cannot change (rows rejected, offset past the end) make the
+// batch fail, so its partition waits and runs it again later; anything
+// else is retried at once.
+func TestRejectedRowsFailTheBatch(t *testing.T) {
+	for _, c := range []struct {
+		err     error
+		refused bool
+	}{
+		{status.Error(codes.InvalidArgument, "rows do not match the table's schema"), true},
+		{status.Error(codes.OutOfRange, "beyond the end"), true},
+		{status.Error(codes.Unavailable, "connection reset"), false},
+		{status.Error(codes.ResourceExhausted, "throughput quota"), false},
+		{status.Error(codes.Internal, "server error"), false},
+	} {
+		err := AppendOnce(context.Background(), answering{c.err}, "s", "transactions", 0, rowsOf(2, 1))
+		if refused := errors.Is(err, ErrRowsRejected) || errors.Is(err, ErrOffsetAhead); refused != c.refused {
+			t.Errorf("%v: refused for good = %v, want %v (%v)", status.Code(c.err), refused, c.refused, err)
+		}
+	}
+}
