@@ -91,6 +91,23 @@ func TestSmoke(t *testing.T) {
 	for _, s := range []steadyState{rep.Steady, rep.SteadyDiscard, rep.SteadySurvivor} {
 		checkSteady(t, o, s)
 	}
+	if len(rep.WriteModes) != 2 {
+		t.Fatalf("write modes measured: %+v, want load and storagewrite", rep.WriteModes)
+	}
+	for i, f := range rep.WriteModes {
+		if f.Mode != writeModesCompared[i] || f.CatchUp.WriteMode != f.Mode || !f.CatchUp.Reconciled || f.CatchUp.EventsPerS <= 0 || f.CatchUp.Events != o.EmulatorEvents {
+			t.Errorf("write mode %s catch-up: %+v", f.Mode, f.CatchUp)
+		}
+		if len(f.Steady) != len(o.WriteModeRates) {
+			t.Fatalf("write mode %s: %d steady runs, want %d", f.Mode, len(f.Steady), len(o.WriteModeRates))
+		}
+		for j, st := range f.Steady {
+			if st.WriteMode != f.Mode || st.Rate != float64(o.WriteModeRates[j]) {
+				t.Errorf("write mode %s steady run %d: mode %q at %.0f events/s", f.Mode, j, st.WriteMode, st.Rate)
+			}
+			checkSteady(t, o, st)
+		}
+	}
 	if !rep.SteadySurvivor.Survivor {
 		t.Errorf("no survivor run: %+v", rep.SteadySurvivor)
 	}
@@ -131,7 +148,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds"} {
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds", "## Write modes", "storagewrite mode"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary lacks %q", want)
 		}
@@ -177,7 +194,7 @@ func TestParseOptions(t *testing.T) {
 
 func checkSteady(t *testing.T, o options, s steadyState) {
 	t.Helper()
-	if want := int(o.SteadyRate * steadyLength(o, s).Seconds()); s.Events != want {
+	if want := int(s.Rate * steadyLength(o, s).Seconds()); s.Rate <= 0 || s.Events != want {
 		t.Errorf("steady run (%s) produced %d events, want %d", s.Sink, s.Events, want)
 	}
 	if !s.Reconciled {

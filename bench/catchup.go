@@ -30,8 +30,11 @@ import (
 // "start" until every partition's committed offset reaches its end, then
 // reconciled against the simulator's manifest.
 type catchUp struct {
-	Driver     string  `json:"driver"` // temporal, loop (same activities, no Temporal), loader (rows only)
-	Sink       string  `json:"sink"`
+	Driver string `json:"driver"` // temporal, loop (same activities, no Temporal), loader (rows only)
+	Sink   string `json:"sink"`
+	// WriteMode is how the bigquery sink wrote: load or storagewrite
+	// (runs from before it was measured have none: load).
+	WriteMode  string  `json:"write_mode,omitempty"`
 	Partitions int     `json:"partitions"`
 	BatchSize  int     `json:"batch_size"`
 	Events     int     `json:"events"`
@@ -51,9 +54,9 @@ type catchUp struct {
 // temporalRun ingests with a worker process and PartitionIngest workflows.
 // With profiled set, it profiles the worker over the run, and the
 // Temporal server where perf is installed, into it.
-func (e *env) temporalRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *runSamples) (catchUp, config.Config, error) {
-	res := catchUp{Driver: "temporal", Sink: sink, Partitions: partitions, BatchSize: batchSize}
-	cfg, m, err := e.newRun(ctx, sink, partitions, events)
+func (e *env) temporalRun(ctx context.Context, sink, writeMode string, partitions, batchSize, events int, profiled *runSamples) (catchUp, config.Config, error) {
+	res := catchUp{Driver: "temporal", Sink: sink, WriteMode: writeMode, Partitions: partitions, BatchSize: batchSize}
+	cfg, m, err := e.newRun(ctx, sink, writeMode, partitions, events)
 	if err != nil {
 		return res, cfg, err
 	}
@@ -125,7 +128,7 @@ func (e *env) finish(ctx context.Context, op *operator.Operator, m *simulation.M
 // returns the samples by part there.
 func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, events int, profiled *map[string]time.Duration) (catchUp, error) {
 	res := catchUp{Driver: "loop", Sink: sink, Partitions: partitions, BatchSize: batchSize}
-	cfg, m, err := e.newRun(ctx, sink, partitions, events)
+	cfg, m, err := e.newRun(ctx, sink, config.WriteModeLoad, partitions, events)
 	if err != nil {
 		return res, err
 	}
@@ -207,7 +210,7 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 // same job sizes and one loader per partition, nothing else running.
 func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) (catchUp, error) {
 	res := catchUp{Driver: "loader", Sink: config.SinkBigQuery, Partitions: partitions, BatchSize: batchSize}
-	cfg, m, err := e.newRun(ctx, config.SinkBigQuery, partitions, events)
+	cfg, m, err := e.newRun(ctx, config.SinkBigQuery, config.WriteModeLoad, partitions, events)
 	if err != nil {
 		return res, err
 	}

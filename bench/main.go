@@ -46,6 +46,10 @@ type options struct {
 	// EmulatorSteadyFor is the emulator sink's steady run: the emulator
 	// cannot take 5,000 events/s, so a long run only grows its backlog.
 	EmulatorSteadyFor time.Duration `json:"emulator_steady_for_ns"`
+	// WriteModeRates are the produce rates (events/s) at which the load
+	// and storagewrite modes' steady runs into the emulator are compared,
+	// each for EmulatorSteadyFor.
+	WriteModeRates []int `json:"write_mode_rates,omitempty"`
 	// SurvivorFor is the discard sink's run with two workers, one killed
 	// once the window is full: recovery on the worker left.
 	SurvivorFor time.Duration `json:"survivor_for_ns"`
@@ -82,6 +86,7 @@ func defaultOptions() options {
 		// after the window has filled.
 		SteadyFor:         15 * time.Minute,
 		EmulatorSteadyFor: 2 * time.Minute,
+		WriteModeRates:    []int{5000, 10000},
 		// The kill comes a minute before the end: after the 10-minute
 		// window has filled.
 		SurvivorFor:       12 * time.Minute,
@@ -96,7 +101,7 @@ func smokeOptions() options {
 	o := defaultOptions()
 	o.Events, o.EmulatorEvents, o.Runs, o.BatchSizes, o.Partitions = 6000, 6000, 1, []int{2000}, []int{2}
 	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.EmulatorSteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 12*time.Second, 12*time.Second, "100x", true
-	o.SurvivorFor = 12 * time.Second
+	o.SurvivorFor, o.WriteModeRates = 12*time.Second, []int{1000}
 	return o
 }
 
@@ -174,10 +179,15 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.SteadyRate, "steady-rate", o.SteadyRate, "events/s produced in the steady-state run")
 	fs.DurationVar(&o.SteadyFor, "steady-for", o.SteadyFor, "length of the discard sink's steady-state run (latency, memory, recovery)")
 	fs.DurationVar(&o.EmulatorSteadyFor, "emulator-steady-for", o.EmulatorSteadyFor, "length of the emulator sink's steady-state run")
+	fs.Func("write-mode-rates", fmt.Sprintf("comma-separated produce rates (events/s) at which the load and storagewrite modes are compared, each for --emulator-steady-for (default %s)", joinInts(o.WriteModeRates)), func(v string) error {
+		var err error
+		o.WriteModeRates, err = parseInts(v)
+		return err
+	})
 	fs.DurationVar(&o.SurvivorFor, "survivor-for", o.SurvivorFor, "length of the discard sink's run with two workers, one killed near the end (recovery on the survivor)")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the steady runs' worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
-	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady (default: all; the others are left at zero)", func(v string) error {
+	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady, write-modes (default: all; the others are left at zero)", func(v string) error {
 		for _, p := range config.SplitList(v) {
 			if !slices.Contains(benchParts, p) {
 				return fmt.Errorf("unknown part %q: want some of %s", p, strings.Join(benchParts, ", "))
@@ -204,16 +214,16 @@ func parseOptions(args []string) (options, error) {
 			return o, fmt.Errorf("--worker-memory-limit: %w", err)
 		}
 	}
-	for _, n := range append(append([]int{}, o.BatchSizes...), o.Partitions...) {
+	for _, n := range slices.Concat(o.BatchSizes, o.Partitions, o.WriteModeRates) {
 		if n < 1 {
-			return o, fmt.Errorf("batch sizes and partition counts must be positive, got %d", n)
+			return o, fmt.Errorf("batch sizes, partition counts and rates must be positive, got %d", n)
 		}
 	}
 	return o, nil
 }
 
 // benchParts are what --only chooses from.
-var benchParts = []string{"micro", "catch-up", "steady"}
+var benchParts = []string{"micro", "catch-up", "steady", "write-modes"}
 
 // measures tells whether the run measures part.
 func (o options) measures(part string) bool {

@@ -44,7 +44,9 @@ type report struct {
 	// SteadySurvivor is the discard run with two workers: recovery on the
 	// worker left, which held none of the killed one's windows.
 	SteadySurvivor steadyState `json:"steady_state_survivor"`
-	Dedup          dedupMemory `json:"dedup_index"`
+	// WriteModes compares load and storagewrite into the emulator.
+	WriteModes []writeModeFigures `json:"write_modes,omitempty"`
+	Dedup      dedupMemory        `json:"dedup_index"`
 	// Profile is where the CPU went in the first discard run at the
 	// headline batch size, and in the plain loop's at that size.
 	Profile runProfile   `json:"cpu_profile"`
@@ -134,16 +136,29 @@ func measure(ctx context.Context, o options) (*report, error) {
 	}
 	e.profiles = filepath.Join(o.OutDir, rep.baseName())
 	defer e.close()
-	parts := o.Partitions[0]
 
 	if o.measures("catch-up") {
 		if err := e.catchUps(ctx, o, rep); err != nil {
 			return nil, err
 		}
 	}
-	if !o.measures("steady") {
-		return rep, nil
+	if o.measures("steady") {
+		if err := e.steadyRuns(ctx, o, rep); err != nil {
+			return nil, err
+		}
 	}
+	if o.measures("write-modes") {
+		if err := e.measureWriteModes(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// steadyRuns measures latency, memory and recovery at the steady rate:
+// into the emulator, with the discard sink, and with two workers.
+func (e *env) steadyRuns(ctx context.Context, o options, rep *report) error {
+	parts := o.Partitions[0]
 	steady := []struct {
 		sink     string
 		length   time.Duration
@@ -160,13 +175,13 @@ func measure(ctx context.Context, o options) (*report, error) {
 			how = "two workers, the survivor takes over"
 		}
 		e.logf("steady state, %s sink: %.0f events/s for %s (%s)", run.sink, o.SteadyRate, run.length, how)
-		st, err := e.steadyRun(ctx, run.sink, parts, o.SteadyRate, run.length, run.survivor)
+		st, err := e.steadyRun(ctx, run.sink, config.WriteModeLoad, parts, o.SteadyRate, run.length, run.survivor)
 		// A steady run that fails (a server timing out under the load)
 		// is reported with its error, not allowed to throw away what
 		// the rest of the run measured.
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, err
+				return err
 			}
 			st.Error = err.Error()
 			e.logf("  failed: %v", err)
@@ -174,7 +189,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 		*run.into = st
 		e.logf("  latency p99 %.2f s, recovery %.1f s", st.LatencyP99, st.RecoveryMaxS)
 	}
-	return rep, nil
+	return nil
 }
 
 // catchUps measures catch-up throughput with both sinks, the plain loop
@@ -213,7 +228,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		}
 		for i := range o.Runs {
 			e.logf("catch-up %d/%d: %d events, %d partitions, batches of %d, sink %s", i+1, o.Runs, events, c.partitions, c.batch, c.sink)
-			r, cfg, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events, nil)
+			r, cfg, err := e.temporalRun(ctx, c.sink, config.WriteModeLoad, c.partitions, c.batch, events, nil)
 			if err != nil {
 				return err
 			}
@@ -243,7 +258,7 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 		if c.sink == config.SinkDiscard && c.partitions == parts && c.batch == mid {
 			// Profiling slows what it profiles: this run is not timed.
 			e.logf("catch-up, profiled and not timed: %d events, %d partitions, batches of %d, sink %s", events, c.partitions, c.batch, c.sink)
-			r, _, err := e.temporalRun(ctx, c.sink, c.partitions, c.batch, events, &profiled)
+			r, _, err := e.temporalRun(ctx, c.sink, config.WriteModeLoad, c.partitions, c.batch, events, &profiled)
 			if err != nil {
 				return err
 			}

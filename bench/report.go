@@ -111,6 +111,13 @@ func (r *report) markdown(chart string) string {
 	for _, st := range []steadyState{s, sd} {
 		fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, %s sink (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n", st.Rate, st.Sink, st.LatencyP50, st.LatencyP95, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000))
 	}
+	for _, f := range r.WriteModes {
+		if len(f.Steady) > 0 { // the first rate's, 5,000 by default
+			st := f.Steady[0]
+			fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, emulator sink, %s mode (p50 %.2f s; see Write modes) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n",
+				st.Rate, f.Mode, st.LatencyP50, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000 && st.Error == "" && !st.FellBehind))
+		}
+	}
 	isDefault := ""
 	if r.Overhead.BatchSize == operator.DefaultTuning().MaxRecords {
 		isDefault = ", the default"
@@ -272,6 +279,8 @@ func (r *report) markdown(chart string) string {
 		}
 	}
 	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
+
+	b.WriteString(r.writeModesMarkdown())
 
 	b.WriteString("\n## Micro-benchmarks\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
 	for _, m := range r.Micro {

@@ -106,8 +106,9 @@ func (e *env) logf(format string, args ...any) {
 // simulated payments produced (none when 0), a fresh dataset, task queue
 // and consumer group, so no run sees another's rows, workflows or offsets,
 // and an empty emulator: the emulator slows as its database grows, which
-// would make the order of runs decide their figures.
-func (e *env) newRun(ctx context.Context, sink string, partitions, events int) (config.Config, simulation.Manifest, error) {
+// would make the order of runs decide their figures. writeMode is how the
+// bigquery sink writes (load jobs or the Storage Write API).
+func (e *env) newRun(ctx context.Context, sink, writeMode string, partitions, events int) (config.Config, simulation.Manifest, error) {
 	if err := e.stack.ResetBigQuery(ctx); err != nil {
 		return config.Config{}, simulation.Manifest{}, err
 	}
@@ -122,7 +123,7 @@ func (e *env) newRun(ctx context.Context, sink string, partitions, events int) (
 	name := fmt.Sprintf("bench-%d", e.runs)
 	cfg.Topic, cfg.TaskQueue, cfg.ConsumerGroup = name, name, name
 	cfg.BigQueryDataset = fmt.Sprintf("bench_%d", e.runs)
-	cfg.Sink = sink
+	cfg.Sink, cfg.WriteMode = sink, writeMode
 	m, err := e.prepare(ctx, cfg, partitions, events)
 	return cfg, m, err
 }
@@ -213,6 +214,7 @@ func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryL
 		"PAYSTREAM_BIGQUERY_PROJECT="+cfg.BigQueryProject,
 		"PAYSTREAM_BIGQUERY_DATASET="+cfg.BigQueryDataset,
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
+		"PAYSTREAM_BIGQUERY_STORAGE_ENDPOINT="+cfg.BigQueryStorageEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
 		"PAYSTREAM_HTTP_ADDR="+httpAddr,
 		"PAYSTREAM_PPROF=true", // the steady run takes a heap profile

@@ -27,6 +27,7 @@ import (
 // worker's memory over time, and recovery after the worker is killed.
 type steadyState struct {
 	Sink       string  `json:"sink"`
+	WriteMode  string  `json:"write_mode,omitempty"` // as catchUp's
 	Rate       float64 `json:"rate"`
 	Seconds    float64 `json:"seconds"`
 	Partitions int     `json:"partitions"`
@@ -95,9 +96,9 @@ type ledgerSeen struct {
 // the kill, as a restarted container would; with it set two workers share
 // the partitions from the start, and the one left takes over the killed
 // one's partitions, windows included, with no replacement.
-func (e *env) steadyRun(ctx context.Context, sink string, partitions int, rate float64, length time.Duration, survivor bool) (steadyState, error) {
-	res := steadyState{Sink: sink, Rate: rate, Partitions: partitions, Survivor: survivor}
-	cfg, _, err := e.newRun(ctx, sink, partitions, 0)
+func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions int, rate float64, length time.Duration, survivor bool) (steadyState, error) {
+	res := steadyState{Sink: sink, WriteMode: writeMode, Rate: rate, Partitions: partitions, Survivor: survivor}
+	cfg, _, err := e.newRun(ctx, sink, writeMode, partitions, 0)
 	if err != nil {
 		return res, err
 	}
