@@ -45,8 +45,9 @@ type IngestInput struct {
 	MaxBatchesPerRun int
 	// MinBatchInterval spaces the partition's batches so that all
 	// partitions together stay within the tables' daily load-job budget
-	// (config.LoadJobBudget); a batch planned after the wait takes up to
-	// MaxBatchRecords, what accumulated meanwhile. 0: no spacing.
+	// (BatchInterval); a batch planned after the wait takes up to
+	// MaxBatchRecords, what accumulated meanwhile. 0: no spacing. The
+	// supervisor widens it when partitions are added (BudgetSignal).
 	MinBatchInterval time.Duration `json:",omitempty"`
 	// NextBatchAt is when the next batch may start under that spacing.
 	NextBatchAt time.Time `json:",omitempty"`
@@ -156,6 +157,27 @@ type SuperviseInput struct {
 	Template IngestInput
 	// Every is how often the topic is looked at (0: DefaultSuperviseEvery).
 	Every time.Duration
+	// LoadJobBudget is the load jobs a table may take a day, shared by
+	// the topic's partitions (0: no spacing). When partitions are added
+	// the supervisor spaces every partition's batches anew for the count.
+	LoadJobBudget int `json:",omitempty"`
+}
+
+// BatchInterval spaces each of partitions partitions' batches so that
+// together, each batch writing every table once, they take at most
+// budget load jobs a table a day. 0 when there is no budget.
+func BatchInterval(partitions, budget int) time.Duration {
+	if budget <= 0 || partitions <= 0 {
+		return 0
+	}
+	return 24 * time.Hour * time.Duration(partitions) / time.Duration(budget)
+}
+
+// Budget is what BudgetSignal carries: the topic's partition count and
+// the spacing of each partition's batches it makes.
+type Budget struct {
+	Partitions       int
+	MinBatchInterval time.Duration
 }
 
 // SupervisorProgress is what the supervisor's "progress" query answers.
@@ -207,6 +229,10 @@ const (
 	LeaveSignal  = "leave"  // partition → pool: its workflow ID, when it ends
 	AssignSignal = "assign" // pool → partition: Assignment
 )
+
+// BudgetSignal (supervisor → partition, Budget) re-spaces a partition's
+// batches when the topic's partition count changes.
+const BudgetSignal = "budget"
 
 // DefaultSuperviseEvery keeps a partition added to a running topic
 // waiting at most this long, plus a plan, for its first batch.

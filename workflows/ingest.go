@@ -54,6 +54,7 @@ type partition struct {
 	failures int                              // of failed in a row, for the wait before it runs again
 	batches  int                              // run in this run, failed ones too: history grows alike
 	speed    rate
+	budget   workflow.ReceiveChannel // the supervisor's new spacing when partitions are added
 }
 
 func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, error) {
@@ -79,6 +80,13 @@ func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, er
 		return nil, err
 	}
 	p.place = place(ctx, &p.in)
+	p.budget = workflow.GetSignalChannel(ctx, contract.BudgetSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var b contract.Budget
+		for p.budget.Receive(ctx, &b) {
+			p.respace(b)
+		}
+	})
 	// The rate counts from the run's start and through idle polls, so it
 	// falls to zero when the partition is caught up.
 	p.speed.add(workflow.Now(ctx), in.RecordsDone)
@@ -142,6 +150,10 @@ func (p *partition) continueAsNew() error {
 	_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
 	// A stop asked of this run cannot reach the next: it drains instead.
 	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining || p.ctx.Err() != nil, p.failed
+	var b contract.Budget
+	for p.budget.ReceiveAsync(&b) { // a spacing sent as this run ends
+		p.respace(b)
+	}
 	p.place.keep(p.ctx, &p.in)
 	return workflow.NewContinueAsNewError(p.ctx, PartitionIngest, p.in)
 }
@@ -155,7 +167,7 @@ func (p *partition) next() (*contract.Spec, error) {
 	}
 	if p.planned == nil {
 		if !p.waitForBudget() {
-			return nil, nil // a stop, pause or drain came first
+			return nil, nil // a stop, pause, drain or new spacing came first
 		}
 		p.planned = planOn(p.ctx, p.planInput(), p.in.Next, p.place.queue, sizeOf(p.in))
 	}
@@ -203,9 +215,19 @@ func (p *partition) waitForBudget() bool {
 		return true
 	}
 	p.progress.State = contract.StateBudget
-	c := &p.control
-	interrupted, _ := workflow.AwaitWithTimeout(p.ctx, wait, func() bool { return c.paused || c.draining })
+	c, at := &p.control, p.in.NextBatchAt
+	interrupted, _ := workflow.AwaitWithTimeout(p.ctx, wait, func() bool { return c.paused || c.draining || !p.in.NextBatchAt.Equal(at) })
 	return !interrupted && p.ctx.Err() == nil
+}
+
+// respace applies a new spacing of the partition's batches (BudgetSignal):
+// the next batch is due the new interval after the last one, and a wait
+// under way ends early or goes on (waitForBudget).
+func (p *partition) respace(b contract.Budget) {
+	if !p.in.NextBatchAt.IsZero() {
+		p.in.NextBatchAt = p.in.NextBatchAt.Add(b.MinBatchInterval - p.in.MinBatchInterval)
+	}
+	p.in.MinBatchInterval = b.MinBatchInterval
 }
 
 // planInput is what a plan asks for: under a load-job budget, what

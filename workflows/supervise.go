@@ -37,14 +37,23 @@ func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 			}
 			return err
 		}
+		before := in.Partitions
+		if len(firsts) > 0 && in.LoadJobBudget > 0 {
+			// More partitions share the tables' load jobs: each waits
+			// longer between batches, new ones from their first.
+			in.Template.MinBatchInterval = contract.BatchInterval(before+len(firsts), in.LoadJobBudget)
+		}
 		for i, first := range firsts {
-			p := in.Partitions + i
+			p := before + i
 			if err := startPartition(ctx, in, p, first); err != nil {
 				return err
 			}
 			progress.Started = append(progress.Started, p)
 		}
 		in.Partitions += len(firsts)
+		if len(firsts) > 0 && in.LoadJobBudget > 0 {
+			respace(ctx, in.Topic, before, contract.Budget{Partitions: in.Partitions, MinBatchInterval: in.Template.MinBatchInterval})
+		}
 		progress.Partitions, progress.LastChecked = in.Partitions, workflow.Now(ctx)
 		if err := workflow.Sleep(ctx, every); err != nil {
 			return temporal.NewCanceledError("stopped")
@@ -52,6 +61,19 @@ func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 		if info := workflow.GetInfo(ctx); checks >= 1000 || info.GetContinueAsNewSuggested() {
 			return workflow.NewContinueAsNewError(ctx, TopicSupervisor, in)
 		}
+	}
+}
+
+// respace tells the topic's first n partitions their new batch spacing.
+// A partition that ended (stopped, drained) misses it; `starter start`
+// spaces it for the count then.
+func respace(ctx workflow.Context, topic string, n int, b contract.Budget) {
+	sent := make([]workflow.Future, n)
+	for p := range n {
+		sent[p] = workflow.SignalExternalWorkflow(ctx, contract.IngestID(topic, p), "", contract.BudgetSignal, b)
+	}
+	for _, f := range sent {
+		_ = f.Get(ctx, nil)
 	}
 }
 

@@ -164,6 +164,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		StaticSummary:            fmt.Sprintf("keeps one PartitionIngest per partition of %s", o.Config.Topic),
 	}, workflows.TopicSupervisor, contract.SuperviseInput{
 		Topic: o.Config.Topic, Partitions: len(bounds), Template: o.ingestInput(len(bounds)), Every: o.Tuning.SuperviseEvery,
+		LoadJobBudget: loadJobBudget(o.Config),
 	})
 	if err != nil {
 		return out, fmt.Errorf("start the supervisor of %s: %w", o.Config.Topic, err)
@@ -179,20 +180,18 @@ func (o *Operator) ingestInput(partitions int) contract.IngestInput {
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
 		Pool:             contract.PoolID(o.Config.TaskQueue),
-		MinBatchInterval: batchInterval(o.Config, partitions),
+		MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config)),
 	}
 }
 
-// batchInterval spaces each partition's batches so that the topic's
-// partitions, each writing every table once a batch, stay within
-// cfg.LoadJobBudget load jobs a table a day. Only load mode against
-// BigQuery has that quota. Partitions added later are spaced by the count
-// at the last start: run start again after adding many.
-func batchInterval(cfg config.Config, partitions int) time.Duration {
-	if cfg.WriteMode != config.WriteModeLoad || cfg.BigQueryEndpoint != "" || cfg.LoadJobBudget <= 0 || partitions <= 0 {
+// loadJobBudget is the load jobs a table may take a day, 0 when the
+// batches need no spacing: only load mode against BigQuery has that
+// quota (the emulator has none).
+func loadJobBudget(cfg config.Config) int {
+	if cfg.WriteMode != config.WriteModeLoad || cfg.BigQueryEndpoint != "" {
 		return 0
 	}
-	return 24 * time.Hour * time.Duration(partitions) / time.Duration(cfg.LoadJobBudget)
+	return max(cfg.LoadJobBudget, 0)
 }
 
 // Supervisor reports the topic's supervisor: its state and, while it

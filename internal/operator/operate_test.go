@@ -52,7 +52,7 @@ func TestBatchIntervalKeepsTablesWithinTheBudget(t *testing.T) {
 		{"storagewrite spends no load jobs", storage, 8, 0},
 		{"no budget", none, 8, 0},
 	} {
-		got := batchInterval(c.cfg, c.partitions)
+		got := contract.BatchInterval(c.partitions, loadJobBudget(c.cfg))
 		if got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
