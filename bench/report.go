@@ -85,7 +85,12 @@ func (r *report) markdown(chart string) string {
 	parts, mid := o.Partitions[0], headlineBatchSize(o)
 	fmt.Fprintf(&b, "# paystream benchmark, %s\n\n", r.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "Machine: %d cores, %s, %d GB RAM, %s, %s. Every server shares those cores.\n", r.Machine.Cores, r.Machine.CPUModel, r.Machine.MemoryGB, r.Machine.Go, r.Machine.OS)
-	fmt.Fprintf(&b, "Catch-up runs: %d events each (%d into the emulator, which slows as its tables grow), median of %d runs.", o.Events, o.EmulatorEvents, o.Runs)
+	if o.measures("catch-up") {
+		fmt.Fprintf(&b, "Catch-up runs: %d events each (%d into the emulator, which slows as its tables grow), median of %d runs.", o.Events, o.EmulatorEvents, o.Runs)
+	}
+	if len(o.Only) > 0 {
+		fmt.Fprintf(&b, " Measured here: %s; the other parts are in other reports.", strings.Join(o.Only, ", "))
+	}
 	if o.Smoke {
 		b.WriteString(" **Smoke mode: figures too small to mean anything.**")
 	}
@@ -105,11 +110,15 @@ func (r *report) markdown(chart string) string {
 	}
 	s, sd := r.Steady, r.SteadyDiscard
 	b.WriteString("## Targets\n\n| figure | measured | target | |\n|---|---|---|---|\n")
-	fmt.Fprintf(&b, "| catch-up, emulator sink (%d partitions, batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", parts, mid, emu.EventsPerS, targetEmulatorEventsPerS, verdict(emu.EventsPerS >= targetEmulatorEventsPerS))
-	fmt.Fprintf(&b, "| … as a share of the plain loader's rate for the same rows (%.0f events/s) | %.0f %% | ≥ %.0f %% | %s |\n", r.Loader.EventsPerS, 100*share, 100*targetLoaderShare, verdict(share >= targetLoaderShare))
-	fmt.Fprintf(&b, "| catch-up, discard sink (best: batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", bestDisc.BatchSize, bestDisc.EventsPerS, targetDiscardEventsPerS, verdict(bestDisc.EventsPerS >= targetDiscardEventsPerS))
-	for _, st := range []steadyState{s, sd} {
-		fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, %s sink (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n", st.Rate, st.Sink, st.LatencyP50, st.LatencyP95, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000))
+	if o.measures("catch-up") {
+		fmt.Fprintf(&b, "| catch-up, emulator sink (%d partitions, batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", parts, mid, emu.EventsPerS, targetEmulatorEventsPerS, verdict(emu.EventsPerS >= targetEmulatorEventsPerS))
+		fmt.Fprintf(&b, "| … as a share of the plain loader's rate for the same rows (%.0f events/s) | %.0f %% | ≥ %.0f %% | %s |\n", r.Loader.EventsPerS, 100*share, 100*targetLoaderShare, verdict(share >= targetLoaderShare))
+		fmt.Fprintf(&b, "| catch-up, discard sink (best: batches of %d) | %.0f events/s | ≥ %d events/s | %s |\n", bestDisc.BatchSize, bestDisc.EventsPerS, targetDiscardEventsPerS, verdict(bestDisc.EventsPerS >= targetDiscardEventsPerS))
+	}
+	if o.measures("steady") {
+		for _, st := range []steadyState{s, sd} {
+			fmt.Fprintf(&b, "| steady latency p99 at %.0f events/s, %s sink (p50 %.2f s, p95 %.2f s) | %.2f s | ≤ %.0f s at 5,000/s | %s |\n", st.Rate, st.Sink, st.LatencyP50, st.LatencyP95, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000))
+		}
 	}
 	for _, f := range r.WriteModes {
 		if len(f.Steady) > 0 { // the first rate's, 5,000 by default
@@ -118,173 +127,182 @@ func (r *report) markdown(chart string) string {
 				st.Rate, f.Mode, st.LatencyP50, st.LatencyP99, targetLatencyP99, verdict(st.LatencyP99 <= targetLatencyP99 && st.Rate >= 5000 && st.Error == "" && !st.FellBehind))
 		}
 	}
-	isDefault := ""
-	if r.Overhead.BatchSize == operator.DefaultTuning().MaxRecords {
-		isDefault = ", the default"
-	}
-	fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d%s: %.0f vs %.0f events/s%s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, isDefault, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, r.Overhead.pairsNote(), 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
-	for _, st := range []steadyState{s, sd} {
-		halves := "first half %.0f MB, second half %.0f MB"
-		if st.WindowFilledS > 0 {
-			halves = fmt.Sprintf("after the window filled at %.0f s: ", st.WindowFilledS) + halves
+	if o.measures("catch-up") {
+		isDefault := ""
+		if r.Overhead.BatchSize == operator.DefaultTuning().MaxRecords {
+			isDefault = ", the default"
 		}
-		fmt.Fprintf(&b, "| worker peak RSS over %s, %s sink (%s) | %.0f MB | ≤ %d MB, flat | %s |\n", steadyLength(o, st), st.Sink, fmt.Sprintf(halves, st.FirstHalfPeakMB, st.LastHalfPeakMB), st.PeakRSSMB, targetRSSMB, verdict(st.PeakRSSMB <= targetRSSMB && st.LastHalfPeakMB <= 1.1*st.FirstHalfPeakMB))
+		fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d%s: %.0f vs %.0f events/s%s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, isDefault, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, r.Overhead.pairsNote(), 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
 	}
-	for _, st := range []steadyState{s, sd} {
-		if st.RecoveryMaxS <= 0 {
-			fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink | not seen: a partition had no batch visible after the kill before the run ended | ≤ %.0f s | %s |\n", st.Sink, targetRecoveryS, verdict(false))
-			continue
+	if o.measures("steady") {
+		for _, st := range []steadyState{s, sd} {
+			halves := "first half %.0f MB, second half %.0f MB"
+			if st.WindowFilledS > 0 {
+				halves = fmt.Sprintf("after the window filled at %.0f s: ", st.WindowFilledS) + halves
+			}
+			fmt.Fprintf(&b, "| worker peak RSS over %s, %s sink (%s) | %.0f MB | ≤ %d MB, flat | %s |\n", steadyLength(o, st), st.Sink, fmt.Sprintf(halves, st.FirstHalfPeakMB, st.LastHalfPeakMB), st.PeakRSSMB, targetRSSMB, verdict(st.PeakRSSMB <= targetRSSMB && st.LastHalfPeakMB <= 1.1*st.FirstHalfPeakMB))
 		}
-		fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
-	}
-	if sv := r.SteadySurvivor; sv.Survivor {
-		if sv.RecoveryMaxS <= 0 {
-			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor, %s sink | not seen before the run ended | ≤ %.0f s | %s |\n", sv.Sink, targetRecoveryS, verdict(false))
-		} else {
-			fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor (which held none of its windows; killed %.0f s in, %s), %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n",
-				killAt(steadyLength(o, sv)).Seconds(), windowState(o, sv), sv.Sink, sv.RecoveryMedianS, sv.RecoveryMaxS, targetRecoveryS, verdict(sv.RecoveryMaxS <= targetRecoveryS))
+		for _, st := range []steadyState{s, sd} {
+			if st.RecoveryMaxS <= 0 {
+				fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink | not seen: a partition had no batch visible after the kill before the run ended | ≤ %.0f s | %s |\n", st.Sink, targetRecoveryS, verdict(false))
+				continue
+			}
+			fmt.Fprintf(&b, "| recovery after SIGKILL of the worker, %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n", st.Sink, st.RecoveryMedianS, st.RecoveryMaxS, targetRecoveryS, verdict(st.RecoveryMaxS <= targetRecoveryS))
+		}
+		if sv := r.SteadySurvivor; sv.Survivor {
+			if sv.RecoveryMaxS <= 0 {
+				fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor, %s sink | not seen before the run ended | ≤ %.0f s | %s |\n", sv.Sink, targetRecoveryS, verdict(false))
+			} else {
+				fmt.Fprintf(&b, "| recovery after SIGKILL of one of two workers, on the survivor (which held none of its windows; killed %.0f s in, %s), %s sink, slowest partition (median %.1f s) | %.1f s | ≤ %.0f s | %s |\n",
+					killAt(steadyLength(o, sv)).Seconds(), windowState(o, sv), sv.Sink, sv.RecoveryMedianS, sv.RecoveryMaxS, targetRecoveryS, verdict(sv.RecoveryMaxS <= targetRecoveryS))
+			}
 		}
 	}
 
-	b.WriteString("\nWhat limits the catch-up figures (the busiest process of the run, in cores kept busy; see \"Where the time goes\"):\n\n")
-	fmt.Fprintf(&b, "- emulator sink: %s; the plain loader, which only loads, keeps %s.\n", busiest(emu, r.Machine.Cores), busiest(r.Loader, r.Machine.Cores))
-	fmt.Fprintf(&b, "- discard sink, batches of %d: %s.\n", bestDisc.BatchSize, busiest(bestDisc, r.Machine.Cores))
-	loop := find(r.CatchUp, "loop", config.SinkDiscard, parts, mid)
-	fmt.Fprintf(&b, "- orchestration: the Temporal server keeps %.2f cores busy in the workflow run (discard sink, batches of %d) and %.2f in the plain loop.\n",
-		coresOf(disc, "temporal"), mid, coresOf(loop, "temporal"))
-	if len(r.OverheadBySize) > 0 {
-		b.WriteString("\nOrchestration overhead by batch size (discard sink; Temporal's cost is per batch, the work per event)")
-		if len(r.OverheadBySize[0].PairOverheads) > 0 { // results from before pairs had none
-			b.WriteString(". Each workflow run is followed by a plain loop run, and the overhead is the median of those pairs, so a drift in the shared machine's speed moves both sides of a pair alike")
-		}
-		b.WriteString(":\n\n| batch size | workflows (median) | plain loop (median) | overhead | the pairs |\n|---|---|---|---|---|\n")
-		for _, oh := range r.OverheadBySize {
-			pairs := make([]string, len(oh.PairOverheads))
-			for i, p := range oh.PairOverheads {
-				pairs[i] = fmt.Sprintf("%.1f", 100*p)
+	if o.measures("catch-up") {
+		b.WriteString("\nWhat limits the catch-up figures (the busiest process of the run, in cores kept busy; see \"Where the time goes\"):\n\n")
+		fmt.Fprintf(&b, "- emulator sink: %s; the plain loader, which only loads, keeps %s.\n", busiest(emu, r.Machine.Cores), busiest(r.Loader, r.Machine.Cores))
+		fmt.Fprintf(&b, "- discard sink, batches of %d: %s.\n", bestDisc.BatchSize, busiest(bestDisc, r.Machine.Cores))
+		loop := find(r.CatchUp, "loop", config.SinkDiscard, parts, mid)
+		fmt.Fprintf(&b, "- orchestration: the Temporal server keeps %.2f cores busy in the workflow run (discard sink, batches of %d) and %.2f in the plain loop.\n",
+			coresOf(disc, "temporal"), mid, coresOf(loop, "temporal"))
+		if len(r.OverheadBySize) > 0 {
+			b.WriteString("\nOrchestration overhead by batch size (discard sink; Temporal's cost is per batch, the work per event)")
+			if len(r.OverheadBySize[0].PairOverheads) > 0 { // results from before pairs had none
+				b.WriteString(". Each workflow run is followed by a plain loop run, and the overhead is the median of those pairs, so a drift in the shared machine's speed moves both sides of a pair alike")
 			}
-			fmt.Fprintf(&b, "| %d | %.0f events/s | %.0f events/s | %.1f %% | %s |\n", oh.BatchSize, oh.TemporalEventsPerS, oh.LoopEventsPerS, 100*oh.Overhead, strings.Join(pairs, ", "))
-		}
-	}
-	b.WriteString("\n## Catch-up throughput (median runs)\n\n| driver | sink | partitions | batch size | events | seconds | events/s | batches | worker peak RSS | reconciled |\n|---|---|---|---|---|---|---|---|---|---|\n")
-	for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
-		rss := "-"
-		if c.WorkerPeakMB > 0 {
-			rss = fmt.Sprintf("%.0f MB", c.WorkerPeakMB)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.1f | %.0f | %d | %s | %v |\n", c.Driver, c.Sink, c.Partitions, c.BatchSize, c.Events, c.Seconds, c.EventsPerS, c.Batches, rss, c.Reconciled)
-	}
-	b.WriteString("\n\"temporal\" is the product: worker process, PartitionIngest and MicroBatch workflows. \"loop\" runs the same activities from a plain Go loop in one process (no Temporal). \"loader\" only loads rows the pipeline built beforehand, one loader per partition: the emulator's own ceiling. Time runs from `start` until every partition's committed offset reaches its end; the data is then reconciled against the simulator's manifest (the discard sink writes only batch_ledger, so its check is offsets and ledger totals).\n")
-
-	b.WriteString("\n## Where the time goes\n\nCores each process kept busy during the median runs (CPU seconds / wall seconds; the machine has " + fmt.Sprint(r.Machine.Cores) + "):\n\n| driver | sink | batch size | partitions | temporal | bigquery-emulator | worker | bench+kafka |\n|---|---|---|---|---|---|---|---|\n")
-	for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
-		cores := func(name string) string {
-			v, ok := c.CPUSeconds[name]
-			if !ok || c.Seconds == 0 {
-				return "-"
+			b.WriteString(":\n\n| batch size | workflows (median) | plain loop (median) | overhead | the pairs |\n|---|---|---|---|---|\n")
+			for _, oh := range r.OverheadBySize {
+				pairs := make([]string, len(oh.PairOverheads))
+				for i, p := range oh.PairOverheads {
+					pairs[i] = fmt.Sprintf("%.1f", 100*p)
+				}
+				fmt.Fprintf(&b, "| %d | %.0f events/s | %.0f events/s | %.1f %% | %s |\n", oh.BatchSize, oh.TemporalEventsPerS, oh.LoopEventsPerS, 100*oh.Overhead, strings.Join(pairs, ", "))
 			}
-			return fmt.Sprintf("%.2f", v/c.Seconds)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s |\n", c.Driver, c.Sink, c.BatchSize, c.Partitions, cores("temporal"), cores("bigquery-emulator"), cores("worker"), cores("bench+kafka"))
-	}
-	b.WriteString("\nThe loop and the loader run their activities in the bench process, with the Kafka broker.\n")
-	b.WriteString(cpuBudget(disc, loop, r.Profile))
+		b.WriteString("\n## Catch-up throughput (median runs)\n\n| driver | sink | partitions | batch size | events | seconds | events/s | batches | worker peak RSS | reconciled |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
+			rss := "-"
+			if c.WorkerPeakMB > 0 {
+				rss = fmt.Sprintf("%.0f MB", c.WorkerPeakMB)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.1f | %.0f | %d | %s | %v |\n", c.Driver, c.Sink, c.Partitions, c.BatchSize, c.Events, c.Seconds, c.EventsPerS, c.Batches, rss, c.Reconciled)
+		}
+		b.WriteString("\n\"temporal\" is the product: worker process, PartitionIngest and MicroBatch workflows. \"loop\" runs the same activities from a plain Go loop in one process (no Temporal). \"loader\" only loads rows the pipeline built beforehand, one loader per partition: the emulator's own ceiling. Time runs from `start` until every partition's committed offset reaches its end; the data is then reconciled against the simulator's manifest (the discard sink writes only batch_ledger, so its check is offsets and ledger totals).\n")
 
-	t := r.Temporal
-	b.WriteString("\n## Temporal cost\n\n")
-	fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",
-		t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
-	// By type from the discard run, whose batches are the overhead's.
-	typed, typedSink := r.TemporalDiscard, config.SinkDiscard
-	if len(typed.PerBatchByType) == 0 {
-		typed, typedSink = t, config.SinkBigQuery
-	}
-	if len(typed.PerBatchByType) > 0 {
-		types := slices.SortedFunc(maps.Keys(typed.PerBatchByType), func(a, b string) int {
-			return cmp.Or(cmp.Compare(typed.PerBatchByType[b], typed.PerBatchByType[a]), cmp.Compare(a, b))
-		})
-		var parts []string
-		for _, name := range types {
-			parts = append(parts, fmt.Sprintf("%s %.1f", name, typed.PerBatchByType[name]))
+		b.WriteString("\n## Where the time goes\n\nCores each process kept busy during the median runs (CPU seconds / wall seconds; the machine has " + fmt.Sprint(r.Machine.Cores) + "):\n\n| driver | sink | batch size | partitions | temporal | bigquery-emulator | worker | bench+kafka |\n|---|---|---|---|---|---|---|---|\n")
+		for _, c := range append(append([]catchUp{}, r.CatchUp...), r.Loader) {
+			cores := func(name string) string {
+				v, ok := c.CPUSeconds[name]
+				if !ok || c.Seconds == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.2f", v/c.Seconds)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %s | %s | %s | %s |\n", c.Driver, c.Sink, c.BatchSize, c.Partitions, cores("temporal"), cores("bigquery-emulator"), cores("worker"), cores("bench+kafka"))
 		}
-		fmt.Fprintf(&b, "\nHistory events a batch adds, by type (%s sink, %d batches of %d events): %s.\n", typedSink, typed.Batches, typed.Events/max(typed.Batches, 1), strings.Join(parts, ", "))
-	}
-	b.WriteString("\nWhere a batch's time goes, from the workflow histories' event times (median seconds per batch, batches of " + fmt.Sprint(mid) + " on " + fmt.Sprint(parts) + " partitions). " +
-		"Between a batch completing and the partition's next MicroBatch starting: waiting for that batch's PlanBatch (reading and parsing it from Kafka, as the plain loop does too), and the rest, which is Temporal's (the PartitionIngest's workflow task, the child's start). " +
-		"Decide: Dedup and Enrich, local activities in a workflow task. Load: the Load activity. Other: the MicroBatch's remaining workflow tasks and round trips through the server. " +
-		"Temporal's share is the between-batches rest and other, of the whole.\n\n")
-	b.WriteString("| sink | waiting for the plan | between batches, Temporal | decide | load | other | Temporal's share |\n|---|---|---|---|---|---|---|\n")
-	for _, c := range []struct {
-		sink string
-		t    temporalCost
-	}{{config.SinkBigQuery, r.Temporal}, {config.SinkDiscard, r.TemporalDiscard}} {
-		bd := c.t.Breakdown
-		if total := bd.PlanWaitS + bd.GapS + bd.DecideS + bd.LoadS + bd.OtherS; total > 0 {
-			fmt.Fprintf(&b, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f %% |\n", c.sink, bd.PlanWaitS, bd.GapS, bd.DecideS, bd.LoadS, bd.OtherS, 100*(bd.GapS+bd.OtherS)/total)
-		}
-	}
+		b.WriteString("\nThe loop and the loader run their activities in the bench process, with the Kafka broker.\n")
+		b.WriteString(cpuBudget(disc, loop, r.Profile))
 
-	b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
-	if o.WorkerMemoryLimit != "" {
-		fmt.Fprintf(&b, "The worker runs as in a container with a %s memory limit (`--memory-limit`: the GC keeps the heap under 90 %% of it), and a killed worker's replacement shares its state directory, as a restarted container shares its pod's emptyDir.\n\n", o.WorkerMemoryLimit)
+		t := r.Temporal
+		b.WriteString("\n## Temporal cost\n\n")
+		fmt.Fprintf(&b, "%d batches of %d events: %d history events (%.0f KB); per batch %.1f events and %.0f bytes; per 1,000 events %.1f events and %.0f bytes.\n",
+			t.Batches, t.Events, t.HistoryEvents, float64(t.HistoryBytes)/1024, t.EventsPerBatch, t.BytesPerBatch, t.EventsPer1000Records, t.BytesPer1000Records)
+		// By type from the discard run, whose batches are the overhead's.
+		typed, typedSink := r.TemporalDiscard, config.SinkDiscard
+		if len(typed.PerBatchByType) == 0 {
+			typed, typedSink = t, config.SinkBigQuery
+		}
+		if len(typed.PerBatchByType) > 0 {
+			types := slices.SortedFunc(maps.Keys(typed.PerBatchByType), func(a, b string) int {
+				return cmp.Or(cmp.Compare(typed.PerBatchByType[b], typed.PerBatchByType[a]), cmp.Compare(a, b))
+			})
+			var parts []string
+			for _, name := range types {
+				parts = append(parts, fmt.Sprintf("%s %.1f", name, typed.PerBatchByType[name]))
+			}
+			fmt.Fprintf(&b, "\nHistory events a batch adds, by type (%s sink, %d batches of %d events): %s.\n", typedSink, typed.Batches, typed.Events/max(typed.Batches, 1), strings.Join(parts, ", "))
+		}
+		b.WriteString("\nWhere a batch's time goes, from the workflow histories' event times (median seconds per batch, batches of " + fmt.Sprint(mid) + " on " + fmt.Sprint(parts) + " partitions). " +
+			"Between a batch completing and the partition's next MicroBatch starting: waiting for that batch's PlanBatch (reading and parsing it from Kafka, as the plain loop does too), and the rest, which is Temporal's (the PartitionIngest's workflow task, the child's start). " +
+			"Decide: Dedup and Enrich, local activities in a workflow task. Load: the Load activity. Other: the MicroBatch's remaining workflow tasks and round trips through the server. " +
+			"Temporal's share is the between-batches rest and other, of the whole.\n\n")
+		b.WriteString("| sink | waiting for the plan | between batches, Temporal | decide | load | other | Temporal's share |\n|---|---|---|---|---|---|---|\n")
+		for _, c := range []struct {
+			sink string
+			t    temporalCost
+		}{{config.SinkBigQuery, r.Temporal}, {config.SinkDiscard, r.TemporalDiscard}} {
+			bd := c.t.Breakdown
+			if total := bd.PlanWaitS + bd.GapS + bd.DecideS + bd.LoadS + bd.OtherS; total > 0 {
+				fmt.Fprintf(&b, "| %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f %% |\n", c.sink, bd.PlanWaitS, bd.GapS, bd.DecideS, bd.LoadS, bd.OtherS, 100*(bd.GapS+bd.OtherS)/total)
+			}
+		}
 	}
 
-	runs := []steadyState{s, sd}
-	if r.SteadySurvivor.Survivor {
-		runs = append(runs, r.SteadySurvivor)
-	}
-	for _, st := range runs {
-		recovered := fmt.Sprintf("had every partition's next batch visible within %.1f s (median %.1f s)", st.RecoveryMaxS, st.RecoveryMedianS)
-		if st.RecoveryMaxS <= 0 {
-			recovered = "had not made every partition's next batch visible when the run ended"
+	if o.measures("steady") {
+		b.WriteString("\n## Steady state\n\nLatency is produce time to the batch's ledger row being visible in BigQuery (the ledger row is written after every other table of the batch), over records whose batch was visible before the worker was killed.\n\n")
+		if o.WorkerMemoryLimit != "" {
+			fmt.Fprintf(&b, "The worker runs as in a container with a %s memory limit (`--memory-limit`: the GC keeps the heap under 90 %% of it), and a killed worker's replacement shares its state directory, as a restarted container shares its pod's emptyDir.\n\n", o.WorkerMemoryLimit)
 		}
-		who, sink := "the replacement worker", st.Sink
-		if st.Survivor {
-			who, sink = "of one of two workers, the survivor", st.Sink+" sink, two workers"
-		} else {
-			sink += " sink"
-		}
-		fmt.Fprintf(&b, "- %s: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL %s %s. Reconciled after the kill: %v%s.\n",
-			sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, who, recovered, st.Reconciled, behind(st))
-		if st.Error != "" {
-			fmt.Fprintf(&b, "  **The run did not finish:** %s. The figures above are those it had by then.\n", st.Error)
-		}
-		if st.LoadP50S > 0 {
-			what := "the Load activity (five data load jobs at once, then batch_ledger's)"
-			if st.Sink == config.SinkDiscard {
-				what = "the Load activity (with this sink only the batch_ledger load job into the emulator)"
-			}
-			fmt.Fprintf(&b, "  Worker log: %s took p50 %.2f s, p95 %.2f s a batch before the kill.", what, st.LoadP50S, st.LoadP95S)
-			if st.WindowRestoredBy != "" {
-				fmt.Fprintf(&b, " The worker that took over got its slowest dedup window back by %s in %.2f s.", st.WindowRestoredBy, st.WindowRestoreMaxS)
-			}
-			b.WriteString("\n")
-		}
-		if len(st.Cores) > 0 {
-			b.WriteString("  Cores kept busy until the kill:")
-			for _, name := range slices.Sorted(maps.Keys(st.Cores)) {
-				fmt.Fprintf(&b, " %s %.2f,", name, st.Cores[name])
-			}
-			b.WriteString(" of " + fmt.Sprint(r.Machine.Cores) + ".\n")
-		}
-		if st.DedupWindowMB > 0 {
-			fmt.Fprintf(&b, "  The dedup windows' tables held %.0f MB outside the Go heap before the kill.\n", st.DedupWindowMB)
-		}
-		if len(st.HeapTop) > 0 {
-			b.WriteString("  The worker's live heap before the kill (`go tool pprof -top`):\n\n  ```\n")
-			for _, l := range st.HeapTop {
-				b.WriteString("  " + l + "\n")
-			}
-			b.WriteString("  ```\n")
-		}
-	}
-	fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 
+		runs := []steadyState{s, sd}
+		if r.SteadySurvivor.Survivor {
+			runs = append(runs, r.SteadySurvivor)
+		}
+		for _, st := range runs {
+			recovered := fmt.Sprintf("had every partition's next batch visible within %.1f s (median %.1f s)", st.RecoveryMaxS, st.RecoveryMedianS)
+			if st.RecoveryMaxS <= 0 {
+				recovered = "had not made every partition's next batch visible when the run ended"
+			}
+			who, sink := "the replacement worker", st.Sink
+			if st.Survivor {
+				who, sink = "of one of two workers, the survivor", st.Sink+" sink, two workers"
+			} else {
+				sink += " sink"
+			}
+			fmt.Fprintf(&b, "- %s: %d events at %.0f events/s over %.0f s on %d partitions. Latency p50 %.2f s, p95 %.2f s, p99 %.2f s, max %.2f s. Worker RSS peak %.0f MB. After SIGKILL %s %s. Reconciled after the kill: %v%s.\n",
+				sink, st.Events, st.Rate, st.Seconds, st.Partitions, st.LatencyP50, st.LatencyP95, st.LatencyP99, st.LatencyMax, st.PeakRSSMB, who, recovered, st.Reconciled, behind(st))
+			if st.Error != "" {
+				fmt.Fprintf(&b, "  **The run did not finish:** %s. The figures above are those it had by then.\n", st.Error)
+			}
+			if st.LoadP50S > 0 {
+				what := "the Load activity (five data load jobs at once, then batch_ledger's)"
+				if st.Sink == config.SinkDiscard {
+					what = "the Load activity (with this sink only the batch_ledger load job into the emulator)"
+				}
+				fmt.Fprintf(&b, "  Worker log: %s took p50 %.2f s, p95 %.2f s a batch before the kill.", what, st.LoadP50S, st.LoadP95S)
+				if st.WindowRestoredBy != "" {
+					fmt.Fprintf(&b, " The worker that took over got its slowest dedup window back by %s in %.2f s.", st.WindowRestoredBy, st.WindowRestoreMaxS)
+				}
+				b.WriteString("\n")
+			}
+			if len(st.Cores) > 0 {
+				b.WriteString("  Cores kept busy until the kill:")
+				for _, name := range slices.Sorted(maps.Keys(st.Cores)) {
+					fmt.Fprintf(&b, " %s %.2f,", name, st.Cores[name])
+				}
+				b.WriteString(" of " + fmt.Sprint(r.Machine.Cores) + ".\n")
+			}
+			if st.DedupWindowMB > 0 {
+				fmt.Fprintf(&b, "  The dedup windows' tables held %.0f MB outside the Go heap before the kill.\n", st.DedupWindowMB)
+			}
+			if len(st.HeapTop) > 0 {
+				b.WriteString("  The worker's live heap before the kill (`go tool pprof -top`):\n\n  ```\n")
+				for _, l := range st.HeapTop {
+					b.WriteString("  " + l + "\n")
+				}
+				b.WriteString("  ```\n")
+			}
+		}
+		fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
+	}
 	b.WriteString(r.writeModesMarkdown())
 
-	b.WriteString("\n## Micro-benchmarks\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
-	for _, m := range r.Micro {
-		fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsPerOp, m.BytesPerOp, m.AllocsPerOp)
+	if o.measures("micro") {
+		b.WriteString("\n## Micro-benchmarks\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
+		for _, m := range r.Micro {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.0f |\n", m.Name, m.NsPerOp, m.BytesPerOp, m.AllocsPerOp)
+		}
 	}
 	return b.String()
 }
