@@ -2,18 +2,20 @@ package warehouse
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
+	"strconv"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	"cloud.google.com/go/bigquery/storage/managedwriter/adapt"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/dynamicpb"
 )
 
 // RowEncoder turns the newline-delimited JSON rows paystream builds for
@@ -50,92 +52,186 @@ func NewRowEncoder(schema bigquery.Schema) (*RowEncoder, error) {
 	return &RowEncoder{schema: schema, message: md, Descriptor: dp}, nil
 }
 
-// Encode converts NDJSON rows, in order.
+// Encode converts NDJSON rows, in order. Each row is read once and its
+// protocol buffer written straight from it, field by field: going through
+// protojson and a dynamic message cost the worker four times the CPU.
 func (e *RowEncoder) Encode(ndjson []byte) ([][]byte, error) {
 	var out [][]byte
-	for i, line := range bytes.Split(bytes.TrimRight(ndjson, "\n"), []byte("\n")) {
-		if len(line) == 0 {
-			continue
-		}
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.UseNumber()
+	dec := json.NewDecoder(bytes.NewReader(ndjson))
+	dec.UseNumber()
+	for i := 0; ; i++ {
 		var row map[string]any
-		if err := dec.Decode(&row); err != nil {
+		if err := dec.Decode(&row); err == io.EOF {
+			return out, nil
+		} else if err != nil {
 			return nil, fmt.Errorf("row %d: %w", i, err)
 		}
-		if err := toProtoJSON(row, e.schema); err != nil {
-			return nil, fmt.Errorf("row %d: %w", i, err)
-		}
-		js, err := json.Marshal(row)
-		if err != nil {
-			return nil, err
-		}
-		msg := dynamicpb.NewMessage(e.message)
-		if err := protojson.Unmarshal(js, msg); err != nil {
-			return nil, fmt.Errorf("row %d: %w", i, err)
-		}
-		b, err := proto.Marshal(msg)
+		b, err := appendRow(nil, row, e.schema, e.message)
 		if err != nil {
 			return nil, fmt.Errorf("row %d: %w", i, err)
 		}
 		out = append(out, b)
 	}
-	return out, nil
 }
 
-// toProtoJSON rewrites a JSON row in place into what the row message's
-// JSON form expects: TIMESTAMP as microseconds since the epoch, NUMERIC
-// as its decimal string, nested records likewise.
-func toProtoJSON(row map[string]any, schema bigquery.Schema) error {
-	for _, f := range schema {
-		v, ok := row[f.Name]
-		if !ok || v == nil {
-			continue
+// appendRow appends the wire form of row, a JSON object as load jobs take
+// it, as a message of md (the table's, or a RECORD's, schema).
+func appendRow(b []byte, row map[string]any, schema bigquery.Schema, md protoreflect.MessageDescriptor) ([]byte, error) {
+	for name := range row {
+		if md.Fields().ByName(protoreflect.Name(name)) == nil {
+			return nil, fmt.Errorf("%s is not a column of the table", name)
 		}
-		conv := func(v any) (any, error) { return convertValue(v, f) }
-		if f.Repeated {
-			list, ok := v.([]any)
-			if !ok {
-				return fmt.Errorf("%s: want a list, got %T", f.Name, v)
-			}
-			for i := range list {
-				c, err := conv(list[i])
-				if err != nil {
-					return err
-				}
-				list[i] = c
-			}
-			continue
-		}
-		c, err := conv(v)
-		if err != nil {
-			return err
-		}
-		row[f.Name] = c
 	}
-	return nil
+	for _, f := range schema {
+		fd := md.Fields().ByName(protoreflect.Name(f.Name))
+		if fd == nil {
+			return nil, fmt.Errorf("%s: not in the row message", f.Name)
+		}
+		v := row[f.Name]
+		if v == nil {
+			if f.Required {
+				return nil, fmt.Errorf("%s: required, and missing", f.Name)
+			}
+			continue
+		}
+		if !f.Repeated {
+			var err error
+			if b, err = appendValue(b, fd, f, v); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		list, ok := v.([]any)
+		if !ok {
+			return nil, fmt.Errorf("%s: want a list, got %T", f.Name, v)
+		}
+		// One tag per element: every parser takes that form of a
+		// repeated field, packed or not.
+		for _, item := range list {
+			var err error
+			if b, err = appendValue(b, fd, f, item); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return b, nil
 }
 
-func convertValue(v any, f *bigquery.FieldSchema) (any, error) {
-	switch f.Type {
-	case bigquery.TimestampFieldType:
+// appendValue appends one value of field f, its tag first. The values are
+// what load jobs take: TIMESTAMP as RFC 3339, NUMERIC as its decimal
+// (sent as the string the API documents, parsed exactly), DATE as
+// YYYY-MM-DD, BYTES as base64.
+func appendValue(b []byte, fd protoreflect.FieldDescriptor, f *bigquery.FieldSchema, v any) ([]byte, error) {
+	num := fd.Number()
+	switch fd.Kind() {
+	case protoreflect.StringKind:
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case json.Number:
+			s = v.String()
+		default:
+			if f.Type != bigquery.JSONFieldType {
+				return nil, fmt.Errorf("%s: want a string, got %T", f.Name, v)
+			}
+			js, err := json.Marshal(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+			s = string(js)
+		}
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendString(b, s), nil
+	case protoreflect.BytesKind:
 		s, ok := v.(string)
 		if !ok {
-			return nil, fmt.Errorf("%s: want an RFC 3339 string, got %T", f.Name, v)
+			return nil, fmt.Errorf("%s: want base64, got %T", f.Name, v)
 		}
-		t, err := time.Parse(time.RFC3339Nano, s)
+		raw, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
-		return t.UnixMicro(), nil
-	case bigquery.NumericFieldType:
-		return fmt.Sprint(v), nil // json.Number or string: the decimal as written
-	case bigquery.RecordFieldType:
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendBytes(b, raw), nil
+	case protoreflect.Int64Kind, protoreflect.Int32Kind:
+		n, err := integer(v, f)
+		if err != nil {
+			return nil, err
+		}
+		b = protowire.AppendTag(b, num, protowire.VarintType)
+		return protowire.AppendVarint(b, uint64(n)), nil
+	case protoreflect.DoubleKind:
+		var x float64
+		switch v := v.(type) {
+		case json.Number:
+			var err error
+			if x, err = v.Float64(); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+		case string: // load jobs take "NaN", "Infinity" and quoted numbers
+			var err error
+			if x, err = strconv.ParseFloat(v, 64); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.Name, err)
+			}
+		default:
+			return nil, fmt.Errorf("%s: want a number, got %T", f.Name, v)
+		}
+		b = protowire.AppendTag(b, num, protowire.Fixed64Type)
+		return protowire.AppendFixed64(b, math.Float64bits(x)), nil
+	case protoreflect.BoolKind:
+		t, ok := v.(bool)
+		if !ok {
+			return nil, fmt.Errorf("%s: want true or false, got %T", f.Name, v)
+		}
+		b = protowire.AppendTag(b, num, protowire.VarintType)
+		return protowire.AppendVarint(b, protowire.EncodeBool(t)), nil
+	case protoreflect.MessageKind:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return nil, fmt.Errorf("%s: want an object, got %T", f.Name, v)
 		}
-		return m, toProtoJSON(m, f.Schema)
+		inner, err := appendRow(nil, m, f.Schema, fd.Message())
+		if err != nil {
+			return nil, fmt.Errorf("%s.%w", f.Name, err)
+		}
+		b = protowire.AppendTag(b, num, protowire.BytesType)
+		return protowire.AppendBytes(b, inner), nil
 	}
-	return v, nil
+	return nil, fmt.Errorf("%s: %s columns are not supported", f.Name, f.Type)
+}
+
+// integer reads an INT64, a TIMESTAMP (as microseconds since the epoch)
+// or a DATE (as days since the epoch), as the Storage Write API takes them.
+func integer(v any, f *bigquery.FieldSchema) (int64, error) {
+	s, isString := v.(string)
+	switch {
+	case f.Type == bigquery.TimestampFieldType && isString:
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return t.UnixMicro(), nil
+	case f.Type == bigquery.DateFieldType && isString:
+		d, err := time.Parse(time.DateOnly, s)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return d.Unix() / (24 * 60 * 60), nil
+	case isString: // a quoted integer, as load jobs take too
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		return n, nil
+	}
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("%s: want an integer, got %T", f.Name, v)
+	}
+	i, err := n.Int64()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", f.Name, err)
+	}
+	return i, nil
 }
