@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,8 +23,11 @@ func TestSupervisorRespacesWhenPartitionsAreAdded(t *testing.T) {
 	const budget = 1200
 	env := newEnv(t)
 	env.RegisterWorkflow(TopicSupervisor)
+	var mu sync.Mutex // the mocks run on the test environment's goroutines
 	looks := 0
 	env.OnActivity(contract.ActivityNewPartitions, mock.Anything, mock.Anything).Return(func(context.Context, contract.PartitionsInput) ([]int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
 		looks++
 		if looks == 2 {
 			return []int64{0}, nil // partition 2 appears
@@ -32,12 +36,16 @@ func TestSupervisorRespacesWhenPartitionsAreAdded(t *testing.T) {
 	})
 	var started []contract.IngestInput
 	env.OnWorkflow("PartitionIngest", mock.Anything, mock.Anything).Return(func(_ workflow.Context, in contract.IngestInput) error {
+		mu.Lock()
+		defer mu.Unlock()
 		started = append(started, in)
 		return nil
 	})
 	want := contract.Budget{Partitions: 3, MinBatchInterval: contract.BatchInterval(3, budget)}
 	told := map[string]contract.Budget{}
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.BudgetSignal, mock.Anything).Return(func(_, id, _, _ string, arg any) error {
+		mu.Lock()
+		defer mu.Unlock()
 		told[id] = arg.(contract.Budget)
 		return nil
 	})
