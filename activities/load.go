@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"cloud.google.com/go/bigquery"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.uber.org/zap"
@@ -100,15 +99,11 @@ func (a *Activities) batchSink(ctx context.Context, spec contract.Spec) (warehou
 
 // jobs is the load-job sink: job IDs from (batch or replay ID, table).
 func (a *Activities) jobs() warehouse.Jobs {
-	j := warehouse.Jobs{
+	return warehouse.Jobs{
 		Loader: warehouse.Loader{Client: a.BigQuery, Dataset: a.Dataset, Retried: func() { a.Metrics.LoadRetried("job") },
 			Finished: a.Metrics.LoadJobFinished, Backoff: a.LoadBackoff},
 		JobID: contract.LoadJobID,
 	}
-	if a.Emulator {
-		j.FoundJobWrote = a.batchRowsLanded
-	}
-	return j
 }
 
 // writeAll writes rows with sink, the ledger last (warehouse.WriteAll). A
@@ -137,31 +132,6 @@ func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []by
 		faults.At("load:" + table)
 	}
 	return n, err
-}
-
-// batchRowsLanded tells whether table holds rows of the batch, giving an
-// upload another attempt may still be finishing a few seconds to land.
-func (a *Activities) batchRowsLanded(ctx context.Context, batchID, table string) (bool, error) {
-	q := a.BigQuery.Query(fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.%s` WHERE batch_id = @batch", a.BigQuery.Project(), a.Dataset, table))
-	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: batchID}}
-	for try := 0; ; try++ {
-		it, err := q.Read(ctx)
-		if err != nil {
-			return false, err
-		}
-		var row []bigquery.Value
-		if err := it.Next(&row); err != nil {
-			return false, err
-		}
-		if n, _ := row[0].(int64); n > 0 || try == 5 {
-			return n > 0, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // releaseRows hands a batch's row buffers back once nothing reads them.

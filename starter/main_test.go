@@ -201,6 +201,13 @@ COMP_WORDS=($WORDS); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _starter; echo "${COMP
 // there), and produces events with their manifest, written to a file.
 func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.Config, simulation.Manifest, string) {
 	t.Helper()
+	return startOperatorStackWith(t, ctx, simulation.DefaultOptions(), events)
+}
+
+// startOperatorStackWith is startOperatorStack with the simulator's
+// options (event times, say).
+func startOperatorStackWith(t *testing.T, ctx context.Context, opts simulation.Options, events int) (config.Config, simulation.Manifest, string) {
+	t.Helper()
 	s := devstacktest.Start(t, devstacktest.Config(t, 2))
 	cfg := s.ClientConfig()
 	for _, kv := range [][2]string{
@@ -222,7 +229,7 @@ func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.C
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
+	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
+	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -26,7 +27,14 @@ import (
 func TestMonitoringQueries(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cfg, m, _ := startOperatorStack(t, ctx, 4000)
+	// Event times spread from 8 minutes ago to 2 minutes ahead (within
+	// the lateness a record may run ahead of Kafka's clock), so that the
+	// latency query's 5 s, 30 s and 5 minute shares each count some
+	// payments and not others.
+	const events = 4000
+	opts := simulation.DefaultOptions()
+	opts.StartTime, opts.EventRate = time.Now().Add(-8*time.Minute), events/(10*time.Minute).Seconds()
+	cfg, m, _ := startOperatorStackWith(t, ctx, opts, events)
 	query := func(file string) []map[string]string {
 		t.Helper()
 		var out bytes.Buffer
@@ -152,6 +160,9 @@ func TestMonitoringQueries(t *testing.T) {
 					if got, want := num(t, r[col]), math.Round(10000*float64(within[i])/float64(len(lat)))/100; got != want {
 						t.Errorf("partition %s %s: %v, want %v", r["kafka_partition"], col, got, want)
 					}
+				}
+				if !(0 < within[0] && within[0] < within[1] && within[1] < within[2] && within[2] < len(lat)) {
+					t.Errorf("partition %s: %v of %d payments within 5 s, 30 s, 5 min: the test's event times do not tell the thresholds apart", r["kafka_partition"], within, len(lat))
 				}
 				if got := num(t, r["max_seconds"]); got != slowest {
 					t.Errorf("partition %s max_seconds: %v, want %v", r["kafka_partition"], got, slowest)

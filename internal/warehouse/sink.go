@@ -76,20 +76,13 @@ func (d Discard) WriteTable(ctx context.Context, id, table string, rows []byte) 
 type Jobs struct {
 	Loader Loader
 	JobID  func(id, table string, attempt int) string
-	// FoundJobWrote, on the emulator, tells whether table holds rows of
-	// id (see Loader.FoundJobWrote).
-	FoundJobWrote func(ctx context.Context, id, table string) (bool, error)
 }
 
 func (j Jobs) WriteTable(ctx context.Context, id, table string, rows []byte) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil // nothing to write, nothing to repeat
 	}
-	l := j.Loader
-	if j.FoundJobWrote != nil {
-		l.FoundJobWrote = func(ctx context.Context, table string) (bool, error) { return j.FoundJobWrote(ctx, id, table) }
-	}
-	err := l.Load(ctx, table, func(attempt int) string { return j.JobID(id, table, attempt) }, rows)
+	err := j.Loader.Load(ctx, table, func(attempt int) string { return j.JobID(id, table, attempt) }, rows)
 	if errors.Is(err, ErrLoadFailed) {
 		err = fmt.Errorf("%w: %w", ErrRefused, err)
 	}
