@@ -267,6 +267,7 @@ func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex
 	q := e.bq.Query(fmt.Sprintf("SELECT batch_id, kafka_partition, start_offset, end_offset, loaded_at FROM `%s.%s.batch_ledger` WHERE loaded_at >= @since",
 		e.bq.Project(), cfg.BigQueryDataset))
 	newest := time.Unix(0, 0)
+	var failedSince time.Time
 	for {
 		q.Parameters = []bigquery.QueryParameter{{Name: "since", Value: newest.Add(-time.Minute)}}
 		it, err := q.Read(ctx)
@@ -303,8 +304,16 @@ func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err != nil {
-			return fmt.Errorf("watch batch_ledger: %w", err)
+		// The emulator's SQLite can answer a read with "table is locked"
+		// while an append writes the table; BigQuery's reads never wait
+		// on writes, so a failed look is looked again, up to a point.
+		switch {
+		case err == nil:
+			failedSince = time.Time{}
+		case failedSince.IsZero():
+			failedSince = time.Now()
+		case time.Since(failedSince) > 30*time.Second:
+			return fmt.Errorf("watch batch_ledger: failing for 30 s: %w", err)
 		}
 		select {
 		case <-ctx.Done():
