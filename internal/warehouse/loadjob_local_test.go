@@ -14,7 +14,6 @@ import (
 	"cloud.google.com/go/bigquery"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -27,13 +26,7 @@ import (
 // batch as loaded.)
 func TestLocalLoadJobsAreWholeOrNothing(t *testing.T) {
 	ctx := context.Background()
-	s := devstacktest.Start(t, devstacktest.Config(t, 1))
-	cfg := s.ClientConfig()
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bq.Close()
+	cfg, bq := localBigQuery(t)
 	const jobID, rows = "paystream_cut_upload_r0", 10
 	var ndjson bytes.Buffer
 	cut := 0

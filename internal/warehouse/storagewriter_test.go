@@ -13,9 +13,23 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/warehouse"
 )
+
+// localBigQuery starts a one-partition local stack and opens its BigQuery.
+func localBigQuery(t *testing.T) (config.Config, *bigquery.Client) {
+	t.Helper()
+	s := devstacktest.Start(t, devstacktest.Config(t, 1))
+	cfg := s.ClientConfig()
+	bq, err := warehouse.Open(context.Background(), cfg.BigQueryProject, cfg.BigQueryEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bq.Close() })
+	return cfg, bq
+}
 
 // TestLocalStorageWriteKeepsTheDocumentedOffsets holds the local stack's
 // Storage Write API (the emulator, patched in tools/) to what BigQuery
@@ -25,13 +39,7 @@ import (
 // OUT_OF_RANGE, and the stream goes on; TIMESTAMPs read back exactly.
 func TestLocalStorageWriteKeepsTheDocumentedOffsets(t *testing.T) {
 	ctx := context.Background()
-	s := devstacktest.Start(t, devstacktest.Config(t, 1))
-	cfg := s.ClientConfig()
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bq.Close()
+	cfg, bq := localBigQuery(t)
 	w, err := warehouse.NewStorageWriter(ctx, bq, cfg.BigQueryDataset, cfg.BigQueryStorageEndpoint)
 	if err != nil {
 		t.Fatal(err)
