@@ -168,10 +168,11 @@ func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
 }
 
 // TestBigQueryFaults puts a reverse proxy in front of the emulator that, in
-// turn, holds the check a retried ledger job makes longer than the
-// heartbeat timeout (the emulator's queries take that long once its tables
-// have grown), answers 503 before forwarding, forwards and then answers
-// 503 (the job was accepted, the client never hears), and answers slowly.
+// turn, holds the look-up of a ledger job whose creation the client never
+// heard of longer than the heartbeat timeout (the emulator's answers take
+// that long once its tables have grown), answers 503 before forwarding,
+// forwards and then answers 503 (the job was accepted, the client never
+// hears), and answers slowly.
 func TestBigQueryFaults(t *testing.T) {
 	ctx := context.Background()
 	var target atomic.Value // *url.URL of the emulator
@@ -179,8 +180,8 @@ func TestBigQueryFaults(t *testing.T) {
 	mode.Store("")
 	injected := atomic.Int64{}
 	var stallMu sync.Mutex
-	refusedInStall, stalled := map[string]bool{}, map[string]bool{} // ledger job IDs; batch IDs
-	batchParam := regexp.MustCompile(`"name":"batch","parameterType":\{"type":"STRING"\},"parameterValue":\{"value":"([^"]+)"`)
+	refusedInStall, stalled := map[string]string{}, map[string]bool{} // ledger job ID → its batch ID; batch IDs
+	batchOfRows := regexp.MustCompile(`"batch_id":"([^"]+)"`)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rp := httputil.NewSingleHostReverseProxy(target.Load().(*url.URL))
 		current := mode.Load()
@@ -191,30 +192,32 @@ func TestBigQueryFaults(t *testing.T) {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 				return
 			} else if id != "" {
-				stallMu.Lock()
-				refusedInStall[id] = true
-				stallMu.Unlock()
+				body, err := io.ReadAll(r.Body)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadRequest)
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+				if m := batchOfRows.FindSubmatch(body); m != nil {
+					stallMu.Lock()
+					refusedInStall[id] = string(m[1])
+					stallMu.Unlock()
+				}
 				current = "503-after"
 			}
 		}
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/queries") {
-			body, err := io.ReadAll(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
+		if r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/jobs/") {
+			id := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+			stallMu.Lock()
+			batch, refused := refusedInStall[id]
+			hold := refused && !stalled[batch]
+			if hold {
+				stalled[batch] = true
 			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			if m := batchParam.FindSubmatch(body); m != nil && bytes.Contains(body, []byte("batch_ledger")) {
-				stallMu.Lock()
-				hold := refusedInStall[contract.LoadJobID(string(m[1]), "batch_ledger", 0)] && !stalled[string(m[1])]
-				if hold {
-					stalled[string(m[1])] = true
-				}
-				stallMu.Unlock()
-				if hold {
-					injected.Add(1)
-					time.Sleep(7 * time.Second) // the heartbeat timeout is 5 s
-				}
+			stallMu.Unlock()
+			if hold {
+				injected.Add(1)
+				time.Sleep(7 * time.Second) // the heartbeat timeout is 5 s
 			}
 		}
 		switch current {
@@ -264,7 +267,7 @@ func TestBigQueryFaults(t *testing.T) {
 	stallMu.Lock()
 	defer stallMu.Unlock()
 	if len(stalled) == 0 {
-		t.Fatal("no retried ledger job's check was held: the test proves nothing")
+		t.Fatal("no retried ledger job's look-up was held: the test proves nothing")
 	}
 	for id := range stalled {
 		if n := loadAttempts(ctx, t, e, id); n != 1 {
