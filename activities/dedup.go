@@ -16,7 +16,7 @@ import (
 )
 
 // Dedup decides every record of the batch against the partition's dedup
-// window (DESIGN §4) and returns the offsets it turns away. The window comes
+// window (docs/design.md §4) and returns the offsets it turns away. The window comes
 // from this worker's cache when it ends where the batch starts; otherwise it
 // is rebuilt by replaying the log from spec.Window.
 func (a *Activities) Dedup(ctx context.Context, spec contract.Spec) (contract.Decisions, error) {

@@ -2,7 +2,7 @@
 // operator's client pass each other: batch ranges and IDs, decisions,
 // totals, activity inputs, results and names, error types and table
 // names. Offsets, IDs, counts and scores only — never the events
-// themselves, which activities re-read from Kafka (DESIGN §3, invariant 1).
+// themselves, which activities re-read from Kafka (docs/design.md §3, invariant 1).
 // The workflows and the activities depend on it, never on each other.
 package contract
 

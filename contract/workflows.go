@@ -60,7 +60,7 @@ type IngestInput struct {
 	// Draining is an operator's drain not yet done, kept likewise.
 	Draining bool `json:",omitempty"`
 	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
-	// write streams (DESIGN §3.4); anything else writes with load jobs.
+	// write streams (docs/design.md §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.
 	WriteMode string
 	// Pending is a batch that failed at Next and was not run again

@@ -1,5 +1,5 @@
 -- transactions plus the fraud decision recorded once per batch by the Enrich
--- activity (DESIGN §3, invariant 3).
+-- activity (docs/design.md §3, invariant 3).
 CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.transactions_enriched` (
   transaction_id    STRING    NOT NULL,
   event_time        TIMESTAMP NOT NULL,

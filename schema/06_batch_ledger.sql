@@ -1,4 +1,4 @@
--- One row per micro-batch, written after its other tables (DESIGN §3,
+-- One row per micro-batch, written after its other tables (docs/design.md §3,
 -- invariant 6). records = end_offset - start_offset
 --   = loaded + duplicates + errors + late + control + aborted + skipped:
 -- control counts transaction markers, aborted the records of aborted
@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   aborted            INT64,
   amount_by_currency ARRAY<STRUCT<currency STRING, amount NUMERIC, events INT64>>,
   -- Where the partition's dedup window starts after this batch, so that
-  -- `starter start` can resume a partition exactly (DESIGN §4).
+  -- `starter start` can resume a partition exactly (docs/design.md §4).
   next_window_start  INT64     NOT NULL,
   next_window_newest STRING,             -- RFC 3339, nanoseconds kept; NULL before any valid event
   loaded_at          TIMESTAMP NOT NULL

@@ -1,4 +1,4 @@
-// Package schema holds paystream's BigQuery DDL (DESIGN §5) and applies it.
+// Package schema holds paystream's BigQuery DDL (docs/design.md §5) and applies it.
 //
 // The statements live in the numbered .sql files beside this one, in the
 // order they must run: tables first, then the views that read them. Every

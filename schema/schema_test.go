@@ -17,7 +17,7 @@ import (
 	"github.com/paystream/paystream/schema"
 )
 
-// contractColumns are the names DESIGN §5 says tools and tests rely on.
+// contractColumns are the names docs/design.md §5 says tools and tests rely on.
 var contractColumns = map[string][]string{
 	"transactions": {"transaction_id", "event_time", "amount", "currency", "customer_id", "merchant_id", "card_id", "status", "batch_id", "kafka_partition", "kafka_offset", "loaded_at"},
 	"transactions_enriched": {"transaction_id", "event_time", "amount", "currency", "customer_id", "merchant_id", "card_id", "status", "batch_id",

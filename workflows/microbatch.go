@@ -2,7 +2,7 @@
 // one per Kafka partition, plans contiguous offset ranges and runs a
 // MicroBatch child for each; MicroBatch dedups, enriches and loads one range.
 // Their inputs and results are offsets, IDs, counts and scores: the events
-// stay in Kafka (DESIGN §3).
+// stay in Kafka (docs/design.md §3).
 package workflows
 
 import (

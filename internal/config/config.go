@@ -49,7 +49,7 @@ const (
 // Write modes (Config.WriteMode): how Load writes to BigQuery.
 const (
 	WriteModeLoad         = "load"         // one load job per table and batch
-	WriteModeStorageWrite = "storagewrite" // appends at offsets to COMMITTED streams (DESIGN §3.4)
+	WriteModeStorageWrite = "storagewrite" // appends at offsets to COMMITTED streams (docs/design.md §3.4)
 )
 
 // Sinks Load can write to (Config.Sink).
@@ -104,7 +104,7 @@ type Config struct {
 	Sink string
 
 	// AllowedLateness is how far behind the partition's newest event_time
-	// a record may be and still be deduplicated and loaded (DESIGN §4).
+	// a record may be and still be deduplicated and loaded (docs/design.md §4).
 	AllowedLateness time.Duration
 	// MaxWindowIDs bounds the IDs a partition's dedup window holds: past
 	// it, the window's watermark is raised until it holds 90 % of it, and

@@ -1,5 +1,5 @@
 // Package dedup decides, record by record in offset order, what happens to
-// each record of a partition (DESIGN §4): loaded, duplicate of an earlier
+// each record of a partition (docs/design.md §4): loaded, duplicate of an earlier
 // record, late, conflicting, or invalid.
 //
 // The rule: W, the watermark, is the newest event_time of the partition's

@@ -147,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		// writes, which a dev stack can afford.
 		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
 		// Runs an activity on the worker that completes the workflow task
-		// scheduling it, saving a round trip per activity (DESIGN §6).
+		// scheduling it, saving a round trip per activity (docs/design.md §6).
 		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
 	}
 	for _, d := range searchattr.Definitions() {

@@ -16,7 +16,7 @@ import (
 // offset next, if any. A stop waits for a failed batch to load, so only a
 // run terminated by hand while it waited leaves one. Its tables may hold
 // part of the batch, so the new run must run it again under the same ID
-// and range (DESIGN §3 invariant 4), not re-plan from next at today's
+// and range (docs/design.md §3 invariant 4), not re-plan from next at today's
 // batch size.
 //
 // The failed MicroBatch run is found by its search attributes; its range

@@ -1,5 +1,5 @@
 // Package payment holds the payment event of the Kafka topic contract
-// (DESIGN §2): its fields, how a record's bytes are parsed and validated, and
+// (docs/design.md §2): its fields, how a record's bytes are parsed and validated, and
 // the reason codes a rejected record is filed under in ingest_errors.
 package payment
 
@@ -48,7 +48,7 @@ const (
 	ReasonMissingField Reason = "missing_field"
 	// ReasonInvalidField: a field has the wrong type or breaks its rule.
 	ReasonInvalidField Reason = "invalid_field"
-	// ReasonLate: event_time behind the partition's watermark (DESIGN §4);
+	// ReasonLate: event_time behind the partition's watermark (docs/design.md §4);
 	// quarantined, replayable by an operator.
 	ReasonLate Reason = "late"
 	// ReasonConflict: a transaction_id seen again inside the window with

@@ -42,7 +42,7 @@ func TestSameSeedSameBytes(t *testing.T) {
 }
 
 // TestRecordsAreWhatTheyClaim classifies every record with the Oracle —
-// DESIGN §4's rules, independent of the generator — and checks each kind
+// docs/design.md §4's rules, independent of the generator — and checks each kind
 // and the manifest against that classification.
 func TestRecordsAreWhatTheyClaim(t *testing.T) {
 	opts := DefaultOptions()

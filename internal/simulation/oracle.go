@@ -29,7 +29,7 @@ type Verdict struct {
 	Event          payment.Event
 }
 
-// Oracle classifies a partition's records by the rules of DESIGN §4, in
+// Oracle classifies a partition's records by the rules of docs/design.md §4, in
 // the plainest way: it remembers every valid record forever. It is the
 // reference the pipeline's bounded dedup index is tested against, and the
 // read-back check of the simulator's manifest. Feed it each partition's

@@ -19,7 +19,7 @@ const createTimeout = 2 * time.Minute
 
 // Loader appends newline-delimited JSON rows to tables with load jobs whose
 // IDs the caller derives from the batch, so that no retry, concurrent
-// attempt or zombie can append the same rows twice (DESIGN §3, invariant 4).
+// attempt or zombie can append the same rows twice (docs/design.md §3, invariant 4).
 type Loader struct {
 	Client  *bigquery.Client
 	Dataset string

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// The storagewrite mode (DESIGN §3.4) writes a batch's rows to a COMMITTED
+// The storagewrite mode (docs/design.md §3.4) writes a batch's rows to a COMMITTED
 // Storage Write API stream per (partition, table) at an offset the
 // partition's workflow holds. BigQuery's documented offset semantics make
 // an append exactly once: an append at the stream's end is written; at an
