@@ -1,10 +1,12 @@
 package kafkalog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -64,7 +66,7 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 		}
 		failing = retrier{}
 		before := next
-		r := rangeReader{partition: partition, next: next, end: end, aborted: resp.AbortedTransactions, tally: &t, fn: func(rec Record) error {
+		r := rangeReader{partition: partition, next: next, end: end, aborted: byFirstOffset(resp.AbortedTransactions), tally: &t, fn: func(rec Record) error {
 			seenBytes += int64(len(rec.Key) + len(rec.Value) + recordOverhead)
 			seenRecords++
 			return fn(rec)
@@ -139,7 +141,7 @@ func (c *Client) outOfRange(ctx context.Context, topic string, partition int, st
 type rangeReader struct {
 	partition int
 	next, end int64
-	aborted   []fetchapi.ResponseTransaction // by first offset, as the broker sends them
+	aborted   []fetchapi.ResponseTransaction // by first offset (byFirstOffset)
 	abortedBy map[int64]bool                 // producer IDs inside an aborted transaction
 	tally     *Tally
 	fn        func(Record) error
@@ -173,6 +175,16 @@ func (r *rangeReader) read(rs protocol.RecordReader) error {
 		}
 	}
 	return nil
+}
+
+// byFirstOffset orders a fetch's aborted transactions by first offset, as
+// the Java consumer's queue does: brokers list them in the order of their
+// abort markers, so one producer's transaction that opened first but
+// aborted last comes after another's it overlaps.
+func byFirstOffset(txs []fetchapi.ResponseTransaction) []fetchapi.ResponseTransaction {
+	sorted := slices.Clone(txs)
+	slices.SortStableFunc(sorted, func(a, b fetchapi.ResponseTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	return sorted
 }
 
 func (r *rangeReader) noteAborted(offset int64) {

@@ -3,6 +3,8 @@ package kafkalog
 import (
 	"context"
 	"fmt"
+	"math/rand"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +194,143 @@ func TestReadsSurviveBrokerFailures(t *testing.T) {
 	}
 	if err := ReadRange(ctx, fresh, "ha", 1, 0, 50, func(Record) error { return nil }); err != nil {
 		t.Fatalf("a new client with the first bootstrap broker down: %v", err)
+	}
+}
+
+// overlappingTransactions writes rounds of two transactional producers
+// whose transactions overlap in every partition of topic: A opens and
+// writes, B opens and writes, A writes again, then they end in an order
+// and with outcomes drawn from seed (round 0 is the case a broker lists
+// out of first-offset order: B aborts, then A aborts). It returns, per
+// partition, the values a read_committed consumer must see, in order, and
+// how many records were aborted.
+func overlappingTransactions(t *testing.T, brokers []string, topic string, partitions, rounds int, seed int64) (want [][]string, aborted int) {
+	t.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewSource(seed))
+	producer := func(id string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(id), kgo.DefaultProduceTopic(topic),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return cl
+	}
+	a, b := producer("payments-a"), producer("payments-b")
+	type open struct {
+		cl        *kgo.Client
+		name      string
+		committed bool
+	}
+	type written struct {
+		value string
+		tx    *open
+	}
+	log := make([][]written, partitions) // in offset order
+	write := func(o *open, round, step int) {
+		for p := range partitions {
+			v := fmt.Sprintf("%s-%d-%d-p%d-%s", o.name, round, step, p, strings.Repeat("x", 300))
+			if err := o.cl.ProduceSync(ctx, &kgo.Record{Partition: int32(p), Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			log[p] = append(log[p], written{v, o})
+		}
+	}
+	end := func(o *open, commit bool) {
+		if err := o.cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+		o.committed = commit
+	}
+	for round := range rounds {
+		ta, tb := &open{cl: a, name: "a"}, &open{cl: b, name: "b"}
+		if err := a.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		write(ta, round, 0)
+		if err := b.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		write(tb, round, 0)
+		write(ta, round, 1)
+		commitA, commitB, bFirst := rng.Intn(2) == 0, rng.Intn(2) == 0, rng.Intn(2) == 0
+		if round == 0 {
+			commitA, commitB, bFirst = false, false, true
+		}
+		if bFirst {
+			end(tb, commitB)
+			end(ta, commitA)
+		} else {
+			end(ta, commitA)
+			end(tb, commitB)
+		}
+	}
+	want = make([][]string, partitions)
+	for p, ws := range log {
+		for _, w := range ws {
+			if w.tx.committed {
+				want[p] = append(want[p], w.value)
+			} else {
+				aborted++
+			}
+		}
+	}
+	return want, aborted
+}
+
+// TestOverlappingTransactionsOfTwoProducers: the broker lists a fetch's
+// aborted transactions in the order of their abort markers, not of their
+// first offsets; records of an aborted transaction that opened before
+// another producer's aborted one must still be skipped, however the range
+// is read.
+func TestOverlappingTransactionsOfTwoProducers(t *testing.T) {
+	testtier.NeedsServers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const partitions, rounds = 3, 24
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, "tx2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	want, aborted := overlappingTransactions(t, kc.ListenAddrs(), "tx2", partitions, rounds, 27)
+	if aborted == 0 {
+		t.Fatal("the seed aborted nothing")
+	}
+	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
+	defer c.Close()
+	for p := range partitions {
+		b, err := c.Bounds(ctx, "tx2", p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, step := range []int64{1, 25, b.End} {
+			var got []string
+			var tally Tally
+			for start := int64(0); start < b.End; start += step {
+				part, err := c.ReadRange(ctx, "tx2", p, start, min(start+step, b.End), func(r Record) error {
+					got = append(got, string(r.Value))
+					return nil
+				})
+				if err != nil {
+					t.Fatalf("partition %d, steps of %d: %v", p, step, err)
+				}
+				tally.Control += part.Control
+				tally.Aborted += part.Aborted
+			}
+			loadedAborted := 0
+			for _, v := range got {
+				if !slices.Contains(want[p], v) {
+					loadedAborted++
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want[p]) {
+				t.Errorf("partition %d, steps of %d: %d records (%d of them aborted), want the %d committed ones", p, step, len(got), loadedAborted, len(want[p]))
+			}
+			if int(tally.Control) != 2*rounds || int64(len(got))+tally.Aborted+tally.Control != b.End {
+				t.Errorf("partition %d, steps of %d: %+v and %d records, want %d markers and every one of %d offsets accounted for", p, step, tally, len(got), 2*rounds, b.End)
+			}
+		}
 	}
 }
