@@ -1,7 +1,7 @@
 # paystream's everyday commands. `make test` is what CI runs.
 GO ?= go
 
-.PHONY: test tools vet lint demo up fuzz soak bench bench-smoke
+.PHONY: test tools vet lint demo up fuzz soak chaos bench bench-smoke
 
 # Builds the pinned tool servers first (minutes on a new machine, then
 # cached), so no test's timeout is spent compiling ZetaSQL.
@@ -39,6 +39,15 @@ fuzz:
 SOAK ?= 10m
 soak: tools
 	PAYSTREAM_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -run 'TestWorkerKilledAtRandom' -v ./worker
+
+# Runs paystream under a seeded fault schedule for DURATION in WRITE_MODE
+# (load or storagewrite) and checks the books against the chaos
+# producer's own oracle; SEED replays a schedule (0: a new one, printed).
+SEED ?= 0
+DURATION ?= 5m
+WRITE_MODE ?= load
+chaos: tools
+	$(GO) run ./chaos --seed $(SEED) --duration $(DURATION) --write-mode $(WRITE_MODE)
 
 # Measures throughput, latency, memory, recovery and the micro-benchmarks
 # on the devstack and writes bench/results/<date>.{json,md,svg}. The full
