@@ -20,7 +20,8 @@ type Sink interface {
 
 // ErrRefused wraps an error that writing again soon cannot fix: a load
 // job that failed for good (ErrLoadFailed), a stream missing an earlier
-// batch's rows (ErrOffsetAhead), rows the table's schema refuses.
+// batch's rows (ErrOffsetAhead), rows the table's schema refuses, a row
+// too large for one Storage Write API request (ErrRowTooLarge).
 var ErrRefused = errors.New("refused for good")
 
 // WriteAll writes each table of order with sink: all but the last at once,
@@ -113,7 +114,7 @@ func (s Streams) WriteTable(ctx context.Context, id, table string, rows []byte) 
 		return 0, fmt.Errorf("%w: encode: %w", ErrRefused, err)
 	}
 	err = AppendOnce(ctx, s.Writer, at.Stream, table, at.Offset, encoded)
-	if errors.Is(err, ErrOffsetAhead) || errors.Is(err, ErrRowsRejected) {
+	if errors.Is(err, ErrOffsetAhead) || errors.Is(err, ErrRowsRejected) || errors.Is(err, ErrRowTooLarge) {
 		err = fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	return len(encoded), err

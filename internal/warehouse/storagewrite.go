@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/bigquery/storage/apiv1/storagepb"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // The storagewrite mode (docs/design.md §3.4) writes a batch's rows to a COMMITTED
@@ -48,28 +49,94 @@ var ErrOffsetAhead = errors.New("append offset is past the stream's end")
 // appending the same rows at once would be refused again.
 var ErrRowsRejected = errors.New("rows rejected")
 
-// MaxAppendRows bounds one append request, well under the API's 10 MB
-// request limit for paystream's widest rows (about 1 KB). A batch's rows
-// are split the same way on every attempt, so each chunk has a fixed
-// offset.
+// ErrRowTooLarge: one row is larger than an append request can carry, so
+// the Storage Write API cannot take it however the rows are split (load
+// jobs take rows up to 100 MB; see AppendRequestLimit).
+var ErrRowTooLarge = errors.New("row larger than one append request can carry")
+
+// AppendRequestLimit is BigQuery's limit on one AppendRows request: "10 MB"
+// in its documentation, refused with INVALID_ARGUMENT ("AppendRows request
+// too large: N limit 10485760"). It is read here as 10,000,000 bytes, the
+// stricter reading, which the local Storage Write API enforces too.
+const AppendRequestLimit = 10_000_000
+
+// appendEnvelope is the room each request keeps for what goes with its
+// rows: the stream's name, the offset, the trace ID and, in a
+// connection's first request, the writer schema (a few KB for paystream's
+// widest table).
+const appendEnvelope = 1 << 20
+
+// MaxAppendBytes bounds the rows of one append as they go on the wire
+// (each row with its field tag and length): the request limit less the
+// envelope. It is also the largest row the storagewrite mode can write.
+const MaxAppendBytes = AppendRequestLimit - appendEnvelope
+
+// MaxAppendRows bounds the rows of one append, so that a batch of small
+// rows still goes in requests the API answers quickly.
 const MaxAppendRows = 5000
 
+// appendChunk is one append request: rows at a stream offset.
+type appendChunk struct {
+	Offset int64
+	Rows   [][]byte
+	Bytes  int // the rows' size on the wire
+}
+
+// appendChunks splits rows, to be written from offset on, into the
+// appends AppendOnce makes, in order: each takes as many rows as fit in
+// maxRows and in maxBytes on the wire, and starts where the one before
+// ended. The split depends only on the rows' sizes, which are the same on
+// every attempt of a batch (its rows follow from its records and recorded
+// decisions; loaded_at, the one value that changes, is a TIMESTAMP whose
+// encoding is 8 bytes for any time from 1988 to 4253), so each attempt
+// appends the same ranges at the same offsets. A row larger than maxBytes
+// is ErrRowTooLarge, before anything is appended.
+func appendChunks(offset int64, rows [][]byte, maxRows, maxBytes int) ([]appendChunk, error) {
+	var chunks []appendChunk
+	start, size := 0, 0
+	for i, row := range rows {
+		n := rowWireSize(row)
+		if n > maxBytes {
+			return nil, fmt.Errorf("%w: the row at offset %d is %d bytes on the wire, an append carries at most %d",
+				ErrRowTooLarge, offset+int64(i), n, maxBytes)
+		}
+		if i > start && (i-start == maxRows || size+n > maxBytes) {
+			chunks = append(chunks, appendChunk{Offset: offset + int64(start), Rows: rows[start:i], Bytes: size})
+			start, size = i, 0
+		}
+		size += n
+	}
+	if start < len(rows) {
+		chunks = append(chunks, appendChunk{Offset: offset + int64(start), Rows: rows[start:], Bytes: size})
+	}
+	return chunks, nil
+}
+
+// rowWireSize is the size of a serialized row in an append request: an
+// element of ProtoRows.serialized_rows (field 1), its tag and length first.
+func rowWireSize(row []byte) int {
+	return protowire.SizeTag(1) + protowire.SizeBytes(len(row))
+}
+
 // AppendOnce makes rows be at [offset, offset+len(rows)) of stream exactly
-// once, whatever earlier attempts did: each chunk already written is
-// skipped (ALREADY_EXISTS).
+// once, whatever earlier attempts did: the rows go in the appends
+// appendChunks splits them into, and each already written is skipped
+// (ALREADY_EXISTS).
 func AppendOnce(ctx context.Context, a Appender, stream, table string, offset int64, rows [][]byte) error {
-	for start := 0; start < len(rows); start += MaxAppendRows {
-		chunk := rows[start:min(start+MaxAppendRows, len(rows))]
-		at := offset + int64(start)
-		err := a.Append(ctx, stream, table, at, chunk)
+	chunks, err := appendChunks(offset, rows, MaxAppendRows, MaxAppendBytes)
+	if err != nil {
+		return fmt.Errorf("append %d rows to %s (%s) at offset %d: %w", len(rows), table, stream, offset, err)
+	}
+	for _, c := range chunks {
+		err := a.Append(ctx, stream, table, c.Offset, c.Rows)
 		switch {
 		case err == nil, alreadyExists(err):
 		case outOfRange(err):
-			return fmt.Errorf("%w: %s at offset %d: %v", ErrOffsetAhead, stream, at, err)
+			return fmt.Errorf("%w: %s at offset %d: %v", ErrOffsetAhead, stream, c.Offset, err)
 		case status.Code(err) == codes.InvalidArgument:
-			return fmt.Errorf("%w: %d rows to %s at offset %d: %v", ErrRowsRejected, len(chunk), stream, at, err)
+			return fmt.Errorf("%w: %d rows (%d bytes) to %s at offset %d: %v", ErrRowsRejected, len(c.Rows), c.Bytes, stream, c.Offset, err)
 		default:
-			return fmt.Errorf("append %d rows to %s at offset %d: %w", len(chunk), stream, at, err)
+			return fmt.Errorf("append %d rows (%d bytes) to %s at offset %d: %w", len(c.Rows), c.Bytes, stream, c.Offset, err)
 		}
 	}
 	return nil
