@@ -28,6 +28,7 @@ type StorageProxy struct {
 	// Addr is the host:port to give the worker as its Storage endpoint.
 	Addr    string
 	backend *grpc.ClientConn
+	srv     *grpc.Server
 	refuse  atomic.Pointer[string]
 	refused atomic.Int64
 }
@@ -38,23 +39,37 @@ const appendRowsMethod = "/google.cloud.bigquery.storage.v1.BigQueryWrite/Append
 // loopback port; it stops when t ends.
 func NewStorageProxy(t testing.TB, target string) *StorageProxy {
 	t.Helper()
+	p, err := StartStorageProxy(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// StartStorageProxy is NewStorageProxy for a command (the chaos run),
+// which stops it with Close.
+func StartStorageProxy(target string) (*StorageProxy, error) {
 	backend, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.ForceCodec(frameCodec{})))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		backend.Close()
+		return nil, err
 	}
 	p := &StorageProxy{Addr: l.Addr().String(), backend: backend}
-	srv := grpc.NewServer(grpc.ForceServerCodec(frameCodec{}), grpc.UnknownServiceHandler(p.pass))
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		srv.Stop()
-		backend.Close()
-	})
-	return p
+	p.srv = grpc.NewServer(grpc.ForceServerCodec(frameCodec{}), grpc.UnknownServiceHandler(p.pass))
+	go func() { _ = p.srv.Serve(l) }()
+	return p, nil
+}
+
+// Close stops the proxy.
+func (p *StorageProxy) Close() {
+	p.srv.Stop()
+	p.backend.Close()
 }
 
 // Refuse makes appends to table's streams fail from now on; "" lets all
