@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -113,6 +115,11 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, err
 	}
 	defer proxy.Close()
+	storage, err := devstacktest.StartStorageProxy(net.JoinHostPort(stackCfg.Host, strconv.Itoa(stackCfg.BigQueryGRPCPort)))
+	if err != nil {
+		return res, err
+	}
+	defer storage.Close()
 
 	cfg := stack.ClientConfig()
 	cfg.WriteMode = sched.WriteMode
@@ -132,7 +139,7 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 	op := &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}
 
 	workerCfg := cfg
-	workerCfg.BigQueryEndpoint = proxy.URL
+	workerCfg.BigQueryEndpoint, workerCfg.BigQueryStorageEndpoint = proxy.URL, storage.Addr
 	pool := &workerPool{bin: workerBin, dir: opts.Dir, cfg: workerCfg, log: logf}
 	defer pool.killAll()
 	for range sched.Workers {
@@ -155,7 +162,7 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 	prodErr := make(chan error, 1)
 	go func() { prodErr <- prod.Run(prodCtx) }()
 
-	ex := &executor{op: op, stack: stack, pool: pool, proxy: proxy, log: logf, began: began, done: map[Fault]int{}}
+	ex := &executor{op: op, stack: stack, pool: pool, proxy: proxy, storage: storage, log: logf, began: began, done: map[Fault]int{}}
 	latenessesUsed := []time.Duration{sched.Lateness}
 	for _, st := range sched.Steps {
 		select {
@@ -178,6 +185,7 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 	// Every hold has ended: a partition not running now was left stopped
 	// by the schedule's own stop/start, drain/start or pause/resume.
 	proxy.refuse.Store(false)
+	storage.Refuse("")
 	if pool.count() == 0 {
 		if err := pool.start(); err != nil {
 			return res, err
@@ -270,9 +278,11 @@ type executor struct {
 	stack *devstack.Stack
 	pool  *workerPool
 	proxy *refusingProxy
-	log   func(string, ...any)
-	began time.Time
-	done  map[Fault]int
+	// storage refuses Storage Write appends to one table at a time.
+	storage *devstacktest.StorageProxy
+	log     func(string, ...any)
+	began   time.Time
+	done    map[Fault]int
 }
 
 func (e *executor) do(ctx context.Context, st Step) {
@@ -361,14 +371,23 @@ func (e *executor) apply(ctx context.Context, st Step) error {
 		}
 		return err
 	case FaultRefuseBigQuery:
+		// Load jobs and queries get 503; Storage Write appends to one
+		// table get INVALID_ARGUMENT, as rows BigQuery cannot take.
+		table := refusedTables[st.Worker%len(refusedTables)]
 		e.proxy.refuse.Store(true)
+		e.storage.Refuse(table)
 		hold()
 		e.proxy.refuse.Store(false)
-		e.log("         BigQuery refused %d requests so far", e.proxy.refused.Load())
+		e.storage.Refuse("")
+		e.log("         BigQuery refused %d HTTP writes and %d appends (to %s) so far", e.proxy.refused.Load(), e.storage.Refused(), table)
 		return nil
 	}
 	return fmt.Errorf("unknown fault %q", st.Fault)
 }
+
+// refusedTables are the tables whose appends a refusal refuses: the first
+// a batch writes, one in the middle, and the ledger, written last.
+var refusedTables = []string{"transactions", "ingest_errors", "batch_ledger"}
 
 // waitStopped waits until no partition's workflow runs.
 func waitStopped(ctx context.Context, op *operator.Operator) error {
