@@ -31,6 +31,14 @@ func (a *Activities) Dedup(ctx context.Context, spec contract.Spec) (contract.De
 		}
 		return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
+	if w != nil && w.Next() == spec.Start && !w.SameAs(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest, rows.DedupFloors(spec.Window.Floors)) {
+		// A lateness changed by a restart, or bounds or floors from
+		// elsewhere than this window (an older ledger row): the batch's
+		// window is the one its spec rebuilds, as on any other worker.
+		log.Info("dedup window kept here is not the batch's (other lateness, bounds or floors); rebuilding it",
+			zap.Duration("kept_lateness", w.Lateness()), zap.Duration("allowed_lateness", spec.AllowedLateness))
+		w = nil
+	}
 	if w == nil || w.Next() != spec.Start || a.RebuildEveryBatch {
 		if w, err = a.rebuildWindow(ctx, spec, recs); err != nil {
 			return contract.Decisions{}, err

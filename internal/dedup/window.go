@@ -143,6 +143,9 @@ type Window struct {
 	// applied floors in effect; the rest wait for their offset (a replay).
 	floors  []Floor
 	applied int
+	// handed is what Bounds last returned: with the lateness and floors,
+	// the parameters a rebuild of this window starts from (SameAs).
+	handed checkpoint
 }
 
 // New returns a Window that starts at offset start, having seen valid
@@ -465,10 +468,31 @@ func (w *Window) Bounds() (start int64, newest time.Time) {
 		}
 	}
 	if !any {
+		w.handed = checkpoint{w.next, w.newest}
 		return w.next, w.newest
 	}
 	w.dropCheckpointsBefore(start)
+	w.handed = w.checkpoints[0]
 	return w.checkpoints[0].offset, w.checkpoints[0].newest
+}
+
+// SameAs tells whether this window is the one a replay from start, with
+// the partition's newest event time newest, the floors given and the
+// allowed lateness, rebuilds: its lateness, its floors and the bounds it
+// last handed on (Bounds, then Floors) are those. A window kept between
+// batches may decide the next batch only then, since a batch's decisions
+// must not depend on whether its worker kept the window.
+func (w *Window) SameAs(lateness time.Duration, start int64, newest time.Time, floors []Floor) bool {
+	if w.lateness != lateness || w.handed.offset != start || !w.handed.newest.Equal(newest) ||
+		w.applied != len(w.floors) || len(w.floors) != len(floors) {
+		return false
+	}
+	for i, f := range floors {
+		if w.floors[i].Offset != f.Offset || !w.floors[i].Time.Equal(f.Time) {
+			return false
+		}
+	}
+	return true
 }
 
 // dropCheckpointsBefore keeps the last checkpoint at or before offset and
