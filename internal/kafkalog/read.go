@@ -66,12 +66,12 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 		}
 		failing = retrier{}
 		before := next
-		r := rangeReader{partition: partition, next: next, end: end, aborted: byFirstOffset(resp.AbortedTransactions), tally: &t, fn: func(rec Record) error {
+		r := rangeReader{partition: partition, next: next, end: end, aborted: byFirstOffset(resp.Aborted), lastOffsets: resp.lastOffsets, tally: &t, fn: func(rec Record) error {
 			seenBytes += int64(len(rec.Key) + len(rec.Value) + recordOverhead)
 			seenRecords++
 			return fn(rec)
 		}}
-		if err := r.read(resp.RecordSet.Records); err != nil {
+		if err := r.read(resp.Records); err != nil {
 			return t, err
 		}
 		next = r.next
@@ -93,31 +93,26 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 // an answer cut by the request's limit, so reading aborted records as
 // committed ones; cut by the partition's limit it lists them, as Kafka
 // does in both cases.
-func (c *Client) fetch(ctx context.Context, topic string, partition int, offset int64, maxBytes int) (*fetchapi.ResponsePartition, error) {
-	req := &fetchapi.Request{
+func (c *Client) fetch(ctx context.Context, topic string, partition int, offset int64, maxBytes int) (*fetched, error) {
+	req := &fetchRequest{Request: fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    500,
 		MinBytes:       1,
 		MaxBytes:       int32(2 * maxBytes),
 		IsolationLevel: int8(kafka.ReadCommitted),
-		SessionID:      -1,
-		SessionEpoch:   -1,
 		Topics: []fetchapi.RequestTopic{{Topic: topic, Partitions: []fetchapi.RequestPartition{{
-			Partition: int32(partition), CurrentLeaderEpoch: -1, FetchOffset: offset, LogStartOffset: -1, PartitionMaxBytes: int32(maxBytes),
+			Partition: int32(partition), FetchOffset: offset, PartitionMaxBytes: int32(maxBytes),
 		}}}},
-	}
+	}}
 	m, err := c.transport.RoundTrip(ctx, c.Addr, req)
 	if err != nil {
 		return nil, err
 	}
-	res := m.(*fetchapi.Response)
+	res := m.(*fetched)
 	if res.ErrorCode != 0 {
 		return nil, kafka.Error(res.ErrorCode)
 	}
-	if len(res.Topics) == 0 || len(res.Topics[0].Partitions) == 0 {
-		return nil, fmt.Errorf("fetch %s/%d: empty answer", topic, partition)
-	}
-	return &res.Topics[0].Partitions[0], nil
+	return res, nil
 }
 
 // outOfRange says why the broker refused the range: records deleted (not
@@ -137,14 +132,17 @@ func (c *Client) outOfRange(ctx context.Context, topic string, partition int, st
 // rangeReader walks a fetch's record batches the way a read_committed
 // consumer does (KIP-98): a transactional batch whose producer has an
 // aborted transaction starting at or before it is skipped until that
-// producer's abort marker.
+// producer's abort marker. Offsets that no batch holds, or that lie past a
+// batch's last record but not past its header's last offset, are gaps
+// compaction left: passed over, and counted as skipped by the caller.
 type rangeReader struct {
-	partition int
-	next, end int64
-	aborted   []fetchapi.ResponseTransaction // by first offset (byFirstOffset)
-	abortedBy map[int64]bool                 // producer IDs inside an aborted transaction
-	tally     *Tally
-	fn        func(Record) error
+	partition   int
+	next, end   int64
+	aborted     []abortedTransaction // by first offset (byFirstOffset)
+	abortedBy   map[int64]bool       // producer IDs inside an aborted transaction
+	lastOffsets map[int64]int64      // each batch's last offset, by its first
+	tally       *Tally
+	fn          func(Record) error
 }
 
 func (r *rangeReader) read(rs protocol.RecordReader) error {
@@ -160,11 +158,16 @@ func (r *rangeReader) read(rs protocol.RecordReader) error {
 			return nil
 		}
 		var err error
+		var first int64 = -1
 		switch b := b.(type) {
 		case *protocol.ControlBatch:
+			first = b.BaseOffset
+			r.skipTo(first)
 			err = r.control(b)
 		case *protocol.RecordBatch:
-			r.noteAborted(b.BaseOffset)
+			first = b.BaseOffset
+			r.skipTo(first)
+			r.noteAborted(first)
 			skip := b.Attributes.Transactional() && r.abortedBy[b.ProducerID]
 			err = r.records(b, skip)
 		default:
@@ -173,17 +176,25 @@ func (r *rangeReader) read(rs protocol.RecordReader) error {
 		if err != nil {
 			return err
 		}
+		if last, ok := r.lastOffsets[first]; ok {
+			r.skipTo(last + 1)
+		}
 	}
 	return nil
+}
+
+// skipTo passes over a gap up to offset, within the range.
+func (r *rangeReader) skipTo(offset int64) {
+	r.next = max(r.next, min(offset, r.end))
 }
 
 // byFirstOffset orders a fetch's aborted transactions by first offset, as
 // the Java consumer's queue does: brokers list them in the order of their
 // abort markers, so one producer's transaction that opened first but
 // aborted last comes after another's it overlaps.
-func byFirstOffset(txs []fetchapi.ResponseTransaction) []fetchapi.ResponseTransaction {
+func byFirstOffset(txs []abortedTransaction) []abortedTransaction {
 	sorted := slices.Clone(txs)
-	slices.SortStableFunc(sorted, func(a, b fetchapi.ResponseTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	slices.SortStableFunc(sorted, func(a, b abortedTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
 	return sorted
 }
 

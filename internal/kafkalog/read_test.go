@@ -2,7 +2,9 @@ package kafkalog
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/rand"
 	"slices"
 	"strings"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // transactionalLog writes to partition 0 of topic: for each i < rounds, a
@@ -331,6 +334,111 @@ func TestOverlappingTransactionsOfTwoProducers(t *testing.T) {
 			if int(tally.Control) != 2*rounds || int64(len(got))+tally.Aborted+tally.Control != b.End {
 				t.Errorf("partition %d, steps of %d: %+v and %d records, want %d markers and every one of %d offsets accounted for", p, step, tally, len(got), 2*rounds, b.End)
 			}
+		}
+	}
+}
+
+// compactedBatch is a record batch as a compacted log keeps it: the records
+// at offsets present, and a header whose last offset may lie past the last
+// of them (compaction keeps a batch's header when it removes its tail).
+type compactedBatch struct {
+	base, last int64
+	present    []int64
+}
+
+func (b compactedBatch) encode() []byte {
+	var records []byte
+	for _, o := range b.present {
+		var body []byte
+		body = append(body, 0)              // attributes
+		body = binary.AppendVarint(body, 0) // timestamp delta
+		body = binary.AppendVarint(body, o-b.base)
+		body = binary.AppendVarint(body, -1) // no key
+		v := fmt.Sprintf("offset-%d", o)
+		body = binary.AppendVarint(body, int64(len(v)))
+		body = append(body, v...)
+		body = binary.AppendVarint(body, 0) // no headers
+		records = append(binary.AppendVarint(records, int64(len(body))), body...)
+	}
+	rb := kmsg.RecordBatch{FirstOffset: b.base, Magic: 2, LastOffsetDelta: int32(b.last - b.base), ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(b.present)), Records: records}
+	raw := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))                                          // length: what follows it
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // crc: from attributes on
+	return raw
+}
+
+// TestRangesEndingInCompactionGaps: a range that starts or ends inside a
+// gap compaction left, between batches or at a batch's tail, is read to
+// its end, each present record once.
+func TestRangesEndingInCompactionGaps(t *testing.T) {
+	testtier.NeedsServers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "compacted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	seq := func(from, to int64) (s []int64) {
+		for o := from; o <= to; o++ {
+			s = append(s, o)
+		}
+		return s
+	}
+	batches := []compactedBatch{
+		{0, 9, seq(0, 9)},
+		{10, 19, seq(10, 11)},         // 12-19 compacted away, the header kept
+		{25, 29, []int64{25, 27, 29}}, // 20-24 a whole batch removed; 26, 28 removed
+		{30, 34, seq(30, 34)},
+	}
+	const logEnd = 35
+	var want []string
+	for _, b := range batches {
+		for _, o := range b.present {
+			want = append(want, fmt.Sprintf("offset-%d", o))
+		}
+	}
+	// The broker answers a fetch with the batches from the one holding
+	// the fetch offset on, whole, as Kafka does.
+	kc.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		for _, rt := range req.Topics {
+			topic := kmsg.NewFetchResponseTopic()
+			topic.Topic, topic.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				p := kmsg.NewFetchResponseTopicPartition()
+				p.Partition, p.HighWatermark, p.LastStableOffset, p.LogStartOffset = rp.Partition, logEnd, logEnd, 0
+				for _, b := range batches {
+					if b.last >= rp.FetchOffset {
+						p.RecordBatches = append(p.RecordBatches, b.encode()...)
+					}
+				}
+				topic.Partitions = append(topic.Partitions, p)
+			}
+			resp.Topics = append(resp.Topics, topic)
+		}
+		return resp, nil, true
+	})
+	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
+	defer c.Close()
+	for _, step := range []int64{1, 3, 7, logEnd} {
+		var got []string
+		for start := int64(0); start < logEnd; start += step {
+			if _, err := c.ReadRange(ctx, "compacted", 0, start, min(start+step, logEnd), func(r Record) error {
+				if want := fmt.Sprintf("offset-%d", r.Offset); string(r.Value) != want {
+					t.Errorf("record at offset %d holds %q", r.Offset, r.Value)
+				}
+				got = append(got, string(r.Value))
+				return nil
+			}); err != nil {
+				t.Fatalf("steps of %d: range [%d, %d): %v", step, start, min(start+step, logEnd), err)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("steps of %d: read %d records %v, want the %d present", step, len(got), got, len(want))
 		}
 	}
 }
