@@ -144,7 +144,7 @@ func (a *Activities) planRange(ctx context.Context, in contract.PlanInput, b kaf
 		return contract.PlanResult{}, err
 	}
 	if in.AllowedLateness > 0 {
-		a.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), recs, tally)
+		a.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), in.AllowedLateness, recs, tally)
 	}
 	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
 }

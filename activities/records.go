@@ -46,7 +46,9 @@ func MaxBatchBytesFor(gcLimit int64) int {
 // activities run on different workers is simply read again.
 func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]rows.Record, kafkalog.Tally, error) {
 	id := spec.ID()
-	if b, ok := a.batches.get(id); ok {
+	// Parsing depends on the lateness (ParseRecord), so a batch parsed
+	// by a plan at another lateness is read again.
+	if b, ok := a.batches.get(id); ok && b.lateness == spec.AllowedLateness {
 		return b.recs, b.tally, nil
 	}
 	recs := make([]rows.Record, 0, spec.End-spec.Start)
@@ -57,7 +59,7 @@ func (a *Activities) batchRecords(ctx context.Context, spec contract.Spec) ([]ro
 	if err != nil {
 		return nil, tally, err
 	}
-	a.cacheBatch(id, recs, tally)
+	a.cacheBatch(id, spec.AllowedLateness, recs, tally)
 	return recs, tally, nil
 }
 
@@ -68,12 +70,12 @@ func parse(r kafkalog.Record, lateness time.Duration) rows.Record {
 	return rows.Record{Record: r, Event: e, ParseErr: err}
 }
 
-func (a *Activities) cacheBatch(id string, recs []rows.Record, tally kafkalog.Tally) {
+func (a *Activities) cacheBatch(id string, lateness time.Duration, recs []rows.Record, tally kafkalog.Tally) {
 	size := 0
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	a.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size}, a.batchCacheLimit())
+	a.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: lateness}, a.batchCacheLimit())
 }
 
 func (a *Activities) batchCacheLimit() int {
@@ -97,9 +99,10 @@ type batchCache struct {
 }
 
 type cachedBatch struct {
-	recs  []rows.Record
-	tally kafkalog.Tally
-	size  int
+	recs     []rows.Record
+	tally    kafkalog.Tally
+	size     int
+	lateness time.Duration // the records were parsed at
 }
 
 func (c *batchCache) get(id string) (cachedBatch, bool) {

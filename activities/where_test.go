@@ -173,3 +173,33 @@ func TestFloorsDecideAlikeOnEveryPath(t *testing.T) {
 		t.Errorf("without floors: warm %d loaded, late %v; cold %d loaded, late %v", w.Loaded, w.LateOffsets, c.Loaded, c.LateOffsets)
 	}
 }
+
+// TestRecordsParsedAtAnotherLatenessAreParsedAgain: a record whose
+// event_time runs 30 minutes ahead of its Kafka timestamp is valid at an
+// hour's lateness and invalid at ten minutes. A worker that planned the
+// batch at an hour, then decides it for a spec at ten minutes (a batch
+// run again after a restart with another lateness), decides as a worker
+// that never planned it.
+func TestRecordsParsedAtAnotherLatenessAreParsedAgain(t *testing.T) {
+	const topic = "skew"
+	var recs []*kgo.Record
+	for i := range 100 {
+		ts := craftedStart.Add(time.Duration(i) * time.Second)
+		at := ts
+		if i == 50 {
+			at = ts.Add(30 * time.Minute)
+		}
+		recs = append(recs, paymentRecord(fmt.Sprintf("s%d", i), at, ts))
+	}
+	kafka := craftedLog(t, topic, recs)
+	planned := &Activities{Kafka: kafka}
+	if _, err := planned.PlanBatch(context.Background(), contract.PlanInput{Topic: topic, Next: 0, MaxRecords: 100, MaxBytes: 8 << 20, AllowedLateness: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
+	got, want := decideOn(t, planned, spec), decideOn(t, &Activities{Kafka: kafka}, spec)
+	if want.Invalid != 1 || want.Loaded != 99 || !reflect.DeepEqual(got, want) {
+		t.Errorf("the worker that planned at an hour: %d loaded, %d invalid; one that did not: %d loaded, %d invalid (want 99 and 1)",
+			got.Loaded, got.Invalid, want.Loaded, want.Invalid)
+	}
+}
