@@ -76,7 +76,8 @@ func (f *Flags) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	count, n := binary.Uvarint(buf)
-	if n <= 0 || uint64(len(buf)-n) != (count+7)/8 {
+	// Compared as bytes, not as count+7, which a corrupt count can wrap.
+	if n <= 0 || count/8+min(count%8, 1) != uint64(len(buf)-n) {
 		return errors.New("batch: bad flag list")
 	}
 	bits := buf[n:]

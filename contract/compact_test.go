@@ -1,9 +1,13 @@
 package contract
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"math"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +85,31 @@ func TestListsRecordedAsArraysStillRead(t *testing.T) {
 	var e Enrichment
 	if err := json.Unmarshal([]byte(`{"Scores":"AAo=","Reasons":[0,3]}`), &e); err != nil || !reflect.DeepEqual(e.Reasons, Codes{0, 3}) {
 		t.Errorf("decoded %+v (%v)", e, err)
+	}
+}
+
+// TestCorruptListsFailToDecode: a recorded list whose count or bytes are
+// corrupt is an error, never a panic or a list of the wrong length.
+func TestCorruptListsFailToDecode(t *testing.T) {
+	quote := func(b []byte) []byte { j, _ := json.Marshal(b); return j }
+	huge := binary.AppendUvarint(nil, math.MaxUint64-3) // count+7 wraps to 3
+	for name, raw := range map[string][]byte{
+		"a count that wraps":         quote(huge),
+		"a count past the bits":      quote(append(binary.AppendUvarint(nil, 17), 0xff, 0xff)),
+		"a count short of the bits":  quote(append(binary.AppendUvarint(nil, 3), 0xff, 0xff)),
+		"a count that is not a uint": quote([]byte{0xff}),
+	} {
+		var f Flags
+		err := func() (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					err = fmt.Errorf("panic: %v", r)
+				}
+			}()
+			return json.Unmarshal(raw, &f)
+		}()
+		if err == nil || strings.HasPrefix(err.Error(), "panic") {
+			t.Errorf("%s: decoded %d flags, error %v; want an error", name, len(f), err)
+		}
 	}
 }
