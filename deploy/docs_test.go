@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"bufio"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,14 +12,33 @@ import (
 	"testing"
 )
 
-// docFiles are the documents a user reads: the README and docs/.
+// docFiles are the documents a user reads: every Markdown file of the
+// repository (the README, CHANGELOG, docs/, tools/), outside build output
+// and hidden directories, which hold copies of other projects' files.
 func docFiles(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob("../docs/*.md")
+	var files []string
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "bin" || d.Name() == "node_modules") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".md") {
+			files = append(files, path)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append([]string{"../README.md"}, files...)
+	for _, want := range []string{"../README.md", "../docs/design.md", "../docs/limits.md", "../CHANGELOG.md"} {
+		if !slices.Contains(files, want) {
+			t.Fatalf("docFiles found %v, without %s", files, want)
+		}
+	}
+	return files
 }
 
 // docCommand is one command line a document shows.
@@ -228,8 +248,56 @@ func slug(h string) string {
 	return b.String()
 }
 
-// TestDocsLinksResolve: every link between the documents reaches a file
-// of the repository, and a heading there when it names one, so moving a
+// linkProblem says why a link target (without its anchor) cannot be
+// followed in a clone of the repository, or "" when it can: an address
+// on the web is fine, a local file only inside the repository.
+func linkProblem(root, doc, target string) string {
+	switch {
+	case strings.HasPrefix(target, "http://"), strings.HasPrefix(target, "https://"), strings.HasPrefix(target, "mailto:"):
+		return ""
+	case strings.Contains(target, ":"):
+		return "a link to a local file by URL, which no clone has"
+	case strings.HasPrefix(target, "/"), strings.HasPrefix(target, "~"), filepath.IsAbs(target):
+		return "an absolute path, which no clone has"
+	}
+	abs, err := filepath.Abs(filepath.Join(filepath.Dir(doc), target))
+	if err != nil {
+		return err.Error()
+	}
+	if abs != root && !strings.HasPrefix(abs, root+string(filepath.Separator)) {
+		return "it leaves the repository, so a clone does not have it"
+	}
+	return ""
+}
+
+// TestLinkProblem: the links a clone cannot follow are the ones refused.
+func TestLinkProblem(t *testing.T) {
+	root := filepath.Join(string(filepath.Separator), "repo")
+	for _, c := range []struct {
+		doc, target string
+		refused     bool
+	}{
+		{"/repo/README.md", "docs/design.md", false},
+		{"/repo/docs/guarantees.md", "../tools/README.md", false},
+		{"/repo/docs/guarantees.md", "design.md", false},
+		{"/repo/README.md", "https://temporal.io/", false},
+		{"/repo/README.md", "../shared/NOTES.md", true},
+		{"/repo/docs/guarantees.md", "../../shared/NOTES.md", true},
+		{"/repo/docs/design-changes.md", "../../repo-other/x.md", true},
+		{"/repo/README.md", "/work/shared/NOTES.md", true},
+		{"/repo/README.md", "file:///work/shared/NOTES.md", true},
+		{"/repo/README.md", "~/notes.md", true},
+	} {
+		if got := linkProblem(root, c.doc, c.target); (got != "") != c.refused {
+			t.Errorf("%s → %s: %q, want refused %v", c.doc, c.target, got, c.refused)
+		}
+	}
+}
+
+// TestDocsLinksResolve: every link of the documents that is not on the
+// web reaches a file of the repository (none outside it, no absolute
+// path, no file:// address), a document links to its own sections by
+// anchor alone, and a heading exists where a link names one, so moving a
 // section cannot strand a link to it.
 func TestDocsLinksResolve(t *testing.T) {
 	root, err := filepath.Abs("..")
@@ -241,21 +309,25 @@ func TestDocsLinksResolve(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		name, _ := filepath.Rel("..", path)
 		for _, m := range mdLink.FindAllStringSubmatch(string(text), -1) {
 			target, anchor, _ := strings.Cut(m[1], "#")
+			if problem := linkProblem(root, path, target); problem != "" {
+				t.Errorf("%s: link %s: %s", name, m[1], problem)
+				continue
+			}
 			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
 				continue
 			}
 			file := path
 			if target != "" {
 				file = filepath.Join(filepath.Dir(path), target)
-			}
-			abs, _ := filepath.Abs(file)
-			if !strings.HasPrefix(abs, root+string(filepath.Separator)) {
-				continue // outside the repository (../shared/DESIGN.md)
+				if filepath.Clean(file) == filepath.Clean(path) {
+					t.Errorf("%s: link %s: the document links to itself; link a section by its anchor alone", name, m[1])
+				}
 			}
 			if _, err := os.Stat(file); err != nil {
-				t.Errorf("%s: link %s: %v", filepath.Base(path), m[1], err)
+				t.Errorf("%s: link %s: %v", name, m[1], err)
 				continue
 			}
 			if anchor == "" || !strings.HasSuffix(file, ".md") {
@@ -267,7 +339,7 @@ func TestDocsLinksResolve(t *testing.T) {
 				found = found || slug(h[1]) == anchor
 			}
 			if !found {
-				t.Errorf("%s: link %s: %s has no heading #%s", filepath.Base(path), m[1], filepath.Base(file), anchor)
+				t.Errorf("%s: link %s: %s has no heading #%s", name, m[1], filepath.Base(file), anchor)
 			}
 		}
 	}
@@ -295,5 +367,42 @@ func TestHowItWorksFollowsABatchThroughFewFiles(t *testing.T) {
 	}
 	if len(files) < 5 || len(files) > 15 {
 		t.Errorf("How it works names %d files, want at most 15 (and enough to follow a batch): %v", len(files), files)
+	}
+}
+
+// TestDesignIsCitedInTheRepository: documents, code comments and DDL cite
+// docs/design.md, never the founding design document kept outside the
+// repository, which a clone does not have.
+func TestDesignIsCitedInTheRepository(t *testing.T) {
+	outside := regexp.MustCompile(`DESIGN(\.md|\s*§)`)
+	checked := 0
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != ".." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "bin") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !slices.Contains([]string{".md", ".go", ".sql"}, filepath.Ext(path)) {
+			return nil
+		}
+		text, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		checked++
+		for i, line := range strings.Split(string(text), "\n") {
+			if outside.MatchString(line) {
+				name, _ := filepath.Rel("..", path)
+				t.Errorf("%s:%d cites the design outside the repository; cite docs/design.md: %s", name, i+1, strings.TrimSpace(line))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 100 {
+		t.Errorf("read only %d files: is the walk blind?", checked)
 	}
 }
