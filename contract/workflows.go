@@ -68,6 +68,9 @@ type IngestInput struct {
 	// runs first, under the same ID and range: re-planning the range
 	// could load its first records under a second batch ID.
 	Pending *Spec `json:",omitempty"`
+	// Failures is how many times in a row Pending failed: the wait before
+	// it runs again goes on growing across continue-as-new.
+	Failures int `json:",omitempty"`
 	// Pool is the workflow ID of the worker pool that places the
 	// partition on a worker (WorkerPool); empty: plans and batches run on
 	// any worker of the partition's task queue.
@@ -218,6 +221,11 @@ const (
 // MaxBatchRecords bounds set-batch: a batch is held in one worker's memory
 // and its decisions in one history event (2 MB payload limit).
 const MaxBatchRecords = 200_000
+
+// MaxBatchBytes bounds the bytes a plan may take when a load-job budget
+// grows a batch to MaxBatchRecords: the bytes grow in proportion, up to
+// this.
+const MaxBatchBytes = 256 << 20
 
 // ProgressQuery is the name of PartitionIngest's query.
 const ProgressQuery = "progress"

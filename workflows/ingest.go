@@ -65,6 +65,7 @@ func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, er
 		ctx:      ctx,
 		in:       in,
 		failed:   in.Pending,
+		failures: in.Failures,
 		control:  control{paused: in.Paused, draining: in.Draining},
 		progress: contract.Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: contract.StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
 	}
@@ -150,6 +151,7 @@ func (p *partition) continueAsNew() error {
 	_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
 	// A stop asked of this run cannot reach the next: it drains instead.
 	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining || p.ctx.Err() != nil, p.failed
+	p.in.Failures = p.failures
 	var b contract.Budget
 	for p.budget.ReceiveAsync(&b) { // a spacing sent as this run ends
 		p.respace(b)
@@ -232,12 +234,13 @@ func (p *partition) respace(b contract.Budget) {
 
 // planInput is what a plan asks for: under a load-job budget, what
 // accumulated while the partition waited, up to MaxBatchRecords and the
-// bytes in proportion, so that a faster stream makes larger batches
-// rather than more of them.
+// bytes in proportion up to MaxBatchBytes, so that a faster stream makes
+// larger batches rather than more of them.
 func (p *partition) planInput() contract.IngestInput {
 	in := p.in
 	if in.MinBatchInterval > 0 && in.MaxRecords > 0 && in.MaxRecords < contract.MaxBatchRecords {
-		in.MaxBytes = in.MaxBytes * int64(contract.MaxBatchRecords) / int64(in.MaxRecords)
+		// Bounded before it is multiplied, so that it cannot overflow.
+		in.MaxBytes = min(min(in.MaxBytes, contract.MaxBatchBytes)*int64(contract.MaxBatchRecords)/int64(in.MaxRecords), contract.MaxBatchBytes)
 		in.MaxRecords = contract.MaxBatchRecords
 	}
 	return in

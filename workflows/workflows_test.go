@@ -385,3 +385,54 @@ func TestBudgetSpacesBatchesAndGrowsThem(t *testing.T) {
 		}
 	}
 }
+
+// TestTheFailedBatchWaitGrowsAcrossContinueAsNew: a batch that keeps
+// failing waits longer each time, also when continue-as-new comes between
+// two failures: the count of failures in a row goes with the batch.
+func TestTheFailedBatchWaitGrowsAcrossContinueAsNew(t *testing.T) {
+	run := func(in contract.IngestInput, suggestAt time.Duration) (contract.IngestInput, time.Duration) {
+		env := newEnv(t)
+		env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+			return contract.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
+		})
+		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+		env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{}, temporal.NewNonRetryableApplicationError("quota", contract.ErrTypeLoadFailed, nil))
+		env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, suggestAt)
+		began := env.Now()
+		env.ExecuteWorkflow(PartitionIngest, in)
+		return continuedWith(t, env.GetWorkflowError()), env.Now().Sub(began)
+	}
+	in := contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second}
+	next, _ := run(in, 10*time.Second)
+	if next.Pending == nil || next.Failures != 1 {
+		t.Fatalf("first run handed on pending %v after %d failures, want the batch after 1", next.Pending, next.Failures)
+	}
+	// The second run fails the batch again at once, and waits as for a
+	// second failure in a row before it can hand it on.
+	next, took := run(next, 10*time.Second)
+	if next.Failures != 2 || took < failedBatchWait(2) {
+		t.Errorf("second run: %d failures, handed on after %v; want 2, after at least %v", next.Failures, took, failedBatchWait(2))
+	}
+}
+
+// TestABudgetGrowsBatchBytesWithinTheBound: under a load-job budget a plan
+// takes up to MaxBatchRecords and the bytes in proportion, but never more
+// than MaxBatchBytes, whatever set-batch made the records.
+func TestABudgetGrowsBatchBytesWithinTheBound(t *testing.T) {
+	for _, c := range []struct {
+		records int
+		bytes   int64
+		want    int64
+	}{
+		{20_000, 16 << 20, 160 << 20},
+		{1, 16 << 20, contract.MaxBatchBytes},
+		{1, 1 << 62, contract.MaxBatchBytes},
+		{contract.MaxBatchRecords, 1 << 30, 1 << 30}, // already at the most records: as set
+	} {
+		p := &partition{in: contract.IngestInput{MinBatchInterval: time.Minute, MaxRecords: c.records, MaxBytes: c.bytes}}
+		if got := p.planInput(); got.MaxBytes != c.want || got.MaxRecords != contract.MaxBatchRecords {
+			t.Errorf("%d records, %d bytes: plan asks %d records, %d bytes; want %d, %d", c.records, c.bytes, got.MaxRecords, got.MaxBytes, contract.MaxBatchRecords, c.want)
+		}
+	}
+}
