@@ -23,6 +23,13 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   -- `starter start` can resume a partition exactly (docs/design.md §4).
   next_window_start  INT64     NOT NULL,
   next_window_newest STRING,             -- RFC 3339, nanoseconds kept; NULL before any valid event
+  -- The raises of the window's floor (max_window_ids) a rebuild from
+  -- next_window_start replays; empty unless the window hit its bound.
+  next_window_floors ARRAY<STRUCT<from_offset INT64, floor STRING>>, -- floor: RFC 3339, nanoseconds kept
+  -- What the batch decided with, so that a batch run again (pending,
+  -- backfill) decides alike; NULL in rows written before they existed.
+  allowed_lateness_ns INT64,
+  max_window_ids     INT64,             -- 0: no bound
   loaded_at          TIMESTAMP NOT NULL
 )
 PARTITION BY DATE(loaded_at)

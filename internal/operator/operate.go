@@ -38,7 +38,8 @@ type Operator struct {
 }
 
 // resumePoint is where a partition's ingestion continues: after its last
-// ledgered batch, with the dedup window that batch handed on.
+// ledgered batch, with the dedup window that batch handed on, floors
+// included.
 type resumePoint struct {
 	next   int64
 	window contract.Window
@@ -49,7 +50,7 @@ type resumePoint struct {
 // offset can only trail it.
 func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error) {
 	q := o.BigQuery.Query(fmt.Sprintf(
-		"SELECT l.kafka_partition, l.start_offset, l.end_offset, l.next_window_start, l.next_window_newest FROM `%s.%s.batch_ledger` AS l "+
+		"SELECT "+ledgerColumns("l.")+" FROM `%s.%s.batch_ledger` AS l "+
 			"WHERE l.kafka_topic = @topic AND l.end_offset = (SELECT MAX(l2.end_offset) FROM `%s.%s.batch_ledger` AS l2 "+
 			"WHERE l2.kafka_topic = @topic AND l2.kafka_partition = l.kafka_partition)",
 		o.BigQuery.Project(), o.Config.BigQueryDataset, o.BigQuery.Project(), o.Config.BigQueryDataset))
@@ -76,6 +77,21 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 	}
 }
 
+// ledgerColumns are the batch_ledger columns ledgerRow reads, each
+// prefixed (a table alias).
+func ledgerColumns(prefix string) string {
+	cols := []string{"kafka_partition", "start_offset", "end_offset", "next_window_start", "next_window_newest", "next_window_floors",
+		"allowed_lateness_ns", "max_window_ids"}
+	out := ""
+	for i, c := range cols {
+		if i > 0 {
+			out += ", "
+		}
+		out += prefix + c
+	}
+	return out
+}
+
 // ledgerRow is the part of a batch_ledger row that says where ingestion
 // goes on after the batch.
 type ledgerRow struct {
@@ -84,6 +100,16 @@ type ledgerRow struct {
 	End       int64               `bigquery:"end_offset"`
 	WStart    int64               `bigquery:"next_window_start"`
 	WNewest   bigquery.NullString `bigquery:"next_window_newest"`
+	WFloors   []ledgerFloor       `bigquery:"next_window_floors"`
+	// What the batch decided with; NULL in rows of earlier releases.
+	Lateness     bigquery.NullInt64 `bigquery:"allowed_lateness_ns"`
+	MaxWindowIDs bigquery.NullInt64 `bigquery:"max_window_ids"`
+}
+
+// ledgerFloor is a raise of the dedup window's floor in a ledger row.
+type ledgerFloor struct {
+	From  int64  `bigquery:"from_offset"`
+	Floor string `bigquery:"floor"`
 }
 
 // nextWindow is the dedup window the batch handed on to the next one.
@@ -94,6 +120,15 @@ func (r ledgerRow) nextWindow() (contract.Window, error) {
 		if w.Newest, err = time.Parse(time.RFC3339Nano, r.WNewest.StringVal); err != nil {
 			return w, fmt.Errorf("batch_ledger of partition %d at %d: next_window_newest: %w", r.Partition, r.End, err)
 		}
+	}
+	// Without its floors a window rebuilt from the ledger would decide
+	// as if its bound had never been reached.
+	for _, f := range r.WFloors {
+		at, err := time.Parse(time.RFC3339Nano, f.Floor)
+		if err != nil {
+			return w, fmt.Errorf("batch_ledger of partition %d at %d: next_window_floors at offset %d: %w", r.Partition, r.End, f.From, err)
+		}
+		w.Floors = append(w.Floors, contract.Floor{Offset: f.From, Time: at})
 	}
 	return w, nil
 }
@@ -381,8 +416,8 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if from >= to {
 		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
 	}
-	q := o.BigQuery.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset, next_window_start, next_window_newest FROM `%s.%s.batch_ledger` "+
-		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY start_offset", o.BigQuery.Project(), o.Config.BigQueryDataset))
+	q := o.BigQuery.Query(fmt.Sprintf("SELECT %s FROM `%s.%s.batch_ledger` "+
+		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY start_offset", ledgerColumns(""), o.BigQuery.Project(), o.Config.BigQueryDataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "partition", Value: partition}}
 	it, err := q.Read(ctx)
 	if err != nil {
@@ -394,7 +429,10 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	}
 	first := b.First
 	var specs []contract.Spec
+	// A batch runs with the window, lateness and window bound its
+	// predecessor handed on and decided with, as PartitionIngest ran it.
 	window, next := contract.Window{Start: first}, first
+	lateness, maxIDs := o.Config.AllowedLateness, o.Config.MaxWindowIDs
 	for {
 		var row ledgerRow
 		err := it.Next(&row)
@@ -405,13 +443,14 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
 		if row.Start > next { // a hole in the ledger: load it as its own batch
-			specs = append(specs, o.spec(partition, next, row.Start, window))
+			specs = append(specs, o.spec(partition, next, row.Start, window, lateness, maxIDs))
 		}
-		specs = append(specs, o.spec(partition, row.Start, row.End, window))
+		l, m := row.decidedWith(o.Config)
+		specs = append(specs, o.spec(partition, row.Start, row.End, window, l, m))
 		if window, err = row.nextWindow(); err != nil {
 			return nil, err
 		}
-		next = row.End
+		next, lateness, maxIDs = row.End, l, m
 	}
 	if to > next {
 		return nil, fmt.Errorf("backfill: partition %d is ingested up to offset %d; offsets past it belong to ingestion (starter start)", partition, next)
@@ -459,12 +498,27 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	}
 }
 
-func (o *Operator) spec(partition int, start, end int64, w contract.Window) contract.Spec {
+func (o *Operator) spec(partition int, start, end int64, w contract.Window, lateness time.Duration, maxWindowIDs int) contract.Spec {
 	return contract.Spec{
 		Range:           contract.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
 		Window:          w,
-		AllowedLateness: o.Config.AllowedLateness,
+		AllowedLateness: lateness,
+		MaxWindowIDs:    maxWindowIDs,
 	}
+}
+
+// decidedWith is the lateness and window bound the row's batch decided
+// with; a row written before the ledger kept them gives the configured
+// ones.
+func (r ledgerRow) decidedWith(cfg config.Config) (time.Duration, int) {
+	lateness, maxIDs := cfg.AllowedLateness, cfg.MaxWindowIDs
+	if r.Lateness.Valid && r.Lateness.Int64 > 0 {
+		lateness = time.Duration(r.Lateness.Int64)
+	}
+	if r.MaxWindowIDs.Valid {
+		maxIDs = int(r.MaxWindowIDs.Int64)
+	}
+	return lateness, maxIDs
 }
 
 // WaitCaughtUp waits until every partition's committed offset reaches its

@@ -130,9 +130,12 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
 		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
 		Control: d.Control, Aborted: d.Aborted, Skipped: spec.End - spec.Start - present - int64(d.Control+d.Aborted),
-		NextWindowStart: d.Next.Start, LoadedAt: loadedAt}
+		NextWindowStart: d.Next.Start, LatenessNS: int64(spec.AllowedLateness), MaxWindowIDs: spec.MaxWindowIDs, LoadedAt: loadedAt}
 	if !d.Next.Newest.IsZero() {
 		ledger.NextWindowNewest = d.Next.Newest.Format(time.RFC3339Nano)
+	}
+	for _, f := range d.Next.Floors {
+		ledger.NextWindowFloors = append(ledger.NextWindowFloors, LedgerFloor{FromOffset: f.Offset, Floor: f.Time.UTC().Format(time.RFC3339Nano)})
 	}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	put(contract.TableBatchLedger, ledger)

@@ -98,7 +98,16 @@ type ledgerRow struct {
 	AmountByCurrency []LedgerAmount `json:"amount_by_currency"`
 	NextWindowStart  int64          `json:"next_window_start"`
 	NextWindowNewest string         `json:"next_window_newest,omitempty"`
+	NextWindowFloors []LedgerFloor  `json:"next_window_floors,omitempty"`
+	LatenessNS       int64          `json:"allowed_lateness_ns"`
+	MaxWindowIDs     int            `json:"max_window_ids"`
 	LoadedAt         string         `json:"loaded_at"`
+}
+
+// LedgerFloor is a raise of the dedup window's floor in a ledger row.
+type LedgerFloor struct {
+	FromOffset int64  `json:"from_offset"`
+	Floor      string `json:"floor"` // RFC 3339, nanoseconds kept
 }
 
 type metricKey struct {
