@@ -57,6 +57,14 @@ type Activities struct {
 	// a restarted worker need not replay the whole lateness window.
 	SnapshotDir   string
 	SnapshotEvery time.Duration
+	// SnapshotKeys, newest first, sign the snapshots this worker writes
+	// and authenticate those it reads (dedup.SnapshotAuth); none: only a
+	// CRC, which anything that can write SnapshotDir can forge.
+	SnapshotKeys [][]byte
+	// MaxWindowIDs is the worker's --max-window-ids: the most IDs a
+	// snapshot read before its partition's spec is known may hold (0:
+	// config.DefaultMaxWindowIDs).
+	MaxWindowIDs int
 
 	client        *kafkalog.Client // see kafkaClient
 	clientOnce    sync.Once

@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/rows"
 )
 
@@ -36,15 +38,24 @@ const DefaultSnapshotEvery = 30 * time.Second
 // later batch replays forward from it. It is tied to its log by an anchor,
 // the hash of the record at its Next offset, which the loader checks
 // against Kafka before trusting it; a snapshot that is torn, from another
-// log, at another lateness, or outside the batch's window bounds is not
-// used, and the window is rebuilt from the log as without one. Workers may
-// share the directory: any snapshot of a partition's log is as good as
-// another, since the window is a function of the log alone.
+// log, at another lateness, outside the batch's window bounds, not what
+// those bounds allow (CheckRecorded), larger than the partition's ID bound
+// allows, not a regular file, or, with keys, not signed with one of them,
+// is not used, and the window is rebuilt from the log as without one.
+// Workers may share the directory: any snapshot of a partition's log is as
+// good as another, since the window is a function of the log alone. What
+// can write the directory can change the decisions of a snapshot it
+// writes unless keys are set (docs/guarantees.md, "Dedup snapshots").
 type windowSnapshots struct {
 	dir   string
 	every time.Duration
-	mu    sync.Mutex
-	saved map[string]time.Time // partition key → when last written
+	// keys sign and check snapshots (dedup.SnapshotAuth); none: a CRC.
+	keys [][]byte
+	// maxIDs bounds what a snapshot may hold before its partition's spec
+	// is known: the worker's --max-window-ids.
+	maxIDs int
+	mu     sync.Mutex
+	saved  map[string]time.Time // partition key → when last written
 	// early holds the snapshots read at start (Preload), by partition
 	// key, until the partition's first rebuild takes its own.
 	early map[string]func() readSnapshot
@@ -61,7 +72,8 @@ type readSnapshot struct {
 func (a *Activities) snapshotStore() *windowSnapshots {
 	a.snapshotsOnce.Do(func() {
 		if a.SnapshotDir != "" {
-			a.snapshots = &windowSnapshots{dir: a.SnapshotDir, every: cmp.Or(a.SnapshotEvery, DefaultSnapshotEvery)}
+			a.snapshots = &windowSnapshots{dir: a.SnapshotDir, every: cmp.Or(a.SnapshotEvery, DefaultSnapshotEvery),
+				keys: a.SnapshotKeys, maxIDs: cmp.Or(a.MaxWindowIDs, config.DefaultMaxWindowIDs)}
 		}
 	})
 	return a.snapshots
@@ -73,6 +85,13 @@ const snapshotSuffix = ".window"
 
 func (s *windowSnapshots) path(topic string, partition int) string {
 	return filepath.Join(s.dir, url.PathEscape(topic)+"-"+strconv.Itoa(partition)+snapshotSuffix)
+}
+
+// auth is how the partition's snapshot is signed and checked: the
+// signature covers the partition, so a snapshot copied to another
+// partition's name is refused.
+func (s *windowSnapshots) auth(topic string, partition int) dedup.SnapshotAuth {
+	return dedup.SnapshotAuth{Keys: s.keys, Subject: windowKey(topic, partition)}
 }
 
 // SnapshotPartitions lists the partitions, by topic, that have a dedup
@@ -88,6 +107,9 @@ func SnapshotPartitions(dir string) (map[string][]int, error) {
 	}
 	out := map[string][]int{}
 	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue // a symlink or a FIFO is never read as a snapshot
+		}
 		name, ok := strings.CutSuffix(e.Name(), snapshotSuffix)
 		cut := strings.LastIndexByte(name, '-')
 		if !ok || cut < 0 {
@@ -114,7 +136,7 @@ func (s *windowSnapshots) due(key string, now time.Time) bool {
 // sees the old snapshot or the new one, never a part.
 func (s *windowSnapshots) save(topic string, partition int, w *dedup.Window, first kafkalog.Record) error {
 	dst := s.path(topic, partition)
-	if err := s.write(dst, w, anchorOf(first)); err != nil {
+	if err := s.write(dst, w, anchorOf(first), s.auth(topic, partition)); err != nil {
 		return fmt.Errorf("dedup snapshot %s at offset %d: %w", dst, w.Next(), err)
 	}
 	s.mu.Lock()
@@ -126,7 +148,7 @@ func (s *windowSnapshots) save(topic string, partition int, w *dedup.Window, fir
 	return nil
 }
 
-func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) error {
+func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64, auth dedup.SnapshotAuth) error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return err
 	}
@@ -135,7 +157,7 @@ func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) erro
 		return err
 	}
 	defer os.Remove(f.Name()) // after the rename, a no-op
-	if err := w.WriteSnapshot(f, anchor); err != nil {
+	if err := w.WriteSnapshot(f, anchor, auth); err != nil {
 		f.Close()
 		return err
 	}
@@ -145,44 +167,52 @@ func (s *windowSnapshots) write(dst string, w *dedup.Window, anchor uint64) erro
 	return os.Rename(f.Name(), dst)
 }
 
-// PreloadSnapshots starts reading the snapshots of topic's partitions in
-// the state directory in the background. A worker restarted in place then
-// decodes its predecessor's windows while the server waits out the dead
-// worker's timeouts, not on the recovery's critical path. A snapshot
-// nobody asks for within keep is dropped, as its partition may have gone
-// to another worker. (A function: the activities are its methods.)
-func PreloadSnapshots(a *Activities, topic string, keep time.Duration) error {
+// PreloadSnapshots starts reading the snapshots of the given partitions
+// of topic, those the pool assigned this worker, in the background. A
+// worker restarted in place then decodes its windows while the server
+// waits out the dead worker's timeouts, not on the recovery's critical
+// path. Only the worker's own partitions are read: on a shared volume the
+// others are other workers' windows, and reading them all would cost
+// every worker's start the memory of every window. A snapshot nobody asks
+// for within keep is dropped, as its partition may have gone to another
+// worker. Calling it again adds partitions. (A function: the activities
+// are its methods.)
+func PreloadSnapshots(a *Activities, topic string, partitions []int, keep time.Duration) {
 	store := a.snapshotStore()
-	if store == nil {
-		return nil
-	}
-	partitions, err := SnapshotPartitions(store.dir)
-	if err != nil {
-		return err
+	if store == nil || len(partitions) == 0 {
+		return
 	}
 	store.mu.Lock()
 	defer store.mu.Unlock()
-	store.early = map[string]func() readSnapshot{}
-	for _, p := range partitions[topic] {
+	if store.early == nil {
+		store.early = map[string]func() readSnapshot{}
+	}
+	added := map[string]func() readSnapshot{}
+	for _, p := range partitions {
+		key := windowKey(topic, p)
+		if store.early[key] != nil {
+			continue
+		}
 		read := sync.OnceValue(func() readSnapshot {
-			w, anchor, err := store.read(topic, p)
+			w, anchor, err := store.read(topic, p, store.maxIDs)
 			return readSnapshot{w, anchor, err}
 		})
-		store.early[windowKey(topic, p)] = read
+		store.early[key], added[key] = read, read
 		go read()
 	}
 	time.AfterFunc(keep, func() {
 		store.mu.Lock()
 		defer store.mu.Unlock()
-		store.early = nil
+		for key := range added {
+			delete(store.early, key) // if a rebuild took it, already gone
+		}
 	})
-	return nil
 }
 
-// load returns the partition's snapshot: the one preloaded at start, the
-// first time, else the file as it is now; (nil, 0, nil) when there is
-// none.
-func (s *windowSnapshots) load(topic string, partition int) (*dedup.Window, uint64, error) {
+// load returns the partition's snapshot, of at most maxIDs IDs: the one
+// preloaded at start, the first time, else the file as it is now; (nil,
+// 0, nil) when there is none.
+func (s *windowSnapshots) load(topic string, partition int, maxIDs int) (*dedup.Window, uint64, error) {
 	key := windowKey(topic, partition)
 	s.mu.Lock()
 	read, ok := s.early[key]
@@ -192,13 +222,16 @@ func (s *windowSnapshots) load(topic string, partition int) (*dedup.Window, uint
 		r := read()
 		return r.w, r.anchor, r.err
 	}
-	return s.read(topic, partition)
+	return s.read(topic, partition, maxIDs)
 }
 
-// read reads the partition's snapshot file; (nil, 0, nil) when there is
-// none.
-func (s *windowSnapshots) read(topic string, partition int) (*dedup.Window, uint64, error) {
-	f, err := os.Open(s.path(topic, partition))
+// read reads the partition's snapshot file, of at most maxIDs IDs; (nil,
+// 0, nil) when there is none. Only a regular file is read: a symlink is
+// not followed, and a FIFO is opened without blocking and then refused,
+// so nothing planted in a shared directory can hang a Dedup.
+func (s *windowSnapshots) read(topic string, partition int, maxIDs int) (*dedup.Window, uint64, error) {
+	path := s.path(topic, partition)
+	f, err := openRegular(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, 0, nil
 	}
@@ -206,7 +239,34 @@ func (s *windowSnapshots) read(topic string, partition int) (*dedup.Window, uint
 		return nil, 0, err
 	}
 	defer f.Close()
-	return dedup.ReadSnapshot(f)
+	return dedup.ReadSnapshot(f, s.auth(topic, partition), maxIDs)
+}
+
+// openRegular opens path for reading if it is a regular file, without
+// following a symlink or blocking on a FIFO (openFlags).
+func openRegular(path string) (*os.File, error) {
+	if st, err := os.Lstat(path); err != nil {
+		return nil, err
+	} else if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s is a %s, not a regular file", dedup.ErrBadSnapshot, path, st.Mode().Type())
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		// ELOOP: replaced by a symlink since the Lstat.
+		return nil, fmt.Errorf("%w: %w", dedup.ErrBadSnapshot, err)
+	}
+	// What was opened, not what the name held a moment ago.
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s is a %s, not a regular file", dedup.ErrBadSnapshot, path, st.Mode().Type())
+	}
+	return f, nil
 }
 
 // anchorOf hashes what identifies a record of a log: its offset, time, key
@@ -227,45 +287,76 @@ func anchorOf(r kafkalog.Record) uint64 {
 // errNotThisLog stops a replay whose first record is not the snapshot's.
 var errNotThisLog = errors.New("the snapshot's anchor record is not in this log")
 
+// errNotThisWindow is a snapshot at another lateness, outside the batch's
+// window, or with other floors than its partition's.
+var errNotThisWindow = errors.New("the snapshot is not of the batch's window")
+
+// Why a snapshot was not used, the values of SnapshotsRefusedTotal's
+// reason label.
+func refusedBecause(err error) string {
+	switch {
+	case errors.Is(err, dedup.ErrSnapshotSignature):
+		return metrics.SnapshotUnsigned
+	case errors.Is(err, dedup.ErrBadSnapshot):
+		return metrics.SnapshotInvalid
+	case errors.Is(err, errNotThisLog), errors.Is(err, errNotThisWindow):
+		return metrics.SnapshotMismatch
+	}
+	return "" // Kafka or the volume failed: not the snapshot's fault
+}
+
 // windowFromSnapshot returns the window at spec.Start from the partition's
-// snapshot and the records after it, the snapshot's offset and how many records it replayed; nil when
-// there is no usable snapshot (why, in the error, when it is worth a log).
+// snapshot and the records after it, the snapshot's offset and how many
+// records it replayed; nil when there is no usable snapshot (why, in the
+// error, when it is worth a log). A snapshot refused is counted by reason.
 func (a *Activities) windowFromSnapshot(ctx context.Context, spec contract.Spec, recs []rows.Record) (w *dedup.Window, from int64, replayed int, err error) {
+	w, from, replayed, err = a.snapshotWindow(ctx, spec, recs)
+	if reason := refusedBecause(err); reason != "" && ctx.Err() == nil {
+		a.Metrics.SnapshotRefused(spec.Topic, reason)
+	}
+	return w, from, replayed, err
+}
+
+func (a *Activities) snapshotWindow(ctx context.Context, spec contract.Spec, recs []rows.Record) (w *dedup.Window, from int64, replayed int, err error) {
 	store := a.snapshotStore()
 	if store == nil {
 		return nil, 0, 0, nil
 	}
-	w, anchor, err := store.load(spec.Topic, spec.Partition)
+	w, anchor, err := store.load(spec.Topic, spec.Partition, max(store.maxIDs, spec.MaxWindowIDs))
 	if err != nil || w == nil {
 		return nil, 0, 0, err
 	}
 	from = w.Next()
 	if err := w.FollowFloors(rows.DedupFloors(spec.Window.Floors)); err != nil {
-		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w: %w", from, errNotThisWindow, err)
 	}
 	switch {
 	case w.Lateness() != spec.AllowedLateness:
-		return nil, 0, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s", from, w.Lateness(), spec.AllowedLateness)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d has lateness %s, the batch %s: %w", from, w.Lateness(), spec.AllowedLateness, errNotThisWindow)
 	case from < spec.Window.Start || from > spec.Start:
-		return nil, 0, 0, fmt.Errorf("snapshot at offset %d is outside the batch's window [%d, %d]", from, spec.Window.Start, spec.Start)
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d is outside the batch's window [%d, %d]: %w", from, spec.Window.Start, spec.Start, errNotThisWindow)
 	case from == spec.Start:
 		if len(recs) == 0 || recs[0].Offset != from || anchorOf(recs[0].Record) != anchor {
 			return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, errNotThisLog)
 		}
-		return w, from, 0, nil
-	}
-	replayed, err = a.replay(ctx, spec, w, from, func(r kafkalog.Record) error {
-		if r.Offset != from || anchorOf(r) != anchor {
-			return errNotThisLog
+	default:
+		replayed, err = a.replay(ctx, spec, w, from, func(r kafkalog.Record) error {
+			if r.Offset != from || anchorOf(r) != anchor {
+				return errNotThisLog
+			}
+			return nil
+		})
+		if err == nil && replayed == 0 {
+			err = errNotThisLog
 		}
-		return nil
-	})
-	if err == nil && replayed == 0 {
-		err = errNotThisLog
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+		}
+		w.AdvanceTo(spec.Start)
 	}
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, err)
+	// What the partition recorded bounds what the window may be.
+	if err := w.CheckRecorded(spec.Window.Start, spec.Window.Newest, spec.MaxWindowIDs); err != nil {
+		return nil, 0, 0, fmt.Errorf("snapshot at offset %d, at the batch's start: %w", from, err)
 	}
-	w.AdvanceTo(spec.Start)
 	return w, from, replayed, nil
 }

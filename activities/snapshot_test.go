@@ -130,15 +130,19 @@ func TestSnapshotPartitionsNamesWhatWasWritten(t *testing.T) {
 		topic     string
 		partition int
 	}{{"pay-ments", 0}, {"pay-ments", 11}, {"a/b", 3}} {
-		if err := s.write(s.path(tp.topic, tp.partition), w, 0); err != nil {
+		if err := s.write(s.path(tp.topic, tp.partition), w, 0, s.auth(tp.topic, tp.partition)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// Neither a half-written snapshot nor a stray file is a partition.
+	// Neither a half-written snapshot nor a stray file is a partition,
+	// nor is a symlink under a partition's name.
 	for _, stray := range []string{"pay-ments-4.window.123.tmp", "notes.txt", "x.window"} {
 		if err := os.WriteFile(filepath.Join(dir, stray), nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.Symlink(s.path("pay-ments", 0), s.path("pay-ments", 5)); err != nil {
+		t.Fatal(err)
 	}
 	got, err := SnapshotPartitions(dir)
 	if err != nil {
@@ -155,8 +159,8 @@ func TestSnapshotPartitionsNamesWhatWasWritten(t *testing.T) {
 	}
 }
 
-// TestPreloadReadsSnapshotsAtStart: a worker restarted in place reads its
-// predecessor's snapshots of its topic at start; the first rebuild of a partition uses
+// TestPreloadReadsSnapshotsAtStart: a worker restarted in place reads the
+// snapshots of the partitions its pool assigned it; the first rebuild of a partition uses
 // the one read then (here the file is gone by the time the batch comes)
 // and decides as the warm worker did; a later rebuild reads the file
 // again, and a preload nobody asked for is dropped.
@@ -169,14 +173,12 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 
 	// Another topic's snapshot in the directory is none of this worker's.
 	other := &windowSnapshots{dir: dir}
-	if err := other.write(other.path("other", 0), dedup.New(snapLateness, 0, time.Time{}), 0); err != nil {
+	if err := other.write(other.path("other", 0), dedup.New(snapLateness, 0, time.Time{}), 0, other.auth("other", 0)); err != nil {
 		t.Fatal(err)
 	}
 
 	a, logs := restarted(kafka, dir)
-	if err := PreloadSnapshots(a, "snap", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	PreloadSnapshots(a, "snap", []int{0}, time.Minute)
 	store := a.snapshotStore()
 	store.mu.Lock()
 	read, preloaded := store.early[windowKey("snap", 0)], len(store.early)
@@ -218,9 +220,7 @@ func TestPreloadReadsSnapshotsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := restarted(kafka, dir)
-	if err := PreloadSnapshots(b, "snap", time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	PreloadSnapshots(b, "snap", []int{0}, time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b.snapshots.mu.Lock()
@@ -260,9 +260,7 @@ func TestCorruptSnapshotAtStartIsRebuilt(t *testing.T) {
 	}
 
 	a, logs := restarted(kafka, dir)
-	if err := PreloadSnapshots(a, "snap", time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	PreloadSnapshots(a, "snap", []int{0}, time.Minute)
 	if got, err := a.Dedup(context.Background(), specs[2]); err != nil || !reflect.DeepEqual(got, want[2]) {
 		t.Fatalf("after a corrupt snapshot: decided %+v, %v; the warm worker %+v", got, err, want[2])
 	}

@@ -18,6 +18,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/memlimit"
@@ -51,6 +54,7 @@ func run(args []string) error {
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
 	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", 0, fmt.Sprintf("MiB of parsed batches kept between a batch's activities; misses re-read Kafka (0: a quarter of the GC memory limit, at most %d)", activities.DefaultBatchCacheBytes>>20))
 	fs.StringVar(&opts.SnapshotDir, "snapshot-dir", "", "directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
+	snapshotKeyFile := fs.String("snapshot-key-file", "", "file of the keys that sign and authenticate the snapshots in --snapshot-dir (HMAC-SHA256): one a line of at least 32 bytes, the newest first, which signs; the others are still accepted, for a rotation. Set it wherever anything else can write that directory (a shared volume); without it a snapshot has only a CRC")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
@@ -66,6 +70,11 @@ func run(args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	keys, err := config.SnapshotKeys(*snapshotKeyFile)
+	if err != nil {
+		return fmt.Errorf("snapshot-key-file: %w", err)
+	}
+	opts.SnapshotKeys = keys
 	var memLimit int64
 	if *memoryLimit != "" {
 		var err error
@@ -131,14 +140,18 @@ func run(args []string) error {
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
 	}
 	if opts.SnapshotDir != "" {
-		// Both only shorten the recovery of a worker restarted in place.
-		if err := activities.PreloadSnapshots(w.Activities, cfg.Topic, time.Minute); err != nil {
-			log.Warn("dedup snapshots not read at start", zap.Error(err))
+		if len(keys) == 0 {
+			log.Warn("dedup snapshots are not signed: anything that can write --snapshot-dir can change what this worker decides; set --snapshot-key-file in production",
+				zap.String("snapshot_dir", opts.SnapshotDir))
 		}
+		// Only shortens the recovery of a worker restarted in place.
 		releaseStickyWorkflows(ctx, tc, cfg, opts.SnapshotDir, log)
 	}
 	if err := w.Start(); err != nil {
 		return err
+	}
+	if opts.SnapshotDir != "" {
+		go preloadAssigned(ctx, tc, cfg, w, time.Minute)
 	}
 	log.Info("worker started", zap.String("task_queue", cfg.TaskQueue), zap.String("own_task_queue", w.Queue), zap.String("temporal", cfg.TemporalAddress),
 		zap.Stringer("kafka", cfg.Kafka()), zap.String("bigquery_project", cfg.BigQueryProject), zap.Int("batch_cache_mb", opts.BatchCacheMB), zap.Int("max_batch_bytes", opts.MaxBatchBytes))
@@ -173,6 +186,45 @@ func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Co
 	}
 	log.Info("workflows of the partitions in the state directory released to the task queue", zap.Int("workflows", n),
 		zap.Duration("took", time.Since(began)))
+}
+
+// preloadAssigned preloads the snapshots of the partitions the pool
+// assigns this worker within keep of its start (activities.PreloadSnapshots),
+// asking the pool every second: a snapshot is then decoded while its
+// partition's first batch here is planned. Until the pool answers, none is
+// read: on a shared volume most snapshots are other workers'. Failing
+// costs only a slower first batch, so nothing is returned.
+func preloadAssigned(ctx context.Context, tc client.Client, cfg config.Config, w *pipeline.Worker, keep time.Duration) {
+	end := time.Now().Add(keep)
+	prefix := "ingest/" + cfg.Topic + "/" // contract.IngestID
+	seen := map[int]bool{}
+	for time.Now().Before(end) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := tc.QueryWorkflow(qctx, contract.PoolID(cfg.TaskQueue), "", contract.ProgressQuery)
+		var st contract.PoolState
+		if err == nil {
+			err = resp.Get(&st)
+		}
+		cancel()
+		if err != nil {
+			continue
+		}
+		var mine []int
+		for id, queue := range st.Partitions {
+			rest, ok := strings.CutPrefix(id, prefix)
+			p, err := strconv.Atoi(rest)
+			if ok && err == nil && queue == w.Queue && !seen[p] {
+				seen[p] = true
+				mine = append(mine, p)
+			}
+		}
+		activities.PreloadSnapshots(w.Activities, cfg.Topic, mine, keep)
+	}
 }
 
 // withProfiles serves Go's profiles under /debug/pprof/ beside h: how the

@@ -101,3 +101,39 @@ func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 	}
 	return cfg, nil
 }
+
+// minSnapshotKey is the shortest snapshot key taken: an HMAC-SHA256 key
+// shorter than its 32-byte output weakens it.
+const minSnapshotKey = 32
+
+// SnapshotKeys reads the dedup snapshot keys (activities.SnapshotKeys)
+// from file: one a line, the newest first, which signs; the others are
+// still accepted, so a key is rotated by putting the new one first and
+// dropping the old one once every snapshot has been rewritten (30 s).
+// Blank lines and lines starting with # are skipped; each key is the
+// line's bytes, at least 32 of them (e.g. `openssl rand -hex 32`). No
+// file, no keys. Errors name the file and line, never a key.
+func SnapshotKeys(file string) ([][]byte, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var keys [][]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if len(line) < minSnapshotKey {
+			return nil, fmt.Errorf("%s line %d: a snapshot key must be at least %d bytes, this one has %d", file, i+1, minSnapshotKey, len(line))
+		}
+		keys = append(keys, []byte(line))
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no snapshot key", file)
+	}
+	return keys, nil
+}

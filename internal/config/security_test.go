@@ -136,3 +136,36 @@ func writeFile(t *testing.T, content string) string {
 	}
 	return p
 }
+
+// TestSnapshotKeys: the key file gives its keys in order, the newest
+// first, skipping blank lines and comments; a short key, an empty file or
+// a missing one is an error that does not show a key.
+func TestSnapshotKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	newer, older := strings.Repeat("b", 64), strings.Repeat("a", 32)
+	keys, err := config.SnapshotKeys(write("keys", "# rotated in 2026-05\n"+newer+"\n\n  "+older+"  \n"))
+	if err != nil || len(keys) != 2 || string(keys[0]) != newer || string(keys[1]) != older {
+		t.Fatalf("keys %q, %v; want [%s %s]", keys, err, newer, older)
+	}
+	if keys, err := config.SnapshotKeys(""); err != nil || keys != nil {
+		t.Errorf("no file: %q, %v; want none", keys, err)
+	}
+	short := "too-short-a-key"
+	for name, path := range map[string]string{
+		"a short key": write("short", newer+"\n"+short+"\n"),
+		"no key":      write("empty", "# nothing yet\n"),
+		"no file":     filepath.Join(dir, "missing"),
+	} {
+		_, err := config.SnapshotKeys(path)
+		if err == nil || strings.Contains(err.Error(), short) || strings.Contains(err.Error(), newer) {
+			t.Errorf("%s: err %v; want an error that names no key", name, err)
+		}
+	}
+}

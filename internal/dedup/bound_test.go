@@ -91,10 +91,10 @@ func TestFrozenClockStaysBounded(t *testing.T) {
 		t.Fatalf("watermark %v: the floor should be past the frozen time %v", w.Watermark(), t0)
 	}
 	var buf bytes.Buffer
-	if err := w.WriteSnapshot(&buf, 7); err != nil {
+	if err := w.WriteSnapshot(&buf, 7, SnapshotAuth{}); err != nil {
 		t.Fatal(err)
 	}
-	loaded, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()))
+	loaded, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()), SnapshotAuth{}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,10 +229,10 @@ func TestEventTimesCenturiesApart(t *testing.T) {
 					observe(t, cold, r)
 				}
 				var buf bytes.Buffer
-				if err := warm.WriteSnapshot(&buf, 0); err != nil {
+				if err := warm.WriteSnapshot(&buf, 0, SnapshotAuth{}); err != nil {
 					t.Fatal(err)
 				}
-				loaded, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()))
+				loaded, _, err := ReadSnapshot(bytes.NewReader(buf.Bytes()), SnapshotAuth{}, 0)
 				if err != nil {
 					t.Fatalf("lateness %v, snapshot at %d: %v", late, i, err)
 				}

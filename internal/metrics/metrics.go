@@ -30,6 +30,7 @@ type Pipeline struct {
 	loadJobsDay  *quotaDay
 	windowBuilds *prometheus.CounterVec
 	floorRaises  *prometheus.CounterVec
+	snapRefused  *prometheus.CounterVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -46,6 +47,7 @@ const (
 	WindowBuildsTotal   = "paystream_dedup_window_builds_total"
 	FloorRaisesTotal    = "paystream_dedup_window_floor_raises_total"
 	LoadJobsToday       = "paystream_load_jobs_today"
+	SnapshotsRefused    = "paystream_dedup_snapshots_refused_total"
 )
 
 // Where a worker got a partition's dedup window it did not hold, the
@@ -54,6 +56,14 @@ const (
 	WindowFromSnapshot = "snapshot" // a snapshot, and the log after it
 	WindowFromLog      = "log"      // the whole window replayed from Kafka
 	WindowEmpty        = "empty"    // the partition's first batch: nothing to replay
+)
+
+// Why a dedup snapshot was not used, the values of SnapshotsRefused's
+// reason label.
+const (
+	SnapshotUnsigned = "signature" // not signed with a configured key, or changed since
+	SnapshotInvalid  = "invalid"   // torn, over the ID bound, not a regular file, or not what the partition recorded
+	SnapshotMismatch = "mismatch"  // another log, lateness or window: stale or misplaced, not forged
 )
 
 // Event outcomes, the values of EventsTotal's outcome label.
@@ -90,6 +100,8 @@ func New() *Pipeline {
 			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
 		floorRaises: prometheus.NewCounterVec(prometheus.CounterOpts{Name: FloorRaisesTotal,
 			Help: "Times a partition's dedup window hit --max-window-ids and raised its watermark: records behind it are quarantined as late. Any increase needs a look (a producer's clock stopped, or the bound is too low for the traffic). The partition is in the worker's warning log line."}, []string{"topic"}),
+		snapRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: SnapshotsRefused,
+			Help: "Dedup snapshots a worker did not use, by reason (signature, invalid, mismatch); each window was rebuilt from the log instead. \"signature\" means something without the snapshot key wrote the snapshot volume, or the key was rotated out too early."}, []string{"topic", "reason"}),
 		windowBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: WindowBuildsTotal,
 			Help: "Dedup windows this worker built because it did not hold them, by source (snapshot, log, empty). In steady state none is built: each partition stays on its worker. \"log\" is the slow one."}, []string{"topic", "source"}),
 	}
@@ -99,7 +111,7 @@ func New() *Pipeline {
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
 	p.loadJobsDay = newQuotaDay(LoadJobsToday, "Load jobs this worker created since BigQuery's quota day began (midnight Pacific), by table, failed ones too: summed over workers, against the 1,500 a table a day.")
 	reg.MustRegister(p.loadJobsDay)
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, p.snapRefused, windowBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -170,6 +182,14 @@ func (p *Pipeline) WindowBuilt(topic, source string) {
 		// Exported at zero from the topic's first window on, so that an
 		// alert on its increase has a series to watch.
 		p.floorRaises.WithLabelValues(topic)
+	}
+}
+
+// SnapshotRefused records a dedup snapshot not used, for reason (one of
+// the Snapshot* values).
+func (p *Pipeline) SnapshotRefused(topic, reason string) {
+	if p != nil {
+		p.snapRefused.WithLabelValues(topic, reason).Inc()
 	}
 }
 

@@ -116,6 +116,9 @@ type WorkerOptions struct {
 	// SnapshotDir is where Dedup keeps each partition's window for a fast
 	// restart (empty: nowhere; a restart replays the window from Kafka).
 	SnapshotDir string
+	// SnapshotKeys sign and authenticate those snapshots, the newest
+	// first (config.SnapshotKeys); none: a CRC only.
+	SnapshotKeys [][]byte
 	// Metrics, when set, receives the activities' figures.
 	Metrics *metrics.Pipeline
 	// StopTimeout is how long Stop lets running activities finish
@@ -138,7 +141,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, MaxBatchBytes: opts.MaxBatchBytes, Metrics: opts.Metrics,
-		SnapshotDir:     opts.SnapshotDir,
+		SnapshotDir: opts.SnapshotDir, SnapshotKeys: opts.SnapshotKeys, MaxWindowIDs: cfg.MaxWindowIDs,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
 	}
 	identity := workerIdentity()
