@@ -57,6 +57,7 @@ func runMain(args []string) (bool, error) {
 	writeMode := fs.String("write-mode", config.WriteModeLoad, "load or storagewrite")
 	dir := fs.String("dir", "", "where the stack's state and the workers' logs go (default: a new temporary directory, removed when the run passes)")
 	catchUp := fs.Duration("catch-up", 4*time.Minute, "how long ingestion may take to catch up once production ends")
+	only := fs.Bool("schedule-only", false, "print the seed's schedule and exit")
 	if err := fs.Parse(args); err != nil {
 		return false, err
 	}
@@ -68,6 +69,10 @@ func runMain(args []string) (bool, error) {
 	}
 	if *seed == 0 {
 		*seed = uint64(time.Now().UnixNano()%1_000_000 + 1)
+	}
+	if *only {
+		NewSchedule(*seed, *duration, *writeMode).Write(os.Stdout)
+		return true, nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -318,7 +318,8 @@ var goRuntimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOGC": true}
 // checkPool checks what a pool of workers needs on a cluster: the
 // autoscaler alone sets the count, workers spread over nodes and zones,
 // no API token, only the http port open, a budget that lets an unhealthy
-// worker go, and the Go runtime's memory limit from the container's.
+// worker go, and the memory limit from the container's, which the worker
+// shares out itself: a GOMEMLIMIT would override its GC limit.
 func checkPool(t *testing.T, base objects, worker *appsv1.Deployment) {
 	t.Helper()
 	if worker.Spec.Replicas != nil {
@@ -356,12 +357,15 @@ func checkPool(t *testing.T, base objects, worker *appsv1.Deployment) {
 		*pdb.Spec.UnhealthyPodEvictionPolicy != policyv1.AlwaysAllow {
 		t.Error("the PodDisruptionBudget keeps unhealthy workers from eviction (want unhealthyPodEvictionPolicy: AlwaysAllow)")
 	}
-	goLimit := false
+	limit := false
 	for _, e := range spec.Containers[0].Env {
-		goLimit = goLimit || e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+		limit = limit || e.Name == "PAYSTREAM_MEMORY_LIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+		if e.Name == "GOMEMLIMIT" {
+			t.Error("the worker sets GOMEMLIMIT: the runtime's value wins over the GC limit the worker sets (90 % of the container's, less the dedup tables)")
+		}
 	}
-	if !goLimit {
-		t.Error("worker GOMEMLIMIT does not come from its limits.memory")
+	if !limit {
+		t.Error("worker PAYSTREAM_MEMORY_LIMIT does not come from its limits.memory")
 	}
 }
 
