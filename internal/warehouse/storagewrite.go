@@ -120,8 +120,8 @@ func rowWireSize(row []byte) int {
 
 // AppendOnce makes rows be at [offset, offset+len(rows)) of stream exactly
 // once, whatever earlier attempts did: the rows go in the appends
-// appendChunks splits them into, and each already written is skipped
-// (ALREADY_EXISTS).
+// appendChunks splits them into, and one refused as already written
+// (ALREADY_EXISTS) is completed if the stream ends inside it.
 func AppendOnce(ctx context.Context, a Appender, stream, table string, offset int64, rows [][]byte) error {
 	chunks, err := appendChunks(offset, rows, MaxAppendRows, MaxAppendBytes)
 	if err != nil {
@@ -129,8 +129,11 @@ func AppendOnce(ctx context.Context, a Appender, stream, table string, offset in
 	}
 	for _, c := range chunks {
 		err := a.Append(ctx, stream, table, c.Offset, c.Rows)
+		if alreadyExists(err) {
+			err = completeWritten(ctx, a, stream, table, c)
+		}
 		switch {
-		case err == nil, alreadyExists(err):
+		case err == nil:
 		case outOfRange(err):
 			return fmt.Errorf("%w: %s at offset %d: %v", ErrOffsetAhead, stream, c.Offset, err)
 		case status.Code(err) == codes.InvalidArgument:
@@ -140,6 +143,54 @@ func AppendOnce(ctx context.Context, a Appender, stream, table string, offset in
 		}
 	}
 	return nil
+}
+
+// completeWritten makes all of c be in the stream once an append of c was
+// refused as already written. An earlier attempt that split the rows
+// otherwise (another version, rows of other sizes) may have left the
+// stream ending inside c. The end is found by appends of one row each, at
+// offset o the row that belongs there, which are written only if the
+// stream ends at o: a search from c's last row, which on a retry of the
+// same split is the one append it takes. The rows after the end then go
+// in one append.
+func completeWritten(ctx context.Context, a Appender, stream, table string, c appendChunk) error {
+	for {
+		end := c.Offset + int64(len(c.Rows))
+		lo, hi := c.Offset+1, end // the stream ends in [lo, hi]
+		probe := end - 1
+		for {
+			if lo == end {
+				return nil // all of c is written
+			}
+			i := probe - c.Offset
+			err := a.Append(ctx, stream, table, probe, c.Rows[i:i+1])
+			if err == nil {
+				break
+			}
+			switch {
+			case alreadyExists(err):
+				lo = probe + 1
+			case outOfRange(err):
+				hi = probe - 1
+			default:
+				return err
+			}
+			if hi < lo { // another attempt appended meanwhile: the next attempt looks again
+				return fmt.Errorf("the end of %s moved while appending rows [%d, %d) again", stream, c.Offset, end)
+			}
+			probe = lo + (hi-lo)/2
+		}
+		// The stream ended at probe and holds its row now: the rest follows.
+		rest := appendChunk{Offset: probe + 1, Rows: c.Rows[probe+1-c.Offset:]}
+		if len(rest.Rows) == 0 {
+			return nil
+		}
+		err := a.Append(ctx, stream, table, rest.Offset, rest.Rows)
+		if !alreadyExists(err) {
+			return err
+		}
+		c = rest // another attempt wrote some of it meanwhile
+	}
 }
 
 // alreadyExists and outOfRange read the answer both ways the API gives

@@ -309,8 +309,9 @@ func TestAppendOnceRetriesTheSameRanges(t *testing.T) {
 	// 24 records of 1 MB, one every 500 rows: eight and the 200-byte rows
 	// between them fit in an append (8.8 MB on the wire), a ninth does
 	// not, so each append ends before a ninth record (rows 4003 and 8003
-	// of the batch, at stream offsets 4006 and 8006).
-	want := []string{"1:3+4003", "1:4006+4000", "1:8006+3997", "2:3+4003", "2:4006+4000", "2:8006+3997"}
+	// of the batch, at stream offsets 4006 and 8006). The retry finds the
+	// first two written, each checked by its last row alone.
+	want := []string{"1:3+4003", "1:4006+4000", "1:8006+3997", "2:3+4003", "2:4005+1", "2:4006+4000", "2:8005+1", "2:8006+3997"}
 	if !slices.Equal(calls, want) {
 		t.Errorf("appends (attempt:offset+rows) %v, want %v", calls, want)
 	}
@@ -341,5 +342,40 @@ func TestRowSizeDoesNotDependOnLoadedAt(t *testing.T) {
 	}
 	if len(sizes) != 1 {
 		t.Errorf("row sizes by loaded_at: %v, want one size", sizes)
+	}
+}
+
+// TestAppendOnceCompletesAnotherSplit: an earlier attempt split the batch
+// otherwise (the version before appends were split by bytes sent 5,000
+// rows at a time), so the stream ends inside one of this split's appends,
+// here inside the second and inside the last. Each is completed from
+// where the stream ends, and the stream holds every row once, in order.
+// (Skipping an append refused as already written left the rest of it
+// unwritten: the next append was past the end, or, for the last, the
+// batch counted as written with rows missing.)
+func TestAppendOnceCompletesAnotherSplit(t *testing.T) {
+	ctx := context.Background()
+	var lengths []int
+	for i := range 12_000 {
+		lengths = append(lengths, map[bool]int{true: 1_000_000, false: 200}[i%500 == 3])
+	}
+	rows := sized(lengths...)
+	for _, written := range []int{6000, 10_000} {
+		d := &documentedStreams{rows: map[string][][]byte{}}
+		s, _ := d.CreateStream(ctx, "ingest_errors")
+		d.rows[s] = slices.Clone(rows[:written]) // what the earlier attempt wrote
+		var calls []string
+		d.fail = func(offset int64, rows [][]byte) error {
+			calls = append(calls, fmt.Sprintf("%d+%d", offset, len(rows)))
+			return nil
+		}
+		if err := AppendOnce(ctx, d, s, "ingest_errors", 0, rows); err != nil {
+			t.Errorf("%d rows written before: %v", written, err)
+			continue
+		}
+		if got := d.rows[s]; len(got) != len(rows) || !slices.EqualFunc(got, rows, slices.Equal) {
+			t.Errorf("%d rows written before: the stream holds %d rows, want the batch's %d once, in order", written, len(got), len(rows))
+		}
+		t.Logf("%d rows written before: appends %v", written, calls)
 	}
 }
