@@ -19,6 +19,7 @@ import (
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // TestWebUIShowsBatches drives headless Chromium against the devstack's
@@ -127,6 +128,7 @@ func TestWebUIShowsBatches(t *testing.T) {
 // findChromium finds the Debian chromium (or another Chrome) on PATH.
 func findChromium(t *testing.T) string {
 	t.Helper()
+	testtier.NeedsServers(t) // before the browser: the fast tier needs Go alone
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
