@@ -254,6 +254,11 @@ func (p *producer) round(ctx context.Context) error {
 		for len(p.aborted) > 0 && len(recs) < 10 {
 			s := p.aborted[0]
 			p.aborted = p.aborted[1:]
+			if now.Sub(s.at) > 4*time.Minute {
+				// Its event_time would be late under one lateness and not
+				// the other: the oracle could not say.
+				continue
+			}
 			recs = append(recs, record{key: s.id, value: s.value, ts: now, intent: "resend-aborted", amount: s.amount, currency: s.currency})
 		}
 		return p.sendPlain(ctx, p.rng.IntN(len(p.plain)), "", recs)
