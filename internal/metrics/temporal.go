@@ -111,7 +111,8 @@ func (t *temporalVecs) get(name, kind string, tags map[string]string) (*temporal
 }
 
 // promName makes an SDK metric name a Prometheus one: the temporal_
-// prefix, '_' for other characters, and _seconds on timers.
+// prefix, '_' for other characters, _seconds on timers and _total on
+// counters, the names Temporal's own SDK dashboards query.
 func promName(name, kind string) string {
 	name = strings.Map(func(r rune) rune {
 		switch {
@@ -125,6 +126,9 @@ func promName(name, kind string) string {
 	}
 	if kind == "timer" && !strings.HasSuffix(name, "_seconds") {
 		name += "_seconds"
+	}
+	if kind == "counter" && !strings.HasSuffix(name, "_total") {
+		name += "_total"
 	}
 	return name
 }

@@ -127,7 +127,7 @@ func TestWorkerServesHealthAndMetrics(t *testing.T) {
 	if strings.Count(text, metrics.KafkaLag+"{") != 2 {
 		t.Errorf("%s has no line per partition:\n%s", metrics.KafkaLag, grep(text, metrics.KafkaLag))
 	}
-	for _, name := range []string{"temporal_activity_execution_latency_seconds_count", "temporal_workflow_task_execution_latency_seconds_count", "temporal_request"} {
+	for _, name := range []string{"temporal_activity_execution_latency_seconds_count", "temporal_workflow_task_execution_latency_seconds_count", "temporal_request_total"} {
 		if !strings.Contains(text, name) {
 			t.Errorf("/metrics lacks the Temporal SDK's %s", name)
 		}
