@@ -123,6 +123,12 @@ type PoolState struct {
 type PoolWant struct {
 	WorkflowID string
 	Queue      string
+	// Pool is the pool run whose answer the partition holds, when it
+	// announces itself again (every minute, or when its worker stopped
+	// taking tasks): a pool run started afresh learns it so, and one that
+	// already placed it there answers nothing. Empty on a run's first ask,
+	// which is always answered.
+	Pool string `json:",omitempty"`
 }
 
 // Assignment tells a partition which worker's queue to run on. Lost, when

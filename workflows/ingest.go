@@ -163,6 +163,7 @@ func (p *partition) continueAsNew() error {
 // next is the batch to run: the failed one again, or the next plan's; nil
 // when there is none yet (caught up, or a plan to make again).
 func (p *partition) next() (*contract.Spec, error) {
+	p.place.renew(p.ctx)
 	if spec := p.failed; spec != nil {
 		p.failed = nil
 		return spec, nil
@@ -180,6 +181,7 @@ func (p *partition) next() (*contract.Spec, error) {
 	var plan contract.PlanResult
 	err := call.Get(p.ctx, &plan)
 	p.planned = nil
+	p.place.planFailed(p.ctx, call.queue, err)
 	switch {
 	case err == nil && call.size != sizeOf(p.in):
 		return nil, nil // planned before a set-batch: plan again at the new size
@@ -269,7 +271,7 @@ func (p *partition) runBatch(spec contract.Spec) error {
 		// instead (next).
 		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue, sizeOf(p.in))
 	}
-	_ = workflow.Await(p.batchCtx, func() bool { return child.IsReady() || p.place.moved(queue) })
+	p.place.wait(p.batchCtx, queue, child.IsReady)
 	moved := !child.IsReady()
 	if moved {
 		// Its worker left the pool: the batch is ended there and run

@@ -20,7 +20,10 @@ import (
 // that dies stops heartbeating and leaves the pool within the heartbeat
 // timeout; one that stops gracefully ends its lease at once. Partitions ask
 // for their worker with contract.WantSignal and are told with contract.AssignSignal, again
-// whenever a worker joins or leaves.
+// whenever a worker joins or leaves. They announce themselves again every
+// minute, so a pool run started afresh (terminated, reset) learns every
+// live partition; one whose worker dies unknown to the pool moves off it
+// on its own (placement.wait).
 
 const (
 	// leaseHeartbeat is how soon a worker that died leaves the pool.
@@ -137,9 +140,15 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 }
 
 // want registers a partition, keeping its queue when that worker is a
-// member, and answers it with its assignment.
+// member, and answers it with its assignment. A partition announcing what
+// this pool run already told it gets no answer: partitions announce
+// themselves every minute, so that a pool run started afresh learns them.
 func (p *pool) want(ctx workflow.Context, w contract.PoolWant) {
-	if _, known := p.Partitions[w.WorkflowID]; !known {
+	q, known := p.Partitions[w.WorkflowID]
+	if known && w.Pool != "" && w.Pool == workflow.GetInfo(ctx).FirstRunID && q == w.Queue {
+		return
+	}
+	if !known {
 		p.Partitions[w.WorkflowID] = w.Queue
 	}
 	changed := p.rebalance(ctx)

@@ -1,8 +1,20 @@
 package workflows
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/paystream/paystream/contract"
 )
@@ -88,5 +100,155 @@ func TestStaleAssignmentsDoNotMoveAPartitionBack(t *testing.T) {
 	pl.apply(contract.Assignment{Queue: "tq/c", Seq: 1, Pool: "run2"}) // a new pool
 	if pl.queue != "tq/c" {
 		t.Errorf("a new pool's first answer: queue %q, want tq/c", pl.queue)
+	}
+}
+
+// deadWorker mocks a partition's activities when the worker of queue dies
+// while the partition's first batch loads there, and the pool does not
+// know the partition (its run was terminated and a new one started): no
+// assignment ever comes. Everything scheduled on queue after the death
+// times out before it starts, as Temporal times out a task nothing polls,
+// until a worker polls that queue again an hour later (only so that
+// today's code ends where a test can look).
+type deadWorker struct {
+	env    *testsuite.TestWorkflowEnvironment
+	queue  string
+	mu     sync.Mutex
+	died   bool
+	diedAt time.Time
+	ended  bool // the batch on queue was terminated
+	j      journal
+	wants  []contract.PoolWant
+}
+
+const revivedAfter = time.Hour
+
+func (d *deadWorker) dead(ctx context.Context) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.died && activity.GetInfo(ctx).TaskQueue == d.queue && d.env.Now().Sub(d.diedAt) < revivedAfter
+}
+
+func (d *deadWorker) mock(env *testsuite.TestWorkflowEnvironment, until int64, planTakes time.Duration) {
+	d.env = env
+	notStarted := temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	env.OnSignalExternalWorkflow(mock.Anything, "pool/paystream", "", contract.WantSignal, mock.Anything).Return(func(_, _, _, _ string, arg any) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.wants = append(d.wants, arg.(contract.PoolWant))
+		return nil // the pool takes the signal, and never answers
+	})
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		if d.dead(ctx) {
+			d.j.add(fmt.Sprintf("plan %d on the dead queue", in.Next))
+			return contract.PlanResult{}, notStarted
+		}
+		d.j.add(fmt.Sprintf("plan %d on %s", in.Next, activity.GetInfo(ctx).TaskQueue))
+		if in.Next >= until {
+			return contract.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", contract.ErrTypeOffsetOutOfRange, nil)
+		}
+		return contract.PlanResult{End: in.Next + 100, HighWatermark: until}, nil
+	}).After(planTakes)
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(func(ctx context.Context, _ time.Duration) error {
+		if d.dead(ctx) {
+			return notStarted
+		}
+		return nil
+	})
+	env.OnActivity("TerminateBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, id string) error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.ended = true
+		d.j.add("terminate " + id)
+		return nil
+	})
+}
+
+// TestABatchOnADeadQueueMovesWithoutThePool: the worker holding a
+// partition dies while its batch loads, and the pool, started afresh,
+// does not know the partition. The batch must not wait for ever: it is
+// ended and runs again under its ID and range on a queue that is polled,
+// loads once, and the partition goes on and announces itself again.
+func TestABatchOnADeadQueueMovesWithoutThePool(t *testing.T) {
+	const queue = "paystream/dead-worker"
+	env := newEnv(t)
+	env.SetTestTimeout(15 * time.Second)
+	d := &deadWorker{queue: queue}
+	d.mock(env, 100, 0)
+	var loadedAt time.Time
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
+		q := activity.GetInfo(ctx).TaskQueue
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if q == queue && (!d.died || env.Now().Sub(d.diedAt) < revivedAfter) {
+			if !d.died {
+				d.died, d.diedAt = true, env.Now()
+				d.j.add("load " + in.Spec.ID() + " on the worker that dies")
+			}
+			if d.ended {
+				return contract.Totals{}, temporal.NewNonRetryableApplicationError("terminated", "Terminated", nil)
+			}
+			return contract.Totals{}, errors.New("the worker is gone") // retried there until it polls again
+		}
+		loadedAt = env.Now()
+		d.j.add(fmt.Sprintf("load %s [%d, %d) on %s", in.Spec.ID(), in.Spec.Start, in.Spec.End, q))
+		return contract.Totals{Loaded: 97}, nil
+	})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
+		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"})
+	err := env.GetWorkflowError()
+	t.Logf("calls: %q; wants: %+v", d.j.calls, d.wants)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
+		t.Fatalf("workflow ended with %v, want the test log's end after the batch moved", err)
+	}
+	loads := 0
+	for _, c := range d.j.calls {
+		if strings.HasPrefix(c, "load batch/payments/0/0-100 [0, 100) on ") && !strings.HasSuffix(c, queue) {
+			loads++
+		}
+	}
+	if loads != 1 || !slices.Contains(d.j.calls, "terminate batch/payments/0/0-100") {
+		t.Errorf("batch 0-100 loaded %d times off the dead queue, terminated there: %v; want once, after its run there was ended", loads, slices.Contains(d.j.calls, "terminate batch/payments/0/0-100"))
+	}
+	if took := loadedAt.Sub(d.diedAt); took <= 0 || took > 2*time.Minute {
+		t.Errorf("the batch loaded %v after its worker died, want within 2 minutes", took)
+	}
+	rejoined := false
+	for _, w := range d.wants[1:] {
+		rejoined = rejoined || w.Queue != queue
+	}
+	if len(d.wants) < 2 || !rejoined {
+		t.Errorf("the partition told the pool %+v; want it to announce itself again off the dead queue", d.wants)
+	}
+}
+
+// TestAnIdlePartitionLeavesADeadQueueWithoutThePool: a caught-up
+// partition whose worker died, unknown to the pool, plans on a polled
+// queue after its first plan on the dead one times out, instead of
+// planning on the dead queue until continue-as-new.
+func TestAnIdlePartitionLeavesADeadQueueWithoutThePool(t *testing.T) {
+	const queue = "paystream/dead-worker"
+	env := newEnv(t)
+	env.SetTestTimeout(15 * time.Second)
+	d := &deadWorker{queue: queue, died: true, diedAt: env.Now()}
+	d.mock(env, 0, time.Minute) // the dead queue's plans time out after a minute; the others poll as long
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
+		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"})
+	err := env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
+		t.Fatalf("workflow ended with %v, want the test log's end planned off the dead queue (calls %d: %q)", err, len(d.j.calls), d.j.calls[:min(len(d.j.calls), 5)])
+	}
+	onDead := 0
+	for _, c := range d.j.calls {
+		if strings.HasSuffix(c, "on the dead queue") {
+			onDead++
+		}
+	}
+	if onDead != 1 {
+		t.Errorf("%d plans on the dead queue, want 1: %q", onDead, d.j.calls)
 	}
 }
