@@ -395,4 +395,59 @@ func checkSharedSnapshots(t *testing.T, o objects) {
 	if !rwx || pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName == "" {
 		t.Errorf("claim %s: access modes %v, class %v: want ReadWriteMany on a named class", claim, pvc.Spec.AccessModes, pvc.Spec.StorageClassName)
 	}
+	checkSnapshotKeys(t, w)
+}
+
+// checkSnapshotKeys checks that workers sharing a snapshot volume sign
+// their snapshots: the worker reads PAYSTREAM_SNAPSHOT_KEY_FILE, and it
+// names a file of a Secret volume the worker mounts read-only, which is
+// not optional (a worker without its keys does not start).
+func checkSnapshotKeys(t *testing.T, w *appsv1.Deployment) {
+	t.Helper()
+	const env = "PAYSTREAM_SNAPSHOT_KEY_FILE"
+	if !envNames(t, "worker")[env] {
+		t.Fatalf("the worker does not read %s", env)
+	}
+	var c *corev1.Container
+	for i := range w.Spec.Template.Spec.Containers {
+		if w.Spec.Template.Spec.Containers[i].Name == "worker" {
+			c = &w.Spec.Template.Spec.Containers[i]
+		}
+	}
+	if c == nil {
+		t.Fatal("prod does not patch the worker container")
+	}
+	file := ""
+	for _, e := range c.Env {
+		if e.Name == env {
+			file = e.Value
+		}
+	}
+	if file == "" {
+		t.Fatalf("prod's workers share a snapshot volume without %s: anything that can write it can change their decisions", env)
+	}
+	secrets := map[string]*corev1.SecretVolumeSource{}
+	for _, v := range w.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret
+		}
+	}
+	for _, m := range c.VolumeMounts {
+		s := secrets[m.Name]
+		rel, under := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
+		if s == nil || !under {
+			continue
+		}
+		if !m.ReadOnly || s.SecretName != "paystream-secrets" || (s.Optional != nil && *s.Optional) {
+			t.Errorf("%s %s: mount %+v of Secret %+v: want paystream-secrets, read-only, not optional", env, file, m, s)
+		}
+		for _, item := range s.Items {
+			if item.Path == rel {
+				return
+			}
+		}
+		t.Errorf("%s %s: Secret volume %s has no item at %s (items %+v)", env, file, m.Name, rel, s.Items)
+		return
+	}
+	t.Errorf("%s %s is not in a Secret volume the worker mounts", env, file)
 }
