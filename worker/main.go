@@ -86,9 +86,7 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	logCfg := zap.NewProductionConfig()
-	logCfg.Level = zap.NewAtomicLevelAt(level)
-	log, err := logCfg.Build()
+	log, err := logConfig(level).Build()
 	if err != nil {
 		return err
 	}
@@ -126,7 +124,7 @@ func run(args []string) error {
 		return err
 	}
 	if *httpAddr != "" {
-		ln, err := net.Listen("tcp", *httpAddr)
+		ln, err := listenHTTP(*httpAddr, config.IsSet(fs, "http-addr"))
 		if err != nil {
 			return fmt.Errorf("--http-addr: %w", err)
 		}
@@ -237,6 +235,30 @@ func withProfiles(h http.Handler) http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.Handle("/", h)
 	return mux
+}
+
+// logConfig is the worker's JSON log. Log pipelines (GKE, Cloud Logging,
+// most others) read the level as severity; every line is kept, since
+// zap's default sampling dropped "load done" lines past 100 a second.
+func logConfig(level zapcore.Level) zap.Config {
+	cfg := zap.NewProductionConfig()
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	cfg.EncoderConfig.LevelKey, cfg.EncoderConfig.EncodeLevel = "severity", zapcore.CapitalLevelEncoder
+	cfg.Sampling = nil
+	return cfg
+}
+
+// listenHTTP listens at addr. At the default address, when another worker
+// on the same machine holds it, it takes a free port instead, which the
+// log names, so that several workers run side by side; an address given
+// explicitly fails loudly.
+func listenHTTP(addr string, explicit bool) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil || explicit || !errors.Is(err, syscall.EADDRINUSE) {
+		return ln, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	return net.Listen("tcp", net.JoinHostPort(host, "0"))
 }
 
 // checkReadyAt asks the worker serving at addr whether it is ready.

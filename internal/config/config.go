@@ -315,3 +315,11 @@ func SplitList(v string) []string {
 	}
 	return out
 }
+
+// IsSet says whether the flag name was given, on the command line or by
+// its environment variable, rather than left at its default.
+func IsSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
