@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -145,7 +146,7 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 // themselves every minute, so that a pool run started afresh learns them.
 func (p *pool) want(ctx workflow.Context, w contract.PoolWant) {
 	q, known := p.Partitions[w.WorkflowID]
-	if known && w.Pool != "" && w.Pool == workflow.GetInfo(ctx).FirstRunID && q == w.Queue {
+	if known && w.Pool != "" && w.Pool == poolRun(ctx) && q == w.Queue {
 		return
 	}
 	if !known {
@@ -204,7 +205,7 @@ func (p *pool) partitionIDs() []string {
 // forgotten.
 func (p *pool) tell(ctx workflow.Context, id string, as contract.Assignment) {
 	p.Seq++
-	as.Seq, as.Pool = p.Seq, workflow.GetInfo(ctx).FirstRunID
+	as.Seq, as.Pool = p.Seq, poolRun(ctx)
 	f := workflow.SignalExternalWorkflow(ctx, id, "", contract.AssignSignal, as)
 	p.sel.AddFuture(f, func(f workflow.Future) {
 		if f.Get(ctx, nil) != nil && p.Partitions[id] == as.Queue {
@@ -212,6 +213,13 @@ func (p *pool) tell(ctx workflow.Context, id string, as contract.Assignment) {
 			p.rebalance(ctx)
 		}
 	})
+}
+
+// poolRun names the pool's run across continue-as-new: its first run's ID
+// (the run's own where that is not set, as in Temporal's test suite).
+func poolRun(ctx workflow.Context) string {
+	info := workflow.GetInfo(ctx)
+	return cmp.Or(info.FirstRunID, info.WorkflowExecution.RunID)
 }
 
 // assign balances partitions (ID → current queue) over members (sorted):

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/contract"
 )
 
@@ -250,5 +251,108 @@ func TestAnIdlePartitionLeavesADeadQueueWithoutThePool(t *testing.T) {
 	}
 	if onDead != 1 {
 		t.Errorf("%d plans on the dead queue, want 1: %q", onDead, d.j.calls)
+	}
+}
+
+// TestPartitionsAnnounceThemselvesToThePool: an idle partition tells its
+// pool it is there every minute, naming the pool run it knows, so that a
+// pool run started afresh learns it; one the pool did not take (no pool
+// runs) is sent again within seconds.
+func TestPartitionsAnnounceThemselvesToThePool(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		refused bool
+		atLeast int
+	}{{"pool running", false, 3}, {"no pool", true, 12}} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newEnv(t)
+			var mu sync.Mutex
+			var wants []contract.PoolWant
+			env.OnSignalExternalWorkflow(mock.Anything, "pool/paystream", "", contract.WantSignal, mock.Anything).Return(func(_, _, _, _ string, arg any) error {
+				mu.Lock()
+				defer mu.Unlock()
+				wants = append(wants, arg.(contract.PoolWant))
+				if c.refused {
+					return errors.New("workflow not found for ID: pool/paystream")
+				}
+				return nil
+			})
+			env.OnSignalExternalWorkflow(mock.Anything, "pool/paystream", "", contract.LeaveSignal, mock.Anything).Return(nil)
+			env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(contract.PlanResult{}, nil).After(5 * time.Second) // caught up
+			env.RegisterDelayedCallback(env.CancelWorkflow, 150*time.Second)
+			env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: 5 * time.Second,
+				Pool: "pool/paystream", Queue: "paystream/w1", QueueSeq: 3, QueuePool: "pool-run-1"})
+			if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+				t.Fatalf("workflow ended with %v, want stopped", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(wants) < c.atLeast || wants[0].Pool != "" {
+				t.Fatalf("in 150 s the partition told the pool %d times (%+v), want at least %d, the first asking for an answer", len(wants), wants, c.atLeast)
+			}
+			for _, w := range wants[1:] {
+				if w.Queue != "paystream/w1" || w.Pool != "pool-run-1" {
+					t.Errorf("announced %+v, want its queue and the pool run that placed it", w)
+				}
+			}
+		})
+	}
+}
+
+// TestANewPoolRunLearnsEveryPartition: a pool run started afresh knows
+// no partition; partitions announcing themselves (naming an older run)
+// are registered where they run and spread over the members, and an
+// announcement of what this run already told gets no answer.
+func TestANewPoolRunLearnsEveryPartition(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflow(WorkerPool)
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute)
+	var mu sync.Mutex
+	var told []string
+	var run string
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.AssignSignal, mock.Anything).Return(func(_, id, _, _ string, arg any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		as := arg.(contract.Assignment)
+		told, run = append(told, id+"→"+as.Queue), as.Pool
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.JoinSignal, "tq/a")
+		env.SignalWorkflow(contract.JoinSignal, "tq/b")
+	}, time.Second)
+	for i, at := range []time.Duration{2 * time.Second, 3 * time.Second} {
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(contract.WantSignal, contract.PoolWant{WorkflowID: fmt.Sprintf("ingest/payments/%d", i), Queue: "tq/a", Pool: "old-run"})
+		}, at)
+	}
+	var before int
+	env.RegisterDelayedCallback(func() {
+		mu.Lock()
+		before = len(told)
+		as := contract.PoolWant{WorkflowID: "ingest/payments/0", Queue: "tq/a", Pool: run}
+		mu.Unlock()
+		env.SignalWorkflow(contract.WantSignal, as)
+	}, 4*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Second)
+	var st contract.PoolState
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, 4500*time.Millisecond)
+	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
+	want := map[string]string{"ingest/payments/0": "tq/a", "ingest/payments/1": "tq/b"}
+	if fmt.Sprint(st.Partitions) != fmt.Sprint(want) {
+		t.Errorf("the new pool run holds %v, want %v", st.Partitions, want)
+	}
+	if want := "[ingest/payments/0→tq/a ingest/payments/1→tq/b]"; fmt.Sprint(told) != want || before != 2 {
+		t.Errorf("the pool told %v (%d before the repeat), want %s and nothing for the repeat", told, before, want)
 	}
 }
