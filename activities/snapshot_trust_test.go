@@ -1,3 +1,7 @@
+//go:build unix
+
+// FIFOs and O_NONBLOCK are Unix's: the worker runs on Linux.
+
 package activities
 
 import (
