@@ -7,8 +7,13 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# The image has no .git to read: --version says what these name
+# (docker build --build-arg VERSION=$(git describe --tags --always)
+# --build-arg COMMIT=$(git rev-parse HEAD); `make image` passes both).
+ARG VERSION=
+ARG COMMIT=
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./worker ./starter ./simulator
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/paystream/paystream/internal/config.version=${VERSION} -X github.com/paystream/paystream/internal/config.commit=${COMMIT}" -o /out/ ./worker ./starter ./simulator
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/ /usr/local/bin/

@@ -3,6 +3,8 @@ package deploy_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -121,11 +123,24 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
-	// The static build it runs must work here too.
-	build := exec.Command("go", "build", "-o", t.TempDir()+"/", "../worker", "../starter", "../simulator")
+	// The static build it runs must work here too, and stamp the version
+	// and commit its build arguments give, as an image has no .git.
+	m := regexp.MustCompile(`-ldflags="([^"]*)"`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatal("the Dockerfile's go build passes no -ldflags")
+	}
+	const version, commit = "v9.9.9-test", "0123456789abcdef0123"
+	ldflags := strings.NewReplacer("${VERSION}", version, "${COMMIT}", commit).Replace(m[1])
+	out := t.TempDir()
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", out+"/", "../worker", "../starter", "../simulator")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	out, err := build.CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	if b, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	for _, bin := range []string{"worker", "starter", "simulator"} {
+		b, err := exec.Command(filepath.Join(out, bin), "--version").CombinedOutput()
+		if want := bin + " " + version + " " + commit[:12] + " "; err != nil || !strings.HasPrefix(string(b), want) {
+			t.Errorf("%s --version: %q (%v), want it to start %q", bin, b, err, want)
+		}
 	}
 }

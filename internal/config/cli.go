@@ -35,6 +35,11 @@ func ExitCode(err error) int {
 	return ExitFailure
 }
 
+// version and commit are stamped by an image build, which has no Git
+// metadata to read (the Dockerfile's -ldflags -X); a build from a checkout
+// leaves them empty and Go's build info names it.
+var version, commit string
+
 // Version names the build: the module version ("(devel)" for a build from
 // a checkout), the commit it was built from, "+dirty" when the tree had
 // changes, and the Go version.
@@ -52,6 +57,12 @@ func Version() string {
 				dirty = "+dirty"
 			}
 		}
+	}
+	if version != "" {
+		v = version
+	}
+	if commit != "" {
+		rev, dirty = commit[:min(12, len(commit))], ""
 	}
 	return fmt.Sprintf("%s %s%s %s", v, rev, dirty, runtime.Version())
 }
