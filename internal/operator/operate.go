@@ -416,6 +416,51 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 	if from >= to {
 		return nil, fmt.Errorf("backfill: --from %d must be below --to %d", from, to)
 	}
+	todo, err := o.backfillSpecs(ctx, partition, from, to)
+	if err != nil {
+		return nil, err
+	}
+	if len(todo) > contract.MaxBackfillBatches {
+		return nil, fmt.Errorf("backfill: [%d, %d) holds %d batches, more than %d at a time; narrow --from and --to", from, to, len(todo), contract.MaxBackfillBatches)
+	}
+	id := contract.BackfillID(o.Config.Topic, partition, from, to)
+	run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                o.Config.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING, // a second backfill of it watches the first
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:            fmt.Sprintf("backfill of partition %d, offsets %d–%d: %d batches", partition, from, to-1, len(todo)),
+	}, workflows.Backfill, contract.BackfillInput{Batches: todo})
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", id, err)
+	}
+	// The bar follows the workflow's progress query while it runs.
+	bar := progress.New(o.Progress, "batches", int64(len(todo)))
+	done := make(chan error, 1)
+	go func() { done <- run.Get(ctx, &out) }()
+	for {
+		select {
+		case err := <-done:
+			bar.Done(int64(len(out)))
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", id, err)
+			}
+			return out, nil
+		case <-time.After(time.Second):
+			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), contract.ProgressQuery); err == nil {
+				var p contract.BackfillProgress
+				if v.Get(&p) == nil {
+					bar.Set(int64(p.Done))
+				}
+			}
+		}
+	}
+}
+
+// backfillSpecs are the specs of partition's batches within [from, to),
+// from the ledger: each with the window its predecessor handed on, and
+// the lateness and window bound its batch decided with.
+func (o *Operator) backfillSpecs(ctx context.Context, partition int, from, to int64) ([]contract.Spec, error) {
 	q := o.BigQuery.Query(fmt.Sprintf("SELECT %s FROM `%s.%s.batch_ledger` "+
 		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY start_offset", ledgerColumns(""), o.BigQuery.Project(), o.Config.BigQueryDataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "partition", Value: partition}}
@@ -461,41 +506,7 @@ func (o *Operator) Backfill(ctx context.Context, partition int, from, to int64) 
 			todo = append(todo, spec)
 		}
 	}
-	if len(todo) > contract.MaxBackfillBatches {
-		return nil, fmt.Errorf("backfill: [%d, %d) holds %d batches, more than %d at a time; narrow --from and --to", from, to, len(todo), contract.MaxBackfillBatches)
-	}
-	id := contract.BackfillID(o.Config.Topic, partition, from, to)
-	run, err := o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       id,
-		TaskQueue:                o.Config.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING, // a second backfill of it watches the first
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:            fmt.Sprintf("backfill of partition %d, offsets %d–%d: %d batches", partition, from, to-1, len(todo)),
-	}, workflows.Backfill, contract.BackfillInput{Batches: todo})
-	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", id, err)
-	}
-	// The bar follows the workflow's progress query while it runs.
-	bar := progress.New(o.Progress, "batches", int64(len(todo)))
-	done := make(chan error, 1)
-	go func() { done <- run.Get(ctx, &out) }()
-	for {
-		select {
-		case err := <-done:
-			bar.Done(int64(len(out)))
-			if err != nil {
-				return out, fmt.Errorf("%s: %w", id, err)
-			}
-			return out, nil
-		case <-time.After(time.Second):
-			if v, err := o.Temporal.QueryWorkflow(ctx, id, run.GetRunID(), contract.ProgressQuery); err == nil {
-				var p contract.BackfillProgress
-				if v.Get(&p) == nil {
-					bar.Set(int64(p.Done))
-				}
-			}
-		}
-	}
+	return todo, nil
 }
 
 func (o *Operator) spec(partition int, start, end int64, w contract.Window, lateness time.Duration, maxWindowIDs int) contract.Spec {
