@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/testtier"
 )
 
@@ -163,5 +166,53 @@ func TestChaosShort(t *testing.T) {
 				t.Errorf("the books differ from the oracle; first batch: %s", res.Verdict.FirstBadBatch)
 			}
 		})
+	}
+}
+
+// TestProducersAccountIsTheLog runs the chaos producer for a few seconds
+// against an in-process broker and reads the log back as the pipeline
+// does: every committed record at the offset the producer was told, no
+// record of an aborted transaction, and books the oracle can judge under
+// either lateness.
+func TestProducersAccountIsTheLog(t *testing.T) {
+	testtier.NeedsServers(t)
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "chaos"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	p, err := newProducer(11, kc.ListenAddrs(), "chaos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	produced := p.Records()
+	books, err := Oracle(produced, latenesses)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intents := map[string]int{}
+	for _, r := range produced {
+		intents[r.Intent]++
+	}
+	t.Logf("%d records, %d aborted, rounds %v, intents %v", len(produced), books.Aborted, p.Rounds(), intents)
+	if books.Aborted == 0 || len(produced) < 200 {
+		t.Fatalf("%d records, %d aborted: the producer wrote too little to test", len(produced), books.Aborted)
+	}
+	diffs, err := CompareLog(context.Background(), kafkalog.Plain(kc.ListenAddrs()), "chaos", produced)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range diffs {
+		if i == 20 {
+			t.Errorf("… %d more", len(diffs)-i)
+			break
+		}
+		t.Error(d)
 	}
 }
