@@ -34,7 +34,13 @@ type fetched struct {
 	LastStableOffset int64
 	Aborted          []abortedTransaction
 	Records          protocol.RecordReader // the batches, as kafka-go decodes them
-	lastOffsets      map[int64]int64       // each v2 batch's last offset, by its first
+	headers          map[int64]batchHeader // each whole v2 batch's header, by its first offset
+}
+
+// batchHeader is what a v2 record batch's header says of it.
+type batchHeader struct {
+	last    int64 // its last offset, which compaction keeps
+	records int   // how many records it holds
 }
 
 type abortedTransaction struct {
@@ -96,7 +102,7 @@ func (r *fetchRequest) RawExchange(rw io.ReadWriter) (protocol.Message, error) {
 }
 
 func decodePartition(p kmsg.FetchResponseTopicPartition) (*fetched, error) {
-	f := &fetched{ErrorCode: p.ErrorCode, LastStableOffset: p.LastStableOffset, lastOffsets: lastOffsets(p.RecordBatches)}
+	f := &fetched{ErrorCode: p.ErrorCode, LastStableOffset: p.LastStableOffset, headers: batchHeaders(p.RecordBatches)}
 	for _, a := range p.AbortedTransactions {
 		f.Aborted = append(f.Aborted, abortedTransaction{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset})
 	}
@@ -116,26 +122,30 @@ func decodePartition(p kmsg.FetchResponseTopicPartition) (*fetched, error) {
 	return f, nil
 }
 
-// lastOffsets reads each whole v2 record batch's header: its first
-// offset, and its last (first + lastOffsetDelta).
-func lastOffsets(raw []byte) map[int64]int64 {
+// batchHeaders reads each whole v2 record batch's header: its first and
+// last offsets and its record count.
+func batchHeaders(raw []byte) map[int64]batchHeader {
 	const (
 		lengthAt          = 8  // after the first offset
 		magicAt           = 16 // after the length and partition leader epoch
 		lastOffsetDeltaAt = 23 // after the magic byte, crc and attributes
+		recordsAt         = 57 // after the timestamps, producer and base sequence
 		headerSize        = 61
 	)
-	last := map[int64]int64{}
-	for len(raw) >= headerSize {
+	headers := map[int64]batchHeader{}
+	for len(raw) > magicAt {
 		first := int64(binary.BigEndian.Uint64(raw))
 		size := lengthAt + 4 + int(int32(binary.BigEndian.Uint32(raw[lengthAt:])))
-		if size < headerSize || size > len(raw) {
+		if size <= magicAt || size > len(raw) {
 			break // cut by the answer's size limit
 		}
-		if raw[magicAt] == 2 {
-			last[first] = first + int64(int32(binary.BigEndian.Uint32(raw[lastOffsetDeltaAt:])))
+		if raw[magicAt] == 2 && size >= headerSize { // v0/v1 message sets carry no such header
+			headers[first] = batchHeader{
+				last:    first + int64(int32(binary.BigEndian.Uint32(raw[lastOffsetDeltaAt:]))),
+				records: int(int32(binary.BigEndian.Uint32(raw[recordsAt:]))),
+			}
 		}
 		raw = raw[size:]
 	}
-	return last
+	return headers
 }

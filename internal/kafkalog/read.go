@@ -66,7 +66,7 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 		}
 		failing = retrier{}
 		before := next
-		r := rangeReader{partition: partition, next: next, end: end, aborted: byFirstOffset(resp.Aborted), lastOffsets: resp.lastOffsets, tally: &t, fn: func(rec Record) error {
+		r := rangeReader{partition: partition, next: next, end: end, aborted: byFirstOffset(resp.Aborted), headers: resp.headers, tally: &t, fn: func(rec Record) error {
 			seenBytes += int64(len(rec.Key) + len(rec.Value) + recordOverhead)
 			seenRecords++
 			return fn(rec)
@@ -136,13 +136,13 @@ func (c *Client) outOfRange(ctx context.Context, topic string, partition int, st
 // batch's last record but not past its header's last offset, are gaps
 // compaction left: passed over, and counted as skipped by the caller.
 type rangeReader struct {
-	partition   int
-	next, end   int64
-	aborted     []abortedTransaction // by first offset (byFirstOffset)
-	abortedBy   map[int64]bool       // producer IDs inside an aborted transaction
-	lastOffsets map[int64]int64      // each batch's last offset, by its first
-	tally       *Tally
-	fn          func(Record) error
+	partition int
+	next, end int64
+	aborted   []abortedTransaction  // by first offset (byFirstOffset)
+	abortedBy map[int64]bool        // producer IDs inside an aborted transaction
+	headers   map[int64]batchHeader // each batch's header, by its first offset
+	tally     *Tally
+	fn        func(Record) error
 }
 
 func (r *rangeReader) read(rs protocol.RecordReader) error {
@@ -159,25 +159,32 @@ func (r *rangeReader) read(rs protocol.RecordReader) error {
 		}
 		var err error
 		var first int64 = -1
+		var n int // records the batch decoded to
 		switch b := b.(type) {
 		case *protocol.ControlBatch:
 			first = b.BaseOffset
 			r.skipTo(first)
-			err = r.control(b)
+			n, err = r.control(b)
 		case *protocol.RecordBatch:
 			first = b.BaseOffset
 			r.skipTo(first)
 			r.noteAborted(first)
 			skip := b.Attributes.Transactional() && r.abortedBy[b.ProducerID]
-			err = r.records(b, skip)
+			n, err = r.records(b, skip)
 		default:
-			err = r.records(b, false)
+			_, err = r.records(b, false)
 		}
 		if err != nil {
 			return err
 		}
-		if last, ok := r.lastOffsets[first]; ok {
-			r.skipTo(last + 1)
+		if h, ok := r.headers[first]; ok {
+			// Offsets past the last record, up to the header's last, are
+			// a gap only if every record the header counts was read:
+			// kafka-go cuts a batch short at a record it cannot decode.
+			if n != h.records {
+				return fmt.Errorf("record batch at offset %d: decoded %d of its %d records", first, n, h.records)
+			}
+			r.skipTo(h.last + 1)
 		}
 	}
 	return nil
@@ -208,12 +215,12 @@ func (r *rangeReader) noteAborted(offset int64) {
 	}
 }
 
-func (r *rangeReader) control(b *protocol.ControlBatch) error {
+func (r *rangeReader) control(b *protocol.ControlBatch) (n int, err error) {
 	r.noteAborted(b.BaseOffset)
-	for {
+	for ; ; n++ {
 		cr, err := b.ReadControlRecord()
 		if err != nil {
-			return ignoreEOF(err)
+			return n, ignoreEOF(err)
 		}
 		if cr.Type == 0 { // abort: the producer's next batches are its own again
 			delete(r.abortedBy, b.ProducerID)
@@ -225,16 +232,16 @@ func (r *rangeReader) control(b *protocol.ControlBatch) error {
 	}
 }
 
-func (r *rangeReader) records(b protocol.RecordReader, aborted bool) error {
-	for {
+func (r *rangeReader) records(b protocol.RecordReader, aborted bool) (n int, err error) {
+	for ; ; n++ {
 		rec, err := b.ReadRecord()
 		if err != nil {
-			return ignoreEOF(err)
+			return n, ignoreEOF(err)
 		}
 		key, kerr := readBytes(rec.Key)
 		value, verr := readBytes(rec.Value)
 		if err := errors.Join(kerr, verr); err != nil {
-			return fmt.Errorf("read record at offset %d: %w", rec.Offset, err)
+			return n, fmt.Errorf("read record at offset %d: %w", rec.Offset, err)
 		}
 		if rec.Offset < r.next || rec.Offset >= r.end {
 			continue // the broker returns whole batches
@@ -245,7 +252,7 @@ func (r *rangeReader) records(b protocol.RecordReader, aborted bool) error {
 			continue
 		}
 		if err := r.fn(Record{Partition: r.partition, Offset: rec.Offset, Key: key, Value: value, Time: rec.Time}); err != nil {
-			return err
+			return n, err
 		}
 	}
 }

@@ -344,6 +344,7 @@ func TestOverlappingTransactionsOfTwoProducers(t *testing.T) {
 type compactedBatch struct {
 	base, last int64
 	present    []int64
+	count      int32 // the header's record count; 0: len(present)
 }
 
 func (b compactedBatch) encode() []byte {
@@ -360,8 +361,12 @@ func (b compactedBatch) encode() []byte {
 		body = binary.AppendVarint(body, 0) // no headers
 		records = append(binary.AppendVarint(records, int64(len(body))), body...)
 	}
+	count := b.count
+	if count == 0 {
+		count = int32(len(b.present))
+	}
 	rb := kmsg.RecordBatch{FirstOffset: b.base, Magic: 2, LastOffsetDelta: int32(b.last - b.base), ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
-		NumRecords: int32(len(b.present)), Records: records}
+		NumRecords: count, Records: records}
 	raw := rb.AppendTo(nil)
 	binary.BigEndian.PutUint32(raw[8:], uint32(len(raw)-12))                                          // length: what follows it
 	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli))) // crc: from attributes on
@@ -375,11 +380,6 @@ func TestRangesEndingInCompactionGaps(t *testing.T) {
 	testtier.NeedsServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "compacted"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kc.Close()
 	seq := func(from, to int64) (s []int64) {
 		for o := from; o <= to; o++ {
 			s = append(s, o)
@@ -387,10 +387,10 @@ func TestRangesEndingInCompactionGaps(t *testing.T) {
 		return s
 	}
 	batches := []compactedBatch{
-		{0, 9, seq(0, 9)},
-		{10, 19, seq(10, 11)},         // 12-19 compacted away, the header kept
-		{25, 29, []int64{25, 27, 29}}, // 20-24 a whole batch removed; 26, 28 removed
-		{30, 34, seq(30, 34)},
+		{base: 0, last: 9, present: seq(0, 9)},
+		{base: 10, last: 19, present: seq(10, 11)},         // 12-19 compacted away, the header kept
+		{base: 25, last: 29, present: []int64{25, 27, 29}}, // 20-24 a whole batch removed; 26, 28 removed
+		{base: 30, last: 34, present: seq(30, 34)},
 	}
 	const logEnd = 35
 	var want []string
@@ -399,8 +399,38 @@ func TestRangesEndingInCompactionGaps(t *testing.T) {
 			want = append(want, fmt.Sprintf("offset-%d", o))
 		}
 	}
-	// The broker answers a fetch with the batches from the one holding
-	// the fetch offset on, whole, as Kafka does.
+	kc := compactedLog(t, batches, logEnd)
+	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
+	defer c.Close()
+	for _, step := range []int64{1, 3, 7, logEnd} {
+		var got []string
+		for start := int64(0); start < logEnd; start += step {
+			if _, err := c.ReadRange(ctx, "compacted", 0, start, min(start+step, logEnd), func(r Record) error {
+				if want := fmt.Sprintf("offset-%d", r.Offset); string(r.Value) != want {
+					t.Errorf("record at offset %d holds %q", r.Offset, r.Value)
+				}
+				got = append(got, string(r.Value))
+				return nil
+			}); err != nil {
+				t.Fatalf("steps of %d: range [%d, %d): %v", step, start, min(start+step, logEnd), err)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("steps of %d: read %d records %v, want the %d present", step, len(got), got, len(want))
+		}
+	}
+}
+
+// compactedLog is a broker whose partition 0 of topic "compacted" holds
+// batches and ends at logEnd. It answers a fetch with the batches from
+// the one holding the fetch offset on, whole, as Kafka does.
+func compactedLog(t *testing.T, batches []compactedBatch, logEnd int64) *kfake.Cluster {
+	t.Helper()
+	kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "compacted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
 	kc.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		kc.KeepControl()
 		req := kreq.(*kmsg.FetchRequest)
@@ -422,23 +452,25 @@ func TestRangesEndingInCompactionGaps(t *testing.T) {
 		}
 		return resp, nil, true
 	})
+	return kc
+}
+
+// TestABatchDecodedInPartIsAnError: a batch whose header counts more
+// records than decode is not a compaction gap: the read fails rather than
+// pass over committed records.
+func TestABatchDecodedInPartIsAnError(t *testing.T) {
+	testtier.NeedsServers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kc := compactedLog(t, []compactedBatch{
+		{base: 0, last: 9, present: []int64{0, 1, 2, 3, 4}, count: 10},
+		{base: 10, last: 14, present: []int64{10, 11, 12, 13, 14}},
+	}, 15)
 	c := Plain(kc.ListenAddrs()).Client(10 * time.Second)
 	defer c.Close()
-	for _, step := range []int64{1, 3, 7, logEnd} {
-		var got []string
-		for start := int64(0); start < logEnd; start += step {
-			if _, err := c.ReadRange(ctx, "compacted", 0, start, min(start+step, logEnd), func(r Record) error {
-				if want := fmt.Sprintf("offset-%d", r.Offset); string(r.Value) != want {
-					t.Errorf("record at offset %d holds %q", r.Offset, r.Value)
-				}
-				got = append(got, string(r.Value))
-				return nil
-			}); err != nil {
-				t.Fatalf("steps of %d: range [%d, %d): %v", step, start, min(start+step, logEnd), err)
-			}
-		}
-		if fmt.Sprint(got) != fmt.Sprint(want) {
-			t.Errorf("steps of %d: read %d records %v, want the %d present", step, len(got), got, len(want))
-		}
+	var got []int64
+	_, err := c.ReadRange(ctx, "compacted", 0, 0, 15, func(r Record) error { got = append(got, r.Offset); return nil })
+	if err == nil || !strings.Contains(err.Error(), "5 of its 10 records") {
+		t.Errorf("read offsets %v, error %v; want the batch at 0 refused: 5 of its 10 records", got, err)
 	}
 }
