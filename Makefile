@@ -8,15 +8,21 @@ GO ?= go
 test: tools vet lint test-bare
 	$(GO) test -race -timeout 25m ./...
 
-# The fast tier as a new contributor runs it: Go alone on PATH (no
-# Chromium, no C compiler, no tool servers built).
+# The fast tier as a new contributor runs it: Go and a base system's shell
+# and git on PATH, nothing else (no Chromium, no C compiler, no tool
+# servers built).
 test-bare:
-	env -i HOME="$$HOME" PATH="$$(dirname "$$(command -v $(GO))")" GOCACHE="$$($(GO) env GOCACHE)" \
+	bare=$$(mktemp -d) && for tool in sh bash git; do ln -s "$$(command -v $$tool)" "$$bare/"; done && \
+	env -i HOME="$$HOME" PATH="$$(dirname "$$(command -v $(GO))"):$$bare" GOCACHE="$$($(GO) env GOCACHE)" \
 		GOMODCACHE="$$($(GO) env GOMODCACHE)" GOPROXY="$$($(GO) env GOPROXY)" CGO_ENABLED=0 \
-		$(GO) test -short -count=1 ./...
+		$(GO) test -short -count=1 ./...; rc=$$?; rm -rf "$$bare"; exit $$rc
 
 tools:
 	$(GO) run ./devstack build-tools
+
+# The paystream image, its --version stamped with this checkout's.
+image:
+	docker build --build-arg VERSION="$$(git describe --tags --always --dirty)" --build-arg COMMIT="$$(git rev-parse HEAD)" -t paystream:local .
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
