@@ -204,15 +204,19 @@ func TestProducersAccountIsTheLog(t *testing.T) {
 	if books.Aborted == 0 || len(produced) < 200 {
 		t.Fatalf("%d records, %d aborted: the producer wrote too little to test", len(produced), books.Aborted)
 	}
-	diffs, err := CompareLog(context.Background(), kafkalog.Plain(kc.ListenAddrs()), "chaos", produced)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, d := range diffs {
-		if i == 20 {
-			t.Errorf("… %d more", len(diffs)-i)
-			break
+	// Whole, and in the steps batches of 1 and 25 records take: a range
+	// that starts inside a transaction.
+	for _, step := range []int64{0, 1, 25} {
+		diffs, err := CompareLog(context.Background(), kafkalog.Plain(kc.ListenAddrs()), "chaos", produced, step)
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Error(d)
+		for i, d := range diffs {
+			if i == 10 {
+				t.Errorf("steps of %d: … %d more", step, len(diffs)-i)
+				break
+			}
+			t.Errorf("steps of %d: %s", step, d)
+		}
 	}
 }

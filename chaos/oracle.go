@@ -153,7 +153,10 @@ func (t *Total) String() string {
 // producer's account: a record it returns that was aborted or never
 // written, or a committed record it misses. The pipeline loads what this
 // reader returns, so a difference here explains a difference in the books.
-func CompareLog(ctx context.Context, kc kafkalog.Cluster, topic string, produced []Produced) ([]string, error) {
+//
+// step, when above 0, reads each partition in ranges of that many offsets,
+// as batches of that size do: a range may start inside a transaction.
+func CompareLog(ctx context.Context, kc kafkalog.Cluster, topic string, produced []Produced, step int64) ([]string, error) {
 	bounds, err := kafkalog.AllBounds(ctx, kc, topic)
 	if err != nil {
 		return nil, err
@@ -168,7 +171,7 @@ func CompareLog(ctx context.Context, kc kafkalog.Cluster, topic string, produced
 	var out []string
 	for p, bd := range bounds {
 		seen := map[int64]bool{}
-		err := kafkalog.ReadRange(ctx, kc, topic, p, bd.First, bd.Stable, func(rec kafkalog.Record) error {
+		read := func(rec kafkalog.Record) error {
 			seen[rec.Offset] = true
 			want, ok := byOffset[p][rec.Offset]
 			switch {
@@ -182,9 +185,16 @@ func CompareLog(ctx context.Context, kc kafkalog.Cluster, topic string, produced
 				out = append(out, fmt.Sprintf("partition %d offset %d: the reader returns timestamp %s, the producer wrote %s", p, rec.Offset, rec.Time, want.Timestamp))
 			}
 			return nil
-		})
-		if err != nil {
-			return out, fmt.Errorf("read partition %d back [%d, %d): %w", p, bd.First, bd.Stable, err)
+		}
+		for start := bd.First; start < bd.Stable; {
+			end := bd.Stable
+			if step > 0 {
+				end = min(start+step, bd.Stable)
+			}
+			if err := kafkalog.ReadRange(ctx, kc, topic, p, start, end, read); err != nil {
+				return out, fmt.Errorf("read partition %d back [%d, %d): %w", p, start, end, err)
+			}
+			start = end
 		}
 		var missed []int64
 		for off, r := range byOffset[p] {

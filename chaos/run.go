@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -192,6 +193,11 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 		}
 	}
 	res.Findings = append(res.Findings, notRunning(ctx, op, 30*time.Second)...)
+	// A set-batch to one record is a fault while it lasts; the catch-up
+	// runs at the starting size, as an operator would set it back.
+	if _, err := op.Control(ctx, contract.SetBatchUpdate, nil, contract.SetBatchInput{MaxRecords: sched.MaxRecords}); err != nil {
+		logf("set-batch back to %d: %v", sched.MaxRecords, err)
+	}
 	// Then as an operator would: start what is not running, so the books
 	// can be checked whatever the finding.
 	if _, err := op.Start(ctx); err != nil {
@@ -215,9 +221,15 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 		return res, fmt.Errorf("oracle: %w", err)
 	}
 	res.Aborted = books.Aborted
-	diffs, err := CompareLog(ctx, cfg.Kafka(), cfg.Topic, produced)
-	if err != nil {
-		return res, err
+	var diffs []string
+	for _, step := range []int64{0, 1, int64(sched.MaxRecords)} {
+		d, err := CompareLog(ctx, cfg.Kafka(), cfg.Topic, produced, step)
+		if err != nil {
+			return res, err
+		}
+		for _, line := range d {
+			diffs = append(diffs, fmt.Sprintf("read in steps of %d: %s", step, line))
+		}
 	}
 	for i, d := range diffs {
 		if i == 20 {
@@ -286,7 +298,7 @@ type executor struct {
 }
 
 func (e *executor) do(ctx context.Context, st Step) {
-	e.log("%7s  %s", time.Since(e.began).Round(100*time.Millisecond), st)
+	e.log("at %-7s %s", time.Since(e.began).Round(100*time.Millisecond), st)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	err := e.apply(ctx, st)
@@ -435,6 +447,8 @@ func newRefusingProxy(target string) (*refusingProxy, error) {
 	}
 	p := &refusingProxy{URL: "http://" + ln.Addr().String()}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	// Calls a worker abandons (killed, timed out) are no news.
+	rp.ErrorLog = log.New(io.Discard, "", 0)
 	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.refuse.Load() && r.Method == http.MethodPost {
 			p.refused.Add(1)
