@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"math/rand"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
@@ -192,5 +194,103 @@ func waitState(t *testing.T, op *operator.Operator, p int, state string) {
 			t.Fatalf("partition %d never read %q: %+v (%v)", p, state, st, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestOverlappingTransactionsAcrossAWorkerKill: two transactional
+// producers whose transactions overlap in every partition, in both write
+// modes. Each round A opens a transaction, B opens one, then they end in
+// the order and with the outcomes the round draws (the first round: B
+// aborts, then A aborts, the order in which a broker lists A's
+// transaction after B's). The worker is SIGKILLed halfway; aborted
+// payments are nowhere and committed ones are loaded once, to the cent.
+func TestOverlappingTransactionsAcrossAWorkerKill(t *testing.T) {
+	for _, mode := range []string{config.WriteModeLoad, config.WriteModeStorageWrite} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			defer cancel()
+			bin := buildWorker(t)
+			f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 3)))
+			f.operator.Tuning.MaxRecords = 20
+			f.operator.Config.WriteMode = mode
+			cfg, bq := f.operator.Config, f.operator.BigQuery
+			a := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-a")
+			b := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-b")
+			rng := rand.New(rand.NewSource(27))
+			committed, aborted, want := 0, 0, new(big.Rat)
+			round := func(i int) {
+				sumA := a.send(ctx, fmt.Sprintf("a-%d", i), 15)
+				sumB := b.send(ctx, fmt.Sprintf("b-%d", i), 15)
+				commitA, commitB, bFirst := rng.Intn(2) == 0, rng.Intn(2) == 0, rng.Intn(2) == 0
+				if i == 0 {
+					commitA, commitB, bFirst = false, false, true
+				}
+				ends := []func(){func() { a.end(ctx, commitA) }, func() { b.end(ctx, commitB) }}
+				if bFirst {
+					ends[0], ends[1] = ends[1], ends[0]
+				}
+				ends[0]()
+				ends[1]()
+				for _, tx := range []struct {
+					commit bool
+					sum    *big.Rat
+				}{{commitA, sumA}, {commitB, sumB}} {
+					if tx.commit {
+						committed += 15
+						want.Add(want, tx.sum)
+					} else {
+						aborted += 15
+					}
+				}
+			}
+			doomed := workerProcess(t, bin, f)
+			if _, err := f.operator.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 12 {
+				round(i)
+			}
+			waitFor(t, 2*time.Minute, "two batches loaded", func() bool { return len(completedBatches(t, f)) >= 2 })
+			if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			_ = doomed.Wait()
+			workerProcess(t, bin, f)
+			for i := 12; i < 24; i++ {
+				round(i)
+			}
+			f.reconcileWith(t, nil)
+
+			query := func(sql string, fn func([]bigquery.Value)) {
+				t.Helper()
+				it, err := bq.Query(sql).Read(ctx)
+				if err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+				var row []bigquery.Value
+				for it.Next(&row) == nil {
+					fn(row)
+				}
+			}
+			var rows, ids, abortedRows int64
+			var sum *big.Rat
+			query(fmt.Sprintf("SELECT COUNT(*), COUNT(DISTINCT transaction_id), CAST(SUM(amount) AS STRING), COUNTIF(REGEXP_CONTAINS(transaction_id, '^[ab]-')) FROM `%s.%s.transactions`", cfg.BigQueryProject, cfg.BigQueryDataset),
+				func(row []bigquery.Value) {
+					rows, ids = row[0].(int64), row[1].(int64)
+					sum, _ = new(big.Rat).SetString(row[2].(string))
+					abortedRows = row[3].(int64)
+				})
+			if rows != int64(committed) || ids != int64(committed) || abortedRows != int64(committed) {
+				t.Errorf("transactions: %d rows, %d IDs, want the %d committed payments (%d aborted were sent)", rows, ids, committed, aborted)
+			}
+			if sum == nil || sum.Cmp(want) != 0 {
+				t.Errorf("amount loaded %v, committed %s", sum, want.FloatString(2))
+			}
+			var ledgerAborted int64
+			query(fmt.Sprintf("SELECT SUM(aborted) FROM `%s.%s.batch_ledger`", cfg.BigQueryProject, cfg.BigQueryDataset), func(row []bigquery.Value) { ledgerAborted = row[0].(int64) })
+			if ledgerAborted != int64(aborted) {
+				t.Errorf("ledger counts %d aborted records, the producers aborted %d", ledgerAborted, aborted)
+			}
+		})
 	}
 }
