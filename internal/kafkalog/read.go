@@ -87,18 +87,19 @@ func (c *Client) ReadRange(ctx context.Context, topic string, partition int, sta
 
 // fetch sends one read_committed fetch to the partition's leader, which the
 // transport finds from the cluster's metadata. The partition's limit,
-// maxBytes, cuts the answer; the request's own limit is twice that, as the
-// Java consumer's defaults have it (fetch.max.bytes above
-// max.partition.fetch.bytes). kfake leaves out the aborted transactions of
-// an answer cut by the request's limit, so reading aborted records as
-// committed ones; cut by the partition's limit it lists them, as Kafka
-// does in both cases.
+// maxBytes, cuts the answer; the request's own limit is higher by more than
+// any record batch (requestHeadroom), as the Java consumer's defaults have
+// it (fetch.max.bytes far above max.partition.fetch.bytes). The local
+// broker, kfake, leaves out the aborted transactions of an answer cut by
+// the request's limit, which made aborted records read as committed ones
+// when a large batch followed a smaller one; cut by the partition's limit
+// it lists them, as Kafka does in both cases.
 func (c *Client) fetch(ctx context.Context, topic string, partition int, offset int64, maxBytes int) (*fetched, error) {
 	req := &fetchRequest{Request: fetchapi.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    500,
 		MinBytes:       1,
-		MaxBytes:       int32(2 * maxBytes),
+		MaxBytes:       int32(maxBytes + requestHeadroom),
 		IsolationLevel: int8(kafka.ReadCommitted),
 		Topics: []fetchapi.RequestTopic{{Topic: topic, Partitions: []fetchapi.RequestPartition{{
 			Partition: int32(partition), FetchOffset: offset, PartitionMaxBytes: int32(maxBytes),
@@ -342,3 +343,9 @@ func ReadRange(ctx context.Context, kc Cluster, topic string, partition int, sta
 	_, err := c.ReadRange(ctx, topic, partition, start, end, fn)
 	return err
 }
+
+// requestHeadroom is what a fetch request's own limit allows above its
+// partition's: more than any record batch a broker accepts (Kafka's
+// message.max.bytes is 1 MiB by default), so the partition's limit is
+// always the one that cuts the answer.
+const requestHeadroom = 64 << 20
