@@ -507,6 +507,15 @@ func (s *storageWriteServer) appendRows(req *storagepb.AppendRowsRequest, stream
 	if status.finalized {
 		return fmt.Errorf("stream is already finalized")
 	}
+	// paystream patch: BigQuery refuses an AppendRows request over its
+	// 10 MB limit with INVALID_ARGUMENT ("AppendRows request too large: N
+	// limit 10485760"), writing nothing; the stream goes on. It is held
+	// here to 10,000,000 bytes, the stricter reading of "10 MB", so the
+	// local stack is never kinder than BigQuery.
+	if n := proto.Size(req); n > appendRowsRequestLimit {
+		return s.sendStatus(stream, streamName, grpcstatus.New(codes.InvalidArgument,
+			fmt.Sprintf("AppendRows request too large: %d limit %d Entity: %s", n, appendRowsRequestLimit, streamName)))
+	}
 	rows := req.GetProtoRows().GetRows().GetSerializedRows()
 	data, err := s.decodeData(msgDesc, rows)
 	if err != nil {
@@ -578,6 +587,23 @@ func (s *storageWriteServer) sendResult(stream storagepb.BigQueryWrite_AppendRow
 				Offset: wrapperspb.Int64(offset),
 			},
 		},
+	})
+}
+
+// appendRowsRequestLimit is the Storage Write API's limit on one
+// AppendRows request, in bytes (paystream patch).
+const appendRowsRequestLimit = 10_000_000
+
+// grpcMaxRecvMsgSize lets requests over appendRowsRequestLimit reach
+// appendRows, to be refused as BigQuery refuses them (paystream patch).
+const grpcMaxRecvMsgSize = 64 << 20
+
+// sendStatus answers one append with st; the stream stays open for the
+// next append (paystream patch).
+func (s *storageWriteServer) sendStatus(stream storagepb.BigQueryWrite_AppendRowsServer, streamName string, st *grpcstatus.Status) error {
+	return stream.Send(&storagepb.AppendRowsResponse{
+		WriteStream: streamName,
+		Response:    &storagepb.AppendRowsResponse_Error{Error: st.Proto()},
 	})
 }
 
