@@ -3,7 +3,8 @@
 //	starter schema apply       create the BigQuery dataset, tables and views (idempotent)
 //	starter schema print       print the DDL as it would be applied
 //	starter start              start one PartitionIngest per partition (idempotent)
-//	starter stop               stop every partition after its current batch
+//	starter stop [--timeout 10m]
+//	                           stop every partition after its current batch; wait until each has
 //	starter pause|resume|drain [--partition 0,2]
 //	                           hold, go on, or finish the current batch and end
 //	starter set-batch --records N [--bytes B] [--partition 0,2]
@@ -61,7 +62,7 @@ var commands = []struct{ name, help string }{
 	{"schema apply", "create the BigQuery dataset, tables and views (idempotent)"},
 	{"schema print", "print the DDL as it would be applied"},
 	{"start", "start ingesting every partition (idempotent)"},
-	{"stop", "stop every partition after its current batch"},
+	{"stop", "stop every partition after its current batch and wait until each has (--timeout)"},
 	{"pause", "finish the batch in flight, commit it, hold (--partition 0,2; default all)"},
 	{"resume", "go on after a pause"},
 	{"drain", "finish the batch in flight, commit it, end the partition's run"},
@@ -200,16 +201,20 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 	cfg.RegisterFlags(fs)
 	args = &commandArgs{tuning: operator.DefaultTuning()}
 	// The clients retry refused connections until their context ends; an
-	// operator wants an answer, not a hang. A pause or drain waits for a
-	// batch to finish, so it gets longer.
-	timeout := 2 * time.Minute
+	// operator wants an answer, not a hang. A pause, drain or stop waits
+	// for a batch to finish, so it gets longer.
+	timeout, help := 2*time.Minute, "give up when the servers have not answered by then"
 	switch name {
 	case "pause", "drain", "set-batch", "resume":
 		timeout = operator.ControlTimeout
+	case "stop":
+		timeout, help = operator.ControlTimeout, "give up waiting for the partitions to stop after this long (exit 1)"
+	case "start":
+		help = "give up when the servers have not answered, or a stopping run has not stopped, by then"
 	case "backfill", "replay-quarantine":
 		timeout = time.Hour
 	}
-	fs.DurationVar(&args.timeout, "timeout", timeout, "give up when the servers have not answered by then")
+	fs.DurationVar(&args.timeout, "timeout", timeout, help)
 	tuning := &args.tuning
 	switch name {
 	case "schema apply":
@@ -330,24 +335,18 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 				fmt.Fprintf(out, "%s: already running\n", r.WorkflowID)
 			} else if r.Pending != "" {
 				fmt.Fprintf(out, "%s: started at offset %d, first running failed batch %s again\n", r.WorkflowID, r.From, r.Pending)
+			} else if r.AfterStop {
+				fmt.Fprintf(out, "%s: started at offset %d, once its stopping run had stopped\n", r.WorkflowID, r.From)
 			} else {
 				fmt.Fprintf(out, "%s: started at offset %d\n", r.WorkflowID, r.From)
 			}
 		}
+		if errors.Is(err, operator.ErrStillRunning) {
+			return fmt.Errorf("after --timeout %s, %w; no partition was started: run start again once they have stopped (starter status)", args.timeout, err)
+		}
 		return err
 	case "stop":
-		ids, err := op.Stop(opCtx)
-		for _, id := range ids {
-			if strings.HasPrefix(id, "supervise/") {
-				fmt.Fprintf(out, "%s: stopped; it starts no new partition\n", id)
-				continue
-			}
-			fmt.Fprintf(out, "%s: stopping after its current batch\n", id)
-		}
-		if err == nil && len(ids) == 0 {
-			fmt.Fprintln(out, "nothing was running")
-		}
-		return err
+		return stop(opCtx, op, out, args.timeout)
 	case "pause", "resume", "drain", "set-batch":
 		var extra []any
 		if name == "set-batch" {
@@ -404,6 +403,37 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		return nil
 	}
 	return config.Usage(fmt.Errorf("unknown command %q", name))
+}
+
+// stop asks every partition to stop after its current batch and waits
+// until each has, or until timeout has passed.
+func stop(ctx context.Context, op *operator.Operator, out io.Writer, timeout time.Duration) error {
+	ids, err := op.Stop(ctx)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		fmt.Fprintln(out, "nothing was running")
+		return nil
+	}
+	stopped, err := op.WaitStopped(ctx, ids)
+	if errors.Is(err, operator.ErrStillRunning) {
+		return fmt.Errorf("after --timeout %s, %w; each stops once its current batch has loaded, a failed one included: run stop again to keep waiting", timeout, err)
+	}
+	if err != nil {
+		return err
+	}
+	for _, s := range stopped {
+		switch {
+		case strings.HasPrefix(s.WorkflowID, "supervise/"):
+			fmt.Fprintf(out, "%s: stopped; it starts no new partition\n", s.WorkflowID)
+		case s.State == "stopped" && s.Offset >= 0:
+			fmt.Fprintf(out, "%s: stopped at offset %d\n", s.WorkflowID, s.Offset)
+		default:
+			fmt.Fprintf(out, "%s: %s\n", s.WorkflowID, s.State)
+		}
+	}
+	return nil
 }
 
 // replayQuarantine lists, and unless --dry-run replays, the quarantined

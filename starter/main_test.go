@@ -119,7 +119,7 @@ func TestOperatorCommands(t *testing.T) {
 	if _, err = cli("backfill", "--partition", "1", "--from", "0", "--to", fmt.Sprint(m.EndOffsets[1]+10)); err == nil || !strings.Contains(err.Error(), "ingested up to offset") {
 		t.Fatalf("backfill past the frontier: %v", err)
 	}
-	if out, err = cli("stop"); err != nil || strings.Count(out, "stopping after its current batch") != 2 {
+	if out, err = cli("stop"); err != nil || len(regexp.MustCompile(`ingest/\S+/\d+: stopped at offset \d+`).FindAllString(out, -1)) != 2 {
 		t.Fatalf("stop: %v\n%s", err, out)
 	}
 

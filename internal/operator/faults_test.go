@@ -436,10 +436,18 @@ func TestStorageWriteStopWhileABatchFails(t *testing.T) {
 	if proxy.Refused() == 0 || count("SELECT COUNT(*) FROM "+table(contract.TableTransactions)) == 0 {
 		t.Fatalf("%d ledger appends refused and no transactions written: the test needs the failed batches to write their data rows", proxy.Refused())
 	}
-	if _, err := e.operator.Stop(ctx); err != nil {
+	ids, err := e.operator.Stop(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	// A wait for the stop ends with the partitions still running, and
+	// says so, naming each and what it waits on.
+	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	_, err = e.operator.WaitStopped(waitCtx, ids)
+	cancel()
+	if !errors.Is(err, operator.ErrStillRunning) || strings.Count(err.Error(), "("+contract.StateBackoff+")") != 2 || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("waiting 3 s for partitions whose failed batches cannot load: %v; want one line naming both, %q", err, contract.StateBackoff)
+	}
 	for p := range 2 {
 		if st := partitionState(t, e, p); st != contract.StateBackoff {
 			t.Fatalf("partition %d is %q while its failed batch waits, want %q", p, st, contract.StateBackoff)
@@ -472,6 +480,79 @@ func TestStorageWriteStopWhileABatchFails(t *testing.T) {
 		}
 	}
 	e.waitCaughtUp(t, 3*time.Minute)
+	reconcileOK(t, e, m)
+	checkAgainstOracle(t, e, m)
+}
+
+// TestStorageWriteTerminatedWhileABatchFails: in storagewrite mode every
+// partition's first batch appends its data tables' rows to COMMITTED
+// streams, visible at once, and then the ledger append is refused, so each
+// partition waits to run that batch again. An operator terminates both
+// partitions there (temporal workflow terminate), lets the ledger take rows
+// again, and does what start says. Start must run each failed batch again
+// as it first ran, at the stream offsets it recorded, so the rows already
+// appended are refused as already written rather than added twice; then the
+// rest loads at another batch size and everything reconciles to the cent.
+func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
+	ctx := context.Background()
+	stackCfg := devstacktest.Config(t, 2)
+	proxy := devstacktest.NewStorageProxy(t, net.JoinHostPort(stackCfg.Host, strconv.Itoa(stackCfg.BigQueryGRPCPort)))
+	proxy.Refuse(contract.TableBatchLedger)
+	tuning := operator.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 500, time.Second
+	e := startEnvOn(t, stackCfg, tuning, func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr })
+	e.operator.Config.WriteMode = config.WriteModeStorageWrite
+	m := produceAndStart(t, e, 3000)
+
+	waitStates(t, e, contract.StateBackoff)
+	table := func(name string) string {
+		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+	}
+	count := func(sql string) int64 { return rows(t, e, sql)[0][0].(int64) }
+	written := count("SELECT COUNT(*) FROM " + table(contract.TableTransactions))
+	if proxy.Refused() == 0 || written == 0 {
+		t.Fatalf("%d ledger appends refused and %d transactions written: the test needs the failed batches to write their data rows", proxy.Refused(), written)
+	}
+	// As an operator would: the supervisor first, so that it does not
+	// start the partitions again itself.
+	for _, id := range []string{contract.SupervisorID(e.operator.Config.Topic), contract.IngestID(e.operator.Config.Topic, 0), contract.IngestID(e.operator.Config.Topic, 1)} {
+		if err := e.operator.Temporal.TerminateWorkflow(ctx, id, "", "by hand, in the test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy.Refuse("")
+
+	first := func(p int) string {
+		return contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+	}
+	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
+	res, err := e.operator.Start(ctx)
+	if err != nil {
+		// Follow the advice, as an operator would, so that a step that
+		// loads twice shows in the books below.
+		t.Errorf("start refused: %v", err)
+		if !strings.Contains(err.Error(), "--write-mode load") {
+			t.FailNow()
+		}
+		e.operator.Config.WriteMode = config.WriteModeLoad
+		if res, err = e.operator.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range res {
+		if r.From != 0 || r.Pending != first(r.Partition) {
+			t.Errorf("partition %d started at %d with pending batch %q, want 0 and %q", r.Partition, r.From, r.Pending, first(r.Partition))
+		}
+	}
+	e.waitCaughtUp(t, 3*time.Minute)
+	for p := range 2 {
+		if n := count("SELECT COUNT(*) FROM " + table(contract.TableBatchLedger) + " WHERE batch_id = '" + first(p) + "'"); n != 1 {
+			t.Errorf("batch %s has %d ledger rows, want 1", first(p), n)
+		}
+	}
+	if n := count("SELECT COUNT(*) FROM (SELECT transaction_id FROM " + table(contract.TableTransactions) + " GROUP BY 1 HAVING COUNT(*) > 1)"); n != 0 {
+		t.Errorf("%d transaction_ids loaded more than once", n)
+	}
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
 }

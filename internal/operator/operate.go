@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -17,6 +18,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
@@ -143,16 +145,36 @@ type StartResult struct {
 	// terminated by hand, which runs again first, as it was; empty when
 	// the partition has none.
 	Pending string
+	// AfterStop: a run asked to stop was still finishing its batch, and
+	// this one started once it had stopped.
+	AfterStop bool
 }
 
 // Start starts one PartitionIngest per partition of the topic, then the
 // topic's supervisor, which starts partitions added to the topic later. A
 // workflow that runs already is left alone, so starting twice is harmless.
+// A run asked to stop still runs until its batch has loaded;
+// Start waits for it to end and then starts a new one, so that every
+// partition runs when it returns without error.
 func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	bounds, err := kafkalog.AllBounds(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {
 		return nil, err
 	}
+	ids := []string{contract.SupervisorID(o.Config.Topic)}
+	for p := range bounds {
+		ids = append(ids, contract.IngestID(o.Config.Topic, p))
+	}
+	stopping, err := o.stoppingRuns(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	if len(stopping) > 0 {
+		if _, err := o.WaitStopped(ctx, stopping); err != nil {
+			return nil, err
+		}
+	}
+	// Read after those runs ended: their last batches are in the ledger.
 	resume, err := o.resumePoints(ctx)
 	if err != nil {
 		return nil, err
@@ -185,7 +207,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)
 		}
-		r := StartResult{Partition: p, WorkflowID: id, From: rp.next}
+		r := StartResult{Partition: p, WorkflowID: id, From: rp.next, AfterStop: slices.Contains(stopping, id)}
 		if pending != nil {
 			r.Pending = pending.ID()
 		}
@@ -254,7 +276,126 @@ func (o *Operator) Supervisor(ctx context.Context) (state string, progress *cont
 	return state, progress, nil
 }
 
-// Stop asks every partition's workflow to stop after its current batch.
+// stoppingRuns are those of ids whose run still runs but was asked to
+// stop (cancelled), as the server's description says: a start that left
+// them alone would find them stopped a batch later.
+func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, error) {
+	var out []string
+	for _, id := range ids {
+		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+		if errors.As(err, new(*serviceerror.NotFound)) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("describe %s: %w", id, err)
+		}
+		if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			continue
+		}
+		if desc.GetWorkflowExtendedInfo().GetCancelRequested() {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// Stopped says how a run that stop asked to stop ended.
+type Stopped struct {
+	WorkflowID string
+	// State is how the run closed: stopped, drained (a stop that met
+	// continue-as-new ends the next run as a drain), failed, terminated.
+	State string
+	// Offset is where a stopped partition's next batch starts; -1 when
+	// its run did not say (drained, or the supervisor).
+	Offset int64
+}
+
+// WaitStopped waits until every workflow of ids has closed, following
+// continue-as-new, and draws how many have on o.Progress. When ctx ends
+// first, the error names those still running and what they are doing, in
+// one line.
+func (o *Operator) WaitStopped(ctx context.Context, ids []string) ([]Stopped, error) {
+	bar := progress.New(o.Progress, "stopped", int64(len(ids)))
+	done := map[string]Stopped{}
+	for {
+		for _, id := range ids {
+			if _, ok := done[id]; ok {
+				continue
+			}
+			desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
+			if err != nil {
+				continue // Temporal restarting: the deadline decides
+			}
+			info := desc.GetWorkflowExecutionInfo()
+			switch info.GetStatus() {
+			case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+				continue
+			}
+			done[id] = Stopped{WorkflowID: id, State: stateName(info.GetStatus()), Offset: o.stoppedAt(ctx, id, info.GetExecution().GetRunId())}
+		}
+		bar.Set(int64(len(done)))
+		if len(done) == len(ids) {
+			bar.Done(int64(len(done)))
+			out := make([]Stopped, 0, len(ids))
+			for _, id := range ids {
+				out = append(out, done[id])
+			}
+			return out, nil
+		}
+		select {
+		case <-ctx.Done():
+			bar.Done(int64(len(done)))
+			return nil, o.stillRunning(ctx, ids, done)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// ErrStillRunning: a wait for runs to stop ended before they did.
+var ErrStillRunning = errors.New("not stopped yet")
+
+// stillRunning says which of ids have not stopped and what each is
+// doing, asked after ctx ended.
+func (o *Operator) stillRunning(ctx context.Context, ids []string, done map[string]Stopped) error {
+	qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var left []string
+	for _, id := range ids {
+		if _, ok := done[id]; ok {
+			continue
+		}
+		if pr := o.queryProgress(qctx, id); pr != nil && pr.State != "" {
+			left = append(left, fmt.Sprintf("%s (%s)", id, pr.State))
+		} else {
+			left = append(left, id)
+		}
+	}
+	return fmt.Errorf("%w: %s", ErrStillRunning, strings.Join(left, ", "))
+}
+
+// stoppedAt is the offset a stopped partition's run closed at, from its
+// close event ("stopped at offset", N); -1 when it has none.
+func (o *Operator) stoppedAt(ctx context.Context, id, runID string) int64 {
+	it := o.Temporal.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return -1
+		}
+		if d := ev.GetWorkflowExecutionCanceledEventAttributes().GetDetails(); d != nil {
+			var what string
+			var offset int64
+			if converter.GetDefaultDataConverter().FromPayloads(d, &what, &offset) == nil {
+				return offset
+			}
+		}
+	}
+	return -1
+}
+
+// Stop asks the topic's supervisor and every partition's workflow to stop,
+// each partition after its current batch, and returns the IDs of those
+// that were running; WaitStopped waits for them.
 func (o *Operator) Stop(ctx context.Context) ([]string, error) {
 	parts, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
 	if err != nil {

@@ -4,31 +4,36 @@ import (
 	"context"
 	"fmt"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
 // pendingBatch finds the batch a partition's last run left failed at
 // offset next, if any. A stop waits for a failed batch to load, so only a
 // run terminated by hand while it waited leaves one. Its tables may hold
-// part of the batch, so the new run must run it again under the same ID
-// and range (docs/design.md §3 invariant 4), not re-plan from next at today's
-// batch size.
+// part of the batch, so the new run must run it again exactly as it first
+// ran (docs/design.md §3 invariant 4): same ID and range, not re-planned
+// from next at today's batch size, and in the write mode it started in. In
+// storagewrite mode its data rows may already be in COMMITTED streams,
+// visible at once, so only an append at the stream offsets it recorded is
+// refused as already written; a load job or a new stream would add them
+// again.
 //
-// The failed MicroBatch run is found by its search attributes; its range
-// is its ID; its window is where the ledger's last batch left the
-// partition's, as it was when the batch first ran. One still running is an
+// The failed MicroBatch run is found by its search attributes, and its
+// spec read from the input its history starts with: the window, lateness,
+// streams and offsets the batch first ran with. One still running is an
 // error, since a new run would start the same batch ID beside it.
 func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoint) (*contract.Spec, error) {
 	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = %d AND %s = %d AND ExecutionStatus != 'Completed'",
 		microBatchType, searchattr.KafkaTopic.GetName(), o.Config.Topic,
 		searchattr.KafkaPartition.GetName(), partition,
 		searchattr.BatchStartOffset.GetName(), rp.next)
-	var found string
+	var found *commonpb.WorkflowExecution
 	var token []byte
 	for {
 		resp, err := o.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
@@ -40,26 +45,47 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 				return nil, fmt.Errorf("partition %d: batch %s is still running; start again once it has finished", partition, ex.GetExecution().GetWorkflowId())
 			}
 			// Failed batches are run again as they were, so only one
-			// range can have failed at this offset.
-			found = ex.GetExecution().GetWorkflowId()
+			// range can have failed at this offset, and each of its runs
+			// has the same input.
+			found = ex.GetExecution()
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			break
 		}
 	}
-	if found == "" {
+	if found == nil {
 		return nil, nil
 	}
-	r, err := contract.ParseID(found)
-	if err != nil || r.Topic != o.Config.Topic || r.Partition != partition || r.Start != rp.next {
-		return nil, fmt.Errorf("partition %d: failed batch %s does not start at offset %d", partition, found, rp.next)
+	spec, err := o.batchInput(ctx, found)
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: failed batch %s: %w", partition, found.GetWorkflowId(), err)
 	}
-	if o.Config.WriteMode == config.WriteModeStorageWrite {
-		// Its rows went to the terminated run's streams, at offsets only
-		// that run's history holds.
-		return nil, fmt.Errorf("partition %d: batch %s failed in a run that was terminated, in storagewrite mode; run it again with --write-mode load, then start", partition, found)
+	if spec.ID() != found.GetWorkflowId() || spec.Topic != o.Config.Topic || spec.Partition != partition || spec.Start != rp.next {
+		return nil, fmt.Errorf("partition %d: failed batch %s ran range %s, not one from offset %d", partition, found.GetWorkflowId(), spec.ID(), rp.next)
 	}
-	return &contract.Spec{Range: r, Window: rp.window, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs}, nil
+	return &spec, nil
+}
+
+// batchInput is the spec a MicroBatch run was started with: its
+// history's first event holds it.
+func (o *Operator) batchInput(ctx context.Context, ex *commonpb.WorkflowExecution) (contract.Spec, error) {
+	it := o.Temporal.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return contract.Spec{}, fmt.Errorf("run %s has no history left to read its input from", ex.GetRunId())
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return contract.Spec{}, fmt.Errorf("read the history of run %s: %w", ex.GetRunId(), err)
+	}
+	started := ev.GetWorkflowExecutionStartedEventAttributes()
+	if started == nil {
+		return contract.Spec{}, fmt.Errorf("run %s's history starts with %s, not its start", ex.GetRunId(), ev.GetEventType())
+	}
+	var spec contract.Spec
+	if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &spec); err != nil {
+		return contract.Spec{}, fmt.Errorf("decode the input of run %s: %w", ex.GetRunId(), err)
+	}
+	return spec, nil
 }
 
 // microBatchType is MicroBatch's workflow type: the worker registers the
