@@ -52,7 +52,18 @@ func queryInts(t *testing.T, bq *bigquery.Client, sql string) []int64 {
 func TestLocalStorageWriteRefusesRequestsOver10MB(t *testing.T) {
 	ctx := context.Background()
 	cfg, bq := localBigQuery(t)
-	w, err := warehouse.NewStorageWriter(ctx, bq, cfg.BigQueryDataset, cfg.BigQueryStorageEndpoint)
+	// Straight to the emulator, and through the proxy the fault tests
+	// put in front of it, which must pass what BigQuery takes.
+	proxy := devstacktest.NewStorageProxy(t, cfg.BigQueryStorageEndpoint)
+	for _, via := range []struct{ name, endpoint string }{{"emulator", cfg.BigQueryStorageEndpoint}, {"proxy", proxy.Addr}} {
+		t.Run(via.name, func(t *testing.T) {
+			refusesOver10MB(ctx, t, cfg, bq, via.endpoint, "big-"+via.name)
+		})
+	}
+}
+
+func refusesOver10MB(ctx context.Context, t *testing.T, cfg config.Config, bq *bigquery.Client, endpoint, batch string) {
+	w, err := warehouse.NewStorageWriter(ctx, bq, cfg.BigQueryDataset, endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +78,8 @@ func TestLocalStorageWriteRefusesRequestsOver10MB(t *testing.T) {
 	encode := func(first, n int) [][]byte {
 		var ndjson []byte
 		for i := first; i < first+n; i++ {
-			ndjson = fmt.Appendf(ndjson, `{"kafka_topic":"payments","kafka_partition":0,"kafka_offset":%d,"reason":"malformed_json",`+
-				`"raw":%q,"raw_encoding":"utf8","batch_id":"big","loaded_at":"2026-12-03T01:02:03Z"}`+"\n", i, pad)
+			ndjson = fmt.Appendf(ndjson, `{"kafka_topic":"payments","kafka_partition":0,"kafka_offset":%d,"reason":"oversized",`+
+				`"raw":%q,"raw_encoding":"utf8","batch_id":%q,"loaded_at":"2026-12-03T01:02:03Z"}`+"\n", i, pad, batch)
 		}
 		rows, err := w.Encode(ctx, table, ndjson)
 		if err != nil {
@@ -83,7 +94,8 @@ func TestLocalStorageWriteRefusesRequestsOver10MB(t *testing.T) {
 		}
 		return n
 	}
-	count := fmt.Sprintf("SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0), COUNT(DISTINCT kafka_offset) FROM `%s.%s.%s`", cfg.BigQueryProject, cfg.BigQueryDataset, table)
+	count := fmt.Sprintf("SELECT COUNT(*), COALESCE(SUM(LENGTH(raw)), 0), COUNT(DISTINCT kafka_offset) FROM `%s.%s.%s` WHERE batch_id = '%s'",
+		cfg.BigQueryProject, cfg.BigQueryDataset, table, batch)
 
 	over := encode(0, 11)
 	if n := wire(over); n <= warehouse.AppendRequestLimit {

@@ -61,7 +61,9 @@ func StartStorageProxy(target string) (*StorageProxy, error) {
 		return nil, err
 	}
 	p := &StorageProxy{Addr: l.Addr().String(), backend: backend}
-	p.srv = grpc.NewServer(grpc.ForceServerCodec(frameCodec{}), grpc.UnknownServiceHandler(p.pass))
+	// Appends up to the Storage Write API's 10 MB pass (gRPC's default
+	// 4 MiB would refuse some BigQuery takes); the emulator judges them.
+	p.srv = grpc.NewServer(grpc.ForceServerCodec(frameCodec{}), grpc.UnknownServiceHandler(p.pass), grpc.MaxRecvMsgSize(64<<20))
 	go func() { _ = p.srv.Serve(l) }()
 	return p, nil
 }
