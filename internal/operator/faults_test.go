@@ -301,7 +301,8 @@ func loadAttempts(ctx context.Context, t *testing.T, e *env, id string) int32 {
 // data tables and then fails for good on the ledger, so each partition
 // waits to run it again. Partition 1 is stopped there: the stop waits for
 // that batch, which loads under its own ID once the ledger takes it, and
-// only then does the partition stop. Partition 0 is terminated there by
+// only then does the partition stop; a start typed meanwhile waits for
+// that and starts it again after the batch. Partition 0 is terminated there by
 // hand; started again at another batch size, it must run that very batch
 // again, not re-plan its range under a new batch ID and write its rows a
 // second time.
@@ -371,31 +372,27 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	}
 
 	failLedger.Store(false)
-	// Its wait ends within two minutes (the second failure's), the batch
-	// loads, and the partition stops after it.
-	deadline := time.Now().Add(3 * time.Minute)
-	for partitionState(t, e, 1) != "stopped" {
-		if time.Now().After(deadline) {
-			t.Fatalf("partition 1 did not stop once its failed batch could load: %q", partitionState(t, e, 1))
-		}
-		time.Sleep(time.Second)
+	// Started at once, while partition 1 still runs to load its failed
+	// batch: start waits for that run to stop (within two minutes, the
+	// second failure's wait) and only then starts it again, from the
+	// ledger that batch wrote.
+	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
+	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	res, err := e.operator.Start(startCtx)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if n := ledgerRows(first(1)); n != 1 {
 		t.Fatalf("batch %s has %d ledger rows, want 1: the stop did not wait for it", first(1), n)
 	}
-
-	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
-	res, err := e.operator.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, r := range res {
-		want := startWant{From: 500}
+		want := startWant{From: 500, AfterStop: true}
 		if r.Partition == 0 {
 			want = startWant{From: 0, Pending: first(0)}
 		}
-		if r.From != want.From || r.Pending != want.Pending {
-			t.Fatalf("partition %d started at %d with pending batch %q, want %d and %q", r.Partition, r.From, r.Pending, want.From, want.Pending)
+		if got := (startWant{From: r.From, Pending: r.Pending, AfterStop: r.AfterStop}); got != want || r.Already {
+			t.Fatalf("partition %d: start answered %+v (already running: %v), want %+v", r.Partition, got, r.Already, want)
 		}
 	}
 	e.waitCaughtUp(t, 3*time.Minute)
@@ -559,8 +556,9 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 
 // startWant is what Start should report for a partition.
 type startWant struct {
-	From    int64
-	Pending string
+	From      int64
+	Pending   string
+	AfterStop bool // it waited for a stopping run to end
 }
 
 // partitionState is one partition's status.
