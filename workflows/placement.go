@@ -27,7 +27,15 @@ type placement struct {
 	poolID  string
 	asked   workflow.Future
 	askedAt time.Time
+	// watch: this run announces itself again and checks that a batch's
+	// worker still takes tasks (runs recorded before did neither, and
+	// replay them as they ran).
+	watch bool
 }
+
+// watchVersion marks the runs that watch their worker's queue
+// (workflow.GetVersion), so that runs recorded before still replay.
+const watchVersion = "watch-worker-queue"
 
 // assignmentWait bounds how long a partition's first run waits for the
 // pool's answer before it plans on its own task queue.
@@ -57,6 +65,7 @@ func place(ctx workflow.Context, in *contract.IngestInput) *placement {
 	if in.Pool == "" {
 		return pl
 	}
+	pl.watch = workflow.GetVersion(ctx, watchVersion, workflow.DefaultVersion, 1) == 1
 	assigned := workflow.GetSignalChannel(ctx, contract.AssignSignal)
 	// Answers are taken in on a context that a stop does not end: a batch
 	// still finishing must learn that its worker left.
@@ -109,7 +118,7 @@ func (pl *placement) moved(queue string) bool { return queue != "" && pl.lost[qu
 // passed since the last time, or announceRetry since one the pool did not
 // take: a pool run that does not know the partition learns it so.
 func (pl *placement) renew(ctx workflow.Context) {
-	if pl.poolID == "" {
+	if pl.poolID == "" || !pl.watch {
 		return
 	}
 	due := announceEvery
@@ -154,7 +163,7 @@ func notStarted(err error) bool {
 // never started means that worker is gone, whether or not the pool says
 // so, and the next plan goes elsewhere.
 func (pl *placement) planFailed(ctx workflow.Context, queue string, err error) {
-	if queue != "" && notStarted(err) && !pl.lost[queue] {
+	if pl.watch && queue != "" && notStarted(err) && !pl.lost[queue] {
 		pl.lose(ctx, queue)
 	}
 }
@@ -165,7 +174,7 @@ func (pl *placement) planFailed(ctx workflow.Context, queue string, err error) {
 // would end a batch whose worker died.
 func (pl *placement) wait(ctx workflow.Context, queue string, done func() bool) {
 	ready := func() bool { return done() || pl.moved(queue) }
-	if queue == "" {
+	if queue == "" || !pl.watch {
 		_ = workflow.Await(ctx, ready)
 		return
 	}
