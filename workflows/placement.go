@@ -27,15 +27,7 @@ type placement struct {
 	poolID  string
 	asked   workflow.Future
 	askedAt time.Time
-	// watch: this run announces itself again and checks that a batch's
-	// worker still takes tasks (runs recorded before did neither, and
-	// replay them as they ran).
-	watch bool
 }
-
-// watchVersion marks the runs that watch their worker's queue
-// (workflow.GetVersion), so that runs recorded before still replay.
-const watchVersion = "watch-worker-queue"
 
 // assignmentWait bounds how long a partition's first run waits for the
 // pool's answer before it plans on its own task queue.
@@ -65,7 +57,6 @@ func place(ctx workflow.Context, in *contract.IngestInput) *placement {
 	if in.Pool == "" {
 		return pl
 	}
-	pl.watch = workflow.GetVersion(ctx, watchVersion, workflow.DefaultVersion, 1) == 1
 	assigned := workflow.GetSignalChannel(ctx, contract.AssignSignal)
 	// Answers are taken in on a context that a stop does not end: a batch
 	// still finishing must learn that its worker left.
@@ -118,7 +109,7 @@ func (pl *placement) moved(queue string) bool { return queue != "" && pl.lost[qu
 // passed since the last time, or announceRetry since one the pool did not
 // take: a pool run that does not know the partition learns it so.
 func (pl *placement) renew(ctx workflow.Context) {
-	if pl.poolID == "" || !pl.watch {
+	if pl.poolID == "" {
 		return
 	}
 	due := announceEvery
@@ -163,7 +154,7 @@ func notStarted(err error) bool {
 // never started means that worker is gone, whether or not the pool says
 // so, and the next plan goes elsewhere.
 func (pl *placement) planFailed(ctx workflow.Context, queue string, err error) {
-	if pl.watch && queue != "" && notStarted(err) && !pl.lost[queue] {
+	if queue != "" && notStarted(err) && !pl.lost[queue] {
 		pl.lose(ctx, queue)
 	}
 }
@@ -174,7 +165,7 @@ func (pl *placement) planFailed(ctx workflow.Context, queue string, err error) {
 // would end a batch whose worker died.
 func (pl *placement) wait(ctx workflow.Context, queue string, done func() bool) {
 	ready := func() bool { return done() || pl.moved(queue) }
-	if queue == "" || !pl.watch {
+	if queue == "" {
 		_ = workflow.Await(ctx, ready)
 		return
 	}
