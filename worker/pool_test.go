@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,9 +17,12 @@ import (
 
 	"github.com/paystream/paystream/contract"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/simulation"
 )
 
 // poolWorker is a worker process of a pool test: its own task queue and
@@ -226,6 +230,15 @@ func TestPoolSpreadsPartitionsAndMovesOffADeadWorker(t *testing.T) {
 	t.Logf("batches before the kill by worker: %v; after, by partition: %v", loaded, moved)
 }
 
+// loads counts the partitions of each queue.
+func loads(partitions map[string]string) map[string]int {
+	n := map[string]int{}
+	for _, q := range partitions {
+		n[q]++
+	}
+	return n
+}
+
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(d); !cond(); time.Sleep(500 * time.Millisecond) {
@@ -250,4 +263,110 @@ func runningBatches(t *testing.T, f *faultEnv) []string {
 		out = append(out, e.GetExecution().GetWorkflowId()+" on "+e.GetTaskQueue())
 	}
 	return out
+}
+
+// TestPoolTerminatedThenAWorkerDies terminates the pool workflow, as an
+// operator's terminate or reset would; the workers' next join starts a
+// new pool run that knows no partition. Then the worker holding a
+// partition is SIGKILLed while one of its batches runs: no pool will tell
+// that partition its worker left, yet every partition must catch up within
+// a bounded time, and the books balance to the cent.
+func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
+	bin := buildWorker(t)
+	ctx := context.Background()
+	f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 4)))
+	workers := []*poolWorker{startPoolWorker(t, bin, f), startPoolWorker(t, bin, f)}
+	waitFor(t, time.Minute, "two workers in the pool", func() bool { return len(poolState(t, f).Members) == 2 })
+	// The stream flows for two and a half minutes, so batches are in
+	// flight whenever the worker is killed.
+	produced := make(chan error, 1)
+	go func() {
+		opts := simulation.DefaultOptions()
+		opts.Seed = 62
+		cfg := f.stack.ClientConfig()
+		m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 30000, Rate: 200})
+		f.manifest = m
+		produced <- err
+	}()
+	if _, err := f.operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Minute, "8 batches loaded", func() bool { return len(completedBatches(t, f)) >= 8 })
+
+	poolID := contract.PoolID(f.operator.Config.TaskQueue)
+	poolRun := func() (string, bool) {
+		d, err := f.operator.Temporal.DescribeWorkflowExecution(ctx, poolID, "")
+		if err != nil {
+			return "", false
+		}
+		info := d.GetWorkflowExecutionInfo()
+		return info.GetExecution().GetRunId(), info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	}
+	oldRun, _ := poolRun()
+	if err := f.operator.Temporal.TerminateWorkflow(ctx, poolID, "", "test: the pool is terminated"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "a new pool run holding both workers", func() bool {
+		run, running := poolRun()
+		return running && run != oldRun && len(poolState(t, f).Members) == 2
+	})
+	t.Logf("pool run %s terminated; the new run knows %+v", oldRun, poolState(t, f))
+
+	var doomed *poolWorker
+	var inFlight string
+	waitFor(t, 2*time.Minute, "a batch in flight on a worker's queue", func() bool {
+		for _, r := range runningBatches(t, f) {
+			for _, w := range workers {
+				if id, ok := strings.CutSuffix(r, " on "+w.queue); ok {
+					doomed, inFlight = w, id
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if err := doomed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.cmd.Wait()
+	killedAt := time.Now()
+	d, err := f.operator.Temporal.DescribeWorkflowExecution(ctx, inFlight, "")
+	stranded := err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+	t.Logf("killed worker %s; batch %s still running there: %v", doomed.queue, inFlight, stranded)
+
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	producedAt := time.Now()
+	const bound = 3 * time.Minute
+	wctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	if err := f.operator.WaitCaughtUp(wctx, nil); err != nil {
+		st, _ := f.operator.Status(ctx)
+		t.Fatalf("not caught up within %s of the stream's end (%s after the kill): %v\nstatus: %+v\npool: %+v\nbatches running: %v",
+			bound, time.Since(killedAt).Round(time.Second), err, st, poolState(t, f), runningBatches(t, f))
+	}
+	t.Logf("every partition caught up %s after the stream's end, %s after the kill; the pool now holds %+v",
+		time.Since(producedAt).Round(time.Second), time.Since(killedAt).Round(time.Second), poolState(t, f))
+	f.reconcile(t)
+	survivor := workers[0]
+	if survivor == doomed {
+		survivor = workers[1]
+	}
+	if st := poolState(t, f); len(st.Partitions) != 4 || loads(st.Partitions)[survivor.queue] != 4 {
+		t.Errorf("the new pool run holds %+v; want all 4 partitions, on the surviving worker %s", st, survivor.queue)
+	}
+	for _, b := range completedBatches(t, f) {
+		if b.started.After(killedAt) && b.queue == doomed.queue {
+			t.Errorf("batch %s ran on the killed worker after it died", b.id)
+		}
+	}
+	if dir := os.Getenv("PAYSTREAM_RECORD_HISTORY"); dir != "" {
+		for _, id := range []string{poolID, contract.SupervisorID(f.operator.Config.Topic)} {
+			name := strings.NewReplacer("/", "_").Replace(id) + ".json"
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(devstacktest.HistoryJSON(t, f.operator.Temporal, id)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }

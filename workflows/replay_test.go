@@ -20,6 +20,11 @@ var recordedHistories = []string{
 	// Paused, resized, resumed and drained by updates (starter's
 	// TestControlOnARunningPipeline).
 	"testdata/ingest_payments_1_controlled.json",
+	// A pool run started afresh after its predecessor was terminated:
+	// workers join, partitions announce themselves, a worker is killed
+	// (worker TestPoolTerminatedThenAWorkerDies).
+	"testdata/pool_paystream.json",
+	"testdata/supervise_payments.json", // TestPoolTerminatedThenAWorkerDies
 }
 
 func TestReplayRecordedHistories(t *testing.T) {
@@ -27,6 +32,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 		r := worker.NewWorkflowReplayer()
 		r.RegisterWorkflow(PartitionIngest)
 		r.RegisterWorkflow(MicroBatch)
+		r.RegisterWorkflow(WorkerPool)
+		r.RegisterWorkflow(TopicSupervisor)
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, file); err != nil {
 			t.Errorf("replay %s: %v", file, err)
 		}
