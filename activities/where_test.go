@@ -203,3 +203,33 @@ func TestRecordsParsedAtAnotherLatenessAreParsedAgain(t *testing.T) {
 			got.Loaded, got.Invalid, want.Loaded, want.Invalid)
 	}
 }
+
+// TestALongerLatenessAfterAStopLoadsNoResendTwice: after a stop, a start
+// with a longer allowed lateness resumes from the ledger's window, which
+// holds only the IDs the old lateness kept. A resend of a payment older
+// than those is late, not loaded again.
+func TestALongerLatenessAfterAStopLoadsNoResendTwice(t *testing.T) {
+	const topic = "longer"
+	at := func(i int) time.Time { return craftedStart.Add(time.Duration(i) * time.Second) }
+	var recs []*kgo.Record
+	for i := range 5000 {
+		id := fmt.Sprintf("p%d", i)
+		if i == 4500 {
+			recs = append(recs, paymentRecord("p100", at(100), at(i))) // a resend, 4,400 s after its original
+			continue
+		}
+		recs = append(recs, paymentRecord(id, at(i), at(i)))
+	}
+	kafka := craftedLog(t, topic, recs)
+	a := &Activities{Kafka: kafka, RebuildEveryBatch: true}
+	first := decideOn(t, a, contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 4000}, AllowedLateness: 10 * time.Minute})
+	if first.Loaded != 4000 || first.Next.Start <= 100 {
+		t.Fatalf("first batch: %d loaded, window from %d; want 4000 and p100 aged out of the window", first.Loaded, first.Next.Start)
+	}
+	// What start hands the partition after the stop, at an hour's lateness.
+	window := first.Next.KeepWatermark(10*time.Minute, 2*time.Hour, 4000)
+	second := decideOn(t, a, contract.Spec{Range: contract.Range{Topic: topic, Start: 4000, End: 5000}, Window: window, AllowedLateness: 2 * time.Hour})
+	if second.Loaded != 999 || !reflect.DeepEqual([]int64(second.LateOffsets), []int64{4500}) {
+		t.Errorf("after the start: %d loaded, late %v; want 999 loaded and the resend at 4500 late, not loaded again", second.Loaded, second.LateOffsets)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -169,4 +170,22 @@ type Result struct {
 	BatchID string
 	Totals  Totals
 	Next    Window
+}
+
+// KeepWatermark is the window a partition resumes with at offset next
+// when its allowed lateness changes from was to now. The window holds only
+// the IDs the old lateness kept: under a longer one, a resent payment
+// older than those would not be found and would load a second time. A
+// floor at next holds the watermark where the old lateness had it, so such
+// a resend is late, until the newest event time passes it.
+func (w Window) KeepWatermark(was, now time.Duration, next int64) Window {
+	if was <= 0 || now <= was || w.Newest.IsZero() {
+		return w
+	}
+	floor := w.Newest.Add(-was)
+	if n := len(w.Floors); n > 0 && !floor.After(w.Floors[n-1].Time) {
+		return w // a floor already holds it higher
+	}
+	w.Floors = append(slices.Clone(w.Floors), Floor{Offset: next, Time: floor})
+	return w
 }

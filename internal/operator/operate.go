@@ -45,6 +45,9 @@ type Operator struct {
 type resumePoint struct {
 	next   int64
 	window contract.Window
+	// lateness is the allowed lateness the window was kept at (0: a
+	// ledger row of an earlier release, which does not say).
+	lateness time.Duration
 }
 
 // resumePoints reads the last ledger row of every partition. The ledger,
@@ -75,7 +78,7 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 		if err != nil {
 			return nil, err
 		}
-		out[int(row.Partition)] = resumePoint{next: row.End, window: w}
+		out[int(row.Partition)] = resumePoint{next: row.End, window: w, lateness: time.Duration(row.Lateness.Int64)}
 	}
 }
 
@@ -196,7 +199,9 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			return out, err
 		}
 		in := o.ingestInput(len(bounds))
-		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window, pending
+		// A longer lateness than the window was kept at must not find
+		// resends of payments the window no longer holds new again.
+		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window.KeepWatermark(rp.lateness, in.AllowedLateness, rp.next), pending
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                       id,
