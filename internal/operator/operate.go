@@ -195,6 +195,16 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			continue
 		}
 		pending, err := o.pendingBatch(ctx, p, rp)
+		if errors.Is(err, errLoadedSince) {
+			// Its ledger row is there now: go on after it.
+			var again map[int]resumePoint
+			if again, err = o.resumePoints(ctx); err == nil {
+				if r, ok := again[p]; ok {
+					rp = r
+				}
+				pending, err = o.pendingBatch(ctx, p, rp)
+			}
+		}
 		if err != nil {
 			return out, err
 		}

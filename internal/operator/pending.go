@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -56,6 +57,19 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 	if found == nil {
 		return nil, nil
 	}
+	// Visibility lists each run and lags: the batch's latest run, asked
+	// of the server itself, may be running again or have loaded since.
+	desc, err := o.Temporal.DescribeWorkflowExecution(ctx, found.GetWorkflowId(), "")
+	if err != nil {
+		return nil, fmt.Errorf("partition %d: failed batch %s: %w", partition, found.GetWorkflowId(), err)
+	}
+	switch desc.GetWorkflowExecutionInfo().GetStatus() {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return nil, fmt.Errorf("partition %d: batch %s is still running; start again once it has finished", partition, found.GetWorkflowId())
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		// Started again under its ID, it would be refused for ever.
+		return nil, fmt.Errorf("partition %d: batch %s: %w", partition, found.GetWorkflowId(), errLoadedSince)
+	}
 	spec, err := o.batchInput(ctx, found)
 	if err != nil {
 		return nil, fmt.Errorf("partition %d: failed batch %s: %w", partition, found.GetWorkflowId(), err)
@@ -65,6 +79,11 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 	}
 	return &spec, nil
 }
+
+// errLoadedSince: a batch found failed has loaded since the ledger was
+// read (a retry of it outlived its terminated parent); the ledger must be
+// read again.
+var errLoadedSince = errors.New("loaded since the ledger was read")
 
 // batchInput is the spec a MicroBatch run was started with: its
 // history's first event holds it.
