@@ -326,9 +326,6 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 
 	switch name {
 	case "start":
-		if cfg.WriteMode == config.WriteModeStorageWrite && cfg.BigQueryEndpoint != "" {
-			fmt.Fprintln(os.Stderr, "starter: warning: the emulator ignores write-stream offsets, so storagewrite is at least once there, not exactly once; use --write-mode load with it")
-		}
 		res, err := op.Start(opCtx)
 		for _, r := range res {
 			if r.Already {
