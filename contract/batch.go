@@ -63,6 +63,17 @@ func IngestID(topic string, partition int) string {
 	return fmt.Sprintf("ingest/%s/%d", topic, partition)
 }
 
+// IngestPartition is the partition whose PartitionIngest of topic has
+// workflow ID id (IngestID); false for any other ID.
+func IngestPartition(topic, id string) (int, bool) {
+	rest, ok := strings.CutPrefix(id, "ingest/"+topic+"/")
+	p, err := strconv.Atoi(rest)
+	if !ok || err != nil || IngestID(topic, p) != id {
+		return 0, false
+	}
+	return p, true
+}
+
 // LoadJobID is the BigQuery job ID of the attempt-th load job of a batch
 // into table (invariant 4). BigQuery job IDs allow letters, digits, '_'
 // and '-', so the batch ID is spelled with those and prefixed by a hash of

@@ -19,3 +19,16 @@ func TestParseIDReadsBackID(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestPartitionReadsIngestID: a partition's workflow ID reads back
+// to its partition, and no other ID does.
+func TestIngestPartitionReadsIngestID(t *testing.T) {
+	if p, ok := IngestPartition("payments", IngestID("payments", 12)); !ok || p != 12 {
+		t.Errorf("IngestID(payments, 12) read back as %d, %v", p, ok)
+	}
+	for _, id := range []string{"ingest/payments-eu/1", "ingest/payments/", "ingest/payments/x", "ingest/payments/01", "batch/payments/0/0-10", "supervise/payments"} {
+		if p, ok := IngestPartition("payments", id); ok {
+			t.Errorf("%q read as partition %d of payments", id, p)
+		}
+	}
+}

@@ -18,8 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -194,7 +192,6 @@ func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Co
 // costs only a slower first batch, so nothing is returned.
 func preloadAssigned(ctx context.Context, tc client.Client, cfg config.Config, w *pipeline.Worker, keep time.Duration) {
 	end := time.Now().Add(keep)
-	prefix := "ingest/" + cfg.Topic + "/" // contract.IngestID
 	seen := map[int]bool{}
 	for time.Now().Before(end) {
 		select {
@@ -214,9 +211,8 @@ func preloadAssigned(ctx context.Context, tc client.Client, cfg config.Config, w
 		}
 		var mine []int
 		for id, queue := range st.Partitions {
-			rest, ok := strings.CutPrefix(id, prefix)
-			p, err := strconv.Atoi(rest)
-			if ok && err == nil && queue == w.Queue && !seen[p] {
+			p, ok := contract.IngestPartition(cfg.Topic, id)
+			if ok && queue == w.Queue && !seen[p] {
 				seen[p] = true
 				mine = append(mine, p)
 			}
