@@ -41,6 +41,22 @@ func startTemporalFront(t *testing.T, backend string, serverTLS *tls.Config, api
 		Transport:     h2c,
 		FlushInterval: -1,
 		ErrorLog:      log.New(io.Discard, "", 0), // calls cut off as the test ends
+		// A gRPC error answered trailers-only (a workflow not found) would
+		// reach the client as headers and an ended stream with no
+		// trailers; the status goes in the trailers, as a proxy sends it.
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.Header.Get("Grpc-Status") == "" {
+				return nil
+			}
+			resp.Trailer = http.Header{}
+			for _, k := range []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin"} {
+				if v := resp.Header.Values(k); len(v) > 0 {
+					resp.Trailer[k] = v
+					resp.Header.Del(k)
+				}
+			}
+			return nil
+		},
 	}
 	srv := &http.Server{TLSConfig: serverTLS, ErrorLog: log.New(io.Discard, "", 0), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if apiKey != "" && r.Header.Get("Authorization") != "Bearer "+apiKey {
