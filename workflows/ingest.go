@@ -136,7 +136,7 @@ func (p *partition) atBoundary() (end bool, err error) {
 			_ = workflow.Await(p.ctx, func() bool { return !c.paused || c.draining })
 			continue // cancelled, draining or resumed
 		}
-		if continueAsNewDue(p.ctx, p.in, p.batches) {
+		if continueAsNewDue(p.ctx, p.in, p.batches, p.ctx.Err() != nil) {
 			return true, p.continueAsNew()
 		}
 		return false, nil
@@ -305,7 +305,9 @@ func (p *partition) runBatch(spec contract.Spec) error {
 
 // advance moves the partition past a completed batch.
 func (p *partition) advance(spec contract.Spec, res contract.Result) {
-	p.in.Next, p.in.Window = spec.End, res.Next
+	// A batch run at another lateness (one pending from before a start
+	// that changed it) hands on its watermark as a floor, as start does.
+	p.in.Next, p.in.Window = spec.End, res.Next.KeepWatermark(spec.AllowedLateness, p.in.AllowedLateness, spec.End)
 	p.in.BatchesDone++
 	p.in.RecordsDone += spec.End - spec.Start
 	//workflowcheck:ignore each table on its own: order does not matter
@@ -362,12 +364,19 @@ func planFrom(ctx workflow.Context, in contract.IngestInput, next int64, queue s
 	})
 }
 
-func continueAsNewDue(ctx workflow.Context, in contract.IngestInput, batches int) bool {
+func continueAsNewDue(ctx workflow.Context, in contract.IngestInput, batches int, stopping bool) bool {
+	info := workflow.GetInfo(ctx)
+	if stopping {
+		// A stop stays with the run that was asked: handed on it becomes
+		// a drain, and start, which waits for runs asked to stop, would
+		// take the next run for a running partition that then ends. Only
+		// a history at its bound hands it on.
+		return info.GetCurrentHistoryLength() >= maxHistoryEvents
+	}
 	limit := in.MaxBatchesPerRun
 	if limit <= 0 {
 		limit = maxBatchesPerRun
 	}
-	info := workflow.GetInfo(ctx)
 	return batches >= limit || info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= maxHistoryEvents
 }
 

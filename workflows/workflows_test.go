@@ -340,6 +340,66 @@ func TestStopWaitsForAFailedBatch(t *testing.T) {
 	}
 }
 
+// TestAStopIsNotHandedOnAsADrain: a stop while a failed batch waits,
+// in a run that is due to continue as new, ends that very run once the
+// batch has loaded. Handed on, it would become the next run's drain, a
+// run that start takes for a running partition and that then ends.
+func TestAStopIsNotHandedOnAsADrain(t *testing.T) {
+	env := newEnv(t)
+	plan(env)
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	var loaded []string
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
+		loaded = append(loaded, in.Spec.ID())
+		if len(loaded) == 1 {
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("ledger refused", contract.ErrTypeLoadFailed, nil)
+		}
+		return contract.Totals{Loaded: 97}, nil
+	})
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, 5*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 10*time.Second) // within the minute's wait
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow ended with %v, want stopped", err)
+	}
+	if want := "[batch/payments/0/0-100 batch/payments/0/0-100]"; fmt.Sprint(loaded) != want {
+		t.Fatalf("loads %v, want the failed batch again before the stop: %s", loaded, want)
+	}
+}
+
+// TestAPendingBatchAtAnotherLatenessHandsOnAFloor: a start at a longer
+// lateness than a pending batch first ran at runs that batch as it was,
+// at its own lateness; the batch after it gets the window with the old
+// watermark kept as a floor, as start gives a partition with none
+// pending, so that no resend older than what the window held loads twice.
+func TestAPendingBatchAtAnotherLatenessHandsOnAFloor(t *testing.T) {
+	env := newEnv(t)
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		if in.Next < 200 {
+			return contract.PlanResult{End: in.Next + 100, HighWatermark: 200}, nil
+		}
+		return contract.PlanResult{}, temporal.NewNonRetryableApplicationError("end of test log", contract.ErrTypeOffsetOutOfRange, nil)
+	})
+	var windows []contract.Window
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(func(_ context.Context, spec contract.Spec) (contract.Decisions, error) {
+		windows = append(windows, spec.Window)
+		return decisions, nil
+	})
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
+	pending := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 0, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second,
+		AllowedLateness: time.Hour, Pending: &pending})
+	if len(windows) != 2 {
+		t.Fatalf("%d batches deduplicated, want 2 (%v)", len(windows), env.GetWorkflowError())
+	}
+	want := []contract.Floor{{Offset: 100, Time: decisions.Next.Newest.Add(-10 * time.Minute)}}
+	if got := windows[1].Floors; !reflect.DeepEqual(got, want) {
+		t.Errorf("the batch after the pending one has floors %v, want %v", got, want)
+	}
+}
+
 // TestBudgetSpacesBatchesAndGrowsThem: under a load-job budget a
 // partition starts a batch at most every MinBatchInterval, and a plan
 // after the wait asks for up to MaxBatchRecords, so that what accumulated

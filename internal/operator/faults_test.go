@@ -20,6 +20,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/workflows"
 )
 
 // produceAndStart produces a simulated stream of n records and starts
@@ -403,6 +405,29 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	}
 	reconcileOK(t, e, m)
 	checkAgainstOracle(t, e, m)
+
+	// A run handed a stop as a drain (one whose history was full when the
+	// stop met continue-as-new) is stopping too: start waits for it, and
+	// does not answer that the partition runs. Here no worker takes it,
+	// so the start runs out of time naming it.
+	if _, err := e.operator.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := contract.IngestID(e.operator.Config.Topic, 0)
+	if _, err := e.operator.WaitStopped(ctx, []string{id}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "no-worker-polls-this"},
+		workflows.PartitionIngest, contract.IngestInput{Topic: e.operator.Config.Topic, Partition: 0, Draining: true}); err != nil {
+		t.Fatal(err)
+	}
+	defer e.operator.Temporal.TerminateWorkflow(ctx, id, "", "the test's end")
+	startCtx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	res, err = e.operator.Start(startCtx)
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), id) {
+		t.Fatalf("start beside a run handed a drain answered %+v, %v; want it to wait for %s and run out of time", res, err, id)
+	}
 }
 
 // TestStorageWriteStopWhileABatchFails is the same stop in storagewrite

@@ -292,8 +292,10 @@ func (o *Operator) Supervisor(ctx context.Context) (state string, progress *cont
 }
 
 // stoppingRuns are those of ids whose run still runs but was asked to
-// stop (cancelled), as the server's description says: a start that left
-// them alone would find them stopped a batch later.
+// stop (cancelled), as the server's description says, or a partition's
+// run handed a stop as a drain (a stop that met continue-as-new, when its
+// history was full): a start that left them alone would find them
+// stopped a batch later.
 func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, error) {
 	var out []string
 	for _, id := range ids {
@@ -304,10 +306,22 @@ func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, er
 		if err != nil {
 			return nil, fmt.Errorf("describe %s: %w", id, err)
 		}
-		if desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		info := desc.GetWorkflowExecutionInfo()
+		if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			continue
 		}
 		if desc.GetWorkflowExtendedInfo().GetCancelRequested() {
+			out = append(out, id)
+			continue
+		}
+		if _, ok := contract.IngestPartition(o.Config.Topic, id); !ok {
+			continue
+		}
+		var in contract.IngestInput
+		if err := o.runInput(ctx, info.GetExecution(), &in); err != nil {
+			return nil, fmt.Errorf("%s: %w", id, err)
+		}
+		if in.Draining {
 			out = append(out, id)
 		}
 	}

@@ -70,8 +70,8 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 		// Started again under its ID, it would be refused for ever.
 		return nil, fmt.Errorf("partition %d: batch %s: %w", partition, found.GetWorkflowId(), errLoadedSince)
 	}
-	spec, err := o.batchInput(ctx, found)
-	if err != nil {
+	var spec contract.Spec
+	if err := o.runInput(ctx, found, &spec); err != nil {
 		return nil, fmt.Errorf("partition %d: failed batch %s: %w", partition, found.GetWorkflowId(), err)
 	}
 	if spec.ID() != found.GetWorkflowId() || spec.Topic != o.Config.Topic || spec.Partition != partition || spec.Start != rp.next {
@@ -85,26 +85,25 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 // read again.
 var errLoadedSince = errors.New("loaded since the ledger was read")
 
-// batchInput is the spec a MicroBatch run was started with: its
+// runInput decodes into the input a workflow run was started with: its
 // history's first event holds it.
-func (o *Operator) batchInput(ctx context.Context, ex *commonpb.WorkflowExecution) (contract.Spec, error) {
+func (o *Operator) runInput(ctx context.Context, ex *commonpb.WorkflowExecution, into any) error {
 	it := o.Temporal.GetWorkflowHistory(ctx, ex.GetWorkflowId(), ex.GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !it.HasNext() {
-		return contract.Spec{}, fmt.Errorf("run %s has no history left to read its input from", ex.GetRunId())
+		return fmt.Errorf("run %s has no history left to read its input from", ex.GetRunId())
 	}
 	ev, err := it.Next()
 	if err != nil {
-		return contract.Spec{}, fmt.Errorf("read the history of run %s: %w", ex.GetRunId(), err)
+		return fmt.Errorf("read the history of run %s: %w", ex.GetRunId(), err)
 	}
 	started := ev.GetWorkflowExecutionStartedEventAttributes()
 	if started == nil {
-		return contract.Spec{}, fmt.Errorf("run %s's history starts with %s, not its start", ex.GetRunId(), ev.GetEventType())
+		return fmt.Errorf("run %s's history starts with %s, not its start", ex.GetRunId(), ev.GetEventType())
 	}
-	var spec contract.Spec
-	if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &spec); err != nil {
-		return contract.Spec{}, fmt.Errorf("decode the input of run %s: %w", ex.GetRunId(), err)
+	if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), into); err != nil {
+		return fmt.Errorf("decode the input of run %s: %w", ex.GetRunId(), err)
 	}
-	return spec, nil
+	return nil
 }
 
 // microBatchType is MicroBatch's workflow type: the worker registers the
