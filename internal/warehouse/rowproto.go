@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -74,12 +75,16 @@ func (e *RowEncoder) Encode(ndjson []byte) ([][]byte, error) {
 	}
 }
 
+// ErrNotAColumn: a row has a field its table's schema, as the encoder
+// read it, lacks.
+var ErrNotAColumn = errors.New("not a column of the table")
+
 // appendRow appends the wire form of row, a JSON object as load jobs take
 // it, as a message of md (the table's, or a RECORD's, schema).
 func appendRow(b []byte, row map[string]any, schema bigquery.Schema, md protoreflect.MessageDescriptor) ([]byte, error) {
 	for name := range row {
 		if md.Fields().ByName(protoreflect.Name(name)) == nil {
-			return nil, fmt.Errorf("%s is not a column of the table", name)
+			return nil, fmt.Errorf("%s: %w", name, ErrNotAColumn)
 		}
 	}
 	for _, f := range schema {

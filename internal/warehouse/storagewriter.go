@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -25,6 +26,8 @@ type StorageWriter struct {
 	mu       sync.Mutex
 	encoders map[string]*RowEncoder
 	streams  map[string]*managedwriter.ManagedStream
+	// streamEnc is the encoder whose descriptor each stream was opened with.
+	streamEnc map[string]*RowEncoder
 	// lastUsed is when each open stream connection last appended: a
 	// partition's run creates new streams at each continue-as-new, and a
 	// connection left open for each old one would pile up for ever.
@@ -77,7 +80,7 @@ func NewStorageWriter(ctx context.Context, bq *bigquery.Client, dataset, emulato
 	if err != nil {
 		return nil, fmt.Errorf("open the Storage Write API of %s: %w", bq.Project(), err)
 	}
-	w := &StorageWriter{client: c, bq: bq, dataset: dataset, encoders: map[string]*RowEncoder{}, streams: map[string]*managedwriter.ManagedStream{}}
+	w := &StorageWriter{client: c, bq: bq, dataset: dataset, encoders: map[string]*RowEncoder{}, streams: map[string]*managedwriter.ManagedStream{}, streamEnc: map[string]*RowEncoder{}}
 	if emulator != "" {
 		w.oneAtATime = &sync.Mutex{}
 	}
@@ -97,10 +100,25 @@ func (w *StorageWriter) CreateStream(ctx context.Context, table string) (string,
 	return ws.GetName(), nil
 }
 
-// Encode turns table's NDJSON rows into its protos.
+// Encode turns table's NDJSON rows into its protos. A row with a field
+// the table's schema, as first read, lacks has the schema read again: a
+// column added since (a schema applied after the worker started) is
+// written, not refused until a restart.
 func (w *StorageWriter) Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error) {
 	enc, err := w.encoder(ctx, table)
 	if err != nil {
+		return nil, err
+	}
+	rows, err := enc.Encode(ndjson)
+	if !errors.Is(err, ErrNotAColumn) {
+		return rows, err
+	}
+	w.mu.Lock()
+	if w.encoders[table] == enc {
+		delete(w.encoders, table)
+	}
+	w.mu.Unlock()
+	if enc, err = w.encoder(ctx, table); err != nil {
 		return nil, err
 	}
 	return enc.Encode(ndjson)
@@ -125,6 +143,7 @@ func (w *StorageWriter) Append(ctx context.Context, stream, table string, offset
 		// A stream connection that failed is not reused.
 		w.mu.Lock()
 		delete(w.streams, stream)
+		delete(w.streamEnc, stream)
 		w.mu.Unlock()
 		ms.Close()
 	}
@@ -143,11 +162,14 @@ func (w *StorageWriter) managed(ctx context.Context, stream, table string) (*man
 		if ms := w.streams[name]; ms != nil && name != stream {
 			ms.Close()
 			delete(w.streams, name)
+			delete(w.streamEnc, name)
 		}
 	}
 	w.lastUsed.use(stream, now)
-	if ms := w.streams[stream]; ms != nil {
+	if ms := w.streams[stream]; ms != nil && w.streamEnc[stream] == enc {
 		return ms, nil
+	} else if ms != nil {
+		ms.Close() // opened with a schema read before a column was added
 	}
 	// The stream connection outlives the activity that opened it: later
 	// batches append on it, so it is not bound to this call's context.
@@ -155,7 +177,7 @@ func (w *StorageWriter) managed(ctx context.Context, stream, table string) (*man
 	if err != nil {
 		return nil, fmt.Errorf("open write stream %s: %w", stream, err)
 	}
-	w.streams[stream] = ms
+	w.streams[stream], w.streamEnc[stream] = ms, enc
 	return ms, nil
 }
 

@@ -111,3 +111,71 @@ func TestLocalStorageWriteKeepsTheDocumentedOffsets(t *testing.T) {
 		t.Errorf("the table holds %v, want each row once: [a b c]", got)
 	}
 }
+
+// TestAColumnAddedWhileTheWorkerRunsIsWritten: a worker that read a
+// table's schema before a column was added (the schema applied after the
+// workers were rolled out) writes rows carrying that column once it
+// exists, instead of refusing them until it restarts.
+func TestAColumnAddedWhileTheWorkerRunsIsWritten(t *testing.T) {
+	ctx := context.Background()
+	cfg, bq := localBigQuery(t)
+	w, err := warehouse.NewStorageWriter(ctx, bq, cfg.BigQueryDataset, cfg.BigQueryStorageEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	const table = "grows"
+	ref := bq.Dataset(cfg.BigQueryDataset).Table(table)
+	if err := ref.Create(ctx, &bigquery.TableMetadata{Schema: bigquery.Schema{{Name: "id", Type: bigquery.StringFieldType}}}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := w.CreateStream(ctx, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := w.Encode(ctx, table, []byte(`{"id":"a"}`+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Append(ctx, stream, table, 0, rows); err != nil {
+		t.Fatal(err)
+	}
+	// BigQuery adds the column in place (tables.patch); the emulator
+	// cannot, so the table is made again with it, which the worker sees
+	// alike: a schema with a column its encoder lacks.
+	if err := ref.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ref.Create(ctx, &bigquery.TableMetadata{Schema: bigquery.Schema{{Name: "id", Type: bigquery.StringFieldType}, {Name: "note", Type: bigquery.StringFieldType}}}); err != nil {
+		t.Fatal(err)
+	}
+	if stream, err = w.CreateStream(ctx, table); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = w.Encode(ctx, table, []byte(`{"id":"b","note":"added"}`+"\n"))
+	if err != nil {
+		t.Fatalf("a row with the added column: %v", err)
+	}
+	if err := w.Append(ctx, stream, table, 0, rows); err != nil {
+		t.Fatalf("append with the added column: %v", err)
+	}
+	it, err := bq.Query(fmt.Sprintf("SELECT id, IFNULL(note, '') FROM `%s.%s.%s` ORDER BY id", cfg.BigQueryProject, cfg.BigQueryDataset, table)).Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		var r []bigquery.Value
+		err := it.Next(&r)
+		if err == iterator.Done {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(r[0], "=", r[1]))
+	}
+	if want := "[b=added]"; fmt.Sprint(got) != want {
+		t.Errorf("the table holds %v, want %s", got, want)
+	}
+}
