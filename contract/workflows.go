@@ -59,7 +59,7 @@ type IngestInput struct {
 	Paused bool
 	// Draining is an operator's drain not yet done, kept likewise.
 	Draining bool `json:",omitempty"`
-	// WriteMode is config.WriteModeStorageWrite for appends to COMMITTED
+	// WriteMode is WriteModeStorageWrite for appends to COMMITTED
 	// write streams (docs/design.md §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.
 	WriteMode string
@@ -82,6 +82,12 @@ type IngestInput struct {
 	QueueSeq  int64  `json:",omitempty"`
 	QueuePool string `json:",omitempty"`
 }
+
+// Write modes (IngestInput.WriteMode): how Load writes to BigQuery.
+const (
+	WriteModeLoad         = "load"         // one load job per table and batch
+	WriteModeStorageWrite = "storagewrite" // appends at offsets to COMMITTED streams (docs/design.md §3.4)
+)
 
 // Progress is what the "progress" query answers.
 type Progress struct {

@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
@@ -392,7 +391,7 @@ func failedBatchWait(n int) time.Duration {
 // createStreams creates the run's write streams in storagewrite mode, one
 // per table at offset 0; nil in load mode.
 func createStreams(ctx workflow.Context, in contract.IngestInput) (map[string]contract.StreamOffset, error) {
-	if in.WriteMode != config.WriteModeStorageWrite {
+	if in.WriteMode != contract.WriteModeStorageWrite {
 		return nil, nil
 	}
 	opts := workflow.ActivityOptions{StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "create a write stream per table"}

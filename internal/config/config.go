@@ -19,6 +19,7 @@ import (
 
 	"github.com/segmentio/kafka-go/sasl"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
@@ -46,10 +47,11 @@ const (
 	DefaultLoadJobBudget = 1200
 )
 
-// Write modes (Config.WriteMode): how Load writes to BigQuery.
+// Write modes (Config.WriteMode): how Load writes to BigQuery. They
+// live in contract, which the deterministic workflows may import.
 const (
-	WriteModeLoad         = "load"         // one load job per table and batch
-	WriteModeStorageWrite = "storagewrite" // appends at offsets to COMMITTED streams (docs/design.md §3.4)
+	WriteModeLoad         = contract.WriteModeLoad
+	WriteModeStorageWrite = contract.WriteModeStorageWrite
 )
 
 // Sinks Load can write to (Config.Sink).
