@@ -141,19 +141,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	tArgs := []string{"server", "start-dev",
 		"--ip", cfg.Host, "--port", strconv.Itoa(cfg.TemporalPort), "--ui-port", strconv.Itoa(cfg.TemporalUIPort),
 		"--db-filename", filepath.Join(cfg.StateDir, "temporal.db"),
-		"--namespace", config.DefaultNamespace, "--log-level", "warn",
-		// Durable across a killed process (the fault tests) without an
-		// fsync per history write; only a machine crash may lose the last
-		// writes, which a dev stack can afford.
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-		// Runs an activity on the worker that completes the workflow task
-		// scheduling it, saving a round trip per activity (docs/design.md §6).
-		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+		"--log-level", "warn",
 	}
-	for _, d := range searchattr.Definitions() {
-		tArgs = append(tArgs, "--search-attribute", d.Name+"="+d.Type)
-	}
-	s.tArgs = tArgs
+	s.tArgs = append(tArgs, TemporalServerFlags()...)
 	if err := s.startTemporal(); err != nil {
 		return nil, err
 	}
@@ -170,6 +160,26 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// TemporalServerFlags are the `temporal server start-dev` flags that make
+// the dev server the one paystream needs, whatever its addresses and state
+// file: docker-compose.yml passes the same (deploy/compose_test.go).
+func TemporalServerFlags() []string {
+	flags := []string{
+		"--namespace", config.DefaultNamespace,
+		// Durable across a killed process (the fault tests) without an
+		// fsync per history write; only a machine crash may lose the last
+		// writes, which a dev stack can afford.
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+		// Runs an activity on the worker that completes the workflow task
+		// scheduling it, saving a round trip per activity (docs/design.md §6).
+		"--dynamic-config-value", "system.enableActivityEagerExecution=true",
+	}
+	for _, d := range searchattr.Definitions() {
+		flags = append(flags, "--search-attribute", d.Name+"="+d.Type)
+	}
+	return flags
 }
 
 // waitReady waits for each server in turn, then checks the topic and
