@@ -254,12 +254,12 @@ func Parse(fs *flag.FlagSet, args []string) error {
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
 	var firstErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		v, ok := os.LookupEnv(EnvName(f.Name))
+		v, from, ok := LookupEnv(f.Name, EnvName(f.Name))
 		if !ok || given[f.Name] || firstErr != nil || f.Name == "version" {
 			return
 		}
 		if err := fs.Set(f.Name, v); err != nil {
-			firstErr = Usage(fmt.Errorf("$%s: %w", EnvName(f.Name), err))
+			firstErr = Usage(fmt.Errorf("$%s: %w", from, err))
 		}
 	})
 	return firstErr
@@ -277,6 +277,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("topic is empty")
 	case c.BigQueryProject == "" || c.BigQueryDataset == "":
 		return fmt.Errorf("bigquery-project and bigquery-dataset must be set")
+	case c.validateNames() != nil:
+		return c.validateNames()
 	case c.WriteMode != WriteModeLoad && c.WriteMode != WriteModeStorageWrite:
 		return fmt.Errorf("write-mode must be %s or %s, got %q", WriteModeLoad, WriteModeStorageWrite, c.WriteMode)
 	case c.Sink != SinkBigQuery && c.Sink != SinkDiscard:
