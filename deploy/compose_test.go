@@ -127,8 +127,8 @@ const toolsDockerfile = "tools/Dockerfile"
 // as a DONE job with part of its rows, which the patch in tools/ fixes, so
 // compose must run an image built by devstack's own build step from the
 // version tools/go.mod pins, and Temporal's dev server with the namespace,
-// search attributes and settings devstack gives it (no auto-setup image,
-// whose Temporal compose relied on for nothing else).
+// search attributes and settings devstack gives it, not the deprecated
+// auto-setup image.
 func TestComposeRunsTheDevstackServers(t *testing.T) {
 	f := readCompose(t)
 	for name, s := range f.Services {
