@@ -45,8 +45,6 @@ import (
 
 	"github.com/paystream/paystream/contract"
 
-	"cloud.google.com/go/bigquery"
-
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
@@ -70,7 +68,7 @@ var commands = []struct{ name, help string }{
 	{"status", "per partition: state, offsets, lag, batches, events/s, last error (--json, --watch)"},
 	{"backfill", "re-drive the batches of --partition P from --from A to --to B; loaded ones stay loaded once"},
 	{"reconcile", "check recon views, ledger ranges and offsets (and --manifest); exit 1 on a mismatch"},
-	{"query", "run a monitoring query, e.g. starter query docs/queries/freshness.sql (--json)"},
+	{"query", "run one SELECT: a built-in monitoring query (starter query freshness; --list names them) or a .sql file (--json)"},
 	{"replay-quarantine", "load quarantined late records once an operator decided they belong (--dry-run lists them)"},
 	{"completion", "print a completion script: starter completion bash|zsh|fish"},
 }
@@ -81,7 +79,8 @@ func usage() string {
 	for _, c := range commands {
 		fmt.Fprintf(&b, "  %-18s %s\n", c.name, c.help)
 	}
-	b.WriteString("\nRun 'starter <command> -h' for the command's flags; each flag can also be set as $PAYSTREAM_<FLAG>.\n" +
+	b.WriteString("\nRun 'starter help <command>' or 'starter <command> -h' for the command's flags. Each shared setting can also be set\n" +
+		"as $PAYSTREAM_<FLAG>, a command's own flag as $PAYSTREAM_<COMMAND>_<FLAG> (help names each).\n" +
 		"Exit codes: 0 ok, 1 failed or mismatch, 2 usage.\n")
 	return b.String()
 }
@@ -110,48 +109,49 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		return config.Usage(errors.New("no command given"))
 	}
 	name, rest := argv[0], argv[1:]
-	if name == "schema" {
+	switch name {
+	case "--version", "-version", "version":
+		fmt.Fprintln(out, "starter", config.Version())
+		return nil
+	case "-h", "--help", "-help", "help":
+		if len(rest) == 0 {
+			fmt.Fprint(out, usage())
+			return nil
+		}
+		return commandHelp(out, strings.Join(rest, " "))
+	case "completion":
+		if len(rest) != 1 {
+			return config.Usage(errors.New("completion needs a shell: bash, zsh or fish"))
+		}
+		return writeCompletion(out, rest[0])
+	case "schema":
 		if len(rest) == 0 || (rest[0] != "apply" && rest[0] != "print") {
 			return config.Usage(errors.New("schema needs a subcommand: apply or print"))
 		}
 		name, rest = "schema "+rest[0], rest[1:]
 	}
-	if name == "--version" || name == "-version" || name == "version" {
-		fmt.Fprintln(out, "starter", config.Version())
-		return nil
+	cmd, err := parseCommand(name, rest, out)
+	if err != nil {
+		return err
 	}
-	if name == "-h" || name == "--help" || name == "help" {
-		fmt.Fprint(out, usage())
-		return nil
-	}
-	if name == "completion" {
-		if len(rest) != 1 {
-			return config.Usage(errors.New("completion needs a shell: bash, zsh or fish"))
-		}
-		return writeCompletion(out, rest[0])
-	}
-	fs, cfg, args, ok := commandFlags(name)
-	if !ok {
-		fmt.Fprint(os.Stderr, usage())
-		return config.Usage(fmt.Errorf("unknown command %q", name))
-	}
-	if err := config.Parse(fs, rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return config.Usage(err)
-	}
+	cfg, args := cmd.cfg, cmd.args
 	if name == "query" {
-		if fs.NArg() != 1 {
-			return config.Usage(errors.New("query needs one .sql file, e.g. starter query docs/queries/freshness.sql"))
+		if args.list {
+			if len(cmd.positional) > 0 {
+				return config.Usage(errors.New("query --list takes no query"))
+			}
+			return listQueries(out)
 		}
-		sql, err := os.ReadFile(fs.Arg(0))
+		if len(cmd.positional) != 1 {
+			return config.Usage(errors.New("query needs one query: a name from starter query --list, or a .sql file"))
+		}
+		sql, err := querySource(cmd.positional[0])
 		if err != nil {
 			return err
 		}
-		args.queryFile, args.querySQL = fs.Arg(0), string(sql)
-	} else if fs.NArg() > 0 {
-		return config.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+		args.queryFile, args.querySQL = cmd.positional[0], sql
+	} else if len(cmd.positional) > 0 {
+		return config.Usage(fmt.Errorf("unexpected argument %q (see 'starter %s -h')", cmd.positional[0], name))
 	}
 	if err := cfg.Validate(); err != nil {
 		return config.Usage(err)
@@ -169,7 +169,7 @@ func run(ctx context.Context, argv []string, out io.Writer) error {
 		}
 		return nil
 	}
-	err := runWithClients(ctx, *cfg, name, out, *args)
+	err = runWithClients(ctx, *cfg, name, out, *args)
 	if err != nil && errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errMismatch) {
 		return fmt.Errorf("%s: no answer within %s (is the devstack up and a worker running? go run ./devstack up): %w", name, args.timeout, err)
 	}
@@ -187,9 +187,13 @@ type commandArgs struct {
 	manifestPath string
 	queryFile    string
 	querySQL     string
+	list         bool
 	dryRun       bool
 	setBatch     contract.SetBatchInput
 	tuning       operator.Tuning
+	// own names the command's own flags, as against the settings every
+	// command shares (internal/config's and --timeout).
+	own map[string]bool
 }
 
 // commandFlags is the flag set of one command, bound to the config and
@@ -199,7 +203,7 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 	cfg = &c
 	fs = flag.NewFlagSet("starter "+name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	args = &commandArgs{tuning: operator.DefaultTuning()}
+	args = &commandArgs{tuning: operator.DefaultTuning(), own: map[string]bool{}}
 	// The clients retry refused connections until their context ends; an
 	// operator wants an answer, not a hang. A pause, drain or stop waits
 	// for a batch to finish, so it gets longer.
@@ -215,42 +219,54 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		timeout = time.Hour
 	}
 	fs.DurationVar(&args.timeout, "timeout", timeout, help)
+	own := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
 	tuning := &args.tuning
 	switch name {
 	case "schema apply":
 	case "schema print", "stop":
 	case "start":
-		fs.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
-		fs.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
-		fs.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
-		fs.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch short of --max-records waits to fill (fewer, larger batches from a live stream; adds at most this to latency)")
+		own.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
+		own.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
+		own.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
+		own.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch short of --max-records waits to fill (fewer, larger batches from a live stream; adds at most this to latency)")
 		tuning.SuperviseEvery = contract.DefaultSuperviseEvery
-		fs.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")
+		own.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")
 	case "pause", "resume", "drain":
-		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
+		own.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of lines")
 	case "set-batch":
-		fs.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
-		fs.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", contract.MaxBatchRecords))
-		fs.Int64Var(&args.setBatch.MaxBytes, "bytes", 0, "most bytes of keys and values in one batch (default: unchanged)")
+		own.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all, and those the supervisor adds later)")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of lines")
+		own.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", contract.MaxBatchRecords))
+		own.Int64Var(&args.setBatch.MaxBytes, "bytes", 0, "most bytes of keys and values in one batch (default: unchanged)")
 	case "status":
-		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
-		fs.DurationVar(&args.watch, "watch", 0, "refresh the table at this interval, e.g. 2s, until Ctrl-C")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		own.DurationVar(&args.watch, "watch", 0, "refresh the table at this interval, e.g. 2s, until Ctrl-C")
 	case "backfill":
-		fs.IntVar(&args.partition, "partition", -1, "partition to backfill (required)")
-		fs.Int64Var(&args.from, "from", -1, "first offset (required)")
-		fs.Int64Var(&args.to, "to", -1, "offset after the last (required)")
+		own.IntVar(&args.partition, "partition", -1, "partition to backfill (required)")
+		own.Int64Var(&args.from, "from", -1, "first offset (required)")
+		own.Int64Var(&args.to, "to", -1, "offset after the last (required)")
 	case "reconcile":
-		fs.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
+		own.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
+		own.BoolVar(&args.jsonOut, "json", false, "print the checks as JSON instead of a table")
 	case "query":
-		fs.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		own.BoolVar(&args.list, "list", false, "list the built-in monitoring queries and what each shows")
 	case "replay-quarantine":
-		fs.Var(&args.partitions, "partition", "partitions whose quarantine to replay, e.g. 0,2 (default: all)")
-		fs.Int64Var(&args.from, "from", 0, "replay batches that end after this offset")
-		fs.Int64Var(&args.to, "to", math.MaxInt64, "replay batches that start before this offset (default: all)")
-		fs.BoolVar(&args.dryRun, "dry-run", false, "list the batches and their quarantined records; load nothing")
+		own.Var(&args.partitions, "partition", "partitions whose quarantine to replay, e.g. 0,2 (default: all)")
+		own.Int64Var(&args.from, "from", 0, "replay batches that end after this offset")
+		own.Int64Var(&args.to, "to", math.MaxInt64, "replay batches that start before this offset (default: all)")
+		own.BoolVar(&args.dryRun, "dry-run", false, "list the batches and their quarantined records; load nothing")
 	default:
 		return nil, nil, nil, false
 	}
+	// The command's own flags are read from $PAYSTREAM_<COMMAND>_<FLAG>,
+	// so a variable meant for one command (a backfill's partition) never
+	// acts on another (a pause of every partition).
+	own.VisitAll(func(f *flag.Flag) {
+		fs.Var(f.Value, f.Name, f.Usage)
+		args.own[f.Name] = true
+	})
 	return fs, cfg, args, true
 }
 
@@ -613,35 +629,4 @@ func oneLine(err error) string { return firstLine(err.Error()) }
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-// runQuery runs a .sql file written with the {{project}} and {{dataset}}
-// placeholders (docs/queries) against the configured dataset.
-func runQuery(ctx context.Context, bq *bigquery.Client, cfg config.Config, args commandArgs, out io.Writer) error {
-	t, err := warehouse.Query(ctx, bq, schema.Fill(args.querySQL, cfg.BigQueryProject, cfg.BigQueryDataset))
-	if err != nil {
-		return fmt.Errorf("query %s: %w", args.queryFile, err)
-	}
-	if args.jsonOut {
-		rows := make([]map[string]string, len(t.Rows))
-		for i, r := range t.Rows {
-			rows[i] = make(map[string]string, len(r))
-			for j, v := range r {
-				rows[i][t.Columns[j]] = v
-			}
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rows)
-	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.ToUpper(strings.Join(t.Columns, "\t")))
-	for _, r := range t.Rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "(%d rows)\n", len(t.Rows))
-	return nil
 }
