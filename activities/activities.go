@@ -30,6 +30,9 @@ type Activities struct {
 	Kafka kafkalog.Cluster
 	// Temporal ends batches stranded on a worker that left the pool.
 	Temporal client.Client
+	// Queue is the worker's own task queue (contract.WorkerQueue): the
+	// only one its pool lease may run on (HoldMembership). Empty: any.
+	Queue string
 	// Metrics, when set, counts batches, events, latency, lag, retries.
 	Metrics       *metrics.Pipeline
 	ConsumerGroup string

@@ -8,6 +8,9 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/paystream/paystream/contract"
 )
 
 // HoldMembership is a worker's lease in its pool (workflows.WorkerPool): it
@@ -15,7 +18,14 @@ import (
 // leaseFor. It ends early, with an error, when the worker begins to stop,
 // so that the pool moves the worker's partitions at once rather than when
 // the heartbeats stop.
+//
+// A lease runs only on the worker's own queue: one scheduled on another
+// (a join the pool should have refused, naming the shared queue) fails at
+// once, so that no worker holds a lease for a queue it does not own.
 func (a *Activities) HoldMembership(ctx context.Context, leaseFor time.Duration) error {
+	if q := activity.GetInfo(ctx).TaskQueue; a.Queue != "" && q != a.Queue {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("lease on task queue %q refused: this worker's own queue is %q", q, a.Queue), contract.ErrTypeLeaseRefused, nil)
+	}
 	t := time.NewTicker(leaseBeat)
 	defer t.Stop()
 	end := time.After(leaseFor)

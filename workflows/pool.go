@@ -94,9 +94,16 @@ func WorkerPool(ctx workflow.Context, st contract.PoolState) error {
 }
 
 // join adds a worker and starts its lease; a member joining again (it
-// does every half minute) changes nothing.
+// does every half minute) changes nothing. Anyone who can signal the pool
+// can join, so only a worker queue of the pool's task queue is taken, up
+// to contract.MaxPoolMembers; a lease on any other queue (the shared one,
+// say) would hand partitions to whichever worker polled it.
 func (p *pool) join(ctx workflow.Context, queue string) {
-	if queue == "" || slices.Contains(p.Members, queue) {
+	if slices.Contains(p.Members, queue) {
+		return
+	}
+	if err := contract.CheckJoin(workflow.GetInfo(ctx).TaskQueueName, queue, len(p.Members)); err != nil {
+		workflow.GetLogger(ctx).Warn("join refused", "queue", queue, "error", err)
 		return
 	}
 	p.Members = append(p.Members, queue)

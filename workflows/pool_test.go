@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -306,6 +308,7 @@ func TestPartitionsAnnounceThemselvesToThePool(t *testing.T) {
 func TestANewPoolRunLearnsEveryPartition(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: "tq"})
 	env.RegisterWorkflow(WorkerPool)
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute)
@@ -354,5 +357,63 @@ func TestANewPoolRunLearnsEveryPartition(t *testing.T) {
 	}
 	if want := "[ingest/payments/0→tq/a ingest/payments/1→tq/b]"; fmt.Sprint(told) != want || before != 2 {
 		t.Errorf("the pool told %v (%d before the repeat), want %s and nothing for the repeat", told, before, want)
+	}
+}
+
+// TestJoinTakesOnlyWorkerQueuesUpToTheCap: the pool of task queue "tq"
+// takes a join only from a worker's own queue ("tq/<identity>") and only
+// up to contract.MaxPoolMembers; the shared queue, another task queue's
+// worker and an empty identity are refused, and so is the member past
+// the cap, while a member joining again is still taken.
+func TestJoinTakesOnlyWorkerQueuesUpToTheCap(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: "tq"})
+	env.RegisterWorkflow(WorkerPool)
+	env.RegisterActivity(&activities.Activities{})
+	var mu sync.Mutex
+	leases := map[string]int{}
+	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(nil).After(10 * time.Minute)
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		mu.Lock()
+		leases[info.TaskQueue]++
+		mu.Unlock()
+	})
+	refused := []string{"tq", "tq/", "other/w1", "tqx/w1", ""}
+	env.RegisterDelayedCallback(func() {
+		for _, q := range refused {
+			env.SignalWorkflow(contract.JoinSignal, q)
+		}
+		for i := range contract.MaxPoolMembers + 1 {
+			env.SignalWorkflow(contract.JoinSignal, fmt.Sprintf("tq/w%04d", i))
+		}
+		env.SignalWorkflow(contract.JoinSignal, "tq/w0000") // a member again
+	}, time.Second)
+	var st contract.PoolState
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Second)
+	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
+	if len(st.Members) != contract.MaxPoolMembers {
+		t.Fatalf("the pool holds %d members, want %d", len(st.Members), contract.MaxPoolMembers)
+	}
+	last := fmt.Sprintf("tq/w%04d", contract.MaxPoolMembers)
+	for _, q := range append(refused, last) {
+		if slices.Contains(st.Members, q) {
+			t.Errorf("the pool took %q", q)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(leases) != contract.MaxPoolMembers || leases["tq/w0000"] != 1 || leases[last] != 0 || leases["tq"] != 0 {
+		t.Errorf("leases on %d queues (tq/w0000: %d, %s: %d, tq: %d); want one on each of the %d members only",
+			len(leases), leases["tq/w0000"], last, leases[last], leases["tq"], contract.MaxPoolMembers)
 	}
 }

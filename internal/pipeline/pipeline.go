@@ -166,7 +166,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	activities.Register(shared, acts)
 	workflows.Register(own)
 	activities.Register(own, acts)
-	acts.Temporal = tc
+	acts.Temporal, acts.Queue = tc, queue
 	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc}, nil
 }
 
@@ -212,6 +212,10 @@ func (w *Worker) Start() error {
 // join tells the pool this worker is there, starting the pool when it
 // does not run.
 func (w *Worker) join(ctx context.Context) error {
+	// The pool refuses what this refuses, silently; the worker says why.
+	if err := contract.CheckJoin(w.cfg.TaskQueue, w.Queue, 0); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err := w.tc.SignalWithStartWorkflow(ctx, contract.PoolID(w.cfg.TaskQueue), contract.JoinSignal, w.Queue, client.StartWorkflowOptions{
