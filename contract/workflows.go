@@ -14,6 +14,17 @@ type SetBatchInput struct {
 	MaxBytes   int64
 }
 
+// TopicBatch is the topic supervisor's answer to SetBatchUpdate: the
+// batch size of the partitions it starts from then on, how many partitions
+// it keeps (those at or past it it has yet to start), and how often it
+// looks for new ones.
+type TopicBatch struct {
+	Partitions int
+	MaxRecords int
+	MaxBytes   int64
+	Every      time.Duration
+}
+
 // ControlResult is every control update's answer: where the partition
 // stands once the update took effect.
 type ControlResult struct {
