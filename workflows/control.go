@@ -74,15 +74,7 @@ func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *contr
 			}
 			progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 			return result(), nil
-		}, func(ctx workflow.Context, s contract.SetBatchInput) error {
-			if s.MaxRecords < 1 || s.MaxRecords > contract.MaxBatchRecords {
-				return fmt.Errorf("batch size %d is outside 1..%d records", s.MaxRecords, contract.MaxBatchRecords)
-			}
-			if s.MaxBytes < 0 {
-				return fmt.Errorf("batch bytes %d is negative", s.MaxBytes)
-			}
-			return nil
-		}},
+		}, validateSetBatch},
 	}
 	for _, h := range handlers {
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, h.name, h.handler, workflow.UpdateHandlerOptions{Validator: h.validator}); err != nil {
@@ -114,4 +106,16 @@ func (r *rate) add(now time.Time, recordsDone int64) float64 {
 		return 0
 	}
 	return float64(r.records[len(r.records)-1]-r.records[0]) / secs
+}
+
+// validateSetBatch refuses a batch size no partition may take, before
+// the update is recorded.
+func validateSetBatch(ctx workflow.Context, s contract.SetBatchInput) error {
+	if s.MaxRecords < 1 || s.MaxRecords > contract.MaxBatchRecords {
+		return fmt.Errorf("batch size %d is outside 1..%d records", s.MaxRecords, contract.MaxBatchRecords)
+	}
+	if s.MaxBytes < 0 {
+		return fmt.Errorf("batch bytes %d is negative", s.MaxBytes)
+	}
+	return nil
 }

@@ -26,6 +26,22 @@ func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.SupervisorProgress, error) { return *progress, nil }); err != nil {
 		return err
 	}
+	// starting is set while new partitions are being started: set-batch
+	// waits it out, so that a partition is either started before the new
+	// size (and running, where set-batch reaches it) or after it.
+	starting := false
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, contract.SetBatchUpdate, func(ctx workflow.Context, s contract.SetBatchInput) (contract.TopicBatch, error) {
+		if err := workflow.Await(ctx, func() bool { return !starting }); err != nil {
+			return contract.TopicBatch{}, err
+		}
+		in.Template.MaxRecords = s.MaxRecords
+		if s.MaxBytes > 0 {
+			in.Template.MaxBytes = s.MaxBytes
+		}
+		return contract.TopicBatch{Partitions: in.Partitions, MaxRecords: in.Template.MaxRecords, MaxBytes: in.Template.MaxBytes, Every: every}, nil
+	}, workflow.UpdateHandlerOptions{Validator: validateSetBatch}); err != nil {
+		return fmt.Errorf("register update %s: %w", contract.SetBatchUpdate, err)
+	}
 	actCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute, RetryPolicy: retry, Summary: "look for partitions added to " + in.Topic,
 	})
@@ -43,6 +59,7 @@ func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 			// longer between batches, new ones from their first.
 			in.Template.MinBatchInterval = contract.BatchInterval(before+len(firsts), in.LoadJobBudget)
 		}
+		starting = len(firsts) > 0
 		for i, first := range firsts {
 			p := before + i
 			if err := startPartition(ctx, in, p, first); err != nil {
@@ -51,6 +68,7 @@ func TopicSupervisor(ctx workflow.Context, in contract.SuperviseInput) error {
 			progress.Started = append(progress.Started, p)
 		}
 		in.Partitions += len(firsts)
+		starting = false
 		if len(firsts) > 0 && in.LoadJobBudget > 0 {
 			respace(ctx, in.Topic, before, contract.Budget{Partitions: in.Partitions, MinBatchInterval: in.Template.MinBatchInterval})
 		}

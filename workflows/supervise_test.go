@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/paystream/paystream/contract"
@@ -117,5 +118,69 @@ func TestANewSpacingAppliesToTheWaitUnderWay(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSetBatchReachesPartitionsAddedLater: set-batch sent to the topic's
+// supervisor changes the batch size of the partitions it starts from then
+// on; before it, a partition added to the topic started with start's
+// size, and kept it after set-batch resized the running ones.
+func TestSetBatchReachesPartitionsAddedLater(t *testing.T) {
+	env := newEnv(t)
+	env.RegisterWorkflow(TopicSupervisor)
+	var mu sync.Mutex
+	looks := 0
+	env.OnActivity(contract.ActivityNewPartitions, mock.Anything, mock.Anything).Return(func(context.Context, contract.PartitionsInput) ([]int64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		looks++
+		if looks == 3 {
+			return []int64{0}, nil // partition 2 appears after the set-batch
+		}
+		return nil, nil
+	})
+	var started []contract.IngestInput
+	env.OnWorkflow("PartitionIngest", mock.Anything, mock.Anything).Return(func(_ workflow.Context, in contract.IngestInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		started = append(started, in)
+		return nil
+	})
+	var answer contract.TopicBatch
+	var answerErr error
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(contract.SetBatchUpdate, "set-batch-1", &testsuite.TestUpdateCallback{
+			OnAccept: func() {},
+			OnReject: func(err error) { answerErr = err },
+			OnComplete: func(v any, err error) {
+				if err == nil {
+					answer = v.(contract.TopicBatch)
+				}
+				answerErr = err
+			},
+		}, contract.SetBatchInput{MaxRecords: 700, MaxBytes: 3 << 20})
+	}, contract.DefaultSuperviseEvery+time.Second)
+	refused := errors.New("not answered")
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(contract.SetBatchUpdate, "set-batch-2", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnComplete: func(any, error) {},
+			OnReject: func(err error) { refused = err },
+		}, contract.SetBatchInput{MaxRecords: contract.MaxBatchRecords + 1})
+	}, contract.DefaultSuperviseEvery+2*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*contract.DefaultSuperviseEvery)
+	env.ExecuteWorkflow(TopicSupervisor, contract.SuperviseInput{Topic: "payments", Partitions: 2,
+		Template: contract.IngestInput{MaxRecords: 5000, MaxBytes: 8 << 20}})
+	var canceled *temporal.CanceledError
+	if err := env.GetWorkflowError(); !errors.As(err, &canceled) {
+		t.Fatalf("supervisor ended with %v, want cancelled by the test", err)
+	}
+	if answerErr != nil || answer.Partitions != 2 || answer.MaxRecords != 700 || answer.MaxBytes != 3<<20 || answer.Every != contract.DefaultSuperviseEvery {
+		t.Errorf("set-batch answered %+v, %v; want 2 partitions kept, batches of 700 records or 3 MiB, every %v", answer, answerErr, contract.DefaultSuperviseEvery)
+	}
+	if refused == nil || refused.Error() == "not answered" {
+		t.Errorf("a batch size over %d records: %v, want refused", contract.MaxBatchRecords, refused)
+	}
+	if len(started) != 1 || started[0].Partition != 2 || started[0].MaxRecords != 700 || started[0].MaxBytes != 3<<20 {
+		t.Fatalf("started %+v, want partition 2 with batches of 700 records or 3 MiB", started)
 	}
 }
