@@ -96,6 +96,12 @@ func (a *Activities) kafkaClient() *kafkalog.Client {
 	return a.client
 }
 
+// KafkaClient is the worker's one Kafka client, for what else the worker
+// asks Kafka (readiness, the partitions' offsets); nil when Close ran
+// before any was made.
+// (A function, not a method, as Close is.)
+func KafkaClient(a *Activities) *kafkalog.Client { return a.kafkaClient() }
+
 // Close releases a's Kafka client; call it once the worker has stopped.
 // (A function, not a method: every exported method of Activities is
 // registered as an activity.)

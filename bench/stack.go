@@ -165,11 +165,12 @@ func (e *env) operator(cfg config.Config, batchSize int) *operator.Operator {
 
 // workerProc is a worker binary running for one run, its memory sampled.
 type workerProc struct {
-	cmd      *exec.Cmd
-	httpAddr string // where it serves /metrics and /debug/pprof/
-	done     chan struct{}
-	mu       sync.Mutex
-	samples  []rssSample
+	cmd       *exec.Cmd
+	httpAddr  string // where it serves /metrics
+	pprofAddr string // where it serves /debug/pprof/
+	done      chan struct{}
+	mu        sync.Mutex
+	samples   []rssSample
 }
 
 type rssSample struct {
@@ -195,13 +196,14 @@ func (e *env) startWorker(ctx context.Context, cfg config.Config, memoryLimit st
 func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryLimit, logPath string) (*workerProc, error) {
 	httpAddr := os.Getenv("PAYSTREAM_HTTP_ADDR")
 	if httpAddr == "" {
-		// Any free port: a fixed one collides with whatever else runs.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
+		var err error
+		if httpAddr, err = freeAddr(); err != nil {
 			return nil, err
 		}
-		httpAddr = ln.Addr().String()
-		ln.Close()
+	}
+	pprofAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
 	}
 	cmd := exec.Command(e.workerBin)
 	cmd.Env = append(os.Environ(),
@@ -217,7 +219,7 @@ func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryL
 		"PAYSTREAM_BIGQUERY_STORAGE_ENDPOINT="+cfg.BigQueryStorageEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
 		"PAYSTREAM_HTTP_ADDR="+httpAddr,
-		"PAYSTREAM_PPROF=true", // the steady run takes a heap profile
+		"PAYSTREAM_PPROF_ADDR="+pprofAddr, // the steady run takes a heap profile
 		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
 		// Shared by a killed worker and its replacement, as a container's
 		// restarts share its pod's emptyDir; every run has its own, as
@@ -235,7 +237,7 @@ func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryL
 		logFile.Close()
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
-	w := &workerProc{cmd: cmd, httpAddr: httpAddr, done: make(chan struct{})}
+	w := &workerProc{cmd: cmd, httpAddr: httpAddr, pprofAddr: pprofAddr, done: make(chan struct{})}
 	started := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -377,9 +379,24 @@ func (m *cpuMeter) used() map[string]float64 {
 	return out
 }
 
-// get reads path from w's HTTP server.
+// freeAddr is a free loopback port: a fixed one collides with whatever
+// else runs.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// get reads path from w's HTTP server, or its profiles' for /debug/pprof/.
 func (w *workerProc) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+w.httpAddr+path, nil)
+	addr := w.httpAddr
+	if strings.HasPrefix(path, "/debug/pprof/") {
+		addr = w.pprofAddr
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
 		return nil, err
 	}

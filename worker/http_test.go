@@ -19,7 +19,8 @@ import (
 // TestWorkersSideBySide: as the README says, several workers run on one
 // machine with the default --http-addr: the first serves there, the next
 // on a free port its log names. An address given explicitly and taken
-// fails loudly, exit 1.
+// fails loudly, exit 1. Profiles are served only at --pprof-addr, which
+// must be a loopback address.
 func TestWorkersSideBySide(t *testing.T) {
 	bin := buildWorker(t)
 	cfg := devstacktest.Start(t, devstacktest.Config(t, 2)).ClientConfig()
@@ -47,8 +48,8 @@ func TestWorkersSideBySide(t *testing.T) {
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); f.Close() })
 		return cmd, log
 	}
-	// servingAt waits for the worker's log line that names its address.
-	servingAt := func(log string) string {
+	// servingAt waits for the worker's log line msg that names an address.
+	servingAt := func(log, msg string) string {
 		t.Helper()
 		deadline := time.Now().Add(time.Minute)
 		for time.Now().Before(deadline) {
@@ -59,7 +60,7 @@ func TestWorkersSideBySide(t *testing.T) {
 			sc := bufio.NewScanner(f)
 			for sc.Scan() {
 				var line struct{ Msg, Addr string }
-				if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving health and metrics" {
+				if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == msg {
 					f.Close()
 					return line.Addr
 				}
@@ -68,13 +69,13 @@ func TestWorkersSideBySide(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		b, _ := os.ReadFile(log)
-		t.Fatalf("the worker never served health and metrics:\n%s", b)
+		t.Fatalf("the worker never logged %q:\n%s", msg, b)
 		return ""
 	}
-	_, firstLog := start()
-	first := servingAt(firstLog)
+	_, firstLog := start("--pprof-addr", "127.0.0.1:0")
+	first := servingAt(firstLog, "serving health and metrics")
 	second, secondLog := start()
-	addr := servingAt(secondLog)
+	addr := servingAt(secondLog, "serving health and metrics")
 	if addr == first {
 		t.Fatalf("both workers say they serve at %s", addr)
 	}
@@ -89,10 +90,31 @@ func TestWorkersSideBySide(t *testing.T) {
 		t.Fatalf("the second worker exited: %v", second.ProcessState)
 	}
 
+	// Profiles are served on their own loopback listener, never beside
+	// /readyz and /metrics, and not at all unless asked for.
+	profiles := servingAt(firstLog, "serving profiles")
+	for _, c := range []struct {
+		addr string
+		want int
+	}{{profiles, http.StatusOK}, {first, http.StatusNotFound}, {addr, http.StatusNotFound}} {
+		resp, err := http.Get("http://" + c.addr + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Errorf("/debug/pprof/ at %s: %s, want %d", c.addr, resp.Status, c.want)
+		}
+	}
+	out, err := exec.Command(bin, append(args, "--pprof-addr", "0.0.0.0:6060")...).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "--pprof-addr") || strings.Count(string(out), "\n") != 1 {
+		t.Errorf("profiles on every interface: exit %v, output %q; want exit 2, one line naming --pprof-addr", err, out)
+	}
+
 	// Taken and given explicitly: one line, exit 1.
 	_, port, _ := net.SplitHostPort(first)
-	out, err := exec.Command(bin, append(args, "--http-addr", "127.0.0.1:"+port)...).CombinedOutput()
-	var exit *exec.ExitError
+	out, err = exec.Command(bin, append(args, "--http-addr", "127.0.0.1:"+port)...).CombinedOutput()
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "--http-addr") {
 		t.Errorf("an explicit address that is taken: exit %v, output %q; want exit 1 naming --http-addr", err, out)
 	}

@@ -58,12 +58,15 @@ func run(args []string) error {
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
 	memoryLimit := fs.String("memory-limit", "", "the container's memory limit, e.g. 768Mi; the Go GC keeps the heap under 90% of it (default: the cgroup's limit; GOMEMLIMIT wins over both)")
-	withPprof := fs.Bool("pprof", false, "also serve Go's /debug/pprof/ profiles at --http-addr (keep that address private)")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go's /debug/pprof/ profiles here, a loopback address such as 127.0.0.1:6060 (kubectl port-forward reaches it); never on --http-addr (empty: not at all)")
 	if err := config.Parse(fs, args); err != nil {
 		return err
 	}
 	if *checkReady {
 		return checkReadyAt(*httpAddr)
+	}
+	if err := checkLoopback(*pprofAddr); err != nil {
+		return config.Usage(fmt.Errorf("--pprof-addr: %w", err))
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -126,14 +129,20 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("--http-addr: %w", err)
 		}
-		handler := w.HTTPHandler(tc, m)
-		if *withPprof {
-			handler = withProfiles(handler)
-		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		srv := &http.Server{Handler: w.HTTPHandler(tc, m), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info("serving health and metrics", zap.String("addr", ln.Addr().String()))
+	}
+	if *pprofAddr != "" {
+		ln, err := net.Listen("tcp", *pprofAddr)
+		if err != nil {
+			return fmt.Errorf("--pprof-addr: %w", err)
+		}
+		srv := &http.Server{Handler: profiles(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		log.Info("serving profiles", zap.String("addr", ln.Addr().String()))
 	}
 	if opts.SnapshotDir != "" {
 		if len(keys) == 0 {
@@ -221,16 +230,32 @@ func preloadAssigned(ctx context.Context, tc client.Client, cfg config.Config, w
 	}
 }
 
-// withProfiles serves Go's profiles under /debug/pprof/ beside h: how the
-// benchmark finds where a worker's CPU goes.
-func withProfiles(h http.Handler) http.Handler {
+// profiles serves Go's profiles under /debug/pprof/: how the benchmark
+// finds where a worker's CPU goes. A profile costs CPU and shows the
+// program's insides, so it has a listener of its own, on loopback only.
+func profiles() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/", h)
 	return mux
+}
+
+// checkLoopback accepts an empty address or one whose host is a loopback
+// address or localhost.
+func checkLoopback(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("%q is not a loopback address: profiles are served on 127.0.0.1 or ::1 only (e.g. 127.0.0.1:6060)", addr)
+	}
+	return nil
 }
 
 // logConfig is the worker's JSON log. Log pipelines (GKE, Cloud Logging,

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
-	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/metrics"
 )
 
@@ -26,14 +27,26 @@ const (
 // be longer (deploy/k8s uses 5 s).
 const readyTimeout = 3 * time.Second
 
+// readyFor is how long a readiness answer is served again: /readyz is
+// unauthenticated, so however often it is asked, the worker asks its
+// three systems at most once in this (a probe asks every 10 s).
+const readyFor = 5 * time.Second
+
 // HTTPHandler serves w's /healthz, /readyz and /metrics (m's registry).
 func (w *Worker) HTTPHandler(tc client.Client, m *metrics.Pipeline) http.Handler {
+	w.readyOnce.Do(func() {
+		w.readiness = &readiness{check: func(ctx context.Context) (string, bool) { return w.ready(ctx, tc) }, ttl: readyFor}
+	})
+	return httpHandler(w.readiness, m)
+}
+
+func httpHandler(ready *readiness, m *metrics.Pipeline) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(HealthzPath, func(rw http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(rw, "ok")
 	})
 	mux.HandleFunc(ReadyzPath, func(rw http.ResponseWriter, r *http.Request) {
-		report, ok := w.ready(r.Context(), tc)
+		report, ok := ready.get(r.Context())
 		if !ok {
 			rw.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -45,11 +58,55 @@ func (w *Worker) HTTPHandler(tc client.Client, m *metrics.Pipeline) http.Handler
 	return mux
 }
 
-// ready checks the three systems at once and reports each on a line.
-// Errors name endpoints, never credentials.
+// readiness serves one check's answer for ttl to every caller; callers
+// that come while a check runs wait for it rather than start their own.
+type readiness struct {
+	check func(context.Context) (string, bool)
+	ttl   time.Duration
+
+	mu      sync.Mutex
+	at      time.Time     // when the last answer was found
+	report  string        // the last answer
+	ok      bool          // and whether it was ready
+	running chan struct{} // closed when the check under way ends; nil: none
+}
+
+// get returns an answer at most ttl old, checking when there is none.
+// The check runs on a context of its own: one caller giving up does not
+// fail the others' answer.
+func (r *readiness) get(ctx context.Context) (string, bool) {
+	r.mu.Lock()
+	if r.running == nil && (r.at.IsZero() || time.Since(r.at) > r.ttl) {
+		done := make(chan struct{})
+		r.running = done
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+			report, ok := r.check(cctx)
+			cancel()
+			r.mu.Lock()
+			r.at, r.report, r.ok, r.running = time.Now(), report, ok, nil
+			r.mu.Unlock()
+			close(done)
+		}()
+	}
+	running := r.running
+	r.mu.Unlock()
+	if running != nil {
+		select {
+		case <-running:
+		case <-ctx.Done():
+			return "not checked: " + ctx.Err().Error() + "\n", false
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.report, r.ok
+}
+
+// ready checks the three systems at once, with the clients the worker
+// uses, and reports each on a line. Errors name endpoints, never
+// credentials.
 func (w *Worker) ready(ctx context.Context, tc client.Client) (string, bool) {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
 	checks := []struct {
 		name string
 		fn   func(context.Context) error
@@ -59,7 +116,11 @@ func (w *Worker) ready(ctx context.Context, tc client.Client) (string, bool) {
 			return err
 		}},
 		{"kafka", func(ctx context.Context) error {
-			_, err := kafkalog.Partitions(ctx, w.cfg.Kafka(), w.cfg.Topic)
+			kc := activities.KafkaClient(w.Activities)
+			if kc == nil {
+				return errors.New("the worker has stopped")
+			}
+			_, err := kc.Partitions(ctx, w.cfg.Topic)
 			return err
 		}},
 		{"bigquery", func(ctx context.Context) error {

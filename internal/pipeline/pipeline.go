@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/paystream/paystream/contract"
@@ -101,6 +102,9 @@ type Worker struct {
 	cfg        config.Config
 	tc         client.Client
 	stopJoin   context.CancelFunc
+	// readiness caches /readyz (HTTPHandler).
+	readyOnce sync.Once
+	readiness *readiness
 }
 
 // WorkerOptions size the worker.
