@@ -151,6 +151,9 @@ type StartResult struct {
 	// AfterStop: a run asked to stop was still finishing its batch, and
 	// this one started once it had stopped.
 	AfterStop bool
+	// Running is what an Already partition keeps running with (nil when
+	// it cannot be read): start's settings do not reach it.
+	Running *Settings
 }
 
 // Start starts one PartitionIngest per partition of the topic, then the
@@ -191,7 +194,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		id := contract.IngestID(o.Config.Topic, p)
 		if desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
 			desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true})
+			out = append(out, StartResult{Partition: p, WorkflowID: id, Already: true, Running: o.runningSettings(ctx, id)})
 			continue
 		}
 		pending, err := o.pendingBatch(ctx, p, rp)
