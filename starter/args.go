@@ -68,6 +68,8 @@ func parseCommand(name string, argv []string, out io.Writer) (command, error) {
 	if firstErr != nil {
 		return command{}, firstErr
 	}
+	args.given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { args.given[f.Name] = true })
 	return command{cfg: cfg, args: args, positional: positional}, nil
 }
 

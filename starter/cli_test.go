@@ -8,9 +8,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paystream/paystream/docs/queries"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/operator"
 )
 
 // TestQueryAcceptsOnlyOneSelect: `starter query` runs one SELECT (or WITH
@@ -182,8 +184,39 @@ func TestCommandVariablesStayWithTheirCommand(t *testing.T) {
 	if _, err := parseCommand("status", nil, new(bytes.Buffer)); !errors.As(err, new(config.UsageError)) || !strings.Contains(err.Error(), "PAYSTREAM_STATUS_WATCH") {
 		t.Errorf("a bad command variable: %v, want a usage error naming it", err)
 	}
-	_ = os.Getenv
 }
 
 // ExitCodeOf is the exit code main gives err.
 func ExitCodeOf(err error) int { return config.ExitCode(err) }
+
+// TestStartSaysWhatARunningPartitionKeeps: start leaves a running
+// partition as it is, so when the settings given to it differ from those
+// the partition runs with, it says which and how to change them; settings
+// left at their defaults are not "given" and raise nothing.
+func TestStartSaysWhatARunningPartitionKeeps(t *testing.T) {
+	running := &operator.Settings{MaxRecords: 300, MaxBytes: 8 << 20, WriteMode: "load", AllowedLateness: 10 * time.Minute, MaxWindowIDs: 5_000_000}
+	r := operator.StartResult{Partition: 2, WorkflowID: "ingest/payments/2", Already: true, Running: running}
+	t.Setenv("PAYSTREAM_WRITE_MODE", "storagewrite")
+	cmd, err := parseCommand("start", []string{"--max-records", "400", "--allowed-lateness", "10m"}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := keptSettings(r, *cmd.cfg, *cmd.args)
+	for _, want := range []string{"it keeps --max-records 300 (400 given), --write-mode load (storagewrite given);", "starter stop", "starter drain --partition 2, then starter start"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	if strings.Contains(got, "lateness") || strings.Contains(got, "window") {
+		t.Errorf("%q names a setting that is the same, or was not given", got)
+	}
+	os.Unsetenv("PAYSTREAM_WRITE_MODE")
+	cmd, _ = parseCommand("start", []string{"--max-records", "400"}, new(bytes.Buffer))
+	if got := keptSettings(r, *cmd.cfg, *cmd.args); !strings.Contains(got, "set-batch changes the batch size") || strings.Contains(got, "stop") {
+		t.Errorf("only the batch size differs: %q, want set-batch named", got)
+	}
+	cmd, _ = parseCommand("start", nil, new(bytes.Buffer))
+	if got := keptSettings(r, *cmd.cfg, *cmd.args); got != "" {
+		t.Errorf("nothing given: %q, want nothing said", got)
+	}
+}

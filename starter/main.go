@@ -194,6 +194,8 @@ type commandArgs struct {
 	// own names the command's own flags, as against the settings every
 	// command shares (internal/config's and --timeout).
 	own map[string]bool
+	// given names the flags set on the command line or by variable.
+	given map[string]bool
 }
 
 // commandFlags is the flag set of one command, bound to the config and
@@ -345,7 +347,11 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		res, err := op.Start(opCtx)
 		for _, r := range res {
 			if r.Already {
-				fmt.Fprintf(out, "%s: already running\n", r.WorkflowID)
+				if kept := keptSettings(r, cfg, args); kept != "" {
+					fmt.Fprintf(out, "%s: already running; %s\n", r.WorkflowID, kept)
+				} else {
+					fmt.Fprintf(out, "%s: already running\n", r.WorkflowID)
+				}
 			} else if r.Pending != "" {
 				fmt.Fprintf(out, "%s: started at offset %d, first running failed batch %s again\n", r.WorkflowID, r.From, r.Pending)
 			} else if r.AfterStop {
@@ -360,14 +366,16 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		return err
 	case "stop":
 		return stop(opCtx, op, out, args.timeout)
-	case "pause", "resume", "drain", "set-batch":
-		var extra []any
-		if name == "set-batch" {
-			extra = append(extra, args.setBatch)
+	case "pause", "resume", "drain":
+		res, err := op.Control(opCtx, name, args.partitions)
+		if werr := writeControl(out, args.jsonOut, controlOutputOf(name, cfg.Topic, res, nil)); err == nil {
+			err = werr
 		}
-		res, err := op.Control(opCtx, name, args.partitions, extra...)
-		for _, r := range res {
-			fmt.Fprintln(out, controlLine(name, r))
+		return err
+	case "set-batch":
+		res, err := op.SetBatch(opCtx, args.partitions, args.setBatch)
+		if werr := writeControl(out, args.jsonOut, controlOutputOf(name, cfg.Topic, nil, &res)); err == nil {
+			err = werr
 		}
 		return err
 	case "status":
@@ -408,12 +416,18 @@ func runWithClients(ctx context.Context, cfg config.Config, name string, out io.
 		if err != nil {
 			return err
 		}
-		report.Write(out)
-		if !report.OK() {
+		if args.jsonOut {
+			err = writeJSON(out, reconcileOutputOf(report))
+		} else {
+			report.Write(out)
+		}
+		if err == nil && !report.OK() {
 			return errMismatch
 		}
-		fmt.Fprintln(out, "every check passed")
-		return nil
+		if err == nil && !args.jsonOut {
+			fmt.Fprintln(out, "every check passed")
+		}
+		return err
 	}
 	return config.Usage(fmt.Errorf("unknown command %q", name))
 }
@@ -505,10 +519,6 @@ func progressTo(out io.Writer) io.Writer {
 
 // controlLine says what a control update did to one partition.
 func controlLine(name string, r contract.ControlResult) string {
-	size := fmt.Sprintf("batches of up to %s records", progress.Count(int64(r.MaxRecords)))
-	if r.MaxBytes > 0 {
-		size += fmt.Sprintf(" or %s bytes", progress.Count(r.MaxBytes))
-	}
 	switch name {
 	case "pause":
 		return fmt.Sprintf("partition %d: paused at offset %d; every offset below it is loaded and committed", r.Partition, r.Next)
@@ -517,7 +527,7 @@ func controlLine(name string, r contract.ControlResult) string {
 	case "resume":
 		return fmt.Sprintf("partition %d: %s from offset %d", r.Partition, r.State, r.Next)
 	}
-	return fmt.Sprintf("partition %d: %s from the next plan (now at offset %d)", r.Partition, size, r.Next)
+	return fmt.Sprintf("partition %d: %s from the next plan (now at offset %d)", r.Partition, batchSize(r.MaxRecords, r.MaxBytes), r.Next)
 }
 
 // writeStatus prints the status table with a totals line.
@@ -536,7 +546,7 @@ func writeStatus(out io.Writer, st []operator.PartitionStatus) error {
 			committed = progress.Count(p.Committed)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Partition, p.State, committed, progress.Count(p.HighWatermark),
-			progress.Count(p.Lag), progress.Count(p.BatchesDone), progress.Count(int64(p.EventsPerSecond+0.5)), size, firstLine(p.LastError))
+			progress.Count(p.Lag), progress.Count(p.BatchesDone), progress.Count(int64(p.EventsPerSecond+0.5)), size, printable(firstLine(p.LastError)))
 		lag, batches, rate = lag+p.Lag, batches+p.BatchesDone, rate+p.EventsPerSecond
 	}
 	fmt.Fprintf(tw, "all\t\t\t\t%s\t%s\t%s\t\t\n", progress.Count(lag), progress.Count(batches), progress.Count(int64(rate+0.5)))
