@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
+	"github.com/segmentio/kafka-go"
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
@@ -132,11 +133,14 @@ func TestControlOnARunningPipeline(t *testing.T) {
 		}
 	}
 
-	if out := cli("set-batch", "--records", "250"); strings.Count(out, "batches of up to 250 records") != 2 {
+	if out := cli("set-batch", "--records", "250"); len(regexp.MustCompile(`(?m)^partition \d: batches of up to 250 records`).FindAllString(out, -1)) != 2 ||
+		!strings.Contains(out, "partitions its supervisor starts from now on take batches of up to 250 records") {
 		t.Fatalf("set-batch: %s", out)
 	}
-	if out := cli("resume"); strings.Count(out, "ingesting from offset") != 2 {
-		t.Fatalf("resume: %s", out)
+	var resumed controlOutput
+	if out := cli("resume", "--json"); json.Unmarshal([]byte(out), &resumed) != nil || len(resumed.Partitions) != 2 ||
+		resumed.Partitions[0].State != contract.StateIngesting || resumed.Partitions[1].Next == nil || resumed.Partitions[1].MaxRecords != 250 {
+		t.Fatalf("resume --json: %s", out)
 	}
 	time.Sleep(time.Second)
 	drained := offsets(cli("drain", "--partition", "0"), "drained")
@@ -268,5 +272,67 @@ func TestStopThenStartDuringACatchUp(t *testing.T) {
 	}
 	if out := cli("reconcile", "--manifest", manifest); !strings.Contains(out, "every check passed") {
 		t.Fatalf("reconcile: %s", out)
+	}
+}
+
+// TestSetBatchReachesPartitionsAddedLater: right after partitions were
+// added to the topic, before the supervisor started them, set-batch
+// exited 1 ("partition 2: not running (starter start starts it)") and
+// the supervisor then started them at the first start's size. Now it
+// sets the size the supervisor starts them with, says so, and every
+// partition, old and new, plans at it. A second start with other settings
+// says what the running partitions keep.
+func TestSetBatchReachesPartitionsAddedLater(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cfg, _, _ := startOperatorStack(t, ctx, 500)
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(ctx, args, &out); err != nil {
+			t.Fatalf("starter %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		return out.String()
+	}
+	cli("start", "--max-records", "400", "--poll-for", "1s", "--supervise-every", "20s")
+	if out := cli("start", "--max-records", "400", "--write-mode", "storagewrite"); strings.Count(out, "already running; it keeps --write-mode load (storagewrite given); to change them, starter stop") != 2 {
+		t.Errorf("a start with another write mode:\n%s", out)
+	}
+
+	c := cfg.Kafka().Client(10 * time.Second)
+	resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: cfg.Topic, Count: 4}}})
+	if err != nil || resp.Errors[cfg.Topic] != nil {
+		t.Fatalf("add partitions: %v %v", err, resp)
+	}
+	var set controlOutput
+	out := cli("set-batch", "--records", "300", "--json")
+	if err := json.Unmarshal([]byte(out), &set); err != nil || set.Topic == nil || !set.Topic.Supervised || set.Topic.MaxRecords != 300 || len(set.Partitions) != 4 {
+		t.Fatalf("set-batch --json: %v\n%s", err, out)
+	}
+	for _, p := range set.Partitions {
+		switch {
+		case p.MaxRecords != 300:
+			t.Errorf("partition %d: %+v, want 300 records", p.Partition, p)
+		case p.Partition >= 2 && p.State == "not started yet" && !strings.Contains(p.Message, "the supervisor starts it within 20s with batches of up to 300 records"):
+			t.Errorf("partition %d: %q", p.Partition, p.Message)
+		case p.Partition >= 2 && p.State != "not started yet":
+			t.Logf("partition %d was started before set-batch reached it: %+v", p.Partition, p)
+		}
+	}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		var st []operator.PartitionStatus
+		if err := json.Unmarshal([]byte(cli("status", "--json")), &st); err != nil {
+			t.Fatal(err)
+		}
+		sizes := []int{}
+		for _, p := range st {
+			sizes = append(sizes, p.MaxRecords)
+		}
+		if fmt.Sprint(sizes) == "[300 300 300 300]" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("batch sizes %v, want 300 on all four partitions once the supervisor started the new ones", sizes)
+		}
 	}
 }

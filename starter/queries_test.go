@@ -4,15 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/big"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 
+	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
@@ -35,10 +39,11 @@ func TestMonitoringQueries(t *testing.T) {
 	opts := simulation.DefaultOptions()
 	opts.StartTime, opts.EventRate = time.Now().Add(-8*time.Minute), events/(10*time.Minute).Seconds()
 	cfg, m, _ := startOperatorStackWith(t, ctx, opts, events)
+	// Each runs by name, from the binary, and its flag comes after it.
 	query := func(file string) []map[string]string {
 		t.Helper()
 		var out bytes.Buffer
-		if err := run(ctx, []string{"query", "--json", file}, &out); err != nil {
+		if err := run(ctx, []string{"query", strings.TrimSuffix(filepath.Base(file), ".sql"), "--json"}, &out); err != nil {
 			t.Fatalf("starter query %s: %v", file, err)
 		}
 		var rows []map[string]string
@@ -216,6 +221,38 @@ func TestMonitoringQueries(t *testing.T) {
 	}
 	if len(unbalanced) != 2 || !unbalanced["batch/"+cfg.Topic+"/1/1-3"] {
 		t.Errorf("unbalanced_batches after both: %v, want the batch loaded twice and the fake one", unbalanced)
+	}
+
+	// A producer's record that clears the screen and retitles the
+	// terminal prints as text; a statement that is not a SELECT is
+	// refused before it reaches BigQuery, and the table is still there.
+	if _, err := warehouse.Query(ctx, bq, "INSERT INTO "+table+"ingest_errors` (kafka_topic, kafka_partition, kafka_offset, reason, raw, raw_encoding, batch_id, loaded_at) "+
+		"VALUES ('t', 0, 0, 'malformed_json', '{\"id\": \"\\x1b[2J\\x1b]0;owned\\x07\"}', 'utf8', 'escape-test', CURRENT_TIMESTAMP())"); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, sql string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(sql), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	var out bytes.Buffer
+	if err := run(ctx, []string{"query", write("raw.sql", "SELECT raw FROM `{{project}}.{{dataset}}.ingest_errors` WHERE batch_id = 'escape-test'")}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\x07") || !strings.Contains(out.String(), `{"id": "\x1b[2J\x1b]0;owned\x07"}`) {
+		t.Errorf("a raw record with escape sequences printed as:\n%q", out.String())
+	}
+	for _, sql := range []string{"DROP TABLE `{{project}}.{{dataset}}.transactions`", "SELECT 1; DROP TABLE `{{project}}.{{dataset}}.transactions`"} {
+		err := run(ctx, []string{"query", write("drop.sql", sql)}, new(bytes.Buffer))
+		if !errors.As(err, new(config.UsageError)) || !strings.Contains(err.Error(), "only") {
+			t.Errorf("%s: %v, want refused", sql, err)
+		}
+	}
+	if n := queryRows(t, ctx, bq, "SELECT COUNT(*) FROM "+table+"transactions`"); n[0][0] != strconv.Itoa(m.UniqueIDs+1) {
+		t.Errorf("transactions after the refused statements: %v rows, want %d", n[0][0], m.UniqueIDs+1)
 	}
 }
 
