@@ -3,15 +3,40 @@ package activities
 import (
 	"context"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/paystream/paystream/internal/faults"
 )
 
+// commitLoadedAt starts the metadata of a commit after a load: the time
+// of the load, so that every worker, and Kafka's own tools, can tell when
+// a partition last loaded from the broker alone, whether or not its
+// workflow still runs.
+const commitLoadedAt = "loaded_at="
+
+// CommitMetadata is the metadata of the commit after a load at loadedAt.
+func CommitMetadata(loadedAt time.Time) string {
+	return commitLoadedAt + loadedAt.UTC().Format(time.RFC3339Nano)
+}
+
+// LoadedAt reads the time of the load back from a commit's metadata;
+// false for a commit that is not a paystream load's (none yet, an older
+// version's, or a tool's).
+func LoadedAt(metadata string) (time.Time, bool) {
+	v, ok := strings.CutPrefix(metadata, commitLoadedAt)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
 // commitOffset records the consumer-group offset after every table of the
 // batch is loaded (invariant 5), so standard lag tooling sees paystream's
-// progress. Committing the same offset again is harmless. Load calls it as
+// progress, with the time of the load as its metadata (CommitMetadata). Committing the same offset again is harmless. Load calls it as
 // its last step.
 //
 // It never moves the group's offset backwards. A Load that stalled past its
@@ -33,7 +58,7 @@ func (a *Activities) commitOffset(ctx context.Context, topic string, partition i
 	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{
 		GroupID:      a.ConsumerGroup,
 		GenerationID: -1, // a simple (not group-managed) consumer
-		Topics:       map[string][]kafka.OffsetCommit{topic: {{Partition: partition, Offset: offset}}},
+		Topics:       map[string][]kafka.OffsetCommit{topic: {{Partition: partition, Offset: offset, Metadata: CommitMetadata(time.Now())}}},
 	})
 	if err != nil {
 		return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", offset, topic, partition, a.ConsumerGroup, err)

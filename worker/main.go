@@ -54,6 +54,7 @@ func run(args []string) error {
 	fs.StringVar(&opts.SnapshotDir, "snapshot-dir", "", "directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
 	snapshotKeyFile := fs.String("snapshot-key-file", "", "file of the keys that sign and authenticate the snapshots in --snapshot-dir (HMAC-SHA256): one a line of at least 32 bytes, the newest first, which signs; the others are still accepted, for a rotation. Set it wherever anything else can write that directory (a shared volume); without it a snapshot has only a CRC")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&opts.PartitionMetricsEvery, "partition-metrics-every", pipeline.DefaultPartitionMetricsEvery, "how often to read every partition's committed offset, log end and last load from Kafka for /metrics, whatever the partition's state")
 	fs.DurationVar(&opts.StopTimeout, "stop-timeout", 30*time.Second, "on SIGTERM, how long running activities may finish before they are left to a retry elsewhere")
 	checkReady := fs.Bool("check-ready", false, "ask a running worker's /readyz at --http-addr and exit 0 if ready, 1 if not: a container health check without a shell")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "where to serve /healthz, /readyz and /metrics (empty: nowhere); :8080 in a container")
@@ -64,6 +65,9 @@ func run(args []string) error {
 	}
 	if *checkReady {
 		return checkReadyAt(*httpAddr)
+	}
+	if opts.PartitionMetricsEvery < time.Second {
+		return config.Usage(fmt.Errorf("--partition-metrics-every must be at least 1s, got %v", opts.PartitionMetricsEvery))
 	}
 	if err := checkLoopback(*pprofAddr); err != nil {
 		return config.Usage(fmt.Errorf("--pprof-addr: %w", err))

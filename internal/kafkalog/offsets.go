@@ -85,6 +85,11 @@ func (c *Client) partitions(ctx context.Context, topic string) ([]kafka.Partitio
 func AllBounds(ctx context.Context, kc Cluster, topic string) ([]Bounds, error) {
 	c := kc.Client(10 * time.Second)
 	defer c.Close()
+	return c.AllBounds(ctx, topic)
+}
+
+// AllBounds returns the bounds of every partition of the topic.
+func (c *Client) AllBounds(ctx context.Context, topic string) ([]Bounds, error) {
 	parts, err := c.Partitions(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -203,13 +208,34 @@ func CommittedOffsets(ctx context.Context, kc Cluster, group, topic string, part
 // Committed returns the group's committed offset of each of partitions,
 // in their order, -1 where it has none.
 func (c *Client) Committed(ctx context.Context, group, topic string, partitions []int) ([]int64, error) {
+	commits, err := c.Commits(ctx, group, topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, len(commits))
+	for i, cm := range commits {
+		out[i] = cm.Offset
+	}
+	return out, nil
+}
+
+// Commit is a group's committed offset of a partition (-1: none) and the
+// metadata string committed with it.
+type Commit struct {
+	Offset   int64
+	Metadata string
+}
+
+// Commits returns the group's commit of each of partitions, in their
+// order.
+func (c *Client) Commits(ctx context.Context, group, topic string, partitions []int) ([]Commit, error) {
 	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
 	}
-	out := make([]int64, len(partitions))
+	out := make([]Commit, len(partitions))
 	for i := range out {
-		out[i] = -1
+		out[i].Offset = -1
 	}
 	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
 		return out, nil // nothing committed yet
@@ -219,7 +245,7 @@ func (c *Client) Committed(ctx context.Context, group, topic string, partitions 
 	}
 	for _, p := range resp.Topics[topic] {
 		if i := slices.Index(partitions, p.Partition); i >= 0 && p.Error == nil {
-			out[i] = p.CommittedOffset
+			out[i] = Commit{Offset: p.CommittedOffset, Metadata: p.Metadata}
 		}
 	}
 	return out, nil

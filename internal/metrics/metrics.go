@@ -31,6 +31,9 @@ type Pipeline struct {
 	windowBuilds *prometheus.CounterVec
 	floorRaises  *prometheus.CounterVec
 	snapRefused  *prometheus.CounterVec
+	lastLoaded   *prometheus.GaugeVec
+	committed    *prometheus.GaugeVec
+	logEnd       *prometheus.GaugeVec
 }
 
 // Metric names, as dashboards and alerts use them.
@@ -48,6 +51,11 @@ const (
 	FloorRaisesTotal    = "paystream_dedup_window_floor_raises_total"
 	LoadJobsToday       = "paystream_load_jobs_today"
 	SnapshotsRefused    = "paystream_dedup_snapshots_refused_total"
+	// Every worker exports these for every partition of its topic from
+	// the broker, whatever the partition's state (PartitionOffsets).
+	PartitionLastLoaded = "paystream_partition_last_loaded_timestamp_seconds"
+	PartitionCommitted  = "paystream_partition_committed_offset"
+	PartitionLogEnd     = "paystream_partition_log_end_offset"
 )
 
 // Where a worker got a partition's dedup window it did not hold, the
@@ -102,6 +110,12 @@ func New() *Pipeline {
 			Help: "Times a partition's dedup window hit --max-window-ids and raised its watermark: records behind it are quarantined as late. Any increase needs a look (a producer's clock stopped, or the bound is too low for the traffic). The partition is in the worker's warning log line."}, []string{"topic"}),
 		snapRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: SnapshotsRefused,
 			Help: "Dedup snapshots a worker did not use, by reason (signature, invalid, mismatch); each window was rebuilt from the log instead. \"signature\" means something without the snapshot key wrote the snapshot volume, or the key was rotated out too early."}, []string{"topic", "reason"}),
+		lastLoaded: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: PartitionLastLoaded,
+			Help: "Unix time of the partition's last load, as its offset commit after the load records it (0: no load recorded). Read from Kafka by every worker for every partition, whether its workflow runs, waits, failed or was terminated: every worker exports the same value, so aggregate with max by (topic, partition)."}, []string{"topic", "partition"}),
+		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: PartitionCommitted,
+			Help: "The consumer group's committed offset of the partition: the offset after the last record loaded (0 before any commit, so that log end minus it is what waits). From Kafka, as " + PartitionLastLoaded + "."}, []string{"topic", "partition"}),
+		logEnd: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: PartitionLogEnd,
+			Help: "The partition's log end offset (high watermark, open transactions included). From Kafka, as " + PartitionLastLoaded + "; minus " + PartitionCommitted + " it is the group's lag."}, []string{"topic", "partition"}),
 		windowBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: WindowBuildsTotal,
 			Help: "Dedup windows this worker built because it did not hold them, by source (snapshot, log, empty). In steady state none is built: each partition stays on its worker. \"log\" is the slow one."}, []string{"topic", "source"}),
 	}
@@ -112,6 +126,7 @@ func New() *Pipeline {
 	p.loadJobsDay = newQuotaDay(LoadJobsToday, "Load jobs this worker created since BigQuery's quota day began (midnight Pacific), by table, failed ones too: summed over workers, against the 1,500 a table a day.")
 	reg.MustRegister(p.loadJobsDay)
 	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, p.snapRefused, windowBytes,
+		p.lastLoaded, p.committed, p.logEnd,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
@@ -142,6 +157,25 @@ func (p *Pipeline) Lag(topic string, partition int, records int64) {
 	if p != nil {
 		p.lag.set(float64(records), topic, strconv.Itoa(partition))
 	}
+}
+
+// PartitionOffsets records what Kafka holds of a partition: the group's
+// committed offset (-1: none), the log end offset, and the time of the
+// load the commit recorded (zero: none). No commit is exported as 0, not
+// Kafka's -1: an empty partition then has nothing waiting (end - committed
+// is 0), with no special case in every alert.
+func (p *Pipeline) PartitionOffsets(topic string, partition int, committed, logEnd int64, lastLoaded time.Time) {
+	if p == nil {
+		return
+	}
+	part := strconv.Itoa(partition)
+	p.committed.WithLabelValues(topic, part).Set(float64(max(committed, 0)))
+	p.logEnd.WithLabelValues(topic, part).Set(float64(logEnd))
+	loaded := 0.0
+	if !lastLoaded.IsZero() {
+		loaded = float64(lastLoaded.UnixNano()) / 1e9
+	}
+	p.lastLoaded.WithLabelValues(topic, part).Set(loaded)
 }
 
 // LoadRetried records a retry: kind "activity" (a Load attempt after the

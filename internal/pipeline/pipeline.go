@@ -102,6 +102,8 @@ type Worker struct {
 	cfg        config.Config
 	tc         client.Client
 	stopJoin   context.CancelFunc
+	// partitionsEvery is how often the partition metrics are read.
+	partitionsEvery time.Duration
 	// readiness caches /readyz (HTTPHandler).
 	readyOnce sync.Once
 	readiness *readiness
@@ -128,6 +130,10 @@ type WorkerOptions struct {
 	// StopTimeout is how long Stop lets running activities finish
 	// (0: 30 s); keep a pod's termination grace period above it.
 	StopTimeout time.Duration
+	// PartitionMetricsEvery is how often the worker reads every
+	// partition's offsets from Kafka for Metrics (0:
+	// DefaultPartitionMetricsEvery).
+	PartitionMetricsEvery time.Duration
 }
 
 // NewWorker builds a worker for cfg's task queue with every workflow and
@@ -171,7 +177,8 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	workflows.Register(own)
 	activities.Register(own, acts)
 	acts.Temporal, acts.Queue = tc, queue
-	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc}, nil
+	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc,
+		partitionsEvery: cmp.Or(opts.PartitionMetricsEvery, DefaultPartitionMetricsEvery)}, nil
 }
 
 // workerIdentity names this worker uniquely, and readably in the web UI:
@@ -198,6 +205,9 @@ func (w *Worker) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopJoin = cancel
+	if w.Activities.Metrics != nil {
+		go w.exportPartitions(ctx, w.partitionsEvery)
+	}
 	go func() {
 		for {
 			if err := w.join(ctx); err != nil && ctx.Err() == nil {
