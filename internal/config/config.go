@@ -171,9 +171,28 @@ func Default() Config {
 	}
 }
 
-// RegisterFlags defines the shared flags on fs; parse them with Parse so
-// the environment fills what the command line leaves out.
+// RegisterFlags defines the shared flags on fs, the partition settings
+// included (the starter's); parse them with Parse so the environment
+// fills what the command line leaves out.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
+	c.RegisterClientFlags(fs)
+	c.RegisterPartitionFlags(fs)
+}
+
+// RegisterPartitionFlags defines the settings `starter start` gives each
+// partition's workflow, which keeps them while it runs: a worker reads
+// them from there, never from its own flags.
+func (c *Config) RegisterPartitionFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.WriteMode, "write-mode", c.WriteMode, "how batches are written: load (a load job per table; minutes between batches) or storagewrite (COMMITTED write streams; real time)")
+	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
+	fs.IntVar(&c.MaxWindowIDs, "max-window-ids", c.MaxWindowIDs, "most transaction IDs a partition's dedup window holds; past it the window shrinks and older records are quarantined as late")
+	fs.IntVar(&c.LoadJobBudget, "load-job-budget", c.LoadJobBudget, "load jobs a table may take a day in load mode against BigQuery (not the emulator): each partition's batches are spaced to stay within it, and grow to take what accumulates (0: no spacing; BigQuery allows 1,500)")
+}
+
+// RegisterClientFlags defines the flags that reach Temporal, Kafka and
+// BigQuery and name things in them: the shared settings without the
+// partition settings, all a worker reads.
+func (c *Config) RegisterClientFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TemporalAddress, "temporal-address", c.TemporalAddress, "Temporal frontend host:port")
 	fs.StringVar(&c.Namespace, "temporal-namespace", c.Namespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of the paystream workers")
@@ -185,11 +204,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BigQueryLocation, "bigquery-location", c.BigQueryLocation, "location of the dataset, e.g. EU or europe-west3; jobs run and are looked up there (default: BigQuery's choice, for a new dataset)")
 	fs.StringVar(&c.BigQueryEndpoint, "bigquery-endpoint", c.BigQueryEndpoint, "BigQuery API endpoint override (the emulator); empty for real BigQuery with Application Default Credentials")
 	fs.StringVar(&c.BigQueryStorageEndpoint, "bigquery-storage-endpoint", c.BigQueryStorageEndpoint, "the emulator's Storage API host:port (gRPC), used with --bigquery-endpoint")
-	fs.StringVar(&c.WriteMode, "write-mode", c.WriteMode, "how batches are written: load (a load job per table; minutes between batches) or storagewrite (COMMITTED write streams; real time)")
 	fs.StringVar(&c.Sink, "sink", c.Sink, "where batches go: bigquery, or discard (benchmarks: rows are built and thrown away; only batch_ledger is written)")
-	fs.DurationVar(&c.AllowedLateness, "allowed-lateness", c.AllowedLateness, "how far behind the partition's newest event_time a record is still on time")
-	fs.IntVar(&c.MaxWindowIDs, "max-window-ids", c.MaxWindowIDs, "most transaction IDs a partition's dedup window holds; past it the window shrinks and older records are quarantined as late")
-	fs.IntVar(&c.LoadJobBudget, "load-job-budget", c.LoadJobBudget, "load jobs a table may take a day in load mode against BigQuery (not the emulator): each partition's batches are spaced to stay within it, and grow to take what accumulates (0: no spacing; BigQuery allows 1,500)")
 	fs.StringVar(&c.TemporalTLSCert, "temporal-tls-cert", c.TemporalTLSCert, "client certificate for mutual TLS to Temporal, PEM file")
 	fs.StringVar(&c.TemporalTLSKey, "temporal-tls-key", c.TemporalTLSKey, "its key, PEM file")
 	fs.StringVar(&c.TemporalTLSCA, "temporal-tls-ca", c.TemporalTLSCA, "PEM file of the CA of Temporal's server certificate (default: system roots)")
