@@ -201,6 +201,12 @@ func checkCommand(w []string, known map[string]map[string]string, makefile strin
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") || strings.HasPrefix(args[0], "<") {
 			return "" // the binary alone, its -h, or a placeholder
 		}
+		if command == "starter" && args[0] == "help" && len(args) > 1 {
+			args = args[1:] // help <command>: the command must exist
+			if strings.HasPrefix(args[0], "<") {
+				return ""
+			}
+		}
 		command += " " + args[0]
 		args = args[1:]
 		if command == "starter schema" && len(args) > 0 {

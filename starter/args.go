@@ -122,14 +122,19 @@ func writeCommandHelp(out io.Writer, name string) {
 			if args.own[f.Name] != own {
 				return
 			}
+			// The flag package's own layout, which scripts and tests read.
 			kind, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(&b, "  --%s", f.Name)
+			fmt.Fprintf(&b, "  -%s", f.Name)
 			if kind != "" {
 				fmt.Fprintf(&b, " %s", kind)
 			}
-			fmt.Fprintf(&b, "\n      %s [$%s]", usage, envName(name, f.Name, own))
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "[]" {
-				fmt.Fprintf(&b, " (default %s)", f.DefValue)
+			fmt.Fprintf(&b, "\n    \t%s [$%s]", usage, envName(name, f.Name, own))
+			switch {
+			case f.DefValue == "" || f.DefValue == "0" || f.DefValue == "0s" || f.DefValue == "false":
+			case fmt.Sprintf("%T", f.Value) == "*flag.stringValue":
+				fmt.Fprintf(&b, " (default %q)", f.DefValue)
+			default:
+				fmt.Fprintf(&b, " (default %v)", f.DefValue)
 			}
 			b.WriteString("\n")
 		})

@@ -127,7 +127,7 @@ func TestCommandLineHabits(t *testing.T) {
 	if err := run(ctx, []string{"query", "a.sql", "--json", "b.sql"}, new(bytes.Buffer)); !errors.As(err, new(config.UsageError)) {
 		t.Errorf("two files around a flag: %v, want a usage error", err)
 	}
-	for cmd, want := range map[string]string{"status": "--watch", "set-batch": "--records", "query": "--list", "schema apply": "--bigquery-dataset"} {
+	for cmd, want := range map[string]string{"status": "\n  -watch duration", "set-batch": "\n  -records int", "query": "\n  -list", "schema apply": "\n  -bigquery-dataset string"} {
 		var out bytes.Buffer
 		if err := run(ctx, append([]string{"help"}, strings.Fields(cmd)...), &out); err != nil {
 			t.Fatalf("help %s: %v", cmd, err)
