@@ -497,7 +497,7 @@ func (wp *workerPool) start() error {
 	c := wp.cfg
 	cmd := exec.Command(wp.bin, "--temporal-address", c.TemporalAddress, "--kafka-brokers", strings.Join(c.KafkaBrokers, ","),
 		"--bigquery-endpoint", c.BigQueryEndpoint, "--bigquery-storage-endpoint", c.BigQueryStorageEndpoint,
-		"--write-mode", c.WriteMode, "--snapshot-dir", filepath.Join(wp.dir, "snapshots"), "--http-addr", "127.0.0.1:0", "--log-level", "info")
+		"--snapshot-dir", filepath.Join(wp.dir, "snapshots"), "--http-addr", "127.0.0.1:0", "--log-level", "info")
 	logFile, err := os.Create(filepath.Join(wp.dir, fmt.Sprintf("worker-%d.log", n)))
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,7 +47,7 @@ func main() {
 func run(args []string) error {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
+	cfg.RegisterClientFlags(fs) // the partition settings are starter start's
 	var opts pipeline.WorkerOptions
 	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
@@ -61,7 +62,7 @@ func run(args []string) error {
 	memoryLimit := fs.String("memory-limit", "", "the container's memory limit, e.g. 768Mi; the Go GC keeps the heap under 90% of it (default: the cgroup's limit; GOMEMLIMIT wins over both)")
 	pprofAddr := fs.String("pprof-addr", "", "serve Go's /debug/pprof/ profiles here, a loopback address such as 127.0.0.1:6060 (kubectl port-forward reaches it); never on --http-addr (empty: not at all)")
 	if err := config.Parse(fs, args); err != nil {
-		return err
+		return partitionSetting(err)
 	}
 	if *checkReady {
 		return checkReadyAt(*httpAddr)
@@ -171,6 +172,23 @@ func run(args []string) error {
 	log.Info("worker stopping")
 	w.Stop()
 	return nil
+}
+
+// partitionSetting says where a partition setting given to the worker
+// belongs; any other error is returned as it is.
+func partitionSetting(err error) error {
+	_, name, ok := strings.Cut(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return err
+	}
+	name, _, _ = strings.Cut(name, " ")
+	var cfg config.Config
+	fs := flag.NewFlagSet("partition settings", flag.ContinueOnError)
+	cfg.RegisterPartitionFlags(fs)
+	if fs.Lookup(name) == nil {
+		return err
+	}
+	return config.Usage(fmt.Errorf("--%s is not a worker setting: starter start gives it to each partition's workflow, which keeps it while it runs (to change it: starter stop, or starter drain for one partition, then starter start --%s ...)", name, name))
 }
 
 // releaseStickyWorkflows hands the workflows of the partitions this
