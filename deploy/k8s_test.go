@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,9 +31,15 @@ type kustomization struct {
 	Namespace  string   `json:"namespace"`
 	Resources  []string `json:"resources"`
 	Patches    []struct {
-		Path string `json:"path"`
+		Path   string `json:"path"`
+		Target *struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"target"`
 	} `json:"patches"`
-	Labels []struct {
+	Components   []string `json:"components"`
+	Replacements []any    `json:"replacements"`
+	Labels       []struct {
 		Pairs            map[string]string `json:"pairs"`
 		IncludeSelectors bool              `json:"includeSelectors"`
 	} `json:"labels"`
@@ -54,6 +61,8 @@ type objects struct {
 	accounts    map[string]*corev1.ServiceAccount
 	policies    map[string]*networkingv1.NetworkPolicy
 	claims      map[string]*corev1.PersistentVolumeClaim
+	namespaces  map[string]*corev1.Namespace
+	patched     map[string]bool // "Kind name" of the objects patch files change
 }
 
 // decodeDir decodes a kustomization directory strictly: its
@@ -69,10 +78,26 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 	}
 	o := objects{map[string]*appsv1.Deployment{}, map[string]*batchv1.Job{}, map[string]*corev1.ConfigMap{}, map[string]*corev1.Service{},
 		map[string]*policyv1.PodDisruptionBudget{}, map[string]*autoscalingv2.HorizontalPodAutoscaler{}, map[string]*corev1.ServiceAccount{},
-		map[string]*networkingv1.NetworkPolicy{}, map[string]*corev1.PersistentVolumeClaim{}}
+		map[string]*networkingv1.NetworkPolicy{}, map[string]*corev1.PersistentVolumeClaim{}, map[string]*corev1.Namespace{}, map[string]bool{}}
 	files := k.Resources
+	patches := map[string]bool{}
 	for _, p := range k.Patches {
+		if p.Target != nil {
+			// A JSON patch (RFC 6902) of the target; TestKubernetesFirstApply
+			// builds the overlays that apply it.
+			var ops []struct {
+				Op    string `json:"op"`
+				Path  string `json:"path"`
+				Value any    `json:"value"`
+			}
+			strict(t, filepath.Join(dir, p.Path), &ops)
+			if len(ops) == 0 {
+				t.Errorf("%s: patch %s has no operation", dir, p.Path)
+			}
+			continue
+		}
 		files = append(files, p.Path)
+		patches[p.Path] = true
 	}
 	for _, f := range files {
 		path := filepath.Join(dir, f)
@@ -82,44 +107,58 @@ func decodeDir(t *testing.T, dir string) (kustomization, objects) {
 		} else if st.IsDir() {
 			continue // a base, decoded on its own
 		}
-		var head struct {
-			Kind     string `json:"kind"`
-			Metadata struct {
-				Name string `json:"name"`
-			} `json:"metadata"`
-		}
-		raw, err := os.ReadFile(path)
+		file, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := yaml.Unmarshal(raw, &head); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		name := head.Metadata.Name
-		switch head.Kind {
-		case "Deployment":
-			o.deployments[name] = decode[appsv1.Deployment](t, path, raw)
-		case "Job":
-			o.jobs[name] = decode[batchv1.Job](t, path, raw)
-		case "ConfigMap":
-			o.configMaps[name] = decode[corev1.ConfigMap](t, path, raw)
-		case "Service":
-			o.services[name] = decode[corev1.Service](t, path, raw)
-		case "PodDisruptionBudget":
-			o.pdbs[name] = decode[policyv1.PodDisruptionBudget](t, path, raw)
-		case "HorizontalPodAutoscaler":
-			o.hpas[name] = decode[autoscalingv2.HorizontalPodAutoscaler](t, path, raw)
-		case "ServiceAccount":
-			o.accounts[name] = decode[corev1.ServiceAccount](t, path, raw)
-		case "NetworkPolicy":
-			o.policies[name] = decode[networkingv1.NetworkPolicy](t, path, raw)
-		case "PersistentVolumeClaim":
-			o.claims[name] = decode[corev1.PersistentVolumeClaim](t, path, raw)
-		default:
-			t.Errorf("%s: kind %q has no check here", path, head.Kind)
+		for _, raw := range bytes.Split(file, []byte("\n---\n")) {
+			kind, name := decodeObject(t, o, path, raw)
+			if patches[f] {
+				o.patched[kind+" "+name] = true
+			}
 		}
 	}
 	return k, o
+}
+
+// decodeObject decodes one manifest of path into o by its kind.
+func decodeObject(t *testing.T, o objects, path string, raw []byte) (kind, name string) {
+	t.Helper()
+	var head struct {
+		Kind     string `json:"kind"`
+		Metadata struct {
+			Name string `json:"name"`
+		} `json:"metadata"`
+	}
+	if err := yaml.Unmarshal(raw, &head); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	name = head.Metadata.Name
+	switch head.Kind {
+	case "Deployment":
+		o.deployments[name] = decode[appsv1.Deployment](t, path, raw)
+	case "Job":
+		o.jobs[name] = decode[batchv1.Job](t, path, raw)
+	case "ConfigMap":
+		o.configMaps[name] = decode[corev1.ConfigMap](t, path, raw)
+	case "Service":
+		o.services[name] = decode[corev1.Service](t, path, raw)
+	case "PodDisruptionBudget":
+		o.pdbs[name] = decode[policyv1.PodDisruptionBudget](t, path, raw)
+	case "HorizontalPodAutoscaler":
+		o.hpas[name] = decode[autoscalingv2.HorizontalPodAutoscaler](t, path, raw)
+	case "ServiceAccount":
+		o.accounts[name] = decode[corev1.ServiceAccount](t, path, raw)
+	case "NetworkPolicy":
+		o.policies[name] = decode[networkingv1.NetworkPolicy](t, path, raw)
+	case "PersistentVolumeClaim":
+		o.claims[name] = decode[corev1.PersistentVolumeClaim](t, path, raw)
+	case "Namespace":
+		o.namespaces[name] = decode[corev1.Namespace](t, path, raw)
+	default:
+		t.Errorf("%s: kind %q has no check here", path, head.Kind)
+	}
+	return head.Kind, name
 }
 
 // decode decodes one manifest strictly; a strategic-merge delete patch's
@@ -276,7 +315,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, overlay := range []string{"dev", "prod"} {
 		k, o := decodeDir(t, "k8s/overlays/"+overlay)
 		for name, d := range o.deployments {
-			if d.Spec.Replicas != nil {
+			if o.patched["Deployment "+name] && d.Spec.Replicas != nil {
 				t.Errorf("overlay %s sets replicas of %s, which its autoscaler then fights", overlay, name)
 			}
 		}
@@ -285,14 +324,14 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("overlay %s: autoscaler %s %+v: want a base autoscaler and 1 <= min <= max", overlay, name, h.Spec)
 			}
 		}
-		if k.Namespace == "" || len(k.Resources) == 0 || k.Resources[0] != "../../base" {
+		if k.Namespace == "" || !slices.Contains(k.Resources, "../../base") {
 			t.Errorf("overlay %s: namespace %q, resources %v", overlay, k.Namespace, k.Resources)
 		}
 		if overlay == "prod" {
 			checkSharedSnapshots(t, o)
 		}
 		for name := range o.deployments {
-			if base.deployments[name] == nil {
+			if o.patched["Deployment "+name] && base.deployments[name] == nil {
 				t.Errorf("overlay %s patches Deployment %s, which the base lacks", overlay, name)
 			}
 		}
