@@ -25,7 +25,7 @@ func writeCompletion(out io.Writer, shell string) error {
 		for _, w := range words {
 			fmt.Fprintf(&cases, "    %s) flags=%q ;;\n", w, strings.Join(flags[w], " "))
 		}
-		_, err := fmt.Fprintf(out, bashScript, strings.Join(words, " "), cases.String())
+		_, err := fmt.Fprintf(out, bashScript, strings.Join(words, " "), cases.String(), strings.Join(words, " "))
 		return err
 	case "zsh":
 		// zsh runs bash completions through bashcompinit.
@@ -86,6 +86,8 @@ _starter() {
 %s  esac
   if [ "$cmd" = schema ] && [ "$COMP_CWORD" -eq 2 ]; then
     COMPREPLY=($(compgen -W "apply print" -- "$cur"))
+  elif [ "$cmd" = help ] && [ "$COMP_CWORD" -eq 2 ]; then
+    COMPREPLY=($(compgen -W "%s" -- "$cur"))
   elif [ "$cmd" = completion ] && [ "$COMP_CWORD" -eq 2 ]; then
     COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur"))
   else

@@ -171,7 +171,7 @@ func TestCompletion(t *testing.T) {
 	if err := run(context.Background(), []string{"completion", "bash"}, &script); err != nil {
 		t.Fatal(err)
 	}
-	for words, want := range map[string]string{"starter set-b": "set-batch", "starter set-batch --rec": "--records", "starter schema ap": "apply"} {
+	for words, want := range map[string]string{"starter set-b": "set-batch", "starter set-batch --rec": "--records", "starter schema ap": "apply", "starter help stat": "status"} {
 		cmd := exec.Command("bash", "-c", script.String()+`
 COMP_WORDS=($WORDS); COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _starter; echo "${COMPREPLY[@]}"`)
 		cmd.Env = append(os.Environ(), "WORDS="+words)
