@@ -335,11 +335,19 @@ func TestKubernetesManifests(t *testing.T) {
 				t.Errorf("overlay %s patches Deployment %s, which the base lacks", overlay, name)
 			}
 		}
+		// paystream-config is every binary's; paystream-start holds the
+		// partition settings, which starter start alone reads.
+		readers := map[string][]string{"paystream-config": {"worker"}, "paystream-start": {"starter", "start"}}
 		for name, cm := range o.configMaps {
-			read := envNames(t, "worker")
+			reader := readers[name]
+			if reader == nil {
+				t.Errorf("overlay %s patches ConfigMap %s, which no binary reads", overlay, name)
+				continue
+			}
+			read := envNames(t, reader[0], reader[1:]...)
 			for key := range cm.Data {
 				if !read[key] {
-					t.Errorf("overlay %s sets %s in %s, which the worker does not read", overlay, key, name)
+					t.Errorf("overlay %s sets %s in %s, which %s does not read", overlay, key, name, strings.Join(reader, " "))
 				}
 			}
 		}

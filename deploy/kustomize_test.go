@@ -209,7 +209,14 @@ func TestKubernetesFirstApply(t *testing.T) {
 
 			// Jobs named after the image's tag, as valid names.
 			tag := overlayTag(t, overlay)
-			starter, _ := jobRunning(t, objs, "starter", "start")
+			starter, starterC := jobRunning(t, objs, "starter", "start")
+			// The partition settings reach starter start, which gives them
+			// to each partition; the workers do not read them.
+			if !slices.ContainsFunc(starterC.EnvFrom, func(f corev1.EnvFromSource) bool {
+				return f.ConfigMapRef != nil && f.ConfigMapRef.Name == "paystream-start"
+			}) {
+				t.Error("the starter Job does not take the partition settings of ConfigMap paystream-start")
+			}
 			for _, j := range []*batchv1.Job{setup, starter} {
 				if !strings.HasSuffix(j.Name, "-"+tag) {
 					t.Errorf("Job %s is not named after image tag %s: a new image could not replace it", j.Name, tag)
