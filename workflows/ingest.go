@@ -274,7 +274,11 @@ func (p *partition) runBatch(spec contract.Spec) error {
 	moved := !child.IsReady()
 	if moved {
 		// Its worker left the pool: the batch is ended there and run
-		// again, under the same ID, on the partition's new worker.
+		// again, under the same ID, on the partition's new worker. Not
+		// before the server has started it: a terminate that comes first
+		// finds no such workflow, and the batch then waits for good on a
+		// queue no worker polls.
+		_ = child.GetChildWorkflowExecution().Get(p.batchCtx, nil) // an error is child.Get's
 		if err := terminateBatch(p.batchCtx, spec.ID()); err != nil {
 			return err
 		}
