@@ -195,7 +195,7 @@ func run(ctx context.Context, opts Options) (res Result, err error) {
 	res.Findings = append(res.Findings, notRunning(ctx, op, 30*time.Second)...)
 	// A set-batch to one record is a fault while it lasts; the catch-up
 	// runs at the starting size, as an operator would set it back.
-	if _, err := op.Control(ctx, contract.SetBatchUpdate, nil, contract.SetBatchInput{MaxRecords: sched.MaxRecords}); err != nil {
+	if _, err := op.SetBatch(ctx, nil, contract.SetBatchInput{MaxRecords: sched.MaxRecords}); err != nil {
 		logf("set-batch back to %d: %v", sched.MaxRecords, err)
 	}
 	// Then as an operator would: start what is not running, so the books
@@ -331,11 +331,19 @@ func (e *executor) apply(ctx context.Context, st Step) error {
 		}
 		return e.pool.stop(st.Worker, false)
 	case FaultPause:
-		if _, err := e.op.Control(ctx, contract.PauseUpdate, st.Partitions); err != nil {
+		paused, err := e.op.Control(ctx, contract.PauseUpdate, st.Partitions)
+		if err != nil {
+			// Those that paused before the error are resumed, as an
+			// operator who read it would.
+			for _, r := range paused {
+				if _, rerr := e.op.Control(ctx, contract.ResumeUpdate, []int{r.Partition}); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+			}
 			return err
 		}
 		hold()
-		_, err := e.op.Control(ctx, contract.ResumeUpdate, st.Partitions)
+		_, err = e.op.Control(ctx, contract.ResumeUpdate, st.Partitions)
 		return err
 	case FaultDrain:
 		if _, err := e.op.Control(ctx, contract.DrainUpdate, st.Partitions); err != nil {
@@ -352,7 +360,7 @@ func (e *executor) apply(ctx context.Context, st Step) error {
 		_, err := e.op.Start(ctx)
 		return err
 	case FaultSetBatch:
-		_, err := e.op.Control(ctx, contract.SetBatchUpdate, st.Partitions, contract.SetBatchInput{MaxRecords: st.Records})
+		_, err := e.op.SetBatch(ctx, st.Partitions, contract.SetBatchInput{MaxRecords: st.Records})
 		return err
 	case FaultLateness:
 		// The documented way to change a setting: stop, wait until

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	enumspb "go.temporal.io/api/enums/v1"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -17,8 +18,11 @@ import (
 // PauseUpdate, ResumeUpdate, DrainUpdate, SetBatchUpdate) to the given
 // partitions, or to every partition of the topic when none are given, and
 // waits for each answer: a pause or drain answers once the batch in flight
-// is loaded and committed. Partitions answer in order; the first error
-// stops it, with the answers so far.
+// is loaded and committed. Every partition must be running before any is
+// sent the update: a pause that reached some partitions and then failed
+// on one would leave them paused behind an error an operator reads as
+// "nothing happened". Partitions answer in order; the first error stops
+// it, with the answers so far.
 func (o *Operator) Control(ctx context.Context, update string, partitions []int, args ...any) ([]contract.ControlResult, error) {
 	if len(partitions) == 0 {
 		n, err := kafkalog.Partitions(ctx, o.Config.Kafka(), o.Config.Topic)
@@ -27,6 +31,16 @@ func (o *Operator) Control(ctx context.Context, update string, partitions []int,
 		}
 		for p := range n {
 			partitions = append(partitions, p)
+		}
+	}
+	for _, p := range partitions {
+		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(o.Config.Topic, p), "")
+		if errors.As(err, new(*serviceerror.NotFound)) ||
+			err == nil && desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			err = o.notRunning(ctx, p, "; run "+update+" again once it runs", "")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s partition %d: %w; no partition was sent it", update, p, controlError(err))
 		}
 	}
 	var out []contract.ControlResult

@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
@@ -186,6 +187,24 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 		}
 	}
 	reconcileBooks(t, e)
+
+	// A pause of the topic while one partition does not run changes
+	// nothing: paused behind an error, the others would stay paused.
+	if err := e.operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(cfg.Topic, 3), "", "by hand, in the test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.operator.Control(ctx, contract.PauseUpdate, nil); err == nil || !strings.Contains(err.Error(), "partition 3") {
+		t.Fatalf("pause with partition 3 terminated: %v, want an error naming it", err)
+	}
+	st, err = e.operator.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st[:3] {
+		if p.State == contract.StatePaused || p.State == contract.StatePausing {
+			t.Errorf("partition %d is %s after a pause that failed", p.Partition, p.State)
+		}
+	}
 }
 
 func sumOf(t *testing.T, amounts ...string) *big.Rat {
