@@ -235,14 +235,14 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		own.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")
 	case "pause", "resume", "drain":
 		own.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all)")
-		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of lines")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of text")
 	case "set-batch":
 		own.Var(&args.partitions, "partition", "partitions to act on, e.g. 0,2 (default: all, and those the supervisor adds later)")
-		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of lines")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of text")
 		own.IntVar(&args.setBatch.MaxRecords, "records", 0, fmt.Sprintf("most records in one batch, 1..%d (required)", contract.MaxBatchRecords))
 		own.Int64Var(&args.setBatch.MaxBytes, "bytes", 0, "most bytes of keys and values in one batch (default: unchanged)")
 	case "status":
-		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of text")
 		own.DurationVar(&args.watch, "watch", 0, "refresh the table at this interval, e.g. 2s, until Ctrl-C")
 	case "backfill":
 		own.IntVar(&args.partition, "partition", -1, "partition to backfill (required)")
@@ -250,9 +250,9 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		own.Int64Var(&args.to, "to", -1, "offset after the last (required)")
 	case "reconcile":
 		own.StringVar(&args.manifestPath, "manifest", "", "simulator manifest to compare totals with")
-		own.BoolVar(&args.jsonOut, "json", false, "print the checks as JSON instead of a table")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of text")
 	case "query":
-		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of a table")
+		own.BoolVar(&args.jsonOut, "json", false, "print JSON instead of text")
 		own.BoolVar(&args.list, "list", false, "list the built-in monitoring queries and what each shows")
 	case "replay-quarantine":
 		own.Var(&args.partitions, "partition", "partitions whose quarantine to replay, e.g. 0,2 (default: all)")
