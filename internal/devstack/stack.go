@@ -303,7 +303,17 @@ func (s *Stack) startTemporal() (err error) {
 // RestartTemporal stops the Temporal dev server and starts it again on the
 // same state, as an operator restart or a crash would (fault tests).
 func (s *Stack) RestartTemporal(ctx context.Context) error {
-	s.temporal.stop(15 * time.Second)
+	s.StopTemporal()
+	return s.StartTemporal(ctx)
+}
+
+// StopTemporal stops the Temporal dev server, keeping its state, for an
+// outage of its own (fault tests); StartTemporal ends it.
+func (s *Stack) StopTemporal() { s.temporal.stop(15 * time.Second) }
+
+// StartTemporal starts the Temporal dev server StopTemporal stopped and
+// returns once its frontend serves the namespace.
+func (s *Stack) StartTemporal(ctx context.Context) error {
 	if err := s.startTemporal(); err != nil {
 		return err
 	}
@@ -311,6 +321,34 @@ func (s *Stack) RestartTemporal(ctx context.Context) error {
 	defer cancel()
 	return s.poll(ctx, "Temporal frontend", s.temporal, s.temporalReady)
 }
+
+// StopBigQuery stops the BigQuery emulator, keeping its database, for an
+// outage of its own (fault tests); StartBigQuery ends it.
+func (s *Stack) StopBigQuery() { s.emulator.stop(15 * time.Second) }
+
+// StartBigQuery starts the emulator StopBigQuery stopped and returns once
+// it answers.
+func (s *Stack) StartBigQuery(ctx context.Context) error {
+	if err := s.startEmulator(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	return s.poll(ctx, "BigQuery emulator", s.emulator, s.emulatorReady)
+}
+
+// StopKafka closes the broker, keeping its data directory, for an outage
+// of its own (fault tests); StartKafka ends it.
+func (s *Stack) StopKafka() {
+	if s.kafka != nil {
+		s.kafka.Close()
+		s.kafka = nil
+	}
+}
+
+// StartKafka starts the broker StopKafka stopped, on the same ports and
+// data.
+func (s *Stack) StartKafka() error { return s.startKafka() }
 
 // temporalReady checks that the frontend answers and serves the namespace.
 func (s *Stack) temporalReady(ctx context.Context) error {
