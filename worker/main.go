@@ -120,7 +120,10 @@ func run(args []string) error {
 	}
 	m := metrics.New()
 	opts.Metrics = m
-	tc, err := pipeline.DialTemporalWithMetrics(ctx, cfg, log, m)
+	// The client connects on first use: the endpoints below are served
+	// while the worker waits for Temporal (WaitForTemporal), and /readyz
+	// says so.
+	tc, err := pipeline.NewTemporalClient(cfg, log, m)
 	if err != nil {
 		return err
 	}
@@ -149,6 +152,9 @@ func run(args []string) error {
 		defer srv.Close()
 		log.Info("serving profiles", zap.String("addr", ln.Addr().String()))
 	}
+	if err := w.WaitForTemporal(ctx); err != nil {
+		return stoppedBeforeStart(ctx, w, err, log)
+	}
 	if opts.SnapshotDir != "" {
 		if len(keys) == 0 {
 			log.Warn("dedup snapshots are not signed: anything that can write --snapshot-dir can change what this worker decides; set --snapshot-key-file in production",
@@ -157,8 +163,8 @@ func run(args []string) error {
 		// Only shortens the recovery of a worker restarted in place.
 		releaseStickyWorkflows(ctx, tc, cfg, opts.SnapshotDir, log)
 	}
-	if err := w.Start(); err != nil {
-		return err
+	if err := w.StartWhenReachable(ctx); err != nil {
+		return stoppedBeforeStart(ctx, w, err, log)
 	}
 	if opts.SnapshotDir != "" {
 		go preloadAssigned(ctx, tc, cfg, w, time.Minute)
@@ -172,6 +178,17 @@ func run(args []string) error {
 	log.Info("worker stopping")
 	w.Stop()
 	return nil
+}
+
+// stoppedBeforeStart ends a worker that never started: a signal while it
+// waited for Temporal is a clean exit; any other err is returned.
+func stoppedBeforeStart(ctx context.Context, w *pipeline.Worker, err error, log *zap.Logger) error {
+	w.Stop()
+	if ctx.Err() != nil {
+		log.Info("worker stopped before it connected to Temporal")
+		return nil
+	}
+	return err
 }
 
 // partitionSetting says where a partition setting given to the worker

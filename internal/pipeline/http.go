@@ -112,6 +112,9 @@ func (w *Worker) ready(ctx context.Context, tc client.Client) (string, bool) {
 		fn   func(context.Context) error
 	}{
 		{"temporal", func(ctx context.Context) error {
+			if why := w.waitingFor(); why != "" {
+				return errors.New(why)
+			}
 			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 			return err
 		}},

@@ -38,6 +38,25 @@ func DialTemporal(ctx context.Context, cfg config.Config, log *zap.Logger) (clie
 // DialTemporalWithMetrics is DialTemporal with the SDK's metrics exported
 // to m's registry (the worker's /metrics); nil m exports none.
 func DialTemporalWithMetrics(ctx context.Context, cfg config.Config, log *zap.Logger, m *metrics.Pipeline) (client.Client, error) {
+	c, err := client.DialContext(ctx, temporalOptions(cfg, log, m))
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}
+
+// NewTemporalClient is DialTemporalWithMetrics without connecting: bad
+// options fail here, an unreachable server only on the first call
+// (Worker.WaitForTemporal makes it, with backoff).
+func NewTemporalClient(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) (client.Client, error) {
+	c, err := client.NewLazyClient(temporalOptions(cfg, log, m))
+	if err != nil {
+		return nil, fmt.Errorf("make a client for Temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	return c, nil
+}
+
+func temporalOptions(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) client.Options {
 	var metricsHandler client.MetricsHandler
 	if m != nil {
 		metricsHandler = metrics.TemporalHandler(m.Registry)
@@ -57,11 +76,7 @@ func DialTemporalWithMetrics(ctx context.Context, cfg config.Config, log *zap.Lo
 	if key := cfg.TemporalAPIKey(); key != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
 	}
-	c, err := client.DialContext(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s: %w", cfg.TemporalAddress, err)
-	}
-	return c, nil
+	return opts
 }
 
 func sdkLogger(log *zap.Logger) sdklog.Logger {
@@ -101,7 +116,15 @@ type Worker struct {
 	bq         *bigquery.Client
 	cfg        config.Config
 	tc         client.Client
+	wopts      worker.Options
+	log        *zap.Logger
 	stopJoin   context.CancelFunc
+	// started: the SDK workers poll, so Stop stops them.
+	started bool
+	// waiting, while not empty, is why the worker does not use Temporal
+	// yet (WaitForTemporal); /readyz shows it.
+	waitMu  sync.Mutex
+	waiting string
 	// partitionsEvery is how often the partition metrics are read.
 	partitionsEvery time.Duration
 	// readiness caches /readyz (HTTPHandler).
@@ -169,16 +192,25 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		// Sending them every second leaves four.
 		MaxHeartbeatThrottleInterval: time.Second,
 	}
-	shared := worker.New(tc, cfg.TaskQueue, wopts)
 	queue := contract.WorkerQueue(cfg.TaskQueue, identity)
-	own := worker.New(tc, queue, wopts)
-	workflows.Register(shared)
-	activities.Register(shared, acts)
-	workflows.Register(own)
-	activities.Register(own, acts)
 	acts.Temporal, acts.Queue = tc, queue
-	return &Worker{Worker: shared, own: own, Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc,
-		partitionsEvery: cmp.Or(opts.PartitionMetricsEvery, DefaultPartitionMetricsEvery)}, nil
+	w := &Worker{Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc, wopts: wopts, log: log,
+		partitionsEvery: cmp.Or(opts.PartitionMetricsEvery, DefaultPartitionMetricsEvery),
+		waiting:         "waiting to connect to " + cfg.TemporalAddress}
+	w.newSDKWorkers()
+	return w, nil
+}
+
+// newSDKWorkers makes the SDK workers of both task queues with every
+// workflow and activity registered. An SDK worker's Start cannot be tried
+// again once it failed, so a failed Start makes new ones.
+func (w *Worker) newSDKWorkers() {
+	w.Worker = worker.New(w.tc, w.cfg.TaskQueue, w.wopts)
+	w.own = worker.New(w.tc, w.Queue, w.wopts)
+	for _, sw := range []worker.Worker{w.Worker, w.own} {
+		workflows.Register(sw)
+		activities.Register(sw, w.Activities)
+	}
 }
 
 // workerIdentity names this worker uniquely, and readably in the web UI:
@@ -194,15 +226,20 @@ func workerIdentity() string {
 // has it back within this.
 const rejoinEvery = 30 * time.Second
 
-// Start polls both task queues and joins the pool.
+// Start polls both task queues and joins the pool. It may be called again
+// after it failed (StartWhenReachable does).
 func (w *Worker) Start() error {
 	if err := w.own.Start(); err != nil {
+		w.newSDKWorkers()
 		return fmt.Errorf("start worker on task queue %s: %w", w.Queue, err)
 	}
 	if err := w.Worker.Start(); err != nil {
 		w.own.Stop()
+		w.newSDKWorkers()
 		return fmt.Errorf("start worker on task queue %s: %w", w.cfg.TaskQueue, err)
 	}
+	w.started = true
+	w.setWaiting("")
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopJoin = cancel
 	if w.Activities.Metrics != nil {
@@ -247,10 +284,12 @@ func (w *Worker) Stop() {
 	if w.stopJoin != nil {
 		w.stopJoin()
 	}
-	stopped := make(chan struct{})
-	go func() { w.own.Stop(); close(stopped) }()
-	w.Worker.Stop()
-	<-stopped
+	if w.started {
+		stopped := make(chan struct{})
+		go func() { w.own.Stop(); close(stopped) }()
+		w.Worker.Stop()
+		<-stopped
+	}
 	w.bq.Close()
 	activities.Close(w.Activities)
 }
