@@ -84,7 +84,7 @@ var ErrNotAColumn = errors.New("not a column of the table")
 func appendRow(b []byte, row map[string]any, schema bigquery.Schema, md protoreflect.MessageDescriptor) ([]byte, error) {
 	for name := range row {
 		if md.Fields().ByName(protoreflect.Name(name)) == nil {
-			return nil, fmt.Errorf("%s: %w", name, ErrNotAColumn)
+			return nil, fmt.Errorf("%s is %w", name, ErrNotAColumn)
 		}
 	}
 	for _, f := range schema {
