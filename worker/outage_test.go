@@ -29,7 +29,7 @@ import (
 func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	ctx := context.Background()
 	bin := buildWorker(t)
-	f := newFaultEnv(t, 2, 3000, 31)
+	f := newFaultEnv(t, 2, 8000, 31)
 	if _, err := f.operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +139,38 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	t.Logf("from Temporal answering again: /readyz 200 after %.1f s, first batch loaded and committed after %.1f s", ready.Seconds(), loaded.Seconds())
 	if loaded > 30*time.Second {
 		t.Errorf("first batch %v after Temporal answered, want within 30 s", loaded)
+	}
+
+	// Connected, Temporal goes away for 15 s and comes back: the SDK's
+	// pollers resume, and every partition commits its next batch.
+	before, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.stack.StopTemporal()
+	stopped, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(15 * time.Second)
+	if err := f.stack.StartTemporal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reachable = time.Now()
+	if stopped[0] >= f.manifest.EndOffsets[0] || stopped[1] >= f.manifest.EndOffsets[1] {
+		t.Logf("a partition was done before Temporal stopped (%v of %v): no resumption to time", stopped, f.manifest.EndOffsets)
+	} else {
+		var resumed time.Duration
+		waitFor(t, 60*time.Second, "every partition commits a batch after Temporal's return", func() bool {
+			after, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
+			return err == nil && after[0] > stopped[0] && after[1] > stopped[1]
+		})
+		resumed = time.Since(reachable)
+		t.Logf("a 15 s outage of Temporal mid-run (committed %v when it began, %v when it stopped): every partition's next batch committed %.1f s after it answered again",
+			before, stopped, resumed.Seconds())
+		if resumed > 30*time.Second {
+			t.Errorf("every partition's next batch %v after Temporal's return, want within 30 s", resumed)
+		}
 	}
 	f.reconcile(t)
 
