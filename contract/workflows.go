@@ -117,7 +117,10 @@ type Progress struct {
 	// State is one of the State* names; MaxRecords and MaxBytes the batch
 	// size the next plan uses; EventsPerSecond the rate over the last
 	// minute of batches, LastBatchAt when the last one completed.
-	State           string
+	State string
+	// Draining: a drain was asked of the run and it will close once its
+	// batch in flight (or a failed one) has loaded; start waits for it.
+	Draining        bool `json:",omitempty"`
 	MaxRecords      int
 	MaxBytes        int64
 	EventsPerSecond float64

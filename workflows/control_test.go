@@ -203,3 +203,49 @@ func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
 		t.Errorf("pause answered %+v, %v; want the partition retrying its batch at 100", answer, answerErr)
 	}
 }
+
+// TestADrainUnderWayAnswersTheProgressQuery: a drain accepted while a
+// failed batch waits ends the run once the batch loads, even when the
+// operator's client gave up waiting; the progress query says so, and
+// start reads it to wait for the run rather than answer that it runs.
+func TestADrainUnderWayAnswersTheProgressQuery(t *testing.T) {
+	env := newEnv(t)
+	env.SetTestTimeout(30 * time.Second)
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		return contract.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	loads := 0
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
+		if in.Spec.Start == 100 {
+			if loads++; loads == 1 {
+				return contract.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", contract.ErrTypeLoadFailed, nil)
+			}
+		}
+		return contract.Totals{Loaded: 100}, nil
+	})
+	var before, during contract.Progress
+	query := func(into *contract.Progress) {
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
+		if err == nil {
+			err = v.Get(into)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	env.RegisterDelayedCallback(func() { query(&before) }, 20*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(contract.DrainUpdate, "", &testsuite.TestUpdateCallback{OnAccept: func() {}, OnReject: func(error) {}, OnComplete: func(any, error) {}})
+	}, 30*time.Second) // the failed batch waits a minute
+	env.RegisterDelayedCallback(func() { query(&during) }, 40*time.Second)
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("the drained run ended with %v", err)
+	}
+	if before.Draining || !during.Draining || during.State != contract.StateBackoff {
+		t.Errorf("progress before the drain: draining %v; after it, while the batch waits: draining %v, %q; want false, then true while retrying",
+			before.Draining, during.Draining, during.State)
+	}
+}

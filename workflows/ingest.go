@@ -68,7 +68,11 @@ func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, er
 		control:  control{paused: in.Paused, draining: in.Draining},
 		progress: contract.Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: contract.StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
 	}
-	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.Progress, error) { return p.progress, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.Progress, error) {
+		pr := p.progress
+		pr.Draining = p.control.draining
+		return pr, nil
+	}); err != nil {
 		return nil, err
 	}
 	if err := setControlHandlers(ctx, &p.in, &p.control, &p.progress); err != nil {

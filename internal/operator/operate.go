@@ -296,9 +296,10 @@ func (o *Operator) Supervisor(ctx context.Context) (state string, progress *cont
 
 // stoppingRuns are those of ids whose run still runs but was asked to
 // stop (cancelled), as the server's description says, or a partition's
-// run handed a stop as a drain (a stop that met continue-as-new, when its
-// history was full): a start that left them alone would find them
-// stopped a batch later.
+// run that will drain: handed a stop as a drain (a stop that met
+// continue-as-new, when its history was full), or asked to drain by an
+// operator whose client gave up waiting. A start that left them alone
+// would find them stopped a batch later.
 func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, error) {
 	var out []string
 	for _, id := range ids {
@@ -324,11 +325,23 @@ func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, er
 		if err := o.runInput(ctx, info.GetExecution(), &in); err != nil {
 			return nil, fmt.Errorf("%s: %w", id, err)
 		}
-		if in.Draining {
+		if in.Draining || o.draining(ctx, id) {
 			out = append(out, id)
 		}
 	}
 	return out, nil
+}
+
+// draining says whether the partition run id answers that a drain was
+// asked of it (a drain whose client gave up waiting still ends the run).
+// A run that does not answer within a few seconds (no worker) is taken as
+// not draining: nothing can end it before a worker comes.
+func (o *Operator) draining(ctx context.Context, id string) bool {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := o.Temporal.QueryWorkflow(qctx, id, "", contract.ProgressQuery)
+	var pr contract.Progress
+	return err == nil && v.Get(&pr) == nil && pr.Draining
 }
 
 // Stopped says how a run that stop asked to stop ended.

@@ -30,7 +30,7 @@ import (
 // streams and offsets the batch first ran with. One still running is an
 // error, since a new run would start the same batch ID beside it.
 func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoint) (*contract.Spec, error) {
-	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = %d AND %s = %d AND ExecutionStatus != 'Completed'",
+	query := fmt.Sprintf("WorkflowType = '%s' AND %s = '%s' AND %s = %d AND %s = %d",
 		microBatchType, searchattr.KafkaTopic.GetName(), o.Config.Topic,
 		searchattr.KafkaPartition.GetName(), partition,
 		searchattr.BatchStartOffset.GetName(), rp.next)
@@ -42,6 +42,13 @@ func (o *Operator) pendingBatch(ctx context.Context, partition int, rp resumePoi
 			return nil, fmt.Errorf("partition %d: look for a failed batch at offset %d: %w", partition, rp.next, err)
 		}
 		for _, ex := range resp.GetExecutions() {
+			if ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+				// The ledger said no batch had loaded from next: this one
+				// did since it was read (a batch of a run terminated by
+				// hand goes on alone). Started at next again, the range
+				// would load twice, or its ID be refused for good.
+				return nil, fmt.Errorf("partition %d: batch %s: %w", partition, ex.GetExecution().GetWorkflowId(), errLoadedSince)
+			}
 			if ex.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				return nil, fmt.Errorf("partition %d: batch %s is still running; start again once it has finished", partition, ex.GetExecution().GetWorkflowId())
 			}

@@ -74,4 +74,17 @@ func TestAPendingBatchIsJudgedByItsLatestRun(t *testing.T) {
 			}
 		}
 	}
+
+	// A batch from the ledger's offset that visibility already lists as
+	// completed loaded after the ledger was read (its partition's run was
+	// terminated by hand while it ran): start reads the ledger again
+	// rather than plan that range a second time.
+	tc := &mocks.Client{}
+	tc.On("ListWorkflow", mock.Anything, mock.Anything).Return(&workflowservice.ListWorkflowExecutionsResponse{
+		Executions: []*workflowpb.WorkflowExecutionInfo{{Execution: listed, Status: enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED}},
+	}, nil)
+	o := &Operator{Config: config.Config{Topic: "payments"}, Temporal: tc}
+	if got, err := o.pendingBatch(context.Background(), 3, resumePoint{next: 500}); !errors.Is(err, errLoadedSince) {
+		t.Errorf("a batch listed as completed at the ledger's offset: %v, %v; want %v", got, err, errLoadedSince)
+	}
 }
