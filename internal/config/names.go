@@ -43,15 +43,25 @@ var envFallbacks = map[string]string{
 
 // LookupEnv is the value the environment gives flag flagName: variable
 // primary (EnvName, or a command's own name for it), else the fallback
-// other tools use for the same setting; from names the variable it came
-// from, for error messages.
+// other tools use for the same setting, else for the Temporal address and
+// namespace Temporal's client config profile (temporalProfile; a file
+// that cannot be read is left to Validate to report); from names where it
+// came from, for error messages.
 func LookupEnv(flagName, primary string) (value, from string, ok bool) {
 	if v, ok := os.LookupEnv(primary); ok {
 		return v, primary, true
 	}
-	if name, ok := envFallbacks[flagName]; ok {
-		if v, ok := os.LookupEnv(name); ok {
-			return v, name, true
+	name, ok := envFallbacks[flagName]
+	if !ok {
+		return "", "", false
+	}
+	if v, ok := os.LookupEnv(name); ok {
+		return v, name, true
+	}
+	if p, err := temporalProfile(); err == nil {
+		v := map[string]string{"temporal-address": p.Address, "temporal-namespace": p.Namespace}[flagName]
+		if v != "" {
+			return v, "TEMPORAL_PROFILE", true
 		}
 	}
 	return "", "", false

@@ -29,12 +29,20 @@ func (c *Config) loadSecurity() error {
 	if err != nil {
 		return fmt.Errorf("temporal-api-key-file: %w", err)
 	}
+	// A bad profile file fails even when nothing is taken from it, so
+	// that a mistake in it is never silently passed over.
+	profile, err := temporalProfile()
+	if err != nil {
+		return err
+	}
 	if c.TemporalTLSCert != "" || c.TemporalTLSKey != "" || c.TemporalTLSCA != "" || c.TemporalTLSServerName != "" || c.temporalAPIKey != "" {
 		if c.temporalTLS, err = tlsConfig(c.TemporalTLSCA, c.TemporalTLSCert, c.TemporalTLSKey, c.TemporalTLSServerName); err != nil {
 			return fmt.Errorf("temporal-tls: %w", err)
 		}
+		return nil
 	}
-	return nil
+	c.temporalTLS, c.temporalAPIKey, err = profileSecurity(profile, c.TemporalAddress)
+	return err
 }
 
 func (c *Config) saslMechanism() (sasl.Mechanism, error) {
