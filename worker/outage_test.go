@@ -38,8 +38,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	f.stack.StopKafka()
 
 	w := workerProcess(t, bin, f)
-	exited := make(chan error, 1)
-	go func() { exited <- w.Wait() }()
+	exited := waitInBackground(t, w)
 	addr := servingAddr(t, w, exited)
 	get := func(path string) (int, string) {
 		t.Helper()
@@ -74,8 +73,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 
 	// SIGTERM during the wait: exit 0, at once.
 	quitter := workerProcess(t, bin, f)
-	quitterExited := make(chan error, 1)
-	go func() { quitterExited <- quitter.Wait() }()
+	quitterExited := waitInBackground(t, quitter)
 	servingAddr(t, quitter, quitterExited)
 	if err := quitter.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -212,6 +210,22 @@ func connectAttempts(t *testing.T, w *exec.Cmd) int {
 // servingAddr waits for the worker's "serving health and metrics" line
 // and returns its address; a worker that exits first fails the test with
 // its log.
+// waitInBackground waits for w in a goroutine and says how it exited on
+// the channel; the test's end kills w and waits for that goroutine before
+// workerProcess's cleanup waits again, so the two never wait at once.
+func waitInBackground(t *testing.T, w *exec.Cmd) <-chan error {
+	exited, done := make(chan error, 1), make(chan struct{})
+	go func() {
+		exited <- w.Wait()
+		close(done)
+	}()
+	t.Cleanup(func() {
+		_ = w.Process.Kill()
+		<-done
+	})
+	return exited
+}
+
 func servingAddr(t *testing.T, w *exec.Cmd, exited <-chan error) string {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
