@@ -301,6 +301,10 @@ func (o *Operator) Supervisor(ctx context.Context) (state string, progress *cont
 // operator whose client gave up waiting. A start that left them alone
 // would find them stopped a batch later.
 func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, error) {
+	// One wait for every query: with no worker up, each would otherwise
+	// wait its own seconds, partition after partition.
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	var out []string
 	for _, id := range ids {
 		desc, err := o.Temporal.DescribeWorkflowExecution(ctx, id, "")
@@ -325,7 +329,7 @@ func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, er
 		if err := o.runInput(ctx, info.GetExecution(), &in); err != nil {
 			return nil, fmt.Errorf("%s: %w", id, err)
 		}
-		if in.Draining || o.draining(ctx, id) {
+		if in.Draining || o.draining(qctx, id) {
 			out = append(out, id)
 		}
 	}
@@ -334,12 +338,10 @@ func (o *Operator) stoppingRuns(ctx context.Context, ids []string) ([]string, er
 
 // draining says whether the partition run id answers that a drain was
 // asked of it (a drain whose client gave up waiting still ends the run).
-// A run that does not answer within a few seconds (no worker) is taken as
-// not draining: nothing can end it before a worker comes.
+// A run that does not answer before ctx ends (no worker) is taken as not
+// draining: nothing can end it before a worker comes.
 func (o *Operator) draining(ctx context.Context, id string) bool {
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := o.Temporal.QueryWorkflow(qctx, id, "", contract.ProgressQuery)
+	v, err := o.Temporal.QueryWorkflow(ctx, id, "", contract.ProgressQuery)
 	var pr contract.Progress
 	return err == nil && v.Get(&pr) == nil && pr.Draining
 }
