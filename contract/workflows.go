@@ -262,6 +262,9 @@ const (
 	WantSignal   = "want"   // partition → pool: PoolWant
 	LeaveSignal  = "leave"  // partition → pool: its workflow ID, when it ends
 	AssignSignal = "assign" // pool → partition: Assignment
+	// GoneSignal (worker → pool, a queue) names a member known dead: the
+	// worker that replaced it in place, whose lock it found free.
+	GoneSignal = "gone"
 )
 
 // BudgetSignal (supervisor → partition, Budget) re-spaces a partition's

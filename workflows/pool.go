@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"cmp"
+	"errors"
 	"slices"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 // pool with contract.JoinSignal; the pool then holds a lease on it: a HoldMembership
 // activity on the worker's own queue that heartbeats every second. A worker
 // that dies stops heartbeating and leaves the pool within the heartbeat
-// timeout; one that stops gracefully ends its lease at once. Partitions ask
+// timeout, or at once when a worker restarted in its place says so
+// (contract.GoneSignal); one that stops gracefully ends its lease at
+// once. Partitions ask
 // for their worker with contract.WantSignal and are told with contract.AssignSignal, again
 // whenever a worker joins or leaves. They announce themselves again every
 // minute, so a pool run started afresh (terminated, reset) learns every
@@ -68,6 +71,13 @@ func WorkerPool(ctx workflow.Context, st contract.PoolState) error {
 		var w contract.PoolWant
 		c.Receive(ctx, &w)
 		p.want(ctx, w)
+	})
+	// A worker restarted in place names its dead predecessor, which then
+	// leaves at once instead of when its lease times out.
+	p.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.GoneSignal), func(c workflow.ReceiveChannel, _ bool) {
+		var queue string
+		c.Receive(ctx, &queue)
+		p.remove(ctx, queue, errors.New("its replacement found it dead"))
 	})
 	p.sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	p.sel.AddReceive(leave, func(c workflow.ReceiveChannel, _ bool) {
@@ -135,16 +145,25 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 			p.hold(ctx, queue)
 			return
 		}
-		workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", err)
-		p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
-		// Every partition hears that the queue is lost, then where it
-		// goes: one moved off this worker earlier, while it still held its
-		// lease, may have work waiting there still, and may move again now.
-		for _, id := range p.partitionIDs() {
-			p.tell(ctx, id, contract.Assignment{Queue: p.Partitions[id], Lost: queue})
-		}
-		p.rebalance(ctx)
+		p.remove(ctx, queue, err)
 	})
+}
+
+// remove takes a member that died or stopped out of the pool and moves
+// its partitions to the members left.
+func (p *pool) remove(ctx workflow.Context, queue string, why error) {
+	if !slices.Contains(p.Members, queue) {
+		return
+	}
+	workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", why)
+	p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
+	// Every partition hears that the queue is lost, then where it goes:
+	// one moved off this worker earlier, while it still held its lease,
+	// may have work waiting there still, and may move again now.
+	for _, id := range p.partitionIDs() {
+		p.tell(ctx, id, contract.Assignment{Queue: p.Partitions[id], Lost: queue})
+	}
+	p.rebalance(ctx)
 }
 
 // want registers a partition, keeping its queue when that worker is a

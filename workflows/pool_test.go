@@ -417,3 +417,71 @@ func TestJoinTakesOnlyWorkerQueuesUpToTheCap(t *testing.T) {
 			len(leases), leases["tq/w0000"], last, leases[last], leases["tq"], contract.MaxPoolMembers)
 	}
 }
+
+// TestAWorkerGoneMovesItsPartitionsAtOnce: a worker restarted in place
+// knows its predecessor died and says so; the pool moves the dead
+// worker's partitions to the members left at once, without waiting for
+// its lease to time out, and tells each partition which queue was lost.
+// A gone signal for a queue that is not a member changes nothing.
+func TestAWorkerGoneMovesItsPartitionsAtOnce(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: "tq"})
+	env.RegisterWorkflow(WorkerPool)
+	env.RegisterActivity(&activities.Activities{})
+	// Leases never end by themselves here: the dead worker's would time
+	// out only after the test.
+	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(nil).After(time.Hour)
+	var mu sync.Mutex
+	var told []contract.Assignment
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.AssignSignal, mock.Anything).Return(func(_, id, _, _ string, arg any) error {
+		mu.Lock()
+		defer mu.Unlock()
+		told = append(told, arg.(contract.Assignment))
+		return nil
+	})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.JoinSignal, "tq/a")
+		for i := range 4 {
+			env.SignalWorkflow(contract.WantSignal, contract.PoolWant{WorkflowID: fmt.Sprintf("ingest/payments/%d", i)})
+		}
+	}, time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.JoinSignal, "tq/b") }, 2*time.Second)
+	var before int
+	env.RegisterDelayedCallback(func() {
+		mu.Lock()
+		before = len(told)
+		mu.Unlock()
+		env.SignalWorkflow(contract.GoneSignal, "tq/nobody")
+		env.SignalWorkflow(contract.GoneSignal, "tq/a")
+	}, 3*time.Second)
+	var st contract.PoolState
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
+		if err == nil {
+			err = v.Get(&st)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, 3500*time.Millisecond)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Second)
+	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
+	if fmt.Sprint(st.Members) != "[tq/b]" || loads(st.Partitions)["tq/b"] != 4 {
+		t.Fatalf("after tq/a was gone the pool holds members %v and partitions %v; want all 4 on tq/b", st.Members, st.Partitions)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	moved := map[string]bool{}
+	for _, as := range told[before:] {
+		if as.Lost != "tq/a" {
+			t.Errorf("after tq/a was gone the pool told %+v; want tq/a lost", as)
+		}
+		if as.Queue == "tq/b" {
+			moved[as.Queue] = true
+		}
+	}
+	if len(told)-before < 4 || !moved["tq/b"] {
+		t.Errorf("after tq/a was gone the pool told %v; want its partitions moved to tq/b", told[before:])
+	}
+}

@@ -17,7 +17,9 @@ import (
 	"github.com/paystream/paystream/contract"
 
 	"cloud.google.com/go/bigquery"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -125,6 +127,11 @@ type Worker struct {
 	// yet (WaitForTemporal); /readyz shows it.
 	waitMu  sync.Mutex
 	waiting string
+	// lock is this worker's lock in its state directory; gone are the
+	// queues of the dead workers it replaced there, which the pool is
+	// told of once this worker has joined it.
+	lock *workerLock
+	gone []string
 	// partitionsEvery is how often the partition metrics are read.
 	partitionsEvery time.Duration
 	// readiness caches /readyz (HTTPHandler).
@@ -197,6 +204,12 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	w := &Worker{Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc, wopts: wopts, log: log,
 		partitionsEvery: cmp.Or(opts.PartitionMetricsEvery, DefaultPartitionMetricsEvery),
 		waiting:         "waiting to connect to " + cfg.TemporalAddress}
+	if opts.SnapshotDir != "" {
+		host, _ := os.Hostname()
+		if w.lock, w.gone, err = lockWorker(opts.SnapshotDir, cmp.Or(host, "worker"), cfg.TaskQueue, queue); err != nil {
+			log.Warn("worker lock not taken: a worker restarted here waits for this one's lease to time out", zap.Error(err))
+		}
+	}
 	w.newSDKWorkers()
 	return w, nil
 }
@@ -246,8 +259,15 @@ func (w *Worker) Start() error {
 		go w.exportPartitions(ctx, w.partitionsEvery)
 	}
 	go func() {
+		if len(w.gone) > 0 {
+			w.releasePool(ctx)
+		}
 		for {
-			if err := w.join(ctx); err != nil && ctx.Err() == nil {
+			err := w.join(ctx)
+			if err == nil {
+				err = w.sayGone(ctx)
+			}
+			if err != nil && ctx.Err() == nil {
 				w.Activities.Log.Warn("worker not joined to its pool; retrying", zap.String("queue", w.Queue), zap.Error(err))
 			}
 			select {
@@ -277,6 +297,38 @@ func (w *Worker) join(ctx context.Context) error {
 	return err
 }
 
+// sayGone tells the pool of the dead workers this one replaced in place,
+// so that their partitions move now, not when their leases time out.
+func (w *Worker) sayGone(ctx context.Context) error {
+	for len(w.gone) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := w.tc.SignalWorkflow(ctx, contract.PoolID(w.cfg.TaskQueue), "", contract.GoneSignal, w.gone[0])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("tell the pool worker %s is gone: %w", w.gone[0], err)
+		}
+		w.log.Info("told the pool the worker this one replaced is gone", zap.String("queue", w.gone[0]))
+		w.gone = w.gone[1:]
+	}
+	return nil
+}
+
+// releasePool sends the pool's next workflow task to the task queue: the
+// dead worker this one replaced may have run it last, and its sticky
+// queue would hold the task for the sticky schedule-to-start timeout.
+// Failing costs only those seconds.
+func (w *Worker) releasePool(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := w.tc.WorkflowService().ResetStickyTaskQueue(ctx, &workflowservice.ResetStickyTaskQueueRequest{
+		Namespace: w.cfg.Namespace,
+		Execution: &commonpb.WorkflowExecution{WorkflowId: contract.PoolID(w.cfg.TaskQueue)},
+	})
+	if err != nil {
+		w.log.Info("pool workflow not released from its sticky queue", zap.Error(err))
+	}
+}
+
 // Stop stops polling, waits for running activities up to the stop timeout,
 // and closes the BigQuery and Kafka clients. The worker's lease ends as
 // the stop begins, so its partitions move at once.
@@ -292,4 +344,5 @@ func (w *Worker) Stop() {
 	}
 	w.bq.Close()
 	activities.Close(w.Activities)
+	w.lock.release()
 }
