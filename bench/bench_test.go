@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +112,7 @@ func TestSmoke(t *testing.T) {
 	if !rep.SteadySurvivor.Survivor {
 		t.Errorf("no survivor run: %+v", rep.SteadySurvivor)
 	}
+	checkRecovery(t, o, rep.Recovery)
 	if rep.Steady.Sink != "bigquery" || rep.SteadyDiscard.Sink != "discard" {
 		t.Errorf("steady runs' sinks: %q and %q", rep.Steady.Sink, rep.SteadyDiscard.Sink)
 	}
@@ -148,7 +150,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds", "## Write modes", "storagewrite mode"} {
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds", "## Write modes", "storagewrite mode", "## Recovery", "queue lost"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary lacks %q", want)
 		}
@@ -244,5 +246,38 @@ func TestOverheadIsTheMedianPair(t *testing.T) {
 	// The medians (64 and 80) would say 20 %.
 	if math.Abs(oh.Overhead-0.1) > 1e-9 {
 		t.Errorf("overhead %.3f, want the median pair's 0.100", oh.Overhead)
+	}
+}
+
+// checkRecovery: every kind of recovery run ran, recovered, reconciled,
+// and its steps follow each other in time.
+func checkRecovery(t *testing.T, o options, kinds []recoveryFigures) {
+	t.Helper()
+	if len(kinds) != 3 {
+		t.Fatalf("recovery measured for %d kinds, want 3: %+v", len(kinds), kinds)
+	}
+	for _, f := range kinds {
+		if len(f.Runs) != o.RecoveryRuns || f.MedianMaxS <= 0 {
+			t.Errorf("recovery, %s: %d runs, median %.2f s (errors %v); want %d runs that recovered", f.kind(), len(f.Runs), f.MedianMaxS, f.Errors, o.RecoveryRuns)
+			continue
+		}
+		for _, r := range f.Runs {
+			bd := r.Breakdown
+			if !r.Reconciled || bd == nil {
+				t.Errorf("recovery, %s: reconciled %v, breakdown %v", f.kind(), r.Reconciled, bd)
+				continue
+			}
+			// The batch that recovered started, was picked up, decided
+			// and completed, in that order; its ledger row shows before
+			// it completes (the offset commit comes after) but not before
+			// it decided.
+			steps := []float64{bd.BatchStartedS, bd.PickedUpS, bd.DecidedS, bd.BatchDoneS}
+			if bd.BatchStartedS <= 0 || !slices.IsSorted(steps) || bd.VisibleS < bd.DecidedS || math.Abs(bd.VisibleS-r.MaxS) > 0.01 {
+				t.Errorf("recovery, %s: breakdown %s out of order or incomplete (recovery %.2f s)", f.kind(), bd, r.MaxS)
+			}
+			if bd.LostS <= 0 || bd.LostS > bd.BatchStartedS {
+				t.Errorf("recovery, %s: the partition was not told its queue was lost before its batch started again: %s", f.kind(), bd)
+			}
+		}
 	}
 }

@@ -53,7 +53,11 @@ type options struct {
 	// SurvivorFor is the discard sink's run with two workers, one killed
 	// once the window is full: recovery on the worker left.
 	SurvivorFor time.Duration `json:"survivor_for_ns"`
-	MicroTime   string        `json:"micro_benchtime"`
+	// RecoveryRuns short runs of RecoveryFor each, of every kind, measure
+	// recovery after SIGKILL.
+	RecoveryRuns int           `json:"recovery_runs"`
+	RecoveryFor  time.Duration `json:"recovery_for_ns"`
+	MicroTime    string        `json:"micro_benchtime"`
 	// WorkerMemoryLimit is the memory limit of the container the steady
 	// runs' worker is taken to run in (its --memory-limit): the GC keeps
 	// under 90 %. Catch-up runs have none: their batches are larger.
@@ -90,6 +94,8 @@ func defaultOptions() options {
 		// The kill comes a minute before the end: after the 10-minute
 		// window has filled.
 		SurvivorFor:       12 * time.Minute,
+		RecoveryRuns:      3,
+		RecoveryFor:       90 * time.Second,
 		MicroTime:         "1s",
 		WorkerMemoryLimit: "768MiB",
 		OutDir:            "bench/results",
@@ -102,6 +108,7 @@ func smokeOptions() options {
 	o.Events, o.EmulatorEvents, o.Runs, o.BatchSizes, o.Partitions = 6000, 6000, 1, []int{2000}, []int{2}
 	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.EmulatorSteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 12*time.Second, 12*time.Second, "100x", true
 	o.SurvivorFor, o.WriteModeRates = 12*time.Second, []int{1000}
+	o.RecoveryRuns, o.RecoveryFor = 1, 12*time.Second
 	return o
 }
 
@@ -185,6 +192,8 @@ func parseOptions(args []string) (options, error) {
 		return err
 	})
 	fs.DurationVar(&o.SurvivorFor, "survivor-for", o.SurvivorFor, "length of the discard sink's run with two workers, one killed near the end (recovery on the survivor)")
+	fs.IntVar(&o.RecoveryRuns, "recovery-runs", o.RecoveryRuns, "short runs of each kind that measure recovery after SIGKILL (the figure is their median)")
+	fs.DurationVar(&o.RecoveryFor, "recovery-for", o.RecoveryFor, "length of each recovery run; the worker is killed three quarters in")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the steady runs' worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
 	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady, write-modes (default: all; the others are left at zero)", func(v string) error {
@@ -223,7 +232,7 @@ func parseOptions(args []string) (options, error) {
 }
 
 // benchParts are what --only chooses from.
-var benchParts = []string{"micro", "catch-up", "steady", "write-modes"}
+var benchParts = []string{"micro", "catch-up", "steady", "recovery", "write-modes"}
 
 // measures tells whether the run measures part.
 func (o options) measures(part string) bool {

@@ -44,6 +44,9 @@ type report struct {
 	// SteadySurvivor is the discard run with two workers: recovery on the
 	// worker left, which held none of the killed one's windows.
 	SteadySurvivor steadyState `json:"steady_state_survivor"`
+	// Recovery is recovery after SIGKILL measured over several short
+	// runs of each kind, with where the time went.
+	Recovery []recoveryFigures `json:"recovery,omitempty"`
 	// WriteModes compares load and storagewrite into the emulator.
 	WriteModes []writeModeFigures `json:"write_modes,omitempty"`
 	Dedup      dedupMemory        `json:"dedup_index"`
@@ -144,6 +147,11 @@ func measure(ctx context.Context, o options) (*report, error) {
 	}
 	if o.measures("steady") {
 		if err := e.steadyRuns(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	if o.measures("recovery") {
+		if err := e.recoveryRuns(ctx, o, rep); err != nil {
 			return nil, err
 		}
 	}

@@ -51,6 +51,8 @@ type steadyState struct {
 	// is visible; the slowest partition and the median.
 	RecoveryMaxS    float64 `json:"recovery_max_s"`
 	RecoveryMedianS float64 `json:"recovery_median_s"`
+	// RecoveryBreakdown is where the slowest partition's recovery went.
+	RecoveryBreakdown *recoveryBreakdown `json:"recovery_breakdown,omitempty"`
 	// Survivor: two workers ran, and the one left took over the killed
 	// one's partitions from the shared snapshots; no replacement started.
 	Survivor bool `json:"survivor,omitempty"`
@@ -85,6 +87,7 @@ type steadyState struct {
 
 // ledgerSeen is a batch and when the benchmark first saw its ledger row.
 type ledgerSeen struct {
+	batchID    string
 	partition  int
 	start, end int64
 	loadedAt   time.Time
@@ -152,7 +155,7 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 	// Kill the worker three quarters in (a minute before the end of a long
 	// run, so memory is seen as long as it can be); a replacement starts
 	// at once.
-	var killedAt time.Time
+	var killedAt, workerUp time.Time
 	var second *workerProc
 	killAfter := killAt(length)
 	select {
@@ -190,6 +193,7 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 			return res, err
 		}
 		defer second.stop()
+		workerUp = time.Now()
 	}
 	if err := <-produced; err != nil {
 		return res, err
@@ -236,6 +240,11 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 		return res, err
 	}
 	res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
+	if bd, err := e.breakDownRecovery(ctx, cfg, seen, killedAt, workerUp); err != nil {
+		e.logf("  recovery not broken down: %v", err)
+	} else {
+		res.RecoveryBreakdown = &bd
+	}
 	// The replacement's log: each partition's window came from a snapshot
 	// or from a replay of the log.
 	for by, msg := range map[string]string{"snapshot": "dedup window loaded from its snapshot", "replay of the log": "dedup window rebuilt from the log"} {
@@ -297,7 +306,7 @@ func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex
 				}
 				known[row.BatchID] = true
 				mu.Lock()
-				*seen = append(*seen, ledgerSeen{int(row.KafkaPartition), row.StartOffset, row.EndOffset, row.LoadedAt, now})
+				*seen = append(*seen, ledgerSeen{row.BatchID, int(row.KafkaPartition), row.StartOffset, row.EndOffset, row.LoadedAt, now})
 				mu.Unlock()
 			}
 		}

@@ -1,0 +1,296 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/config"
+)
+
+// recoveryBreakdown is where the slowest partition's recovery went: the
+// seconds from the kill to each step, read from the partition's and its
+// batch's histories. A step not seen is 0.
+type recoveryBreakdown struct {
+	Partition int `json:"partition"`
+	// WorkerUpS: the replacement logged "worker started" (connected,
+	// polling, its pool joined); 0 for a survivor.
+	WorkerUpS float64 `json:"worker_up_s,omitempty"`
+	// LostS: the pool told the partition its worker's queue was lost
+	// (the replacement named its predecessor dead, or the lease timed
+	// out).
+	LostS float64 `json:"lost_s"`
+	// BatchStartedS: the batch that recovered started (the stranded run
+	// ended and its ID started again on the new worker, or a new plan's).
+	BatchStartedS float64 `json:"batch_started_s"`
+	// PickedUpS: a worker started the batch's first workflow task.
+	PickedUpS float64 `json:"picked_up_s"`
+	// DecidedS: Dedup and Enrich were recorded (they run as local
+	// activities in that task): the window was back, from a snapshot or
+	// the log, and every record decided.
+	DecidedS float64 `json:"decided_s"`
+	// BatchDoneS: the batch completed: rows and ledger written, offset
+	// committed.
+	BatchDoneS float64 `json:"batch_done_s"`
+	// VisibleS: the benchmark's ledger watcher saw its row (it looks
+	// twice a second).
+	VisibleS float64 `json:"visible_s"`
+}
+
+// String is the breakdown as one line of the report.
+func (b recoveryBreakdown) String() string {
+	var parts []string
+	for _, s := range []struct {
+		name string
+		at   float64
+	}{{"worker up", b.WorkerUpS}, {"queue lost", b.LostS}, {"batch started", b.BatchStartedS}, {"picked up", b.PickedUpS},
+		{"decided", b.DecidedS}, {"batch done", b.BatchDoneS}, {"visible", b.VisibleS}} {
+		if s.at > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.2f s", s.name, s.at))
+		}
+	}
+	return fmt.Sprintf("partition %d: ", b.Partition) + strings.Join(parts, " → ")
+}
+
+// breakDownRecovery reads the histories of the slowest partition's first
+// batch visible after the kill, and of the partition's runs, for when
+// each step of its recovery happened.
+func (e *env) breakDownRecovery(ctx context.Context, cfg config.Config, seen []ledgerSeen, killedAt, workerUp time.Time) (recoveryBreakdown, error) {
+	var slowest *ledgerSeen
+	first := map[int]ledgerSeen{}
+	for _, s := range seen {
+		if f, ok := first[s.partition]; s.loadedAt.After(killedAt) && (!ok || s.seen.Before(f.seen)) {
+			first[s.partition] = s
+		}
+	}
+	for _, s := range first {
+		if slowest == nil || s.seen.After(slowest.seen) {
+			slowest = &s
+		}
+	}
+	if slowest == nil {
+		return recoveryBreakdown{}, fmt.Errorf("no batch visible after the kill")
+	}
+	since := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.Sub(killedAt).Seconds()
+	}
+	b := recoveryBreakdown{Partition: slowest.partition, VisibleS: since(slowest.seen)}
+	if !workerUp.IsZero() {
+		b.WorkerUpS = since(workerUp)
+	}
+
+	events, err := e.history(ctx, slowest.batchID, "")
+	if err != nil {
+		return b, fmt.Errorf("batch %s: %w", slowest.batchID, err)
+	}
+	for _, ev := range events {
+		at := ev.GetEventTime().AsTime()
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			b.BatchStartedS = since(at)
+		case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			if b.PickedUpS == 0 {
+				b.PickedUpS = since(at)
+			}
+		case enums.EVENT_TYPE_MARKER_RECORDED:
+			b.DecidedS = since(at)
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+			b.BatchDoneS = since(at)
+		}
+	}
+
+	// The partition's runs since the kill: when the pool told it a queue
+	// was lost.
+	resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Namespace: cfg.Namespace, Query: fmt.Sprintf("WorkflowId = '%s'", contract.IngestID(cfg.Topic, slowest.partition)),
+	})
+	if err != nil {
+		return b, fmt.Errorf("partition %d: list its runs: %w", slowest.partition, err)
+	}
+	for _, ex := range resp.GetExecutions() {
+		if ct := ex.GetCloseTime(); ct != nil && ct.AsTime().Before(killedAt) {
+			continue
+		}
+		events, err := e.history(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())
+		if err != nil {
+			return b, fmt.Errorf("partition %d: %w", slowest.partition, err)
+		}
+		for _, ev := range events {
+			at := ev.GetEventTime().AsTime()
+			sig := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if at.Before(killedAt) || ev.GetEventType() != enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || sig.GetSignalName() != contract.AssignSignal {
+				continue
+			}
+			var as contract.Assignment
+			if err := converter.GetDefaultDataConverter().FromPayloads(sig.GetInput(), &as); err == nil && as.Lost != "" &&
+				(b.LostS == 0 || since(at) < b.LostS) {
+				b.LostS = since(at)
+			}
+		}
+	}
+	return b, nil
+}
+
+// history is every event of a workflow run (runID "": the latest).
+func (e *env) history(ctx context.Context, workflowID, runID string) ([]*history.HistoryEvent, error) {
+	it := e.temporal.GetWorkflowHistory(ctx, workflowID, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var events []*history.HistoryEvent
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+// recoveryFigures are the short runs of one kind that measure recovery:
+// each kills a worker three quarters in.
+type recoveryFigures struct {
+	Sink      string `json:"sink"`
+	WriteMode string `json:"write_mode"`
+	// Survivor: two workers ran and the one left took over; otherwise a
+	// replacement started at the kill, sharing the state directory as a
+	// container restarted in its pod does.
+	Survivor bool          `json:"survivor,omitempty"`
+	Runs     []recoveryRun `json:"runs"`
+	// MedianMaxS is the median over the runs of the slowest partition's
+	// recovery; -1 when the median run had a partition with no batch
+	// visible after the kill.
+	MedianMaxS float64  `json:"median_max_s"`
+	Errors     []string `json:"errors,omitempty"`
+}
+
+type recoveryRun struct {
+	MaxS       float64            `json:"max_s"`
+	MedianS    float64            `json:"median_s"`
+	Breakdown  *recoveryBreakdown `json:"breakdown,omitempty"`
+	Reconciled bool               `json:"reconciled"`
+}
+
+// median is the run whose slowest partition is the median of the runs';
+// a run that never recovered counts as the slowest.
+func (f recoveryFigures) median() (recoveryRun, bool) {
+	if len(f.Runs) == 0 {
+		return recoveryRun{}, false
+	}
+	runs := slices.Clone(f.Runs)
+	key := func(r recoveryRun) float64 {
+		if r.MaxS < 0 {
+			return math.Inf(1)
+		}
+		return r.MaxS
+	}
+	slices.SortFunc(runs, func(a, b recoveryRun) int { return cmp.Compare(key(a), key(b)) })
+	return runs[len(runs)/2], true
+}
+
+// kind names the runs in the report.
+func (f recoveryFigures) kind() string {
+	how := "a replacement started at once"
+	if f.Survivor {
+		how = "on the survivor of two workers"
+	}
+	sink := f.Sink + " sink"
+	if f.Sink == config.SinkBigQuery {
+		sink = "emulator, " + f.WriteMode + " mode"
+	}
+	return sink + ", " + how
+}
+
+// recoveryRuns measures recovery in o.RecoveryRuns short steady runs of
+// each kind: the discard sink with a replacement and on a survivor, and
+// the emulator in storagewrite mode with a replacement.
+func (e *env) recoveryRuns(ctx context.Context, o options, rep *report) error {
+	kinds := []recoveryFigures{
+		{Sink: config.SinkDiscard, WriteMode: config.WriteModeLoad},
+		{Sink: config.SinkDiscard, WriteMode: config.WriteModeLoad, Survivor: true},
+		{Sink: config.SinkBigQuery, WriteMode: config.WriteModeStorageWrite},
+	}
+	for _, f := range kinds {
+		for i := range o.RecoveryRuns {
+			e.logf("recovery, %s: run %d of %d, %.0f events/s for %s", f.kind(), i+1, o.RecoveryRuns, o.SteadyRate, o.RecoveryFor)
+			st, err := e.steadyRun(ctx, f.Sink, f.WriteMode, o.Partitions[0], o.SteadyRate, o.RecoveryFor, f.Survivor)
+			if err != nil {
+				if ctx.Err() != nil {
+					return err
+				}
+				f.Errors = append(f.Errors, err.Error())
+				e.logf("  failed: %v", err)
+				continue
+			}
+			f.Runs = append(f.Runs, recoveryRun{MaxS: st.RecoveryMaxS, MedianS: st.RecoveryMedianS, Breakdown: st.RecoveryBreakdown, Reconciled: st.Reconciled})
+			if st.RecoveryBreakdown != nil {
+				e.logf("  recovery %.2f s; %s", st.RecoveryMaxS, st.RecoveryBreakdown)
+			}
+		}
+		if m, ok := f.median(); ok {
+			f.MedianMaxS = m.MaxS
+		}
+		rep.Recovery = append(rep.Recovery, f)
+	}
+	return nil
+}
+
+// runsNote lists the runs' slowest-partition recoveries for the targets
+// table.
+func (f recoveryFigures) runsNote() string {
+	var each []string
+	for _, r := range f.Runs {
+		each = append(each, recoverySeconds(r.MaxS))
+	}
+	note := fmt.Sprintf("%d runs (%s)", len(f.Runs), strings.Join(each, ", "))
+	if len(f.Errors) > 0 {
+		note += fmt.Sprintf("; %d failed", len(f.Errors))
+	}
+	return note
+}
+
+// recoverySeconds is a recovery figure, or why there is none.
+func recoverySeconds(s float64) string {
+	if s < 0 {
+		return "not seen (a partition had no batch visible after the kill)"
+	}
+	return fmt.Sprintf("%.2f s", s)
+}
+
+// recoveryMarkdown is the report's section on recovery: where the median
+// run's seconds went, step by step.
+func (r *report) recoveryMarkdown() string {
+	if len(r.Recovery) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Recovery\n\nShort runs at %.0f events/s on %d partitions, each %s long, the worker killed with SIGKILL three quarters in; the figure is the slowest partition's time from the kill until its next batch's ledger row is visible, median of the runs. Where the median run's slowest partition spent it, in seconds after the kill (from its batch's and its partition's Temporal histories):\n\n",
+		r.Options.SteadyRate, r.Options.Partitions[0], r.Options.RecoveryFor)
+	for _, f := range r.Recovery {
+		m, ok := f.median()
+		switch {
+		case !ok:
+			fmt.Fprintf(&b, "- %s: no run finished (%s).\n", f.kind(), strings.Join(f.Errors, "; "))
+		case m.Breakdown == nil:
+			fmt.Fprintf(&b, "- %s: %s, not broken down.\n", f.kind(), recoverySeconds(m.MaxS))
+		default:
+			fmt.Fprintf(&b, "- %s: %s.", f.kind(), m.Breakdown)
+			if !m.Reconciled {
+				b.WriteString(" **Not reconciled.**")
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
