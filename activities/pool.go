@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -44,9 +46,11 @@ func (a *Activities) HoldMembership(ctx context.Context, leaseFor time.Duration)
 	}
 }
 
-// leaseBeat leaves a lease two heartbeats within its 5 s timeout; each
-// one is a billed action on Temporal Cloud (43,200 a worker a day).
-const leaseBeat = 2 * time.Second
+// leaseBeat leaves a lease three heartbeats within its 3 s timeout, so a
+// busy server has two seconds to record one; each is a billed action on
+// Temporal Cloud (86,400 a worker a day), the price of a dead worker's
+// partitions moving within 3 s.
+const leaseBeat = time.Second
 
 // TerminateBatch ends a MicroBatch run that waits on the queue of a worker
 // that left the pool. A batch already closed is left as it is.
@@ -60,6 +64,27 @@ func (a *Activities) TerminateBatch(ctx context.Context, workflowID string) erro
 	}
 	if err != nil {
 		return fmt.Errorf("terminate batch %s: %w", workflowID, err)
+	}
+	return nil
+}
+
+// ReleaseWorkflows sends the next workflow task of each workflow (its
+// current run) to its task queue rather than to the sticky queue of the
+// worker that ran it last: when that worker died, its sticky queue would
+// hold each task for the sticky schedule-to-start timeout. A workflow
+// not running is skipped.
+func (a *Activities) ReleaseWorkflows(ctx context.Context, workflowIDs []string) error {
+	if a.Temporal == nil {
+		return errors.New("release workflows: the worker has no Temporal client")
+	}
+	ns := activity.GetInfo(ctx).Namespace
+	for _, id := range workflowIDs {
+		_, err := a.Temporal.WorkflowService().ResetStickyTaskQueue(ctx, &workflowservice.ResetStickyTaskQueueRequest{
+			Namespace: ns, Execution: &commonpb.WorkflowExecution{WorkflowId: id},
+		})
+		if err != nil && !errors.As(err, new(*serviceerror.NotFound)) {
+			return fmt.Errorf("release workflow %s: %w", id, err)
+		}
 	}
 	return nil
 }

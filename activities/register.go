@@ -12,16 +12,17 @@ import (
 // activity by accident.
 func (a *Activities) byName() map[string]any {
 	return map[string]any{
-		contract.ActivityPlanBatch:      a.PlanBatch,
-		contract.ActivityDedup:          a.Dedup,
-		contract.ActivityEnrich:         a.Enrich,
-		contract.ActivityLoad:           a.Load,
-		contract.ActivityCreateStreams:  a.CreateStreams,
-		contract.ActivityNewPartitions:  a.NewPartitions,
-		contract.ActivityDecideReplay:   a.DecideReplay,
-		contract.ActivityLoadReplay:     a.LoadReplay,
-		contract.ActivityHoldMembership: a.HoldMembership,
-		contract.ActivityTerminateBatch: a.TerminateBatch,
+		contract.ActivityPlanBatch:        a.PlanBatch,
+		contract.ActivityDedup:            a.Dedup,
+		contract.ActivityEnrich:           a.Enrich,
+		contract.ActivityLoad:             a.Load,
+		contract.ActivityCreateStreams:    a.CreateStreams,
+		contract.ActivityNewPartitions:    a.NewPartitions,
+		contract.ActivityDecideReplay:     a.DecideReplay,
+		contract.ActivityLoadReplay:       a.LoadReplay,
+		contract.ActivityHoldMembership:   a.HoldMembership,
+		contract.ActivityTerminateBatch:   a.TerminateBatch,
+		contract.ActivityReleaseWorkflows: a.ReleaseWorkflows,
 	}
 }
 

@@ -16,12 +16,15 @@ const (
 	ActivityLoadReplay     = "LoadReplay"
 	ActivityHoldMembership = "HoldMembership"
 	ActivityTerminateBatch = "TerminateBatch"
+	// ActivityReleaseWorkflows runs as the pool's local activity.
+	ActivityReleaseWorkflows = "ReleaseWorkflows"
 )
 
 // Activities lists every activity name: the worker registers exactly these.
 var Activities = []string{
 	ActivityPlanBatch, ActivityDedup, ActivityEnrich, ActivityLoad, ActivityCreateStreams,
 	ActivityNewPartitions, ActivityDecideReplay, ActivityLoadReplay, ActivityHoldMembership, ActivityTerminateBatch,
+	ActivityReleaseWorkflows,
 }
 
 // Error types an activity fails with when retrying cannot help; the

@@ -31,7 +31,7 @@ import (
 
 const (
 	// leaseHeartbeat is how soon a worker that died leaves the pool.
-	leaseHeartbeat = 5 * time.Second
+	leaseHeartbeat = 3 * time.Second
 	// leaseFor is how long one HoldMembership runs before the pool starts
 	// the next, keeping the pool's history to a few events per worker an
 	// hour.
@@ -157,6 +157,18 @@ func (p *pool) remove(ctx workflow.Context, queue string, why error) {
 	}
 	workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", why)
 	p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
+	// A partition's workflow cached on the dead worker would have its next
+	// task, the one that takes in the news below, held on that worker's
+	// sticky queue for the sticky schedule-to-start timeout. Released, it
+	// goes to a live worker at once; failing costs only those seconds.
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             "release the partitions' workflows from the sticky queue of " + queue,
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReleaseWorkflows, p.partitionIDs()).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("partitions' workflows not released from a sticky queue", "queue", queue, "error", err)
+	}
 	// Every partition hears that the queue is lost, then where it goes:
 	// one moved off this worker earlier, while it still held its lease,
 	// may have work waiting there still, and may move again now.

@@ -447,6 +447,16 @@ func TestAWorkerGoneMovesItsPartitionsAtOnce(t *testing.T) {
 		}
 	}, time.Second)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.JoinSignal, "tq/b") }, 2*time.Second)
+	// The partitions' workflows are released from sticky queues before
+	// they hear of the loss.
+	var released []string
+	releasedAfter := -1
+	env.OnActivity(contract.ActivityReleaseWorkflows, mock.Anything, mock.Anything).Return(func(_ context.Context, ids []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		released, releasedAfter = ids, len(told)
+		return nil
+	})
 	var before int
 	env.RegisterDelayedCallback(func() {
 		mu.Lock()
@@ -483,5 +493,8 @@ func TestAWorkerGoneMovesItsPartitionsAtOnce(t *testing.T) {
 	}
 	if len(told)-before < 4 || !moved["tq/b"] {
 		t.Errorf("after tq/a was gone the pool told %v; want its partitions moved to tq/b", told[before:])
+	}
+	if len(released) != 4 || releasedAfter != before {
+		t.Errorf("released %v after %d assignments; want the 4 partitions' workflows released before the %d-th", released, releasedAfter, before+1)
 	}
 }
