@@ -271,6 +271,12 @@ const (
 // batches when the topic's partition count changes.
 const BudgetSignal = "budget"
 
+// TaskTimeout is the workflow task timeout of the partitions' and the
+// pool's workflows (Temporal's default is 10 s): a task a worker had
+// started when it died is given to another worker after this long, on
+// the critical path of recovery. A live worker's task takes milliseconds.
+const TaskTimeout = 5 * time.Second
+
 // DefaultSuperviseEvery keeps a partition added to a running topic
 // waiting at most this long, plus a plan, for its first batch.
 const DefaultSuperviseEvery = 30 * time.Second

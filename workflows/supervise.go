@@ -106,8 +106,9 @@ func startPartition(ctx workflow.Context, in contract.SuperviseInput, p int, fir
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		// The partition outlives this run: the supervisor continues as
 		// new, and stopping it must not stop ingestion mid-batch.
-		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
-		StaticSummary:     fmt.Sprintf("ingest %s partition %d (added to the running topic)", in.Topic, p),
+		ParentClosePolicy:   enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		StaticSummary:       fmt.Sprintf("ingest %s partition %d (added to the running topic)", in.Topic, p),
+		WorkflowTaskTimeout: contract.TaskTimeout,
 	})
 	err := workflow.ExecuteChildWorkflow(childCtx, PartitionIngest, ingest).GetChildWorkflowExecution().Get(ctx, nil)
 	if err != nil && !errors.As(err, new(*temporal.ChildWorkflowExecutionAlreadyStartedError)) {

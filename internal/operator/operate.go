@@ -221,6 +221,7 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			TaskQueue:                o.Config.TaskQueue,
 			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 			WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			WorkflowTaskTimeout:      contract.TaskTimeout,
 		}, workflows.PartitionIngest, in)
 		if err != nil {
 			return out, fmt.Errorf("start %s: %w", id, err)

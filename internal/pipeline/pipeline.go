@@ -192,7 +192,9 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		WorkerStopTimeout:                      cmp.Or(opts.StopTimeout, 30*time.Second),
 		// A workflow task cached on a worker that died waits this long
 		// before any worker may take it (default 5 s); part of recovery.
-		StickyScheduleToStartTimeout: 2 * time.Second,
+		// A live worker polls its sticky queue without pause, so a task
+		// that waits a second there is on a worker that is gone.
+		StickyScheduleToStartTimeout: time.Second,
 		// The SDK sends heartbeats at most every 80 % of the heartbeat
 		// timeout, leaving a busy server one second to record them before
 		// it gives up on a live activity (seen on a saturated machine).
@@ -292,6 +294,7 @@ func (w *Worker) join(ctx context.Context) error {
 	_, err := w.tc.SignalWithStartWorkflow(ctx, contract.PoolID(w.cfg.TaskQueue), contract.JoinSignal, w.Queue, client.StartWorkflowOptions{
 		TaskQueue:             w.cfg.TaskQueue,
 		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowTaskTimeout:   contract.TaskTimeout,
 		StaticSummary:         "assigns the partitions of task queue " + w.cfg.TaskQueue + " to its workers",
 	}, workflows.WorkerPool, contract.PoolState{})
 	return err
