@@ -77,7 +77,7 @@ func WorkerPool(ctx workflow.Context, st contract.PoolState) error {
 	p.sel.AddReceive(workflow.GetSignalChannel(ctx, contract.GoneSignal), func(c workflow.ReceiveChannel, _ bool) {
 		var queue string
 		c.Receive(ctx, &queue)
-		p.remove(ctx, queue, errors.New("its replacement found it dead"))
+		p.remove(ctx, queue, errors.New("its replacement found it dead"), true)
 	})
 	p.sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	p.sel.AddReceive(leave, func(c workflow.ReceiveChannel, _ bool) {
@@ -145,29 +145,36 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 			p.hold(ctx, queue)
 			return
 		}
-		p.remove(ctx, queue, err)
+		// A lease that timed out is a worker that died; one that ended
+		// with an error is a worker stopping, whose SDK hands its sticky
+		// workflows back itself.
+		p.remove(ctx, queue, err, temporal.IsTimeoutError(err))
 	})
 }
 
 // remove takes a member that died or stopped out of the pool and moves
 // its partitions to the members left.
-func (p *pool) remove(ctx workflow.Context, queue string, why error) {
+func (p *pool) remove(ctx workflow.Context, queue string, why error, died bool) {
 	if !slices.Contains(p.Members, queue) {
 		return
 	}
 	workflow.GetLogger(ctx).Info("worker left the pool", "queue", queue, "error", why)
 	p.Members = slices.DeleteFunc(p.Members, func(m string) bool { return m == queue })
-	// A partition's workflow cached on the dead worker would have its next
-	// task, the one that takes in the news below, held on that worker's
-	// sticky queue for the sticky schedule-to-start timeout. Released, it
-	// goes to a live worker at once; failing costs only those seconds.
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-		Summary:             "release the partitions' workflows from the sticky queue of " + queue,
-	})
-	if err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReleaseWorkflows, p.partitionIDs()).Get(ctx, nil); err != nil {
-		workflow.GetLogger(ctx).Warn("partitions' workflows not released from a sticky queue", "queue", queue, "error", err)
+	if died {
+		// A partition's workflow cached on the dead worker would have its
+		// next task, the one that takes in the news below, held on that
+		// worker's sticky queue for the sticky schedule-to-start timeout.
+		// Released, it goes to a live worker at once; failing costs only
+		// that second. (A released workflow cached on a live worker is
+		// replayed there once: the price, paid only when a worker dies.)
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 10 * time.Second,
+			RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+			Summary:             "release the partitions' workflows from the sticky queue of " + queue,
+		})
+		if err := workflow.ExecuteLocalActivity(lctx, contract.ActivityReleaseWorkflows, p.partitionIDs()).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Warn("partitions' workflows not released from a sticky queue", "queue", queue, "error", err)
+		}
 	}
 	// Every partition hears that the queue is lost, then where it goes:
 	// one moved off this worker earlier, while it still held its lease,

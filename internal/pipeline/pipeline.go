@@ -198,7 +198,8 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		// The SDK sends heartbeats at most every 80 % of the heartbeat
 		// timeout, leaving a busy server one second to record them before
 		// it gives up on a live activity (seen on a saturated machine).
-		// Sending them every second leaves four.
+		// Sending them every second leaves four within an activity's 5 s,
+		// two within the pool lease's 3 s.
 		MaxHeartbeatThrottleInterval: time.Second,
 	}
 	queue := contract.WorkerQueue(cfg.TaskQueue, identity)

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -84,12 +85,13 @@ func claimDead(path, taskQueue string) (string, error) {
 	if err := tryLock(f); err != nil {
 		return "", nil // held: its worker lives
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return "", fmt.Errorf("worker lock %s: %w", path, err)
 	}
 	q := string(b)
-	if !strings.HasPrefix(q, taskQueue+"/") {
+	// Only a worker queue of this task queue (not of "<taskQueue>/eu").
+	if identity, ok := strings.CutPrefix(q, taskQueue+"/"); !ok || identity == "" || strings.Contains(identity, "/") {
 		return "", nil
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -64,6 +64,7 @@ func TestAWorkerRestartedInPlaceFindsItsPredecessorDead(t *testing.T) {
 	// Another task queue's dead worker, and another host's.
 	for path, queue := range map[string]string{
 		filepath.Join(dir, workersDir, "pod-1", "x.lock"): "other/pod-1-9-cccc",
+		filepath.Join(dir, workersDir, "pod-1", "z.lock"): "tq/eu/pod-1-9-gggg", // task queue "tq/eu"
 		filepath.Join(dir, workersDir, "pod-2", "y.lock"): "tq/pod-2-9-dddd",
 	} {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -92,7 +93,7 @@ func TestAWorkerRestartedInPlaceFindsItsPredecessorDead(t *testing.T) {
 		files[i] = filepath.Base(files[i])
 	}
 	slices.Sort(files)
-	if fmt.Sprint(files) != "[pod-1-8-bbbb.lock x.lock]" {
-		t.Errorf("lock files left: %v; want the live worker's and the other task queue's", files)
+	if fmt.Sprint(files) != "[pod-1-8-bbbb.lock x.lock z.lock]" {
+		t.Errorf("lock files left: %v; want the live worker's and the other task queues'", files)
 	}
 }
