@@ -394,17 +394,14 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 			if ex.GetType().GetName() == "MicroBatch" {
 				c.Batches++
 			}
-			it := e.temporal.GetWorkflowHistory(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-			var events []*history.HistoryEvent
-			for it.HasNext() {
-				ev, err := it.Next()
-				if err != nil {
-					return c, err
-				}
+			events, err := e.history(ctx, ex.GetExecution().GetWorkflowId(), ex.GetExecution().GetRunId())
+			if err != nil {
+				return c, err
+			}
+			for _, ev := range events {
 				c.HistoryEvents++
 				c.HistoryBytes += int64(proto.Size(ev))
 				byType[ev.GetEventType().String()]++
-				events = append(events, ev)
 			}
 			switch ex.GetType().GetName() {
 			case "MicroBatch":

@@ -340,16 +340,7 @@ func TestANewPoolRunLearnsEveryPartition(t *testing.T) {
 		env.SignalWorkflow(contract.WantSignal, as)
 	}, 4*time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 5*time.Second)
-	var st contract.PoolState
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(contract.ProgressQuery)
-		if err == nil {
-			err = v.Get(&st)
-		}
-		if err != nil {
-			t.Error(err)
-		}
-	}, 4500*time.Millisecond)
+	st := queryPoolAt(t, env, 4500*time.Millisecond)
 	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
 	want := map[string]string{"ingest/payments/0": "tq/a", "ingest/payments/1": "tq/b"}
 	if fmt.Sprint(st.Partitions) != fmt.Sprint(want) {
@@ -389,16 +380,7 @@ func TestJoinTakesOnlyWorkerQueuesUpToTheCap(t *testing.T) {
 		}
 		env.SignalWorkflow(contract.JoinSignal, "tq/w0000") // a member again
 	}, time.Second)
-	var st contract.PoolState
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(contract.ProgressQuery)
-		if err == nil {
-			err = v.Get(&st)
-		}
-		if err != nil {
-			t.Error(err)
-		}
-	}, 2*time.Second)
+	st := queryPoolAt(t, env, 2*time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 3*time.Second)
 	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
 	if len(st.Members) != contract.MaxPoolMembers {
@@ -465,16 +447,7 @@ func TestAWorkerGoneMovesItsPartitionsAtOnce(t *testing.T) {
 		env.SignalWorkflow(contract.GoneSignal, "tq/nobody")
 		env.SignalWorkflow(contract.GoneSignal, "tq/a")
 	}, 3*time.Second)
-	var st contract.PoolState
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(contract.ProgressQuery)
-		if err == nil {
-			err = v.Get(&st)
-		}
-		if err != nil {
-			t.Error(err)
-		}
-	}, 3500*time.Millisecond)
+	st := queryPoolAt(t, env, 3500*time.Millisecond)
 	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Second)
 	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
 	if fmt.Sprint(st.Members) != "[tq/b]" || loads(st.Partitions)["tq/b"] != 4 {
@@ -497,4 +470,21 @@ func TestAWorkerGoneMovesItsPartitionsAtOnce(t *testing.T) {
 	if len(released) != 4 || releasedAfter != before {
 		t.Errorf("released %v after %d assignments; want the 4 partitions' workflows released before the %d-th", released, releasedAfter, before+1)
 	}
+}
+
+// queryPoolAt queries the pool's state at the given time of the test's
+// clock; the returned state is filled in once the workflow has run.
+func queryPoolAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration) *contract.PoolState {
+	t.Helper()
+	st := new(contract.PoolState)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(contract.ProgressQuery)
+		if err == nil {
+			err = v.Get(st)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, at)
+	return st
 }
