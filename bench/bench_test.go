@@ -113,6 +113,7 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("no survivor run: %+v", rep.SteadySurvivor)
 	}
 	checkRecovery(t, o, rep.Recovery)
+	checkCost(t, o, rep)
 	if rep.Steady.Sink != "bigquery" || rep.SteadyDiscard.Sink != "discard" {
 		t.Errorf("steady runs' sinks: %q and %q", rep.Steady.Sink, rep.SteadyDiscard.Sink)
 	}
@@ -150,7 +151,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds", "## Write modes", "storagewrite mode", "## Recovery", "queue lost"} {
+	for _, want := range []string{"catch-up, emulator sink", "discard sink", "latency p99", "orchestration overhead", "peak RSS", "recovery after SIGKILL", "on the survivor", "Smoke mode", "Where the CPU went", "History events a batch adds", "## Write modes", "storagewrite mode", "## Recovery", "queue lost", "## Temporal cost", "actions a batch by kind", "## Scaling with partitions"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("summary lacks %q", want)
 		}
@@ -278,6 +279,44 @@ func checkRecovery(t *testing.T, o options, kinds []recoveryFigures) {
 			if bd.LostS <= 0 || bd.LostS > bd.BatchStartedS {
 				t.Errorf("recovery, %s: the partition was not told its queue was lost before its batch started again: %s", f.kind(), bd)
 			}
+		}
+	}
+}
+
+// checkCost: the cost runs and the scaling curve ran without a kill,
+// reconciled, and counted what Temporal bills: a batch is at least a
+// child's start (2), an activity (1) and its decisions' markers (1).
+func checkCost(t *testing.T, o options, rep *report) {
+	t.Helper()
+	if rep.Scaling == nil {
+		t.Fatal("no scaling curve")
+	}
+	runs := slices.Concat(rep.Cost, rep.Scaling.Steady)
+	if want := len(o.CostRates) + len(o.ScalingRates)*len(o.ScalingPartitions); len(runs) != want {
+		t.Errorf("%d cost and scaling runs, want %d", len(runs), want)
+	}
+	for _, st := range runs {
+		c := st.Cost
+		if c == nil || !st.Reconciled || st.RecoveryMaxS != 0 {
+			t.Errorf("%s run at %.0f events/s on %d partitions: cost %+v, reconciled %v, recovery %.1f s (no kill was asked for)", st.Sink, st.Rate, st.Partitions, c, st.Reconciled, st.RecoveryMaxS)
+			continue
+		}
+		if c.Batches == 0 || c.ActionsPerBatch < 4 || c.ActionsByKind["child workflow started"] < 2 || c.ActionsByKind["local activities"] < 1 {
+			t.Errorf("%s run: billed actions implausible: %+v", st.Sink, c)
+		}
+		if c.Events != st.Events || c.ServerCPUMsPer1000 <= 0 || c.ActionsPerS <= 0 || c.DollarsPerMillion <= 0 || c.Note != "" {
+			t.Errorf("%s run: cost figures missing: %+v", st.Sink, c)
+		}
+		if math.Abs(c.DollarsPerMillion-c.ActionsPerMillion*dollarsPerMillionActions/1e6) > 1e-9 {
+			t.Errorf("dollars %.4f do not follow from %.0f actions a million", c.DollarsPerMillion, c.ActionsPerMillion)
+		}
+	}
+	if len(rep.Scaling.CatchUp) != len(o.ScalingPartitions) {
+		t.Errorf("scaling catch-up runs: %d, want %d", len(rep.Scaling.CatchUp), len(o.ScalingPartitions))
+	}
+	for i, c := range rep.Scaling.CatchUp {
+		if c.Partitions != o.ScalingPartitions[i] || !c.Reconciled || c.EventsPerS <= 0 {
+			t.Errorf("scaling catch-up on %d partitions: %+v", o.ScalingPartitions[i], c)
 		}
 	}
 }

@@ -292,6 +292,23 @@ type temporalCost struct {
 	// activity running. Other: the rest of the MicroBatch (its other
 	// workflow tasks, scheduling Load, round trips through the server).
 	Breakdown batchBreakdown `json:"breakdown"`
+	// Billed actions (billedActions' rules, and the worker's heartbeats
+	// where it was asked): in all, a batch, a million events, and by kind
+	// a batch; the dollars at the first tier's list price.
+	Actions           float64            `json:"billed_actions,omitempty"`
+	ActionsPerBatch   float64            `json:"billed_actions_per_batch,omitempty"`
+	ActionsPerMillion float64            `json:"billed_actions_per_million_events,omitempty"`
+	ActionsByKind     map[string]float64 `json:"billed_actions_per_batch_by_kind,omitempty"`
+	DollarsPerMillion float64            `json:"dollars_per_million_events,omitempty"`
+	// The Temporal server's CPU, and actions and history a second, over a
+	// steady run.
+	ServerCPUMsPer1000 float64 `json:"server_cpu_ms_per_1000_events,omitempty"`
+	ServerCores        float64 `json:"server_cores,omitempty"`
+	ActionsPerS        float64 `json:"billed_actions_per_s,omitempty"`
+	HistoryBytesPerS   float64 `json:"history_bytes_per_s,omitempty"`
+	Note               string  `json:"note,omitempty"`
+
+	byKind map[string]float64
 }
 
 type batchBreakdown struct {
@@ -378,7 +395,7 @@ func (b *breakdown) medians() batchBreakdown {
 // measureTemporalCost reads every workflow history of a run's task queue:
 // each MicroBatch and every run of each PartitionIngest.
 func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, records int) (temporalCost, error) {
-	var c temporalCost
+	c := temporalCost{byKind: map[string]float64{}}
 	var token []byte
 	var times breakdown
 	byType := map[string]int{}
@@ -398,6 +415,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 			if err != nil {
 				return c, err
 			}
+			billedActions(events, c.byKind)
 			for _, ev := range events {
 				c.HistoryEvents++
 				c.HistoryBytes += int64(proto.Size(ev))
@@ -424,6 +442,7 @@ func (e *env) measureTemporalCost(ctx context.Context, cfg config.Config, record
 			c.PerBatchByType[strings.TrimPrefix(t, "EVENT_TYPE_")] = float64(n) / float64(c.Batches)
 		}
 	}
+	c.settle()
 	if records > 0 {
 		c.EventsPer1000Records = float64(c.HistoryEvents) * 1000 / float64(records)
 		c.BytesPer1000Records = float64(c.HistoryBytes) * 1000 / float64(records)

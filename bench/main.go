@@ -57,7 +57,16 @@ type options struct {
 	// recovery after SIGKILL.
 	RecoveryRuns int           `json:"recovery_runs"`
 	RecoveryFor  time.Duration `json:"recovery_for_ns"`
-	MicroTime    string        `json:"micro_benchtime"`
+	// CostRates are the rates (events/s) at which Temporal's bill is
+	// measured, storagewrite into the emulator, CostFor each.
+	CostRates []int         `json:"cost_rates,omitempty"`
+	CostFor   time.Duration `json:"cost_for_ns,omitempty"`
+	// The scaling curve: discard-sink runs of ScalingFor at each rate and
+	// partition count, and catch-up of Events at each count.
+	ScalingRates      []int         `json:"scaling_rates,omitempty"`
+	ScalingPartitions []int         `json:"scaling_partitions,omitempty"`
+	ScalingFor        time.Duration `json:"scaling_for_ns,omitempty"`
+	MicroTime         string        `json:"micro_benchtime"`
 	// WorkerMemoryLimit is the memory limit of the container the steady
 	// runs' worker is taken to run in (its --memory-limit): the GC keeps
 	// under 90 %. Catch-up runs have none: their batches are larger.
@@ -96,6 +105,11 @@ func defaultOptions() options {
 		SurvivorFor:       12 * time.Minute,
 		RecoveryRuns:      3,
 		RecoveryFor:       90 * time.Second,
+		CostRates:         []int{5000, 10000},
+		CostFor:           2 * time.Minute,
+		ScalingRates:      []int{10000, 20000},
+		ScalingPartitions: []int{4, 8, 16, 32, 64},
+		ScalingFor:        time.Minute,
 		MicroTime:         "1s",
 		WorkerMemoryLimit: "768MiB",
 		OutDir:            "bench/results",
@@ -108,6 +122,8 @@ func smokeOptions() options {
 	o.Events, o.EmulatorEvents, o.Runs, o.BatchSizes, o.Partitions = 6000, 6000, 1, []int{2000}, []int{2}
 	o.LoaderEvents, o.SteadyRate, o.SteadyFor, o.EmulatorSteadyFor, o.MicroTime, o.Smoke = 6000, 1000, 12*time.Second, 12*time.Second, "100x", true
 	o.SurvivorFor, o.WriteModeRates = 12*time.Second, []int{1000}
+	o.CostRates, o.CostFor = []int{1000}, 12*time.Second
+	o.ScalingRates, o.ScalingPartitions, o.ScalingFor = []int{1000}, []int{1, 2}, 12*time.Second
 	o.RecoveryRuns, o.RecoveryFor = 1, 12*time.Second
 	return o
 }
@@ -194,9 +210,26 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.SurvivorFor, "survivor-for", o.SurvivorFor, "length of the discard sink's run with two workers, one killed near the end (recovery on the survivor)")
 	fs.IntVar(&o.RecoveryRuns, "recovery-runs", o.RecoveryRuns, "short runs of each kind that measure recovery after SIGKILL (the figure is their median)")
 	fs.DurationVar(&o.RecoveryFor, "recovery-for", o.RecoveryFor, "length of each recovery run; the worker is killed three quarters in")
+	fs.Func("cost-rates", fmt.Sprintf("comma-separated rates (events/s) at which Temporal's bill is measured, storagewrite into the emulator (default %s)", joinInts(o.CostRates)), func(v string) error {
+		var err error
+		o.CostRates, err = parseInts(v)
+		return err
+	})
+	fs.DurationVar(&o.CostFor, "cost-for", o.CostFor, "length of each cost run")
+	fs.Func("scaling-rates", fmt.Sprintf("comma-separated total rates (events/s) of the scaling curve (default %s)", joinInts(o.ScalingRates)), func(v string) error {
+		var err error
+		o.ScalingRates, err = parseInts(v)
+		return err
+	})
+	fs.Func("scaling-partitions", fmt.Sprintf("comma-separated partition counts of the scaling curve (default %s)", joinInts(o.ScalingPartitions)), func(v string) error {
+		var err error
+		o.ScalingPartitions, err = parseInts(v)
+		return err
+	})
+	fs.DurationVar(&o.ScalingFor, "scaling-for", o.ScalingFor, "length of each steady run of the scaling curve")
 	fs.StringVar(&o.MicroTime, "micro-benchtime", o.MicroTime, "-benchtime of the Go micro-benchmarks")
 	fs.StringVar(&o.WorkerMemoryLimit, "worker-memory-limit", o.WorkerMemoryLimit, "the steady runs' worker's container memory limit (its --memory-limit; the GC keeps under 90% of it); empty for none")
-	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady, write-modes (default: all; the others are left at zero)", func(v string) error {
+	fs.Func("only", "measure only these parts, comma-separated: micro, catch-up, steady, recovery, write-modes, cost, scaling (default: all; the others are left at zero)", func(v string) error {
 		for _, p := range config.SplitList(v) {
 			if !slices.Contains(benchParts, p) {
 				return fmt.Errorf("unknown part %q: want some of %s", p, strings.Join(benchParts, ", "))
@@ -223,7 +256,10 @@ func parseOptions(args []string) (options, error) {
 			return o, fmt.Errorf("--worker-memory-limit: %w", err)
 		}
 	}
-	for _, n := range slices.Concat(o.BatchSizes, o.Partitions, o.WriteModeRates) {
+	if o.CostFor < 10*time.Second || o.ScalingFor < 10*time.Second {
+		return o, fmt.Errorf("need --cost-for and --scaling-for >= 10s")
+	}
+	for _, n := range slices.Concat(o.BatchSizes, o.Partitions, o.WriteModeRates, o.CostRates, o.ScalingRates, o.ScalingPartitions) {
 		if n < 1 {
 			return o, fmt.Errorf("batch sizes, partition counts and rates must be positive, got %d", n)
 		}
@@ -232,7 +268,7 @@ func parseOptions(args []string) (options, error) {
 }
 
 // benchParts are what --only chooses from.
-var benchParts = []string{"micro", "catch-up", "steady", "recovery", "write-modes"}
+var benchParts = []string{"micro", "catch-up", "steady", "recovery", "write-modes", "cost", "scaling"}
 
 // measures tells whether the run measures part.
 func (o options) measures(part string) bool {

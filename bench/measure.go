@@ -49,7 +49,12 @@ type report struct {
 	Recovery []recoveryFigures `json:"recovery,omitempty"`
 	// WriteModes compares load and storagewrite into the emulator.
 	WriteModes []writeModeFigures `json:"write_modes,omitempty"`
-	Dedup      dedupMemory        `json:"dedup_index"`
+	// Cost is Temporal's bill in storagewrite mode into the emulator, a
+	// run per --cost-rates rate.
+	Cost []steadyState `json:"temporal_cost_storagewrite,omitempty"`
+	// Scaling is how the costs move with the partition count.
+	Scaling *scalingFigures `json:"scaling,omitempty"`
+	Dedup   dedupMemory     `json:"dedup_index"`
 	// Profile is where the CPU went in the first discard run at the
 	// headline batch size, and in the plain loop's at that size.
 	Profile runProfile   `json:"cpu_profile"`
@@ -160,6 +165,16 @@ func measure(ctx context.Context, o options) (*report, error) {
 			return nil, err
 		}
 	}
+	if o.measures("cost") {
+		if err := e.costRuns(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	if o.measures("scaling") {
+		if err := e.scalingRuns(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
 	return rep, nil
 }
 
@@ -183,7 +198,7 @@ func (e *env) steadyRuns(ctx context.Context, o options, rep *report) error {
 			how = "two workers, the survivor takes over"
 		}
 		e.logf("steady state, %s sink: %.0f events/s for %s (%s)", run.sink, o.SteadyRate, run.length, how)
-		st, err := e.steadyRun(ctx, run.sink, config.WriteModeLoad, parts, o.SteadyRate, run.length, run.survivor)
+		st, err := e.steadyRun(ctx, steadySpec{sink: run.sink, writeMode: config.WriteModeLoad, partitions: parts, rate: o.SteadyRate, length: run.length, survivor: run.survivor})
 		// A steady run that fails (a server timing out under the load)
 		// is reported with its error, not allowed to throw away what
 		// the rest of the run measured.

@@ -30,14 +30,21 @@ type recoveryBreakdown struct {
 	// (the replacement named its predecessor dead, or the lease timed
 	// out).
 	LostS float64 `json:"lost_s"`
+	// ActedS: the partition's first workflow task after that started:
+	// it acted on the news.
+	ActedS float64 `json:"acted_s,omitempty"`
+	// TimedOut lists the workflow tasks of the partition and the batch
+	// that timed out after the kill (a task under way on the killed
+	// worker), with when: the wait a task timeout adds.
+	TimedOut []string `json:"task_timeouts,omitempty"`
 	// BatchStartedS: the batch that recovered started (the stranded run
 	// ended and its ID started again on the new worker, or a new plan's).
 	BatchStartedS float64 `json:"batch_started_s"`
 	// PickedUpS: a worker started the batch's first workflow task.
 	PickedUpS float64 `json:"picked_up_s"`
-	// DecidedS: Dedup and Enrich were recorded (they run as local
-	// activities in that task): the window was back, from a snapshot or
-	// the log, and every record decided.
+	// DecidedS: Dedup was recorded (it runs as a local activity in that
+	// task): the window was back, from a snapshot or the log, and every
+	// record decided.
 	DecidedS float64 `json:"decided_s"`
 	// BatchDoneS: the batch completed: rows and ledger written, offset
 	// committed.
@@ -53,13 +60,17 @@ func (b recoveryBreakdown) String() string {
 	for _, s := range []struct {
 		name string
 		at   float64
-	}{{"worker up", b.WorkerUpS}, {"queue lost", b.LostS}, {"batch started", b.BatchStartedS}, {"picked up", b.PickedUpS},
+	}{{"worker up", b.WorkerUpS}, {"queue lost", b.LostS}, {"partition acted", b.ActedS}, {"batch started", b.BatchStartedS}, {"picked up", b.PickedUpS},
 		{"decided", b.DecidedS}, {"batch done", b.BatchDoneS}, {"visible", b.VisibleS}} {
 		if s.at > 0 {
 			parts = append(parts, fmt.Sprintf("%s %.2f s", s.name, s.at))
 		}
 	}
-	return fmt.Sprintf("partition %d: ", b.Partition) + strings.Join(parts, " → ")
+	line := fmt.Sprintf("partition %d: ", b.Partition) + strings.Join(parts, " → ")
+	if len(b.TimedOut) > 0 {
+		line += "; task timeouts: " + strings.Join(b.TimedOut, ", ")
+	}
+	return line
 }
 
 // breakDownRecovery reads the histories of the slowest partition's first
@@ -109,6 +120,10 @@ func (e *env) breakDownRecovery(ctx context.Context, cfg config.Config, seen []l
 			b.DecidedS = since(at)
 		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
 			b.BatchDoneS = since(at)
+		case enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+			if at.After(killedAt) {
+				b.TimedOut = append(b.TimedOut, fmt.Sprintf("batch at %.2f s", since(at)))
+			}
 		}
 	}
 
@@ -130,8 +145,19 @@ func (e *env) breakDownRecovery(ctx context.Context, cfg config.Config, seen []l
 		}
 		for _, ev := range events {
 			at := ev.GetEventTime().AsTime()
+			if at.Before(killedAt) {
+				continue
+			}
+			switch ev.GetEventType() {
+			case enums.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+				b.TimedOut = append(b.TimedOut, fmt.Sprintf("partition at %.2f s", since(at)))
+			case enums.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+				if b.LostS > 0 && b.ActedS == 0 && since(at) >= b.LostS {
+					b.ActedS = since(at)
+				}
+			}
 			sig := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if at.Before(killedAt) || ev.GetEventType() != enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || sig.GetSignalName() != contract.AssignSignal {
+			if ev.GetEventType() != enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || sig.GetSignalName() != contract.AssignSignal {
 				continue
 			}
 			var as contract.Assignment
@@ -224,7 +250,7 @@ func (e *env) recoveryRuns(ctx context.Context, o options, rep *report) error {
 	for _, f := range kinds {
 		for i := range o.RecoveryRuns {
 			e.logf("recovery, %s: run %d of %d, %.0f events/s for %s", f.kind(), i+1, o.RecoveryRuns, o.SteadyRate, o.RecoveryFor)
-			st, err := e.steadyRun(ctx, f.Sink, f.WriteMode, o.Partitions[0], o.SteadyRate, o.RecoveryFor, f.Survivor)
+			st, err := e.steadyRun(ctx, steadySpec{sink: f.Sink, writeMode: f.WriteMode, partitions: o.Partitions[0], rate: o.SteadyRate, length: o.RecoveryFor, survivor: f.Survivor})
 			if err != nil {
 				if ctx.Err() != nil {
 					return err

@@ -229,7 +229,7 @@ func (r *report) markdown(chart string) string {
 		}
 		b.WriteString("\nWhere a batch's time goes, from the workflow histories' event times (median seconds per batch, batches of " + fmt.Sprint(mid) + " on " + fmt.Sprint(parts) + " partitions). " +
 			"Between a batch completing and the partition's next MicroBatch starting: waiting for that batch's PlanBatch (reading and parsing it from Kafka, as the plain loop does too), and the rest, which is Temporal's (the PartitionIngest's workflow task, the child's start). " +
-			"Decide: Dedup and Enrich, local activities in a workflow task. Load: the Load activity. Other: the MicroBatch's remaining workflow tasks and round trips through the server. " +
+			"Decide: Dedup, a local activity in a workflow task. Load: the Load activity, which scores the batch too. Other: the MicroBatch's remaining workflow tasks and round trips through the server. " +
 			"Temporal's share is the between-batches rest and other, of the whole.\n\n")
 		b.WriteString("| sink | waiting for the plan | between batches, Temporal | decide | load | other | Temporal's share |\n|---|---|---|---|---|---|---|\n")
 		for _, c := range []struct {
@@ -302,6 +302,8 @@ func (r *report) markdown(chart string) string {
 	}
 	b.WriteString(r.recoveryMarkdown())
 	b.WriteString(r.writeModesMarkdown())
+	b.WriteString(r.costMarkdown())
+	b.WriteString(r.scalingMarkdown())
 
 	if o.measures("micro") {
 		b.WriteString("\n## Micro-benchmarks\n\n| benchmark | ns/op | B/op | allocs/op |\n|---|---|---|---|\n")
@@ -317,7 +319,11 @@ func (r *report) markdown(chart string) string {
 func (r *report) svg() string {
 	const w, h, pad = 900, 360, 50
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	total := h
+	if r.Scaling != nil {
+		total += h + 20
+	}
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, total)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
 
 	// Left: throughput by batch size.
@@ -366,6 +372,7 @@ func (r *report) svg() string {
 	ty := float64(h-pad) - targetLatencyP99/maxLat*chartH
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="red" stroke-dasharray="4"/><text x="%.0f" y="%.1f" fill="red">target p99</text>`+"\n", x0-5, ty, x0+235, ty, x0+180, ty-4)
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%d" x2="%.0f" y2="%d" stroke="black"/>`+"\n", x0-5, h-pad, x0+235, h-pad)
+	r.scalingSVG(&b, h+20, w, h)
 	b.WriteString("</svg>\n")
 	return b.String()
 }

@@ -77,6 +77,9 @@ type steadyState struct {
 	FellBehind bool     `json:"fell_behind"`
 	Reconciled bool     `json:"reconciled"`
 	Mismatches []string `json:"mismatches,omitempty"`
+	// Cost, in a run without a kill, is what Temporal billed and stored
+	// for it (see temporalCost).
+	Cost *temporalCost `json:"temporal_cost,omitempty"`
 	// Error is why the run did not finish; its other figures are those
 	// it had by then.
 	Error string `json:"error,omitempty"`
@@ -94,12 +97,29 @@ type ledgerSeen struct {
 	seen       time.Time
 }
 
+// steadySpec is one steady run: sink and write mode, partitions, produce
+// rate and length, and what happens to the worker.
+type steadySpec struct {
+	sink, writeMode string
+	partitions      int
+	rate            float64
+	length          time.Duration
+	// survivor: two workers share the partitions and one is killed, with
+	// no replacement.
+	survivor bool
+	// noKill: no worker is killed (the cost and scaling runs), and the
+	// run's Temporal cost is read back from its histories.
+	noKill bool
+}
+
 // steadyRun runs the pipeline at rate for length and kills a worker near
-// the end. With survivor unset one worker runs and a replacement starts at
-// the kill, as a restarted container would; with it set two workers share
-// the partitions from the start, and the one left takes over the killed
-// one's partitions, windows included, with no replacement.
-func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions int, rate float64, length time.Duration, survivor bool) (steadyState, error) {
+// the end, unless noKill. With survivor unset one worker runs and a
+// replacement starts at the kill, as a restarted container would; with it
+// set two workers share the partitions from the start, and the one left
+// takes over the killed one's partitions, windows included, with no
+// replacement.
+func (e *env) steadyRun(ctx context.Context, s steadySpec) (steadyState, error) {
+	sink, writeMode, partitions, rate, length, survivor := s.sink, s.writeMode, s.partitions, s.rate, s.length, s.survivor
 	res := steadyState{Sink: sink, WriteMode: writeMode, Rate: rate, Partitions: partitions, Survivor: survivor}
 	cfg, _, err := e.newRun(ctx, sink, writeMode, partitions, 0)
 	if err != nil {
@@ -154,49 +174,40 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 
 	// Kill the worker three quarters in (a minute before the end of a long
 	// run, so memory is seen as long as it can be); a replacement starts
-	// at once.
+	// at once. A run without a kill measures until the producer is done.
 	var killedAt, workerUp time.Time
 	var second *workerProc
-	killAfter := killAt(length)
-	select {
-	case <-time.After(killAfter):
-	case err := <-produced:
-		first.kill()
-		return res, fmt.Errorf("producer stopped early: %v", err)
-	}
-	res.Cores = map[string]float64{}
-	for name, s := range cpu.used() {
-		res.Cores[name] = s / time.Since(began).Seconds()
-	}
-	if v, err := first.metric(ctx, metrics.DedupWindowBytes); err != nil {
-		e.logf("  dedup window bytes not read: %v", err)
-	} else {
-		res.DedupWindowMB = v / 1e6
-	}
-	if top, err := first.heapTop(ctx, filepath.Join(e.dir, "heap-"+sink+".pb.gz")); err != nil {
-		res.HeapTop = []string{err.Error()}
-	} else {
-		res.HeapTop = top
-	}
-	first.kill()
-	killedAt = time.Now()
-	res.RSS = first.rss()
 	logPath := e.workerLog(cfg)
-	if loads := logDurations(logPath, "load done"); len(loads) > 0 {
-		slices.Sort(loads)
-		res.LoadP50S, res.LoadP95S = percentile(loads, 50), percentile(loads, 95)
-	}
-	if survivor {
-		logPath = survivorLog // where the killed worker's windows come back
-	} else {
-		if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
+	if s.noKill {
+		defer first.stop()
+		if err := <-produced; err != nil {
 			return res, err
 		}
-		defer second.stop()
-		workerUp = time.Now()
-	}
-	if err := <-produced; err != nil {
-		return res, err
+	} else {
+		select {
+		case <-time.After(killAt(length)):
+		case err := <-produced:
+			first.kill()
+			return res, fmt.Errorf("producer stopped early: %v", err)
+		}
+		res.Cores = coresSince(cpu, began)
+		e.lookInside(ctx, first, sink, &res)
+		first.kill()
+		killedAt = time.Now()
+		res.RSS = first.rss()
+		res.LoadP50S, res.LoadP95S = loadTimes(logPath)
+		if survivor {
+			logPath = survivorLog // where the killed worker's windows come back
+		} else {
+			if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
+				return res, err
+			}
+			defer second.stop()
+			workerUp = time.Now()
+		}
+		if err := <-produced; err != nil {
+			return res, err
+		}
 	}
 	// A sink slower than the rate leaves a backlog; past a grace period
 	// that is the result (the sink cannot sustain the rate), not an error.
@@ -218,6 +229,21 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 		return res, err
 	}
 	res.Events = manifest.Records
+	if s.noKill {
+		// Every batch counts toward latency; the cost is the whole run's.
+		killedAt = time.Now()
+		res.Cores = coresSince(cpu, began)
+		e.lookInside(ctx, first, sink, &res)
+		res.RSS = first.rss()
+		res.LoadP50S, res.LoadP95S = loadTimes(logPath)
+		cost, err := e.measureTemporalCost(ctx, cfg, manifest.Records)
+		if err != nil {
+			return res, err
+		}
+		cost.addHeartbeats(ctx, first)
+		cost.addServerCPU(cpu.used()["temporal"], res.Seconds)
+		res.Cost = &cost
+	}
 
 	if res.FellBehind {
 		res.Mismatches = []string{fmt.Sprintf("not caught up %s after the producer stopped: the sink cannot sustain %.0f events/s", catchUpGrace, rate)}
@@ -239,11 +265,13 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 	if err := e.latencies(ctx, cfg, partitions, seen, killedAt, &res); err != nil {
 		return res, err
 	}
-	res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
-	if bd, err := e.breakDownRecovery(ctx, cfg, seen, killedAt, workerUp); err != nil {
-		e.logf("  recovery not broken down: %v", err)
-	} else {
-		res.RecoveryBreakdown = &bd
+	if !s.noKill {
+		res.RecoveryMaxS, res.RecoveryMedianS = recovery(seen, partitions, killedAt)
+		if bd, err := e.breakDownRecovery(ctx, cfg, seen, killedAt, workerUp); err != nil {
+			e.logf("  recovery not broken down: %v", err)
+		} else {
+			res.RecoveryBreakdown = &bd
+		}
 	}
 	// The replacement's log: each partition's window came from a snapshot
 	// or from a replay of the log.
@@ -256,6 +284,40 @@ func (e *env) steadyRun(ctx context.Context, sink, writeMode string, partitions 
 	}
 	res.PeakRSSMB, res.FirstHalfPeakMB, res.LastHalfPeakMB, res.WindowFilledS = rssPeaks(res.RSS, cfg.AllowedLateness)
 	return res, nil
+}
+
+// coresSince is the cores each process kept busy since began.
+func coresSince(cpu *cpuMeter, began time.Time) map[string]float64 {
+	cores := map[string]float64{}
+	for name, s := range cpu.used() {
+		cores[name] = s / time.Since(began).Seconds()
+	}
+	return cores
+}
+
+// lookInside reads what holds the worker's memory: the dedup windows'
+// bytes and the live heap's largest holders.
+func (e *env) lookInside(ctx context.Context, w *workerProc, sink string, res *steadyState) {
+	if v, err := w.metric(ctx, metrics.DedupWindowBytes); err != nil {
+		e.logf("  dedup window bytes not read: %v", err)
+	} else {
+		res.DedupWindowMB = v / 1e6
+	}
+	if top, err := w.heapTop(ctx, filepath.Join(e.dir, "heap-"+sink+".pb.gz")); err != nil {
+		res.HeapTop = []string{err.Error()}
+	} else {
+		res.HeapTop = top
+	}
+}
+
+// loadTimes are the median and p95 of the Load activity in a worker's log.
+func loadTimes(logPath string) (p50, p95 float64) {
+	loads := logDurations(logPath, "load done")
+	if len(loads) == 0 {
+		return 0, 0
+	}
+	slices.Sort(loads)
+	return percentile(loads, 50), percentile(loads, 95)
 }
 
 // catchUpGrace is how long the steady run waits for the backlog once the

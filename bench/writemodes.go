@@ -47,7 +47,7 @@ func (e *env) measureWriteModes(ctx context.Context, o options, rep *report) err
 	for _, rate := range o.WriteModeRates {
 		for i, mode := range writeModesCompared {
 			e.logf("write mode %s, steady: %d events/s for %s", mode, rate, o.EmulatorSteadyFor)
-			st, err := e.steadyRun(ctx, config.SinkBigQuery, mode, parts, float64(rate), o.EmulatorSteadyFor, false)
+			st, err := e.steadyRun(ctx, steadySpec{sink: config.SinkBigQuery, writeMode: mode, partitions: parts, rate: float64(rate), length: o.EmulatorSteadyFor})
 			if err != nil {
 				if ctx.Err() != nil {
 					return err
