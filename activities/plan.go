@@ -17,13 +17,23 @@ import (
 // errStop ends a ReadRange early.
 var errStop = errors.New("stop")
 
+// planQuiet is how long a plan polls before its first heartbeat: each
+// heartbeat is a billed Temporal action, and most plans end sooner (a
+// batch closes once its oldest record has waited Linger). The plan's
+// heartbeat timeout (workflows) leaves room for it.
+const planQuiet = 4 * time.Second
+
 // PlanBatch picks the end of the next batch: at most MaxRecords records and,
 // past the first record, at most MaxBytes of keys and values, and never
 // past the last stable offset, so that no batch holds a record of a
-// transaction still open.
+// transaction still open. A batch short of MaxRecords closes once its
+// first record has waited Linger since it was produced, so that records
+// already waiting (after a restart, or a slow batch before) are not held
+// a Linger more.
 func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
+	var oldest time.Time // when the record at in.Next was produced, once it is there
 	a.windows.touch(windowKey(in.Topic, in.Partition))
 	// The log counts as growing while its end moved in the last two
 	// polls: one quiet poll is a producer's hiccup, not the end of a
@@ -39,7 +49,12 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 	for {
 		short := b.Stable-in.Next < int64(in.MaxRecords)
 		growing := ends[0] < 0 || b.Stable > ends[0]
-		if b.Stable > in.Next && (!short || !growing || time.Since(began) >= in.Linger) {
+		if b.Stable > in.Next && oldest.IsZero() {
+			if oldest, err = a.producedAt(ctx, in); err != nil {
+				return contract.PlanResult{}, err
+			}
+		}
+		if b.Stable > in.Next && (!short || !growing || time.Since(oldest) >= in.Linger) {
 			if b, err = a.bounds(ctx, in); err != nil {
 				return contract.PlanResult{}, err
 			}
@@ -52,7 +67,9 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 			}
 			return contract.PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
 		}
-		activity.RecordHeartbeat(ctx, b.Stable)
+		if time.Since(began) >= planQuiet {
+			activity.RecordHeartbeat(ctx, b.Stable)
+		}
 		select {
 		case <-ctx.Done():
 			return contract.PlanResult{}, ctx.Err()
@@ -70,6 +87,26 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 		}
 		b.Stable, b.End = stable, max(b.End, stable)
 	}
+}
+
+// producedAt is when the first record at or after in.Next was produced,
+// by its timestamp, and never later than now: a producer whose clock runs
+// ahead must not hold a batch longer. (One whose clock runs behind makes
+// smaller batches, never later ones.) Now when the offset holds no data
+// record (a transaction marker).
+func (a *Activities) producedAt(ctx context.Context, in contract.PlanInput) (time.Time, error) {
+	now := time.Now()
+	at := now
+	_, err := a.readRange(ctx, in.Topic, in.Partition, in.Next, in.Next+1, func(r kafkalog.Record) error {
+		if !r.Time.IsZero() && r.Time.Before(now) {
+			at = r.Time
+		}
+		return nil
+	})
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the time of %s/%d offset %d: %w", in.Topic, in.Partition, in.Next, err)
+	}
+	return at, nil
 }
 
 // bounds reads the partition's bounds, fails for good when its log no

@@ -71,13 +71,26 @@ func TestPlanBatchLingers(t *testing.T) {
 	if res.End != hw+200 || took > 30*time.Second {
 		t.Errorf("records arriving: batch ends at %d after %s, want full at %d, well before the linger", res.End, took, hw+200)
 	}
+	// The linger counts from the first record's produce time: records
+	// that have waited it already (a backlog after a restart) are cut at
+	// once, however long it is and though more keep coming...
+	hw = logEnd(t, kafka, "plan")
+	time.Sleep(time.Second) // the records at 0 have waited the linger
+	stop = trickle()
+	res, took = plan(contract.PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: time.Second})
+	stop()
+	if res.End < hw || took > 500*time.Millisecond {
+		t.Errorf("records arriving after a backlog: batch ends at %d after %s, want at least %d at once", res.End, took, hw)
+	}
+	// ...and fresh ones wait it out, from the first one's production.
 	hw = logEnd(t, kafka, "plan")
 	linger := 500 * time.Millisecond
-	stop = trickle()
-	res, took = plan(contract.PlanInput{Next: 0, MaxRecords: 100 * int(hw), Linger: linger})
+	stop = trickle() // returns once the record at hw is there
+	began := time.Now()
+	res, took = plan(contract.PlanInput{Next: hw, MaxRecords: 100 * int(hw), Linger: linger})
 	stop()
-	if res.End <= hw || took < linger {
-		t.Errorf("records arriving, never full: batch ends at %d after %s, want past %d after the linger %s", res.End, took, hw, linger)
+	if res.End <= hw+1 || took < linger-100*time.Millisecond || time.Since(began) > linger+5*time.Second {
+		t.Errorf("fresh records arriving, never full: batch ends at %d after %s, want past %d after about the linger %s", res.End, took, hw+1, linger)
 	}
 	// Caught up: an empty range after PollFor, whatever the linger.
 	hw = logEnd(t, kafka, "plan")
