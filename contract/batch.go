@@ -115,6 +115,10 @@ type Spec struct {
 	// runs started before it existed); a partition keeps one value, since
 	// a rebuilt window must decide as the warm one did.
 	MaxWindowIDs int `json:",omitempty"`
+	// NoCountAttributes: the batch does not upsert its counts as search
+	// attributes when done, which saves a billed action a batch. Unset in
+	// batches started before it existed, which upserted them.
+	NoCountAttributes bool `json:",omitempty"`
 	// Streams, in storagewrite mode, is where each table's rows go: its
 	// partition's COMMITTED write stream and the offset this batch's rows
 	// start at. Empty in load mode.

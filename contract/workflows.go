@@ -70,6 +70,9 @@ type IngestInput struct {
 	Paused bool
 	// Draining is an operator's drain not yet done, kept likewise.
 	Draining bool `json:",omitempty"`
+	// SearchableCounts makes each batch upsert its counts as search
+	// attributes when done (Spec.NoCountAttributes).
+	SearchableCounts bool `json:",omitempty"`
 	// WriteMode is WriteModeStorageWrite for appends to COMMITTED
 	// write streams (docs/design.md §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.

@@ -210,6 +210,8 @@ func (p *partition) next() (*contract.Spec, error) {
 		AllowedLateness: p.in.AllowedLateness,
 		MaxWindowIDs:    p.in.MaxWindowIDs,
 		Streams:         maps.Clone(p.streams),
+		// The counts are in the batch's result and the ledger either way.
+		NoCountAttributes: !p.in.SearchableCounts,
 	}, nil
 }
 

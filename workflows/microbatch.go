@@ -92,12 +92,15 @@ func MicroBatch(ctx workflow.Context, spec contract.Spec) (contract.Result, erro
 	if err := workflow.ExecuteActivity(loadCtx, contract.ActivityLoad, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}).Get(ctx, &totals); err != nil {
 		return contract.Result{}, err
 	}
-	// Counts become searchable in the web UI once the batch is done.
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		searchattr.BatchLoaded.ValueSet(float64(totals.Loaded)),
-		searchattr.BatchDuplicates.ValueSet(float64(totals.Duplicates)),
-		searchattr.BatchRejected.ValueSet(float64(totals.Errors+totals.Late)),
-	)
+	// Counts become searchable in the web UI once the batch is done,
+	// where the operator asked for it (a billed action a batch).
+	if !spec.NoCountAttributes {
+		_ = workflow.UpsertTypedSearchAttributes(ctx,
+			searchattr.BatchLoaded.ValueSet(float64(totals.Loaded)),
+			searchattr.BatchDuplicates.ValueSet(float64(totals.Duplicates)),
+			searchattr.BatchRejected.ValueSet(float64(totals.Errors+totals.Late)),
+		)
+	}
 	workflow.SetCurrentDetails(ctx, totalsDetails(spec, totals))
 	return contract.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/searchattr"
 )
 
 var (
@@ -116,6 +117,35 @@ func TestMicroBatchLoadsTheRecordedDecisions(t *testing.T) {
 		t.Errorf("loads %d, result %+v", loads, res)
 	}
 	env.AssertExpectations(t)
+}
+
+// TestBatchCountsAreSearchableOnlyWhenAsked: a batch upserts its counts as
+// search attributes, a billed action, only when its partition was started
+// with them asked for; a batch started before the choice existed (its
+// Spec without NoCountAttributes) upserts them as it always did.
+func TestBatchCountsAreSearchableOnlyWhenAsked(t *testing.T) {
+	for _, quiet := range []bool{false, true} {
+		env := newEnv(t)
+		spec := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 2, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute, NoCountAttributes: quiet}
+		env.OnActivity("Dedup", mock.Anything, spec).Return(decisions, nil)
+		env.OnActivity("Enrich", mock.Anything, spec, decisions).Return(enrichment, nil)
+		env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97, Duplicates: 1, Late: 1, Errors: 1}, nil)
+		upserts := 0
+		env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+			upserts++
+			sa, _ := args.Get(0).(temporal.SearchAttributes)
+			if v, _ := sa.GetFloat64(searchattr.BatchRejected); v != 2 {
+				t.Errorf("BatchRejected upserted as %v, want 2", v)
+			}
+		}).Return(nil).Maybe()
+		env.ExecuteWorkflow(MicroBatch, spec)
+		if err := env.GetWorkflowError(); err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{false: 1, true: 0}[quiet]; upserts != want {
+			t.Errorf("NoCountAttributes %v: %d upserts, want %d", quiet, upserts, want)
+		}
+	}
 }
 
 // plan mocks PlanBatch: one range [0, 100), then the log's end as an

@@ -107,6 +107,7 @@ func TestEndToEnd(t *testing.T) {
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords = 1500 // many batches, so duplicates cross batch boundaries
 	tuning.PollFor = time.Second
+	tuning.SearchableCounts = true // found in the web UI by BatchLoaded below
 	e := startEnv(t, 3, tuning)
 	cfg := e.operator.Config
 

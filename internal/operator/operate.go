@@ -256,6 +256,7 @@ func (o *Operator) ingestInput(partitions int) contract.IngestInput {
 		Topic: o.Config.Topic, MaxRecords: o.Tuning.MaxRecords, MaxBytes: o.Tuning.MaxBytes, PollFor: o.Tuning.PollFor, Linger: o.Tuning.Linger,
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
 		Pool:             contract.PoolID(o.Config.TaskQueue),
+		SearchableCounts: o.Tuning.SearchableCounts,
 		MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config)),
 	}
 }

@@ -13,6 +13,10 @@ type Tuning struct {
 	// MaxBatchesPerRun forces continue-as-new that often (0: the
 	// workflow's default); tests use it to cross run boundaries.
 	MaxBatchesPerRun int
+	// SearchableCounts upserts each batch's counts as search attributes
+	// (BatchLoaded, BatchDuplicates, BatchRejected) when it is done: one
+	// billed Temporal action a batch more.
+	SearchableCounts bool
 	// SuperviseEvery is how often the topic's supervisor looks for added
 	// partitions (0: contract.DefaultSuperviseEvery).
 	SuperviseEvery time.Duration
