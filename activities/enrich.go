@@ -18,12 +18,28 @@ import (
 // scores again (invariant 3).
 func (a *Activities) Enrich(ctx context.Context, spec contract.Spec, d contract.Decisions) (contract.Enrichment, error) {
 	began := time.Now()
-	scorer := fraud.NewScorer()
-	out := contract.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	recs, _, err := a.batchRecords(ctx, spec)
 	if err != nil {
 		return contract.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}
+	out, err := score(spec, d, recs)
+	if err != nil {
+		return contract.Enrichment{}, err
+	}
+	a.logger(ctx, spec).Info("enrich done", zap.Int("scored", len(out.Scores)), since(began))
+	return out, nil
+}
+
+// score scores the batch's loaded records, in offset order, with the
+// fraud rules: this build's, which must be the version the batch names
+// when it names one (Spec.FraudRules).
+func score(spec contract.Spec, d contract.Decisions, recs []rows.Record) (contract.Enrichment, error) {
+	if spec.FraudRules != 0 && spec.FraudRules != fraud.Version {
+		// Retried, it may reach a worker of the version it names.
+		return contract.Enrichment{}, fmt.Errorf("score %s: the batch names fraud rules version %d, this worker has version %d", spec.ID(), spec.FraudRules, fraud.Version)
+	}
+	scorer := fraud.NewScorer()
+	out := contract.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	for _, e := range rows.Loaded(d, recs) {
 		s := scorer.Score(e)
 		out.Scores = append(out.Scores, s.Score)
@@ -31,8 +47,7 @@ func (a *Activities) Enrich(ctx context.Context, spec contract.Spec, d contract.
 	}
 	faults.At("enrich")
 	if len(out.Scores) != d.Loaded {
-		return contract.Enrichment{}, fmt.Errorf("enrich %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
+		return contract.Enrichment{}, fmt.Errorf("score %s: found %d loaded records, dedup decided %d", spec.ID(), len(out.Scores), d.Loaded)
 	}
-	a.logger(ctx, spec).Info("enrich done", zap.Int("scored", len(out.Scores)), since(began))
 	return out, nil
 }

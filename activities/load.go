@@ -151,6 +151,13 @@ func (a *Activities) buildRows(ctx context.Context, in contract.LoadInput, now t
 	if err != nil {
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", in.Spec.ID(), err)
 	}
+	if in.Spec.FraudRules > 0 {
+		// Scored here, not recorded: the same records, decisions and
+		// rule set give the same scores on every attempt.
+		if in.Enrichment, err = score(in.Spec, in.Decisions, recs); err != nil {
+			return nil, contract.Totals{}, err
+		}
+	}
 	// Building a large batch's rows takes seconds on a busy machine; the
 	// heartbeat timeout is five.
 	step := func(i int) { heartbeatEvery(ctx, i, "rows") }

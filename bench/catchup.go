@@ -141,8 +141,8 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		g, gctx := errgroup.WithContext(ctx)
 		for p := range partitions {
 			g.Go(func() error {
-				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
-					_, err := acts.Load(gctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}) // it commits the offset too
+				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
+					_, err := acts.Load(gctx, contract.LoadInput{Spec: spec, Decisions: d}) // it commits the offset too
 					return err
 				})
 			})
@@ -171,10 +171,10 @@ func (e *env) activities(cfg config.Config) *activities.Activities {
 }
 
 // eachBatch plans a partition's batches from its start to its current end
-// and runs dedup and enrichment on each, as PartitionIngest and
-// MicroBatch do, handing the decided batch to fn.
+// and runs dedup on each, as PartitionIngest and MicroBatch do, handing
+// the decided batch to fn (Load scores it, as in the workflows).
 func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
-	fn func(contract.Spec, contract.Decisions, contract.Enrichment) error) error {
+	fn func(contract.Spec, contract.Decisions) error) error {
 	b, err := kafkalog.BoundsOf(ctx, cfg.Kafka(), cfg.Topic, p)
 	if err != nil {
 		return err
@@ -189,16 +189,13 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 		if plan.End == next {
 			return nil // everything produced before the run is done
 		}
-		spec := contract.Spec{Range: contract.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness}
+		spec := contract.Spec{Range: contract.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness,
+			FraudRules: contract.FraudRules}
 		d, err := acts.Dedup(ctx, spec)
 		if err != nil {
 			return err
 		}
-		enr, err := acts.Enrich(ctx, spec, d)
-		if err != nil {
-			return err
-		}
-		if err := fn(spec, d, enr); err != nil {
+		if err := fn(spec, d); err != nil {
 			return err
 		}
 		next, window = plan.End, d.Next
@@ -222,8 +219,8 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 	}
 	jobs := make([][]job, partitions)
 	for p := range partitions {
-		err := eachBatch(ctx, acts, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions, enr contract.Enrichment) error {
-			rows, _, err := activities.BuildRows(ctx, acts, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: enr}, time.Now().UTC())
+		err := eachBatch(ctx, acts, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
+			rows, _, err := activities.BuildRows(ctx, acts, contract.LoadInput{Spec: spec, Decisions: d}, time.Now().UTC())
 			jobs[p] = append(jobs[p], job{spec.ID(), rows})
 			return err
 		})
@@ -288,7 +285,7 @@ type temporalCost struct {
 	// for that batch's PlanBatch (reading and parsing it from Kafka, which
 	// the plain loop does too) and the rest (the PartitionIngest's
 	// workflow task and the child's start). Decide: the workflow tasks
-	// that run Dedup and Enrich as local activities. Load: the Load
+	// that run Dedup (and Enrich, in batches from before Load scored) as local activities. Load: the Load
 	// activity running. Other: the rest of the MicroBatch (its other
 	// workflow tasks, scheduling Load, round trips through the server).
 	Breakdown batchBreakdown `json:"breakdown"`

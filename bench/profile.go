@@ -90,8 +90,7 @@ var workerParts = partTable{
 	parts: []struct{ part, frame string }{
 		{"PlanBatch: Kafka read and parse", "activities.(*Activities).PlanBatch"},
 		{"Dedup", "activities.(*Activities).Dedup"},
-		{"Enrich", "activities.(*Activities).Enrich"},
-		{"Load: rows built and serialized, ledger job, commit", "activities.(*Activities).Load"},
+		{"Load: fraud scores, rows built and serialized, ledger job, commit", "activities.(*Activities).Load"},
 		{"GC in the background", "runtime.gcBgMarkWorker"},
 		{"Temporal SDK and gRPC", "go.temporal.io/"},
 		{"Temporal SDK and gRPC", "google.golang.org/grpc"},
@@ -101,7 +100,7 @@ var workerParts = partTable{
 
 // activityParts is how many of workerParts' first names are activities,
 // which the plain loop runs too.
-const activityParts = 4
+const activityParts = 3
 
 // profileSeconds is how long to profile the worker's run of events: long
 // enough to cover all of it at two thirds of the discard sink's usual rate,

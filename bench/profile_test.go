@@ -38,9 +38,9 @@ Type: cpu
 	}
 	want := map[string]time.Duration{
 		names[0]:          30 * time.Millisecond,
-		names[3]:          40 * time.Millisecond,
-		names[4]:          1200 * time.Millisecond,
-		names[5]:          20 * time.Millisecond,
+		names[2]:          40 * time.Millisecond,
+		names[3]:          1200 * time.Millisecond,
+		names[4]:          20 * time.Millisecond,
 		workerParts.other: 10 * time.Millisecond,
 	}
 	if total != 1300*time.Millisecond || len(byPart) != len(want) {

@@ -115,6 +115,12 @@ type Spec struct {
 	// runs started before it existed); a partition keeps one value, since
 	// a rebuilt window must decide as the warm one did.
 	MaxWindowIDs int `json:",omitempty"`
+	// FraudRules is the fraud rule set's version (fraud.Version) that Load
+	// scores the batch's loaded records with: scores are a pure function
+	// of the records, the recorded decisions and that version, so they are
+	// computed again rather than recorded. 0 in batches started before
+	// it existed, whose Enrich recorded the scores.
+	FraudRules int `json:",omitempty"`
 	// NoCountAttributes: the batch does not upsert its counts as search
 	// attributes when done, which saves a billed action a batch. Unset in
 	// batches started before it existed, which upserted them.
@@ -156,8 +162,14 @@ type Decisions struct {
 	Next Window // the window's bounds at Range.End, for the next batch
 }
 
+// FraudRules is the fraud rule set version new batches are scored with
+// (Spec.FraudRules); it must equal a version the workers' fraud package
+// knows.
+const FraudRules = 1
+
 // Enrichment is the Enrich activity's result: one score per loaded record,
-// in offset order (fraud.Score's fields, kept as plain arrays).
+// in offset order (fraud.Score's fields, kept as plain arrays). Batches
+// with Spec.FraudRules set have none: Load scores them.
 type Enrichment struct {
 	Scores  []uint8 // encoding/json writes a []uint8 as base64 already
 	Reasons Codes

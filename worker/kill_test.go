@@ -135,8 +135,8 @@ func (f *faultEnv) reconcileWith(t *testing.T, m *simulation.Manifest) {
 }
 
 // TestWorkerKilledAtEveryStage kills the worker process with SIGKILL at
-// each stage of a batch in turn — reading Kafka, inside Dedup, inside
-// Enrich, between the load of one table and the next, after the loads but
+// each stage of a batch in turn — reading Kafka, inside Dedup, while
+// Load scores the batch, between the load of one table and the next, after the loads but
 // before the offset commit — then starts a fresh worker: the books must
 // balance to the cent.
 func TestWorkerKilledAtEveryStage(t *testing.T) {

@@ -29,7 +29,6 @@ func TestOperatorControls(t *testing.T) {
 		return contract.PlanResult{End: min(in.Next+int64(in.MaxRecords), logEnd), HighWatermark: logEnd}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	committed := int64(0)
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		time.Sleep(20 * time.Millisecond)
@@ -172,7 +171,6 @@ func TestPauseWhileAFailedBatchWaitsThenContinueAsNew(t *testing.T) {
 		return contract.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		if in.Spec.Start == 100 {
 			return contract.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", contract.ErrTypeLoadFailed, nil)
@@ -215,7 +213,6 @@ func TestADrainUnderWayAnswersTheProgressQuery(t *testing.T) {
 		return contract.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	loads := 0
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		if in.Spec.Start == 100 {

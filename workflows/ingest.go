@@ -212,6 +212,7 @@ func (p *partition) next() (*contract.Spec, error) {
 		Streams:         maps.Clone(p.streams),
 		// The counts are in the batch's result and the ledger either way.
 		NoCountAttributes: !p.in.SearchableCounts,
+		FraudRules:        contract.FraudRules,
 	}, nil
 }
 

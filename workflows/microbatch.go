@@ -15,12 +15,16 @@ import (
 	"github.com/paystream/paystream/internal/searchattr"
 )
 
-// decide runs Dedup and then Enrich on the batch, as local activities.
+// decide runs Dedup on the batch as a local activity, and Enrich after it
+// for batches from before Load scored them (Spec.FraudRules 0).
 func decide(ctx workflow.Context, spec contract.Spec) (contract.Decisions, contract.Enrichment, error) {
 	var d contract.Decisions
 	var enr contract.Enrichment
 	if err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, dedupSummary(spec)), contract.ActivityDedup, spec).Get(ctx, &d); err != nil {
 		return d, enr, err
+	}
+	if spec.FraudRules > 0 {
+		return d, enr, nil // Load scores with that rule set
 	}
 	err := workflow.ExecuteLocalActivity(withLocalSummary(ctx, enrichSummary(d)), contract.ActivityEnrich, spec, d).Get(ctx, &enr)
 	return d, enr, err

@@ -153,7 +153,6 @@ func (d *deadWorker) mock(env *testsuite.TestWorkflowEnvironment, until int64, p
 		return contract.PlanResult{End: in.Next + 100, HighWatermark: until}, nil
 	}).After(planTakes)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(func(ctx context.Context, _ time.Duration) error {
 		if d.dead(ctx) {
 			return notStarted

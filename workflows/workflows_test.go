@@ -148,6 +148,26 @@ func TestBatchCountsAreSearchableOnlyWhenAsked(t *testing.T) {
 	}
 }
 
+// TestABatchNamingFraudRulesRecordsNoScores: a batch that names a fraud
+// rule set records only Dedup's decisions; Load scores it (and gets no
+// scores to apply), so history holds no per-record score.
+func TestABatchNamingFraudRulesRecordsNoScores(t *testing.T) {
+	env := newEnv(t)
+	spec := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 2, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute, FraudRules: contract.FraudRules}
+	env.OnActivity("Dedup", mock.Anything, spec).Return(decisions, nil).Once()
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
+		if in.Spec.FraudRules != contract.FraudRules || len(in.Enrichment.Scores) != 0 || len(in.Decisions.DuplicateOffsets) != 1 {
+			t.Errorf("Load got %+v: want the recorded decisions, the rule set, and no scores", in)
+		}
+		return contract.Totals{Loaded: 97}, nil
+	}).Once()
+	env.ExecuteWorkflow(MicroBatch, spec)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	env.AssertExpectations(t) // Enrich, unmocked, would have failed the batch
+}
+
 // plan mocks PlanBatch: one range [0, 100), then the log's end as an
 // error retrying cannot fix, which ends the workflow where a test can look.
 func plan(env *testsuite.TestWorkflowEnvironment) {
@@ -168,7 +188,6 @@ func TestAFailedLoadRunsAgainUnderItsID(t *testing.T) {
 	var j journal
 	plan(env)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	loads := 0
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loads++
@@ -194,7 +213,6 @@ func TestContinueAsNewCarriesTheWindow(t *testing.T) {
 	env := newEnv(t)
 	plan(env)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 1})
 	next := continuedWith(t, env.GetWorkflowError())
@@ -218,7 +236,6 @@ func storageWriteEnv(t *testing.T, prefix string) *testsuite.TestWorkflowEnviron
 		return contract.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
 	})
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	return env
 }
 
@@ -263,6 +280,8 @@ func TestStorageWriteOffsetsFollowTheRows(t *testing.T) {
 // append landed past their end (OUT_OF_RANGE, for good).
 func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
 	env := storageWriteEnv(t, "new")
+	// The pending batch is from before Load scored: its scores are Enrich's.
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	var j journal
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 		tx := in.Spec.Streams["transactions"]
@@ -295,7 +314,6 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 			return contract.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
 		})
 		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
 			j.add("load " + in.Spec.ID())
 			if loadErr == nil {
@@ -315,9 +333,10 @@ func TestAFailedBatchOutlivesItsRun(t *testing.T) {
 	j, err := run(in, temporal.NewNonRetryableApplicationError("schema mismatch", contract.ErrTypeLoadFailed, nil), 30*time.Second)
 	next := continuedWith(t, err)
 	// Planning runs beside the batch, so only the plans' offsets are
-	// compared, not their order.
-	if want := "[load batch/payments/0/0-100 | plan 0 plan 100]"; j.split() != want {
-		t.Errorf("first run called %s, want %s", j.split(), want)
+	// compared, not their order; the plan from 100 is called off when
+	// the batch fails, so it may not have run by then.
+	if got := j.split(); got != "[load batch/payments/0/0-100 | plan 0 plan 100]" && got != "[load batch/payments/0/0-100 | plan 0]" {
+		t.Errorf("first run called %s, want the batch's load and the plan from 0, maybe that from 100", got)
 	}
 	if want := "batch/payments/0/0-100"; next.Pending == nil || next.Pending.ID() != want || next.Next != 0 {
 		t.Fatalf("continued at %d with pending batch %+v, want %s", next.Next, next.Pending, want)
@@ -351,7 +370,6 @@ func TestStopWaitsForAFailedBatch(t *testing.T) {
 	env := newEnv(t)
 	plan(env)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	var loaded []string
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loaded = append(loaded, in.Spec.ID())
@@ -378,7 +396,6 @@ func TestAStopIsNotHandedOnAsADrain(t *testing.T) {
 	env := newEnv(t)
 	plan(env)
 	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 	var loaded []string
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 		loaded = append(loaded, in.Spec.ID())
@@ -416,7 +433,7 @@ func TestAPendingBatchAtAnotherLatenessHandsOnAFloor(t *testing.T) {
 		windows = append(windows, spec.Window)
 		return decisions, nil
 	})
-	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
+	env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil) // the pending batch's
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
 	pending := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 0, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second,
@@ -447,7 +464,6 @@ func TestBudgetSpacesBatchesAndGrowsThem(t *testing.T) {
 			return contract.PlanResult{End: in.Next + 100, HighWatermark: 1000}, nil
 		})
 		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 		env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
 			starts = append(starts, env.Now())
 			return contract.Totals{Loaded: 97}, nil
@@ -486,7 +502,6 @@ func TestTheFailedBatchWaitGrowsAcrossContinueAsNew(t *testing.T) {
 			return contract.PlanResult{End: in.Next + int64(in.MaxRecords), HighWatermark: 1000}, nil
 		})
 		env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
-		env.OnActivity("Enrich", mock.Anything, mock.Anything, mock.Anything).Return(enrichment, nil)
 		env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{}, temporal.NewNonRetryableApplicationError("quota", contract.ErrTypeLoadFailed, nil))
 		env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, suggestAt)
 		began := env.Now()

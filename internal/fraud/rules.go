@@ -22,6 +22,13 @@ import (
 	"github.com/paystream/paystream/internal/payment"
 )
 
+// Version names this rule set. A batch records the version it is scored
+// with (contract.Spec.FraudRules) instead of its scores, so any change to
+// a rule, weight or threshold takes a new version, and a worker scores a
+// batch only with the version it names: a retried Load scores as the
+// first attempt did.
+const Version = 1
+
 // Rule codes, as they appear in transactions_enriched.fraud_reasons.
 const (
 	LargeAmount     = "large_amount"
