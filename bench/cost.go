@@ -76,7 +76,7 @@ func billedActions(events []*history.HistoryEvent, into map[string]float64) {
 // addHeartbeats adds the activity heartbeats the worker sent to Temporal
 // (its SDK's request counter): billed, but in no history.
 func (c *temporalCost) addHeartbeats(ctx context.Context, w *workerProc) {
-	n, err := w.metricSum(ctx, "temporal_request", `operation="RecordActivityTaskHeartbeat"`)
+	n, err := w.metricSum(ctx, "temporal_request_total", `operation="RecordActivityTaskHeartbeat"`)
 	if err != nil {
 		c.Note = "heartbeats not counted: " + err.Error()
 		return
@@ -117,16 +117,21 @@ func (c *temporalCost) settle() {
 }
 
 // metricSum adds up every series of a labelled metric in w's /metrics
-// whose labels contain match.
+// whose labels contain match; an error when the metric has no series at
+// all (a name that is wrong would otherwise read as zero).
 func (w *workerProc) metricSum(ctx context.Context, name, match string) (float64, error) {
 	body, err := w.get(ctx, "/metrics")
 	if err != nil {
 		return 0, err
 	}
-	sum, found := 0.0, false
+	sum, seen := 0.0, false
 	for _, l := range strings.Split(string(body), "\n") {
 		rest, ok := strings.CutPrefix(l, name+"{")
-		if !ok || !strings.Contains(rest, match) {
+		if !ok {
+			continue
+		}
+		seen = true
+		if !strings.Contains(rest, match) {
 			continue
 		}
 		i := strings.LastIndexByte(rest, ' ')
@@ -134,12 +139,12 @@ func (w *workerProc) metricSum(ctx context.Context, name, match string) (float64
 		if err != nil {
 			return 0, fmt.Errorf("metrics: %q: %w", l, err)
 		}
-		sum, found = sum+v, true
+		sum += v
 	}
-	if !found {
-		return 0, nil // the worker sent none
+	if !seen {
+		return 0, fmt.Errorf("metrics: no %s", name)
 	}
-	return sum, nil
+	return sum, nil // none matching: the worker sent none
 }
 
 // costRuns measures what Temporal bills for the pipeline in storagewrite
