@@ -112,23 +112,34 @@ func Close(a *Activities) {
 	}
 }
 
-// heartbeatEvery sends a heartbeat at every 5,000th step n of a long loop
-// in an activity (a no-op outside one): often enough for the heartbeat
-// timeout on a busy machine, rarely enough to cost nothing. None is sent
-// in an attempt's first second: the SDK sends the first heartbeat at
-// once, which would cost the server a write for every plan of a batch,
-// and a loop that ends within the heartbeat timeout needs none.
-func heartbeatEvery(ctx context.Context, n int, detail any) {
-	if n%5000 != 0 || !activity.IsActivity(ctx) {
-		return
-	}
-	if time.Since(activity.GetInfo(ctx).StartedTime) >= time.Second {
-		activity.RecordHeartbeat(ctx, detail)
-	}
+// heartbeatQuiet is how long an attempt runs before its first heartbeat.
+// Each heartbeat that reaches the server is a billed Temporal action, and
+// the SDK sends the first at once, so heartbeating from the start would
+// bill nearly every plan and load; most end sooner. The workflows'
+// heartbeat timeout (8 s) leaves room for it.
+const heartbeatQuiet = 4 * time.Second
+
+// quiet tells whether an activity attempt is still in its first
+// heartbeatQuiet.
+func quiet(ctx context.Context) bool {
+	return time.Since(activity.GetInfo(ctx).StartedTime) < heartbeatQuiet
 }
 
-// keepAlive heartbeats the activity every second, with detail, until the
-// returned stop is called; outside an activity it does nothing. A call
+// heartbeatEvery sends a heartbeat at every 5,000th step n of a long loop
+// in an activity (a no-op outside one, and in its first heartbeatQuiet):
+// often enough for the heartbeat timeout on a busy machine, rarely enough
+// to cost nothing.
+func heartbeatEvery(ctx context.Context, n int, detail any) {
+	if n%5000 != 0 || !activity.IsActivity(ctx) || quiet(ctx) {
+		return
+	}
+	activity.RecordHeartbeat(ctx, detail)
+}
+
+// keepAlive heartbeats the activity every second past its first
+// heartbeatQuiet (the SDK sends them on at most every 80 % of the
+// heartbeat timeout), with detail, until the returned stop is called;
+// outside an activity it does nothing. A call
 // into BigQuery can block longer than the heartbeat timeout, which is
 // there to notice a worker that died; StartToCloseTimeout and the
 // clients' own timeouts bound a call that hangs. ctx must be the
@@ -151,7 +162,9 @@ func keepAlive(ctx context.Context, detail any) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx, detail)
+				if !quiet(ctx) {
+					activity.RecordHeartbeat(ctx, detail)
+				}
 			}
 		}
 	}()

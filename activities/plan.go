@@ -17,12 +17,6 @@ import (
 // errStop ends a ReadRange early.
 var errStop = errors.New("stop")
 
-// planQuiet is how long a plan polls before its first heartbeat: each
-// heartbeat is a billed Temporal action, and most plans end sooner (a
-// batch closes once its oldest record has waited Linger). The plan's
-// heartbeat timeout (workflows) leaves room for it.
-const planQuiet = 4 * time.Second
-
 // PlanBatch picks the end of the next batch: at most MaxRecords records and,
 // past the first record, at most MaxBytes of keys and values, and never
 // past the last stable offset, so that no batch holds a record of a
@@ -67,7 +61,7 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 			}
 			return contract.PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
 		}
-		if time.Since(began) >= planQuiet {
+		if !quiet(ctx) { // most plans end sooner (heartbeatQuiet)
 			activity.RecordHeartbeat(ctx, b.Stable)
 		}
 		select {

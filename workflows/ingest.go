@@ -340,7 +340,7 @@ func planOptions(ctx workflow.Context, in contract.IngestInput, queue string) wo
 	opts := workflow.ActivityOptions{
 		TaskQueue:           queue,
 		StartToCloseTimeout: in.PollFor + time.Minute,
-		HeartbeatTimeout:    planHeartbeatTimeout,
+		HeartbeatTimeout:    heartbeatTimeout, // it heartbeats while polling
 		RetryPolicy:         retry,
 	}
 	if queue != "" {
@@ -350,12 +350,6 @@ func planOptions(ctx workflow.Context, in contract.IngestInput, queue string) wo
 	}
 	return workflow.WithActivityOptions(ctx, opts)
 }
-
-// planHeartbeatTimeout is longer than an activity's: a plan sends its
-// first heartbeat only after 4 s of polling (each is a billed action, and
-// most plans end sooner). A plan whose worker died is moved by the pool
-// when it learns, not by this timeout.
-const planHeartbeatTimeout = 8 * time.Second
 
 // planCall is a PlanBatch in flight: where it runs and how to call it off.
 type planCall struct {

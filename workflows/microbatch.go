@@ -40,11 +40,12 @@ func withLocalSummary(ctx workflow.Context, summary string) workflow.Context {
 	})
 }
 
-// heartbeatTimeout is how soon a killed worker's activity is retried
-// elsewhere, so it bounds recovery after a worker dies. Workers send
-// heartbeats every second (pipeline.NewWorker), which leaves a live
-// activity several chances to get one recorded on a saturated machine.
-const heartbeatTimeout = 5 * time.Second
+// heartbeatTimeout is how soon an activity whose worker died or stalled
+// is retried elsewhere when nothing else notices: the pool moves a dead
+// worker's partitions, and ends their batches, within seconds. Activities
+// send no heartbeat in their first 4 s, each being a billed action
+// (activities.heartbeatQuiet), then one every 80 % of this.
+const heartbeatTimeout = 8 * time.Second
 
 // Activity options, set deliberately:
 //   - retries never stop on their own (a batch must not be skipped), backing

@@ -219,7 +219,7 @@ func TestBigQueryFaults(t *testing.T) {
 			stallMu.Unlock()
 			if hold {
 				injected.Add(1)
-				time.Sleep(7 * time.Second) // the heartbeat timeout is 5 s
+				time.Sleep(10 * time.Second) // the heartbeat timeout is 8 s
 			}
 		}
 		switch current {
