@@ -171,8 +171,8 @@ const FraudRules = 1
 // in offset order (fraud.Score's fields, kept as plain arrays). Batches
 // with Spec.FraudRules set have none: Load scores them.
 type Enrichment struct {
-	Scores  []uint8 // encoding/json writes a []uint8 as base64 already
-	Reasons Codes
+	Scores  []uint8 `json:",omitempty"` // encoding/json writes a []uint8 as base64 already
+	Reasons Codes   `json:",omitempty"`
 }
 
 // Totals is what Load wrote, the batch's answer to reconciliation.

@@ -27,6 +27,10 @@ type placement struct {
 	poolID  string
 	asked   workflow.Future
 	askedAt time.Time
+	// watch is the timer wait checks a long batch's worker by: one
+	// timer for the batches of watchEvery, not one a batch, since each
+	// timer is a billed Temporal action.
+	watch workflow.Future
 }
 
 // assignmentWait bounds how long a partition's first run waits for the
@@ -160,18 +164,27 @@ func (pl *placement) planFailed(ctx workflow.Context, queue string, err error) {
 }
 
 // wait waits until done, or until the batch's queue is lost. On a
-// worker's queue it checks every watchEvery that the worker still starts
-// tasks there: when the pool does not know the partition, nothing else
-// would end a batch whose worker died.
+// worker's queue, a batch that has run watchEvery is checked, and checked
+// again each watchEvery, for whether its worker still starts tasks there:
+// when the pool does not know the partition, nothing else would end a
+// batch whose worker died.
 func (pl *placement) wait(ctx workflow.Context, queue string, done func() bool) {
 	ready := func() bool { return done() || pl.moved(queue) }
 	if queue == "" {
 		_ = workflow.Await(ctx, ready)
 		return
 	}
+	began := workflow.Now(ctx)
 	for {
-		if ok, err := workflow.AwaitWithTimeout(ctx, watchEvery, ready); ok || err != nil {
+		if pl.watch == nil || pl.watch.IsReady() {
+			pl.watch = workflow.NewTimer(ctx, watchEvery)
+		}
+		watch := pl.watch
+		if err := workflow.Await(ctx, func() bool { return ready() || watch.IsReady() }); err != nil || ready() {
 			return
+		}
+		if workflow.Now(ctx).Sub(began) < watchEvery {
+			continue // the timer was set during an earlier batch
 		}
 		pctx, cancel := workflow.WithCancel(ctx)
 		ping := workflow.ExecuteActivity(workflow.WithActivityOptions(pctx, workflow.ActivityOptions{

@@ -227,6 +227,39 @@ func TestABatchOnADeadQueueMovesWithoutThePool(t *testing.T) {
 	}
 }
 
+// TestBatchesShareOneWatchTimer: a partition on a worker's queue watches
+// its batches' worker with one timer for all the batches within
+// watchEvery, not one a batch (each timer is a billed Temporal action),
+// and pings the worker only for a batch that runs that long.
+func TestBatchesShareOneWatchTimer(t *testing.T) {
+	const queue, batches = "paystream/live-worker", 20
+	env := newEnv(t)
+	env.SetTestTimeout(15 * time.Second)
+	d := &deadWorker{queue: queue}
+	d.mock(env, batches*100, 0)
+	loads := 0
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(context.Context, contract.LoadInput) (contract.Totals, error) {
+		loads++
+		return contract.Totals{Loaded: 97}, nil
+	}).After(time.Second) // a second of workflow time each: 20 within two watches
+	timers := 0
+	env.SetOnTimerScheduledListener(func(string, time.Duration) { timers++ })
+	pings := 0
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == contract.ActivityHoldMembership {
+			pings++
+		}
+	})
+	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
+		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "pool-run"})
+	if loads != batches {
+		t.Fatalf("%d batches loaded, want %d (%v)", loads, batches, env.GetWorkflowError())
+	}
+	if timers > 2 || pings != 0 {
+		t.Errorf("%d batches of a second set %d timers and pinged their worker %d times; want at most 2 timers and no ping", batches, timers, pings)
+	}
+}
+
 // TestAnIdlePartitionLeavesADeadQueueWithoutThePool: a caught-up
 // partition whose worker died, unknown to the pool, plans on a polled
 // queue after its first plan on the dead one times out, instead of
