@@ -18,7 +18,7 @@ var recordedHistories = []string{
 	"testdata/batch_payments_0_0-1500.json", // internal/operator TestEndToEnd
 	// A batch from before Load scored: Enrich recorded its scores.
 	"testdata/batch_payments_0_0-1500_scored_by_enrich.json",
-	"testdata/ingest_payments_0.json",       // TestEndToEnd
+	"testdata/ingest_payments_0.json", // TestEndToEnd
 	// Paused, resized, resumed and drained by updates (starter's
 	// TestControlOnARunningPipeline).
 	"testdata/ingest_payments_1_controlled.json",
