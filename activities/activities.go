@@ -120,7 +120,10 @@ func Close(a *Activities) {
 const heartbeatQuiet = 4 * time.Second
 
 // quiet tells whether an activity attempt is still in its first
-// heartbeatQuiet.
+// heartbeatQuiet, by the server's start time: keepAlive and PlanBatch,
+// which keep an attempt alive, count on the worker's own clock instead,
+// so that a worker clock behind the server's cannot delay their first
+// heartbeat past the timeout.
 func quiet(ctx context.Context) bool {
 	return time.Since(activity.GetInfo(ctx).StartedTime) < heartbeatQuiet
 }
@@ -151,6 +154,7 @@ func keepAlive(ctx context.Context, detail any) (stop func()) {
 		return func() {}
 	}
 	done, stopped := make(chan struct{}), make(chan struct{})
+	began := time.Now()
 	go func() {
 		defer close(stopped)
 		t := time.NewTicker(time.Second)
@@ -162,7 +166,7 @@ func keepAlive(ctx context.Context, detail any) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if !quiet(ctx) {
+				if time.Since(began) >= heartbeatQuiet {
 					activity.RecordHeartbeat(ctx, detail)
 				}
 			}

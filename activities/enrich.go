@@ -31,14 +31,19 @@ func (a *Activities) Enrich(ctx context.Context, spec contract.Spec, d contract.
 }
 
 // score scores the batch's loaded records, in offset order, with the
-// fraud rules: this build's, which must be the version the batch names
-// when it names one (Spec.FraudRules).
+// fraud rules of the version the batch names (Spec.FraudRules), or this
+// build's newest for a batch that names none.
 func score(spec contract.Spec, d contract.Decisions, recs []rows.Record) (contract.Enrichment, error) {
-	if spec.FraudRules != 0 && spec.FraudRules != fraud.Version {
-		// Retried, it may reach a worker of the version it names.
-		return contract.Enrichment{}, fmt.Errorf("score %s: the batch names fraud rules version %d, this worker has version %d", spec.ID(), spec.FraudRules, fraud.Version)
+	version := spec.FraudRules
+	if version == 0 {
+		version = fraud.Version // Enrich, for a batch from before versions
 	}
-	scorer := fraud.NewScorer()
+	scorer, err := fraud.NewScorerFor(version)
+	if err != nil {
+		// A batch of a newer build's rules on an older worker, during a
+		// rolling update: retried, it runs once this worker is replaced.
+		return contract.Enrichment{}, fmt.Errorf("score %s: %w", spec.ID(), err)
+	}
 	out := contract.Enrichment{Scores: make([]uint8, 0, d.Loaded), Reasons: make([]uint16, 0, d.Loaded)}
 	for _, e := range rows.Loaded(d, recs) {
 		s := scorer.Score(e)

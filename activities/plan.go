@@ -61,7 +61,7 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 			}
 			return contract.PlanResult{End: in.Next, HighWatermark: b.End, Stable: b.Stable}, nil
 		}
-		if !quiet(ctx) { // most plans end sooner (heartbeatQuiet)
+		if time.Since(began) >= heartbeatQuiet { // most plans end sooner
 			activity.RecordHeartbeat(ctx, b.Stable)
 		}
 		select {

@@ -17,16 +17,20 @@
 package fraud
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/paystream/paystream/internal/payment"
 )
 
-// Version names this rule set. A batch records the version it is scored
-// with (contract.Spec.FraudRules) instead of its scores, so any change to
-// a rule, weight or threshold takes a new version, and a worker scores a
-// batch only with the version it names: a retried Load scores as the
-// first attempt did.
+// Version names the newest rule set. A batch records the version it is
+// scored with (contract.Spec.FraudRules) instead of its scores, and a
+// worker scores a batch only with the version it names, so a retried Load
+// scores as the first attempt did. Any change to a rule, weight or
+// threshold therefore takes a new version, and the rules of every earlier
+// version stay here (NewScorerFor): a batch started before a rolling
+// update may run again on an upgraded worker, which must still score it
+// as before. TestVersionOneScoresAsReleased pins version 1's scores.
 const Version = 1
 
 // Rule codes, as they appear in transactions_enriched.fraud_reasons.
@@ -104,9 +108,18 @@ type Scorer struct {
 	customerDevices map[string]string
 }
 
-// NewScorer returns a Scorer for one batch.
+// NewScorer returns a Scorer of the newest rules for one batch.
 func NewScorer() *Scorer {
 	return &Scorer{cardTimes: map[string][]time.Time{}, customerDevices: map[string]string{}}
+}
+
+// NewScorerFor returns a Scorer of the rule set version names, for one
+// batch; an error for a version this build does not have (a newer one).
+func NewScorerFor(version int) (*Scorer, error) {
+	if version != 1 {
+		return nil, fmt.Errorf("fraud rules version %d is not in this build (it has 1 to %d)", version, Version)
+	}
+	return NewScorer(), nil
 }
 
 // Score scores e, the next loaded payment of the batch.
