@@ -21,14 +21,8 @@ func TestLoadScoresAsEnrichRecorded(t *testing.T) {
 	kafka, m := simulatedLog(t, "score", simulation.DefaultOptions(), 3000)
 	a := &Activities{Kafka: kafka}
 	spec := contract.Spec{Range: contract.Range{Topic: m.Topic, Partition: 0, Start: 0, End: m.EndOffsets[0]}, AllowedLateness: 10 * time.Minute}
-	d, err := a.Dedup(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	enr, err := a.Enrich(ctx, spec, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	in := decide(t, a, spec)
+	d, enr := in.Decisions, in.Enrichment
 	high := 0
 	for _, s := range enr.Scores {
 		if s >= 60 {

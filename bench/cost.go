@@ -152,13 +152,9 @@ func (w *workerProc) metricSum(ctx context.Context, name, match string) (float64
 func (e *env) costRuns(ctx context.Context, o options, rep *report) error {
 	for _, rate := range o.CostRates {
 		e.logf("Temporal cost, storagewrite: %d events/s for %s on %d partitions", rate, o.CostFor, o.Partitions[0])
-		st, err := e.steadyRun(ctx, steadySpec{sink: config.SinkBigQuery, writeMode: config.WriteModeStorageWrite, partitions: o.Partitions[0], rate: float64(rate), length: o.CostFor, noKill: true})
+		st, err := e.steadyOrError(ctx, steadySpec{sink: config.SinkBigQuery, writeMode: config.WriteModeStorageWrite, partitions: o.Partitions[0], rate: float64(rate), length: o.CostFor, noKill: true})
 		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			st.Error = err.Error()
-			e.logf("  failed: %v", err)
+			return err
 		}
 		if c := st.Cost; c != nil {
 			e.logf("  %.1f actions a batch, %.0f a million events ($%.3f), %.0f history bytes a 1,000 events, latency p99 %.2f s", c.ActionsPerBatch, c.ActionsPerMillion, c.DollarsPerMillion, c.BytesPer1000Records, st.LatencyP99)

@@ -198,16 +198,9 @@ func (e *env) steadyRuns(ctx context.Context, o options, rep *report) error {
 			how = "two workers, the survivor takes over"
 		}
 		e.logf("steady state, %s sink: %.0f events/s for %s (%s)", run.sink, o.SteadyRate, run.length, how)
-		st, err := e.steadyRun(ctx, steadySpec{sink: run.sink, writeMode: config.WriteModeLoad, partitions: parts, rate: o.SteadyRate, length: run.length, survivor: run.survivor})
-		// A steady run that fails (a server timing out under the load)
-		// is reported with its error, not allowed to throw away what
-		// the rest of the run measured.
+		st, err := e.steadyOrError(ctx, steadySpec{sink: run.sink, writeMode: config.WriteModeLoad, partitions: parts, rate: o.SteadyRate, length: run.length, survivor: run.survivor})
 		if err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			st.Error = err.Error()
-			e.logf("  failed: %v", err)
+			return err
 		}
 		*run.into = st
 		e.logf("  latency p99 %.2f s, recovery %.1f s", st.LatencyP99, st.RecoveryMaxS)

@@ -22,13 +22,9 @@ func (e *env) scalingRuns(ctx context.Context, o options, rep *report) error {
 	for _, rate := range o.ScalingRates {
 		for _, p := range o.ScalingPartitions {
 			e.logf("scaling, discard sink: %d events/s on %d partitions for %s", rate, p, o.ScalingFor)
-			st, err := e.steadyRun(ctx, steadySpec{sink: config.SinkDiscard, writeMode: config.WriteModeLoad, partitions: p, rate: float64(rate), length: o.ScalingFor, noKill: true})
+			st, err := e.steadyOrError(ctx, steadySpec{sink: config.SinkDiscard, writeMode: config.WriteModeLoad, partitions: p, rate: float64(rate), length: o.ScalingFor, noKill: true})
 			if err != nil {
-				if ctx.Err() != nil {
-					return err
-				}
-				st.Error = err.Error()
-				e.logf("  failed: %v", err)
+				return err
 			}
 			if c := st.Cost; c != nil {
 				e.logf("  latency p50 %.2f s, p99 %.2f s; %.0f actions/s, server %.2f cores, worker %.2f cores", st.LatencyP50, st.LatencyP99, c.ActionsPerS, c.ServerCores, st.Cores["worker"])

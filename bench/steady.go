@@ -286,6 +286,21 @@ func (e *env) steadyRun(ctx context.Context, s steadySpec) (steadyState, error) 
 	return res, nil
 }
 
+// steadyOrError is steadyRun for the benchmark's parts: a run that fails
+// (a server timing out under the load) is kept with its error, not allowed
+// to throw away what the rest measured; only an ended ctx is an error.
+func (e *env) steadyOrError(ctx context.Context, s steadySpec) (steadyState, error) {
+	st, err := e.steadyRun(ctx, s)
+	if err != nil {
+		if ctx.Err() != nil {
+			return st, err
+		}
+		st.Error = err.Error()
+		e.logf("  failed: %v", err)
+	}
+	return st, nil
+}
+
 // coresSince is the cores each process kept busy since began.
 func coresSince(cpu *cpuMeter, began time.Time) map[string]float64 {
 	cores := map[string]float64{}

@@ -47,13 +47,9 @@ func (e *env) measureWriteModes(ctx context.Context, o options, rep *report) err
 	for _, rate := range o.WriteModeRates {
 		for i, mode := range writeModesCompared {
 			e.logf("write mode %s, steady: %d events/s for %s", mode, rate, o.EmulatorSteadyFor)
-			st, err := e.steadyRun(ctx, steadySpec{sink: config.SinkBigQuery, writeMode: mode, partitions: parts, rate: float64(rate), length: o.EmulatorSteadyFor})
+			st, err := e.steadyOrError(ctx, steadySpec{sink: config.SinkBigQuery, writeMode: mode, partitions: parts, rate: float64(rate), length: o.EmulatorSteadyFor})
 			if err != nil {
-				if ctx.Err() != nil {
-					return err
-				}
-				st.Error = err.Error()
-				e.logf("  failed: %v", err)
+				return err
 			}
 			e.logf("  latency p99 %.2f s, reconciled %v%s", st.LatencyP99, st.Reconciled, behind(st))
 			figures[i].Steady = append(figures[i].Steady, st)
