@@ -76,6 +76,7 @@ type Activities struct {
 	snapshotsOnce sync.Once
 	batches       batchCache
 	rowBuffers    bufferPool
+	pace          pace
 
 	// Streams is the Storage Write API client of the storagewrite mode;
 	// nil opens a warehouse.StorageWriter on first use (tests set one).

@@ -65,6 +65,7 @@ func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.
 		}
 	}
 	a.Metrics.BatchLoaded(spec.Topic, spec.Partition, totals.Loaded, totals.Duplicates, totals.Errors, totals.Late, oldest, time.Since(began))
+	a.pace.loaded(spec.Range, time.Now())
 	a.batches.drop(spec.ID()) // Load is the batch's last reader
 	// Only after success: an upload cut off by an error may still be
 	// read by the HTTP transport after its call returned.

@@ -21,12 +21,14 @@ var errStop = errors.New("stop")
 // past the first record, at most MaxBytes of keys and values, and never
 // past the last stable offset, so that no batch holds a record of a
 // transaction still open. A batch short of MaxRecords closes once its
-// first record has waited Linger since it was produced, so that records
+// first record has waited Linger since it was produced, less what the
+// partition's recent batches took to write (see pace), so that records
 // already waiting (after a restart, or a slow batch before) are not held
-// a Linger more.
+// a Linger more and a record's latency stays near the Linger.
 func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
+	linger := a.pace.linger(in.Topic, in.Partition, in.Linger)
 	var oldest time.Time // when the record at in.Next was produced, once it is there
 	a.windows.touch(windowKey(in.Topic, in.Partition))
 	// The log counts as growing while its end moved in the last two
@@ -48,11 +50,15 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 				return contract.PlanResult{}, err
 			}
 		}
-		if b.Stable > in.Next && (!short || !growing || time.Since(oldest) >= in.Linger) {
+		if b.Stable > in.Next && (!short || !growing || time.Since(oldest) >= linger) {
 			if b, err = a.bounds(ctx, in); err != nil {
 				return contract.PlanResult{}, err
 			}
-			return a.planRange(ctx, in, b)
+			res, err := a.planRange(ctx, in, b)
+			if err == nil {
+				a.pace.cut(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: res.End}, time.Now())
+			}
+			return res, err
 		}
 		ends = [2]int64{ends[1], b.Stable}
 		if b.Stable == in.Next && time.Now().After(deadline) {

@@ -92,6 +92,18 @@ func TestPlanBatchLingers(t *testing.T) {
 	if res.End <= hw+1 || took < linger-100*time.Millisecond || time.Since(began) > linger+5*time.Second {
 		t.Errorf("fresh records arriving, never full: batch ends at %d after %s, want past %d after about the linger %s", res.End, took, hw+1, linger)
 	}
+	// A partition whose batches took a while to write on this worker
+	// waits that much less, so its records' latency stays near the linger.
+	hw = logEnd(t, kafka, "plan")
+	slow := contract.Range{Topic: "plan", Start: 0, End: 1}
+	a.pace.cut(slow, time.Now().Add(-time.Second))
+	a.pace.loaded(slow, time.Now())
+	stop = trickle()
+	res, took = plan(contract.PlanInput{Next: hw, MaxRecords: 100 * int(hw), Linger: 1500 * time.Millisecond})
+	stop()
+	if res.End <= hw+1 || took < 400*time.Millisecond || took > 1200*time.Millisecond {
+		t.Errorf("after a batch that took 1 s to write, linger 1.5 s: batch ends at %d after %s, want past %d after about 0.5 s", res.End, took, hw+1)
+	}
 	// Caught up: an empty range after PollFor, whatever the linger.
 	hw = logEnd(t, kafka, "plan")
 	if res, _ := plan(contract.PlanInput{Next: hw, MaxRecords: 10, PollFor: 300 * time.Millisecond, Linger: time.Second}); res.End != hw {
@@ -141,4 +153,43 @@ func logEnd(t *testing.T, kc kafkalog.Cluster, topic string) int64 {
 		t.Fatal(err)
 	}
 	return b.End
+}
+
+// TestPaceLeavesTheWriteItsShare: a partition's linger is shortened by the
+// longest of its last batches' write times on this worker, never below a
+// quarter, and a batch this worker did not cut teaches it nothing.
+func TestPaceLeavesTheWriteItsShare(t *testing.T) {
+	var p pace
+	at := time.Unix(1000, 0)
+	wrote := func(partition int, start int64, took time.Duration) {
+		r := contract.Range{Topic: "t", Partition: partition, Start: start, End: start + 1}
+		p.cut(r, at)
+		p.loaded(r, at.Add(took))
+	}
+	if got := p.linger("t", 0, 4*time.Second); got != 4*time.Second {
+		t.Errorf("no batch written yet: linger %s, want the whole 4s", got)
+	}
+	wrote(0, 0, 500*time.Millisecond)
+	wrote(0, 1, 1500*time.Millisecond)
+	wrote(0, 2, 200*time.Millisecond)
+	if got := p.linger("t", 0, 4*time.Second); got != 2500*time.Millisecond {
+		t.Errorf("batches took 0.5, 1.5, 0.2 s: linger %s, want 4s - 1.5s = 2.5s", got)
+	}
+	if got := p.linger("t", 1, 4*time.Second); got != 4*time.Second {
+		t.Errorf("another partition: linger %s, want the whole 4s", got)
+	}
+	for i := int64(3); i < 3+paceSamples; i++ {
+		wrote(0, i, 300*time.Millisecond)
+	}
+	if got := p.linger("t", 0, 4*time.Second); got != 3700*time.Millisecond {
+		t.Errorf("the 1.5 s batch is %d batches old: linger %s, want 3.7s", paceSamples, got)
+	}
+	wrote(0, 10, 10*time.Second)
+	if got := p.linger("t", 0, 4*time.Second); got != time.Second {
+		t.Errorf("a batch took 10 s: linger %s, want the floor of a quarter, 1s", got)
+	}
+	p.loaded(contract.Range{Topic: "t", Partition: 2, End: 5}, at)
+	if got := p.linger("t", 2, 4*time.Second); got != 4*time.Second {
+		t.Errorf("a Load of a batch cut elsewhere: linger %s, want the whole 4s", got)
+	}
 }

@@ -230,7 +230,7 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		own.IntVar(&tuning.MaxRecords, "max-records", tuning.MaxRecords, "most records in one batch")
 		own.Int64Var(&tuning.MaxBytes, "max-bytes", tuning.MaxBytes, "most bytes of keys and values in one batch (a larger single record is a batch of its own)")
 		own.DurationVar(&tuning.PollFor, "poll-for", tuning.PollFor, "how long a caught-up partition waits for new records per poll")
-		own.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch short of --max-records waits to fill, from its first record's produce time (fewer, larger batches from a live stream; adds at most this to latency)")
+		own.DurationVar(&tuning.Linger, "linger", tuning.Linger, "how long a batch's first record may wait before its batch is written: a batch short of --max-records waits to fill this long from that record's produce time, less what the partition's last batches took to write (fewer, larger batches from a live stream; latency stays near this)")
 		own.BoolVar(&tuning.SearchableCounts, "searchable-counts", tuning.SearchableCounts, "make each batch's counts searchable in the web UI (BatchLoaded, BatchDuplicates, BatchRejected): one billed Temporal action a batch more")
 		tuning.SuperviseEvery = contract.DefaultSuperviseEvery
 		own.DurationVar(&tuning.SuperviseEvery, "supervise-every", tuning.SuperviseEvery, "how often the topic's supervisor looks for partitions added to it")

@@ -24,9 +24,10 @@ type Tuning struct {
 
 // DefaultTuning: every batch costs Temporal a workflow and BigQuery a load
 // job per table, whatever its size, so batches are large when there is a
-// backlog; a linger of 2.5 s keeps a live stream to a batch every 2.5 s a
-// partition, within the 5 s latency target at p99 (docs/performance.md
-// has the measurements behind the sizes).
+// backlog; a linger of 4 s, less what the partition's batches take to
+// write, keeps a live stream's records within the 5 s latency target at
+// p99 in as few batches as that allows (docs/performance.md has the
+// measurements behind the sizes).
 func DefaultTuning() Tuning {
-	return Tuning{MaxRecords: 20000, MaxBytes: 16 << 20, PollFor: 5 * time.Second, Linger: 2500 * time.Millisecond}
+	return Tuning{MaxRecords: 20000, MaxBytes: 16 << 20, PollFor: 5 * time.Second, Linger: 4 * time.Second}
 }
