@@ -65,12 +65,20 @@ func (p *pace) loaded(r contract.Range, at time.Time) {
 // linger is how long a short batch of the partition waits to fill, from
 // its first record's produce time: the linger less the longest write of
 // its recent batches, and at least a quarter of the linger, so that a
-// sink slower than the linger still gets batches of some size.
+// sink slower than the linger still gets batches of some size. A
+// partition this worker has written no batch of yet (it just started, or
+// took the partition over from a worker that died) waits not at all:
+// its records may have waited through the outage already, and its first
+// batch measures the write.
 func (p *pace) linger(topic string, partition int, linger time.Duration) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	took := p.took[windowKey(topic, partition)]
+	if len(took) == 0 {
+		return 0
+	}
 	var longest time.Duration
-	for _, d := range p.took[windowKey(topic, partition)] {
+	for _, d := range took {
 		longest = max(longest, d)
 	}
 	return max(linger-longest, linger/4)

@@ -28,7 +28,6 @@ var errStop = errors.New("stop")
 func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (contract.PlanResult, error) {
 	began := time.Now()
 	deadline := began.Add(in.PollFor)
-	linger := a.pace.linger(in.Topic, in.Partition, in.Linger)
 	var oldest time.Time // when the record at in.Next was produced, once it is there
 	a.windows.touch(windowKey(in.Topic, in.Partition))
 	// The log counts as growing while its end moved in the last two
@@ -50,7 +49,7 @@ func (a *Activities) PlanBatch(ctx context.Context, in contract.PlanInput) (cont
 				return contract.PlanResult{}, err
 			}
 		}
-		if b.Stable > in.Next && (!short || !growing || time.Since(oldest) >= linger) {
+		if b.Stable > in.Next && (!short || !growing || time.Since(oldest) >= a.pace.linger(in.Topic, in.Partition, in.Linger)) {
 			if b, err = a.bounds(ctx, in); err != nil {
 				return contract.PlanResult{}, err
 			}
