@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/paystream/paystream/internal/faults"
 )
 
@@ -55,18 +53,5 @@ func (a *Activities) commitOffset(ctx context.Context, topic string, partition i
 	if current[0] >= offset {
 		return nil
 	}
-	resp, err := a.kafkaClient().OffsetCommit(ctx, &kafka.OffsetCommitRequest{
-		GroupID:      a.ConsumerGroup,
-		GenerationID: -1, // a simple (not group-managed) consumer
-		Topics:       map[string][]kafka.OffsetCommit{topic: {{Partition: partition, Offset: offset, Metadata: CommitMetadata(time.Now())}}},
-	})
-	if err != nil {
-		return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", offset, topic, partition, a.ConsumerGroup, err)
-	}
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			return fmt.Errorf("commit offset %d of %s/%d for group %s: %w", offset, topic, partition, a.ConsumerGroup, p.Error)
-		}
-	}
-	return nil
+	return a.kafkaClient().CommitOffset(ctx, a.ConsumerGroup, topic, partition, offset, CommitMetadata(time.Now()))
 }

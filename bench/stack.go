@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/segmentio/kafka-go"
 	"go.temporal.io/sdk/client"
 
 	"github.com/paystream/paystream/internal/config"
@@ -131,12 +130,8 @@ func (e *env) newRun(ctx context.Context, sink, writeMode string, partitions, ev
 func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events int) (simulation.Manifest, error) {
 	kc := cfg.Kafka().Client(10 * time.Second)
 	defer kc.Close()
-	resp, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: partitions, ReplicationFactor: 1}}})
-	if err != nil {
-		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
-	}
-	if err := resp.Errors[cfg.Topic]; err != nil {
-		return simulation.Manifest{}, fmt.Errorf("create topic %s: %w", cfg.Topic, err)
+	if err := kc.CreateTopic(ctx, cfg.Topic, partitions); err != nil {
+		return simulation.Manifest{}, err
 	}
 	for {
 		if parts, err := kafkalog.Partitions(ctx, cfg.Kafka(), cfg.Topic); err == nil && len(parts) == partitions {

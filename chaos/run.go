@@ -21,7 +21,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/paystream/paystream/contract"
@@ -385,11 +384,7 @@ func (e *executor) apply(ctx context.Context, st Step) error {
 		if err != nil {
 			return err
 		}
-		resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: e.op.Config.Topic, Count: int32(len(parts) + st.Records)}}})
-		if err == nil {
-			err = resp.Errors[e.op.Config.Topic]
-		}
-		return err
+		return c.GrowTopic(ctx, e.op.Config.Topic, len(parts)+st.Records)
 	case FaultRefuseBigQuery:
 		// Load jobs and queries get 503; Storage Write appends to one
 		// table get INVALID_ARGUMENT, as rows BigQuery cannot take.

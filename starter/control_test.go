@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
@@ -300,9 +299,8 @@ func TestSetBatchReachesPartitionsAddedLater(t *testing.T) {
 	}
 
 	c := cfg.Kafka().Client(10 * time.Second)
-	resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: cfg.Topic, Count: 4}}})
-	if err != nil || resp.Errors[cfg.Topic] != nil {
-		t.Fatalf("add partitions: %v %v", err, resp)
+	if err := c.GrowTopic(ctx, cfg.Topic, 4); err != nil {
+		t.Fatal(err)
 	}
 	var set controlOutput
 	out := cli("set-batch", "--records", "300", "--json")

@@ -17,8 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go/sasl"
-
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
@@ -144,7 +142,7 @@ type Config struct {
 
 	// Resolved by Validate from the settings above.
 	kafkaTLS       *tls.Config
-	kafkaSASL      sasl.Mechanism
+	kafkaSASL      *kafkalog.SASL
 	temporalTLS    *tls.Config
 	temporalAPIKey string
 }

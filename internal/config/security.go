@@ -8,9 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
+	"github.com/paystream/paystream/internal/kafkalog"
 )
 
 // loadSecurity reads the certificates and secrets the settings name. Its
@@ -45,7 +43,7 @@ func (c *Config) loadSecurity() error {
 	return err
 }
 
-func (c *Config) saslMechanism() (sasl.Mechanism, error) {
+func (c *Config) saslMechanism() (*kafkalog.SASL, error) {
 	if c.KafkaSASLMechanism == "" {
 		return nil, nil
 	}
@@ -59,15 +57,11 @@ func (c *Config) saslMechanism() (sasl.Mechanism, error) {
 	if password == "" {
 		return nil, fmt.Errorf("kafka-sasl-mechanism needs a password: kafka-sasl-password-file or $%s", SecretKafkaSASLPassword)
 	}
-	switch strings.ToUpper(c.KafkaSASLMechanism) {
-	case "PLAIN":
-		return plain.Mechanism{Username: c.KafkaSASLUsername, Password: password}, nil
-	case "SCRAM-SHA-256":
-		return scram.Mechanism(scram.SHA256, c.KafkaSASLUsername, password)
-	case "SCRAM-SHA-512":
-		return scram.Mechanism(scram.SHA512, c.KafkaSASLUsername, password)
+	m, err := kafkalog.NewSASL(c.KafkaSASLMechanism, c.KafkaSASLUsername, password)
+	if err != nil {
+		return nil, fmt.Errorf("kafka-sasl-mechanism: %w", err)
 	}
-	return nil, fmt.Errorf("kafka-sasl-mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", c.KafkaSASLMechanism)
+	return m, nil
 }
 
 // secret is the content of file, or else of the environment variable env,

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/segmentio/kafka-go"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
@@ -135,12 +134,12 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 
 	// One record, one workflow, one row.
 	record := []byte(`{"probe":"survives restart"}`)
-	w := &kafka.Writer{Addr: kafka.TCP(s.KafkaBrokers()...), Topic: cfg.Topic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
-	if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("probe-key"), Value: record}); err != nil {
+	w := kafkalog.Plain(s.KafkaBrokers()).Producer(cfg.Topic, kafkalog.ProducerOptions{Partitioner: kafkalog.ByKey})
+	if err := w.Produce(ctx, kafkalog.Message{Key: []byte("probe-key"), Value: record}); err != nil {
 		t.Fatal(err)
 	}
 	w.Close()
-	probePartition := (&kafka.Hash{}).Balance(kafka.Message{Key: []byte("probe-key")}, 0, 1, 2)
+	probePartition := kafkalog.PartitionForKey([]byte("probe-key"), 3)
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "devstack-restart-probe", TaskQueue: "no-worker-listens"}, "Probe")
 	if err != nil {
 		t.Fatal(err)

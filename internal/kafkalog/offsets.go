@@ -25,18 +25,18 @@ type Bounds struct {
 	End    int64 // the high watermark: the offset the next record gets
 }
 
-// Partitions returns the topic's partitions, in order, from any broker
-// of the cluster that answers.
-func Partitions(ctx context.Context, kc Cluster, topic string) ([]kafka.Partition, error) {
+// Partitions returns the topic's partition IDs, 0 to n-1 in order, from
+// any broker of the cluster that answers.
+func Partitions(ctx context.Context, kc Cluster, topic string) ([]int, error) {
 	c := kc.Client(10 * time.Second)
 	defer c.Close()
 	return c.Partitions(ctx, topic)
 }
 
-// Partitions returns the topic's partitions, in order, as the client's
-// metadata knows them (refreshed every few seconds, so partitions added to
-// the topic show up).
-func (c *Client) Partitions(ctx context.Context, topic string) ([]kafka.Partition, error) {
+// Partitions returns the topic's partition IDs, 0 to n-1 in order, as the
+// client's metadata knows them (refreshed every few seconds, so partitions
+// added to the topic show up).
+func (c *Client) Partitions(ctx context.Context, topic string) ([]int, error) {
 	var failing retrier
 	for {
 		parts, err := c.partitions(ctx, topic)
@@ -54,8 +54,8 @@ func (c *Client) Partitions(ctx context.Context, topic string) ([]kafka.Partitio
 
 var errNoTopic = errors.New("topic does not exist")
 
-func (c *Client) partitions(ctx context.Context, topic string) ([]kafka.Partition, error) {
-	resp, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+func (c *Client) partitions(ctx context.Context, topic string) ([]int, error) {
+	resp, err := c.kc.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +69,17 @@ func (c *Client) partitions(ctx context.Context, topic string) ([]kafka.Partitio
 		if t.Error != nil {
 			return nil, t.Error
 		}
-		parts := slices.Clone(t.Partitions)
-		slices.SortFunc(parts, func(a, b kafka.Partition) int { return a.ID - b.ID })
-		for i, p := range parts {
-			if p.ID != i {
-				return nil, fmt.Errorf("topic %s: partition ids are not 0..%d (found %d)", topic, len(parts)-1, p.ID)
+		ids := make([]int, len(t.Partitions))
+		for i, p := range t.Partitions {
+			ids[i] = p.ID
+		}
+		slices.Sort(ids)
+		for i, id := range ids {
+			if id != i {
+				return nil, fmt.Errorf("topic %s: partition ids are not 0..%d (found %d)", topic, len(ids)-1, id)
 			}
 		}
-		return parts, nil
+		return ids, nil
 	}
 	return nil, fmt.Errorf("topic %s on %s: %w", topic, c.cluster, errNoTopic)
 }
@@ -90,19 +93,15 @@ func AllBounds(ctx context.Context, kc Cluster, topic string) ([]Bounds, error) 
 
 // AllBounds returns the bounds of every partition of the topic.
 func (c *Client) AllBounds(ctx context.Context, topic string) ([]Bounds, error) {
-	parts, err := c.Partitions(ctx, topic)
+	ids, err := c.Partitions(ctx, topic)
 	if err != nil {
 		return nil, err
-	}
-	ids := make([]int, len(parts))
-	for i := range ids {
-		ids[i] = i
 	}
 	m, err := c.bounds(ctx, topic, ids)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Bounds, len(parts))
+	out := make([]Bounds, len(ids))
 	for p, b := range m {
 		out[p] = b
 	}
@@ -123,7 +122,7 @@ func (c *Client) Bounds(ctx context.Context, topic string, partition int) (Bound
 func (c *Client) Stable(ctx context.Context, topic string, partition int) (int64, error) {
 	var failing retrier
 	for {
-		resp, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadCommitted,
+		resp, err := c.kc.ListOffsets(ctx, &kafka.ListOffsetsRequest{IsolationLevel: kafka.ReadCommitted,
 			Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(partition)}}})
 		if err == nil {
 			for _, po := range resp.Topics[topic] {
@@ -168,7 +167,7 @@ func (c *Client) listOffsets(ctx context.Context, topic string, partitions []int
 	}
 	out := map[int]Bounds{}
 	for _, req := range []*kafka.ListOffsetsRequest{ends, stable} {
-		resp, err := c.ListOffsets(ctx, req)
+		resp, err := c.kc.ListOffsets(ctx, req)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +228,7 @@ type Commit struct {
 // Commits returns the group's commit of each of partitions, in their
 // order.
 func (c *Client) Commits(ctx context.Context, group, topic string, partitions []int) ([]Commit, error) {
-	resp, err := c.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
+	resp, err := c.kc.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: partitions}})
 	if err != nil {
 		return nil, fmt.Errorf("fetch committed offsets of group %s: %w", group, err)
 	}

@@ -105,7 +105,7 @@ func (c *Client) fetch(ctx context.Context, topic string, partition int, offset 
 			Partition: int32(partition), FetchOffset: offset, PartitionMaxBytes: int32(maxBytes),
 		}}}},
 	}}
-	m, err := c.transport.RoundTrip(ctx, c.Addr, req)
+	m, err := c.transport.RoundTrip(ctx, c.kc.Addr, req)
 	if err != nil {
 		return nil, err
 	}

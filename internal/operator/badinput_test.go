@@ -7,8 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
 )
 
@@ -49,10 +48,10 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 		{[]byte("utf8"), []byte("{\"transaction_id\":\"\xff\"}"), "malformed_json"},
 		{[]byte("ok-4"), ev("ok-4", `"12.34"`, "USD", now, ""), ""},
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(cfg.KafkaBrokers...), Topic: cfg.Topic, Balancer: &kafka.LeastBytes{}, RequiredAcks: kafka.RequireAll, BatchSize: 1}
+	w := cfg.Kafka().Producer(cfg.Topic, kafkalog.ProducerOptions{Partitioner: kafkalog.ByKey, BatchSize: 1})
 	defer w.Close()
 	for _, r := range recs {
-		if err := w.WriteMessages(ctx, kafka.Message{Key: r.key, Value: r.value}); err != nil {
+		if err := w.Produce(ctx, kafkalog.Message{Key: r.key, Value: r.value}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/paystream/paystream/contract"
@@ -147,9 +146,8 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 
 	c := cfg.Kafka().Client(10 * time.Second)
 	defer c.Close()
-	resp, err := c.CreatePartitions(ctx, &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: cfg.Topic, Count: 4}}})
-	if err != nil || resp.Errors[cfg.Topic] != nil {
-		t.Fatalf("add partitions: %v %v", err, resp)
+	if err := c.GrowTopic(ctx, cfg.Topic, 4); err != nil {
+		t.Fatal(err)
 	}
 	opts := simulation.DefaultOptions()
 	opts.Seed, opts.StartTime = 2, opts.StartTime.Add(time.Hour)
@@ -294,10 +292,10 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 
 	c := cfg.Kafka().Client(10 * time.Second)
 	defer c.Close()
-	if _, err := c.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{cfg.Topic}}); err != nil {
+	if err := c.DeleteTopic(ctx, cfg.Topic); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: cfg.Topic, NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
+	if err := c.CreateTopic(ctx, cfg.Topic, 1); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Minute)

@@ -48,13 +48,9 @@ func (w *Worker) readPartitions(ctx context.Context, timeout time.Duration) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(timeout, 5*time.Second))
 	defer cancel()
-	parts, err := kc.Partitions(ctx, w.cfg.Topic)
+	ids, err := kc.Partitions(ctx, w.cfg.Topic)
 	if err != nil {
 		return err
-	}
-	ids := make([]int, len(parts))
-	for i := range ids {
-		ids[i] = i
 	}
 	commits, err := kc.Commits(ctx, w.cfg.ConsumerGroup, w.cfg.Topic, ids)
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/paystream/paystream/internal/kafkalog"
 
 	"github.com/paystream/paystream/internal/payment"
 )
@@ -150,18 +150,16 @@ const replayWindow = 30 * time.Second
 // Generator produces the records one by one. It is not safe for concurrent
 // use.
 type Generator struct {
-	opts      Options
-	rng       *rand.Rand
-	world     *world
-	idTag     string
-	seq       int
-	nextID    int
-	recent    []recent // valid on-time records of the last replayWindow, oldest first
-	partMax   []time.Time
-	burst     burst
-	manifest  Manifest
-	balancer  kafka.Murmur2Balancer
-	partitons []int
+	opts     Options
+	rng      *rand.Rand
+	world    *world
+	idTag    string
+	seq      int
+	nextID   int
+	recent   []recent // valid on-time records of the last replayWindow, oldest first
+	partMax  []time.Time
+	burst    burst
+	manifest Manifest
 }
 
 // burst is a card making many payments within a minute (a velocity
@@ -186,9 +184,6 @@ func NewGenerator(opts Options) (*Generator, error) {
 		idTag:    fmt.Sprintf("%08x", h.Sum32()),
 		partMax:  make([]time.Time, opts.Partitions),
 		manifest: newManifest(opts),
-	}
-	for p := range opts.Partitions {
-		g.partitons = append(g.partitons, p)
 	}
 	return g, nil
 }
@@ -219,7 +214,7 @@ func (g *Generator) Next() Record {
 }
 
 func (g *Generator) partitionOf(key []byte) int {
-	return g.balancer.Balance(kafka.Message{Key: key}, g.partitons...)
+	return kafkalog.PartitionForKey(key, g.opts.Partitions)
 }
 
 func (g *Generator) newTransactionID() string {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 )
 
@@ -58,7 +59,7 @@ func TestRecordsAreWhatTheyClaim(t *testing.T) {
 		if string(r.Key) != r.TransactionID {
 			t.Fatalf("record %d: key %q is not its transaction_id %q", r.Seq, r.Key, r.TransactionID)
 		}
-		if want := (&Generator{partitons: []int{0, 1, 2, 3, 4, 5, 6, 7}}).partitionOf(r.Key); r.Partition != want {
+		if want := kafkalog.PartitionForKey(r.Key, 8); r.Partition != want {
 			t.Fatalf("record %d: partition %d, key hashes to %d", r.Seq, r.Partition, want)
 		}
 		off := nextOffset[r.Partition]

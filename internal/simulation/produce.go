@@ -6,8 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
@@ -24,7 +22,7 @@ type ProduceOptions struct {
 	Progress io.Writer
 }
 
-// chunk is how many records go to the writer at once; kafka-go batches
+// chunk is how many records go to the producer at once; it batches
 // them per partition and keeps each partition's order.
 const chunk = 2000
 
@@ -52,24 +50,17 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 		return Manifest{}, err
 	}
 
-	transport := opts.Kafka.Transport()
-	defer transport.CloseIdleConnections() // after w.Close, which leaves it open
-	w := &kafka.Writer{
-		Addr:         kafka.TCP(opts.Kafka.Brokers...),
-		Transport:    transport,
-		Topic:        opts.Topic,
-		Balancer:     partitionFromMessage{},
-		RequiredAcks: kafka.RequireAll,
-		BatchSize:    chunk,
-		BatchBytes:   8 << 20,
-		BatchTimeout: 5 * time.Millisecond,
-		MaxAttempts:  10,
-	}
+	// Each record goes to the partition the generator chose (the
+	// Java-compatible murmur2 hash of its key), so the manifest knows
+	// every record's partition.
+	w := opts.Kafka.Producer(opts.Topic, kafkalog.ProducerOptions{
+		Partitioner: kafkalog.ToPartition, BatchSize: chunk, BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 10,
+	})
 	defer w.Close()
 
 	began := time.Now()
 	lastReport := began
-	msgs := make([]kafka.Message, 0, chunk)
+	msgs := make([]kafkalog.Message, 0, chunk)
 	for sent := 0; sent < opts.Events; {
 		msgs = msgs[:0]
 		// Paced sends are small so they leave on time, unless the
@@ -84,7 +75,7 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 			r := gen.Next()
 			// The record's timestamp is when it was produced (CreateTime),
 			// which is what end-to-end latency is measured from.
-			msgs = append(msgs, kafka.Message{Partition: r.Partition, Key: r.Key, Value: r.Value, Time: time.Now()})
+			msgs = append(msgs, kafkalog.Message{Partition: r.Partition, Key: r.Key, Value: r.Value, Time: time.Now()})
 		}
 		if opts.Rate > 0 {
 			due := began.Add(time.Duration(float64(sent) / opts.Rate * float64(time.Second)))
@@ -94,7 +85,7 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 				return gen.Manifest(), ctx.Err()
 			}
 		}
-		if err := w.WriteMessages(ctx, msgs...); err != nil {
+		if err := w.Produce(ctx, msgs...); err != nil {
 			return gen.Manifest(), fmt.Errorf("produce to %s after %d records: %w", opts.Topic, sent, err)
 		}
 		sent += len(msgs)
@@ -110,13 +101,4 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 		return m, err
 	}
 	return m, nil
-}
-
-// partitionFromMessage sends each message to the partition the generator
-// chose (the Java-compatible murmur2 hash of its key), so the manifest knows
-// every record's partition.
-type partitionFromMessage struct{}
-
-func (partitionFromMessage) Balance(msg kafka.Message, partitions ...int) int {
-	return msg.Partition
 }

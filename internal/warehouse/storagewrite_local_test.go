@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"github.com/segmentio/kafka-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
@@ -168,14 +168,13 @@ func TestLocalStorageWriteLoadsABatchOver10MB(t *testing.T) {
 	if size <= payment.MaxRecordBytes {
 		t.Fatalf("records of %d bytes are not oversized (limit %d)", size, payment.MaxRecordBytes)
 	}
-	kw := &kafka.Writer{Addr: kafka.TCP(cfg.KafkaBrokers...), Transport: cfg.Kafka().Transport(), Topic: cfg.Topic,
-		RequiredAcks: kafka.RequireAll, BatchSize: 1, BatchBytes: 2 << 20}
+	kw := cfg.Kafka().Producer(cfg.Topic, kafkalog.ProducerOptions{Partitioner: kafkalog.RoundRobin, BatchSize: 1, BatchBytes: 2 << 20})
 	defer kw.Close()
 	for i := range large {
 		// Over payment.MaxRecordBytes: quarantined as oversized, with its
 		// bytes.
 		value := fmt.Sprintf(`{"big":%02d,"pad":"%s`, i, strings.Repeat("x", size-len(`{"big":00,"pad":"`)))
-		if err := kw.WriteMessages(ctx, kafka.Message{Key: fmt.Appendf(nil, "big-%d", i), Value: []byte(value)}); err != nil {
+		if err := kw.Produce(ctx, kafkalog.Message{Key: fmt.Appendf(nil, "big-%d", i), Value: []byte(value)}); err != nil {
 			t.Fatal(err)
 		}
 	}
