@@ -35,41 +35,28 @@ type ControlResult struct {
 	MaxBytes   int64
 }
 
-// IngestInput is a partition's ingestion state: where it continues, and
-// the dedup window bounds there. Continue-as-new carries it forward.
+// IngestInput is a partition's whole state, the PartitionIngest
+// workflow's input: what it was started with (the settings, at the top)
+// and what it keeps (the groups below). A run changes it in place and
+// continue-as-new carries it whole to the next run: nothing is copied
+// back. The groups are embedded, so on the wire, in every recorded
+// history, it stays one flat object.
 type IngestInput struct {
 	Topic           string
 	Partition       int
-	Next            int64
-	Window          Window
-	MaxRecords      int
+	MaxRecords      int // set-batch changes it and MaxBytes
 	MaxBytes        int64
 	AllowedLateness time.Duration
 	// MaxWindowIDs bounds the partition's dedup window (Spec).
 	MaxWindowIDs int `json:",omitempty"`
 	// PollFor is how long PlanBatch waits for new records when caught up.
 	PollFor time.Duration
-	// Linger is how long a batch short of MaxRecords waits to fill.
+	// Linger bounds how long a batch's first record waits before its
+	// batch is written (PlanInput.Linger).
 	Linger time.Duration
 	// MaxBatchesPerRun continues-as-new after this many batches even if
 	// Temporal does not suggest it yet (0: 500).
 	MaxBatchesPerRun int
-	// MinBatchInterval spaces the partition's batches so that all
-	// partitions together stay within the tables' daily load-job budget
-	// (BatchInterval); a batch planned after the wait takes up to
-	// MaxBatchRecords, what accumulated meanwhile. 0: no spacing. The
-	// supervisor widens it when partitions are added (BudgetSignal).
-	MinBatchInterval time.Duration `json:",omitempty"`
-	// NextBatchAt is when the next batch may start under that spacing.
-	NextBatchAt time.Time `json:",omitempty"`
-
-	// Running totals, kept across continue-as-new for status.
-	BatchesDone int64
-	RecordsDone int64
-	// Paused is an operator's pause, kept across continue-as-new.
-	Paused bool
-	// Draining is an operator's drain not yet done, kept likewise.
-	Draining bool `json:",omitempty"`
 	// SearchableCounts makes each batch upsert its counts as search
 	// attributes when done (Spec.NoCountAttributes).
 	SearchableCounts bool `json:",omitempty"`
@@ -77,19 +64,67 @@ type IngestInput struct {
 	// write streams (docs/design.md §3.4); anything else writes with load jobs.
 	// Each run creates its own streams: continue-as-new rotates them.
 	WriteMode string
-	// Pending is a batch that failed at Next and was not run again
-	// before this run began (a continue-as-new or a stop came first). It
-	// runs first, under the same ID and range: re-planning the range
-	// could load its first records under a second batch ID.
-	Pending *Spec `json:",omitempty"`
-	// Failures is how many times in a row Pending failed: the wait before
-	// it runs again goes on growing across continue-as-new.
-	Failures int `json:",omitempty"`
 	// Pool is the workflow ID of the worker pool that places the
 	// partition on a worker (WorkerPool); empty: plans and batches run on
 	// any worker of the partition's task queue.
 	Pool string `json:",omitempty"`
-	// Queue is the task queue of the worker the pool last assigned.
+
+	Cursor
+	Done
+	Control
+	Spacing
+	Retry
+	Placement
+}
+
+// Cursor is where the partition continues, and its dedup window there.
+type Cursor struct {
+	Next   int64
+	Window Window
+}
+
+// Done is what the partition has ingested, for status.
+type Done struct {
+	BatchesDone int64
+	RecordsDone int64
+}
+
+// Control is what the operator asked of the partition (pause, drain).
+type Control struct {
+	// Paused is an operator's pause.
+	Paused bool
+	// Draining is an operator's drain not yet done: the run closes at
+	// the next batch boundary.
+	Draining bool `json:",omitempty"`
+}
+
+// Spacing spaces the partition's batches so that all partitions together
+// stay within the tables' daily load-job budget (BatchInterval); a batch
+// planned after the wait takes up to MaxBatchRecords, what accumulated
+// meanwhile. The supervisor widens it when partitions are added
+// (BudgetSignal).
+type Spacing struct {
+	// MinBatchInterval is the spacing; 0: none.
+	MinBatchInterval time.Duration `json:",omitempty"`
+	// NextBatchAt is when the next batch may start under that spacing.
+	NextBatchAt time.Time `json:",omitempty"`
+}
+
+// Retry is a failed batch waiting to run again.
+type Retry struct {
+	// Pending is a batch that failed at Next. It runs first, under the
+	// same ID and range: re-planning the range could load its first
+	// records under a second batch ID.
+	Pending *Spec `json:",omitempty"`
+	// Failures is how many times in a row Pending failed: the wait before
+	// it runs again grows with it.
+	Failures int `json:",omitempty"`
+}
+
+// Placement is where the pool last placed the partition (Assignment).
+type Placement struct {
+	// Queue is the task queue of the worker the pool assigned; empty: the
+	// partition's own.
 	Queue string `json:",omitempty"`
 	// QueueSeq and QueuePool are the Seq and Pool of the pool's answer
 	// that named Queue.

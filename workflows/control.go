@@ -10,12 +10,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// control is PartitionIngest's operator-facing state. The update handlers
-// change it; the ingest loop reads it between batches, where stopping is
-// safe, and says where it is through progress.State.
+// control is where the ingest loop stands towards the operator's pause
+// or drain (contract.Control, in the partition's state): the update
+// handlers set those, the loop acts on them between batches, where
+// stopping is safe, and says where it is through status.state.
 type control struct {
-	paused   bool
-	draining bool
 	// idle is set by the loop when no batch is in flight and the last
 	// commit has settled: a pause or drain has taken effect.
 	idle bool
@@ -27,10 +26,12 @@ type control struct {
 	handOver bool
 }
 
-// setControlHandlers registers the control updates on ctx.
-func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *control, progress *contract.Progress) error {
+// setControlHandlers registers the control updates on ctx; they change
+// the partition's state in place.
+func (p *partition) setControlHandlers(ctx workflow.Context) error {
+	in, c := &p.in, &p.control
 	result := func() contract.ControlResult {
-		return contract.ControlResult{Partition: in.Partition, State: progress.State, Next: in.Next, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes}
+		return contract.ControlResult{Partition: in.Partition, State: p.status.state, Next: in.Next, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes}
 	}
 	// A pause or drain answers when the loop has reached a batch boundary.
 	awaitIdle := func(ctx workflow.Context) (contract.ControlResult, error) {
@@ -40,7 +41,7 @@ func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *contr
 		return result(), nil
 	}
 	notDraining := func(ctx workflow.Context) error {
-		if c.draining {
+		if in.Draining {
 			return errors.New("the partition is draining; start it again once drained")
 		}
 		return nil
@@ -51,19 +52,19 @@ func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *contr
 		validator any
 	}{
 		{contract.PauseUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
-			if !c.paused { // a second pause waits with the first
-				c.paused, c.idle = true, false
+			if !in.Paused { // a second pause waits with the first
+				in.Paused, c.idle = true, false
 			}
 			return awaitIdle(ctx)
 		}, notDraining},
 		{contract.ResumeUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
-			c.paused, c.idle = false, false
-			progress.State = contract.StateIngesting
+			in.Paused, c.idle = false, false
+			p.status.state = contract.StateIngesting
 			return result(), nil
 		}, notDraining},
 		{contract.DrainUpdate, func(ctx workflow.Context) (contract.ControlResult, error) {
-			if !c.draining {
-				c.draining, c.idle = true, false
+			if !in.Draining {
+				in.Draining, c.idle = true, false
 			}
 			return awaitIdle(ctx)
 		}, nil},
@@ -72,7 +73,6 @@ func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *contr
 			if s.MaxBytes > 0 {
 				in.MaxBytes = s.MaxBytes
 			}
-			progress.MaxRecords, progress.MaxBytes = in.MaxRecords, in.MaxBytes
 			return result(), nil
 		}, validateSetBatch},
 	}
@@ -82,6 +82,30 @@ func setControlHandlers(ctx workflow.Context, in *contract.IngestInput, c *contr
 		}
 	}
 	return nil
+}
+
+// status is what the ingest loop says of itself in the progress query,
+// beside the partition's state; a new run starts it afresh.
+type status struct {
+	state             string // one of the contract.State* names
+	highWatermark     int64  // the log's end when last planned
+	caughtUp          bool
+	openTransactionAt int64
+	lastBatch         string
+	lastError         string
+	lastBatchAt       time.Time
+	eventsPerSecond   float64
+}
+
+// progress is the progress query's answer: the state and the status.
+func (p *partition) progress() contract.Progress {
+	in, s := &p.in, &p.status
+	return contract.Progress{
+		Topic: in.Topic, Partition: in.Partition, Next: in.Next, HighWatermark: s.highWatermark,
+		BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, LastBatch: s.lastBatch, LastError: s.lastError,
+		CaughtUp: s.caughtUp, OpenTransactionAt: s.openTransactionAt, State: s.state, Draining: in.Draining,
+		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, EventsPerSecond: s.eventsPerSecond, LastBatchAt: s.lastBatchAt,
+	}
 }
 
 // rate tracks events/s over the last minute, in workflow time, for

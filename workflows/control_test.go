@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -244,5 +245,73 @@ func TestADrainUnderWayAnswersTheProgressQuery(t *testing.T) {
 	if before.Draining || !during.Draining || during.State != contract.StateBackoff {
 		t.Errorf("progress before the drain: draining %v; after it, while the batch waits: draining %v, %q; want false, then true while retrying",
 			before.Draining, during.Draining, during.State)
+	}
+}
+
+// TestEverySettableFieldSurvivesContinueAsNew: each part of a partition's
+// state that a signal or update changes during a run — the pool's
+// assignment, the batch size, a pause, a drain, the batch spacing, a failed
+// batch and its failures — reaches the next run whole, beside the position
+// and totals and every setting the run started with. The run changes the
+// state in place and hands it on as it is; a field kept in a copy and not
+// copied back would fail here.
+func TestEverySettableFieldSurvivesContinueAsNew(t *testing.T) {
+	env := newEnv(t)
+	env.SetTestTimeout(30 * time.Second)
+	env.OnSignalExternalWorkflow(mock.Anything, "pool/paystream", "", contract.WantSignal, mock.Anything).Return(nil)
+	env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.PlanInput) (contract.PlanResult, error) {
+		return contract.PlanResult{End: min(in.Next+100, 300), HighWatermark: 300}, nil
+	})
+	env.OnActivity("Dedup", mock.Anything, mock.Anything).Return(decisions, nil)
+	var failed contract.Spec
+	var failedAt time.Time
+	env.OnActivity("Load", mock.Anything, mock.Anything).Return(func(_ context.Context, in contract.LoadInput) (contract.Totals, error) {
+		if in.Spec.Start == 100 {
+			failed, failedAt = in.Spec, env.Now()
+			return contract.Totals{}, temporal.NewNonRetryableApplicationError("quota exceeded", contract.ErrTypeLoadFailed, nil)
+		}
+		return contract.Totals{Loaded: 100}, nil
+	})
+	update := func(name string, args ...any) {
+		env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+			OnAccept: func() {}, OnReject: func(err error) { t.Errorf("%s refused: %v", name, err) }, OnComplete: func(any, error) {},
+		}, args...)
+	}
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.AssignSignal, contract.Assignment{Queue: "tq/a", Seq: 3, Pool: "run-1"})
+	}, time.Second)
+	// While batch 100 waits a minute to run again after failing.
+	env.RegisterDelayedCallback(func() {
+		update(contract.SetBatchUpdate, contract.SetBatchInput{MaxRecords: 250, MaxBytes: 1 << 20})
+		env.SignalWorkflow(contract.BudgetSignal, contract.Budget{Partitions: 3, MinBatchInterval: 45 * time.Second})
+		update(contract.PauseUpdate)
+		update(contract.DrainUpdate)
+	}, 50*time.Second)
+	start := contract.IngestInput{
+		Topic: "payments", Partition: 2, MaxRecords: 100, MaxBytes: 8 << 20, AllowedLateness: 10 * time.Minute, MaxWindowIDs: 5000,
+		PollFor: time.Second, Linger: time.Second, MaxBatchesPerRun: 2, SearchableCounts: true, WriteMode: contract.WriteModeLoad, Pool: "pool/paystream",
+	}
+	start.MinBatchInterval = 30 * time.Second
+	env.ExecuteWorkflow(PartitionIngest, start)
+	next := continuedWith(t, env.GetWorkflowError())
+
+	want := start
+	want.MaxRecords, want.MaxBytes = 250, 1<<20
+	want.Next, want.Window = 100, failed.Window
+	want.BatchesDone, want.RecordsDone = 1, 100
+	want.Paused, want.Draining = true, true
+	want.MinBatchInterval = 45 * time.Second
+	want.Pending, want.Failures = &failed, 1
+	want.Queue, want.QueueSeq, want.QueuePool = "tq/a", 3, "run-1"
+	// The spacing moved the next batch's time by the 15 s it grew.
+	if wantAt := failedAt.Add(45 * time.Second); next.NextBatchAt.Sub(wantAt).Abs() > time.Second {
+		t.Errorf("next batch at %s, want %s: 45 s after the failed batch started", next.NextBatchAt, wantAt)
+	}
+	want.NextBatchAt = next.NextBatchAt
+	if failed.Start != 100 || !reflect.DeepEqual(want.Window, decisions.Next) {
+		t.Fatalf("the failed batch %+v: want 100-200 from the window %+v batch 0 left", failed.Range, decisions.Next)
+	}
+	if !reflect.DeepEqual(next, want) {
+		t.Errorf("the next run's state:\n%+v\nwant\n%+v", next, want)
 	}
 }

@@ -35,7 +35,8 @@ func PartitionIngest(ctx workflow.Context, in contract.IngestInput) error {
 	return p.run()
 }
 
-// partition is one run of PartitionIngest: its state, contract.IngestInput, which
+// partition is one run of PartitionIngest: the partition's state,
+// contract.IngestInput, which the run changes in place and
 // continue-as-new carries whole to the next run, and what the run holds
 // besides. Only run's goroutine changes it, except the control updates
 // and the pool's answers, which Temporal runs between its steps.
@@ -44,13 +45,11 @@ type partition struct {
 	// batchCtx ignores a stop: a batch once started is finished.
 	batchCtx workflow.Context
 	in       contract.IngestInput
-	progress contract.Progress
+	status   status
 	control  control
 	place    *placement
 	streams  map[string]contract.StreamOffset // storagewrite mode: each table's stream and next offset
 	planned  *planCall                        // the plan from in.Next, when already started
-	failed   *contract.Spec                   // a batch to run again under the same ID
-	failures int                              // of failed in a row, for the wait before it runs again
 	batches  int                              // run in this run, failed ones too: history grows alike
 	speed    rate
 	budget   workflow.ReceiveChannel // the supervisor's new spacing when partitions are added
@@ -60,22 +59,13 @@ func newPartition(ctx workflow.Context, in contract.IngestInput) (*partition, er
 	if f := in.Pending; f != nil && (f.Topic != in.Topic || f.Partition != in.Partition || f.Start != in.Next) {
 		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pending batch %s does not start at partition %d's offset %d", f.ID(), in.Partition, in.Next), "BadPendingBatch", nil)
 	}
-	p := &partition{
-		ctx:      ctx,
-		in:       in,
-		failed:   in.Pending,
-		failures: in.Failures,
-		control:  control{paused: in.Paused, draining: in.Draining},
-		progress: contract.Progress{Topic: in.Topic, Partition: in.Partition, Next: in.Next, BatchesDone: in.BatchesDone, RecordsDone: in.RecordsDone, State: contract.StateIngesting, MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes},
-	}
+	p := &partition{ctx: ctx, in: in, status: status{state: contract.StateIngesting}}
 	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (contract.Progress, error) {
-		pr := p.progress
-		pr.Draining = p.control.draining
-		return pr, nil
+		return p.progress(), nil
 	}); err != nil {
 		return nil, err
 	}
-	if err := setControlHandlers(ctx, &p.in, &p.control, &p.progress); err != nil {
+	if err := p.setControlHandlers(ctx); err != nil {
 		return nil, err
 	}
 	p.batchCtx, _ = workflow.NewDisconnectedContext(ctx)
@@ -119,24 +109,24 @@ func (p *partition) run() error {
 // atBoundary acts on a stop, pause, drain or due continue-as-new, where no
 // batch is in flight; end tells the run to return err.
 func (p *partition) atBoundary() (end bool, err error) {
-	c := &p.control
+	in, c := &p.in, &p.control
 	for {
-		if p.ctx.Err() != nil && p.failed == nil {
+		if p.ctx.Err() != nil && in.Pending == nil {
 			p.place.leave(p.ctx, p.in)
-			return true, temporal.NewCanceledError("stopped at offset", p.in.Next)
+			return true, temporal.NewCanceledError("stopped at offset", in.Next)
 		}
 		// A failed batch runs before any pause or drain takes effect: its
 		// range is never given up.
-		if (c.paused || c.draining) && p.failed == nil {
-			if c.draining {
-				p.progress.State, c.idle = contract.StateDrained, true
+		if (in.Paused || in.Draining) && in.Pending == nil {
+			if in.Draining {
+				p.status.state, c.idle = contract.StateDrained, true
 				// Let the drain update answer before the run closes.
 				_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
 				p.place.leave(p.ctx, p.in)
 				return true, nil
 			}
-			p.progress.State, c.idle = contract.StatePaused, true
-			_ = workflow.Await(p.ctx, func() bool { return !c.paused || c.draining })
+			p.status.state, c.idle = contract.StatePaused, true
+			_ = workflow.Await(p.ctx, func() bool { return !in.Paused || in.Draining })
 			continue // cancelled, draining or resumed
 		}
 		if continueAsNewDue(p.ctx, p.in, p.batches, p.ctx.Err() != nil) {
@@ -153,13 +143,14 @@ func (p *partition) continueAsNew() error {
 	p.control.handOver = true
 	_ = workflow.Await(p.ctx, func() bool { return workflow.AllHandlersFinished(p.ctx) })
 	// A stop asked of this run cannot reach the next: it drains instead.
-	p.in.Paused, p.in.Draining, p.in.Pending = p.control.paused, p.control.draining || p.ctx.Err() != nil, p.failed
-	p.in.Failures = p.failures
+	if p.ctx.Err() != nil {
+		p.in.Draining = true
+	}
 	var b contract.Budget
 	for p.budget.ReceiveAsync(&b) { // a spacing sent as this run ends
 		p.respace(b)
 	}
-	p.place.keep(p.ctx, &p.in)
+	p.place.settle(p.ctx) // answers sent as this run ends
 	return workflow.NewContinueAsNewError(p.ctx, PartitionIngest, p.in)
 }
 
@@ -167,15 +158,15 @@ func (p *partition) continueAsNew() error {
 // when there is none yet (caught up, or a plan to make again).
 func (p *partition) next() (*contract.Spec, error) {
 	p.place.renew(p.ctx)
-	if spec := p.failed; spec != nil {
-		p.failed = nil
+	if spec := p.in.Pending; spec != nil {
+		p.in.Pending = nil
 		return spec, nil
 	}
 	if p.planned == nil {
 		if !p.waitForBudget() {
 			return nil, nil // a stop, pause, drain or new spacing came first
 		}
-		p.planned = planOn(p.ctx, p.planInput(), p.in.Next, p.place.queue, sizeOf(p.in))
+		p.planned = planOn(p.ctx, p.planInput(), p.in.Next, p.place.queue(), sizeOf(p.in))
 	}
 	call := p.planned
 	if workflow.Await(p.ctx, func() bool { return call.IsReady() || p.place.moved(call.queue) }) == nil && !call.IsReady() {
@@ -193,15 +184,16 @@ func (p *partition) next() (*contract.Spec, error) {
 	case err != nil:
 		return nil, err // only errors retrying cannot fix reach here
 	}
-	p.progress.HighWatermark = plan.HighWatermark
-	p.progress.CaughtUp = plan.End == p.in.Next
-	p.progress.OpenTransactionAt = 0
-	if p.progress.CaughtUp {
-		p.progress.State = contract.StateCaughtUp
+	st := &p.status
+	st.highWatermark = plan.HighWatermark
+	st.caughtUp = plan.End == p.in.Next
+	st.openTransactionAt = 0
+	if st.caughtUp {
+		st.state = contract.StateCaughtUp
 		if plan.Stable == p.in.Next && plan.HighWatermark > plan.Stable {
-			p.progress.State, p.progress.OpenTransactionAt = contract.StateOpenTransaction, plan.Stable
+			st.state, st.openTransactionAt = contract.StateOpenTransaction, plan.Stable
 		}
-		p.progress.EventsPerSecond = p.speed.add(workflow.Now(p.ctx), p.in.RecordsDone)
+		st.eventsPerSecond = p.speed.add(workflow.Now(p.ctx), p.in.RecordsDone)
 		return nil, nil
 	}
 	return &contract.Spec{
@@ -224,9 +216,9 @@ func (p *partition) waitForBudget() bool {
 	if p.in.MinBatchInterval <= 0 || wait <= 0 {
 		return true
 	}
-	p.progress.State = contract.StateBudget
-	c, at := &p.control, p.in.NextBatchAt
-	interrupted, _ := workflow.AwaitWithTimeout(p.ctx, wait, func() bool { return c.paused || c.draining || !p.in.NextBatchAt.Equal(at) })
+	p.status.state = contract.StateBudget
+	in, at := &p.in, p.in.NextBatchAt
+	interrupted, _ := workflow.AwaitWithTimeout(p.ctx, wait, func() bool { return in.Paused || in.Draining || !in.NextBatchAt.Equal(at) })
 	return !interrupted && p.ctx.Err() == nil
 }
 
@@ -259,23 +251,23 @@ func (p *partition) planInput() contract.IngestInput {
 // same ID: re-planning its range could load its first records under a
 // second batch ID.
 func (p *partition) runBatch(spec contract.Spec) error {
-	c := &p.control
+	in, st := &p.in, &p.status
 	switch {
-	case c.draining:
-		p.progress.State = contract.StateDraining
-	case c.paused:
-		p.progress.State = contract.StatePausing
+	case in.Draining:
+		st.state = contract.StateDraining
+	case in.Paused:
+		st.state = contract.StatePausing
 	default:
-		p.progress.State = contract.StateIngesting
+		st.state = contract.StateIngesting
 	}
-	queue := p.place.queue
+	queue := p.place.queue()
 	child := startBatch(p.batchCtx, spec, queue)
-	if p.in.MinBatchInterval > 0 {
-		p.in.NextBatchAt = workflow.Now(p.ctx).Add(p.in.MinBatchInterval)
-	} else if !c.paused && !c.draining && p.ctx.Err() == nil {
+	if in.MinBatchInterval > 0 {
+		in.NextBatchAt = workflow.Now(p.ctx).Add(in.MinBatchInterval)
+	} else if !in.Paused && !in.Draining && p.ctx.Err() == nil {
 		// The next plan overlaps this batch; under a budget it waits
 		// instead (next).
-		p.planned = planOn(p.ctx, p.in, spec.End, p.place.queue, sizeOf(p.in))
+		p.planned = planOn(p.ctx, p.in, spec.End, queue, sizeOf(p.in))
 	}
 	p.place.wait(p.batchCtx, queue, child.IsReady)
 	moved := !child.IsReady()
@@ -295,19 +287,19 @@ func (p *partition) runBatch(spec contract.Spec) error {
 		if p.planned != nil {
 			p.planned.cancel()
 		}
-		p.failed, p.planned = &spec, nil
+		in.Pending, p.planned = &spec, nil
 		if moved {
-			p.progress.LastError = "moved off a worker that left the pool: " + err.Error()
+			st.lastError = "moved off a worker that left the pool: " + err.Error()
 			return nil
 		}
-		p.progress.LastError, p.progress.State = err.Error(), contract.StateBackoff
-		p.failures++
+		st.lastError, st.state = err.Error(), contract.StateBackoff
+		in.Failures++
 		p.batches++
 		// Not ended by a stop: the batch runs again before the run ends.
-		_ = workflow.Sleep(p.batchCtx, failedBatchWait(p.failures))
+		_ = workflow.Sleep(p.batchCtx, failedBatchWait(in.Failures))
 		return nil
 	}
-	p.failures = 0
+	in.Failures = 0
 	p.batches++
 	p.advance(spec, res)
 	return nil
@@ -329,11 +321,10 @@ func (p *partition) advance(spec contract.Spec, res contract.Result) {
 		st.Offset += int64(n)
 		p.streams[table] = st
 	}
-	pr := &p.progress
-	pr.Next, pr.BatchesDone, pr.RecordsDone = p.in.Next, p.in.BatchesDone, p.in.RecordsDone
-	pr.LastBatch, pr.LastError = res.BatchID, ""
-	pr.LastBatchAt = workflow.Now(p.ctx)
-	pr.EventsPerSecond = p.speed.add(pr.LastBatchAt, p.in.RecordsDone)
+	st := &p.status
+	st.lastBatch, st.lastError = res.BatchID, ""
+	st.lastBatchAt = workflow.Now(p.ctx)
+	st.eventsPerSecond = p.speed.add(st.lastBatchAt, p.in.RecordsDone)
 }
 
 func planOptions(ctx workflow.Context, in contract.IngestInput, queue string) workflow.Context {

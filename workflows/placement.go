@@ -13,11 +13,10 @@ import (
 
 // placement is where a partition's plans and batches run: the queue of the
 // worker its pool assigned it (see WorkerPool), or the partition's own task
-// queue when it has no pool or no answer from it yet.
+// queue when it has no pool or no answer from it yet. The pool's last
+// answer is kept in the partition's state (at); the rest lasts a run.
 type placement struct {
-	queue string
-	seq   int64  // of the pool's answer that named queue
-	pool  string // that answer's pool run
+	at *contract.Placement
 	// lost are queues whose worker left the pool, or stopped taking
 	// tasks: a plan or batch scheduled there never starts, so the
 	// partition moves it.
@@ -57,7 +56,7 @@ const (
 // place joins the partition to in.Pool, when set, and keeps the returned
 // placement up to date with the pool's answers for the rest of the run.
 func place(ctx workflow.Context, in *contract.IngestInput) *placement {
-	pl := &placement{queue: in.Queue, seq: in.QueueSeq, pool: in.QueuePool, lost: map[string]bool{}, poolID: in.Pool}
+	pl := &placement{at: &in.Placement, lost: map[string]bool{}, poolID: in.Pool}
 	if in.Pool == "" {
 		return pl
 	}
@@ -75,34 +74,38 @@ func place(ctx workflow.Context, in *contract.IngestInput) *placement {
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
 	asked := workflow.SignalExternalWorkflow(ctx, in.Pool, "", contract.WantSignal, contract.PoolWant{WorkflowID: self, Queue: in.Queue})
 	pl.asked, pl.askedAt = asked, workflow.Now(ctx)
-	if pl.queue == "" {
+	if pl.at.Queue == "" {
 		// Without a pool (no worker joined it yet) the partition runs on
 		// its own task queue; the pool's answer moves it later.
 		_, _ = workflow.AwaitWithTimeout(ctx, assignmentWait, func() bool {
-			return pl.queue != "" || (asked.IsReady() && asked.Get(ctx, nil) != nil)
+			return pl.at.Queue != "" || (asked.IsReady() && asked.Get(ctx, nil) != nil)
 		})
 	}
 	return pl
 }
 
+// queue is where the partition's next plan or batch goes ("": its own).
+func (pl *placement) queue() string { return pl.at.Queue }
+
 func (pl *placement) apply(as contract.Assignment) {
+	at := pl.at
 	if as.Lost != "" {
 		pl.lost[as.Lost] = true
 	}
-	if as.Seq != 0 && as.Pool == pl.pool && as.Seq <= pl.seq {
+	if as.Seq != 0 && as.Pool == at.QueuePool && as.Seq <= at.QueueSeq {
 		// A stale answer: its loss still holds, its queue no longer.
-		if pl.lost[pl.queue] {
-			pl.queue = ""
+		if pl.lost[at.Queue] {
+			at.Queue = ""
 		}
 		return
 	}
-	pl.seq, pl.pool = as.Seq, as.Pool
+	at.QueueSeq, at.QueuePool = as.Seq, as.Pool
 	if as.Queue != as.Lost {
 		delete(pl.lost, as.Queue) // a worker may join again under its queue
 	}
-	pl.queue = as.Queue
-	if pl.lost[pl.queue] {
-		pl.queue = "" // never plan where nothing polls: the shared queue serves meanwhile
+	at.Queue = as.Queue
+	if pl.lost[at.Queue] {
+		at.Queue = "" // never plan where nothing polls: the shared queue serves meanwhile
 	}
 }
 
@@ -132,7 +135,7 @@ func (pl *placement) announce(ctx workflow.Context) {
 		return
 	}
 	self := workflow.GetInfo(ctx).WorkflowExecution.ID
-	pl.asked = workflow.SignalExternalWorkflow(ctx, pl.poolID, "", contract.WantSignal, contract.PoolWant{WorkflowID: self, Queue: pl.queue, Pool: pl.pool})
+	pl.asked = workflow.SignalExternalWorkflow(ctx, pl.poolID, "", contract.WantSignal, contract.PoolWant{WorkflowID: self, Queue: pl.at.Queue, Pool: pl.at.QueuePool})
 	pl.askedAt = workflow.Now(ctx)
 }
 
@@ -141,8 +144,8 @@ func (pl *placement) announce(ctx workflow.Context) {
 func (pl *placement) lose(ctx workflow.Context, queue string) {
 	workflow.GetLogger(ctx).Warn("the worker's queue takes no tasks; moving off it without the pool", "queue", queue)
 	pl.lost[queue] = true
-	if pl.queue == queue {
-		pl.queue = ""
+	if pl.at.Queue == queue {
+		pl.at.Queue = ""
 	}
 	pl.announce(ctx)
 }
@@ -206,9 +209,9 @@ func (pl *placement) wait(ctx workflow.Context, queue string, done func() bool) 
 	}
 }
 
-// keep takes in the answers already received, so that a continue-as-new
-// carries the latest assignment.
-func (pl *placement) keep(ctx workflow.Context, in *contract.IngestInput) {
+// settle takes in the answers already received, so that a
+// continue-as-new carries the latest assignment.
+func (pl *placement) settle(ctx workflow.Context) {
 	assigned := workflow.GetSignalChannel(ctx, contract.AssignSignal)
 	for {
 		var as contract.Assignment
@@ -217,7 +220,6 @@ func (pl *placement) keep(ctx workflow.Context, in *contract.IngestInput) {
 		}
 		pl.apply(as)
 	}
-	in.Queue, in.QueueSeq, in.QueuePool = pl.queue, pl.seq, pl.pool
 }
 
 // leave tells the pool the partition has ended, so its share goes to the

@@ -90,19 +90,19 @@ func TestAssignSpreadsAndKeeps(t *testing.T) {
 // send the partition back to a worker that has left, nor clear that
 // worker's loss; a pool started afresh counts from the start again.
 func TestStaleAssignmentsDoNotMoveAPartitionBack(t *testing.T) {
-	pl := &placement{lost: map[string]bool{}}
+	pl := &placement{at: &contract.Placement{}, lost: map[string]bool{}}
 	assigned := contract.Assignment{Queue: "tq/a", Seq: 1, Pool: "run1"}            // a joined
 	lostA := contract.Assignment{Queue: "tq/a", Lost: "tq/a", Seq: 2, Pool: "run1"} // a died
 	toB := contract.Assignment{Queue: "tq/b", Lost: "tq/a", Seq: 3, Pool: "run1"}   // its partitions go to b
 	for _, as := range []contract.Assignment{lostA, toB, assigned} {                // the first arrives last
 		pl.apply(as)
 	}
-	if pl.queue != "tq/b" || !pl.moved("tq/a") {
-		t.Fatalf("after a stale answer: queue %q, a moved %v; want tq/b and a lost", pl.queue, pl.moved("tq/a"))
+	if pl.queue() != "tq/b" || !pl.moved("tq/a") {
+		t.Fatalf("after a stale answer: queue %q, a moved %v; want tq/b and a lost", pl.queue(), pl.moved("tq/a"))
 	}
 	pl.apply(contract.Assignment{Queue: "tq/c", Seq: 1, Pool: "run2"}) // a new pool
-	if pl.queue != "tq/c" {
-		t.Errorf("a new pool's first answer: queue %q, want tq/c", pl.queue)
+	if pl.queue() != "tq/c" {
+		t.Errorf("a new pool's first answer: queue %q, want tq/c", pl.queue())
 	}
 }
 
@@ -199,7 +199,7 @@ func TestABatchOnADeadQueueMovesWithoutThePool(t *testing.T) {
 		return contract.Totals{Loaded: 97}, nil
 	})
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
-		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"})
+		Pool: "pool/paystream", Placement: contract.Placement{Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"}})
 	err := env.GetWorkflowError()
 	t.Logf("calls: %q; wants: %+v", d.j.calls, d.wants)
 	var appErr *temporal.ApplicationError
@@ -251,7 +251,7 @@ func TestBatchesShareOneWatchTimer(t *testing.T) {
 		}
 	})
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
-		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "pool-run"})
+		Pool: "pool/paystream", Placement: contract.Placement{Queue: queue, QueueSeq: 7, QueuePool: "pool-run"}})
 	if loads != batches {
 		t.Fatalf("%d batches loaded, want %d (%v)", loads, batches, env.GetWorkflowError())
 	}
@@ -271,7 +271,7 @@ func TestAnIdlePartitionLeavesADeadQueueWithoutThePool(t *testing.T) {
 	d := &deadWorker{queue: queue, died: true, diedAt: env.Now()}
 	d.mock(env, 0, time.Minute) // the dead queue's plans time out after a minute; the others poll as long
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second,
-		Pool: "pool/paystream", Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"})
+		Pool: "pool/paystream", Placement: contract.Placement{Queue: queue, QueueSeq: 7, QueuePool: "old-pool-run"}})
 	err := env.GetWorkflowError()
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
@@ -315,7 +315,7 @@ func TestPartitionsAnnounceThemselvesToThePool(t *testing.T) {
 			env.OnActivity("PlanBatch", mock.Anything, mock.Anything).Return(contract.PlanResult{}, nil).After(5 * time.Second) // caught up
 			env.RegisterDelayedCallback(env.CancelWorkflow, 150*time.Second)
 			env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: 5 * time.Second,
-				Pool: "pool/paystream", Queue: "paystream/w1", QueueSeq: 3, QueuePool: "pool-run-1"})
+				Pool: "pool/paystream", Placement: contract.Placement{Queue: "paystream/w1", QueueSeq: 3, QueuePool: "pool-run-1"}})
 			if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
 				t.Fatalf("workflow ended with %v, want stopped", err)
 			}

@@ -52,7 +52,7 @@ func TestSupervisorRespacesWhenPartitionsAreAdded(t *testing.T) {
 	})
 	env.RegisterDelayedCallback(env.CancelWorkflow, 3*contract.DefaultSuperviseEvery)
 	env.ExecuteWorkflow(TopicSupervisor, contract.SuperviseInput{Topic: "payments", Partitions: 2, LoadJobBudget: budget,
-		Template: contract.IngestInput{MinBatchInterval: contract.BatchInterval(2, budget)}})
+		Template: contract.IngestInput{Spacing: contract.Spacing{MinBatchInterval: contract.BatchInterval(2, budget)}}})
 	var canceled *temporal.CanceledError
 	if err := env.GetWorkflowError(); !errors.As(err, &canceled) {
 		t.Fatalf("supervisor ended with %v, want cancelled by the test", err)
@@ -103,7 +103,7 @@ func TestANewSpacingAppliesToTheWaitUnderWay(t *testing.T) {
 				env.SignalWorkflow(contract.BudgetSignal, contract.Budget{Partitions: 2, MinBatchInterval: c.to})
 			}, time.Minute)
 			env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, MaxBytes: 1 << 20, PollFor: time.Second,
-				AllowedLateness: 10 * time.Minute, MinBatchInterval: c.from})
+				AllowedLateness: 10 * time.Minute, Spacing: contract.Spacing{MinBatchInterval: c.from}})
 			var appErr *temporal.ApplicationError
 			if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
 				t.Fatalf("workflow ended with %v, want the test log's end", err)

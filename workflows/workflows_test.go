@@ -290,7 +290,7 @@ func TestAPendingBatchLeavesTheNewStreamsAlone(t *testing.T) {
 	})
 	pending := &contract.Spec{Range: contract.Range{Topic: "payments", Start: 0, End: 100}, Streams: map[string]contract.StreamOffset{"transactions": {Name: "old/transactions", Offset: 500}}}
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, PollFor: time.Second, MaxBatchesPerRun: 3,
-		WriteMode: config.WriteModeStorageWrite, Pending: pending})
+		WriteMode: config.WriteModeStorageWrite, Retry: contract.Retry{Pending: pending}})
 	want := []string{"0-100 old/transactions@500", "100-200 new/transactions@0", "200-300 new/transactions@97"}
 	if fmt.Sprint(j.calls) != fmt.Sprint(want) {
 		t.Errorf("loads\n%q\nwant\n%q", j.calls, want)
@@ -437,7 +437,7 @@ func TestAPendingBatchAtAnotherLatenessHandsOnAFloor(t *testing.T) {
 	env.OnActivity("Load", mock.Anything, mock.Anything).Return(contract.Totals{Loaded: 97}, nil)
 	pending := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 0, Start: 0, End: 100}, AllowedLateness: 10 * time.Minute}
 	env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", Partition: 0, MaxRecords: 100, PollFor: time.Second,
-		AllowedLateness: time.Hour, Pending: &pending})
+		AllowedLateness: time.Hour, Retry: contract.Retry{Pending: &pending}})
 	if len(windows) != 2 {
 		t.Fatalf("%d batches deduplicated, want 2 (%v)", len(windows), env.GetWorkflowError())
 	}
@@ -469,7 +469,7 @@ func TestBudgetSpacesBatchesAndGrowsThem(t *testing.T) {
 			return contract.Totals{Loaded: 97}, nil
 		})
 		env.ExecuteWorkflow(PartitionIngest, contract.IngestInput{Topic: "payments", MaxRecords: 100, MaxBytes: 1 << 20, PollFor: time.Second,
-			AllowedLateness: 10 * time.Minute, MinBatchInterval: interval})
+			AllowedLateness: 10 * time.Minute, Spacing: contract.Spacing{MinBatchInterval: interval}})
 		var appErr *temporal.ApplicationError
 		if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != contract.ErrTypeOffsetOutOfRange {
 			t.Fatalf("interval %v: workflow ended with %v, want the test log's end", interval, err)
@@ -535,7 +535,7 @@ func TestABudgetGrowsBatchBytesWithinTheBound(t *testing.T) {
 		{1, 1 << 62, contract.MaxBatchBytes},
 		{contract.MaxBatchRecords, 1 << 30, 1 << 30}, // already at the most records: as set
 	} {
-		p := &partition{in: contract.IngestInput{MinBatchInterval: time.Minute, MaxRecords: c.records, MaxBytes: c.bytes}}
+		p := &partition{in: contract.IngestInput{Spacing: contract.Spacing{MinBatchInterval: time.Minute}, MaxRecords: c.records, MaxBytes: c.bytes}}
 		if got := p.planInput(); got.MaxBytes != c.want || got.MaxRecords != contract.MaxBatchRecords {
 			t.Errorf("%d records, %d bytes: plan asks %d records, %d bytes; want %d, %d", c.records, c.bytes, got.MaxRecords, got.MaxBytes, contract.MaxBatchRecords, c.want)
 		}

@@ -418,7 +418,7 @@ func TestStopWhileABatchRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "no-worker-polls-this"},
-		workflows.PartitionIngest, contract.IngestInput{Topic: e.operator.Config.Topic, Partition: 0, Draining: true}); err != nil {
+		workflows.PartitionIngest, contract.IngestInput{Topic: e.operator.Config.Topic, Partition: 0, Control: contract.Control{Draining: true}}); err != nil {
 		t.Fatal(err)
 	}
 	defer e.operator.Temporal.TerminateWorkflow(ctx, id, "", "the test's end")

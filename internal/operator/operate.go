@@ -257,7 +257,7 @@ func (o *Operator) ingestInput(partitions int) contract.IngestInput {
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
 		Pool:             contract.PoolID(o.Config.TaskQueue),
 		SearchableCounts: o.Tuning.SearchableCounts,
-		MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config)),
+		Spacing:          contract.Spacing{MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config))},
 	}
 }
 
