@@ -67,15 +67,16 @@ func (p *pace) loaded(r contract.Range, at time.Time) {
 // its recent batches, and at least a quarter of the linger, so that a
 // sink slower than the linger still gets batches of some size. A
 // partition this worker has written no batch of yet (it just started, or
-// took the partition over from a worker that died) waits not at all:
-// its records may have waited through the outage already, and its first
-// batch measures the write.
+// took the partition over from a worker that died) waits that floor: its
+// records may have waited through the outage already, and its first
+// batch measures the write. (Not less: a worker that plans on a shared
+// queue may never load the batches it cuts, and so never learn.)
 func (p *pace) linger(topic string, partition int, linger time.Duration) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	took := p.took[windowKey(topic, partition)]
 	if len(took) == 0 {
-		return 0
+		return linger / 4
 	}
 	var longest time.Duration
 	for _, d := range took {

@@ -169,8 +169,8 @@ func TestPaceLeavesTheWriteItsShare(t *testing.T) {
 		p.cut(r, at)
 		p.loaded(r, at.Add(took))
 	}
-	if got := p.linger("t", 0, 4*time.Second); got != 0 {
-		t.Errorf("no batch written yet: linger %s, want none", got)
+	if got := p.linger("t", 0, 4*time.Second); got != time.Second {
+		t.Errorf("no batch written yet: linger %s, want the floor, a quarter", got)
 	}
 	wrote(0, -1, 0)
 	if got := p.linger("t", 0, 4*time.Second); got != 4*time.Second {
@@ -182,8 +182,8 @@ func TestPaceLeavesTheWriteItsShare(t *testing.T) {
 	if got := p.linger("t", 0, 4*time.Second); got != 2500*time.Millisecond {
 		t.Errorf("batches took 0.5, 1.5, 0.2 s: linger %s, want 4s - 1.5s = 2.5s", got)
 	}
-	if got := p.linger("t", 1, 4*time.Second); got != 0 {
-		t.Errorf("another partition, none written: linger %s, want none", got)
+	if got := p.linger("t", 1, 4*time.Second); got != time.Second {
+		t.Errorf("another partition, none written: linger %s, want the floor", got)
 	}
 	for i := int64(3); i < 3+paceSamples; i++ { // the 1.5 s batch drops out
 		wrote(0, i, 300*time.Millisecond)
@@ -196,7 +196,7 @@ func TestPaceLeavesTheWriteItsShare(t *testing.T) {
 		t.Errorf("a batch took 10 s: linger %s, want the floor of a quarter, 1s", got)
 	}
 	p.loaded(contract.Range{Topic: "t", Partition: 2, End: 5}, at)
-	if got := p.linger("t", 2, 4*time.Second); got != 0 {
-		t.Errorf("a Load of a batch cut elsewhere taught this worker: linger %s, want none", got)
+	if got := p.linger("t", 2, 4*time.Second); got != time.Second {
+		t.Errorf("a Load of a batch cut elsewhere taught this worker: linger %s, want the floor", got)
 	}
 }
