@@ -137,13 +137,14 @@ func EnsureTools(ctx context.Context, root string, log io.Writer) (binDir string
 	return binDir, nil
 }
 
-// emulatorPatchDir holds files that replace or join the pinned BigQuery
-// emulator's source at the same paths (see tools/README.md).
+// emulatorPatchDir holds diffs of the pinned BigQuery emulator's source
+// (path.go.diff changes path.go) and files that join it at the same paths
+// (see tools/README.md).
 const emulatorPatchDir = "_bigquery-emulator-patch"
 
 // patchedToolsModfile copies the pinned emulator's source to
-// bin/.src/bigquery-emulator with tools/_bigquery-emulator-patch laid over
-// it, and returns a copy of tools/go.mod (and go.sum) that builds from
+// bin/.src/bigquery-emulator with tools/_bigquery-emulator-patch applied
+// to it, and returns a copy of tools/go.mod (and go.sum) that builds from
 // that copy: the modfile to build with. (go build -overlay would be
 // simpler but refuses files in the module cache.)
 func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (string, error) {
@@ -165,7 +166,7 @@ func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (s
 	if err := copyTree(mod.Dir, src); err != nil {
 		return "", fmt.Errorf("copy %s: %w", module, err)
 	}
-	if err := copyTree(filepath.Join(toolsDir, emulatorPatchDir), src); err != nil {
+	if err := applyPatch(filepath.Join(toolsDir, emulatorPatchDir), src); err != nil {
 		return "", fmt.Errorf("patch %s: %w", module, err)
 	}
 	gomod, err := os.ReadFile(filepath.Join(toolsDir, "go.mod"))
@@ -182,6 +183,39 @@ func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (s
 		return "", err
 	}
 	return modfile, os.WriteFile(filepath.Join(binDir, ".tools.sum"), gosum, 0o644)
+}
+
+// applyPatch applies each diff under dir to the file of the same path,
+// less ".diff", under src, and copies the other files of dir there.
+func applyPatch(dir, src string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(src, rel)
+		if name, ok := strings.CutSuffix(target, ".diff"); ok {
+			orig, err := os.ReadFile(name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			if b, err = applyDiff(orig, b); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			target = name
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(target, b, 0o644)
+	})
 }
 
 // copyTree copies the regular files under from to the same paths under
@@ -211,7 +245,7 @@ func emulatorPatches(toolsDir string) ([]string, error) {
 	root := filepath.Join(toolsDir, emulatorPatchDir)
 	var files []string
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, ".diff") {
 			return err
 		}
 		rel, err := filepath.Rel(root, path)
