@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -83,5 +84,27 @@ func TestBilledActionsFollowTemporalCloudsRules(t *testing.T) {
 	c.settle()
 	if c.Actions != 12 || c.ActionsPerMillion != 12000 || c.DollarsPerMillion != 0.6 {
 		t.Errorf("settled: %v actions, %v a million, $%v a million; want 12, 12000, $0.6", c.Actions, c.ActionsPerMillion, c.DollarsPerMillion)
+	}
+}
+
+// TestOutagesReportEachServer: the outage section names each server with
+// its slowest and median partition's time from the server's return, and
+// says so when a run did not finish rather than leave a blank.
+func TestOutagesReportEachServer(t *testing.T) {
+	r := &report{Options: defaultOptions(), Outages: []recoveryFigures{
+		{Sink: "discard", Outage: outageTemporal, Runs: []recoveryRun{{MaxS: 6.5, MedianS: 4.25, Reconciled: true}}},
+		{Sink: "discard", Outage: outageKafka, Errors: []string{"producer stopped early"}},
+		{Sink: "discard", Outage: outageBigQuery, Runs: []recoveryRun{{MaxS: -1, MedianS: -1}}},
+	}}
+	md := r.outagesMarkdown()
+	for _, want := range []string{
+		"| temporal | 6.50 s | 4.25 s | true |",
+		"| kafka | did not finish: producer stopped early |",
+		"| bigquery | not seen (a partition had no batch visible afterwards) |",
+		"stopped for 15s",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the outage section lacks %q:\n%s", want, md)
+		}
 	}
 }

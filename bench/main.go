@@ -57,6 +57,9 @@ type options struct {
 	// recovery after SIGKILL.
 	RecoveryRuns int           `json:"recovery_runs"`
 	RecoveryFor  time.Duration `json:"recovery_for_ns"`
+	// OutageFor is how long each server is down in the outage runs (one
+	// run a server, RecoveryFor long, the outage three quarters in).
+	OutageFor time.Duration `json:"outage_for_ns,omitempty"`
 	// CostRates are the rates (events/s) at which Temporal's bill is
 	// measured, storagewrite into the emulator, CostFor each.
 	CostRates []int         `json:"cost_rates,omitempty"`
@@ -105,6 +108,7 @@ func defaultOptions() options {
 		SurvivorFor:       12 * time.Minute,
 		RecoveryRuns:      3,
 		RecoveryFor:       90 * time.Second,
+		OutageFor:         15 * time.Second,
 		CostRates:         []int{5000, 10000},
 		CostFor:           2 * time.Minute,
 		ScalingRates:      []int{10000, 20000},
@@ -210,6 +214,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.SurvivorFor, "survivor-for", o.SurvivorFor, "length of the discard sink's run with two workers, one killed near the end (recovery on the survivor)")
 	fs.IntVar(&o.RecoveryRuns, "recovery-runs", o.RecoveryRuns, "short runs of each kind that measure recovery after SIGKILL (the figure is their median)")
 	fs.DurationVar(&o.RecoveryFor, "recovery-for", o.RecoveryFor, "length of each recovery run; the worker is killed three quarters in")
+	fs.DurationVar(&o.OutageFor, "outage-for", o.OutageFor, "how long each server (Temporal, Kafka, BigQuery) is down in its outage run")
 	fs.Func("cost-rates", fmt.Sprintf("comma-separated rates (events/s) at which Temporal's bill is measured, storagewrite into the emulator (default %s)", joinInts(o.CostRates)), func(v string) error {
 		var err error
 		o.CostRates, err = parseInts(v)
@@ -268,7 +273,7 @@ func parseOptions(args []string) (options, error) {
 }
 
 // benchParts are what --only chooses from.
-var benchParts = []string{"micro", "catch-up", "steady", "recovery", "write-modes", "cost", "scaling"}
+var benchParts = []string{"micro", "catch-up", "steady", "recovery", "outages", "write-modes", "cost", "scaling"}
 
 // measures tells whether the run measures part.
 func (o options) measures(part string) bool {

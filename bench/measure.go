@@ -47,6 +47,8 @@ type report struct {
 	// Recovery is recovery after SIGKILL measured over several short
 	// runs of each kind, with where the time went.
 	Recovery []recoveryFigures `json:"recovery,omitempty"`
+	// Outages are recovery after a server was down, one kind a server.
+	Outages []recoveryFigures `json:"outages,omitempty"`
 	// WriteModes compares load and storagewrite into the emulator.
 	WriteModes []writeModeFigures `json:"write_modes,omitempty"`
 	// Cost is Temporal's bill in storagewrite mode into the emulator, a
@@ -157,6 +159,11 @@ func measure(ctx context.Context, o options) (*report, error) {
 	}
 	if o.measures("recovery") {
 		if err := e.recoveryRuns(ctx, o, rep); err != nil {
+			return nil, err
+		}
+	}
+	if o.measures("outages") && !o.Smoke {
+		if err := e.outageRuns(ctx, o, rep); err != nil {
 			return nil, err
 		}
 	}

@@ -192,8 +192,11 @@ type recoveryFigures struct {
 	// Survivor: two workers ran and the one left took over; otherwise a
 	// replacement started at the kill, sharing the state directory as a
 	// container restarted in its pod does.
-	Survivor bool          `json:"survivor,omitempty"`
-	Runs     []recoveryRun `json:"runs"`
+	Survivor bool `json:"survivor,omitempty"`
+	// Outage names the server that was down (temporal, kafka, bigquery)
+	// instead of a worker killed; the figure counts from its return.
+	Outage string        `json:"outage,omitempty"`
+	Runs   []recoveryRun `json:"runs"`
 	// MedianMaxS is the median over the runs of the slowest partition's
 	// recovery; -1 when the median run had a partition with no batch
 	// visible after the kill.
@@ -228,7 +231,10 @@ func (f recoveryFigures) median() (recoveryRun, bool) {
 // kind names the runs in the report.
 func (f recoveryFigures) kind() string {
 	how := "a replacement started at once"
-	if f.Survivor {
+	switch {
+	case f.Outage != "":
+		how = f.Outage + " down"
+	case f.Survivor:
 		how = "on the survivor of two workers"
 	}
 	sink := f.Sink + " sink"
@@ -247,13 +253,34 @@ func (e *env) recoveryRuns(ctx context.Context, o options, rep *report) error {
 		{Sink: config.SinkDiscard, WriteMode: config.WriteModeLoad, Survivor: true},
 		{Sink: config.SinkBigQuery, WriteMode: config.WriteModeStorageWrite},
 	}
+	var err error
+	rep.Recovery, err = e.recoveryKinds(ctx, o, kinds, o.RecoveryRuns)
+	return err
+}
+
+// outageRuns measures, for each server, how soon every partition has a
+// batch visible after the server comes back from o.OutageFor down: the
+// workers wait for it with backoff rather than exit.
+func (e *env) outageRuns(ctx context.Context, o options, rep *report) error {
+	var kinds []recoveryFigures
+	for _, server := range []string{outageTemporal, outageKafka, outageBigQuery} {
+		kinds = append(kinds, recoveryFigures{Sink: config.SinkDiscard, WriteMode: config.WriteModeLoad, Outage: server})
+	}
+	var err error
+	rep.Outages, err = e.recoveryKinds(ctx, o, kinds, 1)
+	return err
+}
+
+// recoveryKinds runs each kind runs times and returns its figures.
+func (e *env) recoveryKinds(ctx context.Context, o options, kinds []recoveryFigures, runs int) ([]recoveryFigures, error) {
+	var out []recoveryFigures
 	for _, f := range kinds {
-		for i := range o.RecoveryRuns {
-			e.logf("recovery, %s: run %d of %d, %.0f events/s for %s", f.kind(), i+1, o.RecoveryRuns, o.SteadyRate, o.RecoveryFor)
-			st, err := e.steadyRun(ctx, steadySpec{sink: f.Sink, writeMode: f.WriteMode, partitions: o.Partitions[0], rate: o.SteadyRate, length: o.RecoveryFor, survivor: f.Survivor})
+		for i := range runs {
+			e.logf("recovery, %s: run %d of %d, %.0f events/s for %s", f.kind(), i+1, runs, o.SteadyRate, o.RecoveryFor)
+			st, err := e.steadyRun(ctx, steadySpec{sink: f.Sink, writeMode: f.WriteMode, partitions: o.Partitions[0], rate: o.SteadyRate, length: o.RecoveryFor, survivor: f.Survivor, outage: f.Outage, outageFor: o.OutageFor})
 			if err != nil {
 				if ctx.Err() != nil {
-					return err
+					return out, err
 				}
 				f.Errors = append(f.Errors, err.Error())
 				e.logf("  failed: %v", err)
@@ -262,14 +289,16 @@ func (e *env) recoveryRuns(ctx context.Context, o options, rep *report) error {
 			f.Runs = append(f.Runs, recoveryRun{MaxS: st.RecoveryMaxS, MedianS: st.RecoveryMedianS, Breakdown: st.RecoveryBreakdown, Reconciled: st.Reconciled})
 			if st.RecoveryBreakdown != nil {
 				e.logf("  recovery %.2f s; %s", st.RecoveryMaxS, st.RecoveryBreakdown)
+			} else {
+				e.logf("  recovery %.2f s (median partition %.2f s)", st.RecoveryMaxS, st.RecoveryMedianS)
 			}
 		}
 		if m, ok := f.median(); ok {
 			f.MedianMaxS = m.MaxS
 		}
-		rep.Recovery = append(rep.Recovery, f)
+		out = append(out, f)
 	}
-	return nil
+	return out, nil
 }
 
 // runsNote lists the runs' slowest-partition recoveries for the targets
@@ -289,9 +318,28 @@ func (f recoveryFigures) runsNote() string {
 // recoverySeconds is a recovery figure, or why there is none.
 func recoverySeconds(s float64) string {
 	if s < 0 {
-		return "not seen (a partition had no batch visible after the kill)"
+		return "not seen (a partition had no batch visible afterwards)"
 	}
 	return fmt.Sprintf("%.2f s", s)
+}
+
+// outagesMarkdown is the report's section on outages of the servers.
+func (r *report) outagesMarkdown() string {
+	if len(r.Outages) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Outages\n\nA run at %.0f events/s on %d partitions with the discard sink, %s long, for each server: three quarters in it is stopped for %s and started again on the same ports and state, the worker left running. The figure is each partition's time from the server's return until its next batch's ledger row is visible.\n\n| server down | slowest partition | median partition | reconciled |\n|---|---|---|---|\n",
+		r.Options.SteadyRate, r.Options.Partitions[0], r.Options.RecoveryFor, r.Options.OutageFor)
+	for _, f := range r.Outages {
+		m, ok := f.median()
+		if !ok {
+			fmt.Fprintf(&b, "| %s | did not finish: %s | | |\n", f.Outage, strings.Join(f.Errors, "; "))
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %v |\n", f.Outage, recoverySeconds(m.MaxS), recoverySeconds(m.MedianS), m.Reconciled)
+	}
+	return b.String()
 }
 
 // recoveryMarkdown is the report's section on recovery: where the median

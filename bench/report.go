@@ -301,6 +301,7 @@ func (r *report) markdown(chart string) string {
 		fmt.Fprintf(&b, "\nDedup index: %.0f bytes per held transaction ID.\n", r.Dedup.BytesPerEntry)
 	}
 	b.WriteString(r.recoveryMarkdown())
+	b.WriteString(r.outagesMarkdown())
 	b.WriteString(r.writeModesMarkdown())
 	b.WriteString(r.costMarkdown())
 	b.WriteString(r.scalingMarkdown())

@@ -110,6 +110,45 @@ type steadySpec struct {
 	// noKill: no worker is killed (the cost and scaling runs), and the
 	// run's Temporal cost is read back from its histories.
 	noKill bool
+	// outage: instead of a worker killed, this server (outageTemporal,
+	// outageKafka, outageBigQuery) is down for outageFor; recovery counts
+	// from its return.
+	outage    string
+	outageFor time.Duration
+}
+
+// The servers an outage run stops.
+const (
+	outageTemporal = "temporal"
+	outageKafka    = "kafka"
+	outageBigQuery = "bigquery"
+)
+
+// serverOutage stops server for d and starts it again on the same ports
+// and state.
+func (e *env) serverOutage(ctx context.Context, server string, d time.Duration) error {
+	var start func() error
+	switch server {
+	case outageTemporal:
+		e.stack.StopTemporal()
+		start = func() error { return e.stack.StartTemporal(ctx) }
+	case outageKafka:
+		e.stack.StopKafka()
+		start = e.stack.StartKafka
+	case outageBigQuery:
+		e.stack.StopBigQuery()
+		start = func() error { return e.stack.StartBigQuery(ctx) }
+	default:
+		return fmt.Errorf("no server %q to stop", server)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+	if err := start(); err != nil {
+		return fmt.Errorf("start %s again after its outage: %w", server, err)
+	}
+	return nil
 }
 
 // steadyRun runs the pipeline at rate for length and kills a worker near
@@ -192,13 +231,23 @@ func (e *env) steadyRun(ctx context.Context, s steadySpec) (steadyState, error) 
 		}
 		res.Cores = coresSince(cpu, began)
 		e.lookInside(ctx, first, sink, &res)
-		first.kill()
-		killedAt = time.Now()
+		if s.outage != "" {
+			if err := e.serverOutage(ctx, s.outage, s.outageFor); err != nil {
+				first.kill()
+				return res, err
+			}
+			defer first.stop()
+		} else {
+			first.kill()
+		}
+		killedAt = time.Now() // or the server's return
 		res.RSS = first.rss()
 		res.LoadP50S, res.LoadP95S = loadTimes(logPath)
-		if survivor {
+		switch {
+		case s.outage != "": // the worker rode the outage out
+		case survivor:
 			logPath = survivorLog // where the killed worker's windows come back
-		} else {
+		default:
 			if second, err = e.startWorker(ctx, cfg, e.workerMemoryLimit); err != nil {
 				return res, err
 			}

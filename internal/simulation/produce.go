@@ -54,7 +54,9 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 	// Java-compatible murmur2 hash of its key), so the manifest knows
 	// every record's partition.
 	w := opts.Kafka.Producer(opts.Topic, kafkalog.ProducerOptions{
-		Partitioner: kafkalog.ToPartition, BatchSize: chunk, BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 10,
+		// A send is retried for about two minutes, as the Java producer's
+		// delivery.timeout.ms does, so a broker restart is ridden out.
+		Partitioner: kafkalog.ToPartition, BatchSize: chunk, BatchBytes: 8 << 20, BatchTimeout: 5 * time.Millisecond, MaxAttempts: 120,
 	})
 	defer w.Close()
 
