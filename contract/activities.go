@@ -67,11 +67,14 @@ type PlanInput struct {
 	// PollFor is how long to wait for new records when caught up, instead
 	// of a workflow spinning timers.
 	PollFor time.Duration
-	// Linger is how long, from the call, a batch short of MaxRecords
-	// waits to fill while records keep arriving: a live stream then makes
-	// a batch per Linger instead of one per record burst, and each batch
-	// costs a workflow, a ledger row and load jobs whatever its size. A
-	// log that stopped growing (the end of a backlog) is cut at once.
+	// Linger bounds how long a batch's first record waits before its
+	// batch is written: a batch short of MaxRecords waits to fill until
+	// that record was produced Linger ago, less what the partition's
+	// recent batches took to write on the worker (activities' pace). A
+	// live stream then makes a batch per few seconds instead of one per
+	// record burst, and each batch costs a workflow, a ledger row and load
+	// jobs whatever its size. A log that stopped growing (the end of a
+	// backlog) is cut at once.
 	Linger time.Duration
 	// AllowedLateness judges the records the plan parses (see parse); the
 	// plan keeps them parsed for the batch only when it is set.

@@ -163,7 +163,7 @@ func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (s
 	if err := os.RemoveAll(src); err != nil {
 		return "", err
 	}
-	if err := copyTree(mod.Dir, src); err != nil {
+	if err := copyTree(mod.Dir, src, nil); err != nil {
 		return "", fmt.Errorf("copy %s: %w", module, err)
 	}
 	if err := applyPatch(filepath.Join(toolsDir, emulatorPatchDir), src); err != nil {
@@ -188,39 +188,26 @@ func patchedToolsModfile(ctx context.Context, goBin, toolsDir, binDir string) (s
 // applyPatch applies each diff under dir to the file of the same path,
 // less ".diff", under src, and copies the other files of dir there.
 func applyPatch(dir, src string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	return copyTree(dir, src, func(target string, b []byte) (string, []byte, error) {
+		name, ok := strings.CutSuffix(target, ".diff")
+		if !ok {
+			return target, b, nil
 		}
-		rel, err := filepath.Rel(dir, path)
+		orig, err := os.ReadFile(name)
 		if err != nil {
-			return err
+			return "", nil, err
 		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
+		if b, err = applyDiff(orig, b); err != nil {
+			return "", nil, fmt.Errorf("%s: %w", filepath.Base(target), err)
 		}
-		target := filepath.Join(src, rel)
-		if name, ok := strings.CutSuffix(target, ".diff"); ok {
-			orig, err := os.ReadFile(name)
-			if err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			if b, err = applyDiff(orig, b); err != nil {
-				return fmt.Errorf("%s: %w", rel, err)
-			}
-			target = name
-		}
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o644)
+		return name, b, nil
 	})
 }
 
 // copyTree copies the regular files under from to the same paths under
-// to, writable (the module cache's are not).
-func copyTree(from, to string) error {
+// to, writable (the module cache's are not); edit, when set, may change
+// a file's target path and content on the way.
+func copyTree(from, to string, edit func(target string, b []byte) (string, []byte, error)) error {
 	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -229,14 +216,20 @@ func copyTree(from, to string) error {
 		if err != nil {
 			return err
 		}
+		target := filepath.Join(to, rel)
 		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(to, rel), 0o755)
+			return os.MkdirAll(target, 0o755)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
 		}
-		return os.WriteFile(filepath.Join(to, rel), b, 0o644)
+		if edit != nil {
+			if target, b, err = edit(target, b); err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+		}
+		return os.WriteFile(target, b, 0o644)
 	})
 }
 

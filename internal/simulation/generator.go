@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/paystream/paystream/internal/kafkalog"
-
 	"github.com/paystream/paystream/internal/payment"
 )
 
