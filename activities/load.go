@@ -38,7 +38,7 @@ func (a *Activities) Load(ctx context.Context, in contract.LoadInput) (contract.
 	if err != nil {
 		return contract.Totals{}, err
 	}
-	counts, err := a.writeAll(ctx, sink, spec.ID(), contract.LoadOrder, rows)
+	counts, err := a.writeAll(ctx, log, sink, spec.ID(), contract.LoadOrder, rows)
 	if err != nil {
 		return contract.Totals{}, err
 	}
@@ -111,16 +111,39 @@ func (a *Activities) jobs() warehouse.Jobs {
 // write refused for good fails the batch without retry: its partition
 // runs it again after a growing wait (failed load jobs count against the
 // table's quota), and that run goes on with the next job ID.
-func (a *Activities) writeAll(ctx context.Context, sink warehouse.Sink, id string, order []string, rows map[string]*bytes.Buffer) (map[string]int, error) {
+func (a *Activities) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.Sink, id string, order []string, rows map[string]*bytes.Buffer) (map[string]int, error) {
 	ndjson := make(map[string][]byte, len(rows))
 	for table, b := range rows {
 		ndjson[table] = b.Bytes()
 	}
 	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	// BigQuery not answering is waited out here, at a short interval,
+	// rather than by the activity's retries, whose backoff would grow
+	// through an outage and run on long after BigQuery is back. Writing
+	// again is what a retry would do: every write is keyed by the batch.
+	for n := 1; warehouse.Unreachable(err); n++ {
+		if n == 1 {
+			log.Warn("BigQuery unreachable; writing again as soon as it answers", zap.String("batch", id), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("write %s: BigQuery unreachable (%w); %w", id, err, ctx.Err())
+		case <-time.After(unreachableWait(n)):
+		}
+		counts, err = warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	}
 	if errors.Is(err, warehouse.ErrRefused) {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrTypeLoadFailed, err)
 	}
 	return counts, err
+}
+
+// unreachableWait is the n-th wait (from 1) for BigQuery to answer again:
+// a quarter second, doubling to two seconds, so that a write goes on within
+// two seconds of an outage's end while a long outage costs each partition
+// one request every two seconds.
+func unreachableWait(n int) time.Duration {
+	return min(250*time.Millisecond<<min(n-1, 3), 2*time.Second)
 }
 
 // faultPoints lets the fault tests kill the worker after a table's write

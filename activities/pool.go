@@ -30,6 +30,7 @@ func (a *Activities) HoldMembership(ctx context.Context, leaseFor time.Duration)
 	}
 	t := time.NewTicker(leaseBeat)
 	defer t.Stop()
+	began, serverBegan := time.Now(), activity.GetInfo(ctx).StartedTime
 	end := time.After(leaseFor)
 	stopping := activity.GetWorkerStopChannel(ctx)
 	for {
@@ -41,7 +42,7 @@ func (a *Activities) HoldMembership(ctx context.Context, leaseFor time.Duration)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			activity.RecordHeartbeat(ctx)
+			activity.RecordHeartbeat(ctx, contract.LeaseBeat{At: serverBegan.Add(time.Since(began))})
 		}
 	}
 }

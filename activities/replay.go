@@ -146,10 +146,11 @@ func (a *Activities) LoadReplay(ctx context.Context, in contract.ReplayLoadInput
 	if err != nil {
 		return contract.ReplayTotals{}, err
 	}
-	if _, err := a.writeAll(ctx, a.jobs(), id, contract.ReplayOrder, rows); err != nil {
+	log := a.logger(ctx, contract.Spec{Range: in.Replay.Source})
+	if _, err := a.writeAll(ctx, log, a.jobs(), id, contract.ReplayOrder, rows); err != nil {
 		return contract.ReplayTotals{}, err
 	}
-	a.logger(ctx, contract.Spec{Range: in.Replay.Source}).Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
+	log.Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
 	return totals, nil
 }
 

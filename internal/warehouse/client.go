@@ -4,8 +4,12 @@ package warehouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"syscall"
+	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/option"
@@ -25,7 +29,7 @@ func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.
 	var opts []option.ClientOption
 	if endpoint != "" {
 		opts = append(opts, option.WithEndpoint(endpoint),
-			option.WithHTTPClient(&http.Client{Transport: emulatorTransport{http.DefaultTransport}}))
+			option.WithHTTPClient(&http.Client{Transport: emulatorTransport{redialing()}}))
 	}
 	c, err := bigquery.NewClient(ctx, project, opts...)
 	if err != nil {
@@ -33,4 +37,35 @@ func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.
 	}
 	c.Location = location
 	return c, nil
+}
+
+// redialing is an HTTP transport that waits out a server refusing
+// connections (the emulator stopped or restarting) by dialing again every
+// redialWait rather than failing the request. A refused dial sent nothing,
+// so no request is doubled; the request's own deadline bounds the wait.
+// Without it the client's retries back off to 32 s, and a batch waits on
+// for half a minute after the server is back.
+func redialing() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		for n := 1; ; n++ {
+			c, err := d.DialContext(ctx, network, addr)
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+				return c, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(redialWait(n)):
+			}
+		}
+	}
+	return t
+}
+
+// redialWait is the n-th wait (from 1) before dialing a server that
+// refused again: a quarter second, doubling to two.
+func redialWait(n int) time.Duration {
+	return min(250*time.Millisecond<<min(n-1, 3), 2*time.Second)
 }

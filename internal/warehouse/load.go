@@ -5,11 +5,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
+	"syscall"
 	"time"
 
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/googleapi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // createTimeout bounds one job insert. The Go client retries HTTP 5xx, and
@@ -219,4 +225,29 @@ const (
 func HasCode(err error, code int) bool {
 	var gerr *googleapi.Error
 	return errors.As(err, &gerr) && gerr.Code == code
+}
+
+// Unreachable reports whether err says BigQuery did not answer at all: a
+// connection refused or cut, a gateway's 502/503/504, a stream's
+// Unavailable. Writing again as soon as BigQuery answers is right, and the
+// caller does so at once rather than after a growing backoff, so that a
+// batch goes on within a second or two of an outage's end.
+func Unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var opErr *net.OpError
+	var urlErr *url.Error
+	if errors.As(err, &opErr) || errors.As(err, &urlErr) && errors.Is(err, io.EOF) {
+		return true
+	}
+	for _, code := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
+		if HasCode(err, code) {
+			return true
+		}
+	}
+	return status.Code(err) == codes.Unavailable
 }

@@ -12,6 +12,7 @@ import (
 	"cloud.google.com/go/bigquery/storage/managedwriter"
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -76,6 +77,13 @@ func NewStorageWriter(ctx context.Context, bq *bigquery.Client, dataset, emulato
 		opts = append(opts, option.WithEndpoint(emulator), option.WithoutAuthentication(),
 			option.WithGRPCDialOption(grpc.WithTransportCredentials(insecure.NewCredentials())))
 	}
+	// gRPC's reconnect backoff grows to two minutes; capped at two seconds,
+	// as the HTTP client's dials are (redialing), appends go on within
+	// seconds of an outage's end.
+	opts = append(opts, option.WithGRPCDialOption(grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 250 * time.Millisecond, Multiplier: 2, Jitter: 0.2, MaxDelay: 2 * time.Second},
+		MinConnectTimeout: 20 * time.Second,
+	})))
 	c, err := managedwriter.NewClient(ctx, bq.Project(), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("open the Storage Write API of %s: %w", bq.Project(), err)
