@@ -60,6 +60,8 @@ type options struct {
 	// OutageFor is how long each server is down in the outage runs (one
 	// run a server, RecoveryFor long, the outage three quarters in).
 	OutageFor time.Duration `json:"outage_for_ns,omitempty"`
+	// OutageServers are the servers the outage runs stop, one run each.
+	OutageServers []string `json:"outage_servers,omitempty"`
 	// CostRates are the rates (events/s) at which Temporal's bill is
 	// measured, storagewrite into the emulator, CostFor each.
 	CostRates []int         `json:"cost_rates,omitempty"`
@@ -87,6 +89,7 @@ type options struct {
 	CPUProfile string   `json:"-"`
 	Render     string   `json:"-"`
 	Quiet      bool     `json:"-"`
+	Keep       bool     `json:"-"`
 }
 
 func defaultOptions() options {
@@ -109,6 +112,7 @@ func defaultOptions() options {
 		RecoveryRuns:      3,
 		RecoveryFor:       90 * time.Second,
 		OutageFor:         15 * time.Second,
+		OutageServers:     []string{outageTemporal, outageKafka, outageBigQuery},
 		CostRates:         []int{5000, 10000},
 		CostFor:           2 * time.Minute,
 		ScalingRates:      []int{10000, 20000},
@@ -243,8 +247,18 @@ func parseOptions(args []string) (options, error) {
 		o.Only = config.SplitList(v)
 		return nil
 	})
+	fs.Func("outage-servers", fmt.Sprintf("comma-separated servers the outage runs stop, one run each (default %s)", strings.Join(o.OutageServers, ",")), func(v string) error {
+		for _, server := range config.SplitList(v) {
+			if !slices.Contains([]string{outageTemporal, outageKafka, outageBigQuery}, server) {
+				return fmt.Errorf("unknown server %q: want some of %s, %s, %s", server, outageTemporal, outageKafka, outageBigQuery)
+			}
+		}
+		o.OutageServers = config.SplitList(v)
+		return nil
+	})
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory (worker logs, server state) and print where it is")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: write the summary and chart again from this results JSON (e.g. after changing the report)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the Kafka broker and the plain loop run here) to the file")
 	if err := config.Parse(fs, args); err != nil {

@@ -140,7 +140,7 @@ func measure(ctx context.Context, o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.workerMemoryLimit = o.WorkerMemoryLimit
+	e.workerMemoryLimit, e.keep = o.WorkerMemoryLimit, o.Keep
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
 		return nil, err
 	}

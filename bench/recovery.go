@@ -263,7 +263,7 @@ func (e *env) recoveryRuns(ctx context.Context, o options, rep *report) error {
 // workers wait for it with backoff rather than exit.
 func (e *env) outageRuns(ctx context.Context, o options, rep *report) error {
 	var kinds []recoveryFigures
-	for _, server := range []string{outageTemporal, outageKafka, outageBigQuery} {
+	for _, server := range o.OutageServers {
 		kinds = append(kinds, recoveryFigures{Sink: config.SinkDiscard, WriteMode: config.WriteModeLoad, Outage: server})
 	}
 	var err error

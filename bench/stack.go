@@ -42,6 +42,8 @@ type env struct {
 	profiles string
 	log      io.Writer
 	runs     int // names each run's topic, dataset and task queue apart
+	// keep leaves dir (worker logs, server state) in place at the end.
+	keep bool
 }
 
 func startEnv(ctx context.Context, log io.Writer) (_ *env, err error) {
@@ -93,6 +95,10 @@ func (e *env) close() {
 	}
 	if e.stack != nil {
 		e.stack.Stop()
+	}
+	if e.keep {
+		e.logf("worker logs and server state kept in %s", e.dir)
+		return
 	}
 	os.RemoveAll(e.dir)
 }

@@ -165,6 +165,15 @@ type Progress struct {
 	LastBatchAt     time.Time
 }
 
+// LeaseBeat is what a worker's lease heartbeats: when the beat was sent,
+// on the Temporal server's clock (the attempt's start, which the server
+// stamps, plus the time since on the worker's monotonic clock). The pool
+// compares it with when the lease's timeout reached it, to tell a worker
+// that died from a server that could not record beats.
+type LeaseBeat struct {
+	At time.Time `json:"at"`
+}
+
 // PoolState is the pool, carried whole through continue-as-new.
 type PoolState struct {
 	// Members are the queues of the workers holding a lease, sorted.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -145,12 +146,47 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 			p.hold(ctx, queue)
 			return
 		}
+		if missedInOutage(ctx, err) {
+			// The worker may well be alive: held again, a live worker
+			// takes the new lease within its schedule-to-start timeout,
+			// and its partitions stay where their windows are.
+			workflow.GetLogger(ctx).Info("lease heartbeats missed while the server could not record them; holding the lease again", "queue", queue, "error", err)
+			p.hold(ctx, queue)
+			return
+		}
 		// A lease that timed out is a worker that died; one that ended
 		// with an error is a worker stopping, whose SDK hands its sticky
 		// workflows back itself.
 		p.remove(ctx, queue, err, temporal.IsTimeoutError(err))
 	})
 }
+
+// missedInOutage reports whether a lease timed out only because the
+// server could not record its heartbeats (the server itself down or
+// restarting): the timeout reaches the pool long after the lease's last
+// beat, which says when it was sent on the server's clock, rather than
+// the heartbeat timeout after it, as a dead worker's does. Only the
+// length of the gap tells the two apart, so an outage shorter than
+// outageGap is taken for a death (the worker joins again, its partitions
+// move twice); a worker that died in an outage leaves when its new lease
+// is not started.
+func missedInOutage(ctx workflow.Context, err error) bool {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) || te.TimeoutType() != enumspb.TIMEOUT_TYPE_HEARTBEAT || !te.HasLastHeartbeatDetails() {
+		return false
+	}
+	var beat contract.LeaseBeat
+	if te.LastHeartbeatDetails(&beat) != nil || beat.At.IsZero() {
+		return false
+	}
+	return workflow.Now(ctx).Sub(beat.At) > outageGap
+}
+
+// outageGap is the longest a dead worker's lease timeout reaches the pool
+// after its last beat: the heartbeat timeout, a second for the pool's
+// task to leave the dead worker's sticky queue, and a margin for a busy
+// server.
+const outageGap = leaseHeartbeat + 5*time.Second
 
 // remove takes a member that died or stopped out of the pool and moves
 // its partitions to the members left.

@@ -520,3 +520,51 @@ func queryPoolAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.D
 	}, at)
 	return st
 }
+
+// TestALeaseMissedInAnOutageIsHeldAgain: two members' leases time out on
+// heartbeats at once. Worker a's last beat is 20 s old when the timeout
+// reaches the pool — the server was down and could not record beats —
+// so its lease is held again, and it keeps its partitions since it takes
+// the new one; worker b's is only the heartbeat timeout old — it died —
+// so it leaves and its partitions move to a.
+func TestALeaseMissedInAnOutageIsHeldAgain(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{TaskQueue: "tq"})
+	env.RegisterWorkflow(WorkerPool)
+	env.RegisterActivity(&activities.Activities{})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", contract.AssignSignal, mock.Anything).Return(nil)
+	env.OnActivity(contract.ActivityReleaseWorkflows, mock.Anything, mock.Anything).Return(nil)
+	var mu sync.Mutex
+	leases := map[string]int{}
+	env.OnActivity("HoldMembership", mock.Anything, mock.Anything).Return(func(ctx context.Context, _ time.Duration) error {
+		q := activity.GetInfo(ctx).TaskQueue
+		mu.Lock()
+		leases[q]++
+		n := leases[q]
+		mu.Unlock()
+		if n > 1 {
+			return nil // the lease held again runs its time
+		}
+		missed := map[string]time.Duration{"tq/a": 20 * time.Second, "tq/b": leaseHeartbeat}[q]
+		return temporal.NewHeartbeatTimeoutError(contract.LeaseBeat{At: env.Now().Add(-missed)})
+	}).After(5 * time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(contract.JoinSignal, "tq/a")
+		env.SignalWorkflow(contract.JoinSignal, "tq/b")
+		for i := range 4 {
+			env.SignalWorkflow(contract.WantSignal, contract.PoolWant{WorkflowID: fmt.Sprintf("ingest/payments/%d", i)})
+		}
+	}, time.Second)
+	st := queryPoolAt(t, env, 12*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 13*time.Second)
+	env.ExecuteWorkflow(WorkerPool, contract.PoolState{})
+	if fmt.Sprint(st.Members) != "[tq/a]" || loads(st.Partitions)["tq/a"] != 4 {
+		t.Errorf("after both leases timed out the pool holds members %v and partitions %v; want tq/a kept with all 4, tq/b gone", st.Members, st.Partitions)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if leases["tq/a"] != 2 || leases["tq/b"] != 1 {
+		t.Errorf("leases started: %v; want tq/a's held again once and tq/b's not", leases)
+	}
+}
