@@ -1,25 +1,39 @@
 package activities
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/testsuite"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/engine"
+	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/testtier"
 )
 
 // TestBatchLogLinesNameTheirRun: a batch's log lines carry the fields an
 // operator searches by (topic, partition, batch_id) and those that lead to
 // the run in the web UI (workflow_id, run_id).
 func TestBatchLogLinesNameTheirRun(t *testing.T) {
-	kafka, _ := simulatedLog(t, "logged", simulation.DefaultOptions(), 500)
+	testtier.NeedsServers(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "logged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	kafka := kafkalog.Plain(cluster.ListenAddrs())
+	if _, err := simulation.Produce(context.Background(), simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: kafka, Topic: "logged", Events: 500}); err != nil {
+		t.Fatal(err)
+	}
 	core, logs := observer.New(zap.InfoLevel)
-	a := &Activities{Kafka: kafka, Log: zap.New(core)}
-	defer Close(a)
+	a := &Activities{Engine: engine.New(engine.Config{Kafka: kafka, Log: zap.New(core)})}
+	defer a.Engine.Close()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(a)

@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/searchattr"
@@ -132,8 +132,8 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	if err != nil {
 		return res, err
 	}
-	acts := e.activities(cfg)
-	defer activities.Close(acts)
+	eng := e.engine(cfg)
+	defer eng.Close()
 	tuning := operator.DefaultTuning()
 	run := func() error {
 		cpu := e.startCPU(nil)
@@ -141,8 +141,8 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 		g, gctx := errgroup.WithContext(ctx)
 		for p := range partitions {
 			g.Go(func() error {
-				return eachBatch(gctx, acts, cfg, p, batchSize, tuning.MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
-					_, err := acts.Load(gctx, contract.LoadInput{Spec: spec, Decisions: d}) // it commits the offset too
+				return eachBatch(gctx, eng, cfg, p, batchSize, tuning.MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
+					_, err := eng.Write(gctx, contract.LoadInput{Spec: spec, Decisions: d}) // it commits the offset too
 					return err
 				})
 			})
@@ -165,15 +165,15 @@ func (e *env) loopRun(ctx context.Context, sink string, partitions, batchSize, e
 	return res, e.finish(ctx, e.operator(cfg, batchSize), &m, &res)
 }
 
-func (e *env) activities(cfg config.Config) *activities.Activities {
-	return &activities.Activities{Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup, BigQuery: e.bq,
-		Dataset: cfg.BigQueryDataset, Emulator: true, Discard: cfg.Sink == config.SinkDiscard}
+func (e *env) engine(cfg config.Config) *engine.Engine {
+	return engine.New(engine.Config{Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup, BigQuery: e.bq,
+		Dataset: cfg.BigQueryDataset, Emulator: true, Discard: cfg.Sink == config.SinkDiscard})
 }
 
 // eachBatch plans a partition's batches from its start to its current end
 // and runs dedup on each, as PartitionIngest and MicroBatch do, handing
 // the decided batch to fn (Load scores it, as in the workflows).
-func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Config, p, batchSize int, maxBytes int64,
+func eachBatch(ctx context.Context, eng *engine.Engine, cfg config.Config, p, batchSize int, maxBytes int64,
 	fn func(contract.Spec, contract.Decisions) error) error {
 	b, err := kafkalog.BoundsOf(ctx, cfg.Kafka(), cfg.Topic, p)
 	if err != nil {
@@ -181,7 +181,7 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 	}
 	next, window := b.First, contract.Window{Start: b.First}
 	for {
-		plan, err := acts.PlanBatch(ctx, contract.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes,
+		plan, err := eng.Plan(ctx, contract.PlanInput{Topic: cfg.Topic, Partition: p, Next: next, MaxRecords: batchSize, MaxBytes: maxBytes,
 			AllowedLateness: cfg.AllowedLateness})
 		if err != nil {
 			return err
@@ -191,7 +191,7 @@ func eachBatch(ctx context.Context, acts *activities.Activities, cfg config.Conf
 		}
 		spec := contract.Spec{Range: contract.Range{Topic: cfg.Topic, Partition: p, Start: next, End: plan.End}, Window: window, AllowedLateness: cfg.AllowedLateness,
 			FraudRules: contract.FraudRules}
-		d, err := acts.Dedup(ctx, spec)
+		d, err := eng.Decide(ctx, spec)
 		if err != nil {
 			return err
 		}
@@ -211,16 +211,16 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 	if err != nil {
 		return res, err
 	}
-	acts := e.activities(cfg)
-	defer activities.Close(acts)
+	eng := e.engine(cfg)
+	defer eng.Close()
 	type job struct {
 		id   string
 		rows map[string]*bytes.Buffer
 	}
 	jobs := make([][]job, partitions)
 	for p := range partitions {
-		err := eachBatch(ctx, acts, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
-			rows, _, err := activities.BuildRows(ctx, acts, contract.LoadInput{Spec: spec, Decisions: d}, time.Now().UTC())
+		err := eachBatch(ctx, eng, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
+			rows, _, err := eng.BuildRows(ctx, contract.LoadInput{Spec: spec, Decisions: d}, time.Now().UTC())
 			jobs[p] = append(jobs[p], job{spec.ID(), rows})
 			return err
 		})

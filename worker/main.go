@@ -26,10 +26,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/dedup"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/memlimit"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/pipeline"
@@ -51,7 +51,7 @@ func run(args []string) error {
 	var opts pipeline.WorkerOptions
 	fs.IntVar(&opts.MaxConcurrentActivities, "max-concurrent-activities", 0, "activities run at once (0: the SDK's default)")
 	fs.IntVar(&opts.MaxConcurrentWorkflows, "max-concurrent-workflow-tasks", 0, "workflow tasks run at once (0: the SDK's default)")
-	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", 0, fmt.Sprintf("MiB of parsed batches kept between a batch's activities; misses re-read Kafka (0: a quarter of the GC memory limit, at most %d)", activities.DefaultBatchCacheBytes>>20))
+	fs.IntVar(&opts.BatchCacheMB, "batch-cache-mb", 0, fmt.Sprintf("MiB of parsed batches kept between a batch's activities; misses re-read Kafka (0: a quarter of the GC memory limit, at most %d)", engine.DefaultBatchCacheBytes>>20))
 	fs.StringVar(&opts.SnapshotDir, "snapshot-dir", "", "directory for dedup window snapshots, so a restarted worker loads them instead of replaying the lateness window from Kafka (e.g. an emptyDir; empty: none)")
 	snapshotKeyFile := fs.String("snapshot-key-file", "", "file of the keys that sign and authenticate the snapshots in --snapshot-dir (HMAC-SHA256): one a line of at least 32 bytes, the newest first, which signs; the others are still accepted, for a rotation. Set it wherever anything else can write that directory (a shared volume); without it a snapshot has only a CRC")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -107,9 +107,9 @@ func run(args []string) error {
 	// set it, sizes what the worker holds besides its dedup windows.
 	gcLimit := debug.SetMemoryLimit(-1)
 	if opts.BatchCacheMB == 0 {
-		opts.BatchCacheMB = activities.BatchCacheBytesFor(gcLimit) >> 20
+		opts.BatchCacheMB = engine.BatchCacheBytesFor(gcLimit) >> 20
 	}
-	opts.MaxBatchBytes = activities.MaxBatchBytesFor(gcLimit)
+	opts.MaxBatchBytes = engine.MaxBatchBytesFor(gcLimit)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -214,7 +214,7 @@ func partitionSetting(err error) error {
 // Failing costs only a slower recovery, so it is logged, not returned.
 func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Config, snapshotDir string, log *zap.Logger) {
 	began := time.Now()
-	partitions, err := activities.SnapshotPartitions(snapshotDir)
+	partitions, err := engine.SnapshotPartitions(snapshotDir)
 	if err != nil || len(partitions) == 0 {
 		if err != nil {
 			log.Warn("sticky workflows not released", zap.Error(err))
@@ -233,7 +233,7 @@ func releaseStickyWorkflows(ctx context.Context, tc client.Client, cfg config.Co
 }
 
 // preloadAssigned preloads the snapshots of the partitions the pool
-// assigns this worker within keep of its start (activities.PreloadSnapshots),
+// assigns this worker within keep of its start (engine.PreloadSnapshots),
 // asking the pool every second: a snapshot is then decoded while its
 // partition's first batch here is planned. Until the pool answers, none is
 // read: on a shared volume most snapshots are other workers'. Failing
@@ -265,7 +265,7 @@ func preloadAssigned(ctx context.Context, tc client.Client, cfg config.Config, w
 				mine = append(mine, p)
 			}
 		}
-		activities.PreloadSnapshots(w.Activities, cfg.Topic, mine, keep)
+		w.Engine.PreloadSnapshots(cfg.Topic, mine, keep)
 	}
 }
 

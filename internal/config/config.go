@@ -37,9 +37,7 @@ const (
 	DefaultBigQueryEndpoint = "http://127.0.0.1:9050"
 	DefaultStorageEndpoint  = "127.0.0.1:9060"
 	DefaultAllowedLateness  = 10 * time.Minute
-	// DefaultMaxWindowIDs is above any partition's honest window (10
-	// minutes at 5,000 events/s is 3,000,000) and about 300 MB of table.
-	DefaultMaxWindowIDs = 5_000_000
+	DefaultMaxWindowIDs     = dedup.DefaultMaxIDs
 	// DefaultLoadJobBudget leaves a fifth of BigQuery's 1,500 load jobs a
 	// table a day for retries and backfills.
 	DefaultLoadJobBudget = 1200

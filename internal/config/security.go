@@ -108,7 +108,7 @@ func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error
 // shorter than its 32-byte output weakens it.
 const minSnapshotKey = 32
 
-// SnapshotKeys reads the dedup snapshot keys (activities.SnapshotKeys)
+// SnapshotKeys reads the dedup snapshot keys (engine.Config.SnapshotKeys)
 // from file: one a line, the newest first, which signs; the others are
 // still accepted, so a key is rotated by putting the new one first and
 // dropping the old one once every snapshot has been rewritten (30 s).

@@ -104,6 +104,11 @@ func contentOf(e *payment.Event) uint32 {
 // lateness of the newest, so each fits.
 const MaxLateness = 100 * 365 * 24 * time.Hour
 
+// DefaultMaxIDs is the default bound of a partition's window: above any
+// partition's honest window (10 minutes at 5,000 events/s is 3,000,000)
+// and about 300 MB of table.
+const DefaultMaxIDs = 5_000_000
+
 // rebaseAfter is how far, in seconds, a held time may lie from the base;
 // 292 years is the int64 limit.
 const rebaseAfter = int64(MaxLateness / time.Second)

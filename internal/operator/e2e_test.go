@@ -388,7 +388,7 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor, tuning.MaxBatchesPerRun = 700, time.Second, 2
 	e := startEnv(t, 2, tuning)
-	e.worker.Activities.RebuildEveryBatch = true
+	e.worker.Engine.RebuildEveryBatch = true
 	cfg := e.operator.Config
 	opts := simulation.DefaultOptions()
 	opts.Seed, opts.EventRate = 9, 20 // slow event time: the window spans the whole run

@@ -330,7 +330,7 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 
 // expfmtText writes what the env's worker serves on /metrics.
 func expfmtText(e *env, out *strings.Builder) error {
-	srv := httptest.NewServer(e.worker.HTTPHandler(e.operator.Temporal, e.worker.Activities.Metrics))
+	srv := httptest.NewServer(e.worker.HTTPHandler(e.operator.Temporal, e.worker.Engine.Metrics))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {

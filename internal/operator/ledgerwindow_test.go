@@ -10,9 +10,9 @@ import (
 	"cloud.google.com/go/bigquery"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -63,13 +63,15 @@ func TestLedgerHandsOnWhatABatchDecidedWith(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	worker := func(cold bool) *activities.Activities {
-		return &activities.Activities{Kafka: cfg.Kafka(), BigQuery: bq, Dataset: cfg.BigQueryDataset, ConsumerGroup: cfg.ConsumerGroup,
-			Emulator: true, RebuildEveryBatch: cold}
+	worker := func(cold bool) *engine.Engine {
+		e := engine.New(engine.Config{Kafka: cfg.Kafka(), BigQuery: bq, Dataset: cfg.BigQueryDataset, ConsumerGroup: cfg.ConsumerGroup,
+			Emulator: true, RebuildEveryBatch: cold})
+		t.Cleanup(e.Close)
+		return e
 	}
-	decide := func(a *activities.Activities, spec contract.Spec) contract.Decisions {
+	decide := func(a *engine.Engine, spec contract.Spec) contract.Decisions {
 		t.Helper()
-		d, err := a.Dedup(ctx, spec)
+		d, err := a.Decide(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,11 +86,11 @@ func TestLedgerHandsOnWhatABatchDecidedWith(t *testing.T) {
 		spec := contract.Spec{Range: contract.Range{Topic: cfg.Topic, Start: start, End: start + size}, Window: window,
 			AllowedLateness: lateness, MaxWindowIDs: bound}
 		d := decide(warm, spec)
-		e, err := warm.Enrich(ctx, spec, d)
+		e, err := warm.Score(ctx, spec, d)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := warm.Load(ctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: e}); err != nil {
+		if _, err := warm.Write(ctx, contract.LoadInput{Spec: spec, Decisions: d, Enrichment: e}); err != nil {
 			t.Fatal(err)
 		}
 		specs, decided, window = append(specs, spec), append(decided, d), d.Next

@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -96,11 +96,11 @@ func TestWaitForTemporalReportsOnReadyz(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bq.Close()
-	acts := &activities.Activities{Kafka: kafkalog.Plain([]string{"127.0.0.1:1"})}
-	defer activities.Close(acts)
+	eng := engine.New(engine.Config{Kafka: kafkalog.Plain([]string{"127.0.0.1:1"})})
+	defer eng.Close()
 	down := serviceerror.NewUnavailable("connection refused")
 	tc := &scriptedTemporal{errs: []error{down, down}}
-	w := &Worker{cfg: cfg, bq: bq, Activities: acts, tc: tc, log: zap.NewNop(), waiting: "waiting to connect to " + cfg.TemporalAddress}
+	w := &Worker{cfg: cfg, bq: bq, Engine: eng, tc: tc, log: zap.NewNop(), waiting: "waiting to connect to " + cfg.TemporalAddress}
 	srv := httptest.NewServer(w.HTTPHandler(tc, nil))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + ReadyzPath)

@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.temporal.io/sdk/client"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/metrics"
 )
 
@@ -119,7 +118,7 @@ func (w *Worker) ready(ctx context.Context, tc client.Client) (string, bool) {
 			return err
 		}},
 		{"kafka", func(ctx context.Context) error {
-			kc := activities.KafkaClient(w.Activities)
+			kc := w.Engine.KafkaClient()
 			if kc == nil {
 				return errors.New("the worker has stopped")
 			}

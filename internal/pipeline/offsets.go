@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/paystream/paystream/activities"
+	"github.com/paystream/paystream/internal/engine"
 )
 
 // DefaultPartitionMetricsEvery is how often a worker reads its topic's
@@ -28,7 +28,7 @@ func (w *Worker) exportPartitions(ctx context.Context, every time.Duration) {
 	for {
 		err := w.readPartitions(ctx, every)
 		if err != nil && !failing && ctx.Err() == nil {
-			w.Activities.Log.Warn("partition offsets not read from Kafka; the partition metrics keep their last values", zap.Error(err))
+			w.Engine.Log.Warn("partition offsets not read from Kafka; the partition metrics keep their last values", zap.Error(err))
 		}
 		failing = err != nil
 		select {
@@ -42,7 +42,7 @@ func (w *Worker) exportPartitions(ctx context.Context, every time.Duration) {
 // readPartitions reads every partition's commit, then its log end, so
 // that a commit made meanwhile never shows beyond the log end read.
 func (w *Worker) readPartitions(ctx context.Context, timeout time.Duration) error {
-	kc := activities.KafkaClient(w.Activities)
+	kc := w.Engine.KafkaClient()
 	if kc == nil {
 		return nil // stopped
 	}
@@ -64,8 +64,8 @@ func (w *Worker) readPartitions(ctx context.Context, timeout time.Duration) erro
 		return fmt.Errorf("topic %s: %d partitions, then %d", w.cfg.Topic, len(commits), len(bounds))
 	}
 	for p, c := range commits {
-		loadedAt, _ := activities.LoadedAt(c.Metadata)
-		w.Activities.Metrics.PartitionOffsets(w.cfg.Topic, p, c.Offset, bounds[p].End, loadedAt)
+		loadedAt, _ := engine.LoadedAt(c.Metadata)
+		w.Engine.Metrics.PartitionOffsets(w.cfg.Topic, p, c.Offset, bounds[p].End, loadedAt)
 	}
 	return nil
 }

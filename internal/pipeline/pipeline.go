@@ -27,7 +27,9 @@ import (
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/sdkmetrics"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/workflows"
 )
@@ -61,7 +63,7 @@ func NewTemporalClient(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) 
 func temporalOptions(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) client.Options {
 	var metricsHandler client.MetricsHandler
 	if m != nil {
-		metricsHandler = metrics.TemporalHandler(m.Registry)
+		metricsHandler = sdkmetrics.Handler(m.Registry)
 	}
 	opts := client.Options{
 		HostPort:  cfg.TemporalAddress,
@@ -113,7 +115,9 @@ type Worker struct {
 	worker.Worker // on the shared task queue
 	own           worker.Worker
 	// Queue is the worker's own task queue.
-	Queue      string
+	Queue string
+	// Engine does the work that Activities adapt to Temporal.
+	Engine     *engine.Engine
 	Activities *activities.Activities
 	bq         *bigquery.Client
 	cfg        config.Config
@@ -144,7 +148,7 @@ type WorkerOptions struct {
 	MaxConcurrentActivities int
 	MaxConcurrentWorkflows  int
 	// BatchCacheMB bounds the parsed batches kept between a batch's
-	// activities (0: activities.DefaultBatchCacheBytes).
+	// activities (0: engine.DefaultBatchCacheBytes).
 	BatchCacheMB int
 	// MaxBatchBytes bounds the batches the worker plans by their parsed
 	// size (0: only the starter's --max-records and --max-bytes do).
@@ -177,13 +181,13 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	if err != nil {
 		return nil, err
 	}
-	acts := &activities.Activities{
+	eng := engine.New(engine.Config{
 		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, MaxBatchBytes: opts.MaxBatchBytes, Metrics: opts.Metrics,
 		SnapshotDir: opts.SnapshotDir, SnapshotKeys: opts.SnapshotKeys, MaxWindowIDs: cfg.MaxWindowIDs,
 		StorageEndpoint: cfg.BigQueryStorageEndpoint,
-	}
+	})
 	identity := workerIdentity()
 	wopts := worker.Options{
 		Identity:                               identity,
@@ -203,8 +207,7 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 		MaxHeartbeatThrottleInterval: time.Second,
 	}
 	queue := contract.WorkerQueue(cfg.TaskQueue, identity)
-	acts.Temporal, acts.Queue = tc, queue
-	w := &Worker{Queue: queue, Activities: acts, bq: bq, cfg: cfg, tc: tc, wopts: wopts, log: log,
+	w := &Worker{Queue: queue, Engine: eng, Activities: &activities.Activities{Engine: eng, Temporal: tc, Queue: queue}, bq: bq, cfg: cfg, tc: tc, wopts: wopts, log: log,
 		partitionsEvery: cmp.Or(opts.PartitionMetricsEvery, DefaultPartitionMetricsEvery),
 		waiting:         "waiting to connect to " + cfg.TemporalAddress}
 	if opts.SnapshotDir != "" {
@@ -258,7 +261,7 @@ func (w *Worker) Start() error {
 	w.setWaiting("")
 	ctx, cancel := context.WithCancel(context.Background())
 	w.stopJoin = cancel
-	if w.Activities.Metrics != nil {
+	if w.Engine.Metrics != nil {
 		go w.exportPartitions(ctx, w.partitionsEvery)
 	}
 	go func() {
@@ -271,7 +274,7 @@ func (w *Worker) Start() error {
 				err = w.sayGone(ctx)
 			}
 			if err != nil && ctx.Err() == nil {
-				w.Activities.Log.Warn("worker not joined to its pool; retrying", zap.String("queue", w.Queue), zap.Error(err))
+				w.Engine.Log.Warn("worker not joined to its pool; retrying", zap.String("queue", w.Queue), zap.Error(err))
 			}
 			select {
 			case <-ctx.Done():
@@ -347,6 +350,6 @@ func (w *Worker) Stop() {
 		<-stopped
 	}
 	w.bq.Close()
-	activities.Close(w.Activities)
+	w.Engine.Close()
 	w.lock.release()
 }

@@ -13,8 +13,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/engine"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -49,9 +49,9 @@ func TestReadyzIsCheckedOnceForConcurrentCallers(t *testing.T) {
 	}
 	defer bq.Close()
 	tc := &countingTemporal{}
-	acts := &activities.Activities{Kafka: kafkalog.Plain([]string{"127.0.0.1:1"})}
-	defer activities.Close(acts)
-	w := &Worker{cfg: cfg, bq: bq, Activities: acts}
+	eng := engine.New(engine.Config{Kafka: kafkalog.Plain([]string{"127.0.0.1:1"})})
+	defer eng.Close()
+	w := &Worker{cfg: cfg, bq: bq, Engine: eng}
 	srv := httptest.NewServer(w.HTTPHandler(tc, nil))
 	defer srv.Close()
 	ask := func(n int) []string {

@@ -39,19 +39,21 @@ func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.
 	return c, nil
 }
 
-// redialing is an HTTP transport that waits out a server refusing
-// connections (the emulator stopped or restarting) by dialing again every
-// redialWait rather than failing the request. A refused dial sent nothing,
-// so no request is doubled; the request's own deadline bounds the wait.
-// Without it the client's retries back off to 32 s, and a batch waits on
-// for half a minute after the server is back.
+// redialing is an HTTP transport that, for a request whose context says
+// so (WaitForServer), waits out a server refusing connections (the
+// emulator stopped or restarting) by dialing again every redialWait rather
+// than failing the request. A refused dial sent nothing, so no request is
+// doubled; the request's own deadline bounds the wait. Without it the
+// client's retries back off to 32 s, and a batch waits on for half a
+// minute after the server is back. Other requests (a readiness check, a
+// query) fail at once, as before.
 func redialing() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		for n := 1; ; n++ {
 			c, err := d.DialContext(ctx, network, addr)
-			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || ctx.Value(waitKey{}) == nil {
 				return c, err
 			}
 			select {
@@ -62,6 +64,15 @@ func redialing() *http.Transport {
 		}
 	}
 	return t
+}
+
+type waitKey struct{}
+
+// WaitForServer marks requests made with ctx as ones that wait for a
+// server that refuses connections to listen again (see redialing): a
+// batch's writes, which cannot go on without it.
+func WaitForServer(ctx context.Context) context.Context {
+	return context.WithValue(ctx, waitKey{}, true)
 }
 
 // redialWait is the n-th wait (from 1) before dialing a server that

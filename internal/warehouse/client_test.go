@@ -17,11 +17,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// TestARequestWaitsForARefusingServer: a request to an address nothing
-// listens on yet (the emulator stopped) is not failed but sent once the
-// server listens there, as a refused dial sent nothing; the client's own
-// retries would back off to 32 s instead.
-func TestARequestWaitsForARefusingServer(t *testing.T) {
+// TestAWriteWaitsForARefusingServer: a write's request to an address
+// nothing listens on yet (the emulator stopped) is not failed but sent
+// once the server listens there, as a refused dial sent nothing; the
+// client's own retries would back off to 32 s instead. A request not
+// marked to wait (a readiness check) fails at once.
+func TestAWriteWaitsForARefusingServer(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +43,12 @@ func TestARequestWaitsForARefusingServer(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	probe, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if resp, err := (&http.Client{Transport: redialing()}).Do(probe); err == nil {
+		resp.Body.Close()
+		t.Fatal("a request not marked to wait reached a server not yet listening")
+	}
+	req, _ := http.NewRequestWithContext(WaitForServer(ctx), http.MethodGet, "http://"+addr+"/", nil)
 	resp, err := (&http.Client{Transport: redialing()}).Do(req)
 	if err != nil {
 		select {

@@ -1,9 +1,0 @@
-//go:build unix
-
-package activities
-
-import "syscall"
-
-// openFlags open a snapshot without following a symlink, and without
-// blocking on a FIFO until a writer comes.
-const openFlags = syscall.O_NOFOLLOW | syscall.O_NONBLOCK

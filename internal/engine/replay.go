@@ -1,0 +1,213 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"cloud.google.com/go/bigquery"
+	"go.uber.org/zap"
+	"google.golang.org/api/iterator"
+
+	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/fraud"
+	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/rows"
+)
+
+// A quarantine replay loads the late records of one batch, which the
+// pipeline filed in ingest_errors because it could not prove them unique,
+// once an operator decided they belong in transactions. Like a batch, it
+// decides once, which records and their fraud scores (DecideReplay,
+// recorded in history), and applies the
+// decision idempotently (LoadReplay: load job IDs from the replay ID, its
+// ledger row in quarantine_replays last). The records come from
+// ingest_errors' raw bytes, which outlive Kafka's retention.
+
+type quarantined struct {
+	record kafkalog.Record
+	event  payment.Event
+}
+
+// quarantinedRecords reads the source batch's late records from
+// ingest_errors, in offset order, parsed.
+func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput) ([]quarantined, error) {
+	q := e.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
+		"WHERE batch_id = @batch AND reason = @late ORDER BY kafka_offset", e.BigQuery.Project(), e.Dataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: string(payment.ReasonLate)}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+	}
+	var out []quarantined
+	for {
+		var row struct {
+			Offset   int64                  `bigquery:"kafka_offset"`
+			Time     bigquery.NullTimestamp `bigquery:"kafka_timestamp"`
+			Raw      string                 `bigquery:"raw"`
+			Encoding string                 `bigquery:"raw_encoding"`
+		}
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+		}
+		if len(out) > 0 && out[len(out)-1].record.Offset == row.Offset {
+			continue
+		}
+		raw := []byte(row.Raw)
+		if row.Encoding == "base64" {
+			if raw, err = base64.StdEncoding.DecodeString(row.Raw); err != nil {
+				return nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
+			}
+		}
+		e, err := payment.Parse(raw)
+		if err != nil {
+			// A late record parsed when it was quarantined; a record that
+			// no longer does was changed after.
+			return nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("quarantine of %s at offset %d no longer parses: %v",
+				in.Source.ID(), row.Offset, payment.ReasonOf(err)))
+		}
+		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
+		out = append(out, quarantined{record: rec, event: e})
+	}
+}
+
+// DecideReplay decides which quarantined records of the source batch to
+// load: each whose transaction_id transactions does not hold yet, the
+// first of a repeated one. It runs once per replay (recorded in history);
+// replays run one at a time (QuarantineReplays), so each sees the rows of
+// the ones before.
+func (e *Engine) DecideReplay(ctx context.Context, in contract.ReplayInput) (contract.ReplayDecision, error) {
+	recs, err := e.quarantinedRecords(ctx, in)
+	if err != nil {
+		return contract.ReplayDecision{}, err
+	}
+	ids := make([]string, 0, len(recs))
+	for _, r := range recs {
+		ids = append(ids, r.event.TransactionID)
+	}
+	loaded := map[string]bool{}
+	if len(ids) > 0 {
+		// Rows this replay loaded in an earlier, interrupted run are not
+		// "loaded already": the rerun decides as the first run did, and
+		// its loads (same job IDs) append nothing twice.
+		q := e.BigQuery.Query(fmt.Sprintf("SELECT DISTINCT transaction_id FROM `%s.%s.transactions` WHERE transaction_id IN UNNEST(@ids) AND batch_id != @replay",
+			e.BigQuery.Project(), e.Dataset))
+		q.Parameters = []bigquery.QueryParameter{{Name: "ids", Value: ids}, {Name: "replay", Value: in.ID()}}
+		it, err := q.Read(ctx)
+		if err != nil {
+			return contract.ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+		}
+		for {
+			var row []bigquery.Value
+			err := it.Next(&row)
+			if errors.Is(err, iterator.Done) {
+				break
+			}
+			if err != nil {
+				return contract.ReplayDecision{}, fmt.Errorf("decide replay %s: look up transaction_ids: %w", in.ID(), err)
+			}
+			loaded[row[0].(string)] = true
+		}
+	}
+	d := contract.ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
+	scorer := fraud.NewScorer()
+	for i := range recs {
+		r := &recs[i]
+		if loaded[r.event.TransactionID] {
+			d.DuplicateOffsets = append(d.DuplicateOffsets, r.record.Offset)
+			continue
+		}
+		loaded[r.event.TransactionID] = true
+		s := scorer.Score(&r.event)
+		d.Offsets, d.Scores, d.Reasons = append(d.Offsets, r.record.Offset), append(d.Scores, s.Score), append(d.Reasons, s.Reasons)
+	}
+	e.logger(ctx, contract.Spec{Range: in.Source}).Info("replay decided", zap.String("replay_id", in.ID()),
+		zap.Int("quarantined", d.Quarantined), zap.Int("to_load", len(d.Offsets)), zap.Int("duplicates", len(d.DuplicateOffsets)))
+	return d, nil
+}
+
+// WriteReplay loads the decided records into transactions and
+// transactions_enriched under the replay's ID, then its ledger row into
+// quarantine_replays. Run twice, or twice at once, it appends once.
+func (e *Engine) WriteReplay(ctx context.Context, in contract.ReplayLoadInput) (contract.ReplayTotals, error) {
+	defer keepAlive(ctx, "load")()
+	id := in.Replay.ID()
+	rows, totals, err := e.replayRows(ctx, in, time.Now().UTC())
+	if err != nil {
+		return contract.ReplayTotals{}, err
+	}
+	log := e.logger(ctx, contract.Spec{Range: in.Replay.Source})
+	if _, err := e.writeAll(ctx, log, e.jobs(), id, contract.ReplayOrder, rows); err != nil {
+		return contract.ReplayTotals{}, err
+	}
+	log.Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
+	return totals, nil
+}
+
+func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, now time.Time) (map[string]*bytes.Buffer, contract.ReplayTotals, error) {
+	id, d := in.Replay.ID(), in.Decision
+	recs, err := e.quarantinedRecords(ctx, in.Replay)
+	if err != nil {
+		return nil, contract.ReplayTotals{}, err
+	}
+	if len(recs) != d.Quarantined {
+		return nil, contract.ReplayTotals{}, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("replay %s: ingest_errors holds %d late records of the batch, the decision counted %d",
+			id, len(recs), d.Quarantined))
+	}
+	byOffset := make(map[int64]*quarantined, len(recs))
+	for i := range recs {
+		byOffset[recs[i].record.Offset] = &recs[i]
+	}
+	if len(d.Scores) != len(d.Offsets) || len(d.Reasons) != len(d.Offsets) {
+		return nil, contract.ReplayTotals{}, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("replay %s: %d offsets to load, %d scores recorded", id, len(d.Offsets), len(d.Scores)))
+	}
+	loadedAt := now.Format(time.RFC3339Nano)
+	out := map[string]*bytes.Buffer{contract.TableTransactions: {}, contract.TableEnriched: {}, contract.TableQuarantineReplays: {}}
+	totals := contract.ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
+	amounts := rows.Amounts{}
+	var buf []byte
+	for i, off := range d.Offsets {
+		r := byOffset[off]
+		if r == nil {
+			return nil, contract.ReplayTotals{}, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("replay %s: offset %d was decided but is not quarantined", id, off))
+		}
+		e := &r.event
+		score := fraud.Score{Score: d.Scores[i], Reasons: d.Reasons[i]}
+		buf = rows.AppendLoaded(out, buf, e, id, r.record, loadedAt, score)
+		if score.RiskLevel() == "high" {
+			totals.HighRisk++
+		}
+		amounts.Add(e)
+		totals.Loaded++
+	}
+	ledger := replayLedgerRow{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
+		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, LoadedAt: loadedAt}
+	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
+	b, err := json.Marshal(ledger)
+	if err != nil {
+		return nil, contract.ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
+	}
+	out[contract.TableQuarantineReplays].Write(append(b, '\n'))
+	return out, totals, nil
+}
+
+type replayLedgerRow struct {
+	BatchID          string              `json:"batch_id"`
+	SourceBatchID    string              `json:"source_batch_id"`
+	KafkaTopic       string              `json:"kafka_topic"`
+	KafkaPartition   int                 `json:"kafka_partition"`
+	Quarantined      int                 `json:"quarantined"`
+	Loaded           int                 `json:"loaded"`
+	Duplicates       int                 `json:"duplicates"`
+	AmountByCurrency []rows.LedgerAmount `json:"amount_by_currency"`
+	LoadedAt         string              `json:"loaded_at"`
+}

@@ -1,0 +1,186 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/faults"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/rows"
+	"github.com/paystream/paystream/internal/warehouse"
+)
+
+// Write writes the batch to every table, one load job per table with a
+// job ID derived from (batch ID, table), or appends at its streams'
+// offsets in storagewrite mode, applying the recorded decisions and
+// scores, then commits the batch's end as the consumer group's offset.
+// Run twice, or twice at once, it appends once.
+func (e *Engine) Write(ctx context.Context, in contract.LoadInput) (contract.Totals, error) {
+	began := time.Now()
+	spec := in.Spec
+	log := e.logger(ctx, spec)
+	defer keepAlive(ctx, "load")()
+	rows, totals, err := e.BuildRows(ctx, in, time.Now().UTC())
+	if err != nil {
+		return contract.Totals{}, err
+	}
+	sink, err := e.batchSink(ctx, spec)
+	if err != nil {
+		return contract.Totals{}, err
+	}
+	counts, err := e.writeAll(ctx, log, sink, spec.ID(), contract.LoadOrder, rows)
+	if err != nil {
+		return contract.Totals{}, err
+	}
+	if len(spec.Streams) > 0 {
+		totals.Rows = counts // the workflow advances its stream offsets by them
+	}
+	// Every table, the ledger last, is loaded: only now may the group's
+	// offset move past the batch (invariant 5). Committing here rather
+	// than in an activity of its own saves each batch a Temporal round
+	// trip; a retried Write commits the same offset again, which is
+	// harmless, and an attempt that lost its activity (its heartbeat is
+	// refused) has its context cancelled, so it does not commit late.
+	if err := e.commitOffset(ctx, spec.Topic, spec.Partition, spec.End); err != nil {
+		return contract.Totals{}, fmt.Errorf("load %s: %w", spec.ID(), err)
+	}
+	// The oldest produce time the batch's records carry, for its latency;
+	// timestamps not to trust are left out.
+	var oldest time.Time
+	if recs, _, err := e.batchRecords(ctx, spec); err == nil {
+		for i := range recs {
+			if ts, ok := payment.KafkaTime(recs[i].Time); ok && (oldest.IsZero() || ts.Before(oldest)) {
+				oldest = ts
+			}
+		}
+	}
+	e.Metrics.BatchLoaded(spec.Topic, spec.Partition, totals.Loaded, totals.Duplicates, totals.Errors, totals.Late, oldest, time.Since(began))
+	e.pace.loaded(spec.Range, time.Now())
+	e.batches.drop(spec.ID()) // Write is the batch's last reader
+	// Only after success: an upload cut off by an error may still be
+	// read by the HTTP transport after its call returned.
+	e.ReleaseRows(rows)
+	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
+		zap.Int("late", totals.Late), since(began))
+	return totals, nil
+}
+
+// batchSink is where a batch's rows go: its streams in storagewrite mode,
+// load jobs otherwise; only the ledger with the discard sink.
+func (e *Engine) batchSink(ctx context.Context, spec contract.Spec) (warehouse.Sink, error) {
+	var sink warehouse.Sink = e.jobs()
+	if len(spec.Streams) > 0 {
+		w, err := e.streamWriter(ctx)
+		if err != nil {
+			return nil, err
+		}
+		at := make(map[string]warehouse.StreamAt, len(spec.Streams))
+		for _, table := range contract.LoadOrder {
+			if st, ok := spec.Streams[table]; ok {
+				at[table] = warehouse.StreamAt{Stream: st.Name, Offset: st.Offset}
+			}
+		}
+		sink = warehouse.Streams{Writer: w, At: at}
+	}
+	if e.Discard {
+		sink = warehouse.Discard{Sink: sink, Ledger: contract.TableBatchLedger}
+	}
+	return sink, nil
+}
+
+// jobs is the load-job sink: job IDs from (batch or replay ID, table).
+func (e *Engine) jobs() warehouse.Jobs {
+	return warehouse.Jobs{
+		Loader: warehouse.Loader{Client: e.BigQuery, Dataset: e.Dataset, Retried: func() { e.Metrics.LoadRetried("job") },
+			Finished: e.Metrics.LoadJobFinished, Backoff: e.LoadBackoff},
+		JobID: contract.LoadJobID,
+	}
+}
+
+// writeAll writes rows with sink, the ledger last (warehouse.WriteAll). A
+// write refused for good fails the batch without retry: its partition
+// runs it again after a growing wait (failed load jobs count against the
+// table's quota), and that run goes on with the next job ID.
+func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.Sink, id string, order []string, rows map[string]*bytes.Buffer) (map[string]int, error) {
+	ctx = warehouse.WaitForServer(ctx)
+	ndjson := make(map[string][]byte, len(rows))
+	for table, b := range rows {
+		ndjson[table] = b.Bytes()
+	}
+	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	// BigQuery not answering is waited out here, at a short interval,
+	// rather than by the activity's retries, whose backoff would grow
+	// through an outage and run on long after BigQuery is back. Writing
+	// again is what a retry would do: every write is keyed by the batch.
+	for n := 1; warehouse.Unreachable(err); n++ {
+		if n == 1 {
+			log.Warn("BigQuery unreachable; writing again as soon as it answers", zap.String("batch", id), zap.Error(err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("write %s: BigQuery unreachable (%w); %w", id, err, ctx.Err())
+		case <-time.After(unreachableWait(n)):
+		}
+		counts, err = warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	}
+	if errors.Is(err, warehouse.ErrRefused) {
+		return nil, permanent(contract.ErrTypeLoadFailed, err)
+	}
+	return counts, err
+}
+
+// unreachableWait is the n-th wait (from 1) for BigQuery to answer again:
+// a quarter second, doubling to two seconds, so that a write goes on within
+// two seconds of an outage's end while a long outage costs each partition
+// one request every two seconds.
+func unreachableWait(n int) time.Duration {
+	return min(250*time.Millisecond<<min(n-1, 3), 2*time.Second)
+}
+
+// faultPoints lets the fault tests kill the worker after a table's write
+// (faults.At "load:<table>").
+type faultPoints struct{ warehouse.Sink }
+
+func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []byte) (int, error) {
+	n, err := f.Sink.WriteTable(ctx, id, table, rows)
+	if err == nil && len(rows) > 0 {
+		faults.At("load:" + table)
+	}
+	return n, err
+}
+
+// ReleaseRows hands a batch's row buffers back once nothing reads them.
+// The buffers kept are bounded by half the batch cache's bound: both are
+// parsed or built batches, and both scale with the worker's memory.
+func (e *Engine) ReleaseRows(rows map[string]*bytes.Buffer) {
+	for _, b := range rows {
+		e.rowBuffers.put(b, e.batchCacheLimit()/2)
+	}
+}
+
+// BuildRows turns the batch into newline-delimited JSON per table, with
+// the totals that go into the ledger (rows.Build). Release them with
+// ReleaseRows once written. The benchmark's plain loader calls it to load
+// the same rows without the pipeline around them.
+func (e *Engine) BuildRows(ctx context.Context, in contract.LoadInput, now time.Time) (map[string]*bytes.Buffer, contract.Totals, error) {
+	recs, tally, err := e.batchRecords(ctx, in.Spec)
+	if err != nil {
+		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", in.Spec.ID(), err)
+	}
+	if in.Spec.FraudRules > 0 {
+		// Scored here, not recorded: the same records, decisions and
+		// rule set give the same scores on every attempt.
+		if in.Enrichment, err = score(in.Spec, in.Decisions, recs); err != nil {
+			return nil, contract.Totals{}, err
+		}
+	}
+	// Building a large batch's rows takes seconds on a busy machine.
+	step := func(i int) { progressEvery(ctx, i, "rows") }
+	return rows.Build(in, recs, tally, now, e.rowBuffers.get, step)
+}
