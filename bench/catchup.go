@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -215,13 +214,17 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 	defer eng.Close()
 	type job struct {
 		id   string
-		rows map[string]*bytes.Buffer
+		rows map[string][]byte // newline-delimited JSON, as load jobs send it
 	}
 	jobs := make([][]job, partitions)
 	for p := range partitions {
 		err := eachBatch(ctx, eng, cfg, p, batchSize, operator.DefaultTuning().MaxBytes, func(spec contract.Spec, d contract.Decisions) error {
-			rows, _, err := eng.BuildRows(ctx, contract.LoadInput{Spec: spec, Decisions: d}, time.Now().UTC())
-			jobs[p] = append(jobs[p], job{spec.ID(), rows})
+			tables, _, err := eng.BuildRows(ctx, contract.LoadInput{Spec: spec, Decisions: d}, time.Now().UTC())
+			ndjson := map[string][]byte{}
+			for table, rows := range tables {
+				ndjson[table] = warehouse.NDJSON(nil, rows)
+			}
+			jobs[p] = append(jobs[p], job{spec.ID(), ndjson})
 			return err
 		})
 		if err != nil {
@@ -236,10 +239,10 @@ func (e *env) loaderRun(ctx context.Context, partitions, batchSize, events int) 
 			loader := warehouse.Loader{Client: e.bq, Dataset: cfg.BigQueryDataset}
 			for _, j := range jobs[p] {
 				for _, table := range contract.LoadOrder {
-					if j.rows[table].Len() == 0 {
+					if len(j.rows[table]) == 0 {
 						continue
 					}
-					if err := loader.Load(gctx, table, func(n int) string { return contract.LoadJobID(j.id, table, n) }, j.rows[table].Bytes()); err != nil {
+					if err := loader.Load(gctx, table, func(n int) string { return contract.LoadJobID(j.id, table, n) }, j.rows[table]); err != nil {
 						return err
 					}
 				}

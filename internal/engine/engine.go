@@ -22,6 +22,7 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // Config is what an engine is built from: its connections and settings.
@@ -77,13 +78,15 @@ type Config struct {
 // the worker runs, closed when the worker stops.
 type Engine struct {
 	Config
-	client     *kafkalog.Client
-	windows    windowCache
-	snapshots  *windowSnapshots
-	batches    batchCache
-	rowBuffers bufferPool
-	pace       pace
-	streamsMu  sync.Mutex
+	client    *kafkalog.Client
+	windows   windowCache
+	snapshots *windowSnapshots
+	batches   batchCache
+	// buffers keep encoded rows between batches, up to half the batch
+	// cache's bound: both scale with the worker's memory.
+	buffers   *warehouse.Buffers
+	pace      pace
+	streamsMu sync.Mutex
 }
 
 // New builds an engine. The Kafka client is made here, once: it holds
@@ -95,6 +98,7 @@ func New(cfg Config) *Engine {
 		cfg.Log = zap.NewNop()
 	}
 	e := &Engine{Config: cfg, client: cfg.Kafka.Client(10 * time.Second)}
+	e.buffers = &warehouse.Buffers{Limit: e.batchCacheLimit() / 2}
 	if cfg.SnapshotDir != "" {
 		e.snapshots = newWindowSnapshots(cfg)
 	}

@@ -1,10 +1,8 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -153,7 +151,7 @@ func (e *Engine) WriteReplay(ctx context.Context, in contract.ReplayLoadInput) (
 	return totals, nil
 }
 
-func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, now time.Time) (map[string]*bytes.Buffer, contract.ReplayTotals, error) {
+func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, now time.Time) (rows.Tables, contract.ReplayTotals, error) {
 	id, d := in.Replay.ID(), in.Decision
 	recs, err := e.quarantinedRecords(ctx, in.Replay)
 	if err != nil {
@@ -171,10 +169,9 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 		return nil, contract.ReplayTotals{}, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("replay %s: %d offsets to load, %d scores recorded", id, len(d.Offsets), len(d.Scores)))
 	}
 	loadedAt := now.Format(time.RFC3339Nano)
-	out := map[string]*bytes.Buffer{contract.TableTransactions: {}, contract.TableEnriched: {}, contract.TableQuarantineReplays: {}}
+	out := rows.Tables{}
 	totals := contract.ReplayTotals{Quarantined: d.Quarantined, Duplicates: len(d.DuplicateOffsets)}
 	amounts := rows.Amounts{}
-	var buf []byte
 	for i, off := range d.Offsets {
 		r := byOffset[off]
 		if r == nil {
@@ -182,32 +179,16 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 		}
 		e := &r.event
 		score := fraud.Score{Score: d.Scores[i], Reasons: d.Reasons[i]}
-		buf = rows.AppendLoaded(out, buf, e, id, r.record, loadedAt, score)
+		out.Loaded(e, id, r.record, loadedAt, score)
 		if score.RiskLevel() == "high" {
 			totals.HighRisk++
 		}
 		amounts.Add(e)
 		totals.Loaded++
 	}
-	ledger := replayLedgerRow{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
+	ledger := &rows.ReplayLedger{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
 		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, LoadedAt: loadedAt}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
-	b, err := json.Marshal(ledger)
-	if err != nil {
-		return nil, contract.ReplayTotals{}, fmt.Errorf("replay %s: %w", id, err)
-	}
-	out[contract.TableQuarantineReplays].Write(append(b, '\n'))
+	out.Add(contract.TableQuarantineReplays, ledger)
 	return out, totals, nil
-}
-
-type replayLedgerRow struct {
-	BatchID          string              `json:"batch_id"`
-	SourceBatchID    string              `json:"source_batch_id"`
-	KafkaTopic       string              `json:"kafka_topic"`
-	KafkaPartition   int                 `json:"kafka_partition"`
-	Quarantined      int                 `json:"quarantined"`
-	Loaded           int                 `json:"loaded"`
-	Duplicates       int                 `json:"duplicates"`
-	AmountByCurrency []rows.LedgerAmount `json:"amount_by_currency"`
-	LoadedAt         string              `json:"loaded_at"`
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // TestLoadScoresAsEnrichRecorded: a batch that names a fraud rule set is
@@ -47,7 +48,7 @@ func TestLoadScoresAsEnrichRecorded(t *testing.T) {
 		t.Errorf("high-risk records: %d from recorded scores, %d computed, want %d", totals.HighRisk, totals2.HighRisk, high)
 	}
 	for _, table := range contract.LoadOrder {
-		if !bytes.Equal(recorded[table].Bytes(), computed[table].Bytes()) {
+		if !bytes.Equal(warehouse.NDJSON(nil, recorded[table]), warehouse.NDJSON(nil, computed[table])) {
 			t.Errorf("%s: rows from computed scores differ from rows from recorded ones", table)
 		}
 	}

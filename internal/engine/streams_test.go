@@ -15,6 +15,7 @@ import (
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // documentedStreams follows the Storage Write API's documented offset
@@ -49,12 +50,10 @@ func (d *documentedStreams) Append(_ context.Context, stream, _ string, offset i
 	return nil
 }
 
-func (d *documentedStreams) Encode(_ context.Context, _ string, ndjson []byte) ([][]byte, error) {
+func (d *documentedStreams) Encode(_ context.Context, _ string, rows []warehouse.Row) ([][]byte, error) {
 	var out [][]byte
-	for _, line := range bytes.Split(bytes.TrimRight(ndjson, "\n"), []byte("\n")) {
-		if len(line) > 0 {
-			out = append(out, line)
-		}
+	for _, r := range rows {
+		out = append(out, bytes.TrimSuffix(warehouse.AppendJSON(nil, r), []byte("\n")))
 	}
 	return out, nil
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -63,9 +62,6 @@ func (e *Engine) Write(ctx context.Context, in contract.LoadInput) (contract.Tot
 	e.Metrics.BatchLoaded(spec.Topic, spec.Partition, totals.Loaded, totals.Duplicates, totals.Errors, totals.Late, oldest, time.Since(began))
 	e.pace.loaded(spec.Range, time.Now())
 	e.batches.drop(spec.ID()) // Write is the batch's last reader
-	// Only after success: an upload cut off by an error may still be
-	// read by the HTTP transport after its call returned.
-	e.ReleaseRows(rows)
 	log.Info("load done", zap.Int("loaded", totals.Loaded), zap.Int("duplicates", totals.Duplicates), zap.Int("errors", totals.Errors),
 		zap.Int("late", totals.Late), since(began))
 	return totals, nil
@@ -89,7 +85,7 @@ func (e *Engine) batchSink(ctx context.Context, spec contract.Spec) (warehouse.S
 		sink = warehouse.Streams{Writer: w, At: at}
 	}
 	if e.Discard {
-		sink = warehouse.Discard{Sink: sink, Ledger: contract.TableBatchLedger}
+		sink = warehouse.Discard{Sink: sink, Ledger: contract.TableBatchLedger, Buffers: e.buffers}
 	}
 	return sink, nil
 }
@@ -99,7 +95,8 @@ func (e *Engine) jobs() warehouse.Jobs {
 	return warehouse.Jobs{
 		Loader: warehouse.Loader{Client: e.BigQuery, Dataset: e.Dataset, Retried: func() { e.Metrics.LoadRetried("job") },
 			Finished: e.Metrics.LoadJobFinished, Backoff: e.LoadBackoff},
-		JobID: contract.LoadJobID,
+		JobID:   contract.LoadJobID,
+		Buffers: e.buffers,
 	}
 }
 
@@ -107,13 +104,9 @@ func (e *Engine) jobs() warehouse.Jobs {
 // write refused for good fails the batch without retry: its partition
 // runs it again after a growing wait (failed load jobs count against the
 // table's quota), and that run goes on with the next job ID.
-func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.Sink, id string, order []string, rows map[string]*bytes.Buffer) (map[string]int, error) {
+func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.Sink, id string, order []string, tables rows.Tables) (map[string]int, error) {
 	ctx = warehouse.WaitForServer(ctx)
-	ndjson := make(map[string][]byte, len(rows))
-	for table, b := range rows {
-		ndjson[table] = b.Bytes()
-	}
-	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, tables)
 	// BigQuery not answering is waited out here, at a short interval,
 	// rather than by the activity's retries, whose backoff would grow
 	// through an outage and run on long after BigQuery is back. Writing
@@ -127,7 +120,7 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 			return nil, fmt.Errorf("write %s: BigQuery unreachable (%w); %w", id, err, ctx.Err())
 		case <-time.After(unreachableWait(n)):
 		}
-		counts, err = warehouse.WriteAll(ctx, faultPoints{sink}, id, order, ndjson)
+		counts, err = warehouse.WriteAll(ctx, faultPoints{sink}, id, order, tables)
 	}
 	if errors.Is(err, warehouse.ErrRefused) {
 		return nil, permanent(contract.ErrTypeLoadFailed, err)
@@ -147,7 +140,7 @@ func unreachableWait(n int) time.Duration {
 // (faults.At "load:<table>").
 type faultPoints struct{ warehouse.Sink }
 
-func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []byte) (int, error) {
+func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []warehouse.Row) (int, error) {
 	n, err := f.Sink.WriteTable(ctx, id, table, rows)
 	if err == nil && len(rows) > 0 {
 		faults.At("load:" + table)
@@ -155,20 +148,10 @@ func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []by
 	return n, err
 }
 
-// ReleaseRows hands a batch's row buffers back once nothing reads them.
-// The buffers kept are bounded by half the batch cache's bound: both are
-// parsed or built batches, and both scale with the worker's memory.
-func (e *Engine) ReleaseRows(rows map[string]*bytes.Buffer) {
-	for _, b := range rows {
-		e.rowBuffers.put(b, e.batchCacheLimit()/2)
-	}
-}
-
-// BuildRows turns the batch into newline-delimited JSON per table, with
-// the totals that go into the ledger (rows.Build). Release them with
-// ReleaseRows once written. The benchmark's plain loader calls it to load
-// the same rows without the pipeline around them.
-func (e *Engine) BuildRows(ctx context.Context, in contract.LoadInput, now time.Time) (map[string]*bytes.Buffer, contract.Totals, error) {
+// BuildRows turns the batch into rows per table, with the totals that go
+// into the ledger (rows.Build). The benchmark's plain loader calls it to
+// load the same rows without the pipeline around them.
+func (e *Engine) BuildRows(ctx context.Context, in contract.LoadInput, now time.Time) (rows.Tables, contract.Totals, error) {
 	recs, tally, err := e.batchRecords(ctx, in.Spec)
 	if err != nil {
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", in.Spec.ID(), err)
@@ -182,5 +165,5 @@ func (e *Engine) BuildRows(ctx context.Context, in contract.LoadInput, now time.
 	}
 	// Building a large batch's rows takes seconds on a busy machine.
 	step := func(i int) { progressEvery(ctx, i, "rows") }
-	return rows.Build(in, recs, tally, now, e.rowBuffers.get, step)
+	return rows.Build(in, recs, tally, now, step)
 }

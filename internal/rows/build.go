@@ -1,13 +1,12 @@
 // Package rows builds the BigQuery rows of a batch: its records, read
 // again from Kafka, with the decisions and scores recorded for them, as
-// newline-delimited JSON per table. It is plain code, tested without
-// servers; the Load activity feeds it and writes what it builds.
+// typed rows per table, which each sink encodes in its own format
+// (warehouse.Row). It is plain code, tested without servers; the engine's
+// Write feeds it and writes what it builds.
 package rows
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -20,15 +19,15 @@ import (
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
-// Build turns a batch's records into newline-delimited JSON per table by
-// the batch's recorded decisions and scores (invariant 3: nothing is
-// decided here), with the totals that go into the ledger. tally is what
-// reading the range passed over (markers, aborted records); buffer gives
-// a table's buffer with room for size bytes; step is called with each
+// Build turns a batch's records into rows per table by the batch's
+// recorded decisions and scores (invariant 3: nothing is decided here),
+// with the totals that go into the ledger. tally is what reading the range
+// passed over (markers, aborted records); step is called with each
 // record's position, from 1 (a heartbeat).
-func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.Time, buffer func(size int) *bytes.Buffer, step func(i int)) (map[string]*bytes.Buffer, contract.Totals, error) {
+func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.Time, step func(i int)) (Tables, contract.Totals, error) {
 	spec, d := in.Spec, in.Decisions
 	id := spec.ID()
 	loadedAt := now.Format(time.RFC3339Nano)
@@ -36,14 +35,11 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: the log holds %d markers and %d aborted records, dedup counted %d and %d",
 			id, tally.Control, tally.Aborted, d.Control, d.Aborted)
 	}
-	// Room for a batch of loaded records up front: growing by doubling
-	// copies (and zeroes) each row twice over.
-	rowBytes := map[string]int{contract.TableTransactions: len(recs) * 700, contract.TableEnriched: len(recs) * 800}
-	rows := map[string]*bytes.Buffer{}
-	encs := map[string]*json.Encoder{}
+	rows := Tables{contract.TableTransactions: make([]warehouse.Row, 0, d.Loaded), contract.TableEnriched: make([]warehouse.Row, 0, d.Loaded)}
 	for _, t := range contract.LoadOrder {
-		rows[t] = buffer(rowBytes[t])
-		encs[t] = json.NewEncoder(rows[t])
+		if rows[t] == nil {
+			rows[t] = []warehouse.Row{}
+		}
 	}
 	metrics := map[metricKey]*metricAcc{}
 	metric := func(e *payment.Event) *metricAcc {
@@ -57,13 +53,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 	totals := contract.Totals{}
 	o := newOutcomes(d)
 	loadedIdx := 0
-	var encErr error
-	put := func(table string, row any) {
-		if err := encs[table].Encode(row); err != nil && encErr == nil {
-			encErr = err
-		}
-	}
-	var txBuf []byte
+	loaded := loadedRows{txs: make([]txRow, 0, d.Loaded), enriched: make([]enrichedRow, 0, d.Loaded)}
 	present := int64(len(recs))
 	for i := range recs {
 		step(i + 1)
@@ -77,7 +67,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			txBuf = AppendLoaded(rows, txBuf, e, id, r.Record, loadedAt, score)
+			loaded.add(rows, e, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
 			m.amount.Add(e.Amount)
@@ -89,15 +79,15 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 			totals.Loaded++
 		case dedup.Duplicate:
 			metric(e).dups++
-			put(contract.TableDedupAudit, dedupRow{TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), KafkaPartition: r.Partition,
+			rows.Add(contract.TableDedupAudit, &dedupRow{TransactionID: e.TransactionID, EventTime: e.EventTime.Format(time.RFC3339Nano), KafkaPartition: r.Partition,
 				KafkaOffset: r.Offset, DuplicateOfOffset: out.of, IdenticalBytes: out.identical, BatchID: id, LoadedAt: loadedAt})
 			totals.Duplicates++
 		case dedup.Late:
-			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
+			rows.Add(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonLate), "event_time is behind the partition's watermark", e, id, loadedAt))
 			totals.Late++
 		case dedup.Conflict:
 			detail := fmt.Sprintf("transaction_id was loaded at offset %d with another amount or currency", out.of)
-			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonConflict), detail, e, id, loadedAt))
+			rows.Add(contract.TableIngestErrors, toErrorRow(spec, r.Record, string(payment.ReasonConflict), detail, e, id, loadedAt))
 			totals.Errors++
 		case dedup.Invalid:
 			var pe *payment.Error
@@ -108,12 +98,9 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 					detail = pe.Field + ": " + pe.Detail
 				}
 			}
-			put(contract.TableIngestErrors, toErrorRow(spec, r.Record, reason, detail, nil, id, loadedAt))
+			rows.Add(contract.TableIngestErrors, toErrorRow(spec, r.Record, reason, detail, nil, id, loadedAt))
 			totals.Errors++
 		}
-	}
-	if encErr != nil {
-		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", id, encErr)
 	}
 	if loadedIdx != len(in.Enrichment.Scores) || totals.Loaded != d.Loaded {
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))
@@ -123,11 +110,11 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		return cmp.Or(x.minute.Compare(y.minute), strings.Compare(x.currency, y.currency), strings.Compare(x.region, y.region))
 	}) {
 		m := metrics[k]
-		put(contract.TableMetricsMinute, metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
+		rows.Add(contract.TableMetricsMinute, &metricRow{Minute: k.minute.Format(time.RFC3339), Currency: k.currency, Region: k.region, EventCount: m.events,
 			AmountSum: m.amount.String(), FraudCount: m.fraud, DuplicateCount: m.dups,
 			BatchID: id, KafkaPartition: spec.Partition, KafkaOffset: spec.Start, LoadedAt: loadedAt})
 	}
-	ledger := ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
+	ledger := &ledgerRow{BatchID: id, KafkaTopic: spec.Topic, KafkaPartition: spec.Partition, StartOffset: spec.Start, EndOffset: spec.End,
 		Records: spec.End - spec.Start, Loaded: totals.Loaded, Duplicates: totals.Duplicates, Errors: totals.Errors, Late: totals.Late,
 		Control: d.Control, Aborted: d.Aborted, Skipped: spec.End - spec.Start - present - int64(d.Control+d.Aborted),
 		NextWindowStart: d.Next.Start, LatenessNS: int64(spec.AllowedLateness), MaxWindowIDs: spec.MaxWindowIDs, LoadedAt: loadedAt}
@@ -138,8 +125,8 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		ledger.NextWindowFloors = append(ledger.NextWindowFloors, LedgerFloor{FromOffset: f.Offset, Floor: f.Time.UTC().Format(time.RFC3339Nano)})
 	}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
-	put(contract.TableBatchLedger, ledger)
+	rows.Add(contract.TableBatchLedger, ledger)
 	totals.Records = int(present)
 	totals.Control, totals.Aborted, totals.Skipped = d.Control, d.Aborted, int(ledger.Skipped)
-	return rows, totals, encErr
+	return rows, totals, nil
 }

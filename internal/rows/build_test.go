@@ -13,6 +13,7 @@ import (
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // validRecords are n valid payments of one partition at offsets 0..n-1.
@@ -38,11 +39,11 @@ func validRecords(t *testing.T, n int) []Record {
 	return out
 }
 
-// lines splits a table's rows into decoded JSON objects.
-func lines(t *testing.T, b *bytes.Buffer) []map[string]any {
+// lines encodes a table's rows as a load job's JSON and decodes each.
+func lines(t *testing.T, rows []warehouse.Row) []map[string]any {
 	t.Helper()
 	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.Bytes()))
+	sc := bufio.NewScanner(bytes.NewReader(warehouse.NDJSON(nil, rows)))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
 		var row map[string]any
@@ -111,7 +112,7 @@ func TestBuildAppliesTheRecordedDecisions(t *testing.T) {
 			spec := contract.Spec{Range: contract.Range{Topic: "payments", Partition: 0, Start: 0, End: c.end}}
 			steps := 0
 			rows, totals, err := Build(contract.LoadInput{Spec: spec, Decisions: c.d, Enrichment: c.enr}, c.recs, c.tally,
-				time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), func(n int) *bytes.Buffer { return bytes.NewBuffer(make([]byte, 0, n)) }, func(int) { steps++ })
+				time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), func(int) { steps++ })
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("err %v, want %q", err, c.wantErr)

@@ -6,15 +6,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
-// TestRowJSONMatchesEncodingJSON checks the hand-written row encoders
-// against encoding/json on simulated payments and on strings that need
-// escaping, by decoding both and comparing.
+// TestRowJSONMatchesEncodingJSON checks each row type's columns, as load
+// jobs get them (warehouse.AppendJSON), against encoding/json's reading of
+// its JSON tags, on simulated payments, on strings that need escaping and
+// on a row of every other table, by decoding both and comparing.
 func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 	g, err := simulation.NewGenerator(simulation.DefaultOptions())
 	if err != nil {
@@ -36,15 +39,27 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 
 	for i := range events {
 		e := &events[i]
-		tx := toTxRow(e, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano))
 		score := fraud.Score{Score: uint8(i % 100), Reasons: uint16(i % 128)}
-		reasons := score.ReasonCodes()
-		if reasons == nil {
-			reasons = []string{}
+		tables := Tables{}
+		tables.Loaded(e, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano), score)
+		for _, table := range []string{contract.TableTransactions, contract.TableEnriched} {
+			r := tables[table][0]
+			sameJSON(t, warehouse.AppendJSON(nil, r), r)
 		}
-		er := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
-		sameJSON(t, appendTxRow(nil, &tx), tx)
-		sameJSON(t, appendEnrichedRow(nil, &er), er)
+	}
+	at := "2026-12-06T10:00:00.5Z"
+	for _, r := range []warehouse.Row{
+		&metricRow{Minute: "2026-12-06T10:00:00Z", Currency: "EUR", Region: "eu", EventCount: 3, AmountSum: "12.30", FraudCount: 1, DuplicateCount: 2, BatchID: "b", KafkaPartition: 1, KafkaOffset: 7, LoadedAt: at},
+		&dedupRow{TransactionID: "t", EventTime: at, KafkaPartition: 1, KafkaOffset: 9, DuplicateOfOffset: 4, IdenticalBytes: true, BatchID: "b", LoadedAt: at},
+		&errorRow{KafkaTopic: "payments", KafkaOffset: 5, KafkaKey: "k", KafkaTimeMs: 1, Reason: "late", Detail: "d", Raw: "{}", RawEncoding: "utf8", TransactionID: "t", EventTime: at, BatchID: "b", LoadedAt: at},
+		&errorRow{KafkaTopic: "payments", Reason: "malformed_json", Raw: "AAE=", RawEncoding: "base64", BatchID: "b", LoadedAt: at},
+		&ledgerRow{BatchID: "b", KafkaTopic: "payments", KafkaPartition: 2, StartOffset: 10, EndOffset: 20, Records: 10, Loaded: 8, Duplicates: 1, Errors: 1,
+			AmountByCurrency: []LedgerAmount{{Currency: "EUR", Amount: "1.00", Events: 1}, {Currency: "JPY", Amount: "5", Events: 2}},
+			NextWindowStart:  3, NextWindowNewest: at, NextWindowFloors: []LedgerFloor{{FromOffset: 12, Floor: at}}, LatenessNS: 600e9, MaxWindowIDs: 5, LoadedAt: at},
+		&ledgerRow{BatchID: "b", AmountByCurrency: []LedgerAmount{}, LoadedAt: at},
+		&ReplayLedger{BatchID: "r", SourceBatchID: "b", KafkaTopic: "payments", Quarantined: 3, Loaded: 2, Duplicates: 1, AmountByCurrency: []LedgerAmount{{Currency: "EUR", Amount: "2.00", Events: 2}}, LoadedAt: at},
+	} {
+		sameJSON(t, warehouse.AppendJSON(nil, r), r)
 	}
 }
 

@@ -1,7 +1,6 @@
 package rows
 
 import (
-	"bytes"
 	"encoding/base64"
 	"maps"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // Row shapes of the tables (schema/*.sql). Optional strings are omitted
@@ -26,7 +26,7 @@ type txRow struct {
 }
 
 type enrichedRow struct {
-	txRow
+	*txRow
 	FraudScore   int      `json:"fraud_score"`
 	FraudReasons []string `json:"fraud_reasons"`
 	RiskLevel    string   `json:"risk_level"`
@@ -74,6 +74,140 @@ type errorRow struct {
 	LoadedAt       string `json:"loaded_at"`
 }
 
+// Each row type gives its columns as its JSON tags name them (rowjson_test
+// holds them to encoding/json's reading of the tags); an optional column
+// left empty is NULL.
+
+func (tx *txRow) Columns(c warehouse.Columns) {
+	w := &tx.Wire
+	c.String("transaction_id", w.TransactionID)
+	c.String("event_time", w.EventTime)
+	c.String("amount", w.Amount)
+	c.String("currency", w.Currency)
+	c.String("customer_id", w.CustomerID)
+	c.String("merchant_id", w.MerchantID)
+	optional(c, "merchant_category", w.MerchantCategory)
+	c.String("card_id", w.CardID)
+	optional(c, "card_last4", w.CardLast4)
+	optional(c, "card_country", w.CardCountry)
+	c.String("payment_method", w.PaymentMethod)
+	c.String("status", w.Status)
+	optional(c, "region", w.Region)
+	optional(c, "country", w.Country)
+	optional(c, "device_id", w.DeviceID)
+	optional(c, "device_type", w.DeviceType)
+	optional(c, "ip_address", w.IPAddress)
+	optional(c, "extra", tx.Extra)
+	c.String("batch_id", tx.BatchID)
+	c.Int("kafka_partition", int64(tx.KafkaPartition))
+	c.Int("kafka_offset", tx.KafkaOffset)
+	c.String("loaded_at", tx.LoadedAt)
+}
+
+func (r *enrichedRow) Columns(c warehouse.Columns) {
+	r.txRow.Columns(c)
+	c.Int("fraud_score", int64(r.FraudScore))
+	c.Strings("fraud_reasons", r.FraudReasons)
+	c.String("risk_level", r.RiskLevel)
+}
+
+func (r *metricRow) Columns(c warehouse.Columns) {
+	c.String("minute", r.Minute)
+	c.String("currency", r.Currency)
+	c.String("region", r.Region)
+	c.Int("event_count", int64(r.EventCount))
+	c.String("amount_sum", r.AmountSum)
+	c.Int("fraud_count", int64(r.FraudCount))
+	c.Int("duplicate_count", int64(r.DuplicateCount))
+	c.String("batch_id", r.BatchID)
+	c.Int("kafka_partition", int64(r.KafkaPartition))
+	c.Int("kafka_offset", r.KafkaOffset)
+	c.String("loaded_at", r.LoadedAt)
+}
+
+func (r *dedupRow) Columns(c warehouse.Columns) {
+	c.String("transaction_id", r.TransactionID)
+	c.String("event_time", r.EventTime)
+	c.Int("kafka_partition", int64(r.KafkaPartition))
+	c.Int("kafka_offset", r.KafkaOffset)
+	c.Int("duplicate_of_offset", r.DuplicateOfOffset)
+	c.Bool("identical_bytes", r.IdenticalBytes)
+	c.String("batch_id", r.BatchID)
+	c.String("loaded_at", r.LoadedAt)
+}
+
+func (r *errorRow) Columns(c warehouse.Columns) {
+	c.String("kafka_topic", r.KafkaTopic)
+	c.Int("kafka_partition", int64(r.KafkaPartition))
+	c.Int("kafka_offset", r.KafkaOffset)
+	optional(c, "kafka_key", r.KafkaKey)
+	optional(c, "kafka_timestamp", r.KafkaTimestamp)
+	c.Int("kafka_timestamp_ms", r.KafkaTimeMs)
+	c.String("reason", r.Reason)
+	optional(c, "detail", r.Detail)
+	c.String("raw", r.Raw)
+	c.String("raw_encoding", r.RawEncoding)
+	optional(c, "transaction_id", r.TransactionID)
+	optional(c, "event_time", r.EventTime)
+	c.String("batch_id", r.BatchID)
+	c.String("loaded_at", r.LoadedAt)
+}
+
+func (r *ledgerRow) Columns(c warehouse.Columns) {
+	c.String("batch_id", r.BatchID)
+	c.String("kafka_topic", r.KafkaTopic)
+	c.Int("kafka_partition", int64(r.KafkaPartition))
+	c.Int("start_offset", r.StartOffset)
+	c.Int("end_offset", r.EndOffset)
+	c.Int("records", r.Records)
+	c.Int("loaded", int64(r.Loaded))
+	c.Int("duplicates", int64(r.Duplicates))
+	c.Int("errors", int64(r.Errors))
+	c.Int("late", int64(r.Late))
+	c.Int("control", int64(r.Control))
+	c.Int("aborted", int64(r.Aborted))
+	c.Int("skipped", r.Skipped)
+	c.Records("amount_by_currency", AmountRows(r.AmountByCurrency))
+	c.Int("next_window_start", r.NextWindowStart)
+	optional(c, "next_window_newest", r.NextWindowNewest)
+	if len(r.NextWindowFloors) > 0 {
+		floors := make([]warehouse.Row, len(r.NextWindowFloors))
+		for i := range r.NextWindowFloors {
+			floors[i] = &r.NextWindowFloors[i]
+		}
+		c.Records("next_window_floors", floors)
+	}
+	c.Int("allowed_lateness_ns", r.LatenessNS)
+	c.Int("max_window_ids", int64(r.MaxWindowIDs))
+	c.String("loaded_at", r.LoadedAt)
+}
+
+func (a *LedgerAmount) Columns(c warehouse.Columns) {
+	c.String("currency", a.Currency)
+	c.String("amount", a.Amount)
+	c.Int("events", int64(a.Events))
+}
+
+// AmountRows are a ledger's amounts as the rows of its RECORD column.
+func AmountRows(amounts []LedgerAmount) []warehouse.Row {
+	out := make([]warehouse.Row, len(amounts))
+	for i := range amounts {
+		out[i] = &amounts[i]
+	}
+	return out
+}
+
+func (f *LedgerFloor) Columns(c warehouse.Columns) {
+	c.Int("from_offset", f.FromOffset)
+	c.String("floor", f.Floor)
+}
+
+func optional(c warehouse.Columns, name, v string) {
+	if v != "" {
+		c.String(name, v)
+	}
+}
+
 // LedgerAmount is one currency's total in a ledger row.
 type LedgerAmount struct {
 	Currency string `json:"currency"`
@@ -104,6 +238,31 @@ type ledgerRow struct {
 	LoadedAt         string         `json:"loaded_at"`
 }
 
+// ReplayLedger is a quarantine replay's row in quarantine_replays.
+type ReplayLedger struct {
+	BatchID          string         `json:"batch_id"`
+	SourceBatchID    string         `json:"source_batch_id"`
+	KafkaTopic       string         `json:"kafka_topic"`
+	KafkaPartition   int            `json:"kafka_partition"`
+	Quarantined      int            `json:"quarantined"`
+	Loaded           int            `json:"loaded"`
+	Duplicates       int            `json:"duplicates"`
+	AmountByCurrency []LedgerAmount `json:"amount_by_currency"`
+	LoadedAt         string         `json:"loaded_at"`
+}
+
+func (r *ReplayLedger) Columns(c warehouse.Columns) {
+	c.String("batch_id", r.BatchID)
+	c.String("source_batch_id", r.SourceBatchID)
+	c.String("kafka_topic", r.KafkaTopic)
+	c.Int("kafka_partition", int64(r.KafkaPartition))
+	c.Int("quarantined", int64(r.Quarantined))
+	c.Int("loaded", int64(r.Loaded))
+	c.Int("duplicates", int64(r.Duplicates))
+	c.Records("amount_by_currency", AmountRows(r.AmountByCurrency))
+	c.String("loaded_at", r.LoadedAt)
+}
+
 // LedgerFloor is a raise of the dedup window's floor in a ledger row.
 type LedgerFloor struct {
 	FromOffset int64  `json:"from_offset"`
@@ -120,21 +279,40 @@ type metricAcc struct {
 	amount              payment.Sum
 }
 
-// AppendLoaded writes a loaded event's transactions and
-// transactions_enriched rows, reusing buf.
-func AppendLoaded(rows map[string]*bytes.Buffer, buf []byte, e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) []byte {
-	tx := toTxRow(e, batchID, r, loadedAt)
-	buf = appendTxRow(buf[:0], &tx)
-	rows[contract.TableTransactions].Write(buf)
+// Loaded adds a loaded event's transactions and transactions_enriched
+// rows to t.
+func (t Tables) Loaded(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+	var l loadedRows
+	l.add(t, e, batchID, r, loadedAt, score)
+}
+
+// loadedRows holds a batch's transactions and transactions_enriched rows,
+// one slice of each for the batch rather than two allocations a record.
+// A row is never changed once added, so a pointer into an array that
+// append has since outgrown still reads the same row.
+type loadedRows struct {
+	txs      []txRow
+	enriched []enrichedRow
+}
+
+func (l *loadedRows) add(t Tables, e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+	l.txs = append(l.txs, txRow{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition, KafkaOffset: r.Offset, LoadedAt: loadedAt})
+	tx := &l.txs[len(l.txs)-1]
 	reasons := score.ReasonCodes()
 	if reasons == nil {
 		reasons = []string{}
 	}
-	enriched := enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
-	buf = appendEnrichedRow(buf[:0], &enriched)
-	rows[contract.TableEnriched].Write(buf)
-	return buf
+	l.enriched = append(l.enriched, enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
+	t.Add(contract.TableTransactions, tx)
+	t.Add(contract.TableEnriched, &l.enriched[len(l.enriched)-1])
 }
+
+// Tables are a batch's rows by table, typed; each sink encodes them in
+// its own format.
+type Tables map[string][]warehouse.Row
+
+// Add appends a row to table.
+func (t Tables) Add(table string, r warehouse.Row) { t[table] = append(t[table], r) }
 
 // Amounts sums loaded amounts per currency, exactly.
 type Amounts map[string]*metricAcc
@@ -159,14 +337,10 @@ func (c Amounts) Sums() ([]LedgerAmount, map[string]string) {
 	return rows, byCurrency
 }
 
-func toTxRow(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string) txRow {
-	return txRow{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition, KafkaOffset: r.Offset, LoadedAt: loadedAt}
-}
-
 // toErrorRow keeps the record's bytes as they were: text when UTF-8,
 // base64 otherwise, so nothing rejected is ever lost.
-func toErrorRow(spec contract.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) errorRow {
-	row := errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimeMs: r.Time.UnixMilli(),
+func toErrorRow(spec contract.Spec, r kafkalog.Record, reason, detail string, e *payment.Event, batchID, loadedAt string) *errorRow {
+	row := &errorRow{KafkaTopic: spec.Topic, KafkaPartition: r.Partition, KafkaOffset: r.Offset, KafkaTimeMs: r.Time.UnixMilli(),
 		Reason: reason, Detail: detail, Raw: string(r.Value), RawEncoding: "utf8", BatchID: batchID, LoadedAt: loadedAt}
 	if ts, ok := payment.KafkaTime(r.Time); ok {
 		row.KafkaTimestamp = ts.Format(time.RFC3339Nano)

@@ -105,7 +105,7 @@ func TestEncodeMakesTheMessagesProtoJSONMakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := enc.Encode([]byte(strings.Join(everyKindRows, "\n") + "\n"))
+	rows, err := enc.Encode(jsonRows(t, strings.Join(everyKindRows, "\n")+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestEncodeRefusesWhatALoadJobWould(t *testing.T) {
 		{`{"transaction_id":"t","rules":[{"weight":"heavy"}]}`, "rules.weight"},
 		{`{"transaction_id":"t","tags":"a"}`, "tags: want a list"},
 	} {
-		_, err := enc.Encode([]byte(`{"transaction_id":"ok"}` + "\n" + c.row + "\n"))
+		_, err := enc.Encode(jsonRows(t, `{"transaction_id":"ok"}`+"\n"+c.row+"\n"))
 		if err == nil || !strings.Contains(err.Error(), "row 1: ") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error of row 1 about %q", c.row, err, c.want)
 		}
@@ -159,10 +159,11 @@ func BenchmarkEncode(b *testing.B) {
 			ndjson.WriteString(r + "\n")
 		}
 	}
+	rows := jsonRows(b, ndjson.String())
 	t := &testing.T{}
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
-			if _, err := enc.Encode(ndjson.Bytes()); err != nil {
+			if _, err := enc.Encode(rows); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -18,19 +18,20 @@ type recordingSink struct {
 	fail    map[string]bool
 }
 
-func (r *recordingSink) WriteTable(ctx context.Context, id, table string, rows []byte) (int, error) {
+func (r *recordingSink) WriteTable(ctx context.Context, id, table string, rows []Row) (int, error) {
 	if r.fail[table] {
 		return 0, errors.New("refused")
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.written = append(r.written, table)
-	return countRows(rows), nil
+	return len(rows), nil
 }
 
 func TestWriteAllWritesTheLedgerLast(t *testing.T) {
 	order := []string{"a", "b", "c", "ledger"}
-	rows := map[string][]byte{"a": []byte("{}\n{}\n"), "b": nil, "c": []byte("{}\n"), "ledger": []byte("{}\n")}
+	row := jsonRow{}
+	rows := map[string][]Row{"a": {row, row}, "b": nil, "c": {row}, "ledger": {row}}
 	for _, c := range []struct {
 		name        string
 		fail        string

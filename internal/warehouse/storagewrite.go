@@ -37,7 +37,7 @@ type Appender interface {
 // semantics).
 type StreamWriter interface {
 	Appender
-	Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error)
+	Encode(ctx context.Context, table string, rows []Row) ([][]byte, error)
 }
 
 // ErrOffsetAhead: the stream ends before the offset appended at, so a

@@ -81,7 +81,7 @@ func refusesOver10MB(ctx context.Context, t *testing.T, cfg config.Config, bq *b
 			ndjson = fmt.Appendf(ndjson, `{"kafka_topic":"payments","kafka_partition":0,"kafka_offset":%d,"reason":"oversized",`+
 				`"raw":%q,"raw_encoding":"utf8","batch_id":%q,"loaded_at":"2026-12-03T01:02:03Z"}`+"\n", i, pad, batch)
 		}
-		rows, err := w.Encode(ctx, table, ndjson)
+		rows, err := w.Encode(ctx, table, warehouse.JSONRows(t, string(ndjson)))
 		if err != nil {
 			t.Fatal(err)
 		}

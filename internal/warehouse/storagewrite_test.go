@@ -126,7 +126,7 @@ func TestRowEncoderWritesWhatLoadJobsWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := enc.Encode([]byte(`{"batch_id":"b/0/0-10","loaded":7,"loaded_at":"2026-11-25T10:00:00.123456Z","amount_by_currency":[{"currency":"EUR","amount":"12.34"},{"currency":"KWD","amount":"-0.001"}]}` + "\n"))
+	rows, err := enc.Encode(jsonRows(t, `{"batch_id":"b/0/0-10","loaded":7,"loaded_at":"2026-11-25T10:00:00.123456Z","amount_by_currency":[{"currency":"EUR","amount":"12.34"},{"currency":"KWD","amount":"-0.001"}]}`+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +334,7 @@ func TestRowSizeDoesNotDependOnLoadedAt(t *testing.T) {
 	}
 	sizes := map[int][]string{}
 	for _, at := range []string{"1988-01-01T00:00:00Z", "2026-11-25T10:00:00Z", "2026-11-25T10:00:00.1Z", "2026-11-25T10:00:00.123456789Z", "2099-12-31T23:59:59.999999Z", "4253-01-01T00:00:00Z"} {
-		rows, err := enc.Encode([]byte(`{"batch_id":"payments/0/0-100","loaded_at":"` + at + `"}` + "\n"))
+		rows, err := enc.Encode(jsonRows(t, `{"batch_id":"payments/0/0-100","loaded_at":"`+at+`"}`+"\n"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -108,18 +108,18 @@ func (w *StorageWriter) CreateStream(ctx context.Context, table string) (string,
 	return ws.GetName(), nil
 }
 
-// Encode turns table's NDJSON rows into its protos. A row with a field
-// the table's schema, as first read, lacks has the schema read again: a
+// Encode turns table's rows into its protos. A row with a column the
+// table's schema, as first read, lacks has the schema read again: a
 // column added since (a schema applied after the worker started) is
 // written, not refused until a restart.
-func (w *StorageWriter) Encode(ctx context.Context, table string, ndjson []byte) ([][]byte, error) {
+func (w *StorageWriter) Encode(ctx context.Context, table string, rows []Row) ([][]byte, error) {
 	enc, err := w.encoder(ctx, table)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := enc.Encode(ndjson)
+	encoded, err := enc.Encode(rows)
 	if !errors.Is(err, ErrNotAColumn) {
-		return rows, err
+		return encoded, err
 	}
 	w.mu.Lock()
 	if w.encoders[table] == enc {
@@ -129,7 +129,7 @@ func (w *StorageWriter) Encode(ctx context.Context, table string, ndjson []byte)
 	if enc, err = w.encoder(ctx, table); err != nil {
 		return nil, err
 	}
-	return enc.Encode(ndjson)
+	return enc.Encode(rows)
 }
 
 // Append writes rows to stream at offset, all or nothing; the answer is

@@ -60,7 +60,7 @@ func TestLocalStorageWriteKeepsTheDocumentedOffsets(t *testing.T) {
 		for _, id := range ids {
 			ndjson = append(ndjson, row(id)...)
 		}
-		rows, err := w.Encode(ctx, table, ndjson)
+		rows, err := w.Encode(ctx, table, warehouse.JSONRows(t, string(ndjson)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestAColumnAddedWhileTheWorkerRunsIsWritten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := w.Encode(ctx, table, []byte(`{"id":"a"}`+"\n"))
+	rows, err := w.Encode(ctx, table, warehouse.JSONRows(t, `{"id":"a"}`+"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestAColumnAddedWhileTheWorkerRunsIsWritten(t *testing.T) {
 	if stream, err = w.CreateStream(ctx, table); err != nil {
 		t.Fatal(err)
 	}
-	rows, err = w.Encode(ctx, table, []byte(`{"id":"b","note":"added"}`+"\n"))
+	rows, err = w.Encode(ctx, table, warehouse.JSONRows(t, `{"id":"b","note":"added"}`+"\n"))
 	if err != nil {
 		t.Fatalf("a row with the added column: %v", err)
 	}

@@ -1,0 +1,4 @@
+package warehouse
+
+// JSONRows is jsonRows for the package's external tests.
+var JSONRows = jsonRows
