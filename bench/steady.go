@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // steadyState is the long run at a fixed produce rate: latency from a
@@ -398,6 +399,10 @@ const catchUpGrace = 2 * time.Minute
 // built, seconds before it is visible, so a minute behind the newest one
 // seen misses none.
 func (e *env) watchLedger(ctx context.Context, cfg config.Config, mu *sync.Mutex, seen *[]ledgerSeen) error {
+	// Through an outage of the emulator, the watch dials again every two
+	// seconds at most, as the worker's writes do: the Go client's own
+	// backoff (to 32 s) would count its wait as the pipeline's recovery.
+	ctx = warehouse.WaitForServer(ctx)
 	known := map[string]bool{}
 	q := e.bq.Query(fmt.Sprintf("SELECT batch_id, kafka_partition, start_offset, end_offset, loaded_at FROM `%s.%s.batch_ledger` WHERE loaded_at >= @since",
 		e.bq.Project(), cfg.BigQueryDataset))

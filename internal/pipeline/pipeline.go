@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +26,8 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/paystream/paystream/activities"
 	"github.com/paystream/paystream/internal/config"
@@ -71,8 +75,9 @@ func temporalOptions(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) cl
 		Logger:    sdkLogger(log),
 		// Mutual TLS (self-hosted or Temporal Cloud) or an API key
 		// (Temporal Cloud), as cfg.Validate loaded them.
-		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS(), GrpcCompression: &client.GrpcCompressionNone{}},
-		MetricsHandler:    metricsHandler,
+		ConnectionOptions: client.ConnectionOptions{TLS: cfg.TemporalTLS(), GrpcCompression: &client.GrpcCompressionNone{},
+			DialOptions: resumeSoon},
+		MetricsHandler: metricsHandler,
 	}
 	if cfg.TemporalCompression == config.CompressionGzip {
 		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionGzip{}
@@ -81,6 +86,26 @@ func temporalOptions(cfg config.Config, log *zap.Logger, m *metrics.Pipeline) cl
 		opts.Credentials = client.NewAPIKeyStaticCredentials(key)
 	}
 	return opts
+}
+
+// resumeSoon makes a worker take tasks again within about a second of
+// Temporal's return from an outage, rather than ten: the connection is
+// dialed again at least every second (the SDK's default backoff grows to
+// ten), and a poll made while it is down waits for it to be up (WaitForReady)
+// instead of failing at once, which would put the SDK's poller into its
+// own backoff, also growing to ten seconds. A poll is a long wait anyway;
+// other calls still fail at once, so their callers see the outage.
+var resumeSoon = []grpc.DialOption{
+	grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 20 * time.Second,
+	}),
+	grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if strings.HasPrefix(path.Base(method), "Poll") {
+			opts = append(opts, grpc.WaitForReady(true))
+		}
+		return invoke(ctx, method, req, reply, cc, opts...)
+	}),
 }
 
 func sdkLogger(log *zap.Logger) sdklog.Logger {
