@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -20,8 +20,8 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxBytes, tuning.MaxRecords, tuning.PollFor = 64<<10, 4, time.Second
-	e := startEnv(t, 1, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 1, Tuning: tuning})
+	cfg := e.Operator.Config
 	now := time.Now().UTC()
 	ev := func(id, amount, currency string, at time.Time, extra string) []byte {
 		return []byte(fmt.Sprintf(`{"transaction_id":%q,"event_time":%q,"amount":%s,"currency":%q,"customer_id":"c","merchant_id":"m","card_id":"k","payment_method":"card","status":"captured"%s}`,
@@ -55,10 +55,10 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	if _, err := e.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 
 	got := outcomes(t, e)
 	for off, r := range recs {
@@ -69,7 +69,7 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 	if len(got) != len(recs) {
 		t.Errorf("%d records accounted for, %d sent", len(got), len(recs))
 	}
-	report, err := e.operator.Reconcile(ctx, nil)
+	report, err := e.Operator.Reconcile(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,9 +82,9 @@ func TestBadInputIsQuarantinedAndNeverStopsThePartition(t *testing.T) {
 
 // outcomes is where each offset of partition 0 ended: "" loaded, "dup" in
 // dedup_audit, else its ingest_errors reason.
-func outcomes(t *testing.T, e *env) map[int64]string {
+func outcomes(t *testing.T, e *Stack) map[int64]string {
 	t.Helper()
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), e.Operator.Config.BigQueryDataset)
 	got := map[int64]string{}
 	for _, row := range rows(t, e, "SELECT kafka_offset, reason FROM "+ds+".ingest_errors` WHERE kafka_partition = 0") {
 		got[row[0].(int64)] = row[1].(string)

@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -19,83 +19,13 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/devstack"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
-	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
-	"github.com/paystream/paystream/internal/warehouse"
 )
-
-// env is a running devstack with a worker and an operator.
-type env struct {
-	stack    *devstack.Stack
-	operator *operator.Operator
-	worker   *pipeline.Worker
-}
-
-func startEnv(t *testing.T, partitions int, tuning operator.Tuning) *env {
-	t.Helper()
-	return startEnvWith(t, partitions, tuning, "")
-}
-
-// startEnvWith starts an env whose worker reaches BigQuery at
-// workerBigQuery when it is set (a fault-injecting proxy); the operator
-// always talks to the emulator directly.
-func startEnvWith(t *testing.T, partitions int, tuning operator.Tuning, workerBigQuery string) *env {
-	t.Helper()
-	return startEnvOn(t, devstacktest.Config(t, partitions), tuning, func(c *config.Config) {
-		if workerBigQuery != "" {
-			c.BigQueryEndpoint = workerBigQuery
-		}
-	})
-}
-
-// startEnvOn starts an env on a stack of the given configuration; worker,
-// when set, changes the worker's configuration (to reach a server through
-// a fault-injecting proxy).
-func startEnvOn(t *testing.T, stackCfg devstack.Config, tuning operator.Tuning, worker func(*config.Config)) *env {
-	t.Helper()
-	ctx := context.Background()
-	s := devstacktest.Start(t, stackCfg)
-	cfg := s.ClientConfig()
-	workerCfg := cfg
-	if worker != nil {
-		worker(&workerCfg)
-	}
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	w, err := pipeline.NewWorker(ctx, workerCfg, tc, pipeline.WorkerOptions{Metrics: metrics.New()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bq.Close() })
-	return &env{stack: s, worker: w, operator: &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
-}
-
-func (e *env) waitCaughtUp(t *testing.T, timeout time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := e.operator.WaitCaughtUp(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestEndToEnd produces a simulated stream with duplicates, malformed and
 // late records, runs the pipeline on the real stack until caught up, and
@@ -108,18 +38,18 @@ func TestEndToEnd(t *testing.T) {
 	tuning.MaxRecords = 1500 // many batches, so duplicates cross batch boundaries
 	tuning.PollFor = time.Second
 	tuning.SearchableCounts = true // found in the web UI by BatchLoaded below
-	e := startEnv(t, 3, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 3, Tuning: tuning})
+	cfg := e.Operator.Config
 
 	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 12000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	started, err := e.operator.Start(ctx)
+	started, err := e.Operator.Start(ctx)
 	if err != nil || len(started) != 3 {
 		t.Fatalf("start: %v %+v", err, started)
 	}
-	again, err := e.operator.Start(ctx)
+	again, err := e.Operator.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +58,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("second start started partition %d again", s.Partition)
 		}
 	}
-	e.waitCaughtUp(t, 10*time.Minute)
+	e.WaitCaughtUp(t, 10*time.Minute)
 
 	// A worker restarted with its predecessor's state directory releases
 	// those partitions' workflows from the dead worker's sticky queue:
@@ -136,11 +66,11 @@ func TestEndToEnd(t *testing.T) {
 	// The last batch commits its offset inside its Load, so it may still
 	// be closing when the partitions read as caught up.
 	waitNoBatchRunning(t, e)
-	if n, err := pipeline.ReleaseStickyWorkflows(ctx, e.operator.Temporal, cfg.Namespace, map[string][]int{cfg.Topic: {0, 2}, "other-topic": {1}}); err != nil || n != 2 {
+	if n, err := pipeline.ReleaseStickyWorkflows(ctx, e.Operator.Temporal, cfg.Namespace, map[string][]int{cfg.Topic: {0, 2}, "other-topic": {1}}); err != nil || n != 2 {
 		t.Errorf("released %d workflows of partitions 0 and 2 (%v), want their 2 PartitionIngest runs", n, err)
 	}
 
-	report, err := e.operator.Reconcile(ctx, &m)
+	report, err := e.Operator.Reconcile(ctx, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,16 +85,16 @@ func TestEndToEnd(t *testing.T) {
 
 	// One range, one batch, forever: a completed batch ID refuses a second
 	// run, and backfilling an ingested range loads nothing again.
-	first := rows(t, e, fmt.Sprintf("SELECT batch_id, end_offset FROM `%s.%s.batch_ledger` WHERE kafka_partition = 0 AND start_offset = 0", e.operator.BigQuery.Project(), cfg.BigQueryDataset))
+	first := rows(t, e, fmt.Sprintf("SELECT batch_id, end_offset FROM `%s.%s.batch_ledger` WHERE kafka_partition = 0 AND start_offset = 0", e.Operator.BigQuery.Project(), cfg.BigQueryDataset))
 	if len(first) != 1 {
 		t.Fatal("no ledger row for partition 0's first batch")
 	}
-	_, err = e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: first[0][0].(string), TaskQueue: cfg.TaskQueue,
+	_, err = e.Operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: first[0][0].(string), TaskQueue: cfg.TaskQueue,
 		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY, WorkflowExecutionErrorWhenAlreadyStarted: true}, "MicroBatch", contract.Spec{})
 	if !errors.As(err, new(*serviceerror.WorkflowExecutionAlreadyStarted)) {
 		t.Errorf("second run of completed batch %s: err = %v, want already started", first[0][0], err)
 	}
-	backfilled, err := e.operator.Backfill(ctx, 0, 0, m.EndOffsets[0])
+	backfilled, err := e.Operator.Backfill(ctx, 0, 0, m.EndOffsets[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +106,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("backfill of ingested %s: %s", b.BatchID, b.Outcome)
 		}
 	}
-	if report, err := e.operator.Reconcile(ctx, &m); err != nil || !report.OK() {
+	if report, err := e.Operator.Reconcile(ctx, &m); err != nil || !report.OK() {
 		var out strings.Builder
 		report.Write(&out)
 		t.Errorf("after backfill and a second batch start, reconciliation: %v\n%s", err, out.String())
@@ -185,10 +115,10 @@ func TestEndToEnd(t *testing.T) {
 	checkHistoryHoldsNoEventData(t, e, m)
 
 	// Batches are found in the web UI by partition and offset.
-	ledgerRows := rows(t, e, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.batch_ledger` WHERE kafka_partition = 1", e.operator.BigQuery.Project(), cfg.BigQueryDataset))
+	ledgerRows := rows(t, e, fmt.Sprintf("SELECT COUNT(*) FROM `%s.%s.batch_ledger` WHERE kafka_partition = 1", e.Operator.BigQuery.Project(), cfg.BigQueryDataset))
 	query := "KafkaTopic = 'payments' AND KafkaPartition = 1 AND BatchEndOffset > 0 AND BatchLoaded > 0"
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		resp, err := e.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		resp, err := e.Operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
 		if err != nil {
 			t.Fatalf("list %q: %v", query, err)
 		}
@@ -207,10 +137,10 @@ func TestEndToEnd(t *testing.T) {
 // oracle and finds it where it must be: duplicates in dedup_audit pointing
 // at their originals, rejected and late records in ingest_errors with their
 // bytes.
-func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
+func checkAgainstOracle(t *testing.T, e *Stack, m simulation.Manifest) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := e.operator.Config
+	cfg := e.Operator.Config
 	oracle := simulation.NewOracle(cfg.AllowedLateness)
 	wantDups := map[string]bool{}
 	wantErrs := map[string]string{}
@@ -231,7 +161,7 @@ func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
 			t.Fatal(err)
 		}
 	}
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), cfg.BigQueryDataset)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), cfg.BigQueryDataset)
 	gotDups := map[string]bool{}
 	for _, row := range rows(t, e, "SELECT kafka_partition, kafka_offset, duplicate_of_offset FROM "+ds+".dedup_audit`") {
 		gotDups[fmt.Sprintf("%d/%d->%d", row[0], row[1], row[2])] = true
@@ -270,9 +200,9 @@ func checkAgainstOracle(t *testing.T, e *env, m simulation.Manifest) {
 // checkHistoryHoldsNoEventData reads the raw history of a batch and of a
 // partition workflow and looks for any card, customer or transaction ID of
 // the records that batch processed (invariant 1).
-func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
+func checkHistoryHoldsNoEventData(t *testing.T, e *Stack, m simulation.Manifest) {
 	ctx := context.Background()
-	cfg := e.operator.Config
+	cfg := e.Operator.Config
 	var secrets []string
 	var firstBatch string
 	err := kafkalog.ReadRange(ctx, cfg.Kafka(), cfg.Topic, 0, 0, min(m.EndOffsets[0], 1500), func(r kafkalog.Record) error {
@@ -284,13 +214,13 @@ func checkHistoryHoldsNoEventData(t *testing.T, e *env, m simulation.Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ledger := rows(t, e, fmt.Sprintf("SELECT batch_id FROM `%s.%s.batch_ledger` WHERE kafka_partition = 0 AND start_offset = 0", e.operator.BigQuery.Project(), cfg.BigQueryDataset))
+	ledger := rows(t, e, fmt.Sprintf("SELECT batch_id FROM `%s.%s.batch_ledger` WHERE kafka_partition = 0 AND start_offset = 0", e.Operator.BigQuery.Project(), cfg.BigQueryDataset))
 	if len(ledger) != 1 {
 		t.Fatalf("no ledger row for the first batch of partition 0")
 	}
 	firstBatch = ledger[0][0].(string)
 	for _, id := range []string{firstBatch, contract.IngestID(cfg.Topic, 0)} {
-		raw := historyJSON(t, e.operator.Temporal, id)
+		raw := historyJSON(t, e.Operator.Temporal, id)
 		if !strings.Contains(raw, `"DuplicateOffsets"`) && id == firstBatch {
 			t.Fatalf("decoded history of %s lacks the Dedup result; the check would prove nothing", id)
 		}
@@ -358,9 +288,9 @@ func historyJSON(t *testing.T, tc client.Client, workflowID string) string {
 	return raw + "\n" + decoded.String()
 }
 
-func rows(t *testing.T, e *env, sql string) [][]bigquery.Value {
+func rows(t *testing.T, e *Stack, sql string) [][]bigquery.Value {
 	t.Helper()
-	it, err := e.operator.BigQuery.Query(sql).Read(context.Background())
+	it, err := e.Operator.BigQuery.Query(sql).Read(context.Background())
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -387,31 +317,31 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor, tuning.MaxBatchesPerRun = 700, time.Second, 2
-	e := startEnv(t, 2, tuning)
-	e.worker.Engine.RebuildEveryBatch = true
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
+	e.Worker.Engine.RebuildEveryBatch = true
+	cfg := e.Operator.Config
 	opts := simulation.DefaultOptions()
 	opts.Seed, opts.EventRate = 9, 20 // slow event time: the window spans the whole run
 	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 6000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	if _, err := e.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	firstRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
+	firstRun, err := e.Operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 10*time.Minute)
-	lastRun, err := e.operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
+	e.WaitCaughtUp(t, 10*time.Minute)
+	lastRun, err := e.Operator.Temporal.DescribeWorkflowExecution(ctx, contract.IngestID(cfg.Topic, 0), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if firstRun.GetWorkflowExecutionInfo().GetExecution().GetRunId() == lastRun.GetWorkflowExecutionInfo().GetExecution().GetRunId() {
 		t.Fatal("partition 0 never continued as new; the test would prove nothing about it")
 	}
-	report, err := e.operator.Reconcile(ctx, &m)
+	report, err := e.Operator.Reconcile(ctx, &m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,18 +354,11 @@ func TestColdWorkersAndContinueAsNewDecideAlike(t *testing.T) {
 }
 
 // waitNoBatchRunning waits up to a minute until no MicroBatch runs.
-func waitNoBatchRunning(t *testing.T, e *env) {
+func waitNoBatchRunning(t *testing.T, e *Stack) {
 	t.Helper()
-	ctx := context.Background()
-	for deadline := time.Now().Add(time.Minute); ; {
-		resp, err := e.operator.Temporal.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Namespace: e.operator.Config.Namespace, Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
-		if err == nil && resp.GetCount() == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batches still running a minute after catching up: %v (%v)", resp.GetCount(), err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	WaitFor(t, time.Minute, 100*time.Millisecond, "batches still running after catching up", func() bool {
+		resp, err := e.Operator.Temporal.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{
+			Namespace: e.Operator.Config.Namespace, Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
+		return err == nil && resp.GetCount() == 0
+	})
 }

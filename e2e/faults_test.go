@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"bytes"
@@ -35,37 +35,13 @@ import (
 
 // produceAndStart produces a simulated stream of n records and starts
 // ingesting it.
-func produceAndStart(t *testing.T, e *env, n int) simulation.Manifest {
+func produceAndStart(t *testing.T, e *Stack, n int) simulation.Manifest {
 	t.Helper()
-	ctx := context.Background()
-	cfg := e.operator.Config
-	m, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: n})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	m := e.Produce(t, simulation.DefaultOptions(), n)
+	if _, err := e.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return m
-}
-
-func reconcileOK(t *testing.T, e *env, m simulation.Manifest) {
-	t.Helper()
-	reconcileWith(t, e, &m)
-}
-
-// reconcileWith reconciles the books, and against m when it is set.
-func reconcileWith(t *testing.T, e *env, m *simulation.Manifest) {
-	t.Helper()
-	report, err := e.operator.Reconcile(context.Background(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.OK() {
-		var out strings.Builder
-		report.Write(&out)
-		t.Fatalf("reconciliation failed:\n%s", out.String())
-	}
 }
 
 // TestTemporalRestartMidRun stops the Temporal server while batches are in
@@ -75,14 +51,14 @@ func TestTemporalRestartMidRun(t *testing.T) {
 	ctx := context.Background()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnv(t, 2, tuning)
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
 	m := produceAndStart(t, e, 8000)
 	time.Sleep(2 * time.Second)
-	if err := e.stack.RestartTemporal(ctx); err != nil {
+	if err := e.Stack.RestartTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 5*time.Minute)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 }
 
@@ -92,9 +68,9 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 	ctx := context.Background()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 600, time.Second
-	e := startEnv(t, 3, tuning)
-	cfg := e.operator.Config
-	second, err := pipeline.NewWorker(ctx, cfg, e.operator.Temporal, pipeline.WorkerOptions{}, nil)
+	e := Start(t, Options{Partitions: 3, Tuning: tuning})
+	cfg := e.Operator.Config
+	second, err := pipeline.NewWorker(ctx, cfg, e.Operator.Temporal, pipeline.WorkerOptions{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +88,7 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = e.operator.Start(ctx)
+			_, errs[i] = e.Operator.Start(ctx)
 		}()
 	}
 	wg.Wait()
@@ -121,13 +97,13 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 			t.Fatalf("concurrent start: %v", err)
 		}
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 	for p := range 3 {
-		if _, err := e.operator.Backfill(ctx, p, 0, m.EndOffsets[p]); err != nil {
+		if _, err := e.Operator.Backfill(ctx, p, 0, m.EndOffsets[p]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	reconcileOK(t, e, m)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 }
 
@@ -137,18 +113,18 @@ func TestTwoWorkersAndTwoStarters(t *testing.T) {
 func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnv(t, 2, tuning)
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
 	m := produceAndStart(t, e, 8000)
 	var faulting atomic.Bool
 	faulting.Store(true)
 	failed := atomic.Int64{}
 	n := atomic.Int64{}
-	e.stack.Kafka().Control(func(kmsg.Request) (kmsg.Response, error, bool) {
+	e.Stack.Kafka().Control(func(kmsg.Request) (kmsg.Response, error, bool) {
 		if !faulting.Load() {
-			e.stack.Kafka().DropControl()
+			e.Stack.Kafka().DropControl()
 			return nil, nil, false
 		}
-		e.stack.Kafka().KeepControl()
+		e.Stack.Kafka().KeepControl()
 		if n.Add(1)%2 == 0 {
 			failed.Add(1)
 			return nil, errors.New("injected fault"), true
@@ -160,11 +136,11 @@ func TestKafkaFaultsAndBrokerRestart(t *testing.T) {
 	if failed.Load() == 0 {
 		t.Fatal("no Kafka request failed; the fault was never injected")
 	}
-	if err := e.stack.RestartKafka(); err != nil {
+	if err := e.Stack.RestartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 5*time.Minute)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 	t.Logf("%d Kafka requests failed by injection, then the broker restarted", failed.Load())
 }
@@ -244,8 +220,8 @@ func TestBigQueryFaults(t *testing.T) {
 	defer proxy.Close()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 600, time.Second
-	e := startEnvWith(t, 2, tuning, proxy.URL)
-	u, err := url.Parse(e.stack.BigQueryEndpoint())
+	e := Start(t, Options{Partitions: 2, Tuning: tuning, Worker: func(c *config.Config) { c.BigQueryEndpoint = proxy.URL }})
+	u, err := url.Parse(e.Stack.BigQueryEndpoint())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +235,8 @@ func TestBigQueryFaults(t *testing.T) {
 	if injected.Load() == 0 {
 		t.Fatal("no BigQuery request was faulted")
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 5*time.Minute)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 	t.Logf("%d BigQuery requests faulted", injected.Load())
 
@@ -279,9 +255,9 @@ func TestBigQueryFaults(t *testing.T) {
 }
 
 // loadAttempts is the attempt on which batch id's Load activity finished.
-func loadAttempts(ctx context.Context, t *testing.T, e *env, id string) int32 {
+func loadAttempts(ctx context.Context, t *testing.T, e *Stack, id string) int32 {
 	t.Helper()
-	it := e.operator.Temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := e.Operator.Temporal.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	loads := map[int64]bool{} // scheduled event IDs of Load
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -336,8 +312,8 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	defer proxy.Close()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnvWith(t, 2, tuning, proxy.URL)
-	u, err := url.Parse(e.stack.BigQueryEndpoint())
+	e := Start(t, Options{Partitions: 2, Tuning: tuning, Worker: func(c *config.Config) { c.BigQueryEndpoint = proxy.URL }})
+	u, err := url.Parse(e.Stack.BigQueryEndpoint())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,12 +325,12 @@ func TestStopWhileABatchRetries(t *testing.T) {
 		t.Fatal("no ledger load was refused")
 	}
 	first := func(p int) string {
-		return contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+		return contract.Range{Topic: e.Operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
 	}
-	if err := e.operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(e.operator.Config.Topic, 0), "", "by hand, in the test"); err != nil {
+	if err := e.Operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(e.Operator.Config.Topic, 0), "", "by hand, in the test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Stop(ctx); err != nil {
+	if _, err := e.Operator.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Partition 1 does not stop while its failed batch waits.
@@ -364,7 +340,7 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	}
 	// The data tables hold the failed batches' rows, the ledger nothing.
 	table := func(name string) string {
-		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+		return fmt.Sprintf("`%s.%s.%s`", e.Operator.BigQuery.Project(), e.Operator.Config.BigQueryDataset, name)
 	}
 	if n := rows(t, e, "SELECT COUNT(*) FROM "+table("transactions"))[0][0].(int64); n == 0 {
 		t.Fatal("the failed batches wrote no transactions; the test needs them to")
@@ -378,9 +354,9 @@ func TestStopWhileABatchRetries(t *testing.T) {
 	// batch: start waits for that run to stop (within two minutes, the
 	// second failure's wait) and only then starts it again, from the
 	// ledger that batch wrote.
-	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
+	e.Operator.Tuning.MaxRecords = 700 // a re-plan would make another range
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	res, err := e.operator.Start(startCtx)
+	res, err := e.Operator.Start(startCtx)
 	cancel()
 	if err != nil {
 		t.Fatal(err)
@@ -397,33 +373,33 @@ func TestStopWhileABatchRetries(t *testing.T) {
 			t.Fatalf("partition %d: start answered %+v (already running: %v), want %+v", r.Partition, got, r.Already, want)
 		}
 	}
-	e.waitCaughtUp(t, 3*time.Minute)
+	e.WaitCaughtUp(t, 3*time.Minute)
 	for p := range 2 {
 		if n := ledgerRows(first(p)); n != 1 {
 			t.Errorf("batch %s has %d ledger rows, want 1: it did not run again as it was", first(p), n)
 		}
 	}
-	reconcileOK(t, e, m)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 
 	// A run handed a stop as a drain (one whose history was full when the
 	// stop met continue-as-new) is stopping too: start waits for it, and
 	// does not answer that the partition runs. Here no worker takes it,
 	// so the start runs out of time naming it.
-	if _, err := e.operator.Stop(ctx); err != nil {
+	if _, err := e.Operator.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	id := contract.IngestID(e.operator.Config.Topic, 0)
-	if _, err := e.operator.WaitStopped(ctx, []string{id}); err != nil {
+	id := contract.IngestID(e.Operator.Config.Topic, 0)
+	if _, err := e.Operator.WaitStopped(ctx, []string{id}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "no-worker-polls-this"},
-		workflows.PartitionIngest, contract.IngestInput{Topic: e.operator.Config.Topic, Partition: 0, Control: contract.Control{Draining: true}}); err != nil {
+	if _, err := e.Operator.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "no-worker-polls-this"},
+		workflows.PartitionIngest, contract.IngestInput{Topic: e.Operator.Config.Topic, Partition: 0, Control: contract.Control{Draining: true}}); err != nil {
 		t.Fatal(err)
 	}
-	defer e.operator.Temporal.TerminateWorkflow(ctx, id, "", "the test's end")
+	defer e.Operator.Temporal.TerminateWorkflow(ctx, id, "", "the test's end")
 	startCtx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	res, err = e.operator.Start(startCtx)
+	res, err = e.Operator.Start(startCtx)
 	cancel()
 	if err == nil || !strings.Contains(err.Error(), id) {
 		t.Fatalf("start beside a run handed a drain answered %+v, %v; want it to wait for %s and run out of time", res, err, id)
@@ -446,26 +422,26 @@ func TestStorageWriteStopWhileABatchFails(t *testing.T) {
 	proxy.Refuse(contract.TableBatchLedger)
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnvOn(t, stackCfg, tuning, func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr })
-	e.operator.Config.WriteMode = config.WriteModeStorageWrite
+	e := Start(t, Options{Servers: &stackCfg, Tuning: tuning, Worker: func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr }})
+	e.Operator.Config.WriteMode = config.WriteModeStorageWrite
 	m := produceAndStart(t, e, 3000)
 
 	waitStates(t, e, contract.StateBackoff)
 	table := func(name string) string {
-		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+		return fmt.Sprintf("`%s.%s.%s`", e.Operator.BigQuery.Project(), e.Operator.Config.BigQueryDataset, name)
 	}
 	count := func(sql string) int64 { return rows(t, e, sql)[0][0].(int64) }
 	if proxy.Refused() == 0 || count("SELECT COUNT(*) FROM "+table(contract.TableTransactions)) == 0 {
 		t.Fatalf("%d ledger appends refused and no transactions written: the test needs the failed batches to write their data rows", proxy.Refused())
 	}
-	ids, err := e.operator.Stop(ctx)
+	ids, err := e.Operator.Stop(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A wait for the stop ends with the partitions still running, and
 	// says so, naming each and what it waits on.
 	waitCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err = e.operator.WaitStopped(waitCtx, ids)
+	_, err = e.Operator.WaitStopped(waitCtx, ids)
 	cancel()
 	if !errors.Is(err, operator.ErrStillRunning) || strings.Count(err.Error(), "("+contract.StateBackoff+")") != 2 || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("waiting 3 s for partitions whose failed batches cannot load: %v; want one line naming both, %q", err, contract.StateBackoff)
@@ -485,14 +461,14 @@ func TestStorageWriteStopWhileABatchFails(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	for p := range 2 {
-		id := contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+		id := contract.Range{Topic: e.Operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
 		if n := count("SELECT COUNT(*) FROM " + table(contract.TableBatchLedger) + " WHERE batch_id = '" + id + "'"); n != 1 {
 			t.Fatalf("batch %s has %d ledger rows, want 1: the stop did not wait for it", id, n)
 		}
 	}
 
-	e.operator.Tuning.MaxRecords = 700
-	res, err := e.operator.Start(ctx)
+	e.Operator.Tuning.MaxRecords = 700
+	res, err := e.Operator.Start(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,8 +477,8 @@ func TestStorageWriteStopWhileABatchFails(t *testing.T) {
 			t.Fatalf("partition %d started at %d with pending batch %q, want 500 and none", r.Partition, r.From, r.Pending)
 		}
 	}
-	e.waitCaughtUp(t, 3*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 3*time.Minute)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 }
 
@@ -522,13 +498,13 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 	proxy.Refuse(contract.TableBatchLedger)
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnvOn(t, stackCfg, tuning, func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr })
-	e.operator.Config.WriteMode = config.WriteModeStorageWrite
+	e := Start(t, Options{Servers: &stackCfg, Tuning: tuning, Worker: func(c *config.Config) { c.BigQueryStorageEndpoint = proxy.Addr }})
+	e.Operator.Config.WriteMode = config.WriteModeStorageWrite
 	m := produceAndStart(t, e, 3000)
 
 	waitStates(t, e, contract.StateBackoff)
 	table := func(name string) string {
-		return fmt.Sprintf("`%s.%s.%s`", e.operator.BigQuery.Project(), e.operator.Config.BigQueryDataset, name)
+		return fmt.Sprintf("`%s.%s.%s`", e.Operator.BigQuery.Project(), e.Operator.Config.BigQueryDataset, name)
 	}
 	count := func(sql string) int64 { return rows(t, e, sql)[0][0].(int64) }
 	written := count("SELECT COUNT(*) FROM " + table(contract.TableTransactions))
@@ -537,18 +513,18 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 	}
 	// As an operator would: the supervisor first, so that it does not
 	// start the partitions again itself.
-	for _, id := range []string{contract.SupervisorID(e.operator.Config.Topic), contract.IngestID(e.operator.Config.Topic, 0), contract.IngestID(e.operator.Config.Topic, 1)} {
-		if err := e.operator.Temporal.TerminateWorkflow(ctx, id, "", "by hand, in the test"); err != nil {
+	for _, id := range []string{contract.SupervisorID(e.Operator.Config.Topic), contract.IngestID(e.Operator.Config.Topic, 0), contract.IngestID(e.Operator.Config.Topic, 1)} {
+		if err := e.Operator.Temporal.TerminateWorkflow(ctx, id, "", "by hand, in the test"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	proxy.Refuse("")
 
 	first := func(p int) string {
-		return contract.Range{Topic: e.operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
+		return contract.Range{Topic: e.Operator.Config.Topic, Partition: p, Start: 0, End: 500}.ID()
 	}
-	e.operator.Tuning.MaxRecords = 700 // a re-plan would make another range
-	res, err := e.operator.Start(ctx)
+	e.Operator.Tuning.MaxRecords = 700 // a re-plan would make another range
+	res, err := e.Operator.Start(ctx)
 	if err != nil {
 		// Follow the advice, as an operator would, so that a step that
 		// loads twice shows in the books below.
@@ -556,8 +532,8 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 		if !strings.Contains(err.Error(), "--write-mode load") {
 			t.FailNow()
 		}
-		e.operator.Config.WriteMode = config.WriteModeLoad
-		if res, err = e.operator.Start(ctx); err != nil {
+		e.Operator.Config.WriteMode = config.WriteModeLoad
+		if res, err = e.Operator.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -566,7 +542,7 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 			t.Errorf("partition %d started at %d with pending batch %q, want 0 and %q", r.Partition, r.From, r.Pending, first(r.Partition))
 		}
 	}
-	e.waitCaughtUp(t, 3*time.Minute)
+	e.WaitCaughtUp(t, 3*time.Minute)
 	for p := range 2 {
 		if n := count("SELECT COUNT(*) FROM " + table(contract.TableBatchLedger) + " WHERE batch_id = '" + first(p) + "'"); n != 1 {
 			t.Errorf("batch %s has %d ledger rows, want 1", first(p), n)
@@ -575,7 +551,7 @@ func TestStorageWriteTerminatedWhileABatchFails(t *testing.T) {
 	if n := count("SELECT COUNT(*) FROM (SELECT transaction_id FROM " + table(contract.TableTransactions) + " GROUP BY 1 HAVING COUNT(*) > 1)"); n != 0 {
 		t.Errorf("%d transaction_ids loaded more than once", n)
 	}
-	reconcileOK(t, e, m)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 }
 
@@ -587,9 +563,9 @@ type startWant struct {
 }
 
 // partitionState is one partition's status.
-func partitionState(t *testing.T, e *env, p int) string {
+func partitionState(t *testing.T, e *Stack, p int) string {
 	t.Helper()
-	sts, err := e.operator.Status(context.Background())
+	sts, err := e.Operator.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -623,11 +599,10 @@ func ledgerLoadJob(r *http.Request) (string, error) {
 }
 
 // waitStates waits until every partition's status is state.
-func waitStates(t *testing.T, e *env, state string) {
+func waitStates(t *testing.T, e *Stack, state string) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		sts, err := e.operator.Status(context.Background())
+	WaitFor(t, 2*time.Minute, 500*time.Millisecond, "every partition "+state, func() bool {
+		sts, err := e.Operator.Status(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -635,12 +610,6 @@ func waitStates(t *testing.T, e *env, state string) {
 		for _, st := range sts {
 			all = all && st.State == state
 		}
-		if all {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partitions did not all reach %q: %+v", state, sts)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+		return all
+	})
 }

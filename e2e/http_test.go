@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 
 	"cloud.google.com/go/bigquery"
 
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/pipeline"
@@ -33,7 +32,7 @@ import (
 func TestWorkerServesHealthAndMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	s := Start(t, Options{Partitions: 2, NoWorker: true})
 	cfg := s.ClientConfig()
 	m := metrics.New()
 	tc, err := pipeline.DialTemporalWithMetrics(ctx, cfg, nil, m)

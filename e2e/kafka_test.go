@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -37,8 +37,8 @@ func TestHostileTimestampsAndHugeAmounts(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 200, time.Second
-	e := startEnv(t, 1, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 1, Tuning: tuning})
+	cfg := e.Operator.Config
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	// A producer that wrote microseconds as milliseconds. Go's clients
 	// overflow converting it (UnixNano), so the broker holds a time in
@@ -88,12 +88,12 @@ func TestHostileTimestampsAndHugeAmounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	if _, err := e.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), cfg.BigQueryDataset)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), cfg.BigQueryDataset)
 	got := outcomes(t, e)
 	for off, r := range recs {
 		if g, ok := got[int64(off)]; !ok || g != r.want {
@@ -120,14 +120,7 @@ func TestHostileTimestampsAndHugeAmounts(t *testing.T) {
 			t.Errorf("%s: %v, want %s", q, r[0][0], wantUSD.FloatString(2))
 		}
 	}
-	reconcileBooks(t, e)
-}
-
-// reconcileBooks checks the books balance without a manifest: recon views,
-// contiguous ledger ranges, offsets committed to the last stable offset.
-func reconcileBooks(t *testing.T, e *env) {
-	t.Helper()
-	reconcileWith(t, e, nil)
+	e.Reconcile(t, nil)
 }
 
 // TestPartitionsAddedToARunningTopic adds two partitions to a topic while
@@ -139,10 +132,10 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor, tuning.SuperviseEvery = 1000, time.Second, 2*time.Second
-	e := startEnv(t, 2, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
+	cfg := e.Operator.Config
 	first := produceAndStart(t, e, 3000)
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 
 	c := cfg.Kafka().Client(10 * time.Second)
 	defer c.Close()
@@ -158,8 +151,8 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 	if second.Partitions != 4 || second.RecordsByPartition[2]+second.RecordsByPartition[3] == 0 {
 		t.Fatalf("second run wrote %v over %d partitions, want records on the new ones", second.RecordsByPartition, second.Partitions)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
-	st, err := e.operator.Status(ctx)
+	e.WaitCaughtUp(t, 5*time.Minute)
+	st, err := e.Operator.Status(ctx)
 	if err != nil || len(st) != 4 {
 		t.Fatalf("status: %v %+v", err, st)
 	}
@@ -168,11 +161,11 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 			t.Errorf("new partition %d: committed %d, lag %d, state %s", p.Partition, p.Committed, p.Lag, p.State)
 		}
 	}
-	state, sup, err := e.operator.Supervisor(ctx)
+	state, sup, err := e.Operator.Supervisor(ctx)
 	if err != nil || state != "running" || sup == nil || sup.Partitions != 4 || fmt.Sprint(sup.Started) != "[2 3]" {
 		t.Errorf("supervisor: %s %+v (%v), want running, keeping 4, having started [2 3]", state, sup, err)
 	}
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), cfg.BigQueryDataset)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), cfg.BigQueryDataset)
 	loaded := rows(t, e, "SELECT COUNT(*), COUNT(DISTINCT transaction_id) FROM "+ds+".transactions`")
 	if want := int64(first.UniqueIDs + second.UniqueIDs); loaded[0][0] != want || loaded[0][1] != want {
 		t.Errorf("transactions: %v rows, %v IDs; want %d of each", loaded[0][0], loaded[0][1], want)
@@ -184,17 +177,17 @@ func TestPartitionsAddedToARunningTopic(t *testing.T) {
 			t.Errorf("%s: loaded %v, produced %s", cur, r[0][0], want.FloatString(3))
 		}
 	}
-	reconcileBooks(t, e)
+	e.Reconcile(t, nil)
 
 	// A pause of the topic while one partition does not run changes
 	// nothing: paused behind an error, the others would stay paused.
-	if err := e.operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(cfg.Topic, 3), "", "by hand, in the test"); err != nil {
+	if err := e.Operator.Temporal.TerminateWorkflow(ctx, contract.IngestID(cfg.Topic, 3), "", "by hand, in the test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Control(ctx, contract.PauseUpdate, nil); err == nil || !strings.Contains(err.Error(), "partition 3") {
+	if _, err := e.Operator.Control(ctx, contract.PauseUpdate, nil); err == nil || !strings.Contains(err.Error(), "partition 3") {
 		t.Fatalf("pause with partition 3 terminated: %v, want an error naming it", err)
 	}
-	st, err = e.operator.Status(ctx)
+	st, err = e.Operator.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,8 +224,8 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	stackCfg.KafkaBrokers = 3
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := startEnvOn(t, stackCfg, tuning, nil)
-	cfg := e.operator.Config
+	e := Start(t, Options{Servers: &stackCfg, Tuning: tuning})
+	cfg := e.Operator.Config
 	if len(cfg.KafkaBrokers) != 3 {
 		t.Fatalf("brokers %v, want 3", cfg.KafkaBrokers)
 	}
@@ -240,17 +233,17 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := e.stack.Kafka()
+	kc := e.Stack.Kafka()
 	if err := kc.RemoveNode(0); err != nil { // the broker at the first bootstrap address
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	if _, err := e.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Mid-run, partition 1's leader moves to the other live broker.
 	deadline := time.Now().Add(time.Minute)
 	for {
-		st, err := e.operator.Status(ctx)
+		st, err := e.Operator.Status(ctx)
 		if err == nil && st[1].BatchesDone > 0 {
 			break
 		}
@@ -267,8 +260,8 @@ func TestThreeBrokersFirstDownLeaderMoved(t *testing.T) {
 	if err := kc.MoveTopicPartition(cfg.Topic, 1, other); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 5*time.Minute)
+	e.Reconcile(t, &m)
 	checkAgainstOracle(t, e, m)
 	var bounds []kafkalog.Bounds
 	if bounds, err = kafkalog.AllBounds(ctx, cfg.Kafka(), cfg.Topic); err != nil || len(bounds) != 2 {
@@ -285,10 +278,10 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 200, time.Second
-	e := startEnv(t, 1, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 1, Tuning: tuning})
+	cfg := e.Operator.Config
 	produceAndStart(t, e, 500)
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 
 	c := cfg.Kafka().Client(10 * time.Second)
 	defer c.Close()
@@ -302,7 +295,7 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 	var st []operator.PartitionStatus
 	for {
 		var err error
-		st, err = e.operator.Status(ctx)
+		st, err = e.Operator.Status(ctx)
 		if err == nil && len(st) == 1 && st[0].State == "failed" {
 			break
 		}
@@ -316,7 +309,7 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 	}
 	short, cancelShort := context.WithTimeout(ctx, 10*time.Second)
 	defer cancelShort()
-	if err := e.operator.WaitCaughtUp(short, nil); err == nil || !strings.Contains(err.Error(), "failed") {
+	if err := e.Operator.WaitCaughtUp(short, nil); err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Errorf("a stopped partition was reported caught up (%v)", err)
 	}
 	var out strings.Builder
@@ -329,8 +322,8 @@ func TestRecreatedTopicStopsThePartitionLoudly(t *testing.T) {
 }
 
 // expfmtText writes what the env's worker serves on /metrics.
-func expfmtText(e *env, out *strings.Builder) error {
-	srv := httptest.NewServer(e.worker.HTTPHandler(e.operator.Temporal, e.worker.Engine.Metrics))
+func expfmtText(e *Stack, out *strings.Builder) error {
+	srv := httptest.NewServer(e.Worker.HTTPHandler(e.Operator.Temporal, e.Worker.Engine.Metrics))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {

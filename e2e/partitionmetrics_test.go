@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 	"cloud.google.com/go/bigquery"
 
 	"github.com/paystream/paystream/contract"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
 	"github.com/paystream/paystream/internal/operator"
@@ -32,7 +31,7 @@ import (
 func TestStuckPartitionsKeepTheirOffsetMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	s := Start(t, Options{Partitions: 2, NoWorker: true})
 	cfg := s.ClientConfig()
 	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
 	if err != nil {

@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -20,10 +20,10 @@ import (
 // was not loaded on time is loaded exactly once, under its replay's ID,
 // with the amounts the oracle sums; a second replay loads nothing; the
 // replay ledger and reconciliation balance.
-func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
+func checkQuarantineReplay(t *testing.T, e *Stack, m simulation.Manifest) {
 	t.Helper()
 	ctx := context.Background()
-	cfg := e.operator.Config
+	cfg := e.Operator.Config
 
 	// What the oracle expects: replays run in partition and offset order.
 	oracle := simulation.NewOracle(cfg.AllowedLateness)
@@ -60,14 +60,14 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 		t.Fatal("the stream has no late record to replay; the check would prove nothing")
 	}
 
-	first, err := e.operator.Quarantined(ctx, []int{0}, 0, 1<<62)
+	first, err := e.Operator.Quarantined(ctx, []int{0}, 0, 1<<62)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.ReplayQuarantine(ctx, first); err != nil {
+	if _, err := e.Operator.ReplayQuarantine(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	all, err := e.operator.Quarantined(ctx, nil, 0, 1<<62)
+	all, err := e.Operator.Quarantined(ctx, nil, 0, 1<<62)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 	if int(lateInLedger) != m.ErrorsByReason["late"] {
 		t.Errorf("the ledger's batches hold %d late records, the manifest %d", lateInLedger, m.ErrorsByReason["late"])
 	}
-	res, err := e.operator.ReplayQuarantine(ctx, all)
+	res, err := e.Operator.ReplayQuarantine(ctx, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 	}
 	// Partition 0's figures came with the first replay: read them all
 	// from the replay ledger and the rows.
-	ds := fmt.Sprintf("`%s.%s", e.operator.BigQuery.Project(), cfg.BigQueryDataset)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), cfg.BigQueryDataset)
 	ledger := rows(t, e, "SELECT SUM(loaded), SUM(duplicates), SUM(quarantined), COUNT(*) FROM "+ds+".quarantine_replays`")[0]
 	if ledger[0] != int64(wantLoaded) || ledger[1] != int64(wantStay) || ledger[2] != lateInLedger || ledger[3] != int64(len(all)) {
 		t.Errorf("quarantine_replays: loaded %v, stayed %v, quarantined %v in %v replays; want %d, %d, %d in %d",
@@ -123,7 +123,7 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 	}
 
 	// Once more: nothing new.
-	again, err := e.operator.ReplayQuarantine(ctx, all)
+	again, err := e.Operator.ReplayQuarantine(ctx, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func checkQuarantineReplay(t *testing.T, e *env, m simulation.Manifest) {
 			t.Errorf("a third replay replayed %s again", r.ReplayID)
 		}
 	}
-	report, err := e.operator.Reconcile(ctx, &m)
+	report, err := e.Operator.Reconcile(ctx, &m)
 	if err != nil {
 		t.Fatal(err)
 	}

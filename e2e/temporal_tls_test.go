@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -94,7 +94,7 @@ func startTemporalFront(t *testing.T, backend string, serverTLS *tls.Config, api
 func TestTemporalOverMutualTLSAndAPIKey(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	stack := devstacktest.Start(t, devstacktest.Config(t, 2))
+	stack := Start(t, Options{Partitions: 2, NoWorker: true})
 	base := stack.ClientConfig()
 	certs := devstacktest.NewCerts(t)
 	mutual := certs.Server.Clone()
@@ -144,10 +144,11 @@ func TestTemporalOverMutualTLSAndAPIKey(t *testing.T) {
 	defer bq.Close()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 500, time.Second
-	e := &env{stack: stack, worker: w, operator: &operator.Operator{Config: opCfg, Temporal: oc, BigQuery: bq, Tuning: tuning}}
+	// The fixture's stack, with this worker and an operator over TLS.
+	e := &Stack{Stack: stack.Stack, Worker: w, Operator: &operator.Operator{Config: opCfg, Temporal: oc, BigQuery: bq, Tuning: tuning}}
 	m := produceAndStart(t, e, 2000)
-	e.waitCaughtUp(t, 3*time.Minute)
-	reconcileOK(t, e, m)
+	e.WaitCaughtUp(t, 3*time.Minute)
+	e.Reconcile(t, &m)
 	if mtlsFront.passed.Load() == 0 || keyFront.passed.Load() == 0 {
 		t.Fatalf("calls through the mutual-TLS front %d, through the API-key front %d: one side bypassed its front", mtlsFront.passed.Load(), keyFront.passed.Load())
 	}

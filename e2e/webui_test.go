@@ -1,4 +1,4 @@
-package operator_test
+package e2e
 
 import (
 	"context"
@@ -35,20 +35,20 @@ func TestWebUIShowsBatches(t *testing.T) {
 	defer cancel()
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 1500, time.Second
-	e := startEnv(t, 2, tuning)
-	cfg := e.operator.Config
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
+	cfg := e.Operator.Config
 	_, err := simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.operator.Start(ctx); err != nil {
+	if _, err := e.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	e.waitCaughtUp(t, 5*time.Minute)
+	e.WaitCaughtUp(t, 5*time.Minute)
 
 	const partition = 1
 	ledger := rows(t, e, fmt.Sprintf("SELECT batch_id, start_offset, end_offset, loaded, duplicates, errors, late FROM `%s.%s.batch_ledger` "+
-		"WHERE kafka_partition = %d ORDER BY start_offset", e.operator.BigQuery.Project(), cfg.BigQueryDataset, partition))
+		"WHERE kafka_partition = %d ORDER BY start_offset", e.Operator.BigQuery.Project(), cfg.BigQueryDataset, partition))
 	if len(ledger) < 2 {
 		t.Fatalf("partition %d has %d batches; the list would prove little", partition, len(ledger))
 	}
@@ -57,7 +57,7 @@ func TestWebUIShowsBatches(t *testing.T) {
 		want = append(want, row[0].(string))
 	}
 	artifacts := artifactDir(t)
-	ui := e.stack.TemporalUIURL()
+	ui := e.Stack.TemporalUIURL()
 
 	// The list, filtered as an operator types it. Visibility is eventually
 	// consistent, so the page is read again until every batch shows.

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 )
 
 // TestWorkersSideBySide: as the README says, several workers run on one
@@ -22,8 +20,8 @@ import (
 // fails loudly, exit 1. Profiles are served only at --pprof-addr, which
 // must be a loopback address.
 func TestWorkersSideBySide(t *testing.T) {
-	bin := buildWorker(t)
-	cfg := devstacktest.Start(t, devstacktest.Config(t, 2)).ClientConfig()
+	bin := BuildWorker(t)
+	cfg := Start(t, Options{Partitions: 2, NoWorker: true}).ClientConfig()
 	args := []string{"--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
 		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint}
 	env := []string{}

@@ -1,137 +1,52 @@
-package main
+package e2e
 
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/devstack"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/operator"
-	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
-	"github.com/paystream/paystream/internal/testtier"
-	"github.com/paystream/paystream/internal/warehouse"
 )
 
-// buildWorker compiles this command once per test binary.
-func buildWorker(t *testing.T) string {
-	t.Helper()
-	testtier.NeedsServers(t)
-	bin := filepath.Join(t.TempDir(), "worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build worker: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// workerProcess runs the worker binary against f's stack, with extra
-// environment. Every worker of a test shares one state directory, as
-// restarts of a container share its pod's emptyDir: a restarted worker
-// loads the dedup windows the killed one wrote.
-func workerProcess(t *testing.T, bin string, f *faultEnv, env ...string) *exec.Cmd {
-	t.Helper()
-	cfg := f.stack.ClientConfig()
-	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint, "--log-level", "info", "--snapshot-dir", f.snapshotDir, "--http-addr", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), env...)
-	// A test binary killed by its timeout must not leave workers behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	logFile, err := os.CreateTemp("/tmp", "worker-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-	})
-	return cmd
-}
-
-// faultEnv is a stack with a stream produced and an operator.
-type faultEnv struct {
-	stack       *devstack.Stack
-	operator    *operator.Operator
-	manifest    simulation.Manifest
-	snapshotDir string
-}
-
-func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *faultEnv {
-	t.Helper()
-	ctx := context.Background()
-	s := devstacktest.Start(t, devstacktest.Config(t, partitions))
-	cfg := s.ClientConfig()
-	opts := simulation.DefaultOptions()
-	opts.Seed = seed
-	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := faultEnvOn(t, s)
-	f.manifest = m
-	return f
-}
-
-// faultEnvOn is a faultEnv on a running stack, with nothing produced.
-func faultEnvOn(t *testing.T, s *devstack.Stack) *faultEnv {
-	t.Helper()
-	ctx := context.Background()
-	cfg := s.ClientConfig()
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	bq, err := warehouse.Open(ctx, cfg.BigQueryProject, cfg.BigQueryEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bq.Close() })
+// faultTuning makes batches small and plans poll briefly, so that a test
+// of a few thousand events runs many batches across its faults.
+func faultTuning() operator.Tuning {
 	tuning := operator.DefaultTuning()
 	tuning.MaxRecords, tuning.PollFor = 700, time.Second
-	return &faultEnv{stack: s, snapshotDir: t.TempDir(), operator: &operator.Operator{Config: cfg, Temporal: tc, BigQuery: bq, Tuning: tuning}}
+	return tuning
 }
 
-// reconcile waits until caught up and checks every figure against the
-// manifest: nothing lost, nothing doubled.
-func (f *faultEnv) reconcile(t *testing.T) {
+// newFaultEnv is a stack with no worker in this process and events
+// produced with seed.
+func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *Stack {
 	t.Helper()
-	f.reconcileWith(t, &f.manifest)
+	s := Start(t, Options{Partitions: partitions, Tuning: faultTuning(), NoWorker: true})
+	opts := simulation.DefaultOptions()
+	opts.Seed = seed
+	s.Produce(t, opts, events)
+	return s
 }
 
-// reconcileWith waits until caught up and checks the books, and against
-// m when it is set.
-func (f *faultEnv) reconcileWith(t *testing.T, m *simulation.Manifest) {
+// reconcileAfter waits until caught up and reconciles against m when it
+// is set, naming what the pool and the batches hold when it does not
+// catch up.
+func reconcileAfter(t *testing.T, f *Stack, m *simulation.Manifest) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if err := f.operator.WaitCaughtUp(ctx, nil); err != nil {
-		st, _ := f.operator.Status(context.Background())
+	if err := f.Operator.WaitCaughtUp(ctx, nil); err != nil {
+		st, _ := f.Operator.Status(context.Background())
 		t.Fatalf("%v: %+v\npool: %+v\nbatches running: %v", err, st, poolState(t, f), runningBatches(t, f))
 	}
-	report, err := f.operator.Reconcile(ctx, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !report.OK() {
-		var out strings.Builder
-		report.Write(&out)
-		t.Fatalf("after recovery, reconciliation failed:\n%s", out.String())
-	}
+	f.Reconcile(t, m)
 }
 
 // TestWorkerKilledAtEveryStage kills the worker process with SIGKILL at
@@ -154,13 +69,13 @@ func TestStorageWriteWorkerKilledAtEveryStage(t *testing.T) {
 }
 
 func killAtEveryStage(t *testing.T, writeMode string, points []string) {
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	for i, point := range points {
 		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
 			f := newFaultEnv(t, 2, 3000, uint64(10+i))
-			f.operator.Config.WriteMode = writeMode
-			doomed := workerProcess(t, bin, f, faults.EnvKillAt+"="+point)
-			if _, err := f.operator.Start(context.Background()); err != nil {
+			f.Operator.Config.WriteMode = writeMode
+			doomed := f.WorkerProcess(t, bin, faults.EnvKillAt+"="+point)
+			if _, err := f.Operator.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			died := make(chan error, 1)
@@ -173,8 +88,8 @@ func killAtEveryStage(t *testing.T, writeMode string, points []string) {
 			case <-time.After(3 * time.Minute):
 				t.Fatalf("worker never reached %s", point)
 			}
-			replacement := workerProcess(t, bin, f)
-			f.reconcile(t)
+			replacement := f.WorkerProcess(t, bin)
+			reconcileAfter(t, f, &f.Manifest)
 			if point == "dedup:2" {
 				// Killed inside Dedup after the batch's snapshot: the
 				// retry starts from it and replays nothing.
@@ -199,15 +114,15 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 		duration = d
 	}
 	events := 6000 + int(duration.Seconds())*300
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	f := newFaultEnv(t, 4, events, 99)
-	if _, err := f.operator.Start(context.Background()); err != nil {
+	if _, err := f.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	kills := 0
 	for end := time.Now().Add(duration); time.Now().Before(end); kills++ {
-		w := workerProcess(t, bin, f)
+		w := f.WorkerProcess(t, bin)
 		time.Sleep(time.Duration(500+rng.IntN(4000)) * time.Millisecond)
 		if err := w.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -215,9 +130,9 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 		_ = w.Wait()
 	}
 	t.Logf("killed the worker %d times over %s of a %d-record stream", kills, duration, events)
-	workerProcess(t, bin, f)
-	f.reconcile(t)
-	fmt.Fprintf(os.Stderr, "soak: %d kills, %d records, reconciled\n", kills, f.manifest.Records)
+	f.WorkerProcess(t, bin)
+	reconcileAfter(t, f, &f.Manifest)
+	fmt.Fprintf(os.Stderr, "soak: %d kills, %d records, reconciled\n", kills, f.Manifest.Records)
 }
 
 // TestZombieLoadWakesAfterItsRetry stalls a Load attempt without heartbeats
@@ -227,10 +142,10 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 // writing the remaining tables. The job IDs it walks are the retry's, so
 // nothing lands twice.
 func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	f := newFaultEnv(t, 1, 2000, 77)
-	zombie := workerProcess(t, bin, f, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
-	if _, err := f.operator.Start(context.Background()); err != nil {
+	zombie := f.WorkerProcess(t, bin, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
+	if _, err := f.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// While the zombie's Load stalls, the batch's records show as under
@@ -238,20 +153,20 @@ func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
 	var ing operator.Ingested
 	for deadline := time.Now().Add(20 * time.Second); ing.UnderWay == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var err error
-		if ing, err = f.operator.Ingested(context.Background()); err != nil {
+		if ing, err = f.Operator.Ingested(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if size := int64(f.operator.Tuning.MaxRecords); ing.Committed != 0 || ing.UnderWay != size || ing.Stable < 2000 {
+	if size := int64(f.Operator.Tuning.MaxRecords); ing.Committed != 0 || ing.UnderWay != size || ing.Stable < 2000 {
 		t.Fatalf("while the first batch loads: %+v, want its %d records under way and none committed", ing, size)
 	}
 	time.Sleep(3 * time.Second) // the zombie takes the first batch
-	workerProcess(t, bin, f)
-	f.reconcile(t)
+	f.WorkerProcess(t, bin)
+	reconcileAfter(t, f, &f.Manifest)
 	// Let the zombie wake and write, then check again.
 	time.Sleep(40 * time.Second)
 	if zombie.ProcessState != nil {
 		t.Fatalf("the stalled worker exited: %v", zombie.ProcessState)
 	}
-	f.reconcile(t)
+	reconcileAfter(t, f, &f.Manifest)
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 )
 
@@ -28,16 +27,16 @@ import (
 // out a CrashLoopBackOff.
 func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	ctx := context.Background()
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	f := newFaultEnv(t, 2, 8000, 31)
-	if _, err := f.operator.Start(ctx); err != nil {
+	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.stack.StopTemporal()
-	f.stack.StopBigQuery()
-	f.stack.StopKafka()
+	f.Stack.StopTemporal()
+	f.Stack.StopBigQuery()
+	f.Stack.StopKafka()
 
-	w := workerProcess(t, bin, f)
+	w := f.WorkerProcess(t, bin)
 	exited := waitInBackground(t, w)
 	addr := servingAddr(t, w, exited)
 	get := func(path string) (int, string) {
@@ -72,7 +71,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	}
 
 	// SIGTERM during the wait: exit 0, at once.
-	quitter := workerProcess(t, bin, f)
+	quitter := f.WorkerProcess(t, bin)
 	quitterExited := waitInBackground(t, quitter)
 	servingAddr(t, quitter, quitterExited)
 	if err := quitter.Process.Signal(syscall.SIGTERM); err != nil {
@@ -88,13 +87,13 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	}
 
 	// Kafka and BigQuery back: /readyz says so, and still waits for Temporal.
-	if err := f.stack.StartKafka(); err != nil {
+	if err := f.Stack.StartKafka(); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.stack.StartBigQuery(ctx); err != nil {
+	if err := f.Stack.StartBigQuery(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "/readyz says kafka: ok and bigquery: ok", func() bool {
+	WaitFor(t, 30*time.Second, 500*time.Millisecond, "/readyz says kafka: ok and bigquery: ok", func() bool {
 		code, body = get("/readyz")
 		return readyLine(body, "kafka") == "kafka: ok" && readyLine(body, "bigquery") == "bigquery: ok"
 	})
@@ -104,13 +103,13 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 
 	// Temporal back, once the worker's backoff has grown to its longest
 	// (7 attempts: about 16 s down): ready and ingesting within seconds.
-	waitFor(t, time.Minute, "seven attempts to reach Temporal", func() bool { return connectAttempts(t, w) >= 7 })
-	if err := f.stack.StartTemporal(ctx); err != nil {
+	WaitFor(t, time.Minute, 500*time.Millisecond, "seven attempts to reach Temporal", func() bool { return connectAttempts(t, w) >= 7 })
+	if err := f.Stack.StartTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	reachable := time.Now()
 	var ready, loaded time.Duration
-	cfg := f.stack.ClientConfig()
+	cfg := f.Stack.ClientConfig()
 	for deadline := reachable.Add(60 * time.Second); ready == 0 || loaded == 0; time.Sleep(100 * time.Millisecond) {
 		select {
 		case err := <-exited:
@@ -145,21 +144,21 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.stack.StopTemporal()
+	f.Stack.StopTemporal()
 	stopped, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(15 * time.Second)
-	if err := f.stack.StartTemporal(ctx); err != nil {
+	if err := f.Stack.StartTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
 	reachable = time.Now()
-	if stopped[0] >= f.manifest.EndOffsets[0] || stopped[1] >= f.manifest.EndOffsets[1] {
-		t.Logf("a partition was done before Temporal stopped (%v of %v): no resumption to time", stopped, f.manifest.EndOffsets)
+	if stopped[0] >= f.Manifest.EndOffsets[0] || stopped[1] >= f.Manifest.EndOffsets[1] {
+		t.Logf("a partition was done before Temporal stopped (%v of %v): no resumption to time", stopped, f.Manifest.EndOffsets)
 	} else {
 		var resumed time.Duration
-		waitFor(t, 60*time.Second, "every partition commits a batch after Temporal's return", func() bool {
+		WaitFor(t, 60*time.Second, 500*time.Millisecond, "every partition commits a batch after Temporal's return", func() bool {
 			after, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
 			return err == nil && after[0] > stopped[0] && after[1] > stopped[1]
 		})
@@ -170,7 +169,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 			t.Errorf("every partition's next batch %v after Temporal's return, want within 30 s", resumed)
 		}
 	}
-	f.reconcile(t)
+	reconcileAfter(t, f, &f.Manifest)
 
 	// Every attempt was logged at WARN, naming Temporal's address, with
 	// waits that grow to 5 s.
@@ -263,15 +262,4 @@ func workerLog(t *testing.T, w *exec.Cmd) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// TestBadConfigurationFailsAtOnce: only an unreachable server is waited
-// for; a TLS file that is not there still ends the worker at once, exit 1,
-// with Temporal as unreachable as it gets.
-func TestBadConfigurationFailsAtOnce(t *testing.T) {
-	began := time.Now()
-	err := run([]string{"--temporal-address", "127.0.0.1:1", "--temporal-tls-ca", t.TempDir() + "/missing-ca.pem", "--http-addr", ""})
-	if config.ExitCode(err) != config.ExitFailure || !strings.Contains(err.Error(), "missing-ca.pem") || strings.Contains(err.Error(), "\n") || time.Since(began) > 5*time.Second {
-		t.Fatalf("a CA file that is not there: %v (exit %d) after %v; want exit 1 at once, one line naming the file", err, config.ExitCode(err), time.Since(began))
-	}
 }

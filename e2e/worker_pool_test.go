@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bufio"
@@ -33,9 +33,9 @@ type poolWorker struct {
 	metrics string
 }
 
-func startPoolWorker(t *testing.T, bin string, f *faultEnv) *poolWorker {
+func startPoolWorker(t *testing.T, bin string, f *Stack) *poolWorker {
 	t.Helper()
-	cmd := workerProcess(t, bin, f)
+	cmd := f.WorkerProcess(t, bin)
 	w := &poolWorker{cmd: cmd}
 	deadline := time.Now().Add(time.Minute)
 	for (w.queue == "" || w.metrics == "") && time.Now().Before(deadline) {
@@ -103,9 +103,9 @@ func (w *poolWorker) windowBuilds(t *testing.T) map[string]float64 {
 
 // poolState is the pool as the operator reads it; empty before a worker
 // has started one, or while the query fails.
-func poolState(t *testing.T, f *faultEnv) contract.PoolState {
+func poolState(t *testing.T, f *Stack) contract.PoolState {
 	t.Helper()
-	st, err := f.operator.Pool(context.Background())
+	st, err := f.Operator.Pool(context.Background())
 	if err != nil || st == nil {
 		return contract.PoolState{}
 	}
@@ -120,14 +120,14 @@ type batchRun struct {
 }
 
 // completedBatches lists the completed MicroBatch runs.
-func completedBatches(t *testing.T, f *faultEnv) []batchRun {
+func completedBatches(t *testing.T, f *Stack) []batchRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []batchRun
 	var token []byte
 	for {
-		resp, err := f.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		resp, err := f.Operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Completed'", NextPageToken: token, PageSize: 1000,
 		})
 		if err != nil {
@@ -154,19 +154,19 @@ func completedBatches(t *testing.T, f *faultEnv) []batchRun {
 // one is SIGKILLed its partitions load on the other two; the books balance
 // to the cent.
 func TestPoolSpreadsPartitionsAndMovesOffADeadWorker(t *testing.T) {
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	f := newFaultEnv(t, 6, 36000, 61)
 	var pool []*poolWorker
 	for range 3 {
 		pool = append(pool, startPoolWorker(t, bin, f))
 	}
-	waitFor(t, time.Minute, "three workers in the pool", func() bool { return len(poolState(t, f).Members) == 3 })
-	if _, err := f.operator.Start(context.Background()); err != nil {
+	WaitFor(t, time.Minute, 500*time.Millisecond, "three workers in the pool", func() bool { return len(poolState(t, f).Members) == 3 })
+	if _, err := f.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
 	// Steady state: the three share the work.
-	waitFor(t, 5*time.Minute, "24 batches loaded", func() bool { return len(completedBatches(t, f)) >= 24 })
+	WaitFor(t, 5*time.Minute, 500*time.Millisecond, "24 batches loaded", func() bool { return len(completedBatches(t, f)) >= 24 })
 	st := poolState(t, f)
 	byQueue := map[string]int{}
 	for _, q := range st.Partitions {
@@ -207,7 +207,7 @@ func TestPoolSpreadsPartitionsAndMovesOffADeadWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = doomed.cmd.Wait()
-	f.reconcile(t)
+	reconcileAfter(t, f, &f.Manifest)
 	moved := map[int]int{}
 	for _, b := range completedBatches(t, f) {
 		if !b.started.After(killedAt) {
@@ -239,22 +239,13 @@ func loads(partitions map[string]string) map[string]int {
 	return n
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(500 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", d, what)
-		}
-	}
-}
-
 // runningBatches lists the MicroBatch runs still open, with their queues:
 // what a partition that does not catch up is waiting on.
-func runningBatches(t *testing.T, f *faultEnv) []string {
+func runningBatches(t *testing.T, f *Stack) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := f.operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
+	resp, err := f.Operator.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: "WorkflowType = 'MicroBatch' AND ExecutionStatus = 'Running'"})
 	if err != nil {
 		return []string{err.Error()}
 	}
@@ -272,30 +263,30 @@ func runningBatches(t *testing.T, f *faultEnv) []string {
 // that partition its worker left, yet every partition must catch up within
 // a bounded time, and the books balance to the cent.
 func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
-	bin := buildWorker(t)
+	bin := BuildWorker(t)
 	ctx := context.Background()
-	f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 4)))
+	f := Start(t, Options{Partitions: 4, Tuning: faultTuning(), NoWorker: true})
 	workers := []*poolWorker{startPoolWorker(t, bin, f), startPoolWorker(t, bin, f)}
-	waitFor(t, time.Minute, "two workers in the pool", func() bool { return len(poolState(t, f).Members) == 2 })
+	WaitFor(t, time.Minute, 500*time.Millisecond, "two workers in the pool", func() bool { return len(poolState(t, f).Members) == 2 })
 	// The stream flows for two and a half minutes, so batches are in
 	// flight whenever the worker is killed.
 	produced := make(chan error, 1)
 	go func() {
 		opts := simulation.DefaultOptions()
 		opts.Seed = 62
-		cfg := f.stack.ClientConfig()
+		cfg := f.Stack.ClientConfig()
 		m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 30000, Rate: 200})
-		f.manifest = m
+		f.Manifest = m
 		produced <- err
 	}()
-	if _, err := f.operator.Start(ctx); err != nil {
+	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Minute, "8 batches loaded", func() bool { return len(completedBatches(t, f)) >= 8 })
+	WaitFor(t, 5*time.Minute, 500*time.Millisecond, "8 batches loaded", func() bool { return len(completedBatches(t, f)) >= 8 })
 
-	poolID := contract.PoolID(f.operator.Config.TaskQueue)
+	poolID := contract.PoolID(f.Operator.Config.TaskQueue)
 	poolRun := func() (string, bool) {
-		d, err := f.operator.Temporal.DescribeWorkflowExecution(ctx, poolID, "")
+		d, err := f.Operator.Temporal.DescribeWorkflowExecution(ctx, poolID, "")
 		if err != nil {
 			return "", false
 		}
@@ -303,10 +294,10 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 		return info.GetExecution().GetRunId(), info.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	}
 	oldRun, _ := poolRun()
-	if err := f.operator.Temporal.TerminateWorkflow(ctx, poolID, "", "test: the pool is terminated"); err != nil {
+	if err := f.Operator.Temporal.TerminateWorkflow(ctx, poolID, "", "test: the pool is terminated"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "a new pool run holding both workers", func() bool {
+	WaitFor(t, time.Minute, 500*time.Millisecond, "a new pool run holding both workers", func() bool {
 		run, running := poolRun()
 		return running && run != oldRun && len(poolState(t, f).Members) == 2
 	})
@@ -314,7 +305,7 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 
 	var doomed *poolWorker
 	var inFlight string
-	waitFor(t, 2*time.Minute, "a batch in flight on a worker's queue", func() bool {
+	WaitFor(t, 2*time.Minute, 500*time.Millisecond, "a batch in flight on a worker's queue", func() bool {
 		for _, r := range runningBatches(t, f) {
 			for _, w := range workers {
 				if id, ok := strings.CutSuffix(r, " on "+w.queue); ok {
@@ -330,7 +321,7 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 	}
 	_ = doomed.cmd.Wait()
 	killedAt := time.Now()
-	d, err := f.operator.Temporal.DescribeWorkflowExecution(ctx, inFlight, "")
+	d, err := f.Operator.Temporal.DescribeWorkflowExecution(ctx, inFlight, "")
 	stranded := err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 	t.Logf("killed worker %s; batch %s still running there: %v", doomed.queue, inFlight, stranded)
 
@@ -341,14 +332,14 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 	const bound = 3 * time.Minute
 	wctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	if err := f.operator.WaitCaughtUp(wctx, nil); err != nil {
-		st, _ := f.operator.Status(ctx)
+	if err := f.Operator.WaitCaughtUp(wctx, nil); err != nil {
+		st, _ := f.Operator.Status(ctx)
 		t.Fatalf("not caught up within %s of the stream's end (%s after the kill): %v\nstatus: %+v\npool: %+v\nbatches running: %v",
 			bound, time.Since(killedAt).Round(time.Second), err, st, poolState(t, f), runningBatches(t, f))
 	}
 	t.Logf("every partition caught up %s after the stream's end, %s after the kill; the pool now holds %+v",
 		time.Since(producedAt).Round(time.Second), time.Since(killedAt).Round(time.Second), poolState(t, f))
-	f.reconcile(t)
+	reconcileAfter(t, f, &f.Manifest)
 	survivor := workers[0]
 	if survivor == doomed {
 		survivor = workers[1]
@@ -362,9 +353,9 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 		}
 	}
 	if dir := os.Getenv("PAYSTREAM_RECORD_HISTORY"); dir != "" {
-		for _, id := range []string{poolID, contract.SupervisorID(f.operator.Config.Topic)} {
+		for _, id := range []string{poolID, contract.SupervisorID(f.Operator.Config.Topic)} {
 			name := strings.NewReplacer("/", "_").Replace(id) + ".json"
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(devstacktest.HistoryJSON(t, f.operator.Temporal, id)), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(devstacktest.HistoryJSON(t, f.Operator.Temporal, id)), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/operator"
 )
@@ -79,10 +78,10 @@ func (p *txProducer) end(ctx context.Context, commit bool) {
 func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin := buildWorker(t)
-	f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 2)))
-	f.operator.Tuning.MaxRecords = 25
-	cfg, bq := f.operator.Config, f.operator.BigQuery
+	bin := BuildWorker(t)
+	f := Start(t, Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
+	f.Operator.Tuning.MaxRecords = 25
+	cfg, bq := f.Operator.Config, f.Operator.BigQuery
 
 	payments := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-service")
 	committed, want := 0, new(big.Rat)
@@ -105,8 +104,8 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 	behind.end(ctx, true)
 	committed += 90
 
-	doomed := workerProcess(t, bin, f)
-	if _, err := f.operator.Start(ctx); err != nil {
+	doomed := f.WorkerProcess(t, bin)
+	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// Every partition the open transaction wrote to waits at its first
@@ -121,7 +120,7 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 			continue
 		}
 		held++
-		waitState(t, f.operator, p, fmt.Sprintf("%s since offset %d", contract.StateOpenTransaction, b.Stable))
+		waitState(t, f.Operator, p, fmt.Sprintf("%s since offset %d", contract.StateOpenTransaction, b.Stable))
 	}
 	if held == 0 {
 		t.Fatalf("the open transaction holds no partition: %+v", bounds)
@@ -130,11 +129,11 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = doomed.Wait()
-	workerProcess(t, bin, f)
+	f.WorkerProcess(t, bin)
 	payments.end(ctx, true)
 	want.Add(want, open)
 
-	f.reconcileWith(t, nil)
+	reconcileAfter(t, f, nil)
 
 	ds := fmt.Sprintf("`%s.%s", cfg.BigQueryProject, cfg.BigQueryDataset)
 	one := func(sql string) string {
@@ -184,17 +183,10 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 // waitState waits up to a minute for partition p's status to read state.
 func waitState(t *testing.T, op *operator.Operator, p int, state string) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	WaitFor(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("partition %d reads %q", p, state), func() bool {
 		st, err := op.Status(context.Background())
-		if err == nil && st[p].State == state {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partition %d never read %q: %+v (%v)", p, state, st, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil && st[p].State == state
+	})
 }
 
 // TestOverlappingTransactionsAcrossAWorkerKill: two transactional
@@ -209,11 +201,11 @@ func TestOverlappingTransactionsAcrossAWorkerKill(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			bin := buildWorker(t)
-			f := faultEnvOn(t, devstacktest.Start(t, devstacktest.Config(t, 3)))
-			f.operator.Tuning.MaxRecords = 20
-			f.operator.Config.WriteMode = mode
-			cfg, bq := f.operator.Config, f.operator.BigQuery
+			bin := BuildWorker(t)
+			f := Start(t, Options{Partitions: 3, Tuning: faultTuning(), NoWorker: true})
+			f.Operator.Tuning.MaxRecords = 20
+			f.Operator.Config.WriteMode = mode
+			cfg, bq := f.Operator.Config, f.Operator.BigQuery
 			a := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-a")
 			b := newTxProducer(t, cfg.KafkaBrokers, cfg.Topic, "payments-b")
 			rng := rand.New(rand.NewSource(27))
@@ -243,23 +235,23 @@ func TestOverlappingTransactionsAcrossAWorkerKill(t *testing.T) {
 					}
 				}
 			}
-			doomed := workerProcess(t, bin, f)
-			if _, err := f.operator.Start(ctx); err != nil {
+			doomed := f.WorkerProcess(t, bin)
+			if _, err := f.Operator.Start(ctx); err != nil {
 				t.Fatal(err)
 			}
 			for i := range 12 {
 				round(i)
 			}
-			waitFor(t, 2*time.Minute, "two batches loaded", func() bool { return len(completedBatches(t, f)) >= 2 })
+			WaitFor(t, 2*time.Minute, 500*time.Millisecond, "two batches loaded", func() bool { return len(completedBatches(t, f)) >= 2 })
 			if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
 			_ = doomed.Wait()
-			workerProcess(t, bin, f)
+			f.WorkerProcess(t, bin)
 			for i := 12; i < 24; i++ {
 				round(i)
 			}
-			f.reconcileWith(t, nil)
+			reconcileAfter(t, f, nil)
 
 			query := func(sql string, fn func([]bigquery.Value)) {
 				t.Helper()

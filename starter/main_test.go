@@ -16,10 +16,9 @@ import (
 
 	"github.com/paystream/paystream/contract"
 
+	"github.com/paystream/paystream/e2e"
 	"github.com/paystream/paystream/internal/config"
-	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/operator"
-	"github.com/paystream/paystream/internal/pipeline"
 	"github.com/paystream/paystream/internal/simulation"
 )
 
@@ -208,7 +207,7 @@ func startOperatorStack(t *testing.T, ctx context.Context, events int) (config.C
 // options (event times, say).
 func startOperatorStackWith(t *testing.T, ctx context.Context, opts simulation.Options, events int) (config.Config, simulation.Manifest, string) {
 	t.Helper()
-	s := devstacktest.Start(t, devstacktest.Config(t, 2))
+	s := e2e.Start(t, e2e.Options{Partitions: 2})
 	cfg := s.ClientConfig()
 	for _, kv := range [][2]string{
 		{"temporal-address", cfg.TemporalAddress}, {"kafka-brokers", strings.Join(cfg.KafkaBrokers, ",")},
@@ -216,23 +215,7 @@ func startOperatorStackWith(t *testing.T, ctx context.Context, opts simulation.O
 	} {
 		t.Setenv(config.EnvName(kv[0]), kv[1])
 	}
-	tc, err := pipeline.DialTemporal(ctx, cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	w, err := pipeline.NewWorker(ctx, cfg, tc, pipeline.WorkerOptions{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	m, err := simulation.Produce(ctx, opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := s.Produce(t, opts, events)
 	manifest := filepath.Join(t.TempDir(), "manifest.json")
 	if err := m.WriteFile(manifest); err != nil {
 		t.Fatal(err)

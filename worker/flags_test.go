@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paystream/paystream/internal/config"
 )
@@ -29,5 +30,16 @@ func TestWorkerRefusesThePartitionSettings(t *testing.T) {
 	err := run([]string{"--check-ready", "--http-addr", "127.0.0.1:1"})
 	if config.ExitCode(err) != config.ExitFailure {
 		t.Errorf("worker with $PAYSTREAM_MAX_WINDOW_IDS=lots: %v (exit %d); want it ignored, exit 1 for nothing at --http-addr", err, config.ExitCode(err))
+	}
+}
+
+// TestBadConfigurationFailsAtOnce: only an unreachable server is waited
+// for; a TLS file that is not there still ends the worker at once, exit 1,
+// with Temporal as unreachable as it gets.
+func TestBadConfigurationFailsAtOnce(t *testing.T) {
+	began := time.Now()
+	err := run([]string{"--temporal-address", "127.0.0.1:1", "--temporal-tls-ca", t.TempDir() + "/missing-ca.pem", "--http-addr", ""})
+	if config.ExitCode(err) != config.ExitFailure || !strings.Contains(err.Error(), "missing-ca.pem") || strings.Contains(err.Error(), "\n") || time.Since(began) > 5*time.Second {
+		t.Fatalf("a CA file that is not there: %v (exit %d) after %v; want exit 1 at once, one line naming the file", err, config.ExitCode(err), time.Since(began))
 	}
 }
