@@ -126,11 +126,16 @@ func (p *pool) join(ctx workflow.Context, queue string) {
 // hold starts a lease on the member's queue; when it ends the member
 // leaves, unless it ended only because it ran its time.
 func (p *pool) hold(ctx workflow.Context, queue string) {
+	p.holdWithin(ctx, queue, 10*time.Second) // a worker that died before it polled
+}
+
+// holdWithin is hold, the worker given startWithin to start the lease.
+func (p *pool) holdWithin(ctx workflow.Context, queue string, startWithin time.Duration) {
 	p.lease[queue]++
 	n := p.lease[queue]
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		TaskQueue:              queue,
-		ScheduleToStartTimeout: 10 * time.Second, // a worker that died before it polled
+		ScheduleToStartTimeout: startWithin,
 		StartToCloseTimeout:    leaseFor + time.Minute,
 		HeartbeatTimeout:       leaseHeartbeat,
 		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
@@ -146,12 +151,13 @@ func (p *pool) hold(ctx workflow.Context, queue string) {
 			p.hold(ctx, queue)
 			return
 		}
-		if missedInOutage(ctx, err) {
-			// The worker may well be alive: held again, a live worker
-			// takes the new lease within its schedule-to-start timeout,
-			// and its partitions stay where their windows are.
+		if missedInOutage(ctx, err) && workflow.GetVersion(ctx, "lease-held-through-outage", workflow.DefaultVersion, 1) == 1 {
+			// The worker may well be alive: held again, a live worker,
+			// whose polls wait for the server's return, takes the new
+			// lease within outageProbe, and its partitions stay where
+			// their windows are. A dead one leaves when it does not.
 			workflow.GetLogger(ctx).Info("lease heartbeats missed while the server could not record them; holding the lease again", "queue", queue, "error", err)
-			p.hold(ctx, queue)
+			p.holdWithin(ctx, queue, outageProbe)
 			return
 		}
 		// A lease that timed out is a worker that died; one that ended
@@ -185,8 +191,15 @@ func missedInOutage(ctx workflow.Context, err error) bool {
 // outageGap is the longest a dead worker's lease timeout reaches the pool
 // after its last beat: the heartbeat timeout, a second for the pool's
 // task to leave the dead worker's sticky queue, and a margin for a busy
-// server.
+// server. A death that reaches the pool later still (two workers dying at
+// once, the first's removal taking seconds; the dead worker running the
+// pool's own task) is taken for an outage and costs outageProbe more.
 const outageGap = leaseHeartbeat + 5*time.Second
+
+// outageProbe is how long a lease held again after an outage waits for
+// its worker to start it: the worker's connection is dialed again every
+// second and its polls wait for it (pipeline.resumeSoon).
+const outageProbe = 5 * time.Second
 
 // remove takes a member that died or stopped out of the pool and moves
 // its partitions to the members left.

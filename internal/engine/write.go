@@ -107,11 +107,16 @@ func (e *Engine) jobs() warehouse.Jobs {
 func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.Sink, id string, order []string, tables rows.Tables) (map[string]int, error) {
 	ctx = warehouse.WaitForServer(ctx)
 	counts, err := warehouse.WriteAll(ctx, faultPoints{sink}, id, order, tables)
-	// BigQuery not answering is waited out here, at a short interval,
-	// rather than by the activity's retries, whose backoff would grow
-	// through an outage and run on long after BigQuery is back. Writing
-	// again is what a retry would do: every write is keyed by the batch.
-	for n := 1; warehouse.Unreachable(err); n++ {
+	// BigQuery not answering is waited out here, at a short interval, for
+	// up to unreachableFor, rather than by the activity's retries, whose
+	// backoff would grow through an outage and run on long after BigQuery
+	// is back. Writing again is what a retry would do: every write is
+	// keyed by the batch. A longer outage fails the attempt, so that it
+	// shows where operators look (the activity's last failure, the
+	// retries metric) and Temporal's backoff spaces the tries.
+	began := time.Now()
+	for n := 1; warehouse.Unreachable(err) && time.Since(began) < unreachableFor; n++ {
+		e.Metrics.LoadRetried("unreachable")
 		if n == 1 {
 			log.Warn("BigQuery unreachable; writing again as soon as it answers", zap.String("batch", id), zap.Error(err))
 		}
@@ -127,6 +132,9 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 	}
 	return counts, err
 }
+
+// unreachableFor bounds how long one attempt waits for BigQuery to answer.
+const unreachableFor = 2 * time.Minute
 
 // unreachableWait is the n-th wait (from 1) for BigQuery to answer again:
 // a quarter second, doubling to two seconds, so that a write goes on within

@@ -130,7 +130,7 @@ func New() *Pipeline {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
 	// series that does not exist yet would be empty, not 0.
-	for _, kind := range []string{"activity", "job"} {
+	for _, kind := range []string{"activity", "job", "unreachable"} {
 		p.loadRetries.WithLabelValues(kind)
 	}
 	return p
@@ -179,7 +179,8 @@ func (p *Pipeline) PartitionOffsets(topic string, partition int, committed, logE
 }
 
 // LoadRetried records a retry: kind "activity" (a Load attempt after the
-// first) or "job" (a load job ID after one that failed).
+// first), "job" (a load job ID after one that failed) or "unreachable" (a
+// batch's writes made again because BigQuery did not answer).
 func (p *Pipeline) LoadRetried(kind string) {
 	if p != nil {
 		p.loadRetries.WithLabelValues(kind).Inc()

@@ -41,19 +41,22 @@ func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.
 
 // redialing is an HTTP transport that, for a request whose context says
 // so (WaitForServer), waits out a server refusing connections (the
-// emulator stopped or restarting) by dialing again every redialWait rather
-// than failing the request. A refused dial sent nothing, so no request is
-// doubled; the request's own deadline bounds the wait. Without it the
-// client's retries back off to 32 s, and a batch waits on for half a
-// minute after the server is back. Other requests (a readiness check, a
-// query) fail at once, as before.
+// emulator stopped or restarting) by dialing again every redialWait, for
+// up to redialFor, rather than failing the request. A refused dial sent
+// nothing, so no request is doubled. Without it the client's retries back
+// off to 32 s, and a batch waits on for half a minute after the server is
+// back. Other requests (a readiness check, a query) fail at once, as
+// before. (The transport dials apart from the request's cancellation, so
+// that a connection made late serves the next request: redialFor, not the
+// request, ends the dialing.)
 func redialing() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		until := time.Now().Add(redialFor)
 		for n := 1; ; n++ {
 			c, err := d.DialContext(ctx, network, addr)
-			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || ctx.Value(waitKey{}) == nil {
+			if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || ctx.Value(waitKey{}) == nil || time.Now().After(until) {
 				return c, err
 			}
 			select {
@@ -74,6 +77,9 @@ type waitKey struct{}
 func WaitForServer(ctx context.Context) context.Context {
 	return context.WithValue(ctx, waitKey{}, true)
 }
+
+// redialFor bounds how long one dial waits for a server that refuses.
+const redialFor = 2 * time.Minute
 
 // redialWait is the n-th wait (from 1) before dialing a server that
 // refused again: a quarter second, doubling to two.

@@ -73,6 +73,7 @@ func TestUnreachableIsNoAnswerAtAll(t *testing.T) {
 		want bool
 	}{
 		{fmt.Errorf("write b into t: %w", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}}), true},
+		{fmt.Errorf("write b into t: %w", &url.Error{Op: "Post", URL: "http://x", Err: &net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "bigqeury.googleapis.com", IsNotFound: true}}}), false},
 		{fmt.Errorf("wait: %w", &url.Error{Op: "Get", URL: "http://x", Err: io.EOF}), true},
 		{&googleapi.Error{Code: http.StatusServiceUnavailable}, true},
 		{fmt.Errorf("append: %w", status.Error(codes.Unavailable, "connection refused")), true},

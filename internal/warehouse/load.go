@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"syscall"
@@ -231,7 +230,9 @@ func HasCode(err error, code int) bool {
 // connection refused or cut, a gateway's 502/503/504, a stream's
 // Unavailable. Writing again as soon as BigQuery answers is right, and the
 // caller does so at once rather than after a growing backoff, so that a
-// batch goes on within a second or two of an outage's end.
+// batch goes on within a second or two of an outage's end. An address
+// that does not resolve, or a request that ran out of time, is not: those
+// are errors to report.
 func Unreachable(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -239,9 +240,8 @@ func Unreachable(err error) bool {
 	if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
-	var opErr *net.OpError
 	var urlErr *url.Error
-	if errors.As(err, &opErr) || errors.As(err, &urlErr) && errors.Is(err, io.EOF) {
+	if errors.As(err, &urlErr) && errors.Is(err, io.EOF) {
 		return true
 	}
 	for _, code := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout} {
