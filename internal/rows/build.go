@@ -35,11 +35,9 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: the log holds %d markers and %d aborted records, dedup counted %d and %d",
 			id, tally.Control, tally.Aborted, d.Control, d.Aborted)
 	}
-	rows := Tables{contract.TableTransactions: make([]warehouse.Row, 0, d.Loaded), contract.TableEnriched: make([]warehouse.Row, 0, d.Loaded)}
+	rows := Tables{}
 	for _, t := range contract.LoadOrder {
-		if rows[t] == nil {
-			rows[t] = []warehouse.Row{}
-		}
+		rows[t] = []warehouse.Row{}
 	}
 	metrics := map[metricKey]*metricAcc{}
 	metric := func(e *payment.Event) *metricAcc {
@@ -53,7 +51,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 	totals := contract.Totals{}
 	o := newOutcomes(d)
 	loadedIdx := 0
-	loaded := loadedRows{txs: make([]txRow, 0, d.Loaded), enriched: make([]enrichedRow, 0, d.Loaded)}
+	loaded := newLoadedRows(d.Loaded)
 	present := int64(len(recs))
 	for i := range recs {
 		step(i + 1)
@@ -67,7 +65,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			loaded.add(rows, e, id, r.Record, loadedAt, score)
+			loaded.add(e, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
 			m.amount.Add(e.Amount)
@@ -106,6 +104,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %d loaded records, decisions say %d, %d scores", id, totals.Loaded, d.Loaded, len(in.Enrichment.Scores))
 	}
 
+	loaded.into(rows)
 	for _, k := range slices.SortedFunc(maps.Keys(metrics), func(x, y metricKey) int {
 		return cmp.Or(x.minute.Compare(y.minute), strings.Compare(x.currency, y.currency), strings.Compare(x.region, y.region))
 	}) {

@@ -40,12 +40,19 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 	for i := range events {
 		e := &events[i]
 		score := fraud.Score{Score: uint8(i % 100), Reasons: uint16(i % 128)}
+		loadedAt := time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano)
 		tables := Tables{}
-		tables.Loaded(e, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano), score)
-		for _, table := range []string{contract.TableTransactions, contract.TableEnriched} {
-			r := tables[table][0]
-			sameJSON(t, warehouse.AppendJSON(nil, r), r)
+		tables.Loaded(e, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, loadedAt, score)
+		// The rows as the contract's JSON shape (payment.Wire) and the
+		// tables' own columns, tagged, would be written by encoding/json.
+		tx := txJSON{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: "batch/payments/0/0-10", KafkaPartition: 3, KafkaOffset: int64(i), LoadedAt: loadedAt}
+		reasons := score.ReasonCodes()
+		if reasons == nil {
+			reasons = []string{}
 		}
+		sameJSON(t, warehouse.AppendJSON(nil, tables[contract.TableTransactions][0]), tx)
+		sameJSON(t, warehouse.AppendJSON(nil, tables[contract.TableEnriched][0]),
+			enrichedJSON{txJSON: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
 	}
 	at := "2026-12-06T10:00:00.5Z"
 	for _, r := range []warehouse.Row{
@@ -61,6 +68,24 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 	} {
 		sameJSON(t, warehouse.AppendJSON(nil, r), r)
 	}
+}
+
+// txJSON and enrichedJSON are the transactions and transactions_enriched
+// rows as encoding/json would write them from their schema's names.
+type txJSON struct {
+	payment.Wire
+	Extra          string `json:"extra,omitempty"`
+	BatchID        string `json:"batch_id"`
+	KafkaPartition int    `json:"kafka_partition"`
+	KafkaOffset    int64  `json:"kafka_offset"`
+	LoadedAt       string `json:"loaded_at"`
+}
+
+type enrichedJSON struct {
+	txJSON
+	FraudScore   int      `json:"fraud_score"`
+	FraudReasons []string `json:"fraud_reasons"`
+	RiskLevel    string   `json:"risk_level"`
 }
 
 func sameJSON(t *testing.T, got []byte, v any) {

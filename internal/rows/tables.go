@@ -16,20 +16,23 @@ import (
 
 // Row shapes of the tables (schema/*.sql). Optional strings are omitted
 // when empty, which loads them as NULL.
+//
+// A transaction's row points at its parsed event rather than copying its
+// fields: a batch's rows live until every table is written, and rows of
+// strings would be tens of thousands of pointers for the garbage
+// collector to scan on every cycle meanwhile.
 type txRow struct {
-	payment.Wire
-	Extra          string `json:"extra,omitempty"`
-	BatchID        string `json:"batch_id"`
-	KafkaPartition int    `json:"kafka_partition"`
-	KafkaOffset    int64  `json:"kafka_offset"`
-	LoadedAt       string `json:"loaded_at"`
+	e *payment.Event
+	// eventTime and amount are formatted once, for both tables.
+	eventTime, amount string
+	batchID, loadedAt string
+	partition         int
+	offset            int64
 }
 
 type enrichedRow struct {
-	*txRow
-	FraudScore   int      `json:"fraud_score"`
-	FraudReasons []string `json:"fraud_reasons"`
-	RiskLevel    string   `json:"risk_level"`
+	tx    *txRow
+	score fraud.Score
 }
 
 type metricRow struct {
@@ -79,36 +82,42 @@ type errorRow struct {
 // left empty is NULL.
 
 func (tx *txRow) Columns(c warehouse.Columns) {
-	w := &tx.Wire
-	c.String("transaction_id", w.TransactionID)
-	c.String("event_time", w.EventTime)
-	c.String("amount", w.Amount)
-	c.String("currency", w.Currency)
-	c.String("customer_id", w.CustomerID)
-	c.String("merchant_id", w.MerchantID)
-	optional(c, "merchant_category", w.MerchantCategory)
-	c.String("card_id", w.CardID)
-	optional(c, "card_last4", w.CardLast4)
-	optional(c, "card_country", w.CardCountry)
-	c.String("payment_method", w.PaymentMethod)
-	c.String("status", w.Status)
-	optional(c, "region", w.Region)
-	optional(c, "country", w.Country)
-	optional(c, "device_id", w.DeviceID)
-	optional(c, "device_type", w.DeviceType)
-	optional(c, "ip_address", w.IPAddress)
-	optional(c, "extra", tx.Extra)
-	c.String("batch_id", tx.BatchID)
-	c.Int("kafka_partition", int64(tx.KafkaPartition))
-	c.Int("kafka_offset", tx.KafkaOffset)
-	c.String("loaded_at", tx.LoadedAt)
+	e := tx.e
+	c.String("transaction_id", e.TransactionID)
+	c.String("event_time", tx.eventTime)
+	c.String("amount", tx.amount)
+	c.String("currency", e.Currency)
+	c.String("customer_id", e.CustomerID)
+	c.String("merchant_id", e.MerchantID)
+	optional(c, "merchant_category", e.MerchantCategory)
+	c.String("card_id", e.CardID)
+	optional(c, "card_last4", e.CardLast4)
+	optional(c, "card_country", e.CardCountry)
+	c.String("payment_method", e.PaymentMethod)
+	c.String("status", e.Status)
+	optional(c, "region", e.Region)
+	optional(c, "country", e.Country)
+	optional(c, "device_id", e.DeviceID)
+	optional(c, "device_type", e.DeviceType)
+	optional(c, "ip_address", e.IPAddress)
+	if len(e.Extra) > 0 {
+		c.String("extra", string(e.Extra))
+	}
+	c.String("batch_id", tx.batchID)
+	c.Int("kafka_partition", int64(tx.partition))
+	c.Int("kafka_offset", tx.offset)
+	c.String("loaded_at", tx.loadedAt)
 }
 
 func (r *enrichedRow) Columns(c warehouse.Columns) {
-	r.txRow.Columns(c)
-	c.Int("fraud_score", int64(r.FraudScore))
-	c.Strings("fraud_reasons", r.FraudReasons)
-	c.String("risk_level", r.RiskLevel)
+	r.tx.Columns(c)
+	c.Int("fraud_score", int64(r.score.Score))
+	reasons := r.score.ReasonCodes()
+	if reasons == nil {
+		reasons = []string{}
+	}
+	c.Strings("fraud_reasons", reasons)
+	c.String("risk_level", r.score.RiskLevel())
 }
 
 func (r *metricRow) Columns(c warehouse.Columns) {
@@ -283,7 +292,8 @@ type metricAcc struct {
 // rows to t.
 func (t Tables) Loaded(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
 	var l loadedRows
-	l.add(t, e, batchID, r, loadedAt, score)
+	l.add(e, batchID, r, loadedAt, score)
+	l.into(t)
 }
 
 // loadedRows holds a batch's transactions and transactions_enriched rows,
@@ -293,18 +303,27 @@ func (t Tables) Loaded(e *payment.Event, batchID string, r kafkalog.Record, load
 type loadedRows struct {
 	txs      []txRow
 	enriched []enrichedRow
+	rows     [2][]warehouse.Row // the two tables' rows, in order
 }
 
-func (l *loadedRows) add(t Tables, e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
-	l.txs = append(l.txs, txRow{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: batchID, KafkaPartition: r.Partition, KafkaOffset: r.Offset, LoadedAt: loadedAt})
+func newLoadedRows(n int) loadedRows {
+	return loadedRows{txs: make([]txRow, 0, n), enriched: make([]enrichedRow, 0, n),
+		rows: [2][]warehouse.Row{make([]warehouse.Row, 0, n), make([]warehouse.Row, 0, n)}}
+}
+
+func (l *loadedRows) add(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+	l.txs = append(l.txs, txRow{e: e, eventTime: e.EventTime.UTC().Format(time.RFC3339Nano), amount: e.Amount.String(),
+		batchID: batchID, loadedAt: loadedAt, partition: r.Partition, offset: r.Offset})
 	tx := &l.txs[len(l.txs)-1]
-	reasons := score.ReasonCodes()
-	if reasons == nil {
-		reasons = []string{}
-	}
-	l.enriched = append(l.enriched, enrichedRow{txRow: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
-	t.Add(contract.TableTransactions, tx)
-	t.Add(contract.TableEnriched, &l.enriched[len(l.enriched)-1])
+	l.enriched = append(l.enriched, enrichedRow{tx: tx, score: score})
+	l.rows[0] = append(l.rows[0], tx)
+	l.rows[1] = append(l.rows[1], &l.enriched[len(l.enriched)-1])
+}
+
+// into appends the rows to their tables in t.
+func (l *loadedRows) into(t Tables) {
+	t[contract.TableTransactions] = append(t[contract.TableTransactions], l.rows[0]...)
+	t[contract.TableEnriched] = append(t[contract.TableEnriched], l.rows[1]...)
 }
 
 // Tables are a batch's rows by table, typed; each sink encodes them in

@@ -61,12 +61,12 @@ func (j *jsonColumns) object(r Row) {
 
 func (j *jsonColumns) name(name string) {
 	if j.n > 0 {
-		j.b = append(j.b, ',')
+		j.b = append(j.b, ',', '"')
+	} else {
+		j.b = append(j.b, '"')
 	}
 	j.n++
-	j.b = append(j.b, '"')
-	j.b = append(j.b, name...)
-	j.b = append(j.b, '"', ':')
+	j.b = append(append(j.b, name...), '"', ':')
 }
 
 func (j *jsonColumns) String(name, v string) {
