@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -190,8 +189,7 @@ func (s *Stack) WorkerProcess(t testing.TB, bin string, env ...string) *exec.Cmd
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
 		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint, "--log-level", "info", "--snapshot-dir", s.SnapshotDir, "--http-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), env...)
-	// A test binary killed by its timeout must not leave workers behind.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	dieWithParent(cmd)
 	logFile, err := os.CreateTemp("/tmp", "worker-*.log")
 	if err != nil {
 		t.Fatal(err)
