@@ -258,7 +258,7 @@ func parseOptions(args []string) (options, error) {
 	})
 	fs.StringVar(&o.OutDir, "out", o.OutDir, "directory for the results")
 	fs.BoolVar(&o.Quiet, "quiet", false, "no progress lines")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the work directory (worker logs, server state) and print where it is")
+	fs.BoolVar(&o.Keep, "keep-work-dir", false, "keep the work directory (worker logs, server state) and print where it is")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: write the summary and chart again from this results JSON (e.g. after changing the report)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (the Kafka broker and the plain loop run here) to the file")
 	if err := config.Parse(fs, args); err != nil {

@@ -83,14 +83,15 @@ func (t partTable) names() []string {
 	return append(out, t.other)
 }
 
-// workerParts sorts the worker's and the loop's samples. The activities
-// come first, so an allocation or a GC assist inside PlanBatch counts as
+// workerParts sorts the worker's and the loop's samples by the engine's
+// operations, which the worker's activities and the plain loop both call.
+// They come first, so an allocation or a GC assist inside a plan counts as
 // PlanBatch's, not the SDK's that called it.
 var workerParts = partTable{
 	parts: []struct{ part, frame string }{
-		{"PlanBatch: Kafka read and parse", "activities.(*Activities).PlanBatch"},
-		{"Dedup", "activities.(*Activities).Dedup"},
-		{"Load: fraud scores, rows built and serialized, ledger job, commit", "activities.(*Activities).Load"},
+		{"PlanBatch: Kafka read and parse", "engine.(*Engine).Plan"},
+		{"Dedup", "engine.(*Engine).Decide"},
+		{"Load: fraud scores, rows built and serialized, ledger job, commit", "engine.(*Engine).Write"},
 		{"GC in the background", "runtime.gcBgMarkWorker"},
 		{"Temporal SDK and gRPC", "go.temporal.io/"},
 		{"Temporal SDK and gRPC", "google.golang.org/grpc"},

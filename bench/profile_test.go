@@ -5,15 +5,17 @@ import (
 	"time"
 )
 
-// TestClassifySortsSamplesByPart: a sample counts for the activity on its
-// stack before the SDK frames that called it; the rest by GC, SDK or
-// other.
+// TestClassifySortsSamplesByPart: a sample counts for the engine's
+// operation on its stack (the worker's activities call the engine, as the
+// plain loop does) before the SDK frames that called it; the rest by GC,
+// SDK or other.
 func TestClassifySortsSamplesByPart(t *testing.T) {
 	traces := `File: worker
 Type: cpu
 -----------+-------------------------------------------------------
       30ms   runtime.mallocgc (inline)
              github.com/paystream/paystream/internal/payment.Parse
+             github.com/paystream/paystream/internal/engine.(*Engine).Plan
              github.com/paystream/paystream/activities.(*Activities).PlanBatch
              go.temporal.io/sdk/internal.executeFunction
 -----------+-------------------------------------------------------
@@ -26,9 +28,9 @@ Type: cpu
       10ms   syscall.Syscall6
 -----------+-------------------------------------------------------
       40ms   runtime.memmove
-             github.com/paystream/paystream/activities.appendLoaded (inline)
-             github.com/paystream/paystream/activities.(*Activities).Load
-             go.temporal.io/sdk/internal.executeFunction
+             github.com/paystream/paystream/internal/warehouse.NDJSON
+             github.com/paystream/paystream/internal/engine.(*Engine).Write
+             main.(*env).loopRun.func1
 -----------+-------------------------------------------------------
 `
 	names := workerParts.names()
