@@ -1,10 +1,11 @@
-package e2e
+package workerbin
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/paystream/paystream/e2e"
 	"io"
 	"net/http"
 	"os"
@@ -33,7 +34,7 @@ type poolWorker struct {
 	metrics string
 }
 
-func startPoolWorker(t *testing.T, bin string, f *Stack) *poolWorker {
+func startPoolWorker(t *testing.T, bin string, f *e2e.Stack) *poolWorker {
 	t.Helper()
 	cmd := f.WorkerProcess(t, bin)
 	w := &poolWorker{cmd: cmd}
@@ -103,7 +104,7 @@ func (w *poolWorker) windowBuilds(t *testing.T) map[string]float64 {
 
 // poolState is the pool as the operator reads it; empty before a worker
 // has started one, or while the query fails.
-func poolState(t *testing.T, f *Stack) contract.PoolState {
+func poolState(t *testing.T, f *e2e.Stack) contract.PoolState {
 	t.Helper()
 	st, err := f.Operator.Pool(context.Background())
 	if err != nil || st == nil {
@@ -120,7 +121,7 @@ type batchRun struct {
 }
 
 // completedBatches lists the completed MicroBatch runs.
-func completedBatches(t *testing.T, f *Stack) []batchRun {
+func completedBatches(t *testing.T, f *e2e.Stack) []batchRun {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -154,19 +155,19 @@ func completedBatches(t *testing.T, f *Stack) []batchRun {
 // one is SIGKILLed its partitions load on the other two; the books balance
 // to the cent.
 func TestPoolSpreadsPartitionsAndMovesOffADeadWorker(t *testing.T) {
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	f := newFaultEnv(t, 6, 36000, 61)
 	var pool []*poolWorker
 	for range 3 {
 		pool = append(pool, startPoolWorker(t, bin, f))
 	}
-	WaitFor(t, time.Minute, 500*time.Millisecond, "three workers in the pool", func() bool { return len(poolState(t, f).Members) == 3 })
+	e2e.WaitFor(t, time.Minute, 500*time.Millisecond, "three workers in the pool", func() bool { return len(poolState(t, f).Members) == 3 })
 	if _, err := f.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 
 	// Steady state: the three share the work.
-	WaitFor(t, 5*time.Minute, 500*time.Millisecond, "24 batches loaded", func() bool { return len(completedBatches(t, f)) >= 24 })
+	e2e.WaitFor(t, 5*time.Minute, 500*time.Millisecond, "24 batches loaded", func() bool { return len(completedBatches(t, f)) >= 24 })
 	st := poolState(t, f)
 	byQueue := map[string]int{}
 	for _, q := range st.Partitions {
@@ -241,7 +242,7 @@ func loads(partitions map[string]string) map[string]int {
 
 // runningBatches lists the MicroBatch runs still open, with their queues:
 // what a partition that does not catch up is waiting on.
-func runningBatches(t *testing.T, f *Stack) []string {
+func runningBatches(t *testing.T, f *e2e.Stack) []string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -263,11 +264,11 @@ func runningBatches(t *testing.T, f *Stack) []string {
 // that partition its worker left, yet every partition must catch up within
 // a bounded time, and the books balance to the cent.
 func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	ctx := context.Background()
-	f := Start(t, Options{Partitions: 4, Tuning: faultTuning(), NoWorker: true})
+	f := e2e.Start(t, e2e.Options{Partitions: 4, Tuning: faultTuning(), NoWorker: true})
 	workers := []*poolWorker{startPoolWorker(t, bin, f), startPoolWorker(t, bin, f)}
-	WaitFor(t, time.Minute, 500*time.Millisecond, "two workers in the pool", func() bool { return len(poolState(t, f).Members) == 2 })
+	e2e.WaitFor(t, time.Minute, 500*time.Millisecond, "two workers in the pool", func() bool { return len(poolState(t, f).Members) == 2 })
 	// The stream flows for two and a half minutes, so batches are in
 	// flight whenever the worker is killed.
 	produced := make(chan error, 1)
@@ -282,7 +283,7 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 5*time.Minute, 500*time.Millisecond, "8 batches loaded", func() bool { return len(completedBatches(t, f)) >= 8 })
+	e2e.WaitFor(t, 5*time.Minute, 500*time.Millisecond, "8 batches loaded", func() bool { return len(completedBatches(t, f)) >= 8 })
 
 	poolID := contract.PoolID(f.Operator.Config.TaskQueue)
 	poolRun := func() (string, bool) {
@@ -297,7 +298,7 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 	if err := f.Operator.Temporal.TerminateWorkflow(ctx, poolID, "", "test: the pool is terminated"); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, time.Minute, 500*time.Millisecond, "a new pool run holding both workers", func() bool {
+	e2e.WaitFor(t, time.Minute, 500*time.Millisecond, "a new pool run holding both workers", func() bool {
 		run, running := poolRun()
 		return running && run != oldRun && len(poolState(t, f).Members) == 2
 	})
@@ -305,7 +306,7 @@ func TestPoolTerminatedThenAWorkerDies(t *testing.T) {
 
 	var doomed *poolWorker
 	var inFlight string
-	WaitFor(t, 2*time.Minute, 500*time.Millisecond, "a batch in flight on a worker's queue", func() bool {
+	e2e.WaitFor(t, 2*time.Minute, 500*time.Millisecond, "a batch in flight on a worker's queue", func() bool {
 		for _, r := range runningBatches(t, f) {
 			for _, w := range workers {
 				if id, ok := strings.CutSuffix(r, " on "+w.queue); ok {

@@ -1,9 +1,10 @@
-package e2e
+package workerbin
 
 import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"github.com/paystream/paystream/e2e"
 	"net"
 	"net/http"
 	"os"
@@ -20,8 +21,8 @@ import (
 // fails loudly, exit 1. Profiles are served only at --pprof-addr, which
 // must be a loopback address.
 func TestWorkersSideBySide(t *testing.T) {
-	bin := BuildWorker(t)
-	cfg := Start(t, Options{Partitions: 2, NoWorker: true}).ClientConfig()
+	bin := e2e.BuildWorker(t)
+	cfg := e2e.Start(t, e2e.Options{Partitions: 2, NoWorker: true}).ClientConfig()
 	args := []string{"--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
 		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint}
 	env := []string{}

@@ -1,10 +1,11 @@
-package e2e
+package workerbin
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/paystream/paystream/e2e"
 	"io"
 	"net/http"
 	"os"
@@ -27,7 +28,7 @@ import (
 // out a CrashLoopBackOff.
 func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	ctx := context.Background()
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	f := newFaultEnv(t, 2, 8000, 31)
 	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -93,7 +94,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 	if err := f.Stack.StartBigQuery(ctx); err != nil {
 		t.Fatal(err)
 	}
-	WaitFor(t, 30*time.Second, 500*time.Millisecond, "/readyz says kafka: ok and bigquery: ok", func() bool {
+	e2e.WaitFor(t, 30*time.Second, 500*time.Millisecond, "/readyz says kafka: ok and bigquery: ok", func() bool {
 		code, body = get("/readyz")
 		return readyLine(body, "kafka") == "kafka: ok" && readyLine(body, "bigquery") == "bigquery: ok"
 	})
@@ -103,7 +104,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 
 	// Temporal back, once the worker's backoff has grown to its longest
 	// (7 attempts: about 16 s down): ready and ingesting within seconds.
-	WaitFor(t, time.Minute, 500*time.Millisecond, "seven attempts to reach Temporal", func() bool { return connectAttempts(t, w) >= 7 })
+	e2e.WaitFor(t, time.Minute, 500*time.Millisecond, "seven attempts to reach Temporal", func() bool { return connectAttempts(t, w) >= 7 })
 	if err := f.Stack.StartTemporal(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestWorkerWaitsForItsServersAtStart(t *testing.T) {
 		t.Logf("a partition was done before Temporal stopped (%v of %v): no resumption to time", stopped, f.Manifest.EndOffsets)
 	} else {
 		var resumed time.Duration
-		WaitFor(t, 60*time.Second, 500*time.Millisecond, "every partition commits a batch after Temporal's return", func() bool {
+		e2e.WaitFor(t, 60*time.Second, 500*time.Millisecond, "every partition commits a batch after Temporal's return", func() bool {
 			after, err := kafkalog.CommittedOffsets(ctx, cfg.Kafka(), cfg.ConsumerGroup, cfg.Topic, 2)
 			return err == nil && after[0] > stopped[0] && after[1] > stopped[1]
 		})

@@ -1,8 +1,9 @@
-package e2e
+package workerbin
 
 import (
 	"context"
 	"fmt"
+	"github.com/paystream/paystream/e2e"
 	"math/big"
 	"math/rand"
 	"strings"
@@ -78,8 +79,8 @@ func (p *txProducer) end(ctx context.Context, commit bool) {
 func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	bin := BuildWorker(t)
-	f := Start(t, Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
+	bin := e2e.BuildWorker(t)
+	f := e2e.Start(t, e2e.Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
 	f.Operator.Tuning.MaxRecords = 25
 	cfg, bq := f.Operator.Config, f.Operator.BigQuery
 
@@ -183,7 +184,7 @@ func TestTransactionalProducerAcrossAWorkerKill(t *testing.T) {
 // waitState waits up to a minute for partition p's status to read state.
 func waitState(t *testing.T, op *operator.Operator, p int, state string) {
 	t.Helper()
-	WaitFor(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("partition %d reads %q", p, state), func() bool {
+	e2e.WaitFor(t, time.Minute, 200*time.Millisecond, fmt.Sprintf("partition %d reads %q", p, state), func() bool {
 		st, err := op.Status(context.Background())
 		return err == nil && st[p].State == state
 	})
@@ -201,8 +202,8 @@ func TestOverlappingTransactionsAcrossAWorkerKill(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
-			bin := BuildWorker(t)
-			f := Start(t, Options{Partitions: 3, Tuning: faultTuning(), NoWorker: true})
+			bin := e2e.BuildWorker(t)
+			f := e2e.Start(t, e2e.Options{Partitions: 3, Tuning: faultTuning(), NoWorker: true})
 			f.Operator.Tuning.MaxRecords = 20
 			f.Operator.Config.WriteMode = mode
 			cfg, bq := f.Operator.Config, f.Operator.BigQuery
@@ -242,7 +243,7 @@ func TestOverlappingTransactionsAcrossAWorkerKill(t *testing.T) {
 			for i := range 12 {
 				round(i)
 			}
-			WaitFor(t, 2*time.Minute, 500*time.Millisecond, "two batches loaded", func() bool { return len(completedBatches(t, f)) >= 2 })
+			e2e.WaitFor(t, 2*time.Minute, 500*time.Millisecond, "two batches loaded", func() bool { return len(completedBatches(t, f)) >= 2 })
 			if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}

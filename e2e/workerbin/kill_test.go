@@ -1,8 +1,14 @@
-package e2e
+// Package workerbin holds the end-to-end tests that run the worker binary
+// itself, as a container would: killed at every stage of a batch, started
+// with its servers down, several in one pool, beside transactional
+// producers. They use the e2e fixture; apart from e2e's own tests so that
+// the two run at once.
+package workerbin
 
 import (
 	"context"
 	"fmt"
+	"github.com/paystream/paystream/e2e"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -26,9 +32,9 @@ func faultTuning() operator.Tuning {
 
 // newFaultEnv is a stack with no worker in this process and events
 // produced with seed.
-func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *Stack {
+func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *e2e.Stack {
 	t.Helper()
-	s := Start(t, Options{Partitions: partitions, Tuning: faultTuning(), NoWorker: true})
+	s := e2e.Start(t, e2e.Options{Partitions: partitions, Tuning: faultTuning(), NoWorker: true})
 	opts := simulation.DefaultOptions()
 	opts.Seed = seed
 	s.Produce(t, opts, events)
@@ -38,7 +44,7 @@ func newFaultEnv(t *testing.T, partitions, events int, seed uint64) *Stack {
 // reconcileAfter waits until caught up and reconciles against m when it
 // is set, naming what the pool and the batches hold when it does not
 // catch up.
-func reconcileAfter(t *testing.T, f *Stack, m *simulation.Manifest) {
+func reconcileAfter(t *testing.T, f *e2e.Stack, m *simulation.Manifest) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -69,7 +75,7 @@ func TestStorageWriteWorkerKilledAtEveryStage(t *testing.T) {
 }
 
 func killAtEveryStage(t *testing.T, writeMode string, points []string) {
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	for i, point := range points {
 		t.Run(strings.ReplaceAll(point, ":", "_"), func(t *testing.T) {
 			f := newFaultEnv(t, 2, 3000, uint64(10+i))
@@ -114,7 +120,7 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 		duration = d
 	}
 	events := 6000 + int(duration.Seconds())*300
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	f := newFaultEnv(t, 4, events, 99)
 	if _, err := f.Operator.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -142,7 +148,7 @@ func TestWorkerKilledAtRandom(t *testing.T) {
 // writing the remaining tables. The job IDs it walks are the retry's, so
 // nothing lands twice.
 func TestZombieLoadWakesAfterItsRetry(t *testing.T) {
-	bin := BuildWorker(t)
+	bin := e2e.BuildWorker(t)
 	f := newFaultEnv(t, 1, 2000, 77)
 	zombie := f.WorkerProcess(t, bin, faults.EnvStallAt+"=load:transactions", faults.EnvStallFor+"=35s")
 	if _, err := f.Operator.Start(context.Background()); err != nil {
