@@ -133,7 +133,7 @@ func TestWorkerServesHealthAndMetrics(t *testing.T) {
 	}
 
 	// The shipped Grafana dashboard queries only what /metrics exports.
-	checkDashboard(t, "../../deploy/grafana/paystream.json", text)
+	checkDashboard(t, "../deploy/grafana/paystream.json", text)
 
 	// A worker whose Kafka cannot be reached is alive but not ready. (It
 	// is not started, so that it takes no task: its Temporal line says it
