@@ -50,9 +50,15 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 		if reasons == nil {
 			reasons = []string{}
 		}
-		sameJSON(t, warehouse.AppendJSON(nil, tables[contract.TableTransactions][0]), tx)
-		sameJSON(t, warehouse.AppendJSON(nil, tables[contract.TableEnriched][0]),
-			enrichedJSON{txJSON: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()})
+		enriched := enrichedJSON{txJSON: tx, FraudScore: int(score.Score), FraudReasons: reasons, RiskLevel: score.RiskLevel()}
+		for table, want := range map[string]any{contract.TableTransactions: tx, contract.TableEnriched: enriched} {
+			r := tables[table][0]
+			if _, ok := r.(warehouse.JSONRow); !ok {
+				t.Fatalf("a %s row appends no JSON of its own", table)
+			}
+			sameJSON(t, warehouse.AppendJSON(nil, r), want)              // by hand
+			sameJSON(t, warehouse.AppendJSON(nil, columnsOnly{r}), want) // through Columns, as Storage Write reads it
+		}
 	}
 	at := "2026-12-06T10:00:00.5Z"
 	for _, r := range []warehouse.Row{
@@ -69,6 +75,10 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 		sameJSON(t, warehouse.AppendJSON(nil, r), r)
 	}
 }
+
+// columnsOnly hides a row's own JSON appender, so that it is encoded
+// through its Columns.
+type columnsOnly struct{ warehouse.Row }
 
 // txJSON and enrichedJSON are the transactions and transactions_enriched
 // rows as encoding/json would write them from their schema's names.
