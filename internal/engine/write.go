@@ -123,7 +123,7 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("write %s: BigQuery unreachable (%w); %w", id, err, ctx.Err())
-		case <-time.After(unreachableWait(n)):
+		case <-time.After(warehouse.RetryWait(n)):
 		}
 		counts, err = warehouse.WriteAll(ctx, faultPoints{sink}, id, order, tables)
 	}
@@ -135,14 +135,6 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 
 // unreachableFor bounds how long one attempt waits for BigQuery to answer.
 const unreachableFor = 2 * time.Minute
-
-// unreachableWait is the n-th wait (from 1) for BigQuery to answer again:
-// a quarter second, doubling to two seconds, so that a write goes on within
-// two seconds of an outage's end while a long outage costs each partition
-// one request every two seconds.
-func unreachableWait(n int) time.Duration {
-	return min(250*time.Millisecond<<min(n-1, 3), 2*time.Second)
-}
 
 // faultPoints lets the fault tests kill the worker after a table's write
 // (faults.At "load:<table>").

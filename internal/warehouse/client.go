@@ -41,7 +41,7 @@ func OpenIn(ctx context.Context, project, endpoint, location string) (*bigquery.
 
 // redialing is an HTTP transport that, for a request whose context says
 // so (WaitForServer), waits out a server refusing connections (the
-// emulator stopped or restarting) by dialing again every redialWait, for
+// emulator stopped or restarting) by dialing again every RetryWait, for
 // up to redialFor, rather than failing the request. A refused dial sent
 // nothing, so no request is doubled. Without it the client's retries back
 // off to 32 s, and a batch waits on for half a minute after the server is
@@ -62,7 +62,7 @@ func redialing() *http.Transport {
 			select {
 			case <-ctx.Done():
 				return nil, err
-			case <-time.After(redialWait(n)):
+			case <-time.After(RetryWait(n)):
 			}
 		}
 	}
@@ -81,8 +81,11 @@ func WaitForServer(ctx context.Context) context.Context {
 // redialFor bounds how long one dial waits for a server that refuses.
 const redialFor = 2 * time.Minute
 
-// redialWait is the n-th wait (from 1) before dialing a server that
-// refused again: a quarter second, doubling to two.
-func redialWait(n int) time.Duration {
+// RetryWait is the n-th wait (from 1) before trying a server that did not
+// answer again: a quarter second, doubling to two, so that work goes on
+// within two seconds of an outage's end while a long outage costs one
+// attempt every two seconds. Dials (redialing) and a batch's writes
+// (engine) both wait by it.
+func RetryWait(n int) time.Duration {
 	return min(250*time.Millisecond<<min(n-1, 3), 2*time.Second)
 }

@@ -31,7 +31,7 @@ func TestAWriteWaitsForARefusingServer(t *testing.T) {
 	l.Close()
 	served := make(chan error, 1)
 	go func() {
-		time.Sleep(3 * redialWait(1))
+		time.Sleep(3 * RetryWait(1))
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			served <- err
