@@ -79,6 +79,9 @@ type PlanInput struct {
 	// AllowedLateness judges the records the plan parses (see parse); the
 	// plan keeps them parsed for the batch only when it is set.
 	AllowedLateness time.Duration `json:",omitempty"`
+	// Schemas are the partition's recorded registry schema IDs, which the
+	// parse of the plan's records follows (Spec.Schemas).
+	Schemas Schemas `json:",omitzero"`
 }
 
 // PlanResult is the planned range [Next, End); End == Next means nothing

@@ -129,6 +129,9 @@ type Spec struct {
 	// partition's COMMITTED write stream and the offset this batch's rows
 	// start at. Empty in load mode.
 	Streams map[string]StreamOffset `json:",omitempty"`
+	// Schemas are the registry schema IDs the partition recorded before
+	// this batch: its records, and the window's, are judged by them.
+	Schemas Schemas `json:",omitzero"`
 }
 
 // StreamOffset is a position in a Storage Write API stream.
@@ -158,6 +161,10 @@ type Decisions struct {
 	// that the ledger still explains every offset.
 	Control int `json:",omitempty"`
 	Aborted int `json:",omitempty"`
+	// Schemas are the registry schema IDs this batch met first, as it
+	// found them; Load judges its records by them, and the partition
+	// records them for the batches after.
+	Schemas Schemas `json:",omitzero"`
 
 	Next Window // the window's bounds at Range.End, for the next batch
 }
@@ -197,6 +204,7 @@ type Result struct {
 	BatchID string
 	Totals  Totals
 	Next    Window
+	Schemas Schemas `json:",omitzero"` // Decisions.Schemas
 }
 
 // KeepWatermark is the window a partition resumes with at offset next
@@ -216,3 +224,53 @@ func (w Window) KeepWatermark(was, now time.Duration, next int64) Window {
 	w.Floors = append(slices.Clone(w.Floors), Floor{Offset: next, Time: floor})
 	return w
 }
+
+// Schemas are the Schema Registry IDs a partition's records have named,
+// each as the batch that first met it found it: known to the registry, or
+// unknown (its records quarantined, schema_unknown_id). The partition
+// records them, and every later batch and every window rebuilt from the
+// log judges those records alike, whatever the registry answers by then.
+type Schemas struct {
+	Known   []int `json:",omitempty"`
+	Unknown []int `json:",omitempty"`
+}
+
+// Status says whether id is recorded, and if so whether it is known.
+func (s Schemas) Status(id int) (known, recorded bool) {
+	if slices.Contains(s.Known, id) {
+		return true, true
+	}
+	return false, slices.Contains(s.Unknown, id)
+}
+
+// Add records id's status, unless it is recorded already.
+func (s *Schemas) Add(id int, known bool) {
+	if _, recorded := s.Status(id); recorded {
+		return
+	}
+	if known {
+		s.Known = append(s.Known, id)
+		slices.Sort(s.Known)
+	} else {
+		s.Unknown = append(s.Unknown, id)
+		slices.Sort(s.Unknown)
+	}
+}
+
+// Merge records o's IDs that s does not hold yet.
+func (s *Schemas) Merge(o Schemas) {
+	for _, id := range o.Known {
+		s.Add(id, true)
+	}
+	for _, id := range o.Unknown {
+		s.Add(id, false)
+	}
+}
+
+// Clone is a copy that shares nothing with s.
+func (s Schemas) Clone() Schemas {
+	return Schemas{Known: slices.Clone(s.Known), Unknown: slices.Clone(s.Unknown)}
+}
+
+// Empty says whether no ID is recorded.
+func (s Schemas) Empty() bool { return len(s.Known) == 0 && len(s.Unknown) == 0 }

@@ -81,6 +81,8 @@ type IngestInput struct {
 type Cursor struct {
 	Next   int64
 	Window Window
+	// Schemas are the registry schema IDs its records have named so far.
+	Schemas Schemas `json:",omitzero"`
 }
 
 // Done is what the partition has ingested, for status.

@@ -87,6 +87,7 @@ func stackFlags(fs *flag.FlagSet) *devstack.Config {
 	fs.IntVar(&cfg.KafkaPort, "kafka-port", cfg.KafkaPort, "Kafka broker port")
 	fs.IntVar(&cfg.BigQueryPort, "bigquery-port", cfg.BigQueryPort, "BigQuery emulator HTTP (REST API) port")
 	fs.IntVar(&cfg.BigQueryGRPCPort, "bigquery-grpc-port", cfg.BigQueryGRPCPort, "BigQuery emulator gRPC (Storage API) port")
+	fs.IntVar(&cfg.RegistryPort, "schema-registry-port", cfg.RegistryPort, "Schema Registry port")
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "Kafka topic of payment events")
 	fs.StringVar(&cfg.Project, "bigquery-project", cfg.Project, "BigQuery project the emulator serves")
 	fs.StringVar(&cfg.Dataset, "bigquery-dataset", cfg.Dataset, "BigQuery dataset paystream writes")

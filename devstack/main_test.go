@@ -35,7 +35,7 @@ func TestUpStopsCleanly(t *testing.T) {
 			cmd := exec.Command(bin, "up", "--state-dir", stateDir, "--partitions", "2",
 				"--temporal-port", strconv.Itoa(cfg.TemporalPort), "--temporal-ui-port", strconv.Itoa(cfg.TemporalUIPort),
 				"--kafka-port", strconv.Itoa(cfg.KafkaPort), "--bigquery-port", strconv.Itoa(cfg.BigQueryPort),
-				"--bigquery-grpc-port", strconv.Itoa(cfg.BigQueryGRPCPort))
+				"--bigquery-grpc-port", strconv.Itoa(cfg.BigQueryGRPCPort), "--schema-registry-port", strconv.Itoa(cfg.RegistryPort))
 			stdout, err := cmd.StdoutPipe()
 			if err != nil {
 				t.Fatal(err)

@@ -104,8 +104,28 @@ func Start(t testing.TB, o Options) *Stack {
 // their manifest in s.Manifest.
 func (s *Stack) Produce(t testing.TB, opts simulation.Options, events int) simulation.Manifest {
 	t.Helper()
+	return s.produce(t, opts, events, nil)
+}
+
+// ProduceAvro is Produce in Avro, the Schema Registry wire format, with
+// the simulator's schema versions written record by record in turn.
+func (s *Stack) ProduceAvro(t testing.TB, opts simulation.Options, events int, versions ...int) simulation.Manifest {
+	t.Helper()
+	reg, err := s.Operator.Config.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := simulation.NewAvro(context.Background(), reg, s.Operator.Config.Topic, versions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.produce(t, opts, events, enc)
+}
+
+func (s *Stack) produce(t testing.TB, opts simulation.Options, events int, enc *simulation.Avro) simulation.Manifest {
+	t.Helper()
 	cfg := s.Operator.Config
-	m, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
+	m, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Avro: enc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +207,8 @@ func (s *Stack) WorkerProcess(t testing.TB, bin string, env ...string) *exec.Cmd
 	t.Helper()
 	cfg := s.ClientConfig()
 	cmd := exec.Command(bin, "--temporal-address", cfg.TemporalAddress, "--kafka-brokers", strings.Join(cfg.KafkaBrokers, ","),
-		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint, "--log-level", "info", "--snapshot-dir", s.SnapshotDir, "--http-addr", "127.0.0.1:0")
+		"--bigquery-endpoint", cfg.BigQueryEndpoint, "--bigquery-storage-endpoint", cfg.BigQueryStorageEndpoint, "--log-level", "info", "--snapshot-dir", s.SnapshotDir, "--http-addr", "127.0.0.1:0",
+		"--schema-registry", cfg.SchemaRegistry)
 	cmd.Env = append(os.Environ(), env...)
 	dieWithParent(cmd)
 	logFile, err := os.CreateTemp("/tmp", "worker-*.log")

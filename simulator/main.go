@@ -4,6 +4,7 @@
 //
 //	simulator --events 100000 --seed 7 --manifest manifest.json
 //	simulator --rate 5000 --duration 10m
+//	simulator --format avro --avro-versions 1,2 --schema-registry http://127.0.0.1:8081
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -38,6 +41,9 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "Kafka topic to produce to")
 	cfg.RegisterKafkaFlags(fs)
+	cfg.RegisterRegistryFlags(fs)
+	format := fs.String("format", "json", "record format: json, or avro (the Schema Registry wire format; needs --schema-registry)")
+	avroVersions := fs.String("avro-versions", "1", "with --format avro, the payment schema versions to write, record by record in turn: 1, 2 (adds the optional fields loyalty_tier and tip) or 1,2")
 	events := fs.Int("events", 100000, "records to send (ignored when --rate and --duration are given)")
 	rate := fs.Float64("rate", 0, "records per second; with --duration, paced in real time")
 	duration := fs.Duration("duration", 0, "how long to produce at --rate")
@@ -71,6 +77,26 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return config.Usage(fmt.Errorf("--events must not be negative, got %d", *events))
 	}
 	popts := simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: *events, Progress: out}
+	switch *format {
+	case "json":
+	case "avro":
+		versions, err := parseVersions(*avroVersions)
+		if err != nil {
+			return config.Usage(err)
+		}
+		reg, err := cfg.Registry()
+		if err != nil {
+			return config.Usage(err)
+		}
+		if reg == nil {
+			return config.Usage(errors.New("--format avro needs --schema-registry (the devstack's is http://127.0.0.1:8081)"))
+		}
+		if popts.Avro, err = simulation.NewAvro(ctx, reg, cfg.Topic, versions); err != nil {
+			return err
+		}
+	default:
+		return config.Usage(fmt.Errorf("--format must be json or avro, got %q", *format))
+	}
 	switch {
 	case *rate > 0 && *duration > 0:
 		popts.Rate = *rate
@@ -99,4 +125,21 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "manifest written to %s\n", *manifestPath)
 	}
 	return nil
+}
+
+// parseVersions reads --avro-versions: a comma-separated list of the
+// versions simulation.AvroVersions names.
+func parseVersions(v string) ([]int, error) {
+	var out []int
+	for _, s := range config.SplitList(v) {
+		n, err := strconv.Atoi(s)
+		if err != nil || !slices.Contains(simulation.AvroVersions(), n) {
+			return nil, fmt.Errorf("--avro-versions takes versions among %v, got %q", simulation.AvroVersions(), s)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("--avro-versions names no version")
+	}
+	return out, nil
 }

@@ -205,6 +205,7 @@ func (p *partition) next() (*contract.Spec, error) {
 		// The counts are in the batch's result and the ledger either way.
 		NoCountAttributes: !p.in.SearchableCounts,
 		FraudRules:        contract.FraudRules,
+		Schemas:           p.in.Schemas.Clone(),
 	}, nil
 }
 
@@ -310,6 +311,7 @@ func (p *partition) advance(spec contract.Spec, res contract.Result) {
 	// A batch run at another lateness (one pending from before a start
 	// that changed it) hands on its watermark as a floor, as start does.
 	p.in.Next, p.in.Window = spec.End, res.Next.KeepWatermark(spec.AllowedLateness, p.in.AllowedLateness, spec.End)
+	p.in.Schemas.Merge(res.Schemas)
 	p.in.BatchesDone++
 	p.in.RecordsDone += spec.End - spec.Start
 	//workflowcheck:ignore each table on its own: order does not matter
@@ -361,7 +363,7 @@ func planFrom(ctx workflow.Context, in contract.IngestInput, next int64, queue s
 	return workflow.ExecuteActivity(planOptions(ctx, in, queue), contract.ActivityPlanBatch, contract.PlanInput{
 		Topic: in.Topic, Partition: in.Partition, Next: next,
 		MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, PollFor: in.PollFor,
-		Linger: in.Linger, AllowedLateness: in.AllowedLateness,
+		Linger: in.Linger, AllowedLateness: in.AllowedLateness, Schemas: in.Schemas.Clone(),
 	})
 }
 

@@ -107,5 +107,5 @@ func MicroBatch(ctx workflow.Context, spec contract.Spec) (contract.Result, erro
 		)
 	}
 	workflow.SetCurrentDetails(ctx, totalsDetails(spec, totals))
-	return contract.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next}, nil
+	return contract.Result{BatchID: spec.ID(), Totals: totals, Next: d.Next, Schemas: d.Schemas}, nil
 }

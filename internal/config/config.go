@@ -20,6 +20,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/dedup"
 	"github.com/paystream/paystream/internal/kafkalog"
+	"github.com/paystream/paystream/internal/registry"
 )
 
 // Defaults of the local stack. devstack listens on these and the other
@@ -36,8 +37,11 @@ const (
 	DefaultBigQueryDataset  = "payments"
 	DefaultBigQueryEndpoint = "http://127.0.0.1:9050"
 	DefaultStorageEndpoint  = "127.0.0.1:9060"
-	DefaultAllowedLateness  = 10 * time.Minute
-	DefaultMaxWindowIDs     = dedup.DefaultMaxIDs
+	// DefaultSchemaRegistry is asked only for records in its wire
+	// format: a JSON-only topic never reaches it.
+	DefaultSchemaRegistry  = "http://127.0.0.1:8081"
+	DefaultAllowedLateness = 10 * time.Minute
+	DefaultMaxWindowIDs    = dedup.DefaultMaxIDs
 	// DefaultLoadJobBudget leaves a fifth of BigQuery's 1,500 load jobs a
 	// table a day for retries and backfills.
 	DefaultLoadJobBudget = 1200
@@ -138,11 +142,24 @@ type Config struct {
 	// bytes cost more than CPU, as to Temporal Cloud over the internet.
 	TemporalCompression string
 
+	// SchemaRegistry is the URL of the Confluent-compatible Schema
+	// Registry that records in its wire format are read with (empty:
+	// none). Basic auth is SchemaRegistryUser (Confluent Cloud: the API
+	// key) with a password from SchemaRegistryPasswordFile or
+	// $PAYSTREAM_SCHEMA_REGISTRY_PASSWORD; SchemaRegistryCA is the PEM
+	// file of an https registry's CA.
+	SchemaRegistry             string
+	SchemaRegistryUser         string
+	SchemaRegistryPasswordFile string
+	SchemaRegistryCA           string
+
 	// Resolved by Validate from the settings above.
-	kafkaTLS       *tls.Config
-	kafkaSASL      *kafkalog.SASL
-	temporalTLS    *tls.Config
-	temporalAPIKey string
+	registryTLS      *tls.Config
+	registryPassword string
+	kafkaTLS         *tls.Config
+	kafkaSASL        *kafkalog.SASL
+	temporalTLS      *tls.Config
+	temporalAPIKey   string
 }
 
 // Default returns the configuration of the local devstack.
@@ -152,6 +169,7 @@ func Default() Config {
 		Namespace:               DefaultNamespace,
 		TaskQueue:               DefaultTaskQueue,
 		KafkaBrokers:            []string{DefaultKafkaBrokers},
+		SchemaRegistry:          DefaultSchemaRegistry,
 		Topic:                   DefaultTopic,
 		ConsumerGroup:           DefaultConsumerGroup,
 		BigQueryProject:         DefaultBigQueryProject,
@@ -193,6 +211,7 @@ func (c *Config) RegisterClientFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Namespace, "temporal-namespace", c.Namespace, "Temporal namespace")
 	fs.StringVar(&c.TaskQueue, "task-queue", c.TaskQueue, "Temporal task queue of the paystream workers")
 	c.RegisterKafkaFlags(fs)
+	c.RegisterRegistryFlags(fs)
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic of payment events")
 	fs.StringVar(&c.ConsumerGroup, "consumer-group", c.ConsumerGroup, "Kafka consumer group whose offsets paystream commits")
 	fs.StringVar(&c.BigQueryProject, "bigquery-project", c.BigQueryProject, "BigQuery project")
@@ -225,11 +244,30 @@ func (c *Config) RegisterKafkaFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.KafkaSASLPasswordFile, "kafka-sasl-password-file", c.KafkaSASLPasswordFile, "file holding the SASL password (default: $"+SecretKafkaSASLPassword+")")
 }
 
+// RegisterRegistryFlags defines the flags that reach the Schema Registry.
+func (c *Config) RegisterRegistryFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.SchemaRegistry, "schema-registry", c.SchemaRegistry, "URL of the Confluent-compatible Schema Registry that Avro records are read with; asked only when such a record arrives")
+	fs.StringVar(&c.SchemaRegistryUser, "schema-registry-user", c.SchemaRegistryUser, "basic auth user of the Schema Registry (Confluent Cloud: the API key)")
+	fs.StringVar(&c.SchemaRegistryPasswordFile, "schema-registry-password-file", c.SchemaRegistryPasswordFile, "file holding the Schema Registry password (Confluent Cloud: the API secret; default: $"+SecretSchemaRegistryPassword+")")
+	fs.StringVar(&c.SchemaRegistryCA, "schema-registry-ca", c.SchemaRegistryCA, "PEM file of the CA of an https Schema Registry (default: system roots)")
+}
+
+// Registry is a client of the Schema Registry, nil when none is set.
+func (c Config) Registry() (*registry.Client, error) {
+	if c.SchemaRegistry == "" {
+		return nil, nil
+	}
+	return registry.New(registry.Options{URL: c.SchemaRegistry, Username: c.SchemaRegistryUser, Password: c.registryPassword, TLS: c.registryTLS, Topic: c.Topic})
+}
+
 // Secrets read from the environment when no file is given. They have no
 // flag on purpose.
 const (
 	SecretKafkaSASLPassword = "PAYSTREAM_KAFKA_SASL_PASSWORD"
 	SecretTemporalAPIKey    = "PAYSTREAM_TEMPORAL_API_KEY"
+	// SecretSchemaRegistryPassword is the Schema Registry's basic auth
+	// password (Confluent Cloud: the API secret).
+	SecretSchemaRegistryPassword = "PAYSTREAM_SCHEMA_REGISTRY_PASSWORD"
 )
 
 // Parse parses args into fs, then sets every flag the command line left out

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 
@@ -21,6 +22,9 @@ func (c *Config) loadSecurity() error {
 		}
 	}
 	if c.kafkaSASL, err = c.saslMechanism(); err != nil {
+		return err
+	}
+	if err := c.registrySecurity(); err != nil {
 		return err
 	}
 	c.temporalAPIKey, err = secret(c.TemporalAPIKeyFile, SecretTemporalAPIKey)
@@ -62,6 +66,31 @@ func (c *Config) saslMechanism() (*kafkalog.SASL, error) {
 		return nil, fmt.Errorf("kafka-sasl-mechanism: %w", err)
 	}
 	return m, nil
+}
+
+// registrySecurity checks the registry's URL and reads its password and
+// CA. Credentials in the URL are refused: a URL reaches logs and error
+// messages, a password file does not.
+func (c *Config) registrySecurity() error {
+	if c.SchemaRegistry == "" {
+		return nil
+	}
+	u, err := url.Parse(c.SchemaRegistry)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("schema-registry must be an http:// or https:// URL")
+	}
+	if u.User != nil {
+		return errors.New("schema-registry must not hold credentials: give the user with schema-registry-user and the password in schema-registry-password-file or $" + SecretSchemaRegistryPassword)
+	}
+	if c.registryPassword, err = secret(c.SchemaRegistryPasswordFile, SecretSchemaRegistryPassword); err != nil {
+		return fmt.Errorf("schema-registry-password-file: %w", err)
+	}
+	if c.SchemaRegistryCA != "" {
+		if c.registryTLS, err = tlsConfig(c.SchemaRegistryCA, "", "", ""); err != nil {
+			return fmt.Errorf("schema-registry-ca: %w", err)
+		}
+	}
+	return nil
 }
 
 // secret is the content of file, or else of the environment variable env,

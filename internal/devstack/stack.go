@@ -47,6 +47,8 @@ type Config struct {
 	KafkaPort        int
 	BigQueryPort     int
 	BigQueryGRPCPort int
+	// RegistryPort is the Schema Registry's (Confluent's default 8081).
+	RegistryPort int
 
 	Partitions int
 	// KafkaBrokers is how many brokers the Kafka cluster has (0: one);
@@ -72,6 +74,7 @@ func DefaultConfig() Config {
 		KafkaPort:        9092,
 		BigQueryPort:     9050,
 		BigQueryGRPCPort: 9060,
+		RegistryPort:     8081,
 		Partitions:       8,
 		Topic:            config.DefaultTopic,
 		Project:          config.DefaultBigQueryProject,
@@ -89,6 +92,7 @@ type Stack struct {
 	temporal *process
 	emulator *process
 	kafka    *kfake.Cluster
+	registry *schemaRegistry
 	// kafkaPorts are the brokers' ports, kept across RestartKafka.
 	kafkaPorts []int
 }
@@ -151,6 +155,12 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := s.startKafka(); err != nil {
+		return nil, err
+	}
+	if s.registry, err = newSchemaRegistry(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("schema registry: %w", err)
+	}
+	if err := s.StartRegistry(); err != nil {
 		return nil, err
 	}
 
@@ -350,6 +360,20 @@ func (s *Stack) StopKafka() {
 // data.
 func (s *Stack) StartKafka() error { return s.startKafka() }
 
+// StopRegistry stops serving the Schema Registry, keeping its schemas,
+// for an outage of its own (fault tests); StartRegistry ends it.
+func (s *Stack) StopRegistry() { s.registry.stop() }
+
+// StartRegistry serves the Schema Registry on its port.
+func (s *Stack) StartRegistry() error {
+	return s.registry.serve(net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.RegistryPort)))
+}
+
+// RegistryURL is the Schema Registry's URL.
+func (s *Stack) RegistryURL() string {
+	return "http://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.RegistryPort))
+}
+
 // temporalReady checks that the frontend answers and serves the namespace.
 func (s *Stack) temporalReady(ctx context.Context) error {
 	c, err := s.DialTemporal(ctx)
@@ -428,6 +452,7 @@ func checkPortsFree(cfg Config) error {
 		{cfg.KafkaPort, "Kafka", "--kafka-port"},
 		{cfg.BigQueryPort, "BigQuery emulator HTTP", "--bigquery-port"},
 		{cfg.BigQueryGRPCPort, "BigQuery emulator gRPC", "--bigquery-grpc-port"},
+		{cfg.RegistryPort, "Schema Registry", "--schema-registry-port"},
 	} {
 		addr := net.JoinHostPort(cfg.Host, strconv.Itoa(p.port))
 		ln, err := net.Listen("tcp", addr)
@@ -446,6 +471,9 @@ func (s *Stack) Stop() {
 		if p != nil {
 			p.stop(15 * time.Second)
 		}
+	}
+	if s.registry != nil {
+		s.registry.stop()
 	}
 	if s.kafka != nil {
 		s.kafka.Close()
@@ -511,6 +539,7 @@ func (s *Stack) ClientConfig() config.Config {
 	c.BigQueryDataset = s.cfg.Dataset
 	c.BigQueryEndpoint = s.BigQueryEndpoint()
 	c.BigQueryStorageEndpoint = net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryGRPCPort))
+	c.SchemaRegistry = s.RegistryURL()
 	return c
 }
 
@@ -522,6 +551,7 @@ func (s *Stack) Endpoints() []Endpoint {
 		{"Kafka bootstrap", s.KafkaAddress() + " (topic " + s.cfg.Topic + ", " + strconv.Itoa(s.cfg.Partitions) + " partitions)"},
 		{"BigQuery API", s.BigQueryEndpoint() + " (project " + s.cfg.Project + ", dataset " + s.cfg.Dataset + ")"},
 		{"BigQuery Storage gRPC", net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.BigQueryGRPCPort))},
+		{"Schema Registry", s.RegistryURL() + " (subject " + s.cfg.Topic + "-value)"},
 		{"Logs", filepath.Join(s.cfg.StateDir, "{temporal,bigquery}.log")},
 	}
 }
@@ -546,7 +576,7 @@ func UseFreePorts(cfg *Config) error {
 			ln.Close()
 		}
 	}()
-	for _, p := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
+	for _, p := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort, &cfg.RegistryPort} {
 		ln, err := listenFree(cfg.Host)
 		if err != nil {
 			return err

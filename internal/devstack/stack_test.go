@@ -238,7 +238,7 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 // and comes at once, before anything is started.
 func TestPortInUseIsAClearError(t *testing.T) {
 	cfg := devstacktest.Config(t, 1)
-	for _, port := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort} {
+	for _, port := range []*int{&cfg.TemporalPort, &cfg.TemporalUIPort, &cfg.KafkaPort, &cfg.BigQueryPort, &cfg.BigQueryGRPCPort, &cfg.RegistryPort} {
 		ln, err := net.Listen("tcp", fmt.Sprintf("%s:%d", cfg.Host, *port))
 		if err != nil {
 			t.Fatal(err)

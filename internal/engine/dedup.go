@@ -24,7 +24,8 @@ func (e *Engine) Decide(ctx context.Context, spec contract.Spec) (contract.Decis
 	log := e.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
 	w := e.windows.take(key)
-	recs, tally, err := e.batchRecords(ctx, spec)
+	j := newJudge(spec.AllowedLateness, spec.Schemas)
+	recs, tally, err := e.batchRecords(ctx, spec, j)
 	if err != nil {
 		if w != nil {
 			e.windows.put(key, w) // untouched: still ends where it ended
@@ -40,7 +41,7 @@ func (e *Engine) Decide(ctx context.Context, spec contract.Spec) (contract.Decis
 		w = nil
 	}
 	if w == nil || w.Next() != spec.Start || e.RebuildEveryBatch {
-		if w, err = e.rebuildWindow(ctx, spec, recs); err != nil {
+		if w, err = e.rebuildWindow(ctx, spec, recs, j); err != nil {
 			return contract.Decisions{}, err
 		}
 	}
@@ -49,6 +50,7 @@ func (e *Engine) Decide(ctx context.Context, spec contract.Spec) (contract.Decis
 	if err != nil {
 		return contract.Decisions{}, fmt.Errorf("dedup %s: %w", spec.ID(), err)
 	}
+	d.Schemas = j.met()
 	faults.At("dedup")
 	if raised != nil {
 		e.Metrics.WindowFloorRaised(spec.Topic)
@@ -67,11 +69,11 @@ func (e *Engine) Decide(ctx context.Context, spec contract.Spec) (contract.Decis
 // there is a usable one, else by replaying [spec.Window.Start, spec.Start)
 // into a new window, exactly the one a warm worker would hold (see
 // dedup.Window.Bounds).
-func (e *Engine) rebuildWindow(ctx context.Context, spec contract.Spec, recs []rows.Record) (*dedup.Window, error) {
+func (e *Engine) rebuildWindow(ctx context.Context, spec contract.Spec, recs []rows.Record, j *judge) (*dedup.Window, error) {
 	began := time.Now()
 	log := e.logger(ctx, spec)
 	if !e.RebuildEveryBatch {
-		w, from, replayed, err := e.windowFromSnapshot(ctx, spec, recs)
+		w, from, replayed, err := e.windowFromSnapshot(ctx, spec, recs, j)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -87,7 +89,7 @@ func (e *Engine) rebuildWindow(ctx context.Context, spec contract.Spec, recs []r
 	}
 	w := dedup.New(spec.AllowedLateness, spec.Window.Start, spec.Window.Newest)
 	w.SetFloors(rows.DedupFloors(spec.Window.Floors))
-	if _, err := e.replay(ctx, spec, w, spec.Window.Start, nil); err != nil {
+	if _, err := e.replay(ctx, spec, w, spec.Window.Start, j, nil); err != nil {
 		return nil, fmt.Errorf("rebuild dedup window of %s/%d from offset %d: %w", spec.Topic, spec.Partition, spec.Window.Start, err)
 	}
 	w.AdvanceTo(spec.Start)
@@ -104,7 +106,7 @@ func (e *Engine) rebuildWindow(ctx context.Context, spec contract.Spec, recs []r
 // replay observes the records of [from, spec.Start) into w, in offset
 // order, and returns how many there were; vet, when set, must accept the
 // first record before anything is observed.
-func (e *Engine) replay(ctx context.Context, spec contract.Spec, w *dedup.Window, from int64, vet func(kafkalog.Record) error) (int, error) {
+func (e *Engine) replay(ctx context.Context, spec contract.Spec, w *dedup.Window, from int64, j *judge, vet func(kafkalog.Record) error) (int, error) {
 	n := 0
 	_, err := e.readRange(ctx, spec.Topic, spec.Partition, from, spec.Start, func(r kafkalog.Record) error {
 		if n == 0 && vet != nil {
@@ -113,8 +115,11 @@ func (e *Engine) replay(ctx context.Context, spec contract.Spec, w *dedup.Window
 			}
 		}
 		n++
-		rec := parse(r, spec.AllowedLateness)
-		_, err := rows.Observe(w, &rec)
+		rec, err := e.parse(ctx, r, j)
+		if err != nil {
+			return err
+		}
+		_, err = rows.Observe(w, &rec)
 		return err
 	})
 	return n, err

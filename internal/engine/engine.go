@@ -22,6 +22,7 @@ import (
 	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/metrics"
+	"github.com/paystream/paystream/internal/registry"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -61,6 +62,11 @@ type Config struct {
 	// snapshot read before its partition's spec is known may hold (0:
 	// dedup.DefaultMaxIDs).
 	MaxWindowIDs int
+
+	// Registry reads records in the Schema Registry wire format; nil: the
+	// worker has none, and a batch holding such records waits for a
+	// worker that has one.
+	Registry *registry.Client
 
 	// Streams is the Storage Write API client of the storagewrite mode;
 	// nil opens a warehouse.StorageWriter on first use (tests set one).

@@ -161,6 +161,7 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 	// those, were tallied by then.
 	end, size, parsed := limit, int64(0), 0
 	recs := make([]rows.Record, 0, limit-in.Next)
+	j, cacheable := newJudge(in.AllowedLateness, in.Schemas), true
 	tally, err := e.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		parsed += recordCost(r)
@@ -168,14 +169,20 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 			end = r.Offset
 			return errStop
 		}
-		recs = append(recs, parse(r, in.AllowedLateness))
+		rec, err := e.parse(ctx, r, j)
+		if err != nil {
+			// The registry is down: the plan needs only the range's
+			// bounds, and the batch parses its records itself.
+			cacheable = false
+		}
+		recs = append(recs, rec)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return contract.PlanResult{}, err
 	}
-	if in.AllowedLateness > 0 {
-		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), in.AllowedLateness, recs, tally)
+	if in.AllowedLateness > 0 && cacheable {
+		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), j, recs, tally)
 	}
 	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
 }

@@ -44,22 +44,28 @@ func MaxBatchBytesFor(gcLimit int64) int {
 // the others reuse that, which is safe because a range of the log never
 // changes and parsing is a pure function of the bytes. A batch whose
 // activities run on different workers is simply read again.
-func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec) ([]rows.Record, kafkalog.Tally, error) {
+//
+// j says how to judge them; the registry schema IDs they named are in
+// j.seen afterwards.
+func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec, j *judge) ([]rows.Record, kafkalog.Tally, error) {
 	id := spec.ID()
-	// Parsing depends on the lateness (ParseRecord), so a batch parsed
-	// by a plan at another lateness is read again.
-	if b, ok := e.batches.get(id); ok && b.lateness == spec.AllowedLateness {
+	// Parsing depends on the lateness (ParseRecord) and on the schema IDs
+	// recorded, so a batch parsed by a plan at another lateness, or one
+	// that took an ID the other way, is read again.
+	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && j.agrees(b.schemas) {
+		j.seen.Merge(b.schemas)
 		return b.recs, b.tally, nil
 	}
 	recs := make([]rows.Record, 0, spec.End-spec.Start)
 	tally, err := e.readRange(ctx, spec.Topic, spec.Partition, spec.Start, spec.End, func(r kafkalog.Record) error {
-		recs = append(recs, parse(r, spec.AllowedLateness))
-		return nil
+		rec, err := e.parse(ctx, r, j)
+		recs = append(recs, rec)
+		return err
 	})
 	if err != nil {
 		return nil, tally, err
 	}
-	e.cacheBatch(id, spec.AllowedLateness, recs, tally)
+	e.cacheBatch(id, j, recs, tally)
 	return recs, tally, nil
 }
 
@@ -70,12 +76,12 @@ func parse(r kafkalog.Record, lateness time.Duration) rows.Record {
 	return rows.Record{Record: r, Event: e, ParseErr: err}
 }
 
-func (e *Engine) cacheBatch(id string, lateness time.Duration, recs []rows.Record, tally kafkalog.Tally) {
+func (e *Engine) cacheBatch(id string, j *judge, recs []rows.Record, tally kafkalog.Tally) {
 	size := 0
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: lateness}, e.batchCacheLimit())
+	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, schemas: j.seen.Clone()}, e.batchCacheLimit())
 }
 
 func (e *Engine) batchCacheLimit() int {
@@ -102,7 +108,8 @@ type cachedBatch struct {
 	recs     []rows.Record
 	tally    kafkalog.Tally
 	size     int
-	lateness time.Duration // the records were parsed at
+	lateness time.Duration    // the records were parsed at
+	schemas  contract.Schemas // the registry IDs they were parsed by
 }
 
 func (c *batchCache) get(id string) (cachedBatch, bool) {

@@ -15,6 +15,7 @@ import (
 	"github.com/paystream/paystream/internal/fraud"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/registry"
 	"github.com/paystream/paystream/internal/rows"
 )
 
@@ -66,7 +67,20 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 				return nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
 			}
 		}
-		e, err := payment.Parse(raw)
+		js := raw
+		if registry.Framed(raw) {
+			// A late record was read with its schema when quarantined; a
+			// registry cannot have changed the schema of an ID since.
+			var pe *payment.Error
+			js, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, newJudge(0))
+			if err != nil && !errors.As(err, &pe) {
+				return nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
+			}
+		}
+		var ev payment.Event
+		if err == nil {
+			ev, err = payment.Parse(js)
+		}
 		if err != nil {
 			// A late record parsed when it was quarantined; a record that
 			// no longer does was changed after.
@@ -74,7 +88,7 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 				in.Source.ID(), row.Offset, payment.ReasonOf(err)))
 		}
 		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
-		out = append(out, quarantined{record: rec, event: e})
+		out = append(out, quarantined{record: rec, event: ev})
 	}
 }
 

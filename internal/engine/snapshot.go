@@ -302,15 +302,15 @@ func refusedBecause(err error) string {
 // snapshot and the records after it, the snapshot's offset and how many
 // records it replayed; nil when there is no usable snapshot (why, in the
 // error, when it is worth a log). A snapshot refused is counted by reason.
-func (e *Engine) windowFromSnapshot(ctx context.Context, spec contract.Spec, recs []rows.Record) (w *dedup.Window, from int64, replayed int, err error) {
-	w, from, replayed, err = e.snapshotWindow(ctx, spec, recs)
+func (e *Engine) windowFromSnapshot(ctx context.Context, spec contract.Spec, recs []rows.Record, j *judge) (w *dedup.Window, from int64, replayed int, err error) {
+	w, from, replayed, err = e.snapshotWindow(ctx, spec, recs, j)
 	if reason := refusedBecause(err); reason != "" && ctx.Err() == nil {
 		e.Metrics.SnapshotRefused(spec.Topic, reason)
 	}
 	return w, from, replayed, err
 }
 
-func (e *Engine) snapshotWindow(ctx context.Context, spec contract.Spec, recs []rows.Record) (w *dedup.Window, from int64, replayed int, err error) {
+func (e *Engine) snapshotWindow(ctx context.Context, spec contract.Spec, recs []rows.Record, j *judge) (w *dedup.Window, from int64, replayed int, err error) {
 	store := e.snapshots
 	if store == nil {
 		return nil, 0, 0, nil
@@ -333,7 +333,7 @@ func (e *Engine) snapshotWindow(ctx context.Context, spec contract.Spec, recs []
 			return nil, 0, 0, fmt.Errorf("snapshot at offset %d: %w", from, errNotThisLog)
 		}
 	default:
-		replayed, err = e.replay(ctx, spec, w, from, func(r kafkalog.Record) error {
+		replayed, err = e.replay(ctx, spec, w, from, j, func(r kafkalog.Record) error {
 			if r.Offset != from || anchorOf(r) != anchor {
 				return errNotThisLog
 			}

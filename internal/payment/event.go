@@ -88,3 +88,30 @@ var (
 	Statuses       = []string{"authorized", "captured", "declined", "refunded"}
 	DeviceTypes    = []string{"mobile", "desktop", "tablet", "pos", "other"}
 )
+
+// FieldKind is what a contract field holds, whatever the record's format:
+// the rules a schema's type for the field must meet (package registry).
+type FieldKind int
+
+const (
+	KindText   FieldKind = iota // a string
+	KindAmount                  // a decimal string or number, exact
+	KindTime                    // an RFC 3339 string or a timestamp
+)
+
+// Field is one field of the event contract.
+type Field struct {
+	Name     string
+	Required bool
+	Kind     FieldKind
+}
+
+// Fields are the contract's fields, as Parse reads them.
+var Fields = []Field{
+	{"transaction_id", true, KindText}, {"event_time", true, KindTime}, {"amount", true, KindAmount},
+	{"currency", true, KindText}, {"customer_id", true, KindText}, {"merchant_id", true, KindText},
+	{"merchant_category", false, KindText}, {"card_id", true, KindText}, {"card_last4", false, KindText},
+	{"card_country", false, KindText}, {"payment_method", true, KindText}, {"status", true, KindText},
+	{"region", false, KindText}, {"country", false, KindText}, {"device_id", false, KindText},
+	{"device_type", false, KindText}, {"ip_address", false, KindText},
+}

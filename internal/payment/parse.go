@@ -61,12 +61,13 @@ func Parse(raw []byte) (Event, error) {
 }
 
 // knownFields are the contract's field names; anything else goes to Extra.
-var knownFields = []string{
-	"transaction_id", "event_time", "amount", "currency", "customer_id",
-	"merchant_id", "merchant_category", "card_id", "card_last4",
-	"card_country", "payment_method", "status", "region", "country",
-	"device_id", "device_type", "ip_address",
-}
+var knownFields = func() []string {
+	names := make([]string, len(Fields))
+	for i, f := range Fields {
+		names[i] = f.Name
+	}
+	return names
+}()
 
 // knownIndex maps a known field's name to its place in knownFields.
 var knownIndex = func() map[string]int {

@@ -253,3 +253,23 @@ func TestAmountString(t *testing.T) {
 		}
 	}
 }
+
+// TestFieldsSayWhatParseRequires holds Fields, which judges registry
+// schemas, to Parse, which judges records: a required field left out is
+// missing_field, an optional one is not.
+func TestFieldsSayWhatParseRequires(t *testing.T) {
+	if len(Fields) != len(validFields()) {
+		t.Fatalf("Fields has %d fields, the valid event %d", len(Fields), len(validFields()))
+	}
+	for _, f := range Fields {
+		fields := validFields()
+		if _, ok := fields[f.Name]; !ok {
+			t.Fatalf("Fields names %s, which the contract's valid event lacks", f.Name)
+		}
+		delete(fields, f.Name)
+		_, err := Parse(encode(t, fields))
+		if f.Required != (ReasonOf(err) == ReasonMissingField) {
+			t.Errorf("without %s: %v; Fields says required=%v", f.Name, err, f.Required)
+		}
+	}
+}

@@ -24,6 +24,27 @@ const (
 	ReasonKeyMismatch Reason = "key_mismatch"
 )
 
+// Reasons of records in the Schema Registry wire format that their schema
+// does not let paystream read; each detail names the schema's subject,
+// version and ID. They are decided per schema ID, so every record of one
+// schema gets the same answer.
+const (
+	// ReasonSchemaUnknownID: the registry does not know the record's
+	// schema ID.
+	ReasonSchemaUnknownID Reason = "schema_unknown_id"
+	// ReasonSchemaUnsupported: the schema is not one paystream reads (a
+	// JSON Schema, or an Avro schema that is not a record).
+	ReasonSchemaUnsupported Reason = "schema_unsupported"
+	// ReasonSchemaMissingField: the schema lacks a field the contract
+	// requires.
+	ReasonSchemaMissingField Reason = "schema_missing_field"
+	// ReasonSchemaTypeChanged: a contract field has a type the contract
+	// cannot read exactly (an amount as a double, say).
+	ReasonSchemaTypeChanged Reason = "schema_type_changed"
+	// ReasonSchemaUndecodable: the bytes do not decode with the schema.
+	ReasonSchemaUndecodable Reason = "schema_undecodable"
+)
+
 // Kafka timestamps are producers' clocks in milliseconds, and they lie:
 // -1 (none), 0, seconds or microseconds written as milliseconds, and
 // clients that overflow converting those (kafka-go writes a year-58,000

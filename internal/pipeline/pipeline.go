@@ -206,8 +206,12 @@ func NewWorker(ctx context.Context, cfg config.Config, tc client.Client, opts Wo
 	if err != nil {
 		return nil, err
 	}
+	reg, err := cfg.Registry()
+	if err != nil {
+		return nil, err
+	}
 	eng := engine.New(engine.Config{
-		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup,
+		Kafka: cfg.Kafka(), ConsumerGroup: cfg.ConsumerGroup, Registry: reg,
 		BigQuery: bq, Dataset: cfg.BigQueryDataset, Emulator: cfg.BigQueryEndpoint != "", Log: log,
 		Discard: cfg.Sink == config.SinkDiscard, BatchCacheBytes: opts.BatchCacheMB << 20, MaxBatchBytes: opts.MaxBatchBytes, Metrics: opts.Metrics,
 		SnapshotDir: opts.SnapshotDir, SnapshotKeys: opts.SnapshotKeys, MaxWindowIDs: cfg.MaxWindowIDs,

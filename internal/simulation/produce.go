@@ -20,6 +20,9 @@ type ProduceOptions struct {
 	Rate   float64
 	// Progress, when set, gets a line every few seconds.
 	Progress io.Writer
+	// Avro, when set, writes the events in Avro (the Schema Registry
+	// wire format) instead of JSON.
+	Avro *Avro
 }
 
 // chunk is how many records go to the producer at once; it batches
@@ -77,7 +80,13 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 			r := gen.Next()
 			// The record's timestamp is when it was produced (CreateTime),
 			// which is what end-to-end latency is measured from.
-			msgs = append(msgs, kafkalog.Message{Partition: r.Partition, Key: r.Key, Value: r.Value, Time: time.Now()})
+			value := r.Value
+			if opts.Avro != nil {
+				if value, err = opts.Avro.Encode(r.Seq, value); err != nil {
+					return gen.Manifest(), err
+				}
+			}
+			msgs = append(msgs, kafkalog.Message{Partition: r.Partition, Key: r.Key, Value: value, Time: time.Now()})
 		}
 		if opts.Rate > 0 {
 			due := began.Add(time.Duration(float64(sent) / opts.Rate * float64(time.Second)))

@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/registry"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// avroOf rewrites a JSON payment record in Avro with the simulator's
+// version 1 schema, registered under reg as schema ID id when it is not
+// there yet.
+type avroWriter struct {
+	enc *simulation.Avro
+}
+
+func newAvroWriter(t *testing.T, c *registry.Client) avroWriter {
+	t.Helper()
+	enc, err := simulation.NewAvro(context.Background(), c, "schemas", []int{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return avroWriter{enc: enc}
+}
+
+func (a avroWriter) record(t *testing.T, r *kgo.Record) *kgo.Record {
+	t.Helper()
+	v, err := a.enc.Encode(0, r.Value)
+	if err != nil || !registry.Framed(v) {
+		t.Fatalf("encode: %v", err)
+	}
+	r.Value = v
+	return r
+}
+
+// TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater: the first batch
+// meets records of a schema ID the registry does not know, and
+// quarantines them; the registry learns that ID afterwards (restored from
+// a backup, say). A worker that rebuilds the window for the second batch
+// must still take those records as the first batch did, or the resend of
+// one of them would be a duplicate on one worker and a load on another.
+func TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater(t *testing.T) {
+	const topic = "schemas"
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newAvroWriter(t, c)
+	reg.Reset() // the registry now lacks the writer's schema ID (1)
+	var recs []*kgo.Record
+	for i := range 200 {
+		at := craftedStart.Add(time.Duration(i) * time.Second)
+		id := fmt.Sprintf("a%d", i)
+		if i == 150 {
+			id = "a10" // a resend, in the second batch, of a record of the unknown schema
+		}
+		r := paymentRecord(id, at, at)
+		if i < 50 {
+			r = w.record(t, r)
+		}
+		recs = append(recs, r)
+	}
+	kafka := craftedLog(t, topic, recs)
+	warm := New(Config{Kafka: kafka, Registry: c})
+	first := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 100}, AllowedLateness: time.Hour, FraudRules: contract.FraudRules}
+	d1 := decideOn(t, warm, first)
+	if d1.Invalid != 50 || d1.Loaded != 50 || !reflect.DeepEqual(d1.Schemas.Unknown, []int{1}) {
+		t.Fatalf("first batch: %d invalid, %d loaded, schemas %+v; want the 50 Avro records quarantined and ID 1 recorded unknown", d1.Invalid, d1.Loaded, d1.Schemas)
+	}
+	rows, _, err := warm.BuildRows(context.Background(), contract.LoadInput{Spec: first, Decisions: d1}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rows[contract.TableIngestErrors]); n != 50 {
+		t.Fatalf("%d ingest_errors rows, want 50", n)
+	}
+	// The registry learns schema ID 1.
+	reg.SeedSchema(topic+"-value", 1, 1, sr.Schema{Schema: avroSchemaV1(t, c), Type: sr.TypeAvro})
+
+	var recorded contract.Schemas
+	recorded.Merge(d1.Schemas)
+	second := contract.Spec{Range: contract.Range{Topic: topic, Start: 100, End: 200}, Window: d1.Next, AllowedLateness: time.Hour, Schemas: recorded}
+	got := map[string]contract.Decisions{
+		"warm": decideOn(t, warm, second),
+		"cold": decideOn(t, New(Config{Kafka: kafka, Registry: c, RebuildEveryBatch: true}), second),
+	}
+	if got["cold"].Loaded != 100 || len(got["cold"].DuplicateOffsets) != 0 {
+		t.Errorf("cold worker: %d loaded, duplicates at %v; want the resend of a quarantined record loaded", got["cold"].Loaded, got["cold"].DuplicateOffsets)
+	}
+	if !reflect.DeepEqual(got["warm"], got["cold"]) {
+		t.Errorf("warm %+v, cold %+v", got["warm"], got["cold"])
+	}
+	// Without the record, the registry's answer now would decide.
+	second.Schemas = contract.Schemas{}
+	if d := decideOn(t, New(Config{Kafka: kafka, Registry: c, RebuildEveryBatch: true}), second); len(d.DuplicateOffsets) != 1 {
+		t.Errorf("unrecorded: duplicates at %v; the test no longer shows what recording prevents", d.DuplicateOffsets)
+	}
+}
+
+// avroSchemaV1 is the schema text the writer registered.
+func avroSchemaV1(t *testing.T, c *registry.Client) string {
+	t.Helper()
+	reg := srfake.New()
+	defer reg.Close()
+	other, _ := registry.New(registry.Options{URL: reg.URL(), Topic: "x"})
+	newAvroWriter(t, other)
+	s, ok := reg.GetSchema("schemas-value", 1)
+	if !ok {
+		t.Fatal("no schema")
+	}
+	return s.Schema.Schema
+}
+
+// TestARegistryDownFailsTheReadAndQuarantinesNothing: records of the wire
+// format wait for the registry, as for Kafka; none is rejected for it.
+func TestARegistryDownFailsTheReadAndQuarantinesNothing(t *testing.T) {
+	const topic = "schemas"
+	reg := srfake.New()
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newAvroWriter(t, c)
+	kafka := craftedLog(t, topic, []*kgo.Record{w.record(t, paymentRecord("d1", craftedStart, craftedStart))})
+	reg.Close()
+	spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 1}, AllowedLateness: time.Hour}
+	down, _ := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	_, err = New(Config{Kafka: kafka, Registry: down}).Decide(context.Background(), spec)
+	if err == nil || errors.Is(err, registry.ErrUnknownSchema) || payment.ReasonOf(err) != "" {
+		t.Fatalf("registry down: %v; want an error to retry", err)
+	}
+	_, err = New(Config{Kafka: kafka}).Decide(context.Background(), spec)
+	if err == nil {
+		t.Fatal("a worker without a registry decided a batch of Avro records")
+	}
+}
