@@ -31,6 +31,8 @@ import (
 type catchUp struct {
 	Driver string `json:"driver"` // temporal, loop (same activities, no Temporal), loader (rows only)
 	Sink   string `json:"sink"`
+	// Format is the records' format: "" for JSON, avro.
+	Format string `json:"format,omitempty"`
 	// WriteMode is how the bigquery sink wrote: load or storagewrite
 	// (runs from before it was measured have none: load).
 	WriteMode  string  `json:"write_mode,omitempty"`
@@ -55,6 +57,9 @@ type catchUp struct {
 // Temporal server where perf is installed, into it.
 func (e *env) temporalRun(ctx context.Context, sink, writeMode string, partitions, batchSize, events int, profiled *runSamples) (catchUp, config.Config, error) {
 	res := catchUp{Driver: "temporal", Sink: sink, WriteMode: writeMode, Partitions: partitions, BatchSize: batchSize}
+	if e.avro {
+		res.Format = "avro"
+	}
 	cfg, m, err := e.newRun(ctx, sink, writeMode, partitions, events)
 	if err != nil {
 		return res, cfg, err

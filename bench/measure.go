@@ -57,6 +57,8 @@ type report struct {
 	// Scaling is how the costs move with the partition count.
 	Scaling *scalingFigures `json:"scaling,omitempty"`
 	Dedup   dedupMemory     `json:"dedup_index"`
+	// Avro compares catch-up of Avro records with JSON ones.
+	Avro avroFigures `json:"avro,omitempty"`
 	// Profile is where the CPU went in the first discard run at the
 	// headline batch size, and in the plain loop's at that size.
 	Profile runProfile   `json:"cpu_profile"`
@@ -87,6 +89,30 @@ type overhead struct {
 
 // pairOverhead is the share of the loop's throughput a workflow run lost.
 func pairOverhead(temporal, loop catchUp) float64 { return 1 - temporal.EventsPerS/loop.EventsPerS }
+
+// avroFigures compare catch-up of the same stream in Avro and in JSON,
+// each Avro run made right after a JSON one, with the discard sink: the
+// emulator's load time would hide what decoding costs.
+type avroFigures struct {
+	BatchSize int       `json:"batch_size,omitempty"`
+	Runs      []catchUp `json:"runs,omitempty"` // the Avro runs, in order
+	// Share is Avro's rate as a share of JSON's: the median of
+	// PairShares, each an Avro run over the JSON run before it.
+	Share      float64   `json:"share,omitempty"`
+	PairShares []float64 `json:"pair_shares,omitempty"`
+}
+
+// setPairs sets the shares from the JSON runs and the Avro runs made
+// right after each.
+func (a *avroFigures) setPairs(jsonRuns []catchUp) {
+	a.PairShares = a.PairShares[:0]
+	for i := range min(len(jsonRuns), len(a.Runs)) {
+		a.PairShares = append(a.PairShares, a.Runs[i].EventsPerS/jsonRuns[i].EventsPerS)
+	}
+	if sorted := slices.Sorted(slices.Values(a.PairShares)); len(sorted) > 0 {
+		a.Share = sorted[len(sorted)/2]
+	}
+}
 
 // setPairs sets the overhead from workflow runs and the loop runs made
 // right after each, in the same order.
@@ -266,6 +292,18 @@ func (e *env) catchUps(ctx context.Context, o options, rep *report) error {
 				}
 			}
 			runs = append(runs, r)
+			if c.sink == config.SinkDiscard && c.partitions == parts && c.batch == mid {
+				e.logf("catch-up in Avro %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, events, c.batch)
+				e.avro = true
+				a, _, err := e.temporalRun(ctx, c.sink, config.WriteModeLoad, c.partitions, c.batch, events, nil)
+				e.avro = false
+				if err != nil {
+					return err
+				}
+				e.logf("  %.0f events/s, reconciled %v; %.0f %% of the JSON run's", a.EventsPerS, a.Reconciled, 100*a.EventsPerS/r.EventsPerS)
+				rep.Avro.BatchSize, rep.Avro.Runs = c.batch, append(rep.Avro.Runs, a)
+				rep.Avro.setPairs(runs)
+			}
 			if c.sink == config.SinkDiscard && c.partitions == parts {
 				e.logf("plain loop %d/%d: %d events, batches of %d, discard sink", i+1, o.Runs, events, c.batch)
 				l, err := e.loopRun(ctx, c.sink, parts, c.batch, events, nil)

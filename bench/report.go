@@ -134,6 +134,10 @@ func (r *report) markdown(chart string) string {
 		}
 		fmt.Fprintf(&b, "| orchestration overhead vs plain loop (%s sink, batches of %d%s: %.0f vs %.0f events/s%s) | %.1f %% | ≤ %.0f %% | %s |\n", r.Overhead.Sink, r.Overhead.BatchSize, isDefault, r.Overhead.TemporalEventsPerS, r.Overhead.LoopEventsPerS, r.Overhead.pairsNote(), 100*r.Overhead.Overhead, 100*targetOverhead, verdict(r.Overhead.Overhead <= targetOverhead))
 	}
+	if a := r.Avro; len(a.Runs) > 0 {
+		fmt.Fprintf(&b, "| catch-up of Avro records as a share of JSON's (discard sink, batches of %d: %.0f events/s; median of %d pairs, each an Avro run right after a JSON one, %s) | %.0f %% | ≥ %.0f %% | %s |\n",
+			a.BatchSize, median(a.Runs).EventsPerS, len(a.PairShares), percents(a.PairShares), 100*a.Share, 100*targetAvroShare, verdict(a.Share >= targetAvroShare && allReconciled(a.Runs)))
+	}
 	if o.measures("steady") {
 		for _, st := range []steadyState{s, sd} {
 			halves := "first half %.0f MB, second half %.0f MB"
@@ -505,4 +509,26 @@ func windowState(o options, st steadyState) string {
 		return fmt.Sprintf("after the %s window had filled", w)
 	}
 	return "before the window had filled"
+}
+
+// targetAvroShare is how fast catch-up of Avro records must be, as a
+// share of JSON's.
+const targetAvroShare = 0.9
+
+// percents lists shares as "97.1, 95.3 %".
+func percents(shares []float64) string {
+	parts := make([]string, len(shares))
+	for i, s := range shares {
+		parts[i] = fmt.Sprintf("%.1f", 100*s)
+	}
+	return strings.Join(parts, ", ") + " %"
+}
+
+func allReconciled(runs []catchUp) bool {
+	for _, r := range runs {
+		if !r.Reconciled {
+			return false
+		}
+	}
+	return true
 }

@@ -42,6 +42,9 @@ type env struct {
 	profiles string
 	log      io.Writer
 	runs     int // names each run's topic, dataset and task queue apart
+	// avro makes the next runs' events Avro records (the Schema Registry
+	// wire format, the simulator's versions 1 and 2) instead of JSON.
+	avro bool
 	// keep leaves dir (worker logs, server state) in place at the end.
 	keep bool
 }
@@ -155,7 +158,17 @@ func (e *env) prepare(ctx context.Context, cfg config.Config, partitions, events
 	if events == 0 {
 		return simulation.Manifest{}, nil
 	}
-	return simulation.Produce(ctx, simulation.DefaultOptions(), simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events})
+	popts := simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events}
+	if e.avro {
+		reg, err := cfg.Registry()
+		if err != nil {
+			return simulation.Manifest{}, err
+		}
+		if popts.Avro, err = simulation.NewAvro(ctx, reg, cfg.Topic, simulation.AvroVersions()); err != nil {
+			return simulation.Manifest{}, err
+		}
+	}
+	return simulation.Produce(ctx, simulation.DefaultOptions(), popts)
 }
 
 func (e *env) operator(cfg config.Config, batchSize int) *operator.Operator {
@@ -219,6 +232,7 @@ func (e *env) startWorkerLogging(ctx context.Context, cfg config.Config, memoryL
 		"PAYSTREAM_BIGQUERY_ENDPOINT="+cfg.BigQueryEndpoint,
 		"PAYSTREAM_BIGQUERY_STORAGE_ENDPOINT="+cfg.BigQueryStorageEndpoint,
 		"PAYSTREAM_SINK="+cfg.Sink,
+		"PAYSTREAM_SCHEMA_REGISTRY="+cfg.SchemaRegistry,
 		"PAYSTREAM_HTTP_ADDR="+httpAddr,
 		"PAYSTREAM_PPROF_ADDR="+pprofAddr, // the steady run takes a heap profile
 		"PAYSTREAM_MEMORY_LIMIT="+memoryLimit,
