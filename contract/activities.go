@@ -93,11 +93,31 @@ type PlanResult struct {
 	// it. Below HighWatermark while a transaction is open; when it equals
 	// Next, the partition waits on the transaction that starts there.
 	Stable int64 `json:",omitempty"`
+	// Schemas are the registry's verdicts on the schema IDs the range's
+	// records name that the partition had not recorded: recorded with the
+	// plan, they are the batch's (Spec.Schemas), however often it runs.
+	Schemas Schemas `json:",omitzero"`
 }
 
 // ReplayInput names the batch whose quarantined records are replayed.
 type ReplayInput struct {
 	Source Range
+	// Reason is the ingest_errors reason of the records replayed: "" (or
+	// late) for late records, or a schema_ reason once the schema that
+	// turned them away has been fixed.
+	Reason string `json:",omitempty"`
+}
+
+// ReasonLate is the reason of late records, the ones a replay without a
+// reason replays.
+const ReasonLate = "late"
+
+// ReplayReason is the reason in, late when it names none.
+func (in ReplayInput) ReplayReason() string {
+	if in.Reason == "" {
+		return ReasonLate
+	}
+	return in.Reason
 }
 
 // ReplayDecision is what DecideReplay found: offsets only.
@@ -132,4 +152,9 @@ type ReplayLoadInput struct {
 
 // ID is the replay's workflow ID and the batch_id of the rows it loads:
 // one replay per batch, forever.
-func (in ReplayInput) ID() string { return "replay/" + in.Source.ID() }
+func (in ReplayInput) ID() string {
+	if in.ReplayReason() == ReasonLate {
+		return "replay/" + in.Source.ID()
+	}
+	return "replay/" + in.Reason + "/" + in.Source.ID()
+}

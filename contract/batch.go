@@ -225,52 +225,97 @@ func (w Window) KeepWatermark(was, now time.Duration, next int64) Window {
 	return w
 }
 
-// Schemas are the Schema Registry IDs a partition's records have named,
-// each as the batch that first met it found it: known to the registry, or
-// unknown (its records quarantined, schema_unknown_id). The partition
-// records them, and every later batch and every window rebuilt from the
-// log judges those records alike, whatever the registry answers by then.
+// Schemas are what a partition records about records in the Schema
+// Registry wire format. When Registry is set, records from offset From on
+// are read with the registry; before From, or when it is not set, a
+// record starting with a zero byte is judged as JSON (malformed_json), as
+// before the partition read the wire format. Each schema ID's verdict is
+// the registry's answer when a plan or batch first met it, recorded so
+// that every later batch, and every window rebuilt from the log on any
+// worker, judges its records alike: known, or unknown for the records
+// before an offset (Unknown), past which it is asked again.
 type Schemas struct {
-	Known   []int `json:",omitempty"`
-	Unknown []int `json:",omitempty"`
+	Registry bool            `json:",omitempty"`
+	From     int64           `json:",omitempty"`
+	Known    []int           `json:",omitempty"`
+	Unknown  []UnknownSchema `json:",omitempty"`
 }
 
-// Status says whether id is recorded, and if so whether it is known.
-func (s Schemas) Status(id int) (known, recorded bool) {
-	if slices.Contains(s.Known, id) {
-		return true, true
-	}
-	return false, slices.Contains(s.Unknown, id)
+// UnknownSchema is a schema ID the registry did not know when its records
+// in [From, Until) were judged.
+type UnknownSchema struct {
+	ID          int
+	From, Until int64
 }
 
-// Add records id's status, unless it is recorded already.
-func (s *Schemas) Add(id int, known bool) {
-	if _, recorded := s.Status(id); recorded {
-		return
+// MaxUnknownSchemas bounds the unknown schema IDs a partition records:
+// a registry has few missing IDs, and a producer writing Avro without the
+// wire format's header would otherwise add one a record. Past it, a new
+// unknown ID's records are still quarantined, but not recorded.
+const MaxUnknownSchemas = 256
+
+// Verdict is a schema ID's recorded verdict for a record.
+type Verdict int
+
+const (
+	VerdictNone    Verdict = iota // not recorded: ask the registry
+	VerdictKnown                  // read with its schema
+	VerdictUnknown                // schema_unknown_id
+)
+
+// Verdict is id's recorded verdict for the record at offset.
+func (s Schemas) Verdict(id int, offset int64) Verdict {
+	for _, u := range s.Unknown {
+		if u.ID == id && offset >= u.From && offset < u.Until {
+			return VerdictUnknown
+		}
 	}
-	if known {
-		s.Known = append(s.Known, id)
-		slices.Sort(s.Known)
-	} else {
-		s.Unknown = append(s.Unknown, id)
-		slices.Sort(s.Unknown)
+	if _, ok := slices.BinarySearch(s.Known, id); ok {
+		return VerdictKnown
+	}
+	return VerdictNone
+}
+
+// Reads says whether the record at offset is read with the registry when
+// it is in the wire format.
+func (s Schemas) Reads(offset int64) bool { return s.Registry && offset >= s.From }
+
+// AddKnown records id as known.
+func (s *Schemas) AddKnown(id int) {
+	if i, ok := slices.BinarySearch(s.Known, id); !ok {
+		s.Known = slices.Insert(s.Known, i, id)
 	}
 }
 
-// Merge records o's IDs that s does not hold yet.
+// AddUnknown records id as unknown for its records in [from, until),
+// joined to a range of it that touches this one; false when
+// MaxUnknownSchemas ranges are recorded already.
+func (s *Schemas) AddUnknown(id int, from, until int64) bool {
+	for i, u := range s.Unknown {
+		if u.ID == id && from <= u.Until && until >= u.From {
+			s.Unknown[i].From, s.Unknown[i].Until = min(u.From, from), max(u.Until, until)
+			return true
+		}
+	}
+	if len(s.Unknown) >= MaxUnknownSchemas {
+		return false
+	}
+	s.Unknown = append(s.Unknown, UnknownSchema{ID: id, From: from, Until: until})
+	return true
+}
+
+// Merge records o's verdicts too; Registry and From stay s's.
 func (s *Schemas) Merge(o Schemas) {
 	for _, id := range o.Known {
-		s.Add(id, true)
+		s.AddKnown(id)
 	}
-	for _, id := range o.Unknown {
-		s.Add(id, false)
+	for _, u := range o.Unknown {
+		s.AddUnknown(u.ID, u.From, u.Until)
 	}
 }
 
 // Clone is a copy that shares nothing with s.
 func (s Schemas) Clone() Schemas {
-	return Schemas{Known: slices.Clone(s.Known), Unknown: slices.Clone(s.Unknown)}
+	s.Known, s.Unknown = slices.Clone(s.Known), slices.Clone(s.Unknown)
+	return s
 }
-
-// Empty says whether no ID is recorded.
-func (s Schemas) Empty() bool { return len(s.Known) == 0 && len(s.Unknown) == 0 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
@@ -60,25 +61,25 @@ func checkQuarantineReplay(t *testing.T, e *Stack, m simulation.Manifest) {
 		t.Fatal("the stream has no late record to replay; the check would prove nothing")
 	}
 
-	first, err := e.Operator.Quarantined(ctx, []int{0}, 0, 1<<62)
+	first, err := e.Operator.Quarantined(ctx, contract.ReasonLate, []int{0}, 0, 1<<62)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Operator.ReplayQuarantine(ctx, first); err != nil {
+	if _, err := e.Operator.ReplayQuarantine(ctx, contract.ReasonLate, first); err != nil {
 		t.Fatal(err)
 	}
-	all, err := e.Operator.Quarantined(ctx, nil, 0, 1<<62)
+	all, err := e.Operator.Quarantined(ctx, contract.ReasonLate, nil, 0, 1<<62)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var lateInLedger int64
 	for _, b := range all {
-		lateInLedger += b.Late
+		lateInLedger += b.Records
 	}
 	if int(lateInLedger) != m.ErrorsByReason["late"] {
 		t.Errorf("the ledger's batches hold %d late records, the manifest %d", lateInLedger, m.ErrorsByReason["late"])
 	}
-	res, err := e.Operator.ReplayQuarantine(ctx, all)
+	res, err := e.Operator.ReplayQuarantine(ctx, contract.ReasonLate, all)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func checkQuarantineReplay(t *testing.T, e *Stack, m simulation.Manifest) {
 	}
 
 	// Once more: nothing new.
-	again, err := e.Operator.ReplayQuarantine(ctx, all)
+	again, err := e.Operator.ReplayQuarantine(ctx, contract.ReasonLate, all)
 	if err != nil {
 		t.Fatal(err)
 	}

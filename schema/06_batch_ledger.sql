@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS `{{project}}.{{dataset}}.batch_ledger` (
   -- backfill) decides alike; NULL in rows written before they existed.
   allowed_lateness_ns INT64,
   max_window_ids     INT64,             -- 0: no bound
+  -- The partition's Schema Registry verdicts after this batch
+  -- (contract.Schemas as JSON); NULL when it reads no wire-format records.
+  schemas            STRING,
   loaded_at          TIMESTAMP NOT NULL
 )
 PARTITION BY DATE(loaded_at)

@@ -135,7 +135,8 @@ var (
 		contract.TableBatchLedger: {{Name: "control", Type: bigquery.IntegerFieldType}, {Name: "aborted", Type: bigquery.IntegerFieldType},
 			{Name: "next_window_floors", Type: bigquery.RecordFieldType, Repeated: true, Schema: bigquery.Schema{
 				{Name: "from_offset", Type: bigquery.IntegerFieldType}, {Name: "floor", Type: bigquery.StringFieldType}}},
-			{Name: "allowed_lateness_ns", Type: bigquery.IntegerFieldType}, {Name: "max_window_ids", Type: bigquery.IntegerFieldType}},
+			{Name: "allowed_lateness_ns", Type: bigquery.IntegerFieldType}, {Name: "max_window_ids", Type: bigquery.IntegerFieldType},
+			{Name: "schemas", Type: bigquery.StringFieldType}},
 		contract.TableIngestErrors: {{Name: "kafka_timestamp_ms", Type: bigquery.IntegerFieldType}},
 	}
 	relaxedColumns = map[string][]string{contract.TableIngestErrors: {"kafka_timestamp"}}

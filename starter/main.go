@@ -189,6 +189,7 @@ type commandArgs struct {
 	querySQL     string
 	list         bool
 	dryRun       bool
+	reason       string // replay-quarantine: the ingest_errors reason replayed
 	setBatch     contract.SetBatchInput
 	tuning       operator.Tuning
 	// own names the command's own flags, as against the settings every
@@ -260,6 +261,7 @@ func commandFlags(name string) (fs *flag.FlagSet, cfg *config.Config, args *comm
 		own.Int64Var(&args.from, "from", 0, "replay batches that end after this offset")
 		own.Int64Var(&args.to, "to", math.MaxInt64, "replay batches that start before this offset (default: all)")
 		own.BoolVar(&args.dryRun, "dry-run", false, "list the batches and their quarantined records; load nothing")
+		own.StringVar(&args.reason, "reason", contract.ReasonLate, "the ingest_errors reason to replay: late, or a schema_ reason once the schema is fixed (docs/formats.md)")
 	default:
 		return nil, nil, nil, false
 	}
@@ -288,6 +290,8 @@ func (a commandArgs) check(name string) error {
 		return errors.New("set-batch --bytes must not be negative")
 	case a.watch < 0 || (a.watch > 0 && a.watch < 200*time.Millisecond):
 		return errors.New("--watch needs an interval of at least 200ms")
+	case name == "replay-quarantine" && !operator.Replayable(a.reason):
+		return fmt.Errorf("--reason %q cannot be replayed: only late and schema_ records become loadable; the others stay in ingest_errors as the audit trail", a.reason)
 	case a.watch > 0 && a.jsonOut:
 		return errors.New("--watch refreshes a table; use --json without it")
 	}
@@ -465,15 +469,15 @@ func stop(ctx context.Context, op *operator.Operator, out io.Writer, timeout tim
 }
 
 // replayQuarantine lists, and unless --dry-run replays, the quarantined
-// late records of the chosen batches.
+// records of --reason of the chosen batches.
 func replayQuarantine(ctx context.Context, op *operator.Operator, out io.Writer, args commandArgs) error {
-	batches, err := op.Quarantined(ctx, args.partitions, args.from, args.to)
+	batches, err := op.Quarantined(ctx, args.reason, args.partitions, args.from, args.to)
 	if err != nil {
 		return err
 	}
-	var late int64
+	var records int64
 	for _, b := range batches {
-		late += b.Late
+		records += b.Records
 	}
 	if len(batches) == 0 {
 		fmt.Fprintln(out, "no batch in that range has quarantined records")
@@ -481,15 +485,15 @@ func replayQuarantine(ctx context.Context, op *operator.Operator, out io.Writer,
 	}
 	if args.dryRun {
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "BATCH\tLATE RECORDS")
+		fmt.Fprintf(tw, "BATCH\t%s RECORDS\n", strings.ToUpper(args.reason))
 		for _, b := range batches {
-			fmt.Fprintf(tw, "%s\t%d\n", b.Range.ID(), b.Late)
+			fmt.Fprintf(tw, "%s\t%d\n", b.Range.ID(), b.Records)
 		}
 		tw.Flush()
-		fmt.Fprintf(out, "%d late records in %d batches would be replayed (those already replayed are skipped); run without --dry-run to load them\n", late, len(batches))
+		fmt.Fprintf(out, "%d %s records in %d batches would be replayed (those already replayed are skipped); run without --dry-run to load them\n", records, args.reason, len(batches))
 		return nil
 	}
-	res, err := op.ReplayQuarantine(ctx, batches)
+	res, err := op.ReplayQuarantine(ctx, args.reason, batches)
 	var loaded, stayed, already int
 	for _, r := range res {
 		if r.Already {

@@ -184,6 +184,9 @@ func (p *partition) next() (*contract.Spec, error) {
 	case err != nil:
 		return nil, err // only errors retrying cannot fix reach here
 	}
+	// The registry's verdicts the plan recorded are the batch's, and the
+	// partition's from now on.
+	p.in.Schemas.Merge(plan.Schemas)
 	st := &p.status
 	st.highWatermark = plan.HighWatermark
 	st.caughtUp = plan.End == p.in.Next

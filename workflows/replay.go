@@ -17,7 +17,7 @@ import (
 func ReplayQuarantine(ctx workflow.Context, in contract.ReplayInput) (contract.ReplayTotals, error) {
 	workflow.SetCurrentDetails(ctx, "Deciding which quarantined records of "+in.Source.ID()+" to load")
 	var d contract.ReplayDecision
-	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, "find the late records of "+in.Source.ID()+" not loaded yet"),
+	if err := workflow.ExecuteActivity(withSummary(ctx, readOptions, "find the "+in.ReplayReason()+" records of "+in.Source.ID()+" not loaded yet"),
 		contract.ActivityDecideReplay, in).Get(ctx, &d); err != nil {
 		return contract.ReplayTotals{}, err
 	}
@@ -36,18 +36,21 @@ func ReplayQuarantine(ctx workflow.Context, in contract.ReplayInput) (contract.R
 // own ReplayQuarantine child. A batch replayed before is refused its
 // second run by its workflow ID and reported as such. Its "progress" query
 // answers how many batches are done.
-func QuarantineReplays(ctx workflow.Context, sources []contract.Range) ([]contract.ReplayOutcome, error) {
+//
+// reason is the ingest_errors reason replayed: "" (runs from before it
+// existed) for late records.
+func QuarantineReplays(ctx workflow.Context, sources []contract.Range, reason string) ([]contract.ReplayOutcome, error) {
 	out := make([]contract.ReplayOutcome, 0, len(sources))
 	if err := workflow.SetQueryHandler(ctx, contract.ProgressQuery, func() (int, error) { return len(out), nil }); err != nil {
 		return nil, err
 	}
 	for i, src := range sources {
-		in := contract.ReplayInput{Source: src}
+		in := contract.ReplayInput{Source: src, Reason: reason}
 		workflow.SetCurrentDetails(ctx, fmt.Sprintf("Replaying %d of %d: %s", i+1, len(sources), src.ID()))
 		childCtx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:            in.ID(),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-			StaticSummary:         "replay the quarantined late records of " + batchSummary(contract.Spec{Range: src}),
+			StaticSummary:         "replay the quarantined " + in.ReplayReason() + " records of " + batchSummary(contract.Spec{Range: src}),
 		})
 		var totals contract.ReplayTotals
 		err := workflow.ExecuteChildWorkflow(childCtx, ReplayQuarantine, in).Get(ctx, &totals)

@@ -31,7 +31,7 @@ func TestQuarantineReplaysLoadsWhatWasDecided(t *testing.T) {
 		}
 		return contract.ReplayTotals{Quarantined: 3, Loaded: 2, Duplicates: 1}, nil
 	})
-	env.ExecuteWorkflow(QuarantineReplays, sources)
+	env.ExecuteWorkflow(QuarantineReplays, sources, "")
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}

@@ -37,9 +37,10 @@ const (
 	DefaultBigQueryDataset  = "payments"
 	DefaultBigQueryEndpoint = "http://127.0.0.1:9050"
 	DefaultStorageEndpoint  = "127.0.0.1:9060"
-	// DefaultSchemaRegistry is asked only for records in its wire
-	// format: a JSON-only topic never reaches it.
-	DefaultSchemaRegistry  = "http://127.0.0.1:8081"
+	// DevstackSchemaRegistry is the devstack's Schema Registry. It is
+	// not a default: a partition reads the wire format only when `starter
+	// start` is given a registry (contract.Schemas).
+	DevstackSchemaRegistry = "http://127.0.0.1:8081"
 	DefaultAllowedLateness = 10 * time.Minute
 	DefaultMaxWindowIDs    = dedup.DefaultMaxIDs
 	// DefaultLoadJobBudget leaves a fifth of BigQuery's 1,500 load jobs a
@@ -169,7 +170,6 @@ func Default() Config {
 		Namespace:               DefaultNamespace,
 		TaskQueue:               DefaultTaskQueue,
 		KafkaBrokers:            []string{DefaultKafkaBrokers},
-		SchemaRegistry:          DefaultSchemaRegistry,
 		Topic:                   DefaultTopic,
 		ConsumerGroup:           DefaultConsumerGroup,
 		BigQueryProject:         DefaultBigQueryProject,
@@ -246,7 +246,7 @@ func (c *Config) RegisterKafkaFlags(fs *flag.FlagSet) {
 
 // RegisterRegistryFlags defines the flags that reach the Schema Registry.
 func (c *Config) RegisterRegistryFlags(fs *flag.FlagSet) {
-	fs.StringVar(&c.SchemaRegistry, "schema-registry", c.SchemaRegistry, "URL of the Confluent-compatible Schema Registry that Avro records are read with; asked only when such a record arrives")
+	fs.StringVar(&c.SchemaRegistry, "schema-registry", c.SchemaRegistry, "URL of the Confluent-compatible Schema Registry that Avro records are read with (the devstack's: "+DevstackSchemaRegistry+"); given to starter start, partitions read records in its wire format from where they go on (default: none, JSON only)")
 	fs.StringVar(&c.SchemaRegistryUser, "schema-registry-user", c.SchemaRegistryUser, "basic auth user of the Schema Registry (Confluent Cloud: the API key)")
 	fs.StringVar(&c.SchemaRegistryPasswordFile, "schema-registry-password-file", c.SchemaRegistryPasswordFile, "file holding the Schema Registry password (Confluent Cloud: the API secret; default: $"+SecretSchemaRegistryPassword+")")
 	fs.StringVar(&c.SchemaRegistryCA, "schema-registry-ca", c.SchemaRegistryCA, "PEM file of the CA of an https Schema Registry (default: system roots)")

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -368,6 +369,10 @@ func (s *Stack) StopRegistry() { s.registry.stop() }
 func (s *Stack) StartRegistry() error {
 	return s.registry.serve(net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.RegistryPort)))
 }
+
+// SchemaRegistry is the in-process registry, for tests that give it a
+// schema under an ID of their choosing (as a restore from a backup does).
+func (s *Stack) SchemaRegistry() *srfake.Registry { return s.registry.reg }
 
 // RegistryURL is the Schema Registry's URL.
 func (s *Stack) RegistryURL() string {

@@ -24,7 +24,7 @@ func (e *Engine) Decide(ctx context.Context, spec contract.Spec) (contract.Decis
 	log := e.logger(ctx, spec)
 	key := windowKey(spec.Topic, spec.Partition)
 	w := e.windows.take(key)
-	j := newJudge(spec.AllowedLateness, spec.Schemas)
+	j := newJudge(spec.AllowedLateness, spec.End, spec.Schemas)
 	recs, tally, err := e.batchRecords(ctx, spec, j)
 	if err != nil {
 		if w != nil {

@@ -18,7 +18,7 @@ import (
 // scores again (invariant 3).
 func (e *Engine) Score(ctx context.Context, spec contract.Spec, d contract.Decisions) (contract.Enrichment, error) {
 	began := time.Now()
-	recs, _, err := e.batchRecords(ctx, spec, newJudge(spec.AllowedLateness, spec.Schemas, d.Schemas))
+	recs, _, err := e.batchRecords(ctx, spec, newJudge(spec.AllowedLateness, spec.End, spec.Schemas, d.Schemas))
 	if err != nil {
 		return contract.Enrichment{}, fmt.Errorf("enrich %s: %w", spec.ID(), err)
 	}

@@ -161,7 +161,7 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 	// those, were tallied by then.
 	end, size, parsed := limit, int64(0), 0
 	recs := make([]rows.Record, 0, limit-in.Next)
-	j, cacheable := newJudge(in.AllowedLateness, in.Schemas), true
+	j := newJudge(in.AllowedLateness, limit, in.Schemas)
 	tally, err := e.readRange(ctx, in.Topic, in.Partition, in.Next, limit, func(r kafkalog.Record) error {
 		size += int64(len(r.Key) + len(r.Value))
 		parsed += recordCost(r)
@@ -169,20 +169,18 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 			end = r.Offset
 			return errStop
 		}
+		// A registry that is down fails the plan: its verdicts on the
+		// range's schema IDs are recorded with it, for the batch.
 		rec, err := e.parse(ctx, r, j)
-		if err != nil {
-			// The registry is down: the plan needs only the range's
-			// bounds, and the batch parses its records itself.
-			cacheable = false
-		}
 		recs = append(recs, rec)
-		return nil
+		return err
 	})
 	if err != nil && !errors.Is(err, errStop) {
 		return contract.PlanResult{}, err
 	}
-	if in.AllowedLateness > 0 && cacheable {
-		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), j, recs, tally)
+	j.until = end
+	if in.AllowedLateness > 0 {
+		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), in.Next, j, recs, tally)
 	}
-	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable}, nil
+	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable, Schemas: j.met()}, nil
 }

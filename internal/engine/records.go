@@ -9,6 +9,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/registry"
 	"github.com/paystream/paystream/internal/rows"
 )
 
@@ -52,8 +53,12 @@ func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec, j *judge)
 	// Parsing depends on the lateness (ParseRecord) and on the schema IDs
 	// recorded, so a batch parsed by a plan at another lateness, or one
 	// that took an ID the other way, is read again.
-	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && j.agrees(b.schemas) {
-		j.seen.Merge(b.schemas)
+	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && b.registry == j.recorded.Reads(spec.Start) && j.agrees(spec.Start, b.schemas) {
+		for id, known := range b.schemas {
+			if j.recorded.Verdict(id, spec.Start) == contract.VerdictNone {
+				j.see(id, known, spec.Start)
+			}
+		}
 		return b.recs, b.tally, nil
 	}
 	recs := make([]rows.Record, 0, spec.End-spec.Start)
@@ -65,7 +70,7 @@ func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec, j *judge)
 	if err != nil {
 		return nil, tally, err
 	}
-	e.cacheBatch(id, j, recs, tally)
+	e.cacheBatch(id, spec.Start, j, recs, tally)
 	return recs, tally, nil
 }
 
@@ -76,12 +81,18 @@ func parse(r kafkalog.Record, lateness time.Duration) rows.Record {
 	return rows.Record{Record: r, Event: e, ParseErr: err}
 }
 
-func (e *Engine) cacheBatch(id string, j *judge, recs []rows.Record, tally kafkalog.Tally) {
+func (e *Engine) cacheBatch(id string, start int64, j *judge, recs []rows.Record, tally kafkalog.Tally) {
 	size := 0
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, schemas: j.seen.Clone()}, e.batchCacheLimit())
+	b := cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, registry: j.recorded.Reads(start), schemas: map[int]bool{}}
+	for i := range recs {
+		if id, ok := registry.SchemaID(recs[i].Value); ok && registry.Framed(recs[i].Value) && b.registry {
+			b.schemas[id] = recs[i].ParseErr == nil || payment.ReasonOf(recs[i].ParseErr) != payment.ReasonSchemaUnknownID
+		}
+	}
+	e.batches.put(id, b, e.batchCacheLimit())
 }
 
 func (e *Engine) batchCacheLimit() int {
@@ -108,8 +119,9 @@ type cachedBatch struct {
 	recs     []rows.Record
 	tally    kafkalog.Tally
 	size     int
-	lateness time.Duration    // the records were parsed at
-	schemas  contract.Schemas // the registry IDs they were parsed by
+	lateness time.Duration // the records were parsed at
+	registry bool          // whether framed records were read with the registry
+	schemas  map[int]bool  // the schema IDs they named: known, or not
 }
 
 func (c *batchCache) get(id string) (cachedBatch, bool) {

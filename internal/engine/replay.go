@@ -33,12 +33,15 @@ type quarantined struct {
 	event  payment.Event
 }
 
-// quarantinedRecords reads the source batch's late records from
-// ingest_errors, in offset order, parsed.
+// quarantinedRecords reads the source batch's records of the replay's
+// reason from ingest_errors, in offset order, parsed. Records turned away
+// for their schema are read with the registry's schema now: one that
+// still cannot be read fails the replay, which loads nothing, and says
+// why.
 func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput) ([]quarantined, error) {
 	q := e.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
 		"WHERE batch_id = @batch AND reason = @late ORDER BY kafka_offset", e.BigQuery.Project(), e.Dataset))
-	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: string(payment.ReasonLate)}}
+	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: in.ReplayReason()}}
 	it, err := q.Read(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
@@ -67,25 +70,26 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 				return nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
 			}
 		}
-		js := raw
+		var ev payment.Event
 		if registry.Framed(raw) {
-			// A late record was read with its schema when quarantined; a
-			// registry cannot have changed the schema of an ID since.
+			// Asked of the registry now, recorded nowhere: a late record
+			// was read with its schema when quarantined, and a registry
+			// never changes the schema of an ID; a schema_ record is
+			// replayed because its schema has been fixed since.
 			var pe *payment.Error
-			js, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, newJudge(0))
+			ev, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, newJudge(0, row.Offset+1, contract.Schemas{Registry: true}))
 			if err != nil && !errors.As(err, &pe) {
 				return nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
 			}
-		}
-		var ev payment.Event
-		if err == nil {
-			ev, err = payment.Parse(js)
+		} else {
+			ev, err = payment.Parse(raw)
 		}
 		if err != nil {
-			// A late record parsed when it was quarantined; a record that
-			// no longer does was changed after.
-			return nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("quarantine of %s at offset %d no longer parses: %v",
-				in.Source.ID(), row.Offset, payment.ReasonOf(err)))
+			// A late record parsed when it was quarantined, and a schema_
+			// record is replayed once its schema is fixed: one that does
+			// not parse now is refused, and the replay loads nothing.
+			return nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("%s record of %s at offset %d does not parse: %v; fix its cause first (docs/formats.md)",
+				in.ReplayReason(), in.Source.ID(), row.Offset, err))
 		}
 		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
 		out = append(out, quarantined{record: rec, event: ev})

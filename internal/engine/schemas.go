@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/paystream/paystream/contract"
@@ -15,65 +17,83 @@ import (
 
 // judge is how one read of the log parses its records: by the event
 // contract at the allowed lateness, and, for records in the Schema
-// Registry wire format, by the schema IDs the partition recorded. Whether
-// a schema ID is known is the registry's answer the first time a batch
-// met it, recorded in that batch's decisions; an ID not yet recorded is
-// asked of the registry, and the answer is kept in seen, which Decide
-// returns to be recorded.
+// Registry wire format, by the partition's recorded Schemas. A schema ID
+// with no recorded verdict is asked of the registry; the answer is kept in
+// seen (so a read asks once an ID) and returned by met, to be recorded.
 type judge struct {
 	lateness time.Duration
 	recorded contract.Schemas
-	seen     contract.Schemas // every ID this read parsed by, as it found it
+	until    int64 // the end of the read: an unknown ID's verdict covers its records up to it
+	seen     map[int]bool
+	// unknownFrom is the first offset at which the read met each ID it
+	// found unknown: the verdict covers [unknownFrom, until).
+	unknownFrom map[int]int64
 }
 
-func newJudge(lateness time.Duration, recorded ...contract.Schemas) *judge {
-	j := &judge{lateness: lateness}
-	for _, r := range recorded {
+// newJudge judges a read ending at until by the recorded verdicts.
+func newJudge(lateness time.Duration, until int64, recorded ...contract.Schemas) *judge {
+	j := &judge{lateness: lateness, until: until}
+	for i, r := range recorded {
+		if i == 0 {
+			j.recorded = r.Clone()
+			continue
+		}
 		j.recorded.Merge(r)
 	}
 	return j
 }
 
-// met are the IDs this read found that the partition had not recorded.
+// met are the verdicts this read asked the registry for.
 func (j *judge) met() contract.Schemas {
 	var out contract.Schemas
-	for _, id := range j.seen.Known {
-		if _, ok := j.recorded.Status(id); !ok {
-			out.Add(id, true)
-		}
-	}
-	for _, id := range j.seen.Unknown {
-		if _, ok := j.recorded.Status(id); !ok {
-			out.Add(id, false)
+	for _, id := range slices.Sorted(maps.Keys(j.seen)) {
+		if j.seen[id] {
+			out.AddKnown(id)
+		} else {
+			out.AddUnknown(id, j.unknownFrom[id], j.until)
 		}
 	}
 	return out
 }
 
-// agrees says whether records parsed with seen are the ones this judge
-// would parse: no ID it has recorded was taken the other way.
-func (j *judge) agrees(seen contract.Schemas) bool {
-	for _, id := range seen.Known {
-		if known, ok := j.recorded.Status(id); ok && !known {
-			return false
-		}
-	}
-	for _, id := range seen.Unknown {
-		if known, ok := j.recorded.Status(id); ok && known {
-			return false
+// agrees says whether records of [start, ...) parsed with the verdicts
+// seen are the ones this judge would parse: no ID it has a verdict for
+// was taken the other way.
+func (j *judge) agrees(start int64, seen map[int]bool) bool {
+	for id, known := range seen {
+		switch j.recorded.Verdict(id, start) {
+		case contract.VerdictKnown:
+			if !known {
+				return false
+			}
+		case contract.VerdictUnknown:
+			if known {
+				return false
+			}
 		}
 	}
 	return true
+}
+
+// see keeps the registry's answer on id, met at offset.
+func (j *judge) see(id int, known bool, offset int64) {
+	if j.seen == nil {
+		j.seen, j.unknownFrom = map[int]bool{}, map[int]int64{}
+	}
+	j.seen[id] = known
+	if from, ok := j.unknownFrom[id]; !known && (!ok || offset < from) {
+		j.unknownFrom[id] = offset
+	}
 }
 
 // parse judges one record. An error is not the record's fault (the
 // registry is down, or this worker has none): the read fails, to be
 // retried, and no record is quarantined for it.
 func (e *Engine) parse(ctx context.Context, r kafkalog.Record, j *judge) (rows.Record, error) {
-	if !registry.Framed(r.Value) || len(r.Value) > payment.MaxRecordBytes {
+	if !registry.Framed(r.Value) || len(r.Value) > payment.MaxRecordBytes || !j.recorded.Reads(r.Offset) {
 		return parse(r, j.lateness), nil
 	}
-	js, err := e.decodeFramed(ctx, r, j)
+	ev, err := e.decodeFramed(ctx, r, j)
 	if err != nil {
 		var pe *payment.Error
 		if errors.As(err, &pe) {
@@ -81,38 +101,50 @@ func (e *Engine) parse(ctx context.Context, r kafkalog.Record, j *judge) (rows.R
 		}
 		return rows.Record{}, err
 	}
-	ev, err := payment.ParseRecord(r.Key, js, r.Time, j.lateness)
+	ev, err = payment.CheckRecord(ev, r.Key, r.Time, j.lateness)
 	return rows.Record{Record: r, Event: ev, ParseErr: err}, nil
 }
 
-// decodeFramed turns a framed record into the contract's JSON.
-func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) ([]byte, error) {
+// decodeFramed reads a framed record into the event contract; a
+// *payment.Error is the record's rejection, any other error the
+// registry's trouble.
+func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) (payment.Event, error) {
 	id, ok := registry.SchemaID(r.Value)
 	if !ok {
-		return nil, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: "shorter than the wire format's 5-byte header"}
+		return payment.Event{}, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: "shorter than the wire format's 5-byte header"}
 	}
-	known, recorded := j.recorded.Status(id)
-	if recorded && !known {
-		j.seen.Add(id, false)
-		return nil, unknownSchema(id)
+	verdict := j.recorded.Verdict(id, r.Offset)
+	if known, ok := j.seen[id]; ok && verdict == contract.VerdictNone {
+		verdict = contract.VerdictUnknown
+		if known {
+			verdict = contract.VerdictKnown
+		}
+	}
+	if verdict == contract.VerdictUnknown {
+		if j.recorded.Verdict(id, r.Offset) == contract.VerdictNone {
+			j.see(id, false, r.Offset)
+		}
+		return payment.Event{}, unknownSchema(id)
 	}
 	if e.Registry == nil {
-		return nil, fmt.Errorf("offset %d holds a record of schema ID %d in the Schema Registry wire format, and this worker has no --schema-registry to read it", r.Offset, id)
+		return payment.Event{}, fmt.Errorf("offset %d holds a record of schema ID %d in the Schema Registry wire format, and this worker has no --schema-registry to read it", r.Offset, id)
 	}
 	s, err := e.Registry.Schema(ctx, id)
 	switch {
-	case errors.Is(err, registry.ErrUnknownSchema) && recorded:
+	case errors.Is(err, registry.ErrUnknownSchema) && verdict == contract.VerdictKnown:
 		// An earlier batch read this schema: records of it were loaded,
 		// and only the same schema reads the rest alike.
-		return nil, fmt.Errorf("offset %d: the schema registry no longer has schema ID %d, which earlier batches of this partition were read with; restore it to the registry: %w", r.Offset, id, err)
+		return payment.Event{}, fmt.Errorf("offset %d: the schema registry no longer has schema ID %d, which earlier batches of this partition were read with; restore it to the registry: %w", r.Offset, id, err)
 	case errors.Is(err, registry.ErrUnknownSchema):
-		j.seen.Add(id, false)
-		return nil, unknownSchema(id)
+		j.see(id, false, r.Offset)
+		return payment.Event{}, unknownSchema(id)
 	case err != nil:
-		return nil, fmt.Errorf("offset %d: %w", r.Offset, err)
+		return payment.Event{}, fmt.Errorf("offset %d: %w", r.Offset, err)
 	}
-	j.seen.Add(id, true)
-	return s.JSON(make([]byte, 0, 2*len(r.Value)), r.Value)
+	if verdict == contract.VerdictNone {
+		j.see(id, true, r.Offset)
+	}
+	return s.Event(r.Value)
 }
 
 func unknownSchema(id int) *payment.Error {

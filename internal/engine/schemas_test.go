@@ -75,9 +75,10 @@ func TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater(t *testing.T) {
 	}
 	kafka := craftedLog(t, topic, recs)
 	warm := New(Config{Kafka: kafka, Registry: c})
-	first := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 100}, AllowedLateness: time.Hour, FraudRules: contract.FraudRules}
+	first := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 100}, AllowedLateness: time.Hour, FraudRules: contract.FraudRules,
+		Schemas: contract.Schemas{Registry: true}}
 	d1 := decideOn(t, warm, first)
-	if d1.Invalid != 50 || d1.Loaded != 50 || !reflect.DeepEqual(d1.Schemas.Unknown, []int{1}) {
+	if d1.Invalid != 50 || d1.Loaded != 50 || !reflect.DeepEqual(d1.Schemas.Unknown, []contract.UnknownSchema{{ID: 1, From: 0, Until: 100}}) {
 		t.Fatalf("first batch: %d invalid, %d loaded, schemas %+v; want the 50 Avro records quarantined and ID 1 recorded unknown", d1.Invalid, d1.Loaded, d1.Schemas)
 	}
 	rows, _, err := warm.BuildRows(context.Background(), contract.LoadInput{Spec: first, Decisions: d1}, time.Now())
@@ -90,7 +91,7 @@ func TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater(t *testing.T) {
 	// The registry learns schema ID 1.
 	reg.SeedSchema(topic+"-value", 1, 1, sr.Schema{Schema: avroSchemaV1(t, c), Type: sr.TypeAvro})
 
-	var recorded contract.Schemas
+	recorded := first.Schemas.Clone()
 	recorded.Merge(d1.Schemas)
 	second := contract.Spec{Range: contract.Range{Topic: topic, Start: 100, End: 200}, Window: d1.Next, AllowedLateness: time.Hour, Schemas: recorded}
 	got := map[string]contract.Decisions{
@@ -104,7 +105,7 @@ func TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater(t *testing.T) {
 		t.Errorf("warm %+v, cold %+v", got["warm"], got["cold"])
 	}
 	// Without the record, the registry's answer now would decide.
-	second.Schemas = contract.Schemas{}
+	second.Schemas = contract.Schemas{Registry: true}
 	if d := decideOn(t, New(Config{Kafka: kafka, Registry: c, RebuildEveryBatch: true}), second); len(d.DuplicateOffsets) != 1 {
 		t.Errorf("unrecorded: duplicates at %v; the test no longer shows what recording prevents", d.DuplicateOffsets)
 	}
@@ -136,7 +137,7 @@ func TestARegistryDownFailsTheReadAndQuarantinesNothing(t *testing.T) {
 	w := newAvroWriter(t, c)
 	kafka := craftedLog(t, topic, []*kgo.Record{w.record(t, paymentRecord("d1", craftedStart, craftedStart))})
 	reg.Close()
-	spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 1}, AllowedLateness: time.Hour}
+	spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 1}, AllowedLateness: time.Hour, Schemas: contract.Schemas{Registry: true}}
 	down, _ := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
 	_, err = New(Config{Kafka: kafka, Registry: down}).Decide(context.Background(), spec)
 	if err == nil || errors.Is(err, registry.ErrUnknownSchema) || payment.ReasonOf(err) != "" {
@@ -145,5 +146,46 @@ func TestARegistryDownFailsTheReadAndQuarantinesNothing(t *testing.T) {
 	_, err = New(Config{Kafka: kafka}).Decide(context.Background(), spec)
 	if err == nil {
 		t.Fatal("a worker without a registry decided a batch of Avro records")
+	}
+}
+
+// TestAPartitionThatReadsNoRegistryJudgesFramedRecordsAsJSON: a record
+// starting with a zero byte, on a partition started without a registry
+// (or before the offset it started reading the wire format from), is
+// malformed JSON, as before paystream read Avro: it neither waits for a
+// registry nor is read differently by a worker that has one.
+func TestAPartitionThatReadsNoRegistryJudgesFramedRecordsAsJSON(t *testing.T) {
+	const topic = "schemas"
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newAvroWriter(t, c)
+	var recs []*kgo.Record
+	for i := range 4 {
+		recs = append(recs, w.record(t, paymentRecord(fmt.Sprintf("j%d", i), craftedStart, craftedStart)))
+	}
+	kafka := craftedLog(t, topic, recs)
+	for name, s := range map[string]contract.Schemas{"no registry": {}, "registry from offset 2": {Registry: true, From: 2}} {
+		spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 4}, AllowedLateness: time.Hour, Schemas: s}
+		for _, eng := range []*Engine{New(Config{Kafka: kafka}), New(Config{Kafka: kafka, Registry: c})} {
+			if s.Registry && eng.Registry == nil {
+				// A worker without a registry waits for one that has it.
+				if _, err := eng.Decide(context.Background(), spec); err == nil {
+					t.Errorf("%s: a worker without a registry decided", name)
+				}
+				continue
+			}
+			d := decideOn(t, eng, spec)
+			want := 4
+			if s.Registry {
+				want = 2
+			}
+			if d.Invalid != want || d.Loaded != 4-want {
+				t.Errorf("%s, worker with registry %v: %d invalid, %d loaded; want %d records judged as JSON", name, eng.Registry != nil, d.Invalid, d.Loaded, want)
+			}
+		}
 	}
 }

@@ -52,7 +52,7 @@ func (e *Engine) Write(ctx context.Context, in contract.LoadInput) (contract.Tot
 	// The oldest produce time the batch's records carry, for its latency;
 	// timestamps not to trust are left out.
 	var oldest time.Time
-	if recs, _, err := e.batchRecords(ctx, spec, newJudge(spec.AllowedLateness, spec.Schemas, in.Decisions.Schemas)); err == nil {
+	if recs, _, err := e.batchRecords(ctx, spec, newJudge(spec.AllowedLateness, spec.End, spec.Schemas, in.Decisions.Schemas)); err == nil {
 		for i := range recs {
 			if ts, ok := payment.KafkaTime(recs[i].Time); ok && (oldest.IsZero() || ts.Before(oldest)) {
 				oldest = ts
@@ -152,7 +152,7 @@ func (f faultPoints) WriteTable(ctx context.Context, id, table string, rows []wa
 // into the ledger (rows.Build). The benchmark's plain loader calls it to
 // load the same rows without the pipeline around them.
 func (e *Engine) BuildRows(ctx context.Context, in contract.LoadInput, now time.Time) (rows.Tables, contract.Totals, error) {
-	recs, tally, err := e.batchRecords(ctx, in.Spec, newJudge(in.Spec.AllowedLateness, in.Spec.Schemas, in.Decisions.Schemas))
+	recs, tally, err := e.batchRecords(ctx, in.Spec, newJudge(in.Spec.AllowedLateness, in.Spec.End, in.Spec.Schemas, in.Decisions.Schemas))
 	if err != nil {
 		return nil, contract.Totals{}, fmt.Errorf("build rows of %s: %w", in.Spec.ID(), err)
 	}

@@ -6,6 +6,7 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,8 @@ type resumePoint struct {
 	// lateness is the allowed lateness the window was kept at (0: a
 	// ledger row of an earlier release, which does not say).
 	lateness time.Duration
+	// schemas are the partition's Schema Registry verdicts.
+	schemas contract.Schemas
 }
 
 // resumePoints reads the last ledger row of every partition. The ledger,
@@ -78,7 +81,13 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 		if err != nil {
 			return nil, err
 		}
-		out[int(row.Partition)] = resumePoint{next: row.End, window: w, lateness: time.Duration(row.Lateness.Int64)}
+		rp := resumePoint{next: row.End, window: w, lateness: time.Duration(row.Lateness.Int64)}
+		if row.Schemas.Valid {
+			if err := json.Unmarshal([]byte(row.Schemas.StringVal), &rp.schemas); err != nil {
+				return nil, fmt.Errorf("batch_ledger of partition %d at %d: schemas: %w", row.Partition, row.End, err)
+			}
+		}
+		out[int(row.Partition)] = rp
 	}
 }
 
@@ -86,7 +95,7 @@ func (o *Operator) resumePoints(ctx context.Context) (map[int]resumePoint, error
 // prefixed (a table alias).
 func ledgerColumns(prefix string) string {
 	cols := []string{"kafka_partition", "start_offset", "end_offset", "next_window_start", "next_window_newest", "next_window_floors",
-		"allowed_lateness_ns", "max_window_ids"}
+		"allowed_lateness_ns", "max_window_ids", "schemas"}
 	out := ""
 	for i, c := range cols {
 		if i > 0 {
@@ -107,8 +116,9 @@ type ledgerRow struct {
 	WNewest   bigquery.NullString `bigquery:"next_window_newest"`
 	WFloors   []ledgerFloor       `bigquery:"next_window_floors"`
 	// What the batch decided with; NULL in rows of earlier releases.
-	Lateness     bigquery.NullInt64 `bigquery:"allowed_lateness_ns"`
-	MaxWindowIDs bigquery.NullInt64 `bigquery:"max_window_ids"`
+	Lateness     bigquery.NullInt64  `bigquery:"allowed_lateness_ns"`
+	MaxWindowIDs bigquery.NullInt64  `bigquery:"max_window_ids"`
+	Schemas      bigquery.NullString `bigquery:"schemas"`
 }
 
 // ledgerFloor is a raise of the dedup window's floor in a ledger row.
@@ -215,6 +225,10 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		// A longer lateness than the window was kept at must not find
 		// resends of payments the window no longer holds new again.
 		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window.KeepWatermark(rp.lateness, in.AllowedLateness, rp.next), pending
+		in.Schemas = o.schemasFrom(rp)
+		if pending != nil {
+			pending.Schemas = in.Schemas.Clone()
+		}
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 			ID:                       id,
@@ -248,6 +262,19 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 	return out, nil
 }
 
+// schemasFrom are a resumed partition's Schema Registry verdicts: the
+// ledger's, reading the wire format from where it goes on when the
+// operator gives a registry and the partition did not read it before. A
+// partition that read it keeps reading it: the records it read so are
+// judged alike by a window rebuilt after any start.
+func (o *Operator) schemasFrom(rp resumePoint) contract.Schemas {
+	s := rp.schemas
+	if o.Config.SchemaRegistry != "" && !s.Registry {
+		s.Registry, s.From = true, rp.next
+	}
+	return s
+}
+
 // ingestInput is a partition's input before its partition and offsets
 // are set: the operator's tuning and configuration, for a topic of
 // partitions partitions.
@@ -257,7 +284,10 @@ func (o *Operator) ingestInput(partitions int) contract.IngestInput {
 		MaxBatchesPerRun: o.Tuning.MaxBatchesPerRun, AllowedLateness: o.Config.AllowedLateness, MaxWindowIDs: o.Config.MaxWindowIDs, WriteMode: o.Config.WriteMode,
 		Pool:             contract.PoolID(o.Config.TaskQueue),
 		SearchableCounts: o.Tuning.SearchableCounts,
-		Spacing:          contract.Spacing{MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config))},
+		// A new partition (TopicSupervisor) reads the wire format from its
+		// start when the operator gives a registry.
+		Cursor:  contract.Cursor{Schemas: contract.Schemas{Registry: o.Config.SchemaRegistry != ""}},
+		Spacing: contract.Spacing{MinBatchInterval: contract.BatchInterval(partitions, loadJobBudget(o.Config))},
 	}
 }
 

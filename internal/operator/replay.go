@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,16 +19,24 @@ import (
 	"github.com/paystream/paystream/workflows"
 )
 
-// QuarantinedBatch is a batch with late records in quarantine.
+// QuarantinedBatch is a batch with records of one reason in quarantine.
 type QuarantinedBatch struct {
-	Range contract.Range
-	Late  int64
+	Range   contract.Range
+	Records int64
+}
+
+// Replayable says whether records of reason may be replayed: late ones,
+// and those turned away for their schema, which a fixed schema makes
+// readable. The others (malformed, invalid, conflicting) never load.
+func Replayable(reason string) bool {
+	return reason == contract.ReasonLate || strings.HasPrefix(reason, "schema_")
 }
 
 // Quarantined lists the batches of the given partitions (all when none)
-// within [from, to) that quarantined late records, in partition and
-// offset order: what replay-quarantine would replay.
-func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to int64) ([]QuarantinedBatch, error) {
+// within [from, to) that quarantined records of reason (late, or a
+// schema_ reason), in partition and offset order: what replay-quarantine
+// would replay.
+func (o *Operator) Quarantined(ctx context.Context, reason string, partitions []int, from, to int64) ([]QuarantinedBatch, error) {
 	params := []bigquery.QueryParameter{{Name: "topic", Value: o.Config.Topic}, {Name: "from", Value: from}, {Name: "to", Value: to}}
 	onlySome := ""
 	if len(partitions) > 0 {
@@ -40,9 +49,20 @@ func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to i
 		onlySome = "AND kafka_partition IN UNNEST(@partitions) "
 		params = append(params, bigquery.QueryParameter{Name: "partitions", Value: parts})
 	}
-	q := o.BigQuery.Query(fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset, late FROM `%s.%s.batch_ledger` "+
+	sql := fmt.Sprintf("SELECT kafka_partition, start_offset, end_offset, late AS records FROM `%s.%s.batch_ledger` "+
 		"WHERE kafka_topic = @topic AND late > 0 AND end_offset > @from AND start_offset < @to %sORDER BY kafka_partition, start_offset",
-		o.BigQuery.Project(), o.Config.BigQueryDataset, onlySome))
+		o.BigQuery.Project(), o.Config.BigQueryDataset, onlySome)
+	if reason != contract.ReasonLate {
+		// The ledger counts the other reasons together: ingest_errors
+		// says which batches hold records of this one.
+		sql = fmt.Sprintf("SELECT l.kafka_partition, l.start_offset, l.end_offset, e.records FROM "+
+			"(SELECT batch_id, COUNT(DISTINCT kafka_offset) AS records FROM `%[1]s.%[2]s.ingest_errors` WHERE kafka_topic = @topic AND reason = @reason GROUP BY batch_id) AS e "+
+			"JOIN (SELECT DISTINCT batch_id, kafka_partition, start_offset, end_offset FROM `%[1]s.%[2]s.batch_ledger` WHERE kafka_topic = @topic) AS l ON l.batch_id = e.batch_id "+
+			"WHERE l.end_offset > @from AND l.start_offset < @to %[3]sORDER BY l.kafka_partition, l.start_offset",
+			o.BigQuery.Project(), o.Config.BigQueryDataset, strings.ReplaceAll(onlySome, "kafka_partition", "l.kafka_partition"))
+		params = append(params, bigquery.QueryParameter{Name: "reason", Value: reason})
+	}
+	q := o.BigQuery.Query(sql)
 	q.Parameters = params
 	it, err := q.Read(ctx)
 	if err != nil {
@@ -54,7 +74,7 @@ func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to i
 			Partition int64 `bigquery:"kafka_partition"`
 			Start     int64 `bigquery:"start_offset"`
 			End       int64 `bigquery:"end_offset"`
-			Late      int64 `bigquery:"late"`
+			Records   int64 `bigquery:"records"`
 		}
 		err := it.Next(&row)
 		if errors.Is(err, iterator.Done) {
@@ -63,7 +83,7 @@ func (o *Operator) Quarantined(ctx context.Context, partitions []int, from, to i
 		if err != nil {
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
-		out = append(out, QuarantinedBatch{Range: contract.Range{Topic: o.Config.Topic, Partition: int(row.Partition), Start: row.Start, End: row.End}, Late: row.Late})
+		out = append(out, QuarantinedBatch{Range: contract.Range{Topic: o.Config.Topic, Partition: int(row.Partition), Start: row.Start, End: row.End}, Records: row.Records})
 	}
 }
 
@@ -74,7 +94,7 @@ var ErrReplayRunning = errors.New("another replay-quarantine of this topic is ru
 // batch at a time in one QuarantineReplays run per topic: a second run
 // while one is going is refused. Each batch's replay happens at most once;
 // batches replayed before are reported as already replayed.
-func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBatch) ([]contract.ReplayOutcome, error) {
+func (o *Operator) ReplayQuarantine(ctx context.Context, reason string, batches []QuarantinedBatch) ([]contract.ReplayOutcome, error) {
 	sources := make([]contract.Range, 0, len(batches))
 	for _, b := range batches {
 		sources = append(sources, b.Range)
@@ -87,7 +107,7 @@ func (o *Operator) ReplayQuarantine(ctx context.Context, batches []QuarantinedBa
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            fmt.Sprintf("replay the quarantine of %d batches of %s", len(sources), o.Config.Topic),
-	}, workflows.QuarantineReplays, sources)
+	}, workflows.QuarantineReplays, sources, reason)
 	if errors.As(err, new(*serviceerror.WorkflowExecutionAlreadyStarted)) {
 		return nil, ErrReplayRunning
 	}

@@ -32,7 +32,26 @@ func Parse(raw []byte) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	r := fieldReader{fields: &fields}
+	return ParseFields(&fields, extra)
+}
+
+// FieldValues holds a record's contract fields as JSON values, by their place
+// in Fields (FieldIndex); nil when absent. Formats other than JSON
+// (package registry) fill it from their own bytes, so that one set of
+// rules (ParseFields) judges every format.
+type FieldValues = fieldValues
+
+// FieldIndex is a contract field's place in FieldValues.
+func FieldIndex(name string) (int, bool) {
+	i, ok := knownIndex[name]
+	return i, ok
+}
+
+// ParseFields validates a record's contract fields, each a JSON value,
+// against the event contract; extra is the record's other fields as a
+// JSON object, or nil. Parse is splitObject and then this.
+func ParseFields(fields *FieldValues, extra json.RawMessage) (Event, error) {
+	r := fieldReader{fields: fields}
 	e := Event{
 		TransactionID:    r.str("transaction_id", required, checkTransactionID),
 		EventTime:        r.timestamp("event_time"),

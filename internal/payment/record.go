@@ -97,6 +97,12 @@ func ParseRecord(key, value []byte, timestamp time.Time, maxSkew time.Duration) 
 	if err != nil {
 		return Event{}, err
 	}
+	return CheckRecord(e, key, timestamp, maxSkew)
+}
+
+// CheckRecord judges a parsed event as a Kafka record, as ParseRecord
+// does after parsing: its key, and its event_time against its timestamp.
+func CheckRecord(e Event, key []byte, timestamp time.Time, maxSkew time.Duration) (Event, error) {
 	if len(key) == 0 {
 		return Event{}, &Error{Reason: ReasonKeyMismatch, Detail: "record has no key; the key must be the transaction_id"}
 	}

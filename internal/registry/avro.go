@@ -3,7 +3,6 @@ package registry
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -11,17 +10,66 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/paystream/paystream/internal/payment"
 )
 
 // avroRecord turns Avro binary records of one writer schema into the JSON
 // object the event contract parses (payment.Parse), field by field in the
-// schema's order. It walks the schema itself instead of decoding into Go
-// maps: a record then costs one pass over its bytes and one output buffer,
-// and every value's JSON form is fixed here, once, for every worker.
+// schema's order. The schema is compiled once into avroNodes; a record
+// then costs one pass over its bytes into one output buffer, and every
+// value's JSON form is fixed here, once, for every worker.
 type avroRecord struct {
-	schema *avro.RecordSchema
+	root *avroNode
+}
+
+// avroKind is what an avroNode reads.
+type avroKind uint8
+
+const (
+	kindNull avroKind = iota
+	kindBoolean
+	kindInt
+	kindLong
+	kindFloat
+	kindDouble
+	kindString
+	kindBytes
+	kindFixed
+	kindEnum
+	kindRecord
+	kindArray
+	kindMap
+	kindUnion
+	kindTimestampMillis
+	kindTimestampMicros
+	kindDate
+	kindDecimal // bytes or fixed (size > 0)
+)
+
+// avroNode is one compiled schema node.
+type avroNode struct {
+	kind     avroKind
+	size     int // fixed: its size
+	scale    int // decimal: its scale
+	name     string
+	fields   []avroField // record
+	items    *avroNode   // array items, map values
+	branches []*avroNode // union
+	symbols  []string    // enum
+}
+
+// avroField is a record field, its name already a JSON key ("name":).
+type avroField struct {
+	key  []byte
+	name string
+	node *avroNode
+	// contract is the field's place in payment.FieldValues, -1 when the
+	// contract does not know it (top-level fields only).
+	contract int
 }
 
 // parseAvro parses a registry's Avro schema text. Each schema gets its own
@@ -39,6 +87,110 @@ func parseAvro(text string) (*avro.RecordSchema, error) {
 	return rec, nil
 }
 
+// compileAvro compiles a record schema. Named types met again (a
+// recursive record) share their node.
+func compileAvro(rec *avro.RecordSchema) (avroRecord, error) {
+	root, err := compileNode(rec, map[string]*avroNode{})
+	if err != nil {
+		return avroRecord{}, err
+	}
+	for i := range root.fields {
+		if c, ok := payment.FieldIndex(root.fields[i].name); ok {
+			root.fields[i].contract = c
+		}
+	}
+	return avroRecord{root: root}, nil
+}
+
+func compileNode(s avro.Schema, named map[string]*avroNode) (*avroNode, error) {
+	switch s := s.(type) {
+	case *avro.RefSchema:
+		return compileNode(s.Schema(), named)
+	case *avro.RecordSchema:
+		if n, ok := named[s.FullName()]; ok {
+			return n, nil
+		}
+		n := &avroNode{kind: kindRecord, name: s.FullName()}
+		named[s.FullName()] = n
+		for _, f := range s.Fields() {
+			child, err := compileNode(f.Type(), named)
+			if err != nil {
+				return nil, fmt.Errorf("field %s: %w", f.Name(), err)
+			}
+			key := appendJSONString(nil, f.Name())
+			n.fields = append(n.fields, avroField{key: append(key, ':'), name: f.Name(), node: child, contract: -1})
+		}
+		return n, nil
+	case *avro.UnionSchema:
+		n := &avroNode{kind: kindUnion}
+		for _, t := range s.Types() {
+			child, err := compileNode(t, named)
+			if err != nil {
+				return nil, err
+			}
+			n.branches = append(n.branches, child)
+		}
+		return n, nil
+	case *avro.EnumSchema:
+		return &avroNode{kind: kindEnum, symbols: s.Symbols()}, nil
+	case *avro.ArraySchema:
+		items, err := compileNode(s.Items(), named)
+		return &avroNode{kind: kindArray, items: items}, err
+	case *avro.MapSchema:
+		values, err := compileNode(s.Values(), named)
+		return &avroNode{kind: kindMap, items: values}, err
+	case *avro.FixedSchema:
+		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+			if d.Scale() > maxDecimalScale {
+				return nil, fmt.Errorf("a decimal of scale %d, past BIGNUMERIC's %d", d.Scale(), maxDecimalScale)
+			}
+			return &avroNode{kind: kindDecimal, size: s.Size(), scale: d.Scale()}, nil
+		}
+		return &avroNode{kind: kindFixed, size: s.Size()}, nil
+	case *avro.NullSchema:
+		return &avroNode{kind: kindNull}, nil
+	case *avro.PrimitiveSchema:
+		var logical avro.LogicalType
+		if l := s.Logical(); l != nil {
+			logical = l.Type()
+		}
+		switch s.Type() {
+		case avro.Null:
+			return &avroNode{kind: kindNull}, nil
+		case avro.Boolean:
+			return &avroNode{kind: kindBoolean}, nil
+		case avro.Int:
+			if logical == avro.Date {
+				return &avroNode{kind: kindDate}, nil
+			}
+			return &avroNode{kind: kindInt}, nil
+		case avro.Long:
+			switch logical {
+			case avro.TimestampMillis:
+				return &avroNode{kind: kindTimestampMillis}, nil
+			case avro.TimestampMicros:
+				return &avroNode{kind: kindTimestampMicros}, nil
+			}
+			return &avroNode{kind: kindLong}, nil
+		case avro.Float:
+			return &avroNode{kind: kindFloat}, nil
+		case avro.Double:
+			return &avroNode{kind: kindDouble}, nil
+		case avro.String:
+			return &avroNode{kind: kindString}, nil
+		case avro.Bytes:
+			if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
+				if d.Scale() > maxDecimalScale {
+					return nil, fmt.Errorf("a decimal of scale %d, past BIGNUMERIC's %d", d.Scale(), maxDecimalScale)
+				}
+				return &avroNode{kind: kindDecimal, scale: d.Scale()}, nil
+			}
+			return &avroNode{kind: kindBytes}, nil
+		}
+	}
+	return nil, fmt.Errorf("the Avro type %s is not supported", s.Type())
+}
+
 // errTruncated: the bytes end inside a value.
 var errTruncated = errors.New("the record ends inside a value")
 
@@ -46,74 +198,126 @@ var errTruncated = errors.New("the record ends inside a value")
 // let a record's bytes recurse without end.
 const maxDepth = 32
 
+// maxDecimalScale is BIGNUMERIC's scale: a schema's decimal beyond it
+// could not be stored, and its 10^scale would cost the worker seconds.
+const maxDecimalScale = 38
+
+// maxItems bounds the array and map items of one record: items of null,
+// of an empty record or of a zero-size fixed take no byte, and a few bytes
+// of block counts could otherwise ask for billions of them.
+const maxItems = 1 << 16
+
 // avroReader reads Avro binary values and appends their JSON.
 type avroReader struct {
-	b   []byte
-	i   int
-	out []byte
+	b     []byte
+	i     int
+	out   []byte
+	items int // array and map items read so far
 }
 
-// transcode appends the JSON object of the record in b to out.
-func (a avroRecord) transcode(out, b []byte) ([]byte, error) {
-	r := avroReader{b: b, out: out}
-	if err := r.record(a.schema, 0); err != nil {
-		return nil, err
+// fields reads the record in b into the contract's fields, each as its
+// JSON value, and the others as a JSON object (nil when there are none):
+// what payment.ParseFields judges. A null field is an absent one, as the
+// contract reads it.
+func (a avroRecord) fields(b []byte) (*payment.FieldValues, []byte, error) {
+	r := avroReader{b: b, out: make([]byte, 0, 2*len(b))}
+	var spans [len(payment.FieldValues{})][2]int
+	var extra []byte
+	for i := range a.root.fields {
+		f := &a.root.fields[i]
+		if f.contract < 0 {
+			values := r.out
+			mark := len(extra)
+			if len(extra) == 0 {
+				extra = append(extra, '{')
+			} else {
+				extra = append(extra, ',')
+			}
+			extra = append(extra, f.key...)
+			r.out = extra
+			err := r.value(f.node, 1)
+			extra, r.out = r.out, values
+			if err != nil {
+				return nil, nil, fmt.Errorf("field %s: %w", f.name, err)
+			}
+			if isNull(extra) {
+				extra = extra[:mark]
+			}
+			continue
+		}
+		mark := len(r.out)
+		if err := r.value(f.node, 1); err != nil {
+			return nil, nil, fmt.Errorf("field %s: %w", f.name, err)
+		}
+		if isNull(r.out[mark:]) {
+			r.out = r.out[:mark]
+			continue
+		}
+		spans[f.contract] = [2]int{mark, len(r.out)}
 	}
 	if r.i != len(r.b) {
-		return nil, fmt.Errorf("%d bytes left after the record", len(r.b)-r.i)
+		return nil, nil, fmt.Errorf("%d bytes left after the record", len(r.b)-r.i)
 	}
-	return r.out, nil
+	if len(extra) > 0 {
+		extra = append(extra, '}')
+	} else {
+		extra = nil
+	}
+	var out payment.FieldValues
+	for i, s := range spans {
+		if s[1] > s[0] {
+			out[i] = r.out[s[0]:s[1]:s[1]]
+		}
+	}
+	return &out, extra, nil
 }
 
-func (r *avroReader) record(s *avro.RecordSchema, depth int) error {
-	if depth > maxDepth {
-		return fmt.Errorf("records nested deeper than %d", maxDepth)
-	}
-	r.out = append(r.out, '{')
-	for i, f := range s.Fields() {
-		if i > 0 {
-			r.out = append(r.out, ',')
-		}
-		r.out = appendJSONString(r.out, f.Name())
-		r.out = append(r.out, ':')
-		if err := r.value(f.Type(), depth+1); err != nil {
-			return fmt.Errorf("field %s: %w", f.Name(), err)
-		}
-	}
-	r.out = append(r.out, '}')
-	return nil
+// isNull says whether a value's JSON, at the end of b, is null.
+func isNull(b []byte) bool {
+	return len(b) >= 4 && string(b[len(b)-4:]) == "null" && (len(b) == 4 || b[len(b)-5] == ':')
 }
 
-func (r *avroReader) value(s avro.Schema, depth int) error {
-	switch s := s.(type) {
-	case *avro.RefSchema:
-		return r.value(s.Schema(), depth)
-	case *avro.RecordSchema:
-		return r.record(s, depth)
-	case *avro.UnionSchema:
-		n, err := r.long()
-		if err != nil {
-			return err
+func (r *avroReader) value(n *avroNode, depth int) error {
+	switch n.kind {
+	case kindRecord:
+		if depth > maxDepth {
+			return fmt.Errorf("records nested deeper than %d", maxDepth)
 		}
-		types := s.Types()
-		if n < 0 || n >= int64(len(types)) {
-			return fmt.Errorf("a union branch outside the %d the schema has", len(types))
+		r.out = append(r.out, '{')
+		for i := range n.fields {
+			f := &n.fields[i]
+			if i > 0 {
+				r.out = append(r.out, ',')
+			}
+			r.out = append(r.out, f.key...)
+			if err := r.value(f.node, depth+1); err != nil {
+				return fmt.Errorf("field %s: %w", f.name, err)
+			}
 		}
-		return r.value(types[n], depth)
-	case *avro.EnumSchema:
-		n, err := r.long()
-		if err != nil {
-			return err
-		}
-		sym, ok := s.Symbol(int(n))
-		if !ok || n < 0 || n > math.MaxInt32 {
-			return fmt.Errorf("an enum symbol outside the %d the schema has", len(s.Symbols()))
-		}
-		r.out = appendJSONString(r.out, sym)
+		r.out = append(r.out, '}')
 		return nil
-	case *avro.ArraySchema:
-		return r.blocks(depth, '[', ']', func() error { return r.value(s.Items(), depth+1) })
-	case *avro.MapSchema:
+	case kindUnion:
+		i, err := r.long()
+		if err != nil {
+			return err
+		}
+		if i < 0 || i >= int64(len(n.branches)) {
+			return fmt.Errorf("a union branch outside the %d the schema has", len(n.branches))
+		}
+		return r.value(n.branches[i], depth)
+	case kindEnum:
+		i, err := r.long()
+		if err != nil {
+			return err
+		}
+		if i < 0 || i >= int64(len(n.symbols)) {
+			return fmt.Errorf("an enum symbol outside the %d the schema has", len(n.symbols))
+		}
+		r.out = appendJSONString(r.out, n.symbols[i])
+		return nil
+	case kindArray:
+		return r.blocks(depth, '[', ']', func() error { return r.value(n.items, depth+1) })
+	case kindMap:
 		return r.blocks(depth, '{', '}', func() error {
 			k, err := r.bytes()
 			if err != nil {
@@ -122,40 +326,34 @@ func (r *avroReader) value(s avro.Schema, depth int) error {
 			if !utf8.Valid(k) {
 				return errors.New("a map key is not UTF-8")
 			}
-			r.out = appendJSONString(r.out, string(k))
+			r.out = appendJSONBytes(r.out, k)
 			r.out = append(r.out, ':')
-			return r.value(s.Values(), depth+1)
+			return r.value(n.items, depth+1)
 		})
-	case *avro.FixedSchema:
-		if r.i+s.Size() > len(r.b) {
-			return errTruncated
-		}
-		v := r.b[r.i : r.i+s.Size()]
-		r.i += s.Size()
-		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
-			r.out = appendDecimal(r.out, v, d.Scale())
-			return nil
+	case kindFixed:
+		v, err := r.fixed(n.size)
+		if err != nil {
+			return err
 		}
 		r.out = appendBase64(r.out, v)
 		return nil
-	case *avro.NullSchema:
+	case kindDecimal:
+		var v []byte
+		var err error
+		if n.size > 0 {
+			v, err = r.fixed(n.size)
+		} else {
+			v, err = r.bytes()
+		}
+		if err != nil {
+			return err
+		}
+		r.out = appendDecimal(r.out, v, n.scale)
+		return nil
+	case kindNull:
 		r.out = append(r.out, "null"...)
 		return nil
-	case *avro.PrimitiveSchema:
-		return r.primitive(s)
-	}
-	return fmt.Errorf("the Avro type %s is not supported", s.Type())
-}
-
-func (r *avroReader) primitive(s *avro.PrimitiveSchema) error {
-	var logical avro.LogicalType
-	if l := s.Logical(); l != nil {
-		logical = l.Type()
-	}
-	switch s.Type() {
-	case avro.Null:
-		r.out = append(r.out, "null"...)
-	case avro.Boolean:
+	case kindBoolean:
 		if r.i >= len(r.b) {
 			return errTruncated
 		}
@@ -168,38 +366,42 @@ func (r *avroReader) primitive(s *avro.PrimitiveSchema) error {
 			return errors.New("a boolean that is neither 0 nor 1")
 		}
 		r.i++
-	case avro.Int, avro.Long:
-		n, err := r.long()
+		return nil
+	case kindInt, kindLong, kindDate, kindTimestampMillis, kindTimestampMicros:
+		v, err := r.long()
 		if err != nil {
 			return err
 		}
-		if s.Type() == avro.Int && (n < math.MinInt32 || n > math.MaxInt32) {
+		if (n.kind == kindInt || n.kind == kindDate) && (v < math.MinInt32 || v > math.MaxInt32) {
 			return errors.New("an int outside 32 bits")
 		}
-		switch logical {
-		case avro.TimestampMillis:
-			r.out = appendTime(r.out, time.UnixMilli(n))
-		case avro.TimestampMicros:
-			r.out = appendTime(r.out, time.UnixMicro(n))
-		case avro.Date:
-			r.out = strconv.AppendQuote(r.out, time.Unix(0, 0).UTC().AddDate(0, 0, int(n)).Format(time.DateOnly))
+		switch n.kind {
+		case kindTimestampMillis:
+			r.out = appendTime(r.out, time.UnixMilli(v))
+		case kindTimestampMicros:
+			r.out = appendTime(r.out, time.UnixMicro(v))
+		case kindDate:
+			r.out = append(r.out, '"')
+			r.out = time.Unix(0, 0).UTC().AddDate(0, 0, int(v)).AppendFormat(r.out, time.DateOnly)
+			r.out = append(r.out, '"')
 		default:
-			r.out = strconv.AppendInt(r.out, n, 10)
+			r.out = strconv.AppendInt(r.out, v, 10)
 		}
-	case avro.Float, avro.Double:
+		return nil
+	case kindFloat, kindDouble:
 		var f float64
-		if s.Type() == avro.Float {
-			if r.i+4 > len(r.b) {
-				return errTruncated
+		if n.kind == kindFloat {
+			v, err := r.fixed(4)
+			if err != nil {
+				return err
 			}
-			f = float64(math.Float32frombits(binary.LittleEndian.Uint32(r.b[r.i:])))
-			r.i += 4
+			f = float64(math.Float32frombits(binary.LittleEndian.Uint32(v)))
 		} else {
-			if r.i+8 > len(r.b) {
-				return errTruncated
+			v, err := r.fixed(8)
+			if err != nil {
+				return err
 			}
-			f = math.Float64frombits(binary.LittleEndian.Uint64(r.b[r.i:]))
-			r.i += 8
+			f = math.Float64frombits(binary.LittleEndian.Uint64(v))
 		}
 		if math.IsNaN(f) || math.IsInf(f, 0) {
 			// JSON has no NaN or infinity; the text keeps what was sent.
@@ -207,7 +409,8 @@ func (r *avroReader) primitive(s *avro.PrimitiveSchema) error {
 			return nil
 		}
 		r.out = strconv.AppendFloat(r.out, f, 'g', -1, 64)
-	case avro.String:
+		return nil
+	case kindString:
 		v, err := r.bytes()
 		if err != nil {
 			return err
@@ -215,21 +418,26 @@ func (r *avroReader) primitive(s *avro.PrimitiveSchema) error {
 		if !utf8.Valid(v) {
 			return errors.New("a string is not UTF-8")
 		}
-		r.out = appendJSONString(r.out, string(v))
-	case avro.Bytes:
+		r.out = appendJSONBytes(r.out, v)
+		return nil
+	case kindBytes:
 		v, err := r.bytes()
 		if err != nil {
 			return err
 		}
-		if d, ok := s.Logical().(*avro.DecimalLogicalSchema); ok {
-			r.out = appendDecimal(r.out, v, d.Scale())
-			return nil
-		}
 		r.out = appendBase64(r.out, v)
-	default:
-		return fmt.Errorf("the Avro type %s is not supported", s.Type())
+		return nil
 	}
-	return nil
+	return fmt.Errorf("avro kind %d not compiled", n.kind)
+}
+
+func (r *avroReader) fixed(size int) ([]byte, error) {
+	if size > len(r.b)-r.i {
+		return nil, errTruncated
+	}
+	v := r.b[r.i : r.i+size]
+	r.i += size
+	return v, nil
 }
 
 // blocks reads an array's or a map's blocks: counts, each followed by that
@@ -257,9 +465,10 @@ func (r *avroReader) blocks(depth int, open, closing byte, item func() error) er
 		}
 		// Every item but a null takes a byte at least: a count past the
 		// bytes left is a corrupt record, not a reason to loop.
-		if n > int64(len(r.b)-r.i)+1 {
+		if n > int64(len(r.b)-r.i)+1 || int64(r.items)+n > maxItems {
 			return fmt.Errorf("a block of %d items in %d bytes", n, len(r.b)-r.i)
 		}
+		r.items += int(n)
 		for ; n > 0; n-- {
 			if !first {
 				r.out = append(r.out, ',')
@@ -300,10 +509,41 @@ func (r *avroReader) bytes() ([]byte, error) {
 	return v, nil
 }
 
+// appendJSONString appends s, valid UTF-8, as a JSON string: quotes,
+// backslashes and control characters escaped, nothing else.
 func appendJSONString(out []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(out, b...)
+	out = append(out, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		out = append(out, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			out = append(out, '\\', c)
+		case '\n':
+			out = append(out, '\\', 'n')
+		case '\r':
+			out = append(out, '\\', 'r')
+		case '\t':
+			out = append(out, '\\', 't')
+		default:
+			out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	out = append(out, s[start:]...)
+	return append(out, '"')
 }
+
+const hex = "0123456789abcdef"
+
+func appendJSONBytes(out, b []byte) []byte { return appendJSONString(out, unsafeString(b)) }
+
+// unsafeString views b as a string without a copy, for appending only.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func appendBase64(out, v []byte) []byte {
 	out = append(out, '"')
@@ -321,6 +561,17 @@ func appendTime(out []byte, t time.Time) []byte {
 // trailing zeros dropped (12.50 is "12.5"): the contract reads amounts by
 // the currency's scale, which may be smaller than the schema's.
 func appendDecimal(out, twos []byte, scale int) []byte {
+	if len(twos) > 0 && len(twos) <= 8 {
+		// Most amounts fit 64 bits: no big numbers.
+		v := int64(0)
+		if twos[0]&0x80 != 0 {
+			v = -1
+		}
+		for _, b := range twos {
+			v = v<<8 | int64(b)
+		}
+		return appendScaled(out, v, scale)
+	}
 	n := new(big.Int).SetBytes(twos)
 	if len(twos) > 0 && twos[0]&0x80 != 0 {
 		n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(len(twos))*8))
@@ -335,4 +586,39 @@ func appendDecimal(out, twos []byte, scale int) []byte {
 		}
 	}
 	return strconv.AppendQuote(out, s)
+}
+
+// appendScaled appends v / 10^scale as a quoted exact decimal, trailing
+// zeros dropped.
+func appendScaled(out []byte, v int64, scale int) []byte {
+	var digits [24]byte
+	neg := v < 0
+	u := uint64(v)
+	if neg {
+		u = uint64(-v)
+	}
+	var padded [48]byte
+	d := strconv.AppendUint(digits[:0], u, 10)
+	if len(d) <= scale && scale < len(padded) {
+		// 0.05 at scale 2 is "5": zeros in front.
+		p := padded[:scale+1-len(d)]
+		for i := range p {
+			p[i] = '0'
+		}
+		d = append(p, d...)
+	}
+	whole, frac := d[:len(d)-scale], d[len(d)-scale:]
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	out = append(out, '"')
+	if neg {
+		out = append(out, '-')
+	}
+	out = append(out, whole...)
+	if len(frac) > 0 {
+		out = append(out, '.')
+		out = append(out, frac...)
+	}
+	return append(out, '"')
 }

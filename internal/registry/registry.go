@@ -121,10 +121,10 @@ func (c *Client) Schema(ctx context.Context, id int) (*Schema, error) {
 		return nil, fmt.Errorf("schema registry: schema ID %d: %w", id, err)
 	}
 	s = &Schema{ID: id, Type: got.Type.String()}
+	// The subject and version only name the schema in rejections; a
+	// registry without this endpoint (older ones) still serves the schema.
 	if versions, err := c.sr.SchemaVersionsByID(ctx, id); err == nil {
 		s.Subject, s.Version = pickVersion(versions, c.subject)
-	} else if !notFound(err) {
-		return nil, fmt.Errorf("schema registry: versions of schema ID %d: %w", id, err)
 	}
 	s.judge(got)
 	c.mu.Lock()
@@ -190,7 +190,10 @@ func (s *Schema) judge(got sr.Schema) {
 		s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s: %v", s, err)}
 		return
 	}
-	s.avro = avroRecord{schema: rec}
+	if s.avro, err = compileAvro(rec); err != nil {
+		s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s: %v", s, err)}
+		return
+	}
 	for _, f := range payment.Fields {
 		field := fieldNamed(rec, f.Name)
 		if field == nil {
@@ -268,16 +271,16 @@ func kindName(k payment.FieldKind) string {
 	}
 }
 
-// JSON appends the JSON object of a framed record's body to dst: the
-// contract's field names with their values, the schema's other fields
-// after them. A rejection is a *payment.Error.
-func (s *Schema) JSON(dst, value []byte) ([]byte, error) {
+// Event reads a framed record into the event contract, judged by its
+// rules (payment.ParseFields): the contract's fields by name, the
+// schema's other fields kept in Extra. A rejection is a *payment.Error.
+func (s *Schema) Event(value []byte) (payment.Event, error) {
 	if s.reject != nil {
-		return nil, s.reject
+		return payment.Event{}, s.reject
 	}
-	out, err := s.avro.transcode(dst, value[headerLen:])
+	fields, extra, err := s.avro.fields(value[headerLen:])
 	if err != nil {
-		return nil, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: fmt.Sprintf("does not decode with %s: %v", s, err)}
+		return payment.Event{}, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: fmt.Sprintf("does not decode with %s: %v", s, err)}
 	}
-	return out, nil
+	return payment.ParseFields(fields, extra)
 }

@@ -7,6 +7,7 @@ package rows
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -122,6 +123,16 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 	}
 	for _, f := range d.Next.Floors {
 		ledger.NextWindowFloors = append(ledger.NextWindowFloors, LedgerFloor{FromOffset: f.Offset, Floor: f.Time.UTC().Format(time.RFC3339Nano)})
+	}
+	if schemas := spec.Schemas.Clone(); schemas.Registry || len(d.Schemas.Known)+len(d.Schemas.Unknown) > 0 {
+		// The partition's verdicts after this batch, for a start after a
+		// stop to go on with (operator's resume points).
+		schemas.Merge(d.Schemas)
+		b, err := json.Marshal(schemas)
+		if err != nil {
+			return nil, contract.Totals{}, err
+		}
+		ledger.Schemas = string(b)
 	}
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	rows.Add(contract.TableBatchLedger, ledger)

@@ -188,6 +188,7 @@ func (r *ledgerRow) Columns(c warehouse.Columns) {
 	}
 	c.Int("allowed_lateness_ns", r.LatenessNS)
 	c.Int("max_window_ids", int64(r.MaxWindowIDs))
+	optional(c, "schemas", r.Schemas)
 	c.String("loaded_at", r.LoadedAt)
 }
 
@@ -244,6 +245,7 @@ type ledgerRow struct {
 	NextWindowFloors []LedgerFloor  `json:"next_window_floors,omitempty"`
 	LatenessNS       int64          `json:"allowed_lateness_ns"`
 	MaxWindowIDs     int            `json:"max_window_ids"`
+	Schemas          string         `json:"schemas,omitempty"` // contract.Schemas as JSON
 	LoadedAt         string         `json:"loaded_at"`
 }
 

@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/paystream/paystream/internal/operator"
+	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/registry"
+	"github.com/paystream/paystream/internal/simulation"
+)
+
+// TestUnknownSchemaQuarantinedThenReplayedOnce: a producer writes Avro
+// with a schema ID the stack's registry does not have (registered in
+// another registry). Its records land in ingest_errors as
+// schema_unknown_id while the others load; once the schema is given to
+// the registry under that ID, replay-quarantine --reason
+// schema_unknown_id loads each of them once, to the cent, and a second
+// replay loads nothing.
+func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	tuning := operator.DefaultTuning()
+	tuning.MaxRecords, tuning.PollFor = 700, time.Second
+	e := Start(t, Options{Partitions: 2, Tuning: tuning})
+	cfg := e.Operator.Config
+	opts := simulation.DefaultOptions()
+	opts.Seed = 41
+	known := e.ProduceAvro(t, opts, 3000, 1, 2)
+
+	// Another registry, where the simulator's version 2 is schema ID 100.
+	elsewhere := srfake.New()
+	t.Cleanup(elsewhere.Close)
+	v2 := schemaText(t, 2)
+	elsewhere.SeedSchema(cfg.Topic+"-value", 7, 100, sr.Schema{Schema: v2, Type: sr.TypeAvro})
+	other, err := registry.New(registry.Options{URL: elsewhere.URL(), Topic: cfg.Topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := simulation.NewAvro(ctx, other, cfg.Topic, []int{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := simulation.DefaultOptions()
+	clean.Seed, clean.DuplicateRatio, clean.MalformedRatio, clean.LateRatio = 42, 0, 0, 0
+	unknown, err := simulation.Produce(ctx, clean, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 300, Avro: enc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.WaitCaughtUp(t, 5*time.Minute)
+	ds := fmt.Sprintf("`%s.%s", e.Operator.BigQuery.Project(), cfg.BigQueryDataset)
+	count := func(sql string) int64 { return rows(t, e, sql)[0][0].(int64) }
+	if n := count("SELECT COUNT(*) FROM " + ds + ".ingest_errors` WHERE reason = 'schema_unknown_id'"); n != int64(unknown.Records) {
+		t.Fatalf("%d schema_unknown_id rows, want the %d records of the unknown schema", n, unknown.Records)
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs) {
+		t.Fatalf("%d transactions rows, want the %d unique valid records of the known schemas", n, known.UniqueIDs)
+	}
+
+	// Refused while the registry still lacks the schema: nothing loads.
+	batches, err := e.Operator.Quarantined(ctx, string(payment.ReasonSchemaUnknownID), nil, 0, 1<<62)
+	if err != nil || len(batches) == 0 {
+		t.Fatalf("quarantined batches: %v, %v", batches, err)
+	}
+	if _, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), batches); err == nil {
+		t.Fatal("a replay of records whose schema is still unknown succeeded")
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions` WHERE STARTS_WITH(batch_id, 'replay/')"); n != 0 {
+		t.Fatalf("the refused replay loaded %d rows", n)
+	}
+
+	// The fix: the registry gets the schema under its ID. A replay that
+	// failed may run again (its workflow ID allows a failed one's reuse).
+	e.SchemaRegistry().SeedSchema(cfg.Topic+"-value", 99, 100, sr.Schema{Schema: v2, Type: sr.TypeAvro})
+	res, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := 0
+	for _, r := range res {
+		loaded += r.Totals.Loaded
+	}
+	if loaded != unknown.UniqueIDs {
+		t.Errorf("replay loaded %d, want the %d records of the unknown schema", loaded, unknown.UniqueIDs)
+	}
+	got := map[string]string{}
+	for _, row := range rows(t, e, "SELECT currency, CAST(SUM(amount) AS STRING) FROM "+ds+".transactions` WHERE STARTS_WITH(batch_id, 'replay/schema_unknown_id/') GROUP BY currency") {
+		got[row[0].(string)] = row[1].(string)
+	}
+	for cur, want := range unknown.AmountByCurrency {
+		g, ok1 := new(big.Rat).SetString(got[cur])
+		w, ok2 := new(big.Rat).SetString(want)
+		if !ok1 || !ok2 || g.Cmp(w) != 0 {
+			t.Errorf("replayed %s: %q, want %s", cur, got[cur], want)
+		}
+	}
+	if len(got) != len(unknown.AmountByCurrency) {
+		t.Errorf("replayed currencies %d, want %d", len(got), len(unknown.AmountByCurrency))
+	}
+	again, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again {
+		if !r.Already {
+			t.Errorf("a second replay replayed %s again", r.ReplayID)
+		}
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+unknown.UniqueIDs) {
+		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+unknown.UniqueIDs)
+	}
+	e.Reconcile(t, nil)
+}
+
+// schemaText is the simulator's Avro schema of version v, as it
+// registers it.
+func schemaText(t *testing.T, v int) string {
+	t.Helper()
+	reg := srfake.New()
+	defer reg.Close()
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := simulation.NewAvro(context.Background(), c, "x", []int{v}); err != nil {
+		t.Fatal(err)
+	}
+	s, ok := reg.GetSchema("x-value", 1)
+	if !ok {
+		t.Fatal("no schema registered")
+	}
+	return s.Schema.Schema
+}
