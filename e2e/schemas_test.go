@@ -32,7 +32,7 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 	cfg := e.Operator.Config
 	opts := simulation.DefaultOptions()
 	opts.Seed = 41
-	known := e.ProduceAvro(t, opts, 3000, 1, 2)
+	known := e.ProduceIn(t, "avro", opts, 3000, 1, 2)
 
 	// Another registry, where the simulator's version 2 is schema ID 100.
 	elsewhere := srfake.New()
@@ -49,7 +49,7 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 	}
 	clean := simulation.DefaultOptions()
 	clean.Seed, clean.DuplicateRatio, clean.MalformedRatio, clean.LateRatio = 42, 0, 0, 0
-	unknown, err := simulation.Produce(ctx, clean, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 300, Avro: enc})
+	unknown, err := simulation.Produce(ctx, clean, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 300, Encoder: enc})
 	if err != nil {
 		t.Fatal(err)
 	}

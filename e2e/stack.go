@@ -107,25 +107,25 @@ func (s *Stack) Produce(t testing.TB, opts simulation.Options, events int) simul
 	return s.produce(t, opts, events, nil)
 }
 
-// ProduceAvro is Produce in Avro, the Schema Registry wire format, with
-// the simulator's schema versions written record by record in turn.
-func (s *Stack) ProduceAvro(t testing.TB, opts simulation.Options, events int, versions ...int) simulation.Manifest {
+// ProduceIn is Produce in a Schema Registry format (avro or protobuf),
+// with the simulator's schema versions written record by record in turn.
+func (s *Stack) ProduceIn(t testing.TB, format string, opts simulation.Options, events int, versions ...int) simulation.Manifest {
 	t.Helper()
 	reg, err := s.Operator.Config.Registry()
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := simulation.NewAvro(context.Background(), reg, s.Operator.Config.Topic, versions)
+	enc, err := simulation.NewEncoder(context.Background(), format, reg, s.Operator.Config.Topic, versions)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s.produce(t, opts, events, enc)
 }
 
-func (s *Stack) produce(t testing.TB, opts simulation.Options, events int, enc *simulation.Avro) simulation.Manifest {
+func (s *Stack) produce(t testing.TB, opts simulation.Options, events int, enc simulation.Encoder) simulation.Manifest {
 	t.Helper()
 	cfg := s.Operator.Config
-	m, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Avro: enc})
+	m, err := simulation.Produce(context.Background(), opts, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: events, Encoder: enc})
 	if err != nil {
 		t.Fatal(err)
 	}

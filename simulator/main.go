@@ -4,7 +4,7 @@
 //
 //	simulator --events 100000 --seed 7 --manifest manifest.json
 //	simulator --rate 5000 --duration 10m
-//	simulator --format avro --avro-versions 1,2 --schema-registry http://127.0.0.1:8081
+//	simulator --format avro --schema-versions 1,2 --schema-registry http://127.0.0.1:8081
 package main
 
 import (
@@ -42,8 +42,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "Kafka topic to produce to")
 	cfg.RegisterKafkaFlags(fs)
 	cfg.RegisterRegistryFlags(fs)
-	format := fs.String("format", "json", "record format: json, or avro (the Schema Registry wire format; needs --schema-registry)")
-	avroVersions := fs.String("avro-versions", "1", "with --format avro, the payment schema versions to write, record by record in turn: 1, 2 (adds the optional fields loyalty_tier and tip) or 1,2")
+	format := fs.String("format", "json", "record format: json, avro or protobuf (the Schema Registry wire format; needs --schema-registry)")
+	schemaVersions := fs.String("schema-versions", "1", "with --format avro or protobuf, the payment schema versions to write, record by record in turn: 1, 2 (adds the optional fields loyalty_tier and tip) or 1,2")
 	events := fs.Int("events", 100000, "records to send (ignored when --rate and --duration are given)")
 	rate := fs.Float64("rate", 0, "records per second; with --duration, paced in real time")
 	duration := fs.Duration("duration", 0, "how long to produce at --rate")
@@ -79,8 +79,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	popts := simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: *events, Progress: out}
 	switch *format {
 	case "json":
-	case "avro":
-		versions, err := parseVersions(*avroVersions)
+	case "avro", "protobuf":
+		versions, err := parseVersions(*schemaVersions)
 		if err != nil {
 			return config.Usage(err)
 		}
@@ -89,13 +89,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return config.Usage(err)
 		}
 		if reg == nil {
-			return config.Usage(errors.New("--format avro needs --schema-registry (the devstack's is http://127.0.0.1:8081)"))
+			return config.Usage(fmt.Errorf("--format %s needs --schema-registry (the devstack's is %s)", *format, config.DevstackSchemaRegistry))
 		}
-		if popts.Avro, err = simulation.NewAvro(ctx, reg, cfg.Topic, versions); err != nil {
+		if popts.Encoder, err = simulation.NewEncoder(ctx, *format, reg, cfg.Topic, versions); err != nil {
 			return err
 		}
 	default:
-		return config.Usage(fmt.Errorf("--format must be json or avro, got %q", *format))
+		return config.Usage(fmt.Errorf("--format must be json, avro or protobuf, got %q", *format))
 	}
 	switch {
 	case *rate > 0 && *duration > 0:
@@ -127,19 +127,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// parseVersions reads --avro-versions: a comma-separated list of the
+// parseVersions reads --schema-versions: a comma-separated list of the
 // versions simulation.AvroVersions names.
 func parseVersions(v string) ([]int, error) {
 	var out []int
 	for _, s := range config.SplitList(v) {
 		n, err := strconv.Atoi(s)
 		if err != nil || !slices.Contains(simulation.AvroVersions(), n) {
-			return nil, fmt.Errorf("--avro-versions takes versions among %v, got %q", simulation.AvroVersions(), s)
+			return nil, fmt.Errorf("--schema-versions takes versions among %v, got %q", simulation.AvroVersions(), s)
 		}
 		out = append(out, n)
 	}
 	if len(out) == 0 {
-		return nil, errors.New("--avro-versions names no version")
+		return nil, errors.New("--schema-versions names no version")
 	}
 	return out, nil
 }

@@ -15,18 +15,24 @@ import (
 	"github.com/paystream/paystream/internal/simulation"
 )
 
-// TestAvroThroughKillsAndARegistryOutage: Avro records of two schema
-// versions, interleaved with JSON ones (the simulator's malformed
-// records), through two SIGKILLs of the worker and a Schema Registry
-// outage. The worker started during the outage has no schema cached:
-// its batches wait for the registry, and no record is quarantined for
-// it. Reconciliation is exact to the cent.
-func TestAvroThroughKillsAndARegistryOutage(t *testing.T) {
+// TestRegistryFormatsThroughKillsAndARegistryOutage: Avro records of two
+// schema versions, then Protobuf ones, interleaved with JSON ones (the
+// simulator's malformed records), through two SIGKILLs of the worker and
+// a Schema Registry outage. The worker started during the outage has no
+// schema cached: its batches wait for the registry, and no record is
+// quarantined for it. Reconciliation is exact to the cent.
+func TestRegistryFormatsThroughKillsAndARegistryOutage(t *testing.T) {
+	for _, format := range []string{"avro", "protobuf"} {
+		t.Run(format, func(t *testing.T) { registryFormatThroughFaults(t, format) })
+	}
+}
+
+func registryFormatThroughFaults(t *testing.T, format string) {
 	bin := e2e.BuildWorker(t)
 	f := e2e.Start(t, e2e.Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
 	opts := simulation.DefaultOptions()
 	opts.Seed = 29
-	f.ProduceAvro(t, opts, 6000, 1, 2)
+	f.ProduceIn(t, format, opts, 6000, 1, 2)
 	ctx := context.Background()
 	first := f.WorkerProcess(t, bin)
 	if _, err := f.Operator.Start(ctx); err != nil {

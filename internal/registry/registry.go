@@ -101,6 +101,7 @@ type Schema struct {
 	// a kind paystream does not read.
 	reject *payment.Error
 	avro   avroRecord
+	proto  *protoFile // a Protobuf schema; nil for Avro
 }
 
 // Schema returns the schema of id: from the worker's cache, else from the
@@ -177,12 +178,20 @@ func (s *Schema) String() string {
 // contract: every required field present, every contract field of a type
 // read exactly.
 func (s *Schema) judge(got sr.Schema) {
-	if got.Type != sr.TypeAvro {
-		s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s is a %s schema; paystream reads Avro and JSON records", s, got.Type)}
+	if got.Type != sr.TypeAvro && got.Type != sr.TypeProtobuf {
+		s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s is a %s schema; paystream reads Avro, Protobuf and JSON records", s, got.Type)}
 		return
 	}
 	if len(got.References) > 0 {
 		s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s references other schemas, which paystream does not resolve", s)}
+		return
+	}
+	if got.Type == sr.TypeProtobuf {
+		// Its messages are judged one by one, as records name them.
+		var err error
+		if s.proto, err = compileProto(got.Schema); err != nil {
+			s.reject = &payment.Error{Reason: payment.ReasonSchemaUnsupported, Detail: fmt.Sprintf("%s: %v", s, err)}
+		}
 		return
 	}
 	rec, err := parseAvro(got.Schema)
@@ -278,7 +287,18 @@ func (s *Schema) Event(value []byte) (payment.Event, error) {
 	if s.reject != nil {
 		return payment.Event{}, s.reject
 	}
-	fields, extra, err := s.avro.fields(value[headerLen:])
+	var fields *payment.FieldValues
+	var extra []byte
+	var err error
+	if s.proto != nil {
+		fields, extra, err = s.protoEvent(value)
+	} else {
+		fields, extra, err = s.avro.fields(value[headerLen:])
+	}
+	var pe *payment.Error
+	if errors.As(err, &pe) {
+		return payment.Event{}, pe // the message the record names cannot be read
+	}
 	if err != nil {
 		return payment.Event{}, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: fmt.Sprintf("does not decode with %s: %v", s, err)}
 	}

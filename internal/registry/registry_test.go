@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/simulation"
 )
 
 // v1 is a payment schema as producers write it: decimal amount, timestamp
@@ -225,5 +227,56 @@ func TestHostileSchemasAndRecordsCostLittle(t *testing.T) {
 	id = register(t, reg, wide)
 	if _, err := decode(t, c, framed(id, []byte{0})); payment.ReasonOf(err) != payment.ReasonSchemaUnsupported {
 		t.Errorf("a decimal of scale 100,000: %v, want schema_unsupported", err)
+	}
+}
+
+// TestProtobufRecordsBecomeContractEvents: the simulator's Protobuf
+// records (Confluent's wire format, message index path [0]) read into the
+// same event as their JSON; messages the contract cannot read are
+// rejected, naming the message.
+func TestProtobufRecordsBecomeContractEvents(t *testing.T) {
+	reg, c := newRegistry(t)
+	enc, err := simulation.NewProtobuf(context.Background(), c, "payments", []int{2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := simulation.NewGenerator(simulation.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var js []byte
+	for js == nil {
+		if r := g.Next(); r.Kind == simulation.KindValid {
+			js = r.Value
+		}
+	}
+	want, err := payment.Parse(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	framed, err := enc.Encode(0, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := decode(t, c, framed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := got.Extra
+	got.Extra, want.Extra = nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("protobuf: %+v\nJSON: %+v", got, want)
+	}
+	if tier, _ := simulation.V2Fields(want.TransactionID); tier != nil && !strings.Contains(string(extra), `"loyalty_tier":`) {
+		t.Errorf("extra %s lacks version 2's fields", extra)
+	}
+	double := "syntax = \"proto3\";\nmessage P { string transaction_id = 1; double amount = 2; }\n"
+	id, _, err := reg.RegisterSchema("payments-value", sr.Schema{Schema: double, Type: sr.TypeProtobuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := append([]byte{0, 0, 0, 0, byte(id), 0}, 0x0a, 1, 'x')
+	if _, err := decode(t, c, body); payment.ReasonOf(err) != payment.ReasonSchemaMissingField {
+		t.Errorf("a message without event_time: %v, want schema_missing_field", err)
 	}
 }

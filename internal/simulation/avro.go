@@ -45,8 +45,20 @@ func avroSchema(more string) string {
 	return b.String()
 }
 
-// AvroVersions are the schema versions the simulator can write.
+// AvroVersions are the schema versions the simulator can write, in Avro
+// and in Protobuf.
 func AvroVersions() []int { return []int{1, 2} }
+
+// NewEncoder is NewAvro or NewProtobuf, by format.
+func NewEncoder(ctx context.Context, format string, reg Registrar, topic string, versions []int) (Encoder, error) {
+	switch format {
+	case "avro":
+		return NewAvro(ctx, reg, topic, versions)
+	case "protobuf":
+		return NewProtobuf(ctx, reg, topic, versions)
+	}
+	return nil, fmt.Errorf("no format %q: avro or protobuf", format)
+}
 
 // Registrar registers a schema under a subject and returns its ID
 // (registry.Client).

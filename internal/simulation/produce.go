@@ -20,9 +20,14 @@ type ProduceOptions struct {
 	Rate   float64
 	// Progress, when set, gets a line every few seconds.
 	Progress io.Writer
-	// Avro, when set, writes the events in Avro (the Schema Registry
-	// wire format) instead of JSON.
-	Avro *Avro
+	// Encoder, when set, writes the events in another format than JSON
+	// (Avro, Protobuf: the Schema Registry wire format).
+	Encoder Encoder
+}
+
+// Encoder rewrites generated record n, JSON, in another format.
+type Encoder interface {
+	Encode(n int, value []byte) ([]byte, error)
 }
 
 // chunk is how many records go to the producer at once; it batches
@@ -81,8 +86,8 @@ func Produce(ctx context.Context, genOpts Options, opts ProduceOptions) (Manifes
 			// The record's timestamp is when it was produced (CreateTime),
 			// which is what end-to-end latency is measured from.
 			value := r.Value
-			if opts.Avro != nil {
-				if value, err = opts.Avro.Encode(r.Seq, value); err != nil {
+			if opts.Encoder != nil {
+				if value, err = opts.Encoder.Encode(r.Seq, value); err != nil {
 					return gen.Manifest(), err
 				}
 			}
