@@ -97,7 +97,7 @@ func Apply(ctx context.Context, client *bigquery.Client, dataset string, opts Op
 		if slices.Contains(Tables, s.Object) {
 			md, err := ds.Table(s.Object).Metadata(ctx)
 			if err == nil {
-				if err := migrate(ctx, ds.Table(s.Object), md, opts.Emulator); err != nil {
+				if err := migrate(ctx, ds.Table(s.Object), md); err != nil {
 					return fmt.Errorf("migrate table %s.%s: %w", dataset, s.Object, err)
 				}
 				continue
@@ -143,10 +143,9 @@ var (
 )
 
 // migrate adds a table's missing columns and relaxes its columns that are
-// no longer required, with a tables.patch as BigQuery allows. The
-// emulator accepts the patch but does not change the table it stores (nor
-// does it run ALTER TABLE), so there it refuses, naming what to do.
-func migrate(ctx context.Context, t *bigquery.Table, md *bigquery.TableMetadata, emulator bool) error {
+// no longer required, with a tables.patch as BigQuery allows (the
+// emulator is patched to do the same: tools/README.md).
+func migrate(ctx context.Context, t *bigquery.Table, md *bigquery.TableMetadata) error {
 	schema, changes := slices.Clone(md.Schema), []string{}
 	for _, col := range addedColumns[t.TableID] {
 		if !slices.ContainsFunc(schema, func(f *bigquery.FieldSchema) bool { return f.Name == col.Name }) {
@@ -163,12 +162,10 @@ func migrate(ctx context.Context, t *bigquery.Table, md *bigquery.TableMetadata,
 	if len(changes) == 0 {
 		return nil
 	}
-	if emulator {
-		return fmt.Errorf("table %s was made by an earlier release and needs: %s; the BigQuery emulator cannot change a table in place: start devstack with a new --state-dir, or drop the table",
-			t.TableID, strings.Join(changes, ", "))
+	if _, err := t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag); err != nil {
+		return fmt.Errorf("%s: %w", strings.Join(changes, ", "), err)
 	}
-	_, err := t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag)
-	return err
+	return nil
 }
 
 // ensureDataset looks before it creates: the emulator answers a second
