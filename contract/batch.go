@@ -230,15 +230,26 @@ func (w Window) KeepWatermark(was, now time.Duration, next int64) Window {
 // are read with the registry; before From, or when it is not set, a
 // record starting with a zero byte is judged as JSON (malformed_json), as
 // before the partition read the wire format. Each schema ID's verdict is
-// the registry's answer when a plan or batch first met it, recorded so
-// that every later batch, and every window rebuilt from the log on any
-// worker, judges its records alike: known, or unknown for the records
-// before an offset (Unknown), past which it is asked again.
+// the registry's answer when the plan of the batch holding its first
+// record asked, recorded with the offsets it covers, so that the batch,
+// however often it runs, and every window rebuilt from the log on any
+// worker, judges its records alike: known from an offset on, or unknown
+// in a range, past which it is asked again. Once MaxUnknownSchemas ranges
+// are recorded, a range is recorded in Unasked instead: every ID with no
+// verdict there is unknown without asking.
 type Schemas struct {
 	Registry bool            `json:",omitempty"`
 	From     int64           `json:",omitempty"`
-	Known    []int           `json:",omitempty"`
+	Known    []KnownSchema   `json:",omitempty"`
 	Unknown  []UnknownSchema `json:",omitempty"`
+	Unasked  []Span          `json:",omitempty"`
+}
+
+// KnownSchema is a schema ID the registry knew, for its records from
+// offset From on.
+type KnownSchema struct {
+	ID   int
+	From int64
 }
 
 // UnknownSchema is a schema ID the registry did not know when its records
@@ -248,10 +259,13 @@ type UnknownSchema struct {
 	From, Until int64
 }
 
-// MaxUnknownSchemas bounds the unknown schema IDs a partition records:
-// a registry has few missing IDs, and a producer writing Avro without the
-// wire format's header would otherwise add one a record. Past it, a new
-// unknown ID's records are still quarantined, but not recorded.
+// Span is a range of offsets [From, Until).
+type Span struct{ From, Until int64 }
+
+// MaxUnknownSchemas bounds the unknown ranges a partition records: a
+// registry has few missing IDs, and a producer writing Avro without the
+// wire format's header would otherwise add one a record. Ranges behind
+// the dedup window are dropped (Prune).
 const MaxUnknownSchemas = 256
 
 // Verdict is a schema ID's recorded verdict for a record.
@@ -270,52 +284,90 @@ func (s Schemas) Verdict(id int, offset int64) Verdict {
 			return VerdictUnknown
 		}
 	}
-	if _, ok := slices.BinarySearch(s.Known, id); ok {
-		return VerdictKnown
+	for _, k := range s.Known {
+		if k.ID == id && offset >= k.From {
+			return VerdictKnown
+		}
+	}
+	for _, u := range s.Unasked {
+		if offset >= u.From && offset < u.Until {
+			return VerdictUnknown
+		}
 	}
 	return VerdictNone
 }
+
+// Full says whether no more unknown ranges may be recorded: a read then
+// asks the registry of no new ID, and records its range as Unasked.
+func (s Schemas) Full() bool { return len(s.Unknown) >= MaxUnknownSchemas }
 
 // Reads says whether the record at offset is read with the registry when
 // it is in the wire format.
 func (s Schemas) Reads(offset int64) bool { return s.Registry && offset >= s.From }
 
-// AddKnown records id as known.
-func (s *Schemas) AddKnown(id int) {
-	if i, ok := slices.BinarySearch(s.Known, id); !ok {
-		s.Known = slices.Insert(s.Known, i, id)
+// AddKnown records id as known from offset from on (or from earlier).
+func (s *Schemas) AddKnown(id int, from int64) {
+	for i, k := range s.Known {
+		if k.ID == id {
+			s.Known[i].From = min(k.From, from)
+			return
+		}
 	}
+	s.Known = append(s.Known, KnownSchema{ID: id, From: from})
 }
 
 // AddUnknown records id as unknown for its records in [from, until),
-// joined to a range of it that touches this one; false when
-// MaxUnknownSchemas ranges are recorded already.
-func (s *Schemas) AddUnknown(id int, from, until int64) bool {
+// joined to a range of it that touches this one; when Full, the range is
+// recorded as Unasked.
+func (s *Schemas) AddUnknown(id int, from, until int64) {
 	for i, u := range s.Unknown {
 		if u.ID == id && from <= u.Until && until >= u.From {
 			s.Unknown[i].From, s.Unknown[i].Until = min(u.From, from), max(u.Until, until)
-			return true
+			return
 		}
 	}
-	if len(s.Unknown) >= MaxUnknownSchemas {
-		return false
+	if s.Full() {
+		s.AddUnasked(from, until)
+		return
 	}
 	s.Unknown = append(s.Unknown, UnknownSchema{ID: id, From: from, Until: until})
-	return true
+}
+
+// AddUnasked records [from, until) as a range where IDs with no verdict
+// are unknown, joined to one it touches.
+func (s *Schemas) AddUnasked(from, until int64) {
+	for i, u := range s.Unasked {
+		if from <= u.Until && until >= u.From {
+			s.Unasked[i].From, s.Unasked[i].Until = min(u.From, from), max(u.Until, until)
+			return
+		}
+	}
+	s.Unasked = append(s.Unasked, Span{From: from, Until: until})
 }
 
 // Merge records o's verdicts too; Registry and From stay s's.
 func (s *Schemas) Merge(o Schemas) {
-	for _, id := range o.Known {
-		s.AddKnown(id)
+	for _, k := range o.Known {
+		s.AddKnown(k.ID, k.From)
 	}
 	for _, u := range o.Unknown {
 		s.AddUnknown(u.ID, u.From, u.Until)
 	}
+	for _, u := range o.Unasked {
+		s.AddUnasked(u.From, u.Until)
+	}
+}
+
+// Prune drops the unknown and unasked ranges that end at or before
+// offset, the start of the partition's dedup window: no batch of the
+// partition reads those records again.
+func (s *Schemas) Prune(offset int64) {
+	s.Unknown = slices.DeleteFunc(s.Unknown, func(u UnknownSchema) bool { return u.Until <= offset })
+	s.Unasked = slices.DeleteFunc(s.Unasked, func(u Span) bool { return u.Until <= offset })
 }
 
 // Clone is a copy that shares nothing with s.
 func (s Schemas) Clone() Schemas {
-	s.Known, s.Unknown = slices.Clone(s.Known), slices.Clone(s.Unknown)
+	s.Known, s.Unknown, s.Unasked = slices.Clone(s.Known), slices.Clone(s.Unknown), slices.Clone(s.Unasked)
 	return s
 }

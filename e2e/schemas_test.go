@@ -66,8 +66,29 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 		t.Fatalf("%d transactions rows, want the %d unique valid records of the known schemas", n, known.UniqueIDs)
 	}
 
-	// Refused while the registry still lacks the schema: nothing loads.
+	// Not replayable while inside the dedup window: a resend there would
+	// be taken as new. An hour of event time later, it is behind it.
 	batches, err := e.Operator.Quarantined(ctx, string(payment.ReasonSchemaUnknownID), nil, 0, 1<<62)
+	if err != nil || len(batches) != 0 {
+		t.Fatalf("quarantined batches inside the window: %v, %v; want none listed", batches, err)
+	}
+	// The window hands on its start at checkpoints (dedup.Window.Bounds),
+	// so two waves: the first takes the records past a checkpoint, the
+	// second puts the first behind the watermark.
+	var after simulation.Manifest
+	for i, n := range []int{2000, 200} {
+		later := clean
+		later.Seed, later.StartTime = uint64(43+i), clean.StartTime.Add(time.Duration(i+1)*time.Hour)
+		m, err := simulation.Produce(ctx, later, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after.UniqueIDs += m.UniqueIDs
+	}
+	e.WaitCaughtUp(t, 5*time.Minute)
+
+	// Refused while the registry still lacks the schema: nothing loads.
+	batches, err = e.Operator.Quarantined(ctx, string(payment.ReasonSchemaUnknownID), nil, 0, 1<<62)
 	if err != nil || len(batches) == 0 {
 		t.Fatalf("quarantined batches: %v, %v", batches, err)
 	}
@@ -115,8 +136,8 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 			t.Errorf("a second replay replayed %s again", r.ReplayID)
 		}
 	}
-	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+unknown.UniqueIDs) {
-		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+unknown.UniqueIDs)
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+unknown.UniqueIDs+after.UniqueIDs) {
+		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+unknown.UniqueIDs+after.UniqueIDs)
 	}
 	e.Reconcile(t, nil)
 }

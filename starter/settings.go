@@ -26,6 +26,9 @@ func keptSettings(r operator.StartResult, cfg config.Config, args commandArgs) s
 	differ("write-mode", r.Running.WriteMode, cfg.WriteMode)
 	differ("allowed-lateness", r.Running.AllowedLateness, cfg.AllowedLateness)
 	differ("max-window-ids", r.Running.MaxWindowIDs, cfg.MaxWindowIDs)
+	if args.given["schema-registry"] && cfg.SchemaRegistry != "" && !r.Running.ReadsRegistry {
+		kept = append(kept, "reading no Schema Registry records (--schema-registry given)")
+	}
 	if len(kept) == 0 {
 		return ""
 	}

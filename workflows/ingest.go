@@ -315,6 +315,7 @@ func (p *partition) advance(spec contract.Spec, res contract.Result) {
 	// that changed it) hands on its watermark as a floor, as start does.
 	p.in.Next, p.in.Window = spec.End, res.Next.KeepWatermark(spec.AllowedLateness, p.in.AllowedLateness, spec.End)
 	p.in.Schemas.Merge(res.Schemas)
+	p.in.Schemas.Prune(p.in.Window.Start)
 	p.in.BatchesDone++
 	p.in.RecordsDone += spec.End - spec.Start
 	//workflowcheck:ignore each table on its own: order does not matter

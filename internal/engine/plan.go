@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/paystream/paystream/contract"
@@ -153,6 +154,11 @@ func (e *Engine) checkNext(ctx context.Context, in contract.PlanInput, b kafkalo
 // Kafka once.
 func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalog.Bounds) (contract.PlanResult, error) {
 	limit := min(b.Stable, in.Next+int64(max(in.MaxRecords, 1)))
+	if in.MaxBytes <= 0 && in.Schemas.Registry {
+		// The plan records the registry's verdicts on its range: it
+		// reads the range even when no byte bound asks it to.
+		in.MaxBytes = math.MaxInt64
+	}
 	if in.MaxBytes <= 0 {
 		return contract.PlanResult{End: limit, HighWatermark: b.End, Stable: b.Stable}, nil
 	}

@@ -53,10 +53,12 @@ func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec, j *judge)
 	// Parsing depends on the lateness (ParseRecord) and on the schema IDs
 	// recorded, so a batch parsed by a plan at another lateness, or one
 	// that took an ID the other way, is read again.
-	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && b.registry == j.recorded.Reads(spec.Start) && j.agrees(spec.Start, b.schemas) {
-		for id, known := range b.schemas {
-			if j.recorded.Verdict(id, spec.Start) == contract.VerdictNone {
-				j.see(id, known, spec.Start)
+	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && b.registry == j.recorded.Reads(spec.Start) && j.agrees(b.recs) {
+		for i := range b.recs {
+			r := &b.recs[i]
+			if sid, ok := registry.SchemaID(r.Value); ok && registry.Framed(r.Value) && b.registry &&
+				j.recorded.Verdict(sid, r.Offset) == contract.VerdictNone {
+				j.see(sid, payment.ReasonOf(r.ParseErr) != payment.ReasonSchemaUnknownID, r.Offset)
 			}
 		}
 		return b.recs, b.tally, nil
@@ -86,13 +88,7 @@ func (e *Engine) cacheBatch(id string, start int64, j *judge, recs []rows.Record
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	b := cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, registry: j.recorded.Reads(start), schemas: map[int]bool{}}
-	for i := range recs {
-		if id, ok := registry.SchemaID(recs[i].Value); ok && registry.Framed(recs[i].Value) && b.registry {
-			b.schemas[id] = recs[i].ParseErr == nil || payment.ReasonOf(recs[i].ParseErr) != payment.ReasonSchemaUnknownID
-		}
-	}
-	e.batches.put(id, b, e.batchCacheLimit())
+	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, registry: j.recorded.Reads(start)}, e.batchCacheLimit())
 }
 
 func (e *Engine) batchCacheLimit() int {
@@ -121,7 +117,6 @@ type cachedBatch struct {
 	size     int
 	lateness time.Duration // the records were parsed at
 	registry bool          // whether framed records were read with the registry
-	schemas  map[int]bool  // the schema IDs they named: known, or not
 }
 
 func (c *batchCache) get(id string) (cachedBatch, bool) {

@@ -39,7 +39,17 @@ type quarantined struct {
 // still cannot be read fails the replay, which loads nothing, and says
 // why.
 func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput) ([]quarantined, error) {
-	q := e.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
+	// A record turned away for its schema was never judged as a Kafka
+	// record (its key, its event_time against its timestamp): it is now,
+	// at the lateness its batch decided with.
+	var lateness time.Duration
+	if in.ReplayReason() != contract.ReasonLate {
+		var err error
+		if lateness, err = e.batchLateness(ctx, in.Source); err != nil {
+			return nil, err
+		}
+	}
+	q := e.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_key, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
 		"WHERE batch_id = @batch AND reason = @late ORDER BY kafka_offset", e.BigQuery.Project(), e.Dataset))
 	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: in.ReplayReason()}}
 	it, err := q.Read(ctx)
@@ -50,6 +60,7 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 	for {
 		var row struct {
 			Offset   int64                  `bigquery:"kafka_offset"`
+			Key      bigquery.NullString    `bigquery:"kafka_key"`
 			Time     bigquery.NullTimestamp `bigquery:"kafka_timestamp"`
 			Raw      string                 `bigquery:"raw"`
 			Encoding string                 `bigquery:"raw_encoding"`
@@ -80,6 +91,9 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 			ev, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, newJudge(0, row.Offset+1, contract.Schemas{Registry: true}))
 			if err != nil && !errors.As(err, &pe) {
 				return nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
+			}
+			if err == nil && in.ReplayReason() != contract.ReasonLate {
+				ev, err = payment.CheckRecord(ev, []byte(row.Key.StringVal), row.Time.Timestamp, lateness)
 			}
 		} else {
 			ev, err = payment.Parse(raw)
@@ -209,4 +223,22 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	out.Add(contract.TableQuarantineReplays, ledger)
 	return out, totals, nil
+}
+
+// batchLateness is the allowed lateness batch src decided with, from its
+// ledger row.
+func (e *Engine) batchLateness(ctx context.Context, src contract.Range) (time.Duration, error) {
+	q := e.BigQuery.Query(fmt.Sprintf("SELECT allowed_lateness_ns FROM `%s.%s.batch_ledger` WHERE batch_id = @batch LIMIT 1", e.BigQuery.Project(), e.Dataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: src.ID()}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read the ledger row of %s: %w", src.ID(), err)
+	}
+	var row struct {
+		Lateness bigquery.NullInt64 `bigquery:"allowed_lateness_ns"`
+	}
+	if err := it.Next(&row); err != nil {
+		return 0, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("the ledger row of %s: %w", src.ID(), err))
+	}
+	return time.Duration(row.Lateness.Int64), nil
 }

@@ -25,9 +25,9 @@ type judge struct {
 	recorded contract.Schemas
 	until    int64 // the end of the read: an unknown ID's verdict covers its records up to it
 	seen     map[int]bool
-	// unknownFrom is the first offset at which the read met each ID it
-	// found unknown: the verdict covers [unknownFrom, until).
-	unknownFrom map[int]int64
+	// firstAt is the first offset at which the read met each ID it asked
+	// about: its verdict covers the records from there.
+	firstAt map[int]int64
 }
 
 // newJudge judges a read ending at until by the recorded verdicts.
@@ -48,26 +48,32 @@ func (j *judge) met() contract.Schemas {
 	var out contract.Schemas
 	for _, id := range slices.Sorted(maps.Keys(j.seen)) {
 		if j.seen[id] {
-			out.AddKnown(id)
+			out.AddKnown(id, j.firstAt[id])
 		} else {
-			out.AddUnknown(id, j.unknownFrom[id], j.until)
+			out.AddUnknown(id, j.firstAt[id], j.until)
 		}
 	}
 	return out
 }
 
-// agrees says whether records of [start, ...) parsed with the verdicts
-// seen are the ones this judge would parse: no ID it has a verdict for
-// was taken the other way.
-func (j *judge) agrees(start int64, seen map[int]bool) bool {
-	for id, known := range seen {
-		switch j.recorded.Verdict(id, start) {
+// agrees says whether records parsed before are the ones this judge
+// would parse: no framed record's schema ID it has a verdict for, at the
+// record's offset, was taken the other way.
+func (j *judge) agrees(recs []rows.Record) bool {
+	for i := range recs {
+		r := &recs[i]
+		id, ok := registry.SchemaID(r.Value)
+		if !ok || !registry.Framed(r.Value) || !j.recorded.Reads(r.Offset) {
+			continue
+		}
+		unknown := payment.ReasonOf(r.ParseErr) == payment.ReasonSchemaUnknownID
+		switch j.recorded.Verdict(id, r.Offset) {
 		case contract.VerdictKnown:
-			if !known {
+			if unknown {
 				return false
 			}
 		case contract.VerdictUnknown:
-			if known {
+			if !unknown {
 				return false
 			}
 		}
@@ -78,11 +84,11 @@ func (j *judge) agrees(start int64, seen map[int]bool) bool {
 // see keeps the registry's answer on id, met at offset.
 func (j *judge) see(id int, known bool, offset int64) {
 	if j.seen == nil {
-		j.seen, j.unknownFrom = map[int]bool{}, map[int]int64{}
+		j.seen, j.firstAt = map[int]bool{}, map[int]int64{}
 	}
 	j.seen[id] = known
-	if from, ok := j.unknownFrom[id]; !known && (!ok || offset < from) {
-		j.unknownFrom[id] = offset
+	if from, ok := j.firstAt[id]; !ok || offset < from {
+		j.firstAt[id] = offset
 	}
 }
 
@@ -119,6 +125,12 @@ func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) 
 		if known {
 			verdict = contract.VerdictKnown
 		}
+	}
+	if verdict == contract.VerdictNone && j.recorded.Full() {
+		// No room to record another ID: unknown without asking, the
+		// range recorded as Unasked (contract.Schemas.AddUnknown).
+		verdict = contract.VerdictUnknown
+		j.see(id, false, r.Offset)
 	}
 	if verdict == contract.VerdictUnknown {
 		if j.recorded.Verdict(id, r.Offset) == contract.VerdictNone {

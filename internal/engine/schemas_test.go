@@ -189,3 +189,42 @@ func TestAPartitionThatReadsNoRegistryJudgesFramedRecordsAsJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestThePlanRecordsTheVerdictsItsBatchDecidesWith: the plan, recorded in
+// the partition's history, asks the registry about its range's new
+// schema IDs, even when no byte bound makes it read its records; a batch
+// given those verdicts decides alike however often it runs, on any
+// worker, whatever the registry answers by then.
+func TestThePlanRecordsTheVerdictsItsBatchDecidesWith(t *testing.T) {
+	const topic = "schemas"
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newAvroWriter(t, c)
+	text := avroSchemaV1(t, c)
+	reg.Reset()
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, w.record(t, paymentRecord(fmt.Sprintf("p%d", i), craftedStart, craftedStart)))
+	}
+	kafka := craftedLog(t, topic, recs)
+	in := contract.PlanInput{Topic: topic, Next: 0, MaxRecords: 10, AllowedLateness: time.Hour, Schemas: contract.Schemas{Registry: true}}
+	plan, err := New(Config{Kafka: kafka, Registry: c}).Plan(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []contract.UnknownSchema{{ID: 1, From: 0, Until: 10}}; plan.End != 10 || !reflect.DeepEqual(plan.Schemas.Unknown, want) {
+		t.Fatalf("plan: end %d, verdicts %+v; want the range and ID 1 unknown over it", plan.End, plan.Schemas)
+	}
+	reg.SeedSchema(topic+"-value", 1, 1, sr.Schema{Schema: text, Type: sr.TypeAvro})
+	spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 10}, AllowedLateness: time.Hour, Schemas: in.Schemas.Clone()}
+	spec.Schemas.Merge(plan.Schemas)
+	for _, eng := range []*Engine{New(Config{Kafka: kafka, Registry: c}), New(Config{Kafka: kafka, Registry: c, RebuildEveryBatch: true})} {
+		if d := decideOn(t, eng, spec); d.Invalid != 10 || d.Loaded != 0 {
+			t.Errorf("a run after the registry learnt ID 1: %d invalid, %d loaded; the plan recorded it unknown", d.Invalid, d.Loaded)
+		}
+	}
+}

@@ -227,7 +227,13 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 		in.Partition, in.Next, in.Window, in.Pending = p, rp.next, rp.window.KeepWatermark(rp.lateness, in.AllowedLateness, rp.next), pending
 		in.Schemas = o.schemasFrom(rp)
 		if pending != nil {
-			pending.Schemas = in.Schemas.Clone()
+			// The failed batch runs again as it ran, with its own
+			// verdicts, which are the partition's too; a partition that
+			// begins to read the wire format does so after it.
+			if !pending.Schemas.Registry && in.Schemas.Registry && in.Schemas.From < pending.End {
+				in.Schemas.From = pending.End
+			}
+			in.Schemas.Merge(pending.Schemas)
 		}
 		// USE_EXISTING keeps a start racing with another one harmless.
 		_, err = o.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -698,6 +704,7 @@ func (o *Operator) backfillSpecs(ctx context.Context, partition int, from, to in
 	// predecessor handed on and decided with, as PartitionIngest ran it.
 	window, next := contract.Window{Start: first}, first
 	lateness, maxIDs := o.Config.AllowedLateness, o.Config.MaxWindowIDs
+	var schemas contract.Schemas // the verdicts the ledger kept so far
 	for {
 		var row ledgerRow
 		err := it.Next(&row)
@@ -708,10 +715,18 @@ func (o *Operator) backfillSpecs(ctx context.Context, partition int, from, to in
 			return nil, fmt.Errorf("read batch_ledger: %w", err)
 		}
 		if row.Start > next { // a hole in the ledger: load it as its own batch
-			specs = append(specs, o.spec(partition, next, row.Start, window, lateness, maxIDs))
+			specs = append(specs, o.spec(partition, next, row.Start, window, lateness, maxIDs, schemas))
 		}
 		l, m := row.decidedWith(o.Config)
-		specs = append(specs, o.spec(partition, row.Start, row.End, window, l, m))
+		// A batch's row keeps the verdicts it decided with, its own
+		// range's among them.
+		if row.Schemas.Valid {
+			schemas = contract.Schemas{}
+			if err := json.Unmarshal([]byte(row.Schemas.StringVal), &schemas); err != nil {
+				return nil, fmt.Errorf("batch_ledger of partition %d at %d: schemas: %w", partition, row.Start, err)
+			}
+		}
+		specs = append(specs, o.spec(partition, row.Start, row.End, window, l, m, schemas))
 		if window, err = row.nextWindow(); err != nil {
 			return nil, err
 		}
@@ -729,12 +744,13 @@ func (o *Operator) backfillSpecs(ctx context.Context, partition int, from, to in
 	return todo, nil
 }
 
-func (o *Operator) spec(partition int, start, end int64, w contract.Window, lateness time.Duration, maxWindowIDs int) contract.Spec {
+func (o *Operator) spec(partition int, start, end int64, w contract.Window, lateness time.Duration, maxWindowIDs int, schemas contract.Schemas) contract.Spec {
 	return contract.Spec{
 		Range:           contract.Range{Topic: o.Config.Topic, Partition: partition, Start: start, End: end},
 		Window:          w,
 		AllowedLateness: lateness,
 		MaxWindowIDs:    maxWindowIDs,
+		Schemas:         schemas.Clone(),
 	}
 }
 

@@ -54,11 +54,16 @@ func (o *Operator) Quarantined(ctx context.Context, reason string, partitions []
 		o.BigQuery.Project(), o.Config.BigQueryDataset, onlySome)
 	if reason != contract.ReasonLate {
 		// The ledger counts the other reasons together: ingest_errors
-		// says which batches hold records of this one.
+		// says which batches hold records of this one. Only batches
+		// behind their partition's dedup window: a record replayed while
+		// the window could still take a resend of it as new (its
+		// schema's records are outside the window) would load twice;
+		// behind it, a resend with its event_time is late.
 		sql = fmt.Sprintf("SELECT l.kafka_partition, l.start_offset, l.end_offset, e.records FROM "+
 			"(SELECT batch_id, COUNT(DISTINCT kafka_offset) AS records FROM `%[1]s.%[2]s.ingest_errors` WHERE kafka_topic = @topic AND reason = @reason GROUP BY batch_id) AS e "+
 			"JOIN (SELECT DISTINCT batch_id, kafka_partition, start_offset, end_offset FROM `%[1]s.%[2]s.batch_ledger` WHERE kafka_topic = @topic) AS l ON l.batch_id = e.batch_id "+
-			"WHERE l.end_offset > @from AND l.start_offset < @to %[3]sORDER BY l.kafka_partition, l.start_offset",
+			"JOIN (SELECT kafka_partition, MAX(next_window_start) AS window_start FROM `%[1]s.%[2]s.batch_ledger` WHERE kafka_topic = @topic GROUP BY kafka_partition) AS w ON w.kafka_partition = l.kafka_partition "+
+			"WHERE l.end_offset <= w.window_start AND l.end_offset > @from AND l.start_offset < @to %[3]sORDER BY l.kafka_partition, l.start_offset",
 			o.BigQuery.Project(), o.Config.BigQueryDataset, strings.ReplaceAll(onlySome, "kafka_partition", "l.kafka_partition"))
 		params = append(params, bigquery.QueryParameter{Name: "reason", Value: reason})
 	}

@@ -18,6 +18,8 @@ type Settings struct {
 	WriteMode       string
 	AllowedLateness time.Duration
 	MaxWindowIDs    int
+	// ReadsRegistry: it reads records in the Schema Registry wire format.
+	ReadsRegistry bool
 }
 
 // runningSettings reads a running partition's settings: the batch size
@@ -29,7 +31,8 @@ func (o *Operator) runningSettings(ctx context.Context, id string) *Settings {
 	if err := o.runInput(ctx, &commonpb.WorkflowExecution{WorkflowId: id}, &in); err != nil {
 		return nil
 	}
-	s := &Settings{MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, WriteMode: in.WriteMode, AllowedLateness: in.AllowedLateness, MaxWindowIDs: in.MaxWindowIDs}
+	s := &Settings{MaxRecords: in.MaxRecords, MaxBytes: in.MaxBytes, WriteMode: in.WriteMode, AllowedLateness: in.AllowedLateness, MaxWindowIDs: in.MaxWindowIDs,
+		ReadsRegistry: in.Schemas.Registry}
 	if s.WriteMode != contract.WriteModeStorageWrite {
 		s.WriteMode = contract.WriteModeLoad // anything else writes with load jobs
 	}

@@ -173,7 +173,10 @@ func (m *protoMessage) read(b []byte) (*payment.FieldValues, []byte, error) {
 	var out payment.FieldValues
 	var extra []byte
 	for _, f := range m.fields {
-		if !msg.Has(f.desc) {
+		if !msg.Has(f.desc) && !(f.contract >= 0 && f.desc.Kind() == protoreflect.EnumKind && !f.desc.HasPresence()) {
+			// Absent, or a proto3 scalar at its default: an empty
+			// string is a missing one. A contract enum at its default
+			// is its first value, which may be a real one (USD = 0).
 			continue
 		}
 		if f.contract >= 0 {
