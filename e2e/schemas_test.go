@@ -4,12 +4,16 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/operator"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/registry"
@@ -140,7 +144,29 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+unknown.UniqueIDs+after.UniqueIDs)
 	}
 	e.Reconcile(t, nil)
+
+	// The registry's verdict is in the partitions' histories, recorded
+	// with the plan, and replays (workflows TestReplayRecordedHistories);
+	// no card data is.
+	for p := range 2 {
+		id := contract.IngestID(cfg.Topic, p)
+		raw := historyJSON(t, e.Operator.Temporal, id)
+		if !strings.Contains(raw, `"Unknown":[{"ID":100`) {
+			t.Errorf("history of %s records no verdict on schema ID 100", id)
+		}
+		if cardOrCustomer.MatchString(raw) {
+			t.Errorf("history of %s holds card or customer data", id)
+		}
+		if dir := os.Getenv("PAYSTREAM_RECORD_HISTORY"); dir != "" && p == 0 {
+			if err := os.WriteFile(dir+"/ingest_payments_0_schemas.json", []byte(raw[:strings.Index(raw, "\n")]), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
+
+// cardOrCustomer matches the simulator's card and customer IDs.
+var cardOrCustomer = regexp.MustCompile(`card_[0-9a-f]{16}|cust_[0-9]{6}`)
 
 // schemaText is the simulator's Avro schema of version v, as it
 // registers it.

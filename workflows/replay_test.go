@@ -27,6 +27,9 @@ var recordedHistories = []string{
 	// (worker TestPoolTerminatedThenAWorkerDies).
 	"testdata/pool_paystream.json",
 	"testdata/supervise_payments.json", // TestPoolTerminatedThenAWorkerDies
+	// Avro records of a schema ID the registry did not know: the plans
+	// record the verdicts (e2e TestUnknownSchemaQuarantinedThenReplayedOnce).
+	"testdata/ingest_payments_0_schemas.json",
 }
 
 func TestReplayRecordedHistories(t *testing.T) {
