@@ -7,6 +7,7 @@
 package contract
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -333,6 +334,12 @@ func (s *Schemas) AddUnknown(id int, from, until int64) {
 	s.Unknown = append(s.Unknown, UnknownSchema{ID: id, From: from, Until: until})
 }
 
+// MaxUnaskedSpans bounds the Unasked spans: past it, the two nearest
+// are joined across their gap. That changes no verdict given: every
+// framed record in a gap had its ID's own verdict, Known or Unknown, or
+// its range would be Unasked already.
+const MaxUnaskedSpans = 64
+
 // AddUnasked records [from, until) as a range where IDs with no verdict
 // are unknown, joined to one it touches.
 func (s *Schemas) AddUnasked(from, until int64) {
@@ -343,6 +350,18 @@ func (s *Schemas) AddUnasked(from, until int64) {
 		}
 	}
 	s.Unasked = append(s.Unasked, Span{From: from, Until: until})
+	if len(s.Unasked) <= MaxUnaskedSpans {
+		return
+	}
+	slices.SortFunc(s.Unasked, func(a, b Span) int { return cmp.Compare(a.From, b.From) })
+	nearest := 0
+	for i := 1; i < len(s.Unasked)-1; i++ {
+		if s.Unasked[i+1].From-s.Unasked[i].Until < s.Unasked[nearest+1].From-s.Unasked[nearest].Until {
+			nearest = i
+		}
+	}
+	s.Unasked[nearest].Until = s.Unasked[nearest+1].Until
+	s.Unasked = slices.Delete(s.Unasked, nearest+1, nearest+2)
 }
 
 // Merge records o's verdicts too; Registry and From stay s's.

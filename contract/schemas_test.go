@@ -34,3 +34,20 @@ func TestSchemaVerdictsAreBoundedAndPositional(t *testing.T) {
 		t.Errorf("after Prune(400): %d unknown ranges, %d unasked", len(s.Unknown), len(s.Unasked))
 	}
 }
+
+// TestUnaskedSpansStayBounded: spans that never touch, while the window
+// does not move, are joined across their nearest gap past the bound.
+func TestUnaskedSpansStayBounded(t *testing.T) {
+	var s Schemas
+	for i := range 1000 {
+		s.AddUnasked(int64(i*100), int64(i*100+10))
+	}
+	if len(s.Unasked) != MaxUnaskedSpans {
+		t.Fatalf("%d spans, want %d", len(s.Unasked), MaxUnaskedSpans)
+	}
+	for i := range 1000 {
+		if s.Verdict(1, int64(i*100+5)) != VerdictUnknown {
+			t.Fatalf("offset %d left its span", i*100+5)
+		}
+	}
+}

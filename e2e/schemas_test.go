@@ -70,12 +70,31 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 		t.Fatalf("%d transactions rows, want the %d unique valid records of the known schemas", n, known.UniqueIDs)
 	}
 
-	// Not replayable while inside the dedup window: a resend there would
-	// be taken as new. An hour of event time later, it is behind it.
+	// Not listed while inside the dedup window: a resend there would be
+	// taken as new.
 	batches, err := e.Operator.Quarantined(ctx, string(payment.ReasonSchemaUnknownID), nil, 0, 1<<62)
 	if err != nil || len(batches) != 0 {
 		t.Fatalf("quarantined batches inside the window: %v, %v; want none listed", batches, err)
 	}
+	// Asked for all the same, a replay refuses: first because the
+	// registry still lacks the schema, then, once it has it, because the
+	// records are not behind the watermark. Nothing loads.
+	var inside []operator.QuarantinedBatch
+	for _, row := range rows(t, e, "SELECT DISTINCT l.kafka_partition, l.start_offset, l.end_offset FROM "+ds+".ingest_errors` AS x JOIN "+ds+
+		".batch_ledger` AS l ON l.batch_id = x.batch_id WHERE x.reason = 'schema_unknown_id'") {
+		inside = append(inside, operator.QuarantinedBatch{Range: contract.Range{Topic: cfg.Topic, Partition: int(row[0].(int64)), Start: row[1].(int64), End: row[2].(int64)}})
+	}
+	if _, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), inside); err == nil || !strings.Contains(err.Error(), "schema ID 100") {
+		t.Fatalf("a replay of records whose schema is still unknown: %v", err)
+	}
+	e.SchemaRegistry().SeedSchema(cfg.Topic+"-value", 99, 100, sr.Schema{Schema: v2, Type: sr.TypeAvro})
+	if _, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), inside); err == nil || !strings.Contains(err.Error(), "watermark") {
+		t.Fatalf("a replay of records inside the window: %v", err)
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions` WHERE STARTS_WITH(batch_id, 'replay/')"); n != 0 {
+		t.Fatalf("the refused replays loaded %d rows", n)
+	}
+
 	// The window hands on its start at checkpoints (dedup.Window.Bounds),
 	// so two waves: the first takes the records past a checkpoint, the
 	// second puts the first behind the watermark.
@@ -90,22 +109,13 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 		after.UniqueIDs += m.UniqueIDs
 	}
 	e.WaitCaughtUp(t, 5*time.Minute)
-
-	// Refused while the registry still lacks the schema: nothing loads.
 	batches, err = e.Operator.Quarantined(ctx, string(payment.ReasonSchemaUnknownID), nil, 0, 1<<62)
-	if err != nil || len(batches) == 0 {
-		t.Fatalf("quarantined batches: %v, %v", batches, err)
-	}
-	if _, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), batches); err == nil {
-		t.Fatal("a replay of records whose schema is still unknown succeeded")
-	}
-	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions` WHERE STARTS_WITH(batch_id, 'replay/')"); n != 0 {
-		t.Fatalf("the refused replay loaded %d rows", n)
+	if err != nil || len(batches) != len(inside) {
+		t.Fatalf("quarantined batches behind the window: %v, %v; want the %d", batches, err, len(inside))
 	}
 
-	// The fix: the registry gets the schema under its ID. A replay that
-	// failed may run again (its workflow ID allows a failed one's reuse).
-	e.SchemaRegistry().SeedSchema(cfg.Topic+"-value", 99, 100, sr.Schema{Schema: v2, Type: sr.TypeAvro})
+	// A replay that failed may run again (its workflow ID allows a
+	// failed one's reuse).
 	res, err := e.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaUnknownID), batches)
 	if err != nil {
 		t.Fatal(err)

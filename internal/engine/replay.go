@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/bigquery"
@@ -31,6 +32,9 @@ import (
 type quarantined struct {
 	record kafkalog.Record
 	event  payment.Event
+	// invalid, for a record turned away for its schema, is why it is not
+	// a payment now that it reads (its key, a field): it stays.
+	invalid error
 }
 
 // quarantinedRecords reads the source batch's records of the replay's
@@ -92,11 +96,18 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 			if err != nil && !errors.As(err, &pe) {
 				return nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
 			}
-			if err == nil && in.ReplayReason() != contract.ReasonLate {
-				ev, err = payment.CheckRecord(ev, []byte(row.Key.StringVal), row.Time.Timestamp, lateness)
-			}
 		} else {
 			ev, err = payment.Parse(raw)
+		}
+		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
+		if in.ReplayReason() != contract.ReasonLate && !strings.HasPrefix(string(payment.ReasonOf(err)), "schema_") {
+			// It reads now: judged as its batch would have judged it, it
+			// is a payment, or a record of another reason that stays.
+			if err == nil {
+				ev, err = payment.CheckRecord(ev, []byte(row.Key.StringVal), row.Time.Timestamp, lateness)
+			}
+			out = append(out, quarantined{record: rec, event: ev, invalid: err})
+			continue
 		}
 		if err != nil {
 			// A late record parsed when it was quarantined, and a schema_
@@ -105,7 +116,6 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 			return nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("%s record of %s at offset %d does not parse: %v; fix its cause first (docs/formats.md)",
 				in.ReplayReason(), in.Source.ID(), row.Offset, err))
 		}
-		rec := kafkalog.Record{Partition: in.Source.Partition, Offset: row.Offset, Value: raw, Time: row.Time.Timestamp}
 		out = append(out, quarantined{record: rec, event: ev})
 	}
 }
@@ -120,9 +130,16 @@ func (e *Engine) DecideReplay(ctx context.Context, in contract.ReplayInput) (con
 	if err != nil {
 		return contract.ReplayDecision{}, err
 	}
+	if in.ReplayReason() != contract.ReasonLate {
+		if err := e.behindWatermark(ctx, in, recs); err != nil {
+			return contract.ReplayDecision{}, err
+		}
+	}
 	ids := make([]string, 0, len(recs))
 	for _, r := range recs {
-		ids = append(ids, r.event.TransactionID)
+		if r.invalid == nil {
+			ids = append(ids, r.event.TransactionID)
+		}
 	}
 	loaded := map[string]bool{}
 	if len(ids) > 0 {
@@ -152,7 +169,7 @@ func (e *Engine) DecideReplay(ctx context.Context, in contract.ReplayInput) (con
 	scorer := fraud.NewScorer()
 	for i := range recs {
 		r := &recs[i]
-		if loaded[r.event.TransactionID] {
+		if r.invalid != nil || loaded[r.event.TransactionID] {
 			d.DuplicateOffsets = append(d.DuplicateOffsets, r.record.Offset)
 			continue
 		}
@@ -241,4 +258,43 @@ func (e *Engine) batchLateness(ctx context.Context, src contract.Range) (time.Du
 		return 0, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("the ledger row of %s: %w", src.ID(), err))
 	}
 	return time.Duration(row.Lateness.Int64), nil
+}
+
+// behindWatermark refuses a replay of records turned away for their
+// schema while any of them is not behind its partition's watermark: those
+// records never entered the dedup window, so a resend of one inside it
+// would load a second time. Behind it, a resend with its event_time is
+// late. The watermark is the ledger's last: its newest event time before
+// the window's start, less the lateness, which is never ahead of the
+// partition's own.
+func (e *Engine) behindWatermark(ctx context.Context, in contract.ReplayInput, recs []quarantined) error {
+	q := e.BigQuery.Query(fmt.Sprintf("SELECT next_window_newest, allowed_lateness_ns FROM `%s.%s.batch_ledger` "+
+		"WHERE kafka_topic = @topic AND kafka_partition = @partition ORDER BY end_offset DESC LIMIT 1", e.BigQuery.Project(), e.Dataset))
+	q.Parameters = []bigquery.QueryParameter{{Name: "topic", Value: in.Source.Topic}, {Name: "partition", Value: in.Source.Partition}}
+	it, err := q.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("replay %s: read the partition's watermark: %w", in.ID(), err)
+	}
+	var row struct {
+		Newest   bigquery.NullString `bigquery:"next_window_newest"`
+		Lateness bigquery.NullInt64  `bigquery:"allowed_lateness_ns"`
+	}
+	if err := it.Next(&row); err != nil {
+		return fmt.Errorf("replay %s: read the partition's watermark: %w", in.ID(), err)
+	}
+	var watermark time.Time
+	if row.Newest.Valid {
+		newest, err := time.Parse(time.RFC3339Nano, row.Newest.StringVal)
+		if err != nil {
+			return fmt.Errorf("replay %s: next_window_newest: %w", in.ID(), err)
+		}
+		watermark = newest.Add(-time.Duration(row.Lateness.Int64))
+	}
+	for _, r := range recs {
+		if r.invalid == nil && !r.event.EventTime.Before(watermark) {
+			return permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("replay %s: the record at offset %d is not behind partition %d's watermark yet (%s), so a resend of it could still load; replay it once newer records have moved the watermark past it",
+				in.ID(), r.record.Offset, in.Source.Partition, watermark.Format(time.RFC3339)))
+		}
+	}
+	return nil
 }

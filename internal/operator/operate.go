@@ -230,8 +230,12 @@ func (o *Operator) Start(ctx context.Context) ([]StartResult, error) {
 			// The failed batch runs again as it ran, with its own
 			// verdicts, which are the partition's too; a partition that
 			// begins to read the wire format does so after it.
-			if !pending.Schemas.Registry && in.Schemas.Registry && in.Schemas.From < pending.End {
+			switch {
+			case !pending.Schemas.Registry && in.Schemas.Registry && in.Schemas.From < pending.End:
 				in.Schemas.From = pending.End
+			case pending.Schemas.Registry && !in.Schemas.Registry:
+				// It read the wire format: the partition goes on so.
+				in.Schemas.Registry, in.Schemas.From = true, pending.Schemas.From
 			}
 			in.Schemas.Merge(pending.Schemas)
 		}
