@@ -54,7 +54,16 @@ func registryFormatThroughFaults(t *testing.T, format string) {
 
 	f.StopRegistry()
 	during := f.WorkerProcess(t, bin)
-	before := done()
+	// A batch the killed worker finished may be counted seconds later,
+	// once the pool has moved its partition: wait for the count to
+	// settle, then watch it stand still.
+	before, still := done(), 0
+	for deadline := time.Now().Add(45 * time.Second); still < 5 && time.Now().Before(deadline); still++ {
+		time.Sleep(time.Second)
+		if n := done(); n != before {
+			before, still = n, -1
+		}
+	}
 	time.Sleep(8 * time.Second)
 	if after := done(); after != before {
 		t.Errorf("%d records ingested while the registry was down and no worker had its schemas", after-before)
