@@ -25,6 +25,19 @@ type avroWriter struct {
 	enc *simulation.Avro
 }
 
+// avroRegistry is a registry for topic, a client of it, and a writer
+// whose schema it holds.
+func avroRegistry(t *testing.T, topic string) (*srfake.Registry, *registry.Client, avroWriter) {
+	t.Helper()
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, c, newAvroWriter(t, c)
+}
+
 func newAvroWriter(t *testing.T, c *registry.Client) avroWriter {
 	t.Helper()
 	enc, err := simulation.NewAvro(context.Background(), c, "schemas", []int{1})
@@ -52,13 +65,7 @@ func (a avroWriter) record(t *testing.T, r *kgo.Record) *kgo.Record {
 // one of them would be a duplicate on one worker and a load on another.
 func TestSchemaIDsDecideAlikeWhateverTheRegistrySaysLater(t *testing.T) {
 	const topic = "schemas"
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newAvroWriter(t, c)
+	reg, c, w := avroRegistry(t, topic)
 	reg.Reset() // the registry now lacks the writer's schema ID (1)
 	var recs []*kgo.Record
 	for i := range 200 {
@@ -156,13 +163,7 @@ func TestARegistryDownFailsTheReadAndQuarantinesNothing(t *testing.T) {
 // registry nor is read differently by a worker that has one.
 func TestAPartitionThatReadsNoRegistryJudgesFramedRecordsAsJSON(t *testing.T) {
 	const topic = "schemas"
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newAvroWriter(t, c)
+	_, c, w := avroRegistry(t, topic)
 	var recs []*kgo.Record
 	for i := range 4 {
 		recs = append(recs, w.record(t, paymentRecord(fmt.Sprintf("j%d", i), craftedStart, craftedStart)))
@@ -197,13 +198,7 @@ func TestAPartitionThatReadsNoRegistryJudgesFramedRecordsAsJSON(t *testing.T) {
 // worker, whatever the registry answers by then.
 func TestThePlanRecordsTheVerdictsItsBatchDecidesWith(t *testing.T) {
 	const topic = "schemas"
-	reg := srfake.New()
-	t.Cleanup(reg.Close)
-	c, err := registry.New(registry.Options{URL: reg.URL(), Topic: topic})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newAvroWriter(t, c)
+	reg, c, w := avroRegistry(t, topic)
 	text := avroSchemaV1(t, c)
 	reg.Reset()
 	var recs []*kgo.Record

@@ -15,6 +15,7 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/paystream/paystream/internal/payment"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // avroRecord turns Avro binary records of one writer schema into the JSON
@@ -509,36 +510,9 @@ func (r *avroReader) bytes() ([]byte, error) {
 	return v, nil
 }
 
-// appendJSONString appends s, valid UTF-8, as a JSON string: quotes,
-// backslashes and control characters escaped, nothing else.
-func appendJSONString(out []byte, s string) []byte {
-	out = append(out, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		out = append(out, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			out = append(out, '\\', c)
-		case '\n':
-			out = append(out, '\\', 'n')
-		case '\r':
-			out = append(out, '\\', 'r')
-		case '\t':
-			out = append(out, '\\', 't')
-		default:
-			out = append(out, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	out = append(out, s[start:]...)
-	return append(out, '"')
-}
-
-const hex = "0123456789abcdef"
+// appendJSONString is warehouse's JSON string encoder, the one the rows
+// are written with.
+func appendJSONString(out []byte, s string) []byte { return warehouse.AppendJSONString(out, s) }
 
 func appendJSONBytes(out, b []byte) []byte { return appendJSONString(out, unsafeString(b)) }
 

@@ -24,16 +24,7 @@ func BenchmarkRecord(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	g, err := simulation.NewGenerator(simulation.DefaultOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	var js []byte
-	for js == nil {
-		if r := g.Next(); r.Kind == simulation.KindValid {
-			js = r.Value
-		}
-	}
+	js := firstValid(b)
 	framed, err := enc.Encode(0, js)
 	if err != nil {
 		b.Fatal(err)

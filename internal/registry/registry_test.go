@@ -240,16 +240,7 @@ func TestProtobufRecordsBecomeContractEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := simulation.NewGenerator(simulation.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var js []byte
-	for js == nil {
-		if r := g.Next(); r.Kind == simulation.KindValid {
-			js = r.Value
-		}
-	}
+	js := firstValid(t)
 	want, err := payment.Parse(js)
 	if err != nil {
 		t.Fatal(err)
@@ -278,5 +269,19 @@ func TestProtobufRecordsBecomeContractEvents(t *testing.T) {
 	body := append([]byte{0, 0, 0, 0, byte(id), 0}, 0x0a, 1, 'x')
 	if _, err := decode(t, c, body); payment.ReasonOf(err) != payment.ReasonSchemaMissingField {
 		t.Errorf("a message without event_time: %v, want schema_missing_field", err)
+	}
+}
+
+// firstValid is the simulator's first valid event, as JSON.
+func firstValid(t testing.TB) []byte {
+	t.Helper()
+	g, err := simulation.NewGenerator(simulation.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if r := g.Next(); r.Kind == simulation.KindValid {
+			return r.Value
+		}
 	}
 }
