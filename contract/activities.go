@@ -133,6 +133,9 @@ type ReplayDecision struct {
 	// them and never scores again (invariant 3).
 	Scores  []uint8  `json:",omitempty"`
 	Reasons []uint16 `json:",omitempty"`
+	// Columns are the typed columns the records' new fields go to, as
+	// the decision found or added them (Schemas.Columns).
+	Columns []Column `json:",omitempty"`
 }
 
 // ReplayTotals is what LoadReplay wrote.

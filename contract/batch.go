@@ -244,6 +244,72 @@ type Schemas struct {
 	Known    []KnownSchema   `json:",omitempty"`
 	Unknown  []UnknownSchema `json:",omitempty"`
 	Unasked  []Span          `json:",omitempty"`
+	// Columns are the typed columns the partition writes its records'
+	// new fields into (fields the event contract lacks), each with its
+	// BigQuery type from an offset on, as the plan that first met them
+	// found or made them in transactions and transactions_enriched.
+	Columns []Column `json:",omitempty"`
+}
+
+// Column is a typed column of transactions and transactions_enriched
+// that is not in their DDL: a schema's field, of a BigQuery type
+// (STRING, INT64, FLOAT64, BOOL, NUMERIC, BIGNUMERIC, TIMESTAMP, DATE,
+// BYTES or JSON), recorded from offset From on.
+type Column struct {
+	Name string
+	Type string
+	From int64 `json:",omitempty"`
+	// The schema whose field it is, as the plan that recorded it met it
+	// first (schema_changes names it).
+	SchemaID int    `json:",omitempty"`
+	Subject  string `json:",omitempty"`
+	Version  int    `json:",omitempty"`
+}
+
+// MaxColumns bounds the typed columns a partition records: past it, a
+// new field stays in the extra column only.
+const MaxColumns = 1000
+
+// Column is the type of the typed column name for the record at offset,
+// "" when none is recorded.
+func (s Schemas) Column(name string, offset int64) string {
+	typ, from := "", int64(-1)
+	for _, c := range s.Columns {
+		if c.Name == name && c.From <= offset && c.From > from {
+			typ, from = c.Type, c.From
+		}
+	}
+	return typ
+}
+
+// AddColumn records c; the same column and type recorded before keeps
+// the earlier offset.
+func (s *Schemas) AddColumn(c Column) {
+	for i, o := range s.Columns {
+		if o.Name == c.Name && o.Type == c.Type {
+			s.Columns[i].From = min(o.From, c.From)
+			return
+		}
+	}
+	if len(s.Columns) < MaxColumns {
+		s.Columns = append(s.Columns, c)
+	}
+}
+
+// ColumnTakes says whether a column of type column takes a field's value
+// of type field without loss: the same type, or one BigQuery widens to
+// (ALTER COLUMN SET DATA TYPE: INT64 to NUMERIC, BIGNUMERIC or FLOAT64,
+// NUMERIC to BIGNUMERIC).
+func ColumnTakes(column, field string) bool {
+	switch {
+	case column == field:
+		return true
+	case field == "INT64":
+		return column == "NUMERIC" || column == "BIGNUMERIC" || column == "FLOAT64"
+	case field == "NUMERIC":
+		return column == "BIGNUMERIC"
+	}
+	return false
 }
 
 // KnownSchema is a schema ID the registry knew, for its records from
@@ -375,6 +441,9 @@ func (s *Schemas) Merge(o Schemas) {
 	for _, u := range o.Unasked {
 		s.AddUnasked(u.From, u.Until)
 	}
+	for _, c := range o.Columns {
+		s.AddColumn(c)
+	}
 }
 
 // Prune drops the unknown and unasked ranges that end at or before
@@ -387,6 +456,6 @@ func (s *Schemas) Prune(offset int64) {
 
 // Clone is a copy that shares nothing with s.
 func (s Schemas) Clone() Schemas {
-	s.Known, s.Unknown, s.Unasked = slices.Clone(s.Known), slices.Clone(s.Unknown), slices.Clone(s.Unasked)
+	s.Known, s.Unknown, s.Unasked, s.Columns = slices.Clone(s.Known), slices.Clone(s.Unknown), slices.Clone(s.Unasked), slices.Clone(s.Columns)
 	return s
 }

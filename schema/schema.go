@@ -28,7 +28,7 @@ var files embed.FS
 
 // Tables and Views name what the DDL creates, in creation order.
 var (
-	Tables = append(slices.Clone(contract.LoadOrder), contract.TableQuarantineReplays)
+	Tables = append(slices.Clone(contract.LoadOrder), contract.TableQuarantineReplays, contract.TableSchemaChanges)
 	Views  = []string{"recon_duplicates", "recon_batch_totals", "recon_daily", "recon_replays"}
 )
 

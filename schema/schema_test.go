@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
 	"github.com/paystream/paystream/internal/warehouse"
 	"github.com/paystream/paystream/schema"
@@ -230,5 +232,31 @@ func queryRows(ctx context.Context, t *testing.T, bq *bigquery.Client, sql strin
 			t.Fatal(err)
 		}
 		out = append(out, row)
+	}
+}
+
+// TestDDLColumnsAreTheTypedTablesColumns holds contract.DDLColumns, the
+// names a schema's new field never gets a typed column under, to the
+// columns the DDL gives the typed tables.
+func TestDDLColumnsAreTheTypedTablesColumns(t *testing.T) {
+	stmts, err := schema.Statements("p", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	column := regexp.MustCompile(`(?m)^  (\w+) +[A-Z]`)
+	for _, s := range stmts {
+		if !slices.Contains(contract.TypedTables, s.Object) {
+			continue
+		}
+		for _, m := range column.FindAllStringSubmatch(s.SQL, -1) {
+			if !slices.Contains(contract.DDLColumns, m[1]) {
+				t.Errorf("%s has column %s, which contract.DDLColumns lacks: a field of that name would get a second column", s.Object, m[1])
+			}
+		}
+		if s.Object == contract.TableEnriched {
+			if n := len(column.FindAllStringSubmatch(s.SQL, -1)); n != len(contract.DDLColumns) {
+				t.Errorf("%s has %d columns, contract.DDLColumns %d", s.Object, n, len(contract.DDLColumns))
+			}
+		}
 	}
 }

@@ -185,8 +185,14 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 		return contract.PlanResult{}, err
 	}
 	j.until = end
-	if in.AllowedLateness > 0 {
+	met := j.met()
+	// New fields get their columns now, before the batch is decided: the
+	// records were parsed without them, so the batch is then read again.
+	if met.Columns, err = e.recordColumns(ctx, in.Schemas, j.wanted, in.Next); err != nil {
+		return contract.PlanResult{}, fmt.Errorf("plan %s/%d at %d: typed columns: %w", in.Topic, in.Partition, in.Next, err)
+	}
+	if in.AllowedLateness > 0 && len(met.Columns) == 0 {
 		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), in.Next, j, recs, tally)
 	}
-	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable, Schemas: j.met()}, nil
+	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable, Schemas: met}, nil
 }

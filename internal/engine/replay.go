@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ type quarantined struct {
 	// invalid, for a record turned away for its schema, is why it is not
 	// a payment now that it reads (its key, a field): it stays.
 	invalid error
+	columns []contract.Column // its typed columns (rows.Record.Columns)
 }
 
 // quarantinedRecords reads the source batch's records of the replay's
@@ -42,7 +44,10 @@ type quarantined struct {
 // for their schema are read with the registry's schema now: one that
 // still cannot be read fails the replay, which loads nothing, and says
 // why.
-func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput) ([]quarantined, error) {
+//
+// columns are the typed columns the replay recorded (ReplayDecision); the
+// judge returned holds the new fields the records have that they lack.
+func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput, columns []contract.Column) ([]quarantined, *judge, error) {
 	// A record turned away for its schema was never judged as a Kafka
 	// record (its key, its event_time against its timestamp): it is now,
 	// at the lateness its batch decided with.
@@ -50,7 +55,7 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 	if in.ReplayReason() != contract.ReasonLate {
 		var err error
 		if lateness, err = e.batchLateness(ctx, in.Source); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	q := e.BigQuery.Query(fmt.Sprintf("SELECT kafka_offset, kafka_key, kafka_timestamp, raw, raw_encoding FROM `%s.%s.ingest_errors` "+
@@ -58,9 +63,14 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 	q.Parameters = []bigquery.QueryParameter{{Name: "batch", Value: in.Source.ID()}, {Name: "late", Value: in.ReplayReason()}}
 	it, err := q.Read(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+		return nil, nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
 	}
 	var out []quarantined
+	// Asked of the registry now, recorded nowhere: a late record was read
+	// with its schema when quarantined, and a registry never changes the
+	// schema of an ID; a schema_ record is replayed because its schema,
+	// or its column, has been fixed since.
+	j := newJudge(0, math.MaxInt64, contract.Schemas{Registry: true, Columns: columns})
 	for {
 		var row struct {
 			Offset   int64                  `bigquery:"kafka_offset"`
@@ -71,10 +81,10 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 		}
 		err := it.Next(&row)
 		if errors.Is(err, iterator.Done) {
-			return out, nil
+			return out, j, nil
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
+			return nil, nil, fmt.Errorf("read quarantine of %s: %w", in.Source.ID(), err)
 		}
 		if len(out) > 0 && out[len(out)-1].record.Offset == row.Offset {
 			continue
@@ -82,19 +92,16 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 		raw := []byte(row.Raw)
 		if row.Encoding == "base64" {
 			if raw, err = base64.StdEncoding.DecodeString(row.Raw); err != nil {
-				return nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
+				return nil, nil, fmt.Errorf("quarantine of %s at offset %d: raw: %w", in.Source.ID(), row.Offset, err)
 			}
 		}
 		var ev payment.Event
+		var cols []contract.Column
 		if registry.Framed(raw) {
-			// Asked of the registry now, recorded nowhere: a late record
-			// was read with its schema when quarantined, and a registry
-			// never changes the schema of an ID; a schema_ record is
-			// replayed because its schema has been fixed since.
 			var pe *payment.Error
-			ev, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, newJudge(0, row.Offset+1, contract.Schemas{Registry: true}))
+			ev, cols, err = e.decodeFramed(ctx, kafkalog.Record{Offset: row.Offset, Value: raw}, j)
 			if err != nil && !errors.As(err, &pe) {
-				return nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
+				return nil, nil, fmt.Errorf("quarantine of %s at offset %d: %w", in.Source.ID(), row.Offset, err)
 			}
 		} else {
 			ev, err = payment.Parse(raw)
@@ -106,17 +113,17 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 			if err == nil {
 				ev, err = payment.CheckRecord(ev, []byte(row.Key.StringVal), row.Time.Timestamp, lateness)
 			}
-			out = append(out, quarantined{record: rec, event: ev, invalid: err})
+			out = append(out, quarantined{record: rec, event: ev, invalid: err, columns: cols})
 			continue
 		}
 		if err != nil {
 			// A late record parsed when it was quarantined, and a schema_
 			// record is replayed once its schema is fixed: one that does
 			// not parse now is refused, and the replay loads nothing.
-			return nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("%s record of %s at offset %d does not parse: %v; fix its cause first (docs/formats.md)",
+			return nil, nil, permanent(contract.ErrTypeReplayMismatch, fmt.Errorf("%s record of %s at offset %d does not parse: %v; fix its cause first (docs/formats.md)",
 				in.ReplayReason(), in.Source.ID(), row.Offset, err))
 		}
-		out = append(out, quarantined{record: rec, event: ev})
+		out = append(out, quarantined{record: rec, event: ev, columns: cols})
 	}
 }
 
@@ -126,9 +133,22 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 // replays run one at a time (QuarantineReplays), so each sees the rows of
 // the ones before.
 func (e *Engine) DecideReplay(ctx context.Context, in contract.ReplayInput) (contract.ReplayDecision, error) {
-	recs, err := e.quarantinedRecords(ctx, in)
+	recs, j, err := e.quarantinedRecords(ctx, in, nil)
 	if err != nil {
 		return contract.ReplayDecision{}, err
+	}
+	// The records' new fields get their columns as a batch's do, found or
+	// added now and recorded with the decision; the records are then read
+	// with them, and one whose column does not take its field refuses the
+	// replay.
+	columns, err := e.recordColumns(ctx, contract.Schemas{}, j.wanted, in.Source.Start)
+	if err != nil {
+		return contract.ReplayDecision{}, fmt.Errorf("decide replay %s: typed columns: %w", in.ID(), err)
+	}
+	if len(columns) > 0 {
+		if recs, _, err = e.quarantinedRecords(ctx, in, columns); err != nil {
+			return contract.ReplayDecision{}, err
+		}
 	}
 	if in.ReplayReason() != contract.ReasonLate {
 		if err := e.behindWatermark(ctx, in, recs); err != nil {
@@ -165,7 +185,7 @@ func (e *Engine) DecideReplay(ctx context.Context, in contract.ReplayInput) (con
 			loaded[row[0].(string)] = true
 		}
 	}
-	d := contract.ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}}
+	d := contract.ReplayDecision{Quarantined: len(recs), Offsets: []int64{}, DuplicateOffsets: []int64{}, Columns: columns}
 	scorer := fraud.NewScorer()
 	for i := range recs {
 		r := &recs[i]
@@ -193,7 +213,7 @@ func (e *Engine) WriteReplay(ctx context.Context, in contract.ReplayLoadInput) (
 		return contract.ReplayTotals{}, err
 	}
 	log := e.logger(ctx, contract.Spec{Range: in.Replay.Source})
-	if _, err := e.writeAll(ctx, log, e.jobs(), id, contract.ReplayOrder, rows); err != nil {
+	if _, err := e.writeAll(ctx, log, e.jobs(), id, rows.Order(contract.ReplayOrder), rows); err != nil {
 		return contract.ReplayTotals{}, err
 	}
 	log.Info("replay loaded", zap.String("replay_id", id), zap.Int("loaded", totals.Loaded))
@@ -202,7 +222,7 @@ func (e *Engine) WriteReplay(ctx context.Context, in contract.ReplayLoadInput) (
 
 func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, now time.Time) (rows.Tables, contract.ReplayTotals, error) {
 	id, d := in.Replay.ID(), in.Decision
-	recs, err := e.quarantinedRecords(ctx, in.Replay)
+	recs, _, err := e.quarantinedRecords(ctx, in.Replay, d.Columns)
 	if err != nil {
 		return nil, contract.ReplayTotals{}, err
 	}
@@ -228,7 +248,7 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 		}
 		e := &r.event
 		score := fraud.Score{Score: d.Scores[i], Reasons: d.Reasons[i]}
-		out.Loaded(e, id, r.record, loadedAt, score)
+		out.Loaded(e, r.columns, id, r.record, loadedAt, score)
 		if score.RiskLevel() == "high" {
 			totals.HighRisk++
 		}
@@ -237,6 +257,7 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 	}
 	ledger := &rows.ReplayLedger{BatchID: id, SourceBatchID: in.Replay.Source.ID(), KafkaTopic: in.Replay.Source.Topic, KafkaPartition: in.Replay.Source.Partition,
 		Quarantined: d.Quarantined, Loaded: totals.Loaded, Duplicates: totals.Duplicates, LoadedAt: loadedAt}
+	out.SchemaChanges(d.Columns, id, in.Replay.Source.Topic, in.Replay.Source.Partition, loadedAt)
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	out.Add(contract.TableQuarantineReplays, ledger)
 	return out, totals, nil

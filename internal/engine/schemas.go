@@ -28,6 +28,8 @@ type judge struct {
 	// firstAt is the first offset at which the read met each ID it asked
 	// about: its verdict covers the records from there.
 	firstAt map[int]int64
+	// wanted are the new fields the read met that have no recorded column.
+	wanted map[string]wantedColumn
 }
 
 // newJudge judges a read ending at until by the recorded verdicts.
@@ -99,7 +101,7 @@ func (e *Engine) parse(ctx context.Context, r kafkalog.Record, j *judge) (rows.R
 	if !registry.Framed(r.Value) || len(r.Value) > payment.MaxRecordBytes || !j.recorded.Reads(r.Offset) {
 		return parse(r, j.lateness), nil
 	}
-	ev, err := e.decodeFramed(ctx, r, j)
+	ev, cols, err := e.decodeFramed(ctx, r, j)
 	if err != nil {
 		var pe *payment.Error
 		if errors.As(err, &pe) {
@@ -108,16 +110,16 @@ func (e *Engine) parse(ctx context.Context, r kafkalog.Record, j *judge) (rows.R
 		return rows.Record{}, err
 	}
 	ev, err = payment.CheckRecord(ev, r.Key, r.Time, j.lateness)
-	return rows.Record{Record: r, Event: ev, ParseErr: err}, nil
+	return rows.Record{Record: r, Event: ev, ParseErr: err, Columns: cols}, nil
 }
 
 // decodeFramed reads a framed record into the event contract; a
 // *payment.Error is the record's rejection, any other error the
 // registry's trouble.
-func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) (payment.Event, error) {
+func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) (payment.Event, []contract.Column, error) {
 	id, ok := registry.SchemaID(r.Value)
 	if !ok {
-		return payment.Event{}, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: "shorter than the wire format's 5-byte header"}
+		return payment.Event{}, nil, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: "shorter than the wire format's 5-byte header"}
 	}
 	verdict := j.recorded.Verdict(id, r.Offset)
 	if known, ok := j.seen[id]; ok && verdict == contract.VerdictNone {
@@ -136,27 +138,83 @@ func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) 
 		if j.recorded.Verdict(id, r.Offset) == contract.VerdictNone {
 			j.see(id, false, r.Offset)
 		}
-		return payment.Event{}, unknownSchema(id)
+		return payment.Event{}, nil, unknownSchema(id)
 	}
 	if e.Registry == nil {
-		return payment.Event{}, fmt.Errorf("offset %d holds a record of schema ID %d in the Schema Registry wire format, and this worker has no --schema-registry to read it", r.Offset, id)
+		return payment.Event{}, nil, fmt.Errorf("offset %d holds a record of schema ID %d in the Schema Registry wire format, and this worker has no --schema-registry to read it", r.Offset, id)
 	}
 	s, err := e.Registry.Schema(ctx, id)
 	switch {
 	case errors.Is(err, registry.ErrUnknownSchema) && verdict == contract.VerdictKnown:
 		// An earlier batch read this schema: records of it were loaded,
 		// and only the same schema reads the rest alike.
-		return payment.Event{}, fmt.Errorf("offset %d: the schema registry no longer has schema ID %d, which earlier batches of this partition were read with; restore it to the registry: %w", r.Offset, id, err)
+		return payment.Event{}, nil, fmt.Errorf("offset %d: the schema registry no longer has schema ID %d, which earlier batches of this partition were read with; restore it to the registry: %w", r.Offset, id, err)
 	case errors.Is(err, registry.ErrUnknownSchema):
 		j.see(id, false, r.Offset)
-		return payment.Event{}, unknownSchema(id)
+		return payment.Event{}, nil, unknownSchema(id)
 	case err != nil:
-		return payment.Event{}, fmt.Errorf("offset %d: %w", r.Offset, err)
+		return payment.Event{}, nil, fmt.Errorf("offset %d: %w", r.Offset, err)
 	}
 	if verdict == contract.VerdictNone {
 		j.see(id, true, r.Offset)
 	}
-	return s.Event(r.Value)
+	ev, cols, err := s.Read(r.Value)
+	if err != nil {
+		return payment.Event{}, nil, err
+	}
+	cols, err = j.typed(s, cols, r.Offset)
+	return ev, cols, err
+}
+
+// typed judges a record's new fields by the partition's recorded columns:
+// a field whose column does not take its type turns the record away
+// (schema_type_changed); one with no recorded column is kept in extra
+// only, and asked for (want), for the plan to record; the others are the
+// record's typed columns.
+func (j *judge) typed(s *registry.Schema, cols []contract.Column, offset int64) ([]contract.Column, error) {
+	all := true
+	for _, c := range cols {
+		have := j.recorded.Column(c.Name, offset)
+		if have == "" {
+			j.want(s, c, offset)
+			all = false
+			continue
+		}
+		if !contract.ColumnTakes(have, c.Type) {
+			j.want(s, c, offset) // the plan reads the table again: its column may have been widened since
+			return nil, &payment.Error{Reason: payment.ReasonSchemaTypeChanged, Field: c.Name,
+				Detail: fmt.Sprintf("%s gives %s the type %s; its column in transactions is %s, which does not take it", s, c.Name, c.Type, have)}
+		}
+	}
+	if all {
+		return cols, nil // the schema's own slice: most records pay nothing
+	}
+	kept := make([]contract.Column, 0, len(cols))
+	for _, c := range cols {
+		if j.recorded.Column(c.Name, offset) != "" {
+			kept = append(kept, c)
+		}
+	}
+	return kept, nil
+}
+
+// want keeps a field with no recorded column, for the plan to record:
+// the first record's, by offset.
+func (j *judge) want(s *registry.Schema, c contract.Column, offset int64) {
+	if j.wanted == nil {
+		j.wanted = map[string]wantedColumn{}
+	}
+	if w, ok := j.wanted[c.Name]; !ok || offset < w.offset {
+		j.wanted[c.Name] = wantedColumn{typ: c.Type, offset: offset, schema: s}
+	}
+}
+
+// wantedColumn is a field that met no recorded column: its type, and the
+// first record and schema that have it.
+type wantedColumn struct {
+	typ    string
+	offset int64
+	schema *registry.Schema
 }
 
 func unknownSchema(id int) *payment.Error {

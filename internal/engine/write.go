@@ -33,13 +33,14 @@ func (e *Engine) Write(ctx context.Context, in contract.LoadInput) (contract.Tot
 	if err != nil {
 		return contract.Totals{}, err
 	}
-	counts, err := e.writeAll(ctx, log, sink, spec.ID(), contract.LoadOrder, rows)
+	counts, err := e.writeAll(ctx, log, sink, spec.ID(), rows.Order(contract.LoadOrder), rows)
 	if err != nil {
 		return contract.Totals{}, err
 	}
 	if len(spec.Streams) > 0 {
 		totals.Rows = counts // the workflow advances its stream offsets by them
 	}
+	e.countSchemaChanges(rows)
 	// Every table, the ledger last, is loaded: only now may the group's
 	// offset move past the batch (invariant 5). Committing here rather
 	// than in an activity of its own saves each batch a Temporal round
@@ -82,7 +83,8 @@ func (e *Engine) batchSink(ctx context.Context, spec contract.Spec) (warehouse.S
 				at[table] = warehouse.StreamAt{Stream: st.Name, Offset: st.Offset}
 			}
 		}
-		sink = warehouse.Streams{Writer: w, At: at}
+		// schema_changes, rare, has no stream: load jobs write it.
+		sink = warehouse.Streams{Writer: w, At: at, Otherwise: e.jobs()}
 	}
 	if e.Discard {
 		sink = warehouse.Discard{Sink: sink, Ledger: contract.TableBatchLedger, Buffers: e.buffers}
@@ -114,10 +116,23 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 	// keyed by the batch. A longer outage fails the attempt, so that it
 	// shows where operators look (the activity's last failure, the
 	// retries metric) and Temporal's backoff spaces the tries.
+	//
+	// A Storage Write stream that does not see a column the batch's plan
+	// just added (BigQuery takes minutes to show one) is waited for the
+	// same way: the rows are the batch's, fixed by its recorded decisions,
+	// and go in once the stream sees their columns; meanwhile the values
+	// are in extra of the rows already written, and nothing is lost.
 	began := time.Now()
-	for n := 1; warehouse.Unreachable(err) && time.Since(began) < unreachableFor; n++ {
-		e.Metrics.LoadRetried("unreachable")
-		if n == 1 {
+	for n := 1; (warehouse.Unreachable(err) || errors.Is(err, warehouse.ErrSchemaNotSeen)) && time.Since(began) < unreachableFor; n++ {
+		schemaLag := errors.Is(err, warehouse.ErrSchemaNotSeen)
+		if schemaLag {
+			e.Metrics.LoadRetried("schema_propagation")
+		} else {
+			e.Metrics.LoadRetried("unreachable")
+		}
+		if n == 1 && schemaLag {
+			log.Warn("the Storage Write stream does not see the batch's new columns yet; writing again until it does", zap.String("batch", id), zap.Error(err))
+		} else if n == 1 {
 			log.Warn("BigQuery unreachable; writing again as soon as it answers", zap.String("batch", id), zap.Error(err))
 		}
 		select {
@@ -131,6 +146,15 @@ func (e *Engine) writeAll(ctx context.Context, log *zap.Logger, sink warehouse.S
 		return nil, permanent(contract.ErrTypeLoadFailed, err)
 	}
 	return counts, err
+}
+
+// countSchemaChanges counts the typed columns a written batch started.
+func (e *Engine) countSchemaChanges(t rows.Tables) {
+	for _, r := range t[contract.TableSchemaChanges] {
+		if c, ok := r.(*rows.SchemaChange); ok {
+			e.Metrics.SchemaChanged(c.Table, c.Type)
+		}
+	}
 }
 
 // unreachableFor bounds how long one attempt waits for BigQuery to answer.

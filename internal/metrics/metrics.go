@@ -31,6 +31,7 @@ type Pipeline struct {
 	windowBuilds *prometheus.CounterVec
 	floorRaises  *prometheus.CounterVec
 	snapRefused  *prometheus.CounterVec
+	columns      *prometheus.CounterVec
 	lastLoaded   *prometheus.GaugeVec
 	committed    *prometheus.GaugeVec
 	logEnd       *prometheus.GaugeVec
@@ -51,6 +52,7 @@ const (
 	FloorRaisesTotal    = "paystream_dedup_window_floor_raises_total"
 	LoadJobsToday       = "paystream_load_jobs_today"
 	SnapshotsRefused    = "paystream_dedup_snapshots_refused_total"
+	SchemaChangesTotal  = "paystream_schema_changes_total"
 	// Every worker exports these for every partition of its topic from
 	// the broker, whatever the partition's state (PartitionOffsets).
 	PartitionLastLoaded = "paystream_partition_last_loaded_timestamp_seconds"
@@ -104,6 +106,8 @@ func New() *Pipeline {
 			Help: "Load attempts after the first: activity retries, and load jobs tried again under their next job ID."}, []string{"kind"}),
 		offsetsLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: OffsetLostTotal,
 			Help: "Plans that found a partition's next offset gone from its log (retention, or a re-created or truncated topic): the partition stopped and needs an operator."}, []string{"topic", "partition"}),
+		columns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: SchemaChangesTotal,
+			Help: "Typed columns batches on this worker started writing, by table and type: a schema's new field that got its column (schema_changes holds each, with its schema and batch)."}, []string{"table", "type"}),
 		loadJobs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: LoadJobsTotal,
 			Help: "Load jobs this worker created that ended, by table and result (done, failed): failed ones count against BigQuery's 1,500 a table a day too. increase(...[24h]) summed over workers is the day's use."}, []string{"table", "result"}),
 		floorRaises: prometheus.NewCounterVec(prometheus.CounterOpts{Name: FloorRaisesTotal,
@@ -125,7 +129,7 @@ func New() *Pipeline {
 		Help: "Memory the dedup windows' tables hold outside the Go heap."}, func() float64 { return float64(dedup.OffHeapBytes()) })
 	p.loadJobsDay = newQuotaDay(LoadJobsToday, "Load jobs this worker created since BigQuery's quota day began (midnight Pacific), by table, failed ones too: summed over workers, against the 1,500 a table a day.")
 	reg.MustRegister(p.loadJobsDay)
-	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.loadJobs, p.windowBuilds, p.floorRaises, p.snapRefused, windowBytes,
+	reg.MustRegister(p.batches, p.events, p.batchLatency, p.loadDuration, p.lag, p.loadRetries, p.offsetsLost, p.columns, p.loadJobs, p.windowBuilds, p.floorRaises, p.snapRefused, windowBytes,
 		p.lastLoaded, p.committed, p.logEnd,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Retries are exported as zero before the first: a rate over a
@@ -179,11 +183,20 @@ func (p *Pipeline) PartitionOffsets(topic string, partition int, committed, logE
 }
 
 // LoadRetried records a retry: kind "activity" (a Load attempt after the
-// first), "job" (a load job ID after one that failed) or "unreachable" (a
-// batch's writes made again because BigQuery did not answer).
+// first), "job" (a load job ID after one that failed), "unreachable" (a
+// batch's writes made again because BigQuery did not answer) or
+// "schema_propagation" (a Storage Write stream did not see new columns
+// yet).
 func (p *Pipeline) LoadRetried(kind string) {
 	if p != nil {
 		p.loadRetries.WithLabelValues(kind).Inc()
+	}
+}
+
+// SchemaChanged records a typed column a batch started writing.
+func (p *Pipeline) SchemaChanged(table, typ string) {
+	if p != nil {
+		p.columns.WithLabelValues(table, typ).Inc()
 	}
 }
 

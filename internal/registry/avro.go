@@ -14,6 +14,7 @@ import (
 
 	"github.com/hamba/avro/v2"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/warehouse"
 )
@@ -24,7 +25,8 @@ import (
 // then costs one pass over its bytes into one output buffer, and every
 // value's JSON form is fixed here, once, for every worker.
 type avroRecord struct {
-	root *avroNode
+	root    *avroNode
+	columns []contract.Column // the typed columns of its new fields
 }
 
 // avroKind is what an avroNode reads.
@@ -56,6 +58,7 @@ type avroNode struct {
 	kind     avroKind
 	size     int // fixed: its size
 	scale    int // decimal: its scale
+	prec     int // decimal: its precision
 	name     string
 	fields   []avroField // record
 	items    *avroNode   // array items, map values
@@ -100,7 +103,55 @@ func compileAvro(rec *avro.RecordSchema) (avroRecord, error) {
 			root.fields[i].contract = c
 		}
 	}
-	return avroRecord{root: root}, nil
+	out := avroRecord{root: root}
+	for _, f := range root.fields {
+		if typ := avroColumnType(f.node); f.contract < 0 && typ != "" && columnName(f.name) {
+			out.columns = append(out.columns, contract.Column{Name: f.name, Type: typ})
+		}
+	}
+	return out, nil
+}
+
+// avroColumnType is the BigQuery type of a field's typed column
+// (docs/formats.md, "Typed columns"); "" for a field that is always null.
+func avroColumnType(n *avroNode) string {
+	if n.kind == kindUnion {
+		var other *avroNode
+		for _, b := range n.branches {
+			if b.kind == kindNull {
+				continue
+			}
+			if other != nil {
+				return "JSON" // a union of two types or more
+			}
+			other = b
+		}
+		if other == nil {
+			return ""
+		}
+		n = other
+	}
+	switch n.kind {
+	case kindNull:
+		return ""
+	case kindBoolean:
+		return "BOOL"
+	case kindInt, kindLong:
+		return "INT64"
+	case kindFloat, kindDouble:
+		return "FLOAT64"
+	case kindString, kindEnum:
+		return "STRING"
+	case kindBytes, kindFixed:
+		return "BYTES"
+	case kindTimestampMillis, kindTimestampMicros:
+		return "TIMESTAMP"
+	case kindDate:
+		return "DATE"
+	case kindDecimal:
+		return decimalType(n.prec, n.scale)
+	}
+	return "JSON" // records, arrays, maps
 }
 
 func compileNode(s avro.Schema, named map[string]*avroNode) (*avroNode, error) {
@@ -145,7 +196,7 @@ func compileNode(s avro.Schema, named map[string]*avroNode) (*avroNode, error) {
 			if d.Scale() > maxDecimalScale {
 				return nil, fmt.Errorf("a decimal of scale %d, past BIGNUMERIC's %d", d.Scale(), maxDecimalScale)
 			}
-			return &avroNode{kind: kindDecimal, size: s.Size(), scale: d.Scale()}, nil
+			return &avroNode{kind: kindDecimal, size: s.Size(), scale: d.Scale(), prec: d.Precision()}, nil
 		}
 		return &avroNode{kind: kindFixed, size: s.Size()}, nil
 	case *avro.NullSchema:
@@ -184,7 +235,7 @@ func compileNode(s avro.Schema, named map[string]*avroNode) (*avroNode, error) {
 				if d.Scale() > maxDecimalScale {
 					return nil, fmt.Errorf("a decimal of scale %d, past BIGNUMERIC's %d", d.Scale(), maxDecimalScale)
 				}
-				return &avroNode{kind: kindDecimal, scale: d.Scale()}, nil
+				return &avroNode{kind: kindDecimal, scale: d.Scale(), prec: d.Precision()}, nil
 			}
 			return &avroNode{kind: kindBytes}, nil
 		}

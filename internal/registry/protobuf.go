@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/dynamicpb"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/payment"
 )
 
@@ -32,9 +33,10 @@ type protoFile struct {
 
 // protoMessage is one message of a schema, judged.
 type protoMessage struct {
-	desc   protoreflect.MessageDescriptor
-	fields []protoField
-	reject *payment.Error
+	desc    protoreflect.MessageDescriptor
+	fields  []protoField
+	reject  *payment.Error
+	columns []contract.Column // the typed columns of its new fields
 }
 
 type protoField struct {
@@ -106,11 +108,14 @@ func (f *protoFile) message(path []int, schema string) *protoMessage {
 	fields := desc.Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		contract := -1
+		place := -1
 		if c, ok := payment.FieldIndex(string(fd.Name())); ok {
-			contract = c
+			place = c
 		}
-		m.fields = append(m.fields, protoField{desc: fd, key: append(appendJSONString(nil, string(fd.Name())), ':'), contract: contract})
+		m.fields = append(m.fields, protoField{desc: fd, key: append(appendJSONString(nil, string(fd.Name())), ':'), contract: place})
+		if place < 0 && columnName(string(fd.Name())) {
+			m.columns = append(m.columns, contract.Column{Name: string(fd.Name()), Type: protoColumnType(fd)})
+		}
 	}
 	for _, f := range payment.Fields {
 		fd := fields.ByName(protoreflect.Name(f.Name))
@@ -130,6 +135,34 @@ func (f *protoFile) message(path []int, schema string) *protoMessage {
 	}
 	f.msgs[key] = m
 	return m
+}
+
+// protoColumnType is the BigQuery type of a field's typed column
+// (docs/formats.md, "Typed columns").
+func protoColumnType(fd protoreflect.FieldDescriptor) string {
+	if fd.IsList() || fd.IsMap() {
+		return "JSON"
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind, protoreflect.EnumKind:
+		return "STRING"
+	case protoreflect.BytesKind:
+		return "BYTES"
+	case protoreflect.BoolKind:
+		return "BOOL"
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind, protoreflect.Int64Kind, protoreflect.Sint64Kind,
+		protoreflect.Sfixed64Kind, protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return "INT64"
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return "NUMERIC" // past INT64's range
+	case protoreflect.FloatKind, protoreflect.DoubleKind:
+		return "FLOAT64"
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		if fd.Message().FullName() == timestampName {
+			return "TIMESTAMP"
+		}
+	}
+	return "JSON"
 }
 
 func protoTypeName(fd protoreflect.FieldDescriptor) string {
@@ -286,18 +319,19 @@ func appendScalar(out []byte, fd protoreflect.FieldDescriptor, v protoreflect.Va
 
 // protoEvent reads a framed Protobuf record: its message indexes, then the
 // message they name.
-func (s *Schema) protoEvent(value []byte) (*payment.FieldValues, []byte, error) {
+func (s *Schema) protoEvent(value []byte) (*payment.FieldValues, []byte, []contract.Column, error) {
 	body := value[headerLen:]
 	path, n, err := messageIndexes(body)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	m := s.proto.message(path, s.String())
 	if m == nil {
-		return nil, nil, fmt.Errorf("message index path %v is not in the schema", strings.Trim(fmt.Sprint(path), "[]"))
+		return nil, nil, nil, fmt.Errorf("message index path %v is not in the schema", strings.Trim(fmt.Sprint(path), "[]"))
 	}
 	if m.reject != nil {
-		return nil, nil, m.reject
+		return nil, nil, nil, m.reject
 	}
-	return m.read(body[n:])
+	fields, extra, err := m.read(body[n:])
+	return fields, extra, m.columns, err
 }

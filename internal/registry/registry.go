@@ -21,6 +21,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/payment"
 )
 
@@ -280,27 +281,69 @@ func kindName(k payment.FieldKind) string {
 	}
 }
 
-// Event reads a framed record into the event contract, judged by its
-// rules (payment.ParseFields): the contract's fields by name, the
-// schema's other fields kept in Extra. A rejection is a *payment.Error.
+// Event reads a framed record into the event contract (Read, without
+// its columns).
 func (s *Schema) Event(value []byte) (payment.Event, error) {
+	ev, _, err := s.Read(value)
+	return ev, err
+}
+
+// Read reads a framed record into the event contract, judged by its
+// rules (payment.ParseFields): the contract's fields by name, the
+// schema's other fields kept in Extra, and the typed columns those
+// fields have (contract.Column, From unset). A rejection is a
+// *payment.Error.
+func (s *Schema) Read(value []byte) (payment.Event, []contract.Column, error) {
 	if s.reject != nil {
-		return payment.Event{}, s.reject
+		return payment.Event{}, nil, s.reject
 	}
 	var fields *payment.FieldValues
 	var extra []byte
 	var err error
+	columns := s.avro.columns
 	if s.proto != nil {
-		fields, extra, err = s.protoEvent(value)
+		fields, extra, columns, err = s.protoEvent(value)
 	} else {
 		fields, extra, err = s.avro.fields(value[headerLen:])
 	}
 	var pe *payment.Error
 	if errors.As(err, &pe) {
-		return payment.Event{}, pe // the message the record names cannot be read
+		return payment.Event{}, nil, pe // the message the record names cannot be read
 	}
 	if err != nil {
-		return payment.Event{}, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: fmt.Sprintf("does not decode with %s: %v", s, err)}
+		return payment.Event{}, nil, &payment.Error{Reason: payment.ReasonSchemaUndecodable, Detail: fmt.Sprintf("does not decode with %s: %v", s, err)}
 	}
-	return payment.ParseFields(fields, extra)
+	ev, err := payment.ParseFields(fields, extra)
+	return ev, columns, err
+}
+
+// columnName says whether a schema's field of this name may have a typed
+// column: not one of the DDL's (nor one differing only in case, which
+// BigQuery takes for the same column), and a name BigQuery allows.
+func columnName(name string) bool {
+	if name == "" || len(name) > 300 || slices.ContainsFunc(contract.DDLColumns, func(c string) bool { return strings.EqualFold(c, name) }) {
+		return false
+	}
+	lower := strings.ToLower(name)
+	for _, reserved := range []string{"_table_", "_file_", "_partition", "_row_timestamp", "__root__", "_colidentifier"} {
+		if strings.HasPrefix(lower, reserved) {
+			return false
+		}
+	}
+	for i, c := range name {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// decimalType is the BigQuery type that holds a decimal of precision and
+// scale exactly: NUMERIC (38 digits, 9 after the point) when it fits,
+// else BIGNUMERIC.
+func decimalType(precision, scale int) string {
+	if scale <= 9 && precision-scale <= 29 {
+		return "NUMERIC"
+	}
+	return "BIGNUMERIC"
 }

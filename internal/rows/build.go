@@ -66,7 +66,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			loaded.add(e, id, r.Record, loadedAt, score)
+			loaded.add(e, r.Columns, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
 			m.amount.Add(e.Amount)
@@ -134,6 +134,14 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 		}
 		ledger.Schemas = string(b)
 	}
+	// The typed columns this batch's plan recorded go on the record.
+	var changes []contract.Column
+	for _, c := range spec.Schemas.Columns {
+		if c.From == spec.Start {
+			changes = append(changes, c)
+		}
+	}
+	rows.SchemaChanges(changes, id, spec.Topic, spec.Partition, loadedAt)
 	ledger.AmountByCurrency, totals.AmountByCurrency = amounts.Sums()
 	rows.Add(contract.TableBatchLedger, ledger)
 	totals.Records = int(present)

@@ -35,6 +35,9 @@ func (tx *txRow) AppendJSON(b []byte) []byte {
 	if len(e.Extra) > 0 {
 		b = appendStringField(b, "extra", string(e.Extra), false)
 	}
+	for _, v := range tx.typed {
+		b = appendStringField(b, v.name, v.text, false)
+	}
 	b = appendStringField(b, "batch_id", tx.batchID, false)
 	b = append(b, `,"kafka_partition":`...)
 	b = strconv.AppendInt(b, int64(tx.partition), 10)

@@ -42,7 +42,7 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 		score := fraud.Score{Score: uint8(i % 100), Reasons: uint16(i % 128)}
 		loadedAt := time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano)
 		tables := Tables{}
-		tables.Loaded(e, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, loadedAt, score)
+		tables.Loaded(e, nil, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, loadedAt, score)
 		// The rows as the contract's JSON shape (payment.Wire) and the
 		// tables' own columns, tagged, would be written by encoding/json.
 		tx := txJSON{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: "batch/payments/0/0-10", KafkaPartition: 3, KafkaOffset: int64(i), LoadedAt: loadedAt}
@@ -70,6 +70,8 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 			AmountByCurrency: []LedgerAmount{{Currency: "EUR", Amount: "1.00", Events: 1}, {Currency: "JPY", Amount: "5", Events: 2}},
 			NextWindowStart:  3, NextWindowNewest: at, NextWindowFloors: []LedgerFloor{{FromOffset: 12, Floor: at}}, LatenessNS: 600e9, MaxWindowIDs: 5, LoadedAt: at},
 		&ledgerRow{BatchID: "b", AmountByCurrency: []LedgerAmount{}, LoadedAt: at},
+		&SchemaChange{Table: "transactions", Column: "tip", Type: "NUMERIC", Subject: "payments-value", Version: 2, SchemaID: 2, BatchID: "b", Topic: "payments", Partition: 1, FirstOffset: 9, LoadedAt: at},
+		&SchemaChange{Table: "transactions", Column: "n", Type: "INT64", BatchID: "r", Topic: "payments", LoadedAt: at},
 		&ReplayLedger{BatchID: "r", SourceBatchID: "b", KafkaTopic: "payments", Quarantined: 3, Loaded: 2, Duplicates: 1, AmountByCurrency: []LedgerAmount{{Currency: "EUR", Amount: "2.00", Events: 2}}, LoadedAt: at},
 	} {
 		sameJSON(t, warehouse.AppendJSON(nil, r), r)
@@ -116,5 +118,48 @@ func sameJSON(t *testing.T, got []byte, v any) {
 	}
 	if !reflect.DeepEqual(g, w) {
 		t.Fatalf("rows differ:\nhand:          %s\nencoding/json: %s", got, want)
+	}
+}
+
+// TestTypedColumnsFromExtra checks a record's typed columns: each takes
+// its field's value from extra as a load job's JSON string carries it,
+// the same by hand and through Columns; a null or absent field leaves its
+// column out (NULL), and a field without a column stays in extra only.
+func TestTypedColumnsFromExtra(t *testing.T) {
+	g, err := simulation.NewGenerator(simulation.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e payment.Event
+	for e.TransactionID == "" {
+		e, _ = payment.Parse(g.Next().Value)
+	}
+	e.Extra = json.RawMessage(`{"tier":"gold \"vip\"","tip":"1.5","n":5,"flag":true,"obj":{"a":[1]},"gone":null,"untyped":"x"}`)
+	cols := []contract.Column{{Name: "tier", Type: "STRING"}, {Name: "tip", Type: "NUMERIC"}, {Name: "n", Type: "INT64"},
+		{Name: "flag", Type: "BOOL"}, {Name: "obj", Type: "JSON"}, {Name: "gone", Type: "STRING"}, {Name: "absent", Type: "DATE"}}
+	tables := Tables{}
+	tables.Loaded(&e, cols, "b", kafkalog.Record{Offset: 1}, "2026-12-06T10:00:00Z", fraud.Score{})
+	want := map[string]any{"tier": `gold "vip"`, "tip": "1.5", "n": "5", "flag": "true", "obj": `{"a":[1]}`}
+	for _, table := range contract.TypedTables {
+		r := tables[table][0]
+		for _, b := range [][]byte{warehouse.AppendJSON(nil, r), warehouse.AppendJSON(nil, columnsOnly{r})} {
+			var got map[string]any
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("%s: %v: %s", table, err, b)
+			}
+			for name, v := range want {
+				if got[name] != v {
+					t.Errorf("%s: column %s = %#v, want %#v", table, name, got[name], v)
+				}
+			}
+			for _, name := range []string{"gone", "absent", "untyped"} {
+				if _, ok := got[name]; ok {
+					t.Errorf("%s: column %s written, want NULL", table, name)
+				}
+			}
+			if got["extra"] != string(e.Extra) {
+				t.Errorf("%s: extra = %v, want the record's extra fields whole", table, got["extra"])
+			}
+		}
 	}
 }

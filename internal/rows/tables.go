@@ -2,6 +2,7 @@ package rows
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"maps"
 	"slices"
 	"time"
@@ -28,6 +29,39 @@ type txRow struct {
 	batchID, loadedAt string
 	partition         int
 	offset            int64
+	typed             []typedValue // its new fields' typed columns
+}
+
+// typedValue is a typed column's value, as a load job's JSON string
+// carries it (warehouse.Columns).
+type typedValue struct{ name, text string }
+
+// typedValues are the values of a record's typed columns, read from its
+// extra fields (the schema's, written as JSON by the registry's reader);
+// a field that is absent or null leaves its column NULL.
+func typedValues(extra []byte, columns []contract.Column) []typedValue {
+	if len(columns) == 0 || len(extra) == 0 {
+		return nil
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(extra, &fields) != nil {
+		return nil // cannot happen: the reader wrote it
+	}
+	out := make([]typedValue, 0, len(columns))
+	for _, c := range columns {
+		raw, ok := fields[c.Name]
+		if !ok || string(raw) == "null" {
+			continue
+		}
+		text := string(raw) // a number, a boolean, or a JSON column's value
+		if raw[0] == '"' {
+			if json.Unmarshal(raw, &text) != nil {
+				continue
+			}
+		}
+		out = append(out, typedValue{name: c.Name, text: text})
+	}
+	return out
 }
 
 type enrichedRow struct {
@@ -102,6 +136,9 @@ func (tx *txRow) Columns(c warehouse.Columns) {
 	optional(c, "ip_address", e.IPAddress)
 	if len(e.Extra) > 0 {
 		c.String("extra", string(e.Extra))
+	}
+	for _, v := range tx.typed {
+		c.String(v.name, v.text)
 	}
 	c.String("batch_id", tx.batchID)
 	c.Int("kafka_partition", int64(tx.partition))
@@ -212,6 +249,58 @@ func (f *LedgerFloor) Columns(c warehouse.Columns) {
 	c.String("floor", f.Floor)
 }
 
+// SchemaChange is a row of schema_changes: a typed column a batch or a
+// replay recorded (contract.Column).
+type SchemaChange struct {
+	Table       string `json:"table_name"`
+	Column      string `json:"column_name"`
+	Type        string `json:"column_type"`
+	Subject     string `json:"schema_subject,omitempty"`
+	Version     int    `json:"schema_version,omitempty"`
+	SchemaID    int    `json:"schema_id,omitempty"`
+	BatchID     string `json:"batch_id"`
+	Topic       string `json:"kafka_topic"`
+	Partition   int    `json:"kafka_partition"`
+	FirstOffset int64  `json:"first_offset"`
+	LoadedAt    string `json:"loaded_at"`
+}
+
+func (r *SchemaChange) Columns(c warehouse.Columns) {
+	c.String("table_name", r.Table)
+	c.String("column_name", r.Column)
+	c.String("column_type", r.Type)
+	optional(c, "schema_subject", r.Subject)
+	if r.SchemaID > 0 {
+		c.Int("schema_version", int64(r.Version))
+		c.Int("schema_id", int64(r.SchemaID))
+	}
+	c.String("batch_id", r.BatchID)
+	c.String("kafka_topic", r.Topic)
+	c.Int("kafka_partition", int64(r.Partition))
+	c.Int("first_offset", r.FirstOffset)
+	c.String("loaded_at", r.LoadedAt)
+}
+
+// SchemaChanges adds the schema_changes rows of columns, one per typed
+// table each.
+func (t Tables) SchemaChanges(columns []contract.Column, batchID, topic string, partition int, loadedAt string) {
+	for _, col := range columns {
+		for _, table := range contract.TypedTables {
+			t.Add(contract.TableSchemaChanges, &SchemaChange{Table: table, Column: col.Name, Type: col.Type, Subject: col.Subject, Version: col.Version,
+				SchemaID: col.SchemaID, BatchID: batchID, Topic: topic, Partition: partition, FirstOffset: col.From, LoadedAt: loadedAt})
+		}
+	}
+}
+
+// Order is the order to write t's tables in: order, with schema_changes
+// before the last (the ledger) when t has rows for it.
+func (t Tables) Order(order []string) []string {
+	if len(t[contract.TableSchemaChanges]) == 0 {
+		return order
+	}
+	return slices.Insert(slices.Clone(order), len(order)-1, contract.TableSchemaChanges)
+}
+
 func optional(c warehouse.Columns, name, v string) {
 	if v != "" {
 		c.String(name, v)
@@ -292,9 +381,9 @@ type metricAcc struct {
 
 // Loaded adds a loaded event's transactions and transactions_enriched
 // rows to t.
-func (t Tables) Loaded(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+func (t Tables) Loaded(e *payment.Event, columns []contract.Column, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
 	var l loadedRows
-	l.add(e, batchID, r, loadedAt, score)
+	l.add(e, columns, batchID, r, loadedAt, score)
 	l.into(t)
 }
 
@@ -313,9 +402,9 @@ func newLoadedRows(n int) loadedRows {
 		rows: [2][]warehouse.Row{make([]warehouse.Row, 0, n), make([]warehouse.Row, 0, n)}}
 }
 
-func (l *loadedRows) add(e *payment.Event, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+func (l *loadedRows) add(e *payment.Event, columns []contract.Column, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
 	l.txs = append(l.txs, txRow{e: e, eventTime: e.EventTime.UTC().Format(time.RFC3339Nano), amount: e.Amount.String(),
-		batchID: batchID, loadedAt: loadedAt, partition: r.Partition, offset: r.Offset})
+		batchID: batchID, loadedAt: loadedAt, partition: r.Partition, offset: r.Offset, typed: typedValues(e.Extra, columns)})
 	tx := &l.txs[len(l.txs)-1]
 	l.enriched = append(l.enriched, enrichedRow{tx: tx, score: score})
 	l.rows[0] = append(l.rows[0], tx)

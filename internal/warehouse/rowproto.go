@@ -69,11 +69,12 @@ func NewRowEncoder(schema bigquery.Schema) (*RowEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	// NUMERIC goes as its decimal string, which the API documents as
+	// NUMERIC and BIGNUMERIC go as their decimal strings, which the API documents as
 	// accepted and parses exactly, rather than the adapter's default
 	// packed bytes (which the emulator reads as 0).
 	d, err := adapt.StorageSchemaToProtoDescriptorWithOptions(ts, "root", adapt.WithProtoMapping(adapt.ProtoMapping{
-		FieldType: storagepb.TableFieldSchema_NUMERIC, Type: descriptorpb.FieldDescriptorProto_TYPE_STRING}))
+		FieldType: storagepb.TableFieldSchema_NUMERIC, Type: descriptorpb.FieldDescriptorProto_TYPE_STRING}),
+		adapt.WithProtoMapping(adapt.ProtoMapping{FieldType: storagepb.TableFieldSchema_BIGNUMERIC, Type: descriptorpb.FieldDescriptorProto_TYPE_STRING}))
 	if err != nil {
 		return nil, err
 	}

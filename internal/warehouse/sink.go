@@ -110,6 +110,8 @@ type Streams struct {
 	Writer StreamWriter
 	// At is each table's stream and the offset this batch's rows start at.
 	At map[string]StreamAt
+	// Otherwise, when set, writes the tables that have no stream.
+	Otherwise Sink
 }
 
 // StreamAt is a position in a table's stream.
@@ -120,6 +122,9 @@ type StreamAt struct {
 
 func (s Streams) WriteTable(ctx context.Context, id, table string, rows []Row) (int, error) {
 	at, ok := s.At[table]
+	if !ok && s.Otherwise != nil {
+		return s.Otherwise.WriteTable(ctx, id, table, rows)
+	}
 	if !ok {
 		return 0, fmt.Errorf("%w: no stream for %s", ErrRefused, table)
 	}

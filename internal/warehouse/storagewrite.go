@@ -49,6 +49,12 @@ var ErrOffsetAhead = errors.New("append offset is past the stream's end")
 // appending the same rows at once would be refused again.
 var ErrRowsRejected = errors.New("rows rejected")
 
+// ErrSchemaNotSeen: the stream does not see columns the rows have yet
+// (SCHEMA_MISMATCH_EXTRA_FIELDS): columns just added to the table, which
+// BigQuery shows to the Storage Write API minutes later. Nothing was
+// written; the same append succeeds once the stream sees them.
+var ErrSchemaNotSeen = errors.New("the stream does not see the table's new columns yet")
+
 // ErrRowTooLarge: one row is larger than an append request can carry, so
 // the Storage Write API cannot take it however the rows are split (load
 // jobs take rows up to 100 MB; see AppendRequestLimit).
@@ -136,6 +142,8 @@ func AppendOnce(ctx context.Context, a Appender, stream, table string, offset in
 		case err == nil:
 		case outOfRange(err):
 			return fmt.Errorf("%w: %s at offset %d: %v", ErrOffsetAhead, stream, c.Offset, err)
+		case storageCode(err) == storagepb.StorageError_SCHEMA_MISMATCH_EXTRA_FIELDS:
+			return fmt.Errorf("%w: %s at offset %d: %v", ErrSchemaNotSeen, stream, c.Offset, err)
 		case status.Code(err) == codes.InvalidArgument:
 			return fmt.Errorf("%w: %d rows (%d bytes) to %s at offset %d: %v", ErrRowsRejected, len(c.Rows), c.Bytes, stream, c.Offset, err)
 		default:
