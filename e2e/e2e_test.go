@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/devstack/devstacktest"
@@ -290,22 +289,7 @@ func historyJSON(t *testing.T, tc client.Client, workflowID string) string {
 
 func rows(t *testing.T, e *Stack, sql string) [][]bigquery.Value {
 	t.Helper()
-	it, err := e.Operator.BigQuery.Query(sql).Read(context.Background())
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	var out [][]bigquery.Value
-	for {
-		var row []bigquery.Value
-		err := it.Next(&row)
-		if errors.Is(err, iterator.Done) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		out = append(out, row)
-	}
+	return e.Query(t, sql)
 }
 
 // TestColdWorkersAndContinueAsNewDecideAlike runs the pipeline with a

@@ -8,6 +8,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"cloud.google.com/go/bigquery"
+	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
@@ -160,6 +164,27 @@ func (s *Stack) Reconcile(t testing.TB, m *simulation.Manifest) {
 		var out strings.Builder
 		report.Write(&out)
 		t.Fatalf("reconciliation failed:\n%s", out.String())
+	}
+}
+
+// Query runs sql in BigQuery and returns its rows.
+func (s *Stack) Query(t testing.TB, sql string) [][]bigquery.Value {
+	t.Helper()
+	it, err := s.Operator.BigQuery.Query(sql).Read(context.Background())
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	var out [][]bigquery.Value
+	for {
+		var row []bigquery.Value
+		err := it.Next(&row)
+		if errors.Is(err, iterator.Done) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		out = append(out, row)
 	}
 }
 

@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	cfg.RegisterKafkaFlags(fs)
 	cfg.RegisterRegistryFlags(fs)
 	format := fs.String("format", "json", "record format: json, avro or protobuf (the Schema Registry wire format; needs --schema-registry)")
-	schemaVersions := fs.String("schema-versions", "1", "with --format avro or protobuf, the payment schema versions to write, record by record in turn: 1, 2 (adds the optional fields loyalty_tier and tip) or 1,2")
+	schemaVersions := fs.String("schema-versions", "1", "with --format avro or protobuf, the payment schema versions to write, record by record in turn: 1, 2 (adds the optional fields loyalty_tier and tip), 3 (changes tip's type: see docs/formats.md), or a list such as 1,2")
 	events := fs.Int("events", 100000, "records to send (ignored when --rate and --duration are given)")
 	rate := fs.Float64("rate", 0, "records per second; with --duration, paced in real time")
 	duration := fs.Duration("duration", 0, "how long to produce at --rate")

@@ -3,7 +3,9 @@ package workerbin
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -11,8 +13,12 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/e2e"
+	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // TestRegistryFormatsThroughKillsAndARegistryOutage: Avro records of two
@@ -105,4 +111,222 @@ func schemaErrors(t *testing.T, f *e2e.Stack) int64 {
 		t.Fatal(err)
 	}
 	return row[0].(int64)
+}
+
+// TestSchemaEvolutionThroughKills is a schema's life on one topic, in
+// both write modes and both registry formats: records of versions 1 and 2
+// (2 adds two optional fields) interleaved, then a stretch where version
+// 3 (one field's type changed) joins them, through two SIGKILLs of the
+// worker and no restart for any schema. The new fields get typed columns
+// holding version 2's values, NULL for version 1; version 3's records are
+// quarantined as schema_type_changed while the others load; once the
+// column is widened (ALTER COLUMN SET DATA TYPE, as an operator fixes it)
+// replay-quarantine loads them once; the books balance to the cent.
+func TestSchemaEvolutionThroughKills(t *testing.T) {
+	for _, format := range []evolution{
+		{format: "avro", tip: "tip", tipType: "NUMERIC", widened: "BIGNUMERIC", unit: big.NewRat(1, 1)},
+		{format: "protobuf", tip: "tip_cents", tipType: "INT64", widened: "FLOAT64", unit: big.NewRat(100, 1)},
+	} {
+		for _, mode := range []string{config.WriteModeLoad, config.WriteModeStorageWrite} {
+			t.Run(format.format+"_"+mode, func(t *testing.T) { schemaEvolution(t, format, mode) })
+		}
+	}
+}
+
+// evolution is a format's version 2 tip column and version 3's change.
+type evolution struct {
+	format       string
+	tip, tipType string   // version 2's tip field and its column's type
+	widened      string   // the type that takes version 3's tip too
+	unit         *big.Rat // the tip field's value per unit of simulation.V2Fields's tip
+}
+
+func schemaEvolution(t *testing.T, ev evolution, mode string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	bin := e2e.BuildWorker(t)
+	f := e2e.Start(t, e2e.Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
+	f.Operator.Config.WriteMode = mode
+	cfg := f.Operator.Config
+	ds := fmt.Sprintf("`%s.%s", cfg.BigQueryProject, cfg.BigQueryDataset)
+	count := func(sql string) int64 { return f.Query(t, sql)[0][0].(int64) }
+
+	opts := simulation.DefaultOptions()
+	opts.Seed = 31
+	known := f.ProduceIn(t, ev.format, opts, 3000, 1, 2)
+	// Then versions 1, 2 and 3 in turn (record n in version n%3+1), on
+	// records without duplicates, so that every version 3 record is one
+	// payment to replay.
+	reg, err := cfg.Registry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := simulation.NewEncoder(ctx, ev.format, reg, cfg.Topic, []int{1, 2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := simulation.DefaultOptions()
+	clean.Seed, clean.DuplicateRatio, clean.MalformedRatio, clean.LateRatio = 32, 0, 0, 0
+	clean.StartTime = opts.StartTime.Add(time.Hour)
+	mixed, err := simulation.Produce(ctx, clean, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: 600, Encoder: enc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v3 := int64(0)
+	for n := range mixed.Records {
+		if n%3 == 2 {
+			v3++
+		}
+	}
+
+	// Two workers killed along the way; the third finishes.
+	done := func() int64 {
+		st, err := f.Operator.Status(ctx)
+		if err != nil {
+			return 0
+		}
+		var n int64
+		for _, p := range st {
+			n += p.RecordsDone
+		}
+		return n
+	}
+	w := f.WorkerProcess(t, bin)
+	if _, err := f.Operator.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		before := done()
+		e2e.WaitFor(t, 2*time.Minute, 100*time.Millisecond, "a batch loaded", func() bool { return done() > before })
+		kill(t, w)
+		w = f.WorkerProcess(t, bin)
+	}
+	f.WaitCaughtUp(t, 5*time.Minute)
+
+	if n := count("SELECT COUNT(*) FROM " + ds + ".ingest_errors` WHERE reason = 'schema_type_changed' AND detail LIKE '%" + ev.tip + "%" + ev.tipType + "%'"); n != v3 {
+		t.Fatalf("%d schema_type_changed rows naming %s and its column's %s, want the %d version 3 records", n, ev.tip, ev.tipType, v3)
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+mixed.UniqueIDs)-v3 {
+		t.Fatalf("%d transactions rows, want the %d unique records of versions 1 and 2", n, int64(known.UniqueIDs+mixed.UniqueIDs)-v3)
+	}
+	checkTypedColumns(t, f, ev, ev.tipType)
+	for _, table := range contract.TypedTables {
+		for col, typ := range map[string]string{"loyalty_tier": "STRING", ev.tip: ev.tipType} {
+			if n := count(fmt.Sprintf("SELECT COUNT(*) FROM %s.schema_changes` WHERE table_name = '%s' AND column_name = '%s' AND column_type = '%s' AND schema_id > 0",
+				ds, table, col, typ)); n == 0 {
+				t.Errorf("schema_changes has no row for %s.%s %s", table, col, typ)
+			}
+		}
+	}
+
+	// The operator's fix: widen the column in both tables.
+	for _, table := range contract.TypedTables {
+		sql := fmt.Sprintf("ALTER TABLE %s.%s` ALTER COLUMN %s SET DATA TYPE %s", ds, table, ev.tip, ev.widened)
+		job, err := f.Operator.BigQuery.Query(sql).Run(ctx)
+		if err == nil {
+			var st *bigquery.JobStatus
+			if st, err = job.Wait(ctx); err == nil {
+				err = st.Err()
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// Records are replayed once behind the watermark (a resend inside
+	// the window would load as new): two later waves put them there.
+	var after simulation.Manifest
+	for i, n := range []int{2000, 200} {
+		later := clean
+		later.Seed, later.StartTime = uint64(33+i), clean.StartTime.Add(time.Duration(i+1)*time.Hour)
+		m, err := simulation.Produce(ctx, later, simulation.ProduceOptions{Kafka: cfg.Kafka(), Topic: cfg.Topic, Events: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after.UniqueIDs += m.UniqueIDs
+	}
+	f.WaitCaughtUp(t, 5*time.Minute)
+	batches, err := f.Operator.Quarantined(ctx, string(payment.ReasonSchemaTypeChanged), nil, 0, 1<<62)
+	if err != nil || len(batches) == 0 {
+		t.Fatalf("quarantined batches: %v, %v", batches, err)
+	}
+	res, err := f.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaTypeChanged), batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := 0
+	for _, r := range res {
+		loaded += r.Totals.Loaded
+	}
+	if int64(loaded) != v3 {
+		t.Errorf("the replay loaded %d, want the %d version 3 records", loaded, v3)
+	}
+	again, err := f.Operator.ReplayQuarantine(ctx, string(payment.ReasonSchemaTypeChanged), batches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range again {
+		if !r.Already {
+			t.Errorf("a second replay replayed %s again", r.ReplayID)
+		}
+	}
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+mixed.UniqueIDs+after.UniqueIDs) {
+		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+mixed.UniqueIDs+after.UniqueIDs)
+	}
+	checkTypedColumns(t, f, ev, ev.widened)
+	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions` WHERE STARTS_WITH(batch_id, 'replay/schema_type_changed/') AND " + ev.tip + " IS NOT NULL"); n == 0 {
+		t.Error("no replayed version 3 row has its tip in the typed column")
+	}
+	f.Reconcile(t, nil)
+}
+
+// checkTypedColumns holds every row of both typed tables to the values
+// its record carried: a record of version 2 or 3 has loyalty_tier and the
+// tip in their columns (the tip column of type tipType), equal to what
+// the simulator wrote (simulation.V2Fields) and to the record's extra; a
+// version 1 record has NULL there. Both kinds must be present.
+func checkTypedColumns(t *testing.T, f *e2e.Stack, ev evolution, tipType string) {
+	t.Helper()
+	cfg := f.Operator.Config
+	for _, table := range contract.TypedTables {
+		md, err := f.Operator.BigQuery.Dataset(cfg.BigQueryDataset).Table(table).Metadata(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		types := map[string]string{}
+		for _, c := range md.Schema {
+			types[c.Name] = warehouse.ColumnType(c)
+		}
+		if types["loyalty_tier"] != "STRING" || types[ev.tip] != tipType {
+			t.Errorf("%s: loyalty_tier %s and %s %s, want STRING and %s", table, types["loyalty_tier"], ev.tip, types[ev.tip], tipType)
+		}
+		typed, null := 0, 0
+		for _, row := range f.Query(t, fmt.Sprintf("SELECT transaction_id, loyalty_tier, CAST(%s AS STRING), extra FROM `%s.%s.%s`",
+			ev.tip, cfg.BigQueryProject, cfg.BigQueryDataset, table)) {
+			id, extra := row[0].(string), ""
+			if row[3] != nil {
+				extra = row[3].(string)
+			}
+			if !strings.Contains(extra, `"loyalty_tier"`) {
+				if row[1] != nil || row[2] != nil {
+					t.Fatalf("%s: %s has no new field in extra (%q) but typed %v, %v", table, id, extra, row[1], row[2])
+				}
+				null++
+				continue
+			}
+			tier, tip := simulation.V2Fields(id)
+			want := new(big.Rat).Mul(tip.(*big.Rat), ev.unit)
+			got, ok := new(big.Rat), row[2] != nil
+			if ok {
+				_, ok = got.SetString(row[2].(string))
+			}
+			if row[1] != tier || (want.Sign() != 0 && (!ok || got.Cmp(want) != 0)) {
+				t.Fatalf("%s: %s typed %v, %v; want %v, %s (extra %s)", table, id, row[1], row[2], tier, want.FloatString(2), extra)
+			}
+			typed++
+		}
+		if typed == 0 || null == 0 {
+			t.Errorf("%s: %d rows with typed values, %d with NULL; want both", table, typed, null)
+		}
+	}
 }

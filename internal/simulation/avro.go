@@ -18,12 +18,17 @@ import (
 // The payment schemas the simulator writes Avro with, as payment teams'
 // producers do: the amount a decimal, the event time a timestamp, the
 // optional fields nullable. Version 2 adds two optional fields, the
-// evolution a registry allows under BACKWARD compatibility.
+// evolution a registry allows under BACKWARD compatibility; version 3
+// changes tip's type, to a decimal that NUMERIC cannot hold (scale 12),
+// a change the tables cannot take until tip is widened to BIGNUMERIC.
 var avroSchemas = map[int]string{
 	1: avroSchema(""),
 	2: avroSchema(`,
   {"name":"loyalty_tier","type":["null","string"],"default":null},
   {"name":"tip","type":["null",{"type":"bytes","logicalType":"decimal","precision":12,"scale":2}],"default":null}`),
+	3: avroSchema(`,
+  {"name":"loyalty_tier","type":["null","string"],"default":null},
+  {"name":"tip","type":["null",{"type":"bytes","logicalType":"decimal","precision":40,"scale":12}],"default":null}`),
 }
 
 func avroSchema(more string) string {
@@ -47,7 +52,7 @@ func avroSchema(more string) string {
 
 // AvroVersions are the schema versions the simulator can write, in Avro
 // and in Protobuf.
-func AvroVersions() []int { return []int{1, 2} }
+func AvroVersions() []int { return []int{1, 2, 3} }
 
 // NewEncoder is NewAvro or NewProtobuf, by format.
 func NewEncoder(ctx context.Context, format string, reg Registrar, topic string, versions []int) (Encoder, error) {

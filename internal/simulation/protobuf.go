@@ -19,7 +19,10 @@ import (
 
 // protoSchema is the simulator's Protobuf payment schema of a version:
 // event_time a Timestamp, the amount a decimal string (Protobuf has no
-// decimal); version 2 adds loyalty_tier and tip.
+// decimal); version 2 adds loyalty_tier and tip_cents (the tip in minor
+// units, an int64, as Protobuf producers write money); version 3 makes
+// tip_cents a double, which an INT64 column cannot take until it is
+// widened to FLOAT64.
 func protoSchema(version int) string {
 	var b strings.Builder
 	b.WriteString("syntax = \"proto3\";\npackage paystream.simulator;\nimport \"google/protobuf/timestamp.proto\";\n\nmessage Payment {\n")
@@ -31,8 +34,11 @@ func protoSchema(version int) string {
 			n++
 		}
 	}
-	if version >= 2 {
-		b.WriteString("  string loyalty_tier = 30;\n  string tip = 31;\n")
+	switch version {
+	case 2:
+		b.WriteString("  string loyalty_tier = 30;\n  int64 tip_cents = 31;\n")
+	case 3:
+		b.WriteString("  string loyalty_tier = 30;\n  double tip_cents = 31;\n")
 	}
 	b.WriteString("}\n")
 	return b.String()
@@ -52,8 +58,8 @@ type Protobuf struct {
 func NewProtobuf(ctx context.Context, reg Registrar, topic string, versions []int) (*Protobuf, error) {
 	p := &Protobuf{versions: versions, msgs: map[int]protoreflect.MessageDescriptor{}, ids: map[int]int{}}
 	for _, v := range versions {
-		if v != 1 && v != 2 {
-			return nil, fmt.Errorf("no Protobuf schema version %d; the simulator writes 1 and 2", v)
+		if v < 1 || v > 3 {
+			return nil, fmt.Errorf("no Protobuf schema version %d; the simulator writes %v", v, AvroVersions())
 		}
 		text := protoSchema(v)
 		c := protocompile.Compiler{Resolver: protocompile.WithStandardImports(&protocompile.SourceResolver{
@@ -88,9 +94,11 @@ func (p *Protobuf) Encode(n int, value []byte) ([]byte, error) {
 		return nil, err
 	}
 	delete(fields, "event_time")
+	var cents *big.Rat
 	if v >= 2 {
 		if tier, tip := V2Fields(e.TransactionID); tier != nil {
-			fields["loyalty_tier"], fields["tip"] = tier.(string), tip.(*big.Rat).FloatString(2)
+			fields["loyalty_tier"] = tier.(string)
+			cents = new(big.Rat).Mul(tip.(*big.Rat), big.NewRat(100, 1))
 		}
 	}
 	for name, s := range fields {
@@ -101,6 +109,14 @@ func (p *Protobuf) Encode(n int, value []byte) ([]byte, error) {
 		msg.Set(fd, protoreflect.ValueOfString(s))
 	}
 	msg.Set(desc.Fields().ByName("event_time"), protoreflect.ValueOfMessage(timestamppb.New(e.EventTime).ProtoReflect()))
+	if cents != nil && cents.Sign() != 0 { // proto3: zero is absent
+		if v == 3 {
+			f, _ := cents.Float64()
+			msg.Set(desc.Fields().ByName("tip_cents"), protoreflect.ValueOfFloat64(f))
+		} else {
+			msg.Set(desc.Fields().ByName("tip_cents"), protoreflect.ValueOfInt64(cents.Num().Int64()))
+		}
+	}
 	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
 	if err != nil {
 		return nil, fmt.Errorf("encode Protobuf version %d: %w", v, err)

@@ -107,7 +107,7 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 		t.Errorf("asking for tip as BIGNUMERIC: %v, %v; want it reported as the NUMERIC it is", got, err)
 	}
 
-	values := map[string]string{"tier": "gold", "tip": "1.25", "n": "42", "flag": "true", "big": "12345678901234567890.123456789012", "obj": `{"a":[1,2]}`, "rate": "0.5",
+	values := map[string]string{"tier": "gold", "tip": "1.25", "n": "42", "flag": "true", "big": "12345678901234567890.123456789012", "obj": `{"a":[1,2]}`, "rate": "0.1",
 		"paid_at": "2026-12-06T10:00:00.123456Z"}
 	if _, err := jobs.WriteTable(ctx, "load", table.TableID, []warehouse.Row{typedRow{id: "load", values: values}}); err != nil {
 		t.Fatalf("load job with the new columns: %v", err)
@@ -153,7 +153,7 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 		t.Errorf("after ALTER COLUMN: %v, %v; want tip BIGNUMERIC, tier STRING", got, err)
 	}
 
-	typed := fmt.Sprintf("[gold 1.25 42 true 12345678901234567890.123456789012 0.5 %d]", time.Date(2026, 12, 6, 10, 0, 0, 123456000, time.UTC).UnixMicro())
+	typed := fmt.Sprintf("[gold 1.25 42 true 12345678901234567890.123456789012 0.1 %d]", time.Date(2026, 12, 6, 10, 0, 0, 123456000, time.UTC).UnixMicro())
 	wantRows := []string{"[load " + typed[1:], "[stream " + typed[1:], "[v1 <nil> <nil> <nil> <nil> <nil> <nil> <nil>]"}
 	if !slices.Equal(rows, wantRows) {
 		t.Errorf("rows:\n%s\nwant:\n%s", rows, wantRows)

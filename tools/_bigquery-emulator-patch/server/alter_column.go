@@ -43,6 +43,17 @@ func canonType(t string) string {
 	return t
 }
 
+// sqlType is a metadata type as GoogleSQL names it in a CAST.
+func sqlType(t string) string {
+	switch t {
+	case "INTEGER":
+		return "INT64"
+	case "FLOAT":
+		return "FLOAT64"
+	}
+	return t
+}
+
 // alterColumn runs an ALTER COLUMN SET DATA TYPE statement as BigQuery
 // does: the column takes the new type, keeping its values, when the
 // change is coercible, and the statement fails otherwise.
@@ -71,6 +82,7 @@ func (h *jobsInsertHandler) alterColumn(ctx context.Context, tx *connection.Tx, 
 		return err
 	}
 	var kept []string
+	casts := map[string]string{}
 	found := false
 	for _, f := range content.Schema.Fields {
 		kept = append(kept, f.Name)
@@ -91,11 +103,12 @@ func (h *jobsInsertHandler) alterColumn(ctx context.Context, tx *connection.Tx, 
 		}
 		f.Type = typ
 		f.Precision, f.Scale = 0, 0
+		casts[f.Name] = sqlType(typ)
 	}
 	if !found {
 		return fmt.Errorf("Column %s not found in table %s", column, tableID)
 	}
-	if err := r.server.contentRepo.AddColumns(ctx, tx, content, kept); err != nil {
+	if err := r.server.contentRepo.ChangeColumns(ctx, tx, content, kept, casts); err != nil {
 		return err
 	}
 	encoded, err := json.Marshal(content)
