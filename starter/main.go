@@ -575,8 +575,38 @@ func writeSupervisor(ctx context.Context, out io.Writer, op *operator.Operator) 
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(out, poolLine(pool))
+	if _, err = fmt.Fprintln(out, poolLine(pool)); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(out, typedColumnsLine(ctx, op))
 	return err
+}
+
+// typedColumnsLine names the columns paystream added for schemas' new
+// fields (schema_changes records each); BigQuery not answering does not
+// fail the status, which is Temporal's.
+func typedColumnsLine(ctx context.Context, op *operator.Operator) string {
+	if op.Config.Sink == config.SinkDiscard {
+		return "typed columns: none (discard sink)"
+	}
+	typed, err := op.TypedColumns(ctx)
+	if err != nil {
+		return "typed columns: unknown (" + oneLine(err) + ")"
+	}
+	var parts []string
+	for _, table := range contract.TypedTables {
+		var cols []string
+		for _, c := range typed[table] {
+			cols = append(cols, c.Name+" "+c.Type)
+		}
+		if len(cols) > 0 {
+			parts = append(parts, table+": "+strings.Join(cols, ", "))
+		}
+	}
+	if len(parts) == 0 {
+		return "typed columns: none yet (new fields of a schema get one; docs/formats.md)"
+	}
+	return "typed columns (schema_changes has each): " + strings.Join(parts, "; ")
 }
 
 // poolLine says which worker holds which partitions: the placement the

@@ -70,8 +70,9 @@ func TestOperatorCommands(t *testing.T) {
 		}
 	}
 	// The table ends with where the partitions run: the one worker holds both.
-	if out, err := cli("status"); err != nil || !regexp.MustCompile(`workers: 1 in the pool; \S+ holds \[0 1\]`).MatchString(out) {
-		t.Errorf("status: %v\n%s\nwant the pool's line, one worker holding partitions 0 and 1", err, out)
+	// Then the typed columns: none, as JSON records add none.
+	if out, err := cli("status"); err != nil || !regexp.MustCompile(`workers: 1 in the pool; \S+ holds \[0 1\]\ntyped columns: none yet`).MatchString(out) {
+		t.Errorf("status: %v\n%s\nwant the pool's line, one worker holding partitions 0 and 1, then no typed columns", err, out)
 	}
 
 	// --watch redraws the table until interrupted, then exits 0. The

@@ -13,11 +13,13 @@ import (
 	"cloud.google.com/go/bigquery"
 	"google.golang.org/api/iterator"
 
+	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/kafkalog"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/progress"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // Check is one line of the reconciliation report.
@@ -84,7 +86,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	// and the manifest's one (discard sink) or five.
 	queries := int64(3)
 	if o.Config.Sink != config.SinkDiscard {
-		queries += 4
+		queries += 5
 	}
 	if manifest != nil {
 		queries += map[bool]int64{true: 1, false: 5}[o.Config.Sink == config.SinkDiscard]
@@ -131,6 +133,44 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 			return r, err
 		}
 		r.add("recon_replays: unbalanced quarantine replays", badReplays, 0)
+	}
+
+	// Every column the typed tables have beyond their DDL is one
+	// paystream added for a schema's field, recorded in schema_changes
+	// with the type it has now (or widened to since).
+	if o.Config.Sink != config.SinkDiscard {
+		typed, err := o.TypedColumns(ctx)
+		if err != nil {
+			return r, err
+		}
+		changes, err := ask("SELECT DISTINCT table_name, column_name, column_type FROM " + ds + ".schema_changes`")
+		if err != nil {
+			return r, err
+		}
+		recorded := map[[3]string]bool{}
+		names := map[[2]string]bool{}
+		for _, row := range changes {
+			table, column, typ := row[0].(string), row[1].(string), row[2].(string)
+			recorded[[3]string{table, column, typ}], names[[2]string{table, column}] = true, true
+		}
+		for _, table := range contract.TypedTables {
+			unrecorded, missing := []string{}, []string{}
+			have := map[string]bool{}
+			for _, c := range typed[table] {
+				have[c.Name] = true
+				if !recorded[[3]string{table, c.Name, c.Type}] {
+					unrecorded = append(unrecorded, c.Name+" "+c.Type)
+				}
+			}
+			for k := range names {
+				if k[0] == table && !have[k[1]] {
+					missing = append(missing, k[1])
+				}
+			}
+			slices.Sort(missing)
+			r.add(table+": columns neither in the DDL nor in schema_changes with their type", unrecorded, []string{})
+			r.add(table+": schema_changes columns the table lacks", missing, []string{})
+		}
 	}
 
 	// Per partition: ranges contiguous from the log's start to its last
@@ -241,6 +281,25 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 		r.add("ingest_errors: "+reason, gotReasons[reason], m.ErrorsByReason[reason])
 	}
 	return r, nil
+}
+
+// TypedColumns are the columns each typed table has beyond its DDL: the
+// typed columns paystream added for schemas' new fields (docs/formats.md),
+// with their types as they are now.
+func (o *Operator) TypedColumns(ctx context.Context) (map[string][]contract.Column, error) {
+	out := map[string][]contract.Column{}
+	for _, table := range contract.TypedTables {
+		md, err := o.BigQuery.Dataset(o.Config.BigQueryDataset).Table(table).Metadata(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("read the schema of %s: %w", table, err)
+		}
+		for _, f := range md.Schema {
+			if !slices.Contains(contract.DDLColumns, f.Name) {
+				out[table] = append(out[table], contract.Column{Name: f.Name, Type: warehouse.ColumnType(f)})
+			}
+		}
+	}
+	return out, nil
 }
 
 // normalizeAmount writes a NUMERIC as the currency's minor digits, the
