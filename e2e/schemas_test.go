@@ -164,6 +164,10 @@ func TestUnknownSchemaQuarantinedThenReplayedOnce(t *testing.T) {
 		if !strings.Contains(raw, `"Unknown":[{"ID":100`) {
 			t.Errorf("history of %s records no verdict on schema ID 100", id)
 		}
+		// And so are the typed columns version 2's fields got.
+		if !strings.Contains(raw, `"Columns":[{"Name":"loyalty_tier","Type":"STRING"`) || !strings.Contains(raw, `{"Name":"tip","Type":"NUMERIC"`) {
+			t.Errorf("history of %s records no typed columns for version 2's fields", id)
+		}
 		if cardOrCustomer.MatchString(raw) {
 			t.Errorf("history of %s holds card or customer data", id)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/registry"
 	"github.com/paystream/paystream/internal/simulation"
+	"github.com/paystream/paystream/internal/warehouse"
 )
 
 // avroOf rewrites a JSON payment record in Avro with the simulator's
@@ -221,5 +223,74 @@ func TestThePlanRecordsTheVerdictsItsBatchDecidesWith(t *testing.T) {
 		if d := decideOn(t, eng, spec); d.Invalid != 10 || d.Loaded != 0 {
 			t.Errorf("a run after the registry learnt ID 1: %d invalid, %d loaded; the plan recorded it unknown", d.Invalid, d.Loaded)
 		}
+	}
+}
+
+// TestTypedColumnsAreAFunctionOfTheRecordedColumns: which records load
+// with typed columns, and which are schema_type_changed, follows from the
+// columns the partition recorded (Spec.Schemas.Columns) and the records
+// alone, never from the table as a worker finds it: a warm worker and a
+// cold one decide and build alike with no BigQuery at all, and a column
+// recorded as widened from an offset on takes the changed type from there.
+func TestTypedColumnsAreAFunctionOfTheRecordedColumns(t *testing.T) {
+	const topic = "schemas"
+	_, c, _ := avroRegistry(t, topic)
+	enc, err := simulation.NewAvro(context.Background(), c, topic, []int{2, 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 40 {
+		at := craftedStart.Add(time.Duration(i) * time.Second)
+		r := paymentRecord(fmt.Sprintf("t%d", i), at, at)
+		if r.Value, err = enc.Encode(i, r.Value); err != nil { // even: version 2, odd: version 3
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	kafka := craftedLog(t, topic, recs)
+	tip := func(typ string, from int64) contract.Column { return contract.Column{Name: "tip", Type: typ, From: from} }
+	for _, tc := range []struct {
+		name    string
+		columns []contract.Column
+		loaded  int
+	}{
+		{"tip NUMERIC", []contract.Column{{Name: "loyalty_tier", Type: "STRING"}, tip("NUMERIC", 0)}, 20},
+		{"tip widened at 30", []contract.Column{{Name: "loyalty_tier", Type: "STRING"}, tip("NUMERIC", 0), tip("BIGNUMERIC", 30)}, 25},
+		{"no columns", nil, 40},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := contract.Spec{Range: contract.Range{Topic: topic, Start: 0, End: 40}, AllowedLateness: time.Hour, FraudRules: contract.FraudRules,
+				Schemas: contract.Schemas{Registry: true, Known: []contract.KnownSchema{{ID: 1}, {ID: 2}}, Columns: tc.columns}}
+			var built []string
+			for _, eng := range []*Engine{New(Config{Kafka: kafka, Registry: c}), New(Config{Kafka: kafka, Registry: c, RebuildEveryBatch: true})} {
+				d := decideOn(t, eng, spec)
+				if d.Loaded != tc.loaded || d.Invalid != 40-tc.loaded {
+					t.Fatalf("%d loaded, %d invalid; want %d loaded", d.Loaded, d.Invalid, tc.loaded)
+				}
+				tables, _, err := eng.BuildRows(context.Background(), contract.LoadInput{Spec: spec, Decisions: d}, craftedStart)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var b []byte
+				for _, table := range []string{contract.TableTransactions, contract.TableIngestErrors} {
+					for _, r := range tables[table] {
+						b = warehouse.AppendJSON(b, r)
+					}
+				}
+				built = append(built, string(b))
+				// Every loaded row whose extra holds a tip has it typed too.
+				withTip, inExtra := strings.Count(string(b), `"tip":"`), strings.Count(string(b), `\"tip\":`)
+				if want := map[bool]int{true: inExtra, false: 0}[len(tc.columns) > 0]; withTip != want || inExtra < tc.loaded/2 {
+					t.Errorf("%d rows with a typed tip, want %d (%d with one in extra, of %d loaded)", withTip, want, inExtra, tc.loaded)
+				}
+				if changed := strings.Count(string(b), `"reason":"schema_type_changed"`); changed != 40-tc.loaded {
+					t.Errorf("%d schema_type_changed rows, want %d", changed, 40-tc.loaded)
+				}
+			}
+			if built[0] != built[1] {
+				t.Errorf("warm and cold workers built different rows:\n%s\n%s", built[0], built[1])
+			}
+		})
 	}
 }
