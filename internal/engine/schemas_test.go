@@ -249,7 +249,9 @@ func TestTypedColumnsAreAFunctionOfTheRecordedColumns(t *testing.T) {
 		recs = append(recs, r)
 	}
 	kafka := craftedLog(t, topic, recs)
-	tip := func(typ string, from int64) contract.Column { return contract.Column{Name: "tip", Type: typ, From: from} }
+	tip := func(typ string, from int64) contract.Column {
+		return contract.Column{Name: "tip", Type: typ, From: from}
+	}
 	for _, tc := range []struct {
 		name    string
 		columns []contract.Column
