@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/big"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -145,6 +146,11 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	bin := e2e.BuildWorker(t)
+	if mode == config.WriteModeStorageWrite {
+		// BigQuery shows a new column to Storage Write streams minutes
+		// later; the local one, 5 seconds later.
+		t.Setenv("PAYSTREAM_EMULATOR_STREAM_SCHEMA_LAG", "5s")
+	}
 	f := e2e.Start(t, e2e.Options{Partitions: 2, Tuning: faultTuning(), NoWorker: true})
 	f.Operator.Config.WriteMode = mode
 	cfg := f.Operator.Config
@@ -192,6 +198,7 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 		return n
 	}
 	w := f.WorkerProcess(t, bin)
+	workers := []*exec.Cmd{w}
 	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -200,8 +207,24 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 		e2e.WaitFor(t, 2*time.Minute, 100*time.Millisecond, "a batch loaded", func() bool { return done() > before })
 		kill(t, w)
 		w = f.WorkerProcess(t, bin)
+		workers = append(workers, w)
 	}
 	f.WaitCaughtUp(t, 5*time.Minute)
+	if mode == config.WriteModeStorageWrite {
+		// The batches that added the columns waited for the streams to see
+		// them, and wrote then.
+		waited := false
+		for _, w := range workers {
+			logged, err := os.ReadFile(w.Stdout.(*os.File).Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			waited = waited || strings.Contains(string(logged), "the Storage Write stream does not see the batch's new columns yet")
+		}
+		if !waited {
+			t.Error("no worker waited for a stream to see the new columns; the local stack no longer shows BigQuery's lag")
+		}
+	}
 
 	if n := count("SELECT COUNT(*) FROM " + ds + ".ingest_errors` WHERE reason = 'schema_type_changed' AND detail LIKE '%" + ev.tip + "%" + ev.tipType + "%'"); n != v3 {
 		t.Fatalf("%d schema_type_changed rows naming %s and its column's %s, want the %d version 3 records", n, ev.tip, ev.tipType, v3)
