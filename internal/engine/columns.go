@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 
@@ -27,22 +26,22 @@ func (e *Engine) recordColumns(ctx context.Context, recorded contract.Schemas, w
 	for name, w := range wanted {
 		want[name] = w.typ
 	}
+	// The second table is asked for the columns the first has: two
+	// partitions that meet one field with two types at once then agree
+	// on the first table's.
 	var types [2]map[string]string
 	for i, table := range contract.TypedTables {
 		have, err := warehouse.EnsureColumns(ctx, e.BigQuery.Dataset(e.Dataset).Table(table), want)
 		if err != nil {
 			return nil, err
 		}
-		types[i] = have
+		types[i], want = have, have
 	}
 	var out []contract.Column
 	for _, name := range slices.Sorted(maps.Keys(wanted)) {
-		typ, err := commonType(name, types[0][name], types[1][name])
-		if err != nil {
-			return nil, err
-		}
-		if recorded.Column(name, from) == typ {
-			continue
+		typ := commonType(types[0][name], types[1][name])
+		if typ == "" || recorded.Column(name, from) == typ {
+			continue // no column both tables share: the field stays in extra
 		}
 		w := wanted[name]
 		out = append(out, contract.Column{Name: name, Type: typ, From: from, SchemaID: w.schema.ID, Subject: w.schema.Subject, Version: w.schema.Version})
@@ -52,13 +51,15 @@ func (e *Engine) recordColumns(ctx context.Context, recorded contract.Schemas, w
 
 // commonType is the type a field's value must have to go into both typed
 // tables' columns of that name: the narrower one when an operator widened
-// only one of them.
-func commonType(name, a, b string) (string, error) {
+// only one of them; "" when one lacks it or neither takes the other's.
+func commonType(a, b string) string {
 	switch {
+	case a == "" || b == "":
+		return ""
 	case a == b || contract.ColumnTakes(b, a):
-		return a, nil
+		return a
 	case contract.ColumnTakes(a, b):
-		return b, nil
+		return b
 	}
-	return "", fmt.Errorf("column %s is %s in %s and %s in %s; give both tables the same type", name, a, contract.TypedTables[0], b, contract.TypedTables[1])
+	return ""
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,7 +54,8 @@ func (e *Engine) batchRecords(ctx context.Context, spec contract.Spec, j *judge)
 	// Parsing depends on the lateness (ParseRecord) and on the schema IDs
 	// recorded, so a batch parsed by a plan at another lateness, or one
 	// that took an ID the other way, is read again.
-	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && b.registry == j.recorded.Reads(spec.Start) && j.agrees(b.recs) {
+	if b, ok := e.batches.get(id); ok && b.lateness == j.lateness && b.registry == j.recorded.Reads(spec.Start) &&
+		slices.Equal(b.columns, j.recorded.Columns) && j.agrees(b.recs) {
 		for i := range b.recs {
 			r := &b.recs[i]
 			if sid, ok := registry.SchemaID(r.Value); ok && registry.Framed(r.Value) && b.registry &&
@@ -88,7 +90,8 @@ func (e *Engine) cacheBatch(id string, start int64, j *judge, recs []rows.Record
 	for i := range recs {
 		size += recordCost(recs[i].Record)
 	}
-	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, registry: j.recorded.Reads(start)}, e.batchCacheLimit())
+	e.batches.put(id, cachedBatch{recs: recs, tally: tally, size: size, lateness: j.lateness, registry: j.recorded.Reads(start),
+		columns: slices.Clone(j.recorded.Columns)}, e.batchCacheLimit())
 }
 
 func (e *Engine) batchCacheLimit() int {
@@ -117,6 +120,9 @@ type cachedBatch struct {
 	size     int
 	lateness time.Duration // the records were parsed at
 	registry bool          // whether framed records were read with the registry
+	// columns are the recorded typed columns the records were judged by:
+	// a column widened since changes which of them are schema_type_changed.
+	columns []contract.Column
 }
 
 func (c *batchCache) get(id string) (cachedBatch, bool) {

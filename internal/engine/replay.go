@@ -116,6 +116,13 @@ func (e *Engine) quarantinedRecords(ctx context.Context, in contract.ReplayInput
 			out = append(out, quarantined{record: rec, event: ev, invalid: err, columns: cols})
 			continue
 		}
+		if in.ReplayReason() == contract.ReasonLate && payment.ReasonOf(err) == payment.ReasonSchemaTypeChanged {
+			// Its new field's column, recorded since, does not take the
+			// field's type: it stays, with the others that do not load,
+			// rather than holding the replay's other records back.
+			out = append(out, quarantined{record: rec, event: ev, invalid: err})
+			continue
+		}
 		if err != nil {
 			// A late record parsed when it was quarantined, and a schema_
 			// record is replayed once its schema is fixed: one that does

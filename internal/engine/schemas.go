@@ -199,12 +199,20 @@ func (j *judge) typed(s *registry.Schema, cols []contract.Column, offset int64) 
 }
 
 // want keeps a field with no recorded column, for the plan to record:
-// the first record's, by offset.
+// of the types the read met, one that takes the others when there is
+// one, else the first record's by offset.
 func (j *judge) want(s *registry.Schema, c contract.Column, offset int64) {
 	if j.wanted == nil {
 		j.wanted = map[string]wantedColumn{}
 	}
-	if w, ok := j.wanted[c.Name]; !ok || offset < w.offset {
+	w, ok := j.wanted[c.Name]
+	switch {
+	case !ok:
+		j.wanted[c.Name] = wantedColumn{typ: c.Type, offset: offset, schema: s}
+	case w.typ != c.Type && contract.ColumnTakes(c.Type, w.typ):
+		// A wider type takes the records met before too.
+		j.wanted[c.Name] = wantedColumn{typ: c.Type, offset: min(offset, w.offset), schema: s}
+	case offset < w.offset && (w.typ == c.Type || !contract.ColumnTakes(w.typ, c.Type)):
 		j.wanted[c.Name] = wantedColumn{typ: c.Type, offset: offset, schema: s}
 	}
 }

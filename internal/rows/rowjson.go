@@ -36,7 +36,11 @@ func (tx *txRow) AppendJSON(b []byte) []byte {
 		b = appendStringField(b, "extra", string(e.Extra), false)
 	}
 	for _, v := range tx.typed {
-		b = appendStringField(b, v.name, v.text, false)
+		if v.json {
+			b = append(append(append(append(b, ',', '"'), v.name...), '"', ':'), v.text...)
+		} else {
+			b = appendStringField(b, v.name, v.text, false)
+		}
 	}
 	b = appendStringField(b, "batch_id", tx.batchID, false)
 	b = append(b, `,"kafka_partition":`...)

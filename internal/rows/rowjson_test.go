@@ -134,12 +134,18 @@ func TestTypedColumnsFromExtra(t *testing.T) {
 	for e.TransactionID == "" {
 		e, _ = payment.Parse(g.Next().Value)
 	}
-	e.Extra = json.RawMessage(`{"tier":"gold \"vip\"","tip":"1.5","n":5,"flag":true,"obj":{"a":[1]},"gone":null,"untyped":"x"}`)
+	e.Extra = json.RawMessage(`{"tier":"gold \"vip\"","tip":"1.5","n":5,"flag":true,"obj":{"a":[1]},"word":"abc","gone":null,"untyped":"x",` +
+		`"far":"56000-01-01T00:00:00Z","wide":"12345678901234567890123456789012.5","at":"2026-12-06T10:00:00Z"}`)
 	cols := []contract.Column{{Name: "tier", Type: "STRING"}, {Name: "tip", Type: "NUMERIC"}, {Name: "n", Type: "INT64"},
-		{Name: "flag", Type: "BOOL"}, {Name: "obj", Type: "JSON"}, {Name: "gone", Type: "STRING"}, {Name: "absent", Type: "DATE"}}
+		{Name: "flag", Type: "BOOL"}, {Name: "obj", Type: "JSON"}, {Name: "word", Type: "JSON"}, {Name: "gone", Type: "STRING"}, {Name: "absent", Type: "DATE"},
+		{Name: "far", Type: "TIMESTAMP"}, {Name: "wide", Type: "NUMERIC"}, {Name: "at", Type: "TIMESTAMP"}}
 	tables := Tables{}
 	tables.Loaded(&e, cols, "b", kafkalog.Record{Offset: 1}, "2026-12-06T10:00:00Z", fraud.Score{})
-	want := map[string]any{"tier": `gold "vip"`, "tip": "1.5", "n": "5", "flag": "true", "obj": `{"a":[1]}`}
+	// A JSON column takes the value itself (an object, the string "abc");
+	// values their type cannot hold (year 56000, 32 whole digits in a
+	// NUMERIC) are NULL, kept in extra.
+	want := map[string]any{"tier": `gold "vip"`, "tip": "1.5", "n": "5", "flag": "true", "obj": map[string]any{"a": []any{1.0}}, "word": "abc",
+		"at": "2026-12-06T10:00:00Z"}
 	for _, table := range contract.TypedTables {
 		r := tables[table][0]
 		for _, b := range [][]byte{warehouse.AppendJSON(nil, r), warehouse.AppendJSON(nil, columnsOnly{r})} {
@@ -148,11 +154,11 @@ func TestTypedColumnsFromExtra(t *testing.T) {
 				t.Fatalf("%s: %v: %s", table, err, b)
 			}
 			for name, v := range want {
-				if got[name] != v {
+				if !reflect.DeepEqual(got[name], v) {
 					t.Errorf("%s: column %s = %#v, want %#v", table, name, got[name], v)
 				}
 			}
-			for _, name := range []string{"gone", "absent", "untyped"} {
+			for _, name := range []string{"gone", "absent", "untyped", "far", "wide"} {
 				if _, ok := got[name]; ok {
 					t.Errorf("%s: column %s written, want NULL", table, name)
 				}

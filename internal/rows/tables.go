@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -33,12 +35,19 @@ type txRow struct {
 }
 
 // typedValue is a typed column's value, as a load job's JSON string
-// carries it (warehouse.Columns).
-type typedValue struct{ name, text string }
+// carries it (warehouse.Columns), or a JSON column's JSON text.
+type typedValue struct {
+	name, text string
+	json       bool
+}
 
 // typedValues are the values of a record's typed columns, read from its
-// extra fields (the schema's, written as JSON by the registry's reader);
-// a field that is absent or null leaves its column NULL.
+// extra fields (the schema's, written as JSON by the registry's reader).
+// A field that is absent or null, or whose value its type cannot hold (a
+// timestamp past year 9999, a decimal past its type's digits: a producer
+// may write what its schema declares it will not), leaves its column NULL;
+// the value stays in extra, and the rows, a pure function of the record,
+// load.
 func typedValues(extra []byte, columns []contract.Column) []typedValue {
 	if len(columns) == 0 || len(extra) == 0 {
 		return nil
@@ -53,15 +62,64 @@ func typedValues(extra []byte, columns []contract.Column) []typedValue {
 		if !ok || string(raw) == "null" {
 			continue
 		}
-		text := string(raw) // a number, a boolean, or a JSON column's value
-		if raw[0] == '"' {
-			if json.Unmarshal(raw, &text) != nil {
-				continue
-			}
+		if c.Type == "JSON" {
+			out = append(out, typedValue{name: c.Name, text: string(raw), json: true})
+			continue
 		}
-		out = append(out, typedValue{name: c.Name, text: text})
+		text := string(raw) // a number or a boolean
+		if raw[0] == '"' && json.Unmarshal(raw, &text) != nil {
+			continue
+		}
+		if fits(c.Type, text) {
+			out = append(out, typedValue{name: c.Name, text: text})
+		}
 	}
 	return out
+}
+
+// fits says whether a column of type typ holds text, a value as a load
+// job's JSON string carries it.
+func fits(typ, text string) bool {
+	switch typ {
+	case "INT64":
+		_, err := strconv.ParseInt(text, 10, 64)
+		return err == nil
+	case "FLOAT64":
+		_, err := strconv.ParseFloat(text, 64)
+		return err == nil
+	case "BOOL":
+		return text == "true" || text == "false"
+	case "NUMERIC":
+		return decimalFits(text, 29, 9)
+	case "BIGNUMERIC":
+		return decimalFits(text, 38, 38)
+	case "TIMESTAMP":
+		t, err := time.Parse(time.RFC3339Nano, text)
+		return err == nil && t.Year() >= 1 && t.Year() <= 9999
+	case "DATE":
+		_, err := time.Parse(time.DateOnly, text)
+		return err == nil
+	case "BYTES":
+		_, err := base64.StdEncoding.DecodeString(text)
+		return err == nil
+	}
+	return utf8.ValidString(text) // STRING
+}
+
+// decimalFits says whether text is a decimal of at most whole digits
+// before the point and frac after it.
+func decimalFits(text string, whole, frac int) bool {
+	text = strings.TrimPrefix(text, "-")
+	w, f, _ := strings.Cut(text, ".")
+	if w == "" || len(w) > whole || len(f) > frac {
+		return false
+	}
+	for _, r := range w + f {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 type enrichedRow struct {
@@ -138,7 +196,11 @@ func (tx *txRow) Columns(c warehouse.Columns) {
 		c.String("extra", string(e.Extra))
 	}
 	for _, v := range tx.typed {
-		c.String(v.name, v.text)
+		if v.json {
+			c.JSON(v.name, v.text)
+		} else {
+			c.String(v.name, v.text)
+		}
 	}
 	c.String("batch_id", tx.batchID)
 	c.Int("kafka_partition", int64(tx.partition))

@@ -42,15 +42,19 @@ var fieldTypes = map[string]bigquery.FieldType{
 }
 
 // addColumnTries bounds the reads and patches of one EnsureColumns: each
-// failed patch means another writer changed the table since it was read.
+// refused patch means another writer changed the table since it was read.
 const addColumnTries = 8
 
 // EnsureColumns makes table have a NULLABLE column of each name in want,
 // of the type want gives it, unless the table has a column of that name
-// already, and returns the type each column has in the table then. New
-// columns are added with a tables.patch conditional on the table's ETag,
-// so that two writers adding columns at once do not undo each other's:
-// the one that lost reads the table again and tries again.
+// already, and returns the type each column has in the table then. A name
+// BigQuery takes for another one (the same but for case, in the table or
+// in want) is left out of the answer: no column is that field's. New
+// columns go in with a tables.patch of the whole schema as read; BigQuery
+// refuses a schema that drops a column (400), so a writer that lost a
+// race with another's patch, or with an operator's ALTER, reads the table
+// again and tries again. (The table's ETag, which would say the same,
+// changes with every load into it.)
 func EnsureColumns(ctx context.Context, t *bigquery.Table, want map[string]string) (map[string]string, error) {
 	for try := 1; ; try++ {
 		md, err := t.Metadata(ctx)
@@ -62,13 +66,15 @@ func EnsureColumns(ctx context.Context, t *bigquery.Table, want map[string]strin
 		var added []string
 		for _, name := range slices.Sorted(maps.Keys(want)) {
 			typ := want[name]
-			if f := fieldNamed(md.Schema, name); f != nil {
-				have[name] = ColumnType(f)
+			if f := fieldNamed(schema, name); f != nil {
+				if f.Name == name {
+					have[name] = ColumnType(f)
+				}
 				continue
 			}
 			ft, ok := fieldTypes[typ]
 			if !ok {
-				return nil, fmt.Errorf("add column %s to %s: no BigQuery type %q", name, t.TableID, typ)
+				continue // not a type a new column has (REPEATED, RECORD): no column
 			}
 			schema = append(schema, &bigquery.FieldSchema{Name: name, Type: ft})
 			have[name] = typ
@@ -77,13 +83,11 @@ func EnsureColumns(ctx context.Context, t *bigquery.Table, want map[string]strin
 		if len(added) == 0 {
 			return have, nil
 		}
-		_, err = t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, md.ETag)
+		_, err = t.Update(ctx, bigquery.TableMetadataToUpdate{Schema: schema}, "")
 		if err == nil {
 			return have, nil
 		}
-		// 412: the ETag no longer matches; 400: the schema sent drops a
-		// column another writer added (the emulator, which has no ETags).
-		if try >= addColumnTries || !HasCode(err, http.StatusPreconditionFailed) && !HasCode(err, http.StatusBadRequest) {
+		if try >= addColumnTries || !HasCode(err, http.StatusBadRequest) {
 			return nil, fmt.Errorf("add columns %s to %s: %w", strings.Join(added, ", "), t.TableID, err)
 		}
 		select {

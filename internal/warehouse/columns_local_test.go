@@ -30,7 +30,11 @@ func (r typedRow) Columns(c warehouse.Columns) {
 			}
 		}
 	}) {
-		c.String(name, r.values[name])
+		if name == "obj" {
+			c.JSON(name, r.values[name])
+		} else {
+			c.String(name, r.values[name])
+		}
 	}
 }
 
@@ -107,6 +111,16 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 		t.Errorf("asking for tip as BIGNUMERIC: %v, %v; want it reported as the NUMERIC it is", got, err)
 	}
 
+	// BigQuery takes names without case: a field differing from a column
+	// only in case, or from another field, gets no column of its own.
+	got, err = warehouse.EnsureColumns(ctx, table, map[string]string{"TIER": "STRING", "Twin": "INT64", "twin": "INT64"})
+	if err != nil || len(got) != 1 || got["Twin"] != "INT64" {
+		t.Errorf("names differing in case only: %v, %v; want Twin alone", got, err)
+	}
+	if md, err := table.Metadata(ctx); err != nil || len(md.Schema) != 1+len(want)+1 {
+		t.Errorf("after names differing in case only, the table has %d columns, want %d", len(md.Schema), 1+len(want)+1)
+	}
+
 	values := map[string]string{"tier": "gold", "tip": "1.25", "n": "42", "flag": "true", "big": "12345678901234567890.123456789012", "obj": `{"a":[1,2]}`, "rate": "0.1",
 		"paid_at": "2026-12-06T10:00:00.123456Z"}
 	if _, err := jobs.WriteTable(ctx, "load", table.TableID, []warehouse.Row{typedRow{id: "load", values: values}}); err != nil {
@@ -117,7 +131,7 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 		t.Fatalf("append with the new columns on a stream opened before them: %v", err)
 	}
 
-	it, err := bq.Query(fmt.Sprintf("SELECT id, tier, CAST(tip AS STRING), n, flag, CAST(big AS STRING), rate, UNIX_MICROS(paid_at) FROM `%s.%s.typed_columns` ORDER BY id",
+	it, err := bq.Query(fmt.Sprintf("SELECT id, tier, CAST(tip AS STRING), n, flag, CAST(big AS STRING), rate, UNIX_MICROS(paid_at), JSON_VALUE(obj, '$.a[1]') FROM `%s.%s.typed_columns` ORDER BY id",
 		cfg.BigQueryProject, cfg.BigQueryDataset)).Read(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -153,8 +167,8 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 		t.Errorf("after ALTER COLUMN: %v, %v; want tip BIGNUMERIC, tier STRING", got, err)
 	}
 
-	typed := fmt.Sprintf("[gold 1.25 42 true 12345678901234567890.123456789012 0.1 %d]", time.Date(2026, 12, 6, 10, 0, 0, 123456000, time.UTC).UnixMicro())
-	wantRows := []string{"[load " + typed[1:], "[stream " + typed[1:], "[v1 <nil> <nil> <nil> <nil> <nil> <nil> <nil>]"}
+	typed := fmt.Sprintf("[gold 1.25 42 true 12345678901234567890.123456789012 0.1 %d 2]", time.Date(2026, 12, 6, 10, 0, 0, 123456000, time.UTC).UnixMicro())
+	wantRows := []string{"[load " + typed[1:], "[stream " + typed[1:], "[v1 <nil> <nil> <nil> <nil> <nil> <nil> <nil> <nil>]"}
 	if !slices.Equal(rows, wantRows) {
 		t.Errorf("rows:\n%s\nwant:\n%s", rows, wantRows)
 	}

@@ -27,6 +27,9 @@ type Columns interface {
 	// Records is a REPEATED RECORD column, each element a row of the
 	// record's fields.
 	Records(name string, v []Row)
+	// JSON is a JSON column; raw is the value's JSON text (an object, an
+	// array, a string with its quotes, a number...).
+	JSON(name, raw string)
 }
 
 // A JSONRow also appends its own JSON object, for a table whose rows are
@@ -108,6 +111,13 @@ func (j *jsonColumns) Strings(name string, v []string) {
 		j.b = AppendJSONString(j.b, s)
 	}
 	j.b = append(j.b, ']')
+}
+
+// JSON writes the value itself: a load job reads a JSON column's value
+// as JSON, where a string would be a JSON string.
+func (j *jsonColumns) JSON(name, raw string) {
+	j.name(name)
+	j.b = append(j.b, raw...)
 }
 
 func (j *jsonColumns) Records(name string, v []Row) {

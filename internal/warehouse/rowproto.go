@@ -138,6 +138,7 @@ func (n *names) Int(name string, _ int64)        { *n = append(*n, name) }
 func (n *names) Bool(name string, _ bool)        { *n = append(*n, name) }
 func (n *names) Strings(name string, _ []string) { *n = append(*n, name) }
 func (n *names) Records(name string, _ []Row)    { *n = append(*n, name) }
+func (n *names) JSON(name, _ string)             { *n = append(*n, name) }
 
 // protoColumns appends each column as its field, tag first; the first
 // error is kept and the columns after it are ignored.
@@ -222,6 +223,14 @@ func (c *protoColumns) Strings(name string, v []string) {
 		if c.b, c.err = appendString(c.b, f, s); c.err != nil {
 			return
 		}
+	}
+}
+
+// JSON writes the value's JSON text, which the Storage Write API takes
+// for a JSON column as a string and parses.
+func (c *protoColumns) JSON(name, raw string) {
+	if f, ok := c.field(name, false); ok {
+		c.b, c.err = appendString(c.b, f, raw)
 	}
 }
 

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/goccy/bigquery-emulator/types"
 	bigqueryv2 "google.golang.org/api/bigquery/v2"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -72,4 +74,25 @@ func extraFields(msg protoreflect.MessageDescriptor, t *bigqueryv2.Table) []stri
 		}
 	}
 	return extra
+}
+
+// jsonAsValues parses the values of JSON columns, which the Storage Write
+// API takes as their JSON text, into the values a load job stores for
+// them; upstream stored the text as a JSON string (paystream patch).
+func jsonAsValues(fields []*bigqueryv2.TableFieldSchema, rows types.Data) {
+	for _, f := range fields {
+		if f.Type != "JSON" || f.Mode == "REPEATED" {
+			continue
+		}
+		for _, row := range rows {
+			if text, ok := row[f.Name].(string); ok {
+				var v interface{}
+				d := json.NewDecoder(strings.NewReader(text))
+				d.UseNumber() // as load jobs read numbers
+				if d.Decode(&v) == nil {
+					row[f.Name] = v
+				}
+			}
+		}
+	}
 }
