@@ -259,6 +259,7 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 	// Records are replayed once behind the watermark (a resend inside
 	// the window would load as new): two later waves put them there.
 	var after simulation.Manifest
+	produced := []simulation.Manifest{known, mixed}
 	for i, n := range []int{2000, 200} {
 		later := clean
 		later.Seed, later.StartTime = uint64(33+i), clean.StartTime.Add(time.Duration(i+1)*time.Hour)
@@ -267,6 +268,7 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 			t.Fatal(err)
 		}
 		after.UniqueIDs += m.UniqueIDs
+		produced = append(produced, m)
 	}
 	f.WaitCaughtUp(t, 5*time.Minute)
 	batches, err := f.Operator.Quarantined(ctx, string(payment.ReasonSchemaTypeChanged), nil, 0, 1<<62)
@@ -295,6 +297,30 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 	}
 	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions`"); n != int64(known.UniqueIDs+mixed.UniqueIDs+after.UniqueIDs) {
 		t.Errorf("%d transactions rows, want %d", n, known.UniqueIDs+mixed.UniqueIDs+after.UniqueIDs)
+	}
+	// Every payment produced is in transactions once, to the cent.
+	want := map[string]*big.Rat{}
+	for _, m := range produced {
+		for cur, amount := range m.AmountByCurrency {
+			r, ok := new(big.Rat).SetString(amount)
+			if !ok {
+				t.Fatalf("manifest amount %q", amount)
+			}
+			if want[cur] == nil {
+				want[cur] = new(big.Rat)
+			}
+			want[cur].Add(want[cur], r)
+		}
+	}
+	got := f.Query(t, "SELECT currency, CAST(SUM(amount) AS STRING) FROM "+ds+".transactions` GROUP BY currency")
+	for _, row := range got {
+		r, ok := new(big.Rat).SetString(row[1].(string))
+		if w := want[row[0].(string)]; !ok || w == nil || r.Cmp(w) != 0 {
+			t.Errorf("transactions %s: %s, want %v", row[0], row[1], w)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d currencies in transactions, want %d", len(got), len(want))
 	}
 	checkTypedColumns(t, f, ev, ev.widened)
 	if n := count("SELECT COUNT(*) FROM " + ds + ".transactions` WHERE STARTS_WITH(batch_id, 'replay/schema_type_changed/') AND " + ev.tip + " IS NOT NULL"); n == 0 {

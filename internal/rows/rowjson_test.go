@@ -169,3 +169,29 @@ func TestTypedColumnsFromExtra(t *testing.T) {
 		}
 	}
 }
+
+// TestEachFieldReadsAsEncodingJSON holds the hand scan of extra to
+// encoding/json's reading, on values of every kind, nested, escaped.
+func TestEachFieldReadsAsEncodingJSON(t *testing.T) {
+	for _, obj := range []string{
+		`{}`,
+		`{"a":1}`,
+		`{"a":"x,y}","b":{"c":[1,{"d":"]}"}],"e":"\""},"f":-1.5e3,"g":true,"h":null,"i":[],"j":"\\"}`,
+		`{"tier":"gold","tip":"1.5","n":[[1,2],[3]],"m":{"k":{"k":{}}},"s":"a\\\"b"}`,
+	} {
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(obj), &want); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		eachField([]byte(obj), func(name, raw []byte) { got[string(name)] = string(raw) })
+		if len(got) != len(want) {
+			t.Errorf("%s: fields %v, want %d", obj, got, len(want))
+		}
+		for k, v := range want {
+			if got[k] != string(v) {
+				t.Errorf("%s: field %s = %q, want %q", obj, k, got[k], v)
+			}
+		}
+	}
+}
