@@ -17,6 +17,7 @@ import (
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/e2e"
 	"github.com/paystream/paystream/internal/config"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/payment"
 	"github.com/paystream/paystream/internal/simulation"
 	"github.com/paystream/paystream/internal/warehouse"
@@ -132,21 +133,35 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 		}
 		return n
 	}
-	w := f.WorkerProcess(t, bin)
+	// The first worker dies (SIGKILL) right after its plan added the
+	// typed columns to the tables, before the plan was recorded: the
+	// next plan finds them there and records the same.
+	w := f.WorkerProcess(t, bin, faults.EnvKillAt+"=columns")
 	workers := []*exec.Cmd{w}
 	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 2 {
+	died := make(chan error, 1)
+	go func() { died <- w.Wait() }()
+	select {
+	case <-died:
+		if ws, ok := w.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("worker ended with %v, not killed after adding the columns", w.ProcessState)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the worker never added typed columns")
+	}
+	if mode == config.WriteModeLoad {
+		registryOutage(t, f, bin, done) // its worker is the second SIGKILL
+	} else {
+		w = f.WorkerProcess(t, bin)
+		workers = append(workers, w)
 		before := done()
 		e2e.WaitFor(t, 2*time.Minute, 100*time.Millisecond, "a batch loaded", func() bool { return done() > before })
 		kill(t, w)
-		if i == 0 && mode == config.WriteModeLoad {
-			registryOutage(t, f, bin, done)
-		}
-		w = f.WorkerProcess(t, bin)
-		workers = append(workers, w)
 	}
+	w = f.WorkerProcess(t, bin)
+	workers = append(workers, w)
 	f.WaitCaughtUp(t, 5*time.Minute)
 	if mode == config.WriteModeStorageWrite {
 		// The batches that added the columns waited for the streams to see

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/paystream/paystream/contract"
+	"github.com/paystream/paystream/internal/faults"
 	"github.com/paystream/paystream/internal/warehouse"
 )
 
@@ -37,6 +38,7 @@ func (e *Engine) recordColumns(ctx context.Context, recorded contract.Schemas, w
 		}
 		types[i], want = have, have
 	}
+	faults.At("columns")
 	var out []contract.Column
 	for _, name := range slices.Sorted(maps.Keys(wanted)) {
 		typ := commonType(types[0][name], types[1][name])

@@ -186,12 +186,18 @@ func (e *Engine) planRange(ctx context.Context, in contract.PlanInput, b kafkalo
 	}
 	j.until = end
 	met := j.met()
-	// New fields get their columns now, before the batch is decided: the
-	// records were parsed without them, so the batch is then read again.
+	// New fields get their columns now, before the batch is decided; the
+	// records parsed without them are judged again by them.
 	if met.Columns, err = e.recordColumns(ctx, in.Schemas, j.wanted, in.Next); err != nil {
 		return contract.PlanResult{}, fmt.Errorf("plan %s/%d at %d: typed columns: %w", in.Topic, in.Partition, in.Next, err)
 	}
-	if in.AllowedLateness > 0 && len(met.Columns) == 0 {
+	if len(met.Columns) > 0 {
+		j.recorded.Merge(contract.Schemas{Columns: met.Columns})
+		if err := e.retype(ctx, j, recs); err != nil {
+			return contract.PlanResult{}, fmt.Errorf("plan %s/%d at %d: typed columns: %w", in.Topic, in.Partition, in.Next, err)
+		}
+	}
+	if in.AllowedLateness > 0 {
 		e.cacheBatch(contract.Range{Topic: in.Topic, Partition: in.Partition, Start: in.Next, End: end}.ID(), in.Next, j, recs, tally)
 	}
 	return contract.PlanResult{End: end, HighWatermark: b.End, Stable: b.Stable, Schemas: met}, nil

@@ -255,7 +255,7 @@ func (e *Engine) replayRows(ctx context.Context, in contract.ReplayLoadInput, no
 		}
 		e := &r.event
 		score := fraud.Score{Score: d.Scores[i], Reasons: d.Reasons[i]}
-		out.Loaded(e, r.columns, id, r.record, loadedAt, score)
+		out.Loaded(e, r.columns, contract.Schemas{Columns: d.Columns}, id, r.record, loadedAt, score)
 		if score.RiskLevel() == "high" {
 			totals.HighRisk++
 		}

@@ -169,33 +169,51 @@ func (e *Engine) decodeFramed(ctx context.Context, r kafkalog.Record, j *judge) 
 // typed judges a record's new fields by the partition's recorded columns:
 // a field whose column does not take its type turns the record away
 // (schema_type_changed); one with no recorded column is kept in extra
-// only, and asked for (want), for the plan to record; the others are the
-// record's typed columns.
+// only, and asked for (want), for the plan to record. It returns the
+// schema's columns, all of them (the rows write those recorded).
 func (j *judge) typed(s *registry.Schema, cols []contract.Column, offset int64) ([]contract.Column, error) {
-	all := true
 	for _, c := range cols {
 		have := j.recorded.Column(c.Name, offset)
 		if have == "" {
 			j.want(s, c, offset)
-			all = false
 			continue
 		}
 		if !contract.ColumnTakes(have, c.Type) {
 			j.want(s, c, offset) // the plan reads the table again: its column may have been widened since
-			return nil, &payment.Error{Reason: payment.ReasonSchemaTypeChanged, Field: c.Name,
-				Detail: fmt.Sprintf("%s gives %s the type %s; its column in transactions is %s, which does not take it", s, c.Name, c.Type, have)}
+			return nil, typeChanged(s, c, have)
 		}
 	}
-	if all {
-		return cols, nil // the schema's own slice: most records pay nothing
-	}
-	kept := make([]contract.Column, 0, len(cols))
-	for _, c := range cols {
-		if j.recorded.Column(c.Name, offset) != "" {
-			kept = append(kept, c)
+	return cols, nil
+}
+
+// typeChanged is the rejection of a record whose field c its column, of
+// type have, does not take.
+func typeChanged(s *registry.Schema, c contract.Column, have string) *payment.Error {
+	return &payment.Error{Reason: payment.ReasonSchemaTypeChanged, Field: c.Name,
+		Detail: fmt.Sprintf("%s gives %s the type %s; its column in transactions is %s, which does not take it", s, c.Name, c.Type, have)}
+}
+
+// retype judges records parsed before columns were recorded again, by
+// the columns recorded now, as typed would have: a record one of whose
+// fields its column does not take is turned away, as if read now.
+func (e *Engine) retype(ctx context.Context, j *judge, recs []rows.Record) error {
+	for i := range recs {
+		r := &recs[i]
+		for _, c := range r.Columns {
+			have := j.recorded.Column(c.Name, r.Offset)
+			if have == "" || contract.ColumnTakes(have, c.Type) {
+				continue
+			}
+			id, _ := registry.SchemaID(r.Value)
+			s, err := e.Registry.Schema(ctx, id) // cached: the record was read with it
+			if err != nil {
+				return err
+			}
+			recs[i] = rows.Record{Record: r.Record, ParseErr: typeChanged(s, c, have)}
+			break
 		}
 	}
-	return kept, nil
+	return nil
 }
 
 // want keeps a field with no recorded column, for the plan to record:

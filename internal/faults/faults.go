@@ -5,7 +5,8 @@
 //	PAYSTREAM_FAULT_KILL_AT=load:transactions     first time that point is reached
 //	PAYSTREAM_FAULT_KILL_AT=commit:3              third time
 //
-// Points: read (a batch's records being read), dedup, enrich,
+// Points: read (a batch's records being read), columns (a plan added
+// typed columns to the tables, before it returns), dedup, enrich,
 // load:<table> (after that table's load job, before the next), commit
 // (after the loads, before the offset commit).
 //

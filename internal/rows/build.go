@@ -66,7 +66,7 @@ func Build(in contract.LoadInput, recs []Record, tally kafkalog.Tally, now time.
 			}
 			score := fraud.Score{Score: in.Enrichment.Scores[loadedIdx], Reasons: in.Enrichment.Reasons[loadedIdx]}
 			loadedIdx++
-			loaded.add(e, r.Columns, id, r.Record, loadedAt, score)
+			loaded.add(e, r.Columns, spec.Schemas, id, r.Record, loadedAt, score)
 			m := metric(e)
 			m.events++
 			m.amount.Add(e.Amount)

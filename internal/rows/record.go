@@ -11,8 +11,8 @@ type Record struct {
 	kafkalog.Record
 	Event    payment.Event
 	ParseErr error
-	// Columns are the typed columns its new fields go to, each with the
-	// field's type (its value is in Event.Extra): those the partition
-	// recorded (contract.Schemas.Columns) that take the field.
+	// Columns are its schema's new fields, each with its type (its value
+	// is in Event.Extra); those the partition recorded a column for
+	// (contract.Schemas.Columns) are written to it.
 	Columns []contract.Column
 }

@@ -42,7 +42,7 @@ func TestRowJSONMatchesEncodingJSON(t *testing.T) {
 		score := fraud.Score{Score: uint8(i % 100), Reasons: uint16(i % 128)}
 		loadedAt := time.Unix(1700000000, 123).UTC().Format(time.RFC3339Nano)
 		tables := Tables{}
-		tables.Loaded(e, nil, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, loadedAt, score)
+		tables.Loaded(e, nil, contract.Schemas{}, "batch/payments/0/0-10", kafkalog.Record{Partition: 3, Offset: int64(i)}, loadedAt, score)
 		// The rows as the contract's JSON shape (payment.Wire) and the
 		// tables' own columns, tagged, would be written by encoding/json.
 		tx := txJSON{Wire: payment.ToWire(e), Extra: string(e.Extra), BatchID: "batch/payments/0/0-10", KafkaPartition: 3, KafkaOffset: int64(i), LoadedAt: loadedAt}
@@ -140,7 +140,7 @@ func TestTypedColumnsFromExtra(t *testing.T) {
 		{Name: "flag", Type: "BOOL"}, {Name: "obj", Type: "JSON"}, {Name: "word", Type: "JSON"}, {Name: "gone", Type: "STRING"}, {Name: "absent", Type: "DATE"},
 		{Name: "far", Type: "TIMESTAMP"}, {Name: "wide", Type: "NUMERIC"}, {Name: "at", Type: "TIMESTAMP"}}
 	tables := Tables{}
-	tables.Loaded(&e, cols, "b", kafkalog.Record{Offset: 1}, "2026-12-06T10:00:00Z", fraud.Score{})
+	tables.Loaded(&e, cols, contract.Schemas{Columns: cols}, "b", kafkalog.Record{Offset: 1}, "2026-12-06T10:00:00Z", fraud.Score{})
 	// A JSON column takes the value itself (an object, the string "abc");
 	// values their type cannot hold (year 56000, 32 whole digits in a
 	// NUMERIC) are NULL, kept in extra.

@@ -42,20 +42,22 @@ type typedValue struct {
 }
 
 // typedValues are the values of a record's typed columns, read from its
-// extra fields (the schema's, written as JSON by the registry's reader).
+// extra fields (the schema's, written as JSON by the registry's reader):
+// of its schema's new fields (columns), those with a column recorded for
+// the record's offset.
 // A field that is absent or null, or whose value its type cannot hold (a
 // timestamp past year 9999, a decimal past its type's digits: a producer
 // may write what its schema declares it will not), leaves its column NULL;
 // the value stays in extra, and the rows, a pure function of the record,
 // load.
-func typedValues(extra []byte, columns []contract.Column) []typedValue {
+func typedValues(extra []byte, columns []contract.Column, recorded contract.Schemas, offset int64) []typedValue {
 	if len(columns) == 0 || len(extra) == 0 {
 		return nil
 	}
 	out := make([]typedValue, 0, len(columns))
 	eachField(extra, func(name, raw []byte) {
 		i := slices.IndexFunc(columns, func(c contract.Column) bool { return c.Name == string(name) })
-		if i < 0 || string(raw) == "null" {
+		if i < 0 || string(raw) == "null" || recorded.Column(columns[i].Name, offset) == "" {
 			return
 		}
 		c := columns[i]
@@ -501,9 +503,9 @@ type metricAcc struct {
 
 // Loaded adds a loaded event's transactions and transactions_enriched
 // rows to t.
-func (t Tables) Loaded(e *payment.Event, columns []contract.Column, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+func (t Tables) Loaded(e *payment.Event, columns []contract.Column, recorded contract.Schemas, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
 	var l loadedRows
-	l.add(e, columns, batchID, r, loadedAt, score)
+	l.add(e, columns, recorded, batchID, r, loadedAt, score)
 	l.into(t)
 }
 
@@ -522,9 +524,9 @@ func newLoadedRows(n int) loadedRows {
 		rows: [2][]warehouse.Row{make([]warehouse.Row, 0, n), make([]warehouse.Row, 0, n)}}
 }
 
-func (l *loadedRows) add(e *payment.Event, columns []contract.Column, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
+func (l *loadedRows) add(e *payment.Event, columns []contract.Column, recorded contract.Schemas, batchID string, r kafkalog.Record, loadedAt string, score fraud.Score) {
 	l.txs = append(l.txs, txRow{e: e, eventTime: e.EventTime.UTC().Format(time.RFC3339Nano), amount: e.Amount.String(),
-		batchID: batchID, loadedAt: loadedAt, partition: r.Partition, offset: r.Offset, typed: typedValues(e.Extra, columns)})
+		batchID: batchID, loadedAt: loadedAt, partition: r.Partition, offset: r.Offset, typed: typedValues(e.Extra, columns, recorded, r.Offset)})
 	tx := &l.txs[len(l.txs)-1]
 	l.enriched = append(l.enriched, enrichedRow{tx: tx, score: score})
 	l.rows[0] = append(l.rows[0], tx)
