@@ -38,8 +38,12 @@ func (e *Engine) Write(ctx context.Context, in contract.LoadInput) (contract.Tot
 		return contract.Totals{}, err
 	}
 	if len(spec.Streams) > 0 {
-		delete(counts, contract.TableSchemaChanges) // written by a load job, not a stream
-		totals.Rows = counts                        // the workflow advances its stream offsets by them
+		// The workflow advances each stream's offset by its table's rows;
+		// a table without a stream (schema_changes) went by load job.
+		totals.Rows = map[string]int{}
+		for table := range spec.Streams {
+			totals.Rows[table] = counts[table]
+		}
 	}
 	e.countSchemaChanges(rows)
 	// Every table, the ledger last, is loaded: only now may the group's
