@@ -8,7 +8,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,6 @@ import (
 	"time"
 
 	"cloud.google.com/go/bigquery"
-	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/internal/config"
 	"github.com/paystream/paystream/internal/devstack"
@@ -170,22 +168,11 @@ func (s *Stack) Reconcile(t testing.TB, m *simulation.Manifest) {
 // Query runs sql in BigQuery and returns its rows.
 func (s *Stack) Query(t testing.TB, sql string) [][]bigquery.Value {
 	t.Helper()
-	it, err := s.Operator.BigQuery.Query(sql).Read(context.Background())
+	rows, err := warehouse.Rows(context.Background(), s.Operator.BigQuery, sql)
 	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
+		t.Fatal(err)
 	}
-	var out [][]bigquery.Value
-	for {
-		var row []bigquery.Value
-		err := it.Next(&row)
-		if errors.Is(err, iterator.Done) {
-			return out
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		out = append(out, row)
-	}
+	return rows
 }
 
 // WaitFor polls cond every poll until it holds, and fails the test with

@@ -194,15 +194,7 @@ const statementTimeout = 2 * time.Minute
 func run(ctx context.Context, client *bigquery.Client, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
-	job, err := client.Query(sql).Run(ctx)
-	if err != nil {
-		return err
-	}
-	status, err := job.Wait(ctx)
-	if err != nil {
-		return err
-	}
-	return status.Err()
+	return warehouse.Exec(ctx, client, sql)
 }
 
 func exists(ctx context.Context, t *bigquery.Table) bool {

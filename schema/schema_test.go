@@ -167,7 +167,7 @@ func TestApplyBringsOlderTablesUpToDate(t *testing.T) {
 	older("batch_ledger", "schemas")
 	insert := "INSERT INTO `%s.%s.ingest_errors` (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp, reason, raw, raw_encoding, batch_id, loaded_at) " +
 		"VALUES ('payments', 0, 7, CURRENT_TIMESTAMP(), 'late', '{}', 'utf8', 'b', CURRENT_TIMESTAMP())"
-	if err := query(ctx, bq, fmt.Sprintf(insert, cfg.Project, cfg.Dataset)); err != nil {
+	if err := warehouse.Exec(ctx, bq, fmt.Sprintf(insert, cfg.Project, cfg.Dataset)); err != nil {
 		t.Fatal(err)
 	}
 	if err := schema.Apply(ctx, bq, cfg.Dataset, schema.Options{Emulator: true}); err != nil {
@@ -184,7 +184,7 @@ func TestApplyBringsOlderTablesUpToDate(t *testing.T) {
 	}
 	// The stored table has the column, not only its metadata: the old
 	// row reads NULL there, and a new row fills it.
-	if err := query(ctx, bq, fmt.Sprintf("INSERT INTO `%s.%s.ingest_errors` (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp_ms, reason, raw, raw_encoding, batch_id, loaded_at) "+
+	if err := warehouse.Exec(ctx, bq, fmt.Sprintf("INSERT INTO `%s.%s.ingest_errors` (kafka_topic, kafka_partition, kafka_offset, kafka_timestamp_ms, reason, raw, raw_encoding, batch_id, loaded_at) "+
 		"VALUES ('payments', 0, 8, 42, 'late', '{}', 'utf8', 'b', CURRENT_TIMESTAMP())", cfg.Project, cfg.Dataset)); err != nil {
 		t.Fatal(err)
 	}
@@ -203,36 +203,13 @@ func TestApplyBringsOlderTablesUpToDate(t *testing.T) {
 	}
 }
 
-func query(ctx context.Context, bq *bigquery.Client, sql string) error {
-	job, err := bq.Query(sql).Run(ctx)
-	if err != nil {
-		return err
-	}
-	st, err := job.Wait(ctx)
-	if err != nil {
-		return err
-	}
-	return st.Err()
-}
-
 func queryRows(ctx context.Context, t *testing.T, bq *bigquery.Client, sql string) [][]bigquery.Value {
 	t.Helper()
-	it, err := bq.Query(sql).Read(ctx)
+	rows, err := warehouse.Rows(ctx, bq, sql)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out [][]bigquery.Value
-	for {
-		var row []bigquery.Value
-		err := it.Next(&row)
-		if errors.Is(err, iterator.Done) {
-			return out
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, row)
-	}
+	return rows
 }
 
 // TestDDLColumnsAreTheTypedTablesColumns holds contract.DDLColumns, the

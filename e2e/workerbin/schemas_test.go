@@ -198,14 +198,7 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 	// The operator's fix: widen the column in both tables.
 	for _, table := range contract.TypedTables {
 		sql := fmt.Sprintf("ALTER TABLE %s.%s` ALTER COLUMN %s SET DATA TYPE %s", ds, table, ev.tip, ev.widened)
-		job, err := f.Operator.BigQuery.Query(sql).Run(ctx)
-		if err == nil {
-			var st *bigquery.JobStatus
-			if st, err = job.Wait(ctx); err == nil {
-				err = st.Err()
-			}
-		}
-		if err != nil {
+		if err := warehouse.Exec(ctx, f.Operator.BigQuery, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}

@@ -147,7 +147,7 @@ func TestStackServesAndKeepsStateAcrossRestart(t *testing.T) {
 	tc.Close()
 	insert := fmt.Sprintf("INSERT INTO `%s.%s.transactions` (transaction_id, event_time, amount, currency, customer_id, merchant_id, card_id, payment_method, status, batch_id, kafka_partition, kafka_offset, loaded_at) "+
 		"VALUES ('tx-restart', TIMESTAMP '2026-01-01 00:00:00+00', NUMERIC '12.34', 'USD', 'c', 'm', 'k', 'card', 'captured', 'probe', 0, 0, CURRENT_TIMESTAMP())", cfg.Project, cfg.Dataset)
-	if err := runQuery(ctx, bq, insert); err != nil {
+	if err := warehouse.Exec(ctx, bq, insert); err != nil {
 		t.Fatal(err)
 	}
 	// A load job keeps its ID: paystream's loads are idempotent by job ID.
@@ -274,18 +274,6 @@ func probeLoad(table *bigquery.Table, jobID string) *bigquery.Loader {
 	l := table.LoaderFrom(src)
 	l.JobID = jobID
 	return l
-}
-
-func runQuery(ctx context.Context, bq *bigquery.Client, sql string) error {
-	job, err := bq.Query(sql).Run(ctx)
-	if err != nil {
-		return err
-	}
-	st, err := job.Wait(ctx)
-	if err != nil {
-		return err
-	}
-	return st.Err()
 }
 
 func count(ctx context.Context, t *testing.T, bq *bigquery.Client, sql string) int64 {

@@ -2,7 +2,6 @@ package operator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,7 +10,6 @@ import (
 	"text/tabwriter"
 
 	"cloud.google.com/go/bigquery"
-	"google.golang.org/api/iterator"
 
 	"github.com/paystream/paystream/contract"
 	"github.com/paystream/paystream/internal/config"
@@ -97,7 +95,7 @@ func (o *Operator) Reconcile(ctx context.Context, manifest *simulation.Manifest)
 	// ask runs one query and moves the bar.
 	ask := func(sql string) ([][]bigquery.Value, error) {
 		defer func() { asked++; bar.Set(asked) }()
-		return queryRows(ctx, o.BigQuery, sql)
+		return warehouse.Rows(ctx, o.BigQuery, sql)
 	}
 	one := func(sql string) (int64, error) {
 		rows, err := ask(sql)
@@ -311,23 +309,4 @@ func normalizeAmount(s, currency string) string {
 		return s
 	}
 	return rat.FloatString(scale)
-}
-
-func queryRows(ctx context.Context, bq *bigquery.Client, sql string) ([][]bigquery.Value, error) {
-	it, err := bq.Query(sql).Read(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("query %q: %w", sql, err)
-	}
-	var out [][]bigquery.Value
-	for {
-		var row []bigquery.Value
-		err := it.Next(&row)
-		if errors.Is(err, iterator.Done) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("query %q: %w", sql, err)
-		}
-		out = append(out, row)
-	}
 }

@@ -147,15 +147,7 @@ func TestLocalTypedColumnsAddedOnTheFly(t *testing.T) {
 	// BigQuery's widening in place (ALTER COLUMN SET DATA TYPE) keeps the
 	// column's values; a change it cannot coerce fails.
 	ddl := func(sql string) error {
-		job, err := bq.Query(fmt.Sprintf(sql, cfg.BigQueryProject, cfg.BigQueryDataset)).Run(ctx)
-		if err != nil {
-			return err
-		}
-		st, err := job.Wait(ctx)
-		if err != nil {
-			return err
-		}
-		return st.Err()
+		return warehouse.Exec(ctx, bq, fmt.Sprintf(sql, cfg.BigQueryProject, cfg.BigQueryDataset))
 	}
 	if err := ddl("ALTER TABLE `%s.%s.typed_columns` ALTER COLUMN tip SET DATA TYPE BIGNUMERIC"); err != nil {
 		t.Fatalf("widen tip to BIGNUMERIC: %v", err)

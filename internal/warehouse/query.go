@@ -49,6 +49,40 @@ func Query(ctx context.Context, client *bigquery.Client, sql string) (Table, err
 	return t, nil
 }
 
+// Rows runs sql and returns its rows as the client reads them.
+func Rows(ctx context.Context, client *bigquery.Client, sql string) ([][]bigquery.Value, error) {
+	it, err := client.Query(sql).Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", sql, err)
+	}
+	var out [][]bigquery.Value
+	for {
+		var row []bigquery.Value
+		err := it.Next(&row)
+		if err == iterator.Done {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("query %q: %w", sql, err)
+		}
+		out = append(out, row)
+	}
+}
+
+// Exec runs a statement (DDL, DML) and waits for its job to end; the
+// job's own error is returned.
+func Exec(ctx context.Context, client *bigquery.Client, sql string) error {
+	job, err := client.Query(sql).Run(ctx)
+	if err != nil {
+		return err
+	}
+	status, err := job.Wait(ctx)
+	if err != nil {
+		return err
+	}
+	return status.Err()
+}
+
 // Text renders one value of a query's answer.
 func Text(v bigquery.Value) string {
 	switch v := v.(type) {
