@@ -11,6 +11,7 @@ import (
 	"github.com/paystream/paystream/e2e"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -84,16 +85,7 @@ func killAtEveryStage(t *testing.T, writeMode string, points []string) {
 			if _, err := f.Operator.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			died := make(chan error, 1)
-			go func() { died <- doomed.Wait() }()
-			select {
-			case <-died:
-				if ws, ok := doomed.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-					t.Fatalf("worker ended with %v, not killed at %s", doomed.ProcessState, point)
-				}
-			case <-time.After(3 * time.Minute):
-				t.Fatalf("worker never reached %s", point)
-			}
+			waitKilledAt(t, doomed, point)
 			replacement := f.WorkerProcess(t, bin)
 			reconcileAfter(t, f, &f.Manifest)
 			if point == "dedup:2" {
@@ -108,6 +100,22 @@ func killAtEveryStage(t *testing.T, writeMode string, points []string) {
 				}
 			}
 		})
+	}
+}
+
+// waitKilledAt waits for a worker armed with faults.EnvKillAt to die
+// there, by SIGKILL.
+func waitKilledAt(t *testing.T, w *exec.Cmd, point string) {
+	t.Helper()
+	died := make(chan error, 1)
+	go func() { died <- w.Wait() }()
+	select {
+	case <-died:
+		if ws, ok := w.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("worker ended with %v, not killed at %s", w.ProcessState, point)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("worker never reached %s", point)
 	}
 }
 

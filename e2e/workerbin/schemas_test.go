@@ -141,16 +141,7 @@ func schemaEvolution(t *testing.T, ev evolution, mode string) {
 	if _, err := f.Operator.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	died := make(chan error, 1)
-	go func() { died <- w.Wait() }()
-	select {
-	case <-died:
-		if ws, ok := w.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("worker ended with %v, not killed after adding the columns", w.ProcessState)
-		}
-	case <-time.After(3 * time.Minute):
-		t.Fatal("the worker never added typed columns")
-	}
+	waitKilledAt(t, w, "columns")
 	if mode == config.WriteModeLoad {
 		registryOutage(t, f, bin, done) // its worker is the second SIGKILL
 	} else {
